@@ -1,0 +1,23 @@
+# agentlog build, test and lint targets.
+GO ?= go
+PKGS := ./...
+
+.PHONY: build test bench lint fuzz clean
+
+build:
+	$(GO) build -o bin/ ./cmd/...
+
+# Race detector on; fuzz seed corpora run as ordinary tests.
+test:
+	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m $(PKGS)
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 $(PKGS)
+
+clean:
+	rm -rf bin
