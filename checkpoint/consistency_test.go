@@ -1,0 +1,138 @@
+package checkpoint
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/transparency-dev/merkle/rfc6962"
+	"github.com/transparency-dev/merkle/testonly"
+)
+
+// memTree is an in-memory Source over transparency-dev/merkle's reference
+// tree. (The real tree lives in package tree.)
+type memTree struct {
+	t *testonly.Tree
+}
+
+func newMemTree(prefix string, n int) *memTree {
+	m := &memTree{t: testonly.New(rfc6962.DefaultHasher)}
+	m.add(prefix, n)
+	return m
+}
+
+func (m *memTree) add(prefix string, n int) {
+	for i := range n {
+		m.t.AppendData(fmt.Appendf(nil, "%s-%d", prefix, m.t.Size()+uint64(i)))
+	}
+}
+
+func (m *memTree) Size() uint64 { return m.t.Size() }
+
+func (m *memTree) RootAt(size uint64) ([]byte, error) {
+	if size > m.t.Size() {
+		return nil, fmt.Errorf("tree has %d leaves, not %d", m.t.Size(), size)
+	}
+	return m.t.HashAt(size), nil
+}
+
+func (m *memTree) ConsistencyProof(old, size uint64) ([][]byte, error) {
+	if old == 0 || old > size || size > m.t.Size() {
+		return nil, fmt.Errorf("no consistency proof from %d to %d in a tree of %d", old, size, m.t.Size())
+	}
+	return m.t.ConsistencyProof(old, size)
+}
+
+// signedAt signs the tree's current head and opens it.
+func signedAt(t *testing.T, k *Keys, m *memTree) *Signed {
+	t.Helper()
+	root, err := m.RootAt(m.Size())
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := SignAt(k, m.Size(), root, time.Unix(1767323045, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(raw, k.LogVerifier, k.TimeVerifier)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestCheckConsistent(t *testing.T) {
+	k := testKeys(t, nil)
+	for _, sizes := range [][2]int{{0, 0}, {0, 5}, {1, 1}, {1, 2}, {3, 4}, {7, 8}, {8, 9}, {5, 300}, {256, 257}, {17, 17}} {
+		m := newMemTree("a", sizes[0])
+		last := signedAt(t, k, m)
+		m.add("a", sizes[1]-sizes[0])
+		root, _ := m.RootAt(m.Size())
+		if err := CheckConsistent(last, m.Size(), root, m); err != nil {
+			t.Errorf("growth %d -> %d: %v", sizes[0], sizes[1], err)
+		}
+	}
+	if err := CheckConsistent(nil, 3, testRoot("anything"), newMemTree("a", 0)); err != nil {
+		t.Errorf("nil last: %v", err)
+	}
+}
+
+func TestCheckConsistentRefuses(t *testing.T) {
+	k := testKeys(t, nil)
+	base := newMemTree("a", 10)
+	last := signedAt(t, k, base)
+
+	grown := newMemTree("a", 10)
+	grown.add("a", 5)
+	grownRoot, _ := grown.RootAt(15)
+	forked := newMemTree("b", 15) // different leaves from the start
+	forkedRoot, _ := forked.RootAt(15)
+	smaller := newMemTree("a", 6)
+	smallerRoot, _ := smaller.RootAt(6)
+	lateFork := newMemTree("a", 10) // same first 10 leaves...
+	lateFork.add("c", 5)            // ...then other ones
+	lateForkRoot, _ := lateFork.RootAt(15)
+
+	for _, tc := range []struct {
+		name string
+		size uint64
+		root []byte
+		p    Prover
+		want string
+	}{
+		{"same size other root", 10, testRoot("other"), base, "same tree size"},
+		{"smaller size", 6, smallerRoot, smaller, "fewer"},
+		{"fork", 15, forkedRoot, forked, "root at size 10"},
+		{"candidate root not the tree's", 15, lateForkRoot, grown, "does not verify"},
+		{"root of another tree with the right prefix", 15, grownRoot, lateFork, "does not verify"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := CheckConsistent(last, tc.size, tc.root, tc.p)
+			var ie *InconsistentError
+			if !errors.As(err, &ie) {
+				t.Fatalf("error %v is not an *InconsistentError", err)
+			}
+			if !strings.Contains(ie.Reason, tc.want) {
+				t.Errorf("reason %q does not mention %q", ie.Reason, tc.want)
+			}
+			if string(ie.Last) != string(last.Raw) || ie.CandidateSize != tc.size || string(ie.CandidateRoot) != string(tc.root) {
+				t.Errorf("evidence %+v does not hold both checkpoints", ie)
+			}
+			msg := err.Error()
+			for _, s := range []string{string(last.Raw), fmt.Sprintf("size %d root %s", tc.size, b64(tc.root)), fmt.Sprintf("size 10 root %s", b64(last.Root))} {
+				if !strings.Contains(msg, s) {
+					t.Errorf("Error() = %q does not contain %q", msg, s)
+				}
+			}
+		})
+	}
+
+	// An error of the prover is not evidence of inconsistency.
+	err := CheckConsistent(last, 15, grownRoot, newMemTree("a", 5))
+	var ie *InconsistentError
+	if err == nil || errors.As(err, &ie) {
+		t.Errorf("prover failure: %v", err)
+	}
+}

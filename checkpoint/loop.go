@@ -1,0 +1,244 @@
+package checkpoint
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Defaults of [LoopConfig].
+const (
+	DefaultInterval = time.Second
+	DefaultRefresh  = 5 * time.Minute
+)
+
+// ErrClockNotSynced is returned by [Loop.SignNow] when RequireNTP is set and
+// the clock is not synced.
+var ErrClockNotSynced = errors.New("refusing to sign: the NTP clock is not synced and NTP is required")
+
+// Source is the log's tree as the signing loop sees it.
+type Source interface {
+	Prover
+	// Size returns the number of durable leaves. RootAt(Size()) must succeed.
+	Size() uint64
+}
+
+// Store persists the latest signed checkpoint.
+type Store interface {
+	// Load returns the checkpoint last passed to Save, or nil and no error
+	// if there is none yet.
+	Load() ([]byte, error)
+	// Save replaces the stored checkpoint. When it returns nil the
+	// checkpoint is durable: a Load after a crash returns it (or a later one).
+	Save(raw []byte) error
+}
+
+// LoopConfig configures a [Loop].
+type LoopConfig struct {
+	Keys   *Keys
+	Source Source
+	Store  Store
+	// Clock times the checkpoints; nil means the system clock (time.Now).
+	Clock      *Clock
+	Interval   time.Duration // how often to check for growth; default 1s
+	Refresh    time.Duration // re-sign an unchanged tree after this long; default 5m
+	RequireNTP bool          // refuse to sign while Clock is not synced
+	// Publish is called with each new checkpoint after it is durably saved,
+	// in signing order, while the loop holds its lock: it must not block for
+	// long nor call SignNow. May be nil.
+	Publish func(*Signed)
+	Logger  *slog.Logger // nil discards
+}
+
+// A Loop signs checkpoints of a growing tree on a schedule, never signing one
+// that is inconsistent with the last it signed. Its methods are safe for
+// concurrent use.
+type Loop struct {
+	cfg LoopConfig
+	log *slog.Logger
+	now func() time.Time
+
+	mu     sync.Mutex // serializes SignNow
+	latest atomic.Pointer[Signed]
+
+	smu    sync.Mutex // guards status
+	status LoopStatus
+}
+
+// NewLoop loads the last signed checkpoint from the Store, verifies it with
+// the keys, and checks that the current tree is consistent with it. A tree
+// that is smaller than the checkpoint (an old data directory restored) or
+// that forked from it fails with an *InconsistentError. With no stored
+// checkpoint, nothing is signed until the first SignNow.
+func NewLoop(cfg LoopConfig) (*Loop, error) {
+	if cfg.Keys == nil || cfg.Source == nil || cfg.Store == nil {
+		return nil, errors.New("checkpoint: NewLoop needs Keys, Source and Store")
+	}
+	if cfg.RequireNTP && cfg.Clock == nil {
+		return nil, errors.New("checkpoint: RequireNTP needs a Clock")
+	}
+	if cfg.Interval <= 0 {
+		cfg.Interval = DefaultInterval
+	}
+	if cfg.Refresh <= 0 {
+		cfg.Refresh = DefaultRefresh
+	}
+	l := &Loop{cfg: cfg, log: cfg.Logger, now: time.Now}
+	if l.log == nil {
+		l.log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Clock != nil {
+		l.now = cfg.Clock.Now
+	}
+	raw, err := cfg.Store.Load()
+	if err != nil {
+		return nil, fmt.Errorf("cannot load the last signed checkpoint: %w", err)
+	}
+	if raw == nil {
+		return l, nil
+	}
+	last, err := openOwn(raw, cfg.Keys)
+	if err != nil {
+		return nil, fmt.Errorf("the stored checkpoint does not verify with this log's key: %w", err)
+	}
+	size := cfg.Source.Size()
+	root, err := cfg.Source.RootAt(size)
+	if err != nil {
+		return nil, fmt.Errorf("cannot compute the tree root at size %d: %w", size, err)
+	}
+	if err := CheckConsistent(last, size, root, cfg.Source); err != nil {
+		return nil, err
+	}
+	l.latest.Store(last)
+	l.status.LastSigned, l.status.Size = last.Time, last.Size
+	return l, nil
+}
+
+// SignNow signs the current tree if it grew since the last checkpoint, if
+// the last one is older than Refresh, or if there is none yet. It checks
+// consistency with the last checkpoint first, saves the new one to the
+// Store, then calls Publish. It returns the latest checkpoint, which is the
+// previous one if nothing was due. Calls are serialized.
+func (l *Loop) SignNow() (*Signed, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s, err := l.signLocked()
+	l.smu.Lock()
+	defer l.smu.Unlock()
+	if err != nil {
+		l.status.LastError = err.Error()
+		var ie *InconsistentError
+		l.status.Refusing = errors.Is(err, ErrClockNotSynced) || errors.As(err, &ie)
+		return nil, err
+	}
+	l.status.LastError, l.status.Refusing = "", false
+	return s, nil
+}
+
+func (l *Loop) signLocked() (*Signed, error) {
+	last := l.latest.Load()
+	size := l.cfg.Source.Size()
+	now := l.now()
+	if last != nil && size == last.Size && now.Sub(last.Time) < l.cfg.Refresh {
+		return last, nil
+	}
+	if l.cfg.RequireNTP && !l.cfg.Clock.Status().Synced {
+		return nil, ErrClockNotSynced
+	}
+	root, err := l.cfg.Source.RootAt(size)
+	if err != nil {
+		return nil, fmt.Errorf("cannot compute the tree root at size %d: %w", size, err)
+	}
+	if err := CheckConsistent(last, size, root, l.cfg.Source); err != nil {
+		return nil, err
+	}
+	if last != nil && now.Before(last.Time) {
+		now = last.Time // never date a checkpoint before the previous one
+	}
+	raw, err := SignAt(l.cfg.Keys, size, root, now)
+	if err != nil {
+		return nil, fmt.Errorf("cannot sign the checkpoint: %w", err)
+	}
+	s, err := Open(raw, l.cfg.Keys.LogVerifier, l.cfg.Keys.TimeVerifier)
+	if err != nil {
+		return nil, fmt.Errorf("the checkpoint just signed does not verify: %w", err)
+	}
+	if err := l.cfg.Store.Save(raw); err != nil {
+		return nil, fmt.Errorf("cannot save the signed checkpoint: %w", err)
+	}
+	l.latest.Store(s)
+	l.smu.Lock()
+	l.status.LastSigned, l.status.Size, l.status.Signed = s.Time, s.Size, l.status.Signed+1
+	l.smu.Unlock()
+	if l.cfg.Publish != nil {
+		l.cfg.Publish(s)
+	}
+	return s, nil
+}
+
+// Run calls SignNow at once and then every Interval until ctx is done. It
+// logs when signing starts failing, when the error changes and when it
+// recovers, not at every tick.
+func (l *Loop) Run(ctx context.Context) {
+	t := time.NewTicker(l.cfg.Interval)
+	defer t.Stop()
+	var lastErr string
+	for {
+		_, err := l.SignNow()
+		switch {
+		case err != nil && err.Error() != lastErr:
+			l.log.Error("checkpoint signing failed", "err", err)
+			lastErr = err.Error()
+		case err == nil && lastErr != "":
+			l.log.Info("checkpoint signing recovered")
+			lastErr = ""
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Latest returns the latest signed checkpoint, or nil before the first.
+func (l *Loop) Latest() *Signed { return l.latest.Load() }
+
+// LoopStatus describes a Loop for health checks and metrics.
+type LoopStatus struct {
+	LastSigned time.Time // timestamp of the latest checkpoint; zero if none
+	Size       uint64    // tree size of the latest checkpoint
+	LastError  string    // error of the last SignNow; empty after a success
+	Refusing   bool      // the last SignNow refused to sign (inconsistent tree, or NTP required but not synced)
+	Signed     uint64    // checkpoints signed since NewLoop
+}
+
+// Status returns the loop's current state.
+func (l *Loop) Status() LoopStatus {
+	l.smu.Lock()
+	defer l.smu.Unlock()
+	return l.status
+}
+
+// FileStore is a [Store] keeping the checkpoint in one file, replaced
+// atomically and fsynced on every Save.
+type FileStore struct {
+	Path string
+}
+
+// Load returns the file's content, or nil if it does not exist.
+func (f FileStore) Load() ([]byte, error) {
+	b, err := os.ReadFile(f.Path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	return b, err
+}
+
+// Save atomically replaces the file with raw.
+func (f FileStore) Save(raw []byte) error { return writeFileAtomic(f.Path, raw, 0o644) }
