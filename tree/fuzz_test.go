@@ -44,6 +44,7 @@ func FuzzTreeAgainstTlog(f *testing.F) {
 			checkRoot(t, tr, ref, s)
 		}
 		checkTiles(t, tr, ref, 0, total)
+		checkStoredTiles(t, db, ref, total)
 		// Proofs between every pair of batch boundaries, and for leaves
 		// spread over the tree.
 		for _, s := range sizes {

@@ -236,3 +236,66 @@ func checkTiles(t testing.TB, tr *Tree, ref *refTree, old, size uint64) {
 		}
 	}
 }
+
+// checkStoredTiles reads every tile key in db and checks it against tlog's
+// tiles for a tree of the given size: each tile of the tree is stored once,
+// a partial tile as its hashes, a full tile as its hashes and correct
+// interior nodes.
+func checkStoredTiles(t testing.TB, db *badger.DB, ref *refTree, size uint64) {
+	t.Helper()
+	want := make(map[string]tlog.Tile)
+	for _, tl := range tlog.NewTiles(TileHeight, 0, int64(size)) {
+		want[string(tileKey(uint64(tl.L), uint64(tl.N)))] = tl
+	}
+	err := db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: tilePrefix})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			k := string(it.Item().Key())
+			tl, ok := want[k]
+			if !ok {
+				return fmt.Errorf("stored tile key %x is not a tile of a tree of size %d", k, size)
+			}
+			delete(want, k)
+			v, err := it.Item().ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			data, err := tlog.ReadTileData(tl, ref)
+			if err != nil {
+				return err
+			}
+			if tl.W < TileWidth {
+				if !bytes.Equal(v, data) {
+					return fmt.Errorf("stored partial tile %d/%d.p/%d differs from tlog's", tl.L, tl.N, tl.W)
+				}
+				continue
+			}
+			if len(v) != tileNodes*HashSize || !bytes.Equal(v[:fullTileBytes], data) {
+				return fmt.Errorf("stored full tile %d/%d differs from tlog's", tl.L, tl.N)
+			}
+			full := &tile{width: TileWidth, nodes: make([]byte, tileNodes*HashSize)}
+			copy(full.nodes, data)
+			full.fill()
+			if !bytes.Equal(v, full.nodes) {
+				return fmt.Errorf("stored full tile %d/%d has wrong interior nodes", tl.L, tl.N)
+			}
+			// The tile's root is the matching hash one tile level up.
+			root, err := tlog.ReadTileData(tlog.Tile{H: TileHeight, L: tl.L + 1, N: tl.N / TileWidth, W: int(tl.N%TileWidth) + 1}, ref)
+			if err != nil {
+				return err
+			}
+			l := nodeOffset(TileHeight-1, 0)
+			if got := hashChildren(v[l:l+HashSize], v[l+HashSize:l+2*HashSize]); !bytes.Equal(got, root[len(root)-HashSize:]) {
+				return fmt.Errorf("stored full tile %d/%d does not hash to its parent", tl.L, tl.N)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tl := range want {
+		t.Fatalf("tile %d/%d (width %d) not stored", tl.L, tl.N, tl.W)
+	}
+}

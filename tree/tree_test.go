@@ -111,6 +111,7 @@ func TestAgainstTlog(t *testing.T) {
 		}
 	}
 	checkTiles(t, tr, ref, 0, size)
+	checkStoredTiles(t, db, ref, size)
 	if n := tr.cache.len(); n > 4 {
 		t.Fatalf("cache holds %d tiles, bound is 4", n)
 	}
@@ -325,6 +326,7 @@ func TestPersistence(t *testing.T) {
 		}
 	}
 	checkTiles(t, tr, ref, 0, size)
+	checkStoredTiles(t, db, ref, size)
 	add(tr, db, 70001, 70500)
 	add(tr, db, 70500, 131072)
 	size = tr.Size()
@@ -347,6 +349,7 @@ func TestPersistence(t *testing.T) {
 	add(tr, db, size, size+1)
 	checkRoot(t, tr, ref, size+1)
 	checkTiles(t, tr, ref, 0, size+1)
+	checkStoredTiles(t, db, ref, size+1)
 }
 
 // TestOpenReadsOnlyRightEdge deletes every full tile and checks that Open

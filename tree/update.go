@@ -64,7 +64,8 @@ func (b *builder) visit(id compact.NodeID, h []byte) {
 
 // Prepare computes the tiles and state of the tree after appending
 // leafHashes (RFC 6962 leaf hashes, 32 bytes each) to the committed tree.
-// It neither reads Badger nor changes t.
+// It neither reads Badger nor changes t, and keeps no reference to
+// leafHashes. An empty batch gives an Update that writes and changes nothing.
 func (t *Tree) Prepare(leafHashes [][]byte) (*Update, error) {
 	base := t.st.Load()
 	n := uint64(len(leafHashes))
