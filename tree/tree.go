@@ -40,7 +40,8 @@
 // with whatever else the caller writes; Tree.Apply makes them visible once the
 // transaction has committed. An Update whose transaction is discarded leaves no
 // trace. The three calls must not overlap one another, and at most one Update
-// may be outstanding.
+// may be outstanding. Each 256 leaves add about 16 KiB of tiles to the
+// transaction, which counts against Badger's transaction size limit.
 //
 // # Reading
 //
