@@ -69,6 +69,21 @@ func TestSignOpenRoundTrip(t *testing.T) {
 		t.Errorf("Time = %v without a time verifier", s.Time)
 	}
 
+	// WithClock replaces the time source without changing k.
+	later := at.Add(time.Hour)
+	raw, err = Sign(k.WithClock(func() time.Time { return later }), 1, root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, err := Open(raw, k.LogVerifier, k.TimeVerifier); err != nil || !s.Time.Equal(later.Truncate(time.Second)) {
+		t.Errorf("WithClock: %v, %v", s, err)
+	}
+	if raw, _ := Sign(k, 1, root); !bytes.Contains(raw, []byte("\n1\n")) {
+		t.Fatal("Sign failed")
+	} else if s, _ := Open(raw, k.LogVerifier, k.TimeVerifier); !s.Time.Equal(at.Truncate(time.Second)) {
+		t.Errorf("WithClock changed the original keys' clock: %v", s.Time)
+	}
+
 	// SignAt uses the given time.
 	raw, err = SignAt(k, 1, root, time.Unix(1800000000, 0))
 	if err != nil {

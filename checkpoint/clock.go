@@ -178,7 +178,8 @@ type answer struct {
 // Sync queries all servers in parallel and, if enough of them agree (see
 // [Clock]), updates the offset. It returns an error if no server gave a
 // valid answer or the answers disagree; the clock then keeps its previous
-// offset and reports itself degraded.
+// offset and reports itself degraded. If ctx ends first, Sync returns its
+// error and changes nothing.
 func (c *Clock) Sync(ctx context.Context) error {
 	c.syncMu.Lock()
 	defer c.syncMu.Unlock()
@@ -202,6 +203,9 @@ collect:
 			errs = append(errs, ctx.Err())
 			break collect
 		}
+	}
+	if err := ctx.Err(); err != nil {
+		return err // shutting down: keep the state of the last complete attempt
 	}
 	offset, used, err := combine(offsets, c.cfg.OutlierThreshold)
 	if len(c.cfg.Servers) == 0 {

@@ -62,14 +62,14 @@ func TestClockSync(t *testing.T) {
 	if err := c.Sync(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if d := c.Now().Sub(time.Now()); !within(d, 90*time.Second, ntpTolerance) {
+	if d := time.Until(c.Now()); !within(d, 90*time.Second, ntpTolerance) {
 		t.Errorf("Now() - time.Now() = %v, want about 90s", d)
 	}
 	st := c.Status()
 	if !st.Synced || st.Degraded || st.Answered != 3 || st.Used != 3 || st.LastError != "" || !within(st.Offset, 90*time.Second, ntpTolerance) {
 		t.Errorf("after sync: %+v", st)
 	}
-	if d := st.LastSync.Sub(time.Now()); !within(d, 90*time.Second, ntpTolerance) {
+	if d := time.Until(st.LastSync); !within(d, 90*time.Second, ntpTolerance) {
 		t.Errorf("LastSync %v is not about now+90s", st.LastSync)
 	}
 	for i, s := range servers {
@@ -85,7 +85,7 @@ func TestClockDiscardsOutlier(t *testing.T) {
 	if err := c.Sync(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if d := c.Now().Sub(time.Now()); !within(d, 90*time.Second, ntpTolerance) {
+	if d := time.Until(c.Now()); !within(d, 90*time.Second, ntpTolerance) {
 		t.Errorf("Now() - time.Now() = %v, want about 90s (the +1h server is an outlier)", d)
 	}
 	if st := c.Status(); st.Answered != 3 || st.Used != 2 {
@@ -114,7 +114,7 @@ func TestClockNoAnswer(t *testing.T) {
 	if !st.Synced {
 		t.Error("a recent good sync should still count as synced")
 	}
-	if d := c.Now().Sub(time.Now()); !within(d, 90*time.Second, ntpTolerance) {
+	if d := time.Until(c.Now()); !within(d, 90*time.Second, ntpTolerance) {
 		t.Errorf("the clock lost its offset: Now() - time.Now() = %v", d)
 	}
 
@@ -126,7 +126,7 @@ func TestClockNoAnswer(t *testing.T) {
 	if st := c.Status(); st.Synced || !st.Degraded || st.Offset != 0 {
 		t.Errorf("never-synced status %+v", st)
 	}
-	if d := c.Now().Sub(time.Now()); !within(d, 0, ntpTolerance) {
+	if d := time.Until(c.Now()); !within(d, 0, ntpTolerance) {
 		t.Errorf("unsynced clock is off the system clock by %v", d)
 	}
 
@@ -191,7 +191,7 @@ func TestClockNeverBackwards(t *testing.T) {
 		t.Errorf("offset %v after re-sync, want about 30s", st.Offset)
 	}
 	// Time is held near the old timeline, about a minute ahead of the new one.
-	if d := after.Sub(time.Now()); !within(d, 90*time.Second, ntpTolerance) {
+	if d := time.Until(after); !within(d, 90*time.Second, ntpTolerance) {
 		t.Errorf("held time is %v ahead of the system clock, want about 90s", d)
 	}
 }
