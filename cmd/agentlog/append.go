@@ -1,0 +1,67 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/agentlog/agentlog/client"
+)
+
+func runAppend(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("append", stderr)
+	server := fs.String("server", "http://127.0.0.1:8080", "log server URL")
+	tokenFile := fs.String("token-file", "", "file holding a credential allowed to append")
+	sessionToken := fs.String("session-token", "", "credential allowed to append (prefer --token-file: arguments are visible to other users)")
+	action := fs.String("action", "", "what the agent did (required)")
+	tool := fs.String("tool", "", "tool the agent used")
+	resource := fs.String("resource", "", "resource the action touched")
+	outcome := fs.String("outcome", "", "outcome, e.g. success or error")
+	var attrs multiFlag
+	fs.Var(&attrs, "attr", "attribute key=value (repeatable)")
+	timeout := fs.Duration("timeout", 30*time.Second, "give up after this long")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	tok := *sessionToken
+	if *tokenFile != "" {
+		t, err := readSecret(*tokenFile)
+		if err != nil {
+			return err
+		}
+		tok = t
+	}
+	if tok == "" {
+		return usagef("a credential is required: --token-file FILE or --session-token T")
+	}
+	if strings.TrimSpace(*action) == "" {
+		return usagef("--action is required")
+	}
+	rec := client.Record{Action: *action, Tool: *tool, Resource: *resource, Outcome: *outcome}
+	for _, a := range attrs {
+		k, v, ok := strings.Cut(a, "=")
+		if !ok || k == "" {
+			return usagef("--attr %q: want key=value", a)
+		}
+		if rec.Attributes == nil {
+			rec.Attributes = map[string]string{}
+		}
+		rec.Attributes[k] = v
+	}
+	c, err := client.New(*server, client.WithToken(tok))
+	if err != nil {
+		return usagef("%s", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	defer cancel()
+	res, err := c.Append(ctx, rec)
+	if err != nil {
+		return err
+	}
+	for _, r := range res {
+		fmt.Fprintf(stdout, "index %d time %s leaf_hash %x\n", r.Index, r.Time, r.LeafHash)
+	}
+	return nil
+}

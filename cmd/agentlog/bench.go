@@ -1,0 +1,235 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/agentlog/agentlog/client"
+)
+
+func runBench(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] != "append" {
+		return usagef("want \"agentlog bench append [flags]\"")
+	}
+	return runBenchAppend(args[1:], stdout, stderr)
+}
+
+// benchSample is one acknowledged request: the largest index it got and
+// when it was sent.
+type benchSample struct {
+	maxIndex uint64
+	sent     time.Time
+}
+
+// cpObservation is a checkpoint size seen at a time.
+type cpObservation struct {
+	at   time.Time
+	size uint64
+}
+
+func runBenchAppend(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("bench append", stderr)
+	server := fs.String("server", "http://127.0.0.1:8080", "log server URL")
+	tokenFile := fs.String("token-file", "", "token file of a principal allowed to append")
+	conc := fs.Int("concurrency", 256, "concurrent clients")
+	batch := fs.Int("batch", 1, "records per request")
+	dur := fs.Duration("duration", 10*time.Second, "how long to send")
+	size := fs.Int("size", 512, "approximate bytes of each record")
+	provable := fs.Bool("provable", true, "also measure the time from sending to being covered by a published checkpoint")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *tokenFile == "" {
+		return usagef("--token-file is required")
+	}
+	if *conc < 1 || *batch < 1 || *batch > 10000 || *size < 16 || *dur <= 0 {
+		return usagef("--concurrency >= 1, 1 <= --batch <= 10000, --size >= 16 and a positive --duration are required")
+	}
+	tok, err := readSecret(*tokenFile)
+	if err != nil {
+		return err
+	}
+	hc := &http.Client{
+		Timeout:   60 * time.Second,
+		Transport: &http.Transport{MaxIdleConns: *conc * 2, MaxIdleConnsPerHost: *conc * 2, IdleConnTimeout: time.Minute},
+	}
+	c, err := client.New(*server, client.WithToken(tok), client.WithHTTPClient(hc))
+	if err != nil {
+		return usagef("%s", err)
+	}
+	body := benchBody(*batch, *size)
+
+	ctx, cancel := context.WithTimeout(context.Background(), *dur)
+	defer cancel()
+	var (
+		mu       sync.Mutex
+		lats     []time.Duration
+		samples  []benchSample
+		entries  atomic.Int64
+		pushback atomic.Int64
+		failures atomic.Int64
+		firstErr atomic.Value
+		maxIndex atomic.Uint64
+	)
+	// Poll the checkpoint while sending, to time appended-to-provable.
+	var obs []cpObservation
+	pollDone := make(chan struct{})
+	stopPoll := make(chan struct{})
+	if *provable {
+		go func() {
+			defer close(pollDone)
+			t := time.NewTicker(10 * time.Millisecond)
+			defer t.Stop()
+			for {
+				if s, err := checkpointSize(c); err == nil {
+					obs = append(obs, cpObservation{time.Now(), s})
+				}
+				select {
+				case <-stopPoll:
+					return
+				case <-t.C:
+				}
+			}
+		}()
+	} else {
+		close(pollDone)
+	}
+
+	start := time.Now()
+	var wg sync.WaitGroup
+	for w := 0; w < *conc; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var myLats []time.Duration
+			var mySamples []benchSample
+			for ctx.Err() == nil {
+				t0 := time.Now()
+				res, err := c.AppendRaw(ctx, body)
+				if err != nil {
+					if ctx.Err() != nil {
+						break
+					}
+					if errors.Is(err, client.ErrPushback) {
+						pushback.Add(1)
+						time.Sleep(50 * time.Millisecond) // the server asked us to back off
+						continue
+					}
+					failures.Add(1)
+					firstErr.CompareAndSwap(nil, err.Error())
+					continue
+				}
+				myLats = append(myLats, time.Since(t0))
+				entries.Add(int64(len(res)))
+				last := res[len(res)-1].Index
+				mySamples = append(mySamples, benchSample{last, t0})
+				for {
+					m := maxIndex.Load()
+					if last <= m || maxIndex.CompareAndSwap(m, last) {
+						break
+					}
+				}
+			}
+			mu.Lock()
+			lats = append(lats, myLats...)
+			samples = append(samples, mySamples...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+
+	var provLats []time.Duration
+	if *provable && len(samples) > 0 {
+		// Wait (bounded) for a checkpoint covering the last entry.
+		deadline := time.Now().Add(30 * time.Second)
+		for time.Now().Before(deadline) {
+			if s, err := checkpointSize(c); err == nil && s > maxIndex.Load() {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		close(stopPoll)
+		<-pollDone
+		for _, s := range samples {
+			i := sort.Search(len(obs), func(i int) bool { return obs[i].size > s.maxIndex && !obs[i].at.Before(s.sent) })
+			if i < len(obs) {
+				provLats = append(provLats, obs[i].at.Sub(s.sent))
+			}
+		}
+	} else if *provable {
+		close(stopPoll)
+		<-pollDone
+	}
+
+	slices.Sort(lats)
+	slices.Sort(provLats)
+	n := entries.Load()
+	fmt.Fprintf(stdout, "agentlog bench append concurrency=%d batch=%d size=%d duration=%s\n", *conc, *batch, *size, elapsed.Round(time.Millisecond))
+	fmt.Fprintf(stdout, "  requests=%d entries=%d entries_per_s=%.0f requests_per_s=%.0f\n", len(lats), n, float64(n)/elapsed.Seconds(), float64(len(lats))/elapsed.Seconds())
+	fmt.Fprintf(stdout, "  latency p50=%s p99=%s max=%s\n", pct(lats, 50), pct(lats, 99), pct(lats, 100))
+	if *provable {
+		fmt.Fprintf(stdout, "  provable p50=%s p99=%s (from sending to a published checkpoint covering it; %d of %d requests observed)\n", pct(provLats, 50), pct(provLats, 99), len(provLats), len(samples))
+	}
+	fmt.Fprintf(stdout, "  pushbacks=%d failures=%d\n", pushback.Load(), failures.Load())
+	if f := failures.Load(); f > 0 {
+		return fmt.Errorf("%d requests failed; first: %v", f, firstErr.Load())
+	}
+	return nil
+}
+
+// benchBody builds an append body of batch records of about size bytes.
+func benchBody(batch, size int) []byte {
+	pad := strings.Repeat("x", max(size-64, 1))
+	recs := make([]map[string]any, batch)
+	for i := range recs {
+		recs[i] = map[string]any{
+			"action":     "bench.append",
+			"tool":       "bench",
+			"resource":   "bench/" + strconv.Itoa(i),
+			"outcome":    "success",
+			"attributes": map[string]string{"pad": pad},
+		}
+	}
+	b, _ := json.Marshal(map[string]any{"entries": recs})
+	return b
+}
+
+// checkpointSize reads the size line of the served checkpoint. The bench
+// only times publication; "agentlog verify" checks signatures.
+func checkpointSize(c *client.Client) (uint64, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	raw, err := c.Checkpoint(ctx)
+	if err != nil {
+		return 0, err
+	}
+	lines := bytes.SplitN(raw, []byte("\n"), 3)
+	if len(lines) < 3 {
+		return 0, errors.New("short checkpoint")
+	}
+	return strconv.ParseUint(string(lines[1]), 10, 64)
+}
+
+func pct(d []time.Duration, p int) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	i := (len(d)*p + 99) / 100
+	if i > 0 {
+		i--
+	}
+	return d[min(i, len(d)-1)].Round(10 * time.Microsecond)
+}

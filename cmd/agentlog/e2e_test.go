@@ -1,0 +1,379 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/agentlog/agentlog/checkpoint"
+	"github.com/agentlog/agentlog/checkpoint/ntptest"
+	"github.com/agentlog/agentlog/client"
+)
+
+// buildBinary compiles cmd/agentlog once per test binary.
+var buildOnce struct {
+	sync.Once
+	path string
+	err  error
+}
+
+func agentlogBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "agentlog-e2e-bin")
+		if err != nil {
+			buildOnce.err = err
+			return
+		}
+		buildOnce.path = filepath.Join(dir, "agentlog")
+		out, err := exec.Command("go", "build", "-o", buildOnce.path, ".").CombinedOutput()
+		if err != nil {
+			buildOnce.err = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildOnce.err != nil {
+		t.Fatal(buildOnce.err)
+	}
+	return buildOnce.path
+}
+
+// serverProc is a running "agentlog serve".
+type serverProc struct {
+	cmd    *exec.Cmd
+	url    string
+	stderr *bytes.Buffer
+	done   chan struct{}
+}
+
+// startServer runs the binary and waits until it prints its address.
+func startServer(t *testing.T, bin string, args ...string) *serverProc {
+	t.Helper()
+	cmd := exec.Command(bin, append([]string{"serve", "--listen", "127.0.0.1:0"}, args...)...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &serverProc{cmd: cmd, stderr: &bytes.Buffer{}, done: make(chan struct{})}
+	cmd.Stderr = &lockedWriter{w: p.stderr}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			select {
+			case lines <- sc.Text():
+			default:
+			}
+		}
+	}()
+	go func() { cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() { p.kill() })
+	select {
+	case l := <-lines:
+		const pfx = "agentlog listening on "
+		if !strings.HasPrefix(l, pfx) {
+			t.Fatalf("unexpected first line %q", l)
+		}
+		p.url = strings.Fields(strings.TrimPrefix(l, pfx))[0]
+	case <-p.done:
+		t.Fatalf("server exited at start:\n%s", p.stderr)
+	case <-time.After(60 * time.Second):
+		t.Fatalf("server did not start:\n%s", p.stderr)
+	}
+	return p
+}
+
+func (p *serverProc) kill() {
+	p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.done
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(b)
+}
+
+// waitFor polls cond (a readiness probe of another process) until it holds.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func healthz(url string) (map[string]any, error) {
+	resp, err := http.Get(url + "/healthz")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var h map[string]any
+	return h, json.NewDecoder(resp.Body).Decode(&h)
+}
+
+func clockSynced(url string) bool {
+	h, err := healthz(url)
+	if err != nil {
+		return false
+	}
+	c, _ := h["clock"].(map[string]any)
+	synced, _ := c["Synced"].(bool)
+	return synced
+}
+
+type acked struct {
+	index uint64
+	hash  []byte
+	time  string
+}
+
+// TestCrashRecovery is the end-to-end test of the log core: the real
+// binary, a loopback NTP server whose clock is 3 hours ahead, appends from
+// many goroutines, SIGKILL in the middle of the load, restart; every
+// acknowledged entry must be present and provable, the new checkpoint
+// consistent with one signed before the crash, and entry times must follow
+// the NTP clock rather than the local one.
+func TestCrashRecovery(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test builds and runs the binary")
+	}
+	bin := agentlogBinary(t)
+	const offset = 3 * time.Hour
+	ntp, err := ntptest.Listen("127.0.0.1:0", offset)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ntp.Close()
+	data := t.TempDir()
+	args := []string{"--data", data, "--ntp", ntp.Addr(), "--checkpoint-interval", "100ms", "--origin", "e2e.example/log", "--require-ntp"}
+	srv := startServer(t, bin, args...)
+	waitFor(t, "the clock to sync", func() bool { return clockSynced(srv.url) })
+
+	tok, err := os.ReadFile(filepath.Join(data, "admin.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := os.Stat(filepath.Join(data, "admin.token")); st.Mode().Perm() != 0o600 {
+		t.Fatalf("admin.token mode %v", st.Mode().Perm())
+	}
+	if st, _ := os.Stat(filepath.Join(data, "log.key")); st.Mode().Perm() != 0o600 {
+		t.Fatalf("log.key mode %v", st.Mode().Perm())
+	}
+	logPub, _ := os.ReadFile(filepath.Join(data, "log.pub"))
+	timePub, _ := os.ReadFile(filepath.Join(data, "time.pub"))
+	v, err := client.NewVerifier(string(logPub), string(timePub))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.New(srv.url, client.WithToken(string(tok)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+
+	// Load from many goroutines; kill the server once enough is acknowledged.
+	var mu sync.Mutex
+	var acks []acked
+	var old atomicCheckpoint
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := 0; w < 32; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				recs := make([]client.Record, 1+i%4)
+				for j := range recs {
+					recs[j] = client.Record{Action: "e2e.write", Resource: fmt.Sprintf("w%d/%d/%d", w, i, j)}
+				}
+				res, err := c.Append(ctx, recs...)
+				if err != nil {
+					return // the server was killed
+				}
+				mu.Lock()
+				for _, r := range res {
+					acks = append(acks, acked{r.Index, r.LeafHash, r.Time})
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	waitFor(t, "a first checkpoint under load", func() bool {
+		cp, err := c.VerifiedCheckpoint(ctx, v)
+		if err != nil || cp.Size == 0 {
+			return false
+		}
+		old.set(cp.Raw)
+		return true
+	})
+	waitFor(t, "2000 acknowledged entries", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(acks) >= 2000
+	})
+	srv.kill() // SIGKILL mid-load
+	close(stop)
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	t.Logf("acknowledged %d entries before SIGKILL", len(acks))
+
+	srv = startServer(t, bin, args...)
+	c, _ = client.New(srv.url, client.WithToken(string(tok)))
+	var maxIdx uint64
+	for _, a := range acks {
+		maxIdx = max(maxIdx, a.index)
+	}
+	var cp = waitCheckpoint(t, c, v, maxIdx+1)
+	oldCP, err := openCP(old.get(), v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.VerifyConsistency(ctx, oldCP, cp); err != nil {
+		t.Fatalf("checkpoint after restart is not consistent with the one before the crash: %v", err)
+	}
+	now := time.Now()
+	for _, a := range acks {
+		leaf, err := c.Entry(ctx, a.index)
+		if err != nil {
+			t.Fatalf("acknowledged entry %d lost: %v", a.index, err)
+		}
+		if !bytes.Equal(client.LeafHash(leaf), a.hash) {
+			t.Fatalf("entry %d differs from the acknowledged one", a.index)
+		}
+		if err := c.VerifyInclusion(ctx, cp, a.index, leaf); err != nil {
+			t.Fatal(err)
+		}
+		var l struct{ Time time.Time }
+		if err := json.Unmarshal(leaf, &l); err != nil {
+			t.Fatal(err)
+		}
+		// Entry times follow the NTP clock (3h ahead), not the local one.
+		if d := l.Time.Sub(now.Add(offset)); d > time.Minute || d < -5*time.Minute {
+			t.Fatalf("entry %d time %v is not the NTP time (local now %v, NTP offset %v)", a.index, l.Time, now, offset)
+		}
+	}
+	if d := cp.Time.Sub(now.Add(offset)); d > time.Minute || d < -5*time.Minute {
+		t.Fatalf("checkpoint time %v is not the NTP time", cp.Time)
+	}
+	// Restarting cleanly (SIGTERM) drains and keeps everything.
+	srv.cmd.Process.Signal(syscall.SIGTERM)
+	<-srv.done
+	if code := srv.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Fatalf("graceful shutdown exited %d:\n%s", code, srv.stderr)
+	}
+}
+
+// TestRestoredOldDataRefused checks the log refuses to start when its
+// database is older than the last checkpoint it signed (a restored backup),
+// naming both checkpoints.
+func TestRestoredOldDataRefused(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test builds and runs the binary")
+	}
+	bin := agentlogBinary(t)
+	data := t.TempDir()
+	args := []string{"--data", data, "--ntp", "127.0.0.1:1", "--checkpoint-interval", "50ms"}
+	srv := startServer(t, bin, args...)
+	tok, _ := os.ReadFile(filepath.Join(data, "admin.token"))
+	c, _ := client.New(srv.url, client.WithToken(string(tok)))
+	ctx := context.Background()
+	if _, err := c.Append(ctx, client.Record{Action: "first"}); err != nil {
+		t.Fatal(err)
+	}
+	logPub, _ := os.ReadFile(filepath.Join(data, "log.pub"))
+	v, _ := client.NewVerifier(string(logPub), "")
+	waitCheckpoint(t, c, v, 1)
+	srv.cmd.Process.Signal(syscall.SIGTERM)
+	<-srv.done
+	// "Back up" the database at size 1.
+	backup := t.TempDir()
+	copyDir(t, filepath.Join(data, "db"), backup)
+	srv = startServer(t, bin, args...)
+	c, _ = client.New(srv.url, client.WithToken(string(tok)))
+	for i := 0; i < 3; i++ {
+		if _, err := c.Append(ctx, client.Record{Action: "later"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitCheckpoint(t, c, v, 4)
+	srv.cmd.Process.Signal(syscall.SIGTERM)
+	<-srv.done
+	// Restore the old database; the checkpoint file says size 4.
+	os.RemoveAll(filepath.Join(data, "db"))
+	copyDir(t, backup, filepath.Join(data, "db"))
+	out, err := exec.Command(bin, append([]string{"serve", "--listen", "127.0.0.1:0"}, args...)...).CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() == 0 {
+		t.Fatalf("server started on a restored old database: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "refusing to start") || !strings.Contains(string(out), "size 1") || !strings.Contains(string(out), "size 4") {
+		t.Fatalf("unclear refusal:\n%s", out)
+	}
+	t.Logf("refusal: %s", out)
+}
+
+func copyDir(t *testing.T, from, to string) {
+	t.Helper()
+	if err := os.CopyFS(to, os.DirFS(from)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func waitCheckpoint(t *testing.T, c *client.Client, v *client.Verifier, size uint64) *checkpointSigned {
+	t.Helper()
+	var cp *checkpointSigned
+	waitFor(t, fmt.Sprintf("a checkpoint of size >= %d", size), func() bool {
+		got, err := c.VerifiedCheckpoint(context.Background(), v)
+		if err != nil || got.Size < size {
+			return false
+		}
+		cp = got
+		return true
+	})
+	return cp
+}
+
+type atomicCheckpoint struct {
+	mu  sync.Mutex
+	raw []byte
+}
+
+func (a *atomicCheckpoint) set(b []byte) { a.mu.Lock(); a.raw = b; a.mu.Unlock() }
+func (a *atomicCheckpoint) get() []byte  { a.mu.Lock(); defer a.mu.Unlock(); return a.raw }
+
+type checkpointSigned = checkpoint.Signed
+
+func openCP(raw []byte, v *client.Verifier) (*checkpoint.Signed, error) {
+	return checkpoint.Open(raw, v.Log, v.Time)
+}

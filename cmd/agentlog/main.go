@@ -1,0 +1,125 @@
+// Command agentlog runs the agentlog server and is its command-line client.
+//
+//	agentlog serve   [--data DIR] [--listen ADDR] [--origin ORIGIN] [--ntp HOST[:PORT]]... [--checkpoint-interval DUR]
+//	agentlog verify  --server URL --log-key FILE [--time-key FILE] [--index N --token-file F]
+//	agentlog append  --server URL --token-file F --action A [--tool X] [--resource R] [--outcome O] [--attr k=v]...
+//	agentlog bench append --server URL --token-file F [--concurrency N] [--batch N] [--duration D] [--size B]
+//
+// Run "agentlog <verb> -h" for every flag of a verb.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+)
+
+// usageError is a command-line mistake; main prints it with the usage hint
+// and exits 2.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func usagef(format string, a ...any) error { return usageError{fmt.Sprintf(format, a...)} }
+
+var verbs = map[string]func(args []string, stdout, stderr io.Writer) error{
+	"serve":  runServe,
+	"verify": runVerify,
+	"append": runAppend,
+	"bench":  runBench,
+}
+
+const usage = `agentlog: a verifiable audit log for AI agents.
+
+Usage:
+  agentlog serve   [--data DIR] [--listen ADDR] [--origin ORIGIN] [--ntp HOST[:PORT]]... [--checkpoint-interval DUR]
+  agentlog verify  --server URL --log-key FILE [--time-key FILE] [--index N --token-file FILE]
+  agentlog append  --server URL --token-file FILE --action A [--tool X] [--resource R] [--outcome O] [--attr k=v]...
+  agentlog bench append --server URL --token-file FILE [--concurrency N] [--batch N] [--duration D] [--size BYTES]
+
+Run "agentlog <verb> -h" for the flags of a verb.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stderr, usage)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	v, ok := verbs[args[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "agentlog: unknown verb %q\n\n%s", args[0], usage)
+		return 2
+	}
+	err := v(args[1:], stdout, stderr)
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	default:
+		var ue usageError
+		if errors.As(err, &ue) {
+			fmt.Fprintf(stderr, "agentlog %s: %s\n", args[0], err)
+			return 2
+		}
+		fmt.Fprintf(stderr, "agentlog %s: %s\n", args[0], err)
+		return 1
+	}
+}
+
+// newFlags returns a FlagSet that reports errors instead of exiting.
+func newFlags(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("agentlog "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return fs
+}
+
+// parseFlags parses args and rejects stray positional arguments.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{err.Error()}
+	}
+	if fs.NArg() > 0 {
+		return usagef("unexpected argument %q", fs.Arg(0))
+	}
+	return nil
+}
+
+// multiFlag collects a repeatable flag.
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
+
+// readSecret reads a token or key file, refusing files others can read.
+func readSecret(path string) (string, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return "", fmt.Errorf("reading %s: %w", path, err)
+	}
+	if st.Mode().Perm()&0o077 != 0 {
+		return "", fmt.Errorf("%s is readable by other users (mode %v); run chmod 600 %s", path, st.Mode().Perm(), path)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("reading %s: %w", path, err)
+	}
+	s := strings.TrimSpace(string(b))
+	if s == "" {
+		return "", fmt.Errorf("%s is empty", path)
+	}
+	return s, nil
+}

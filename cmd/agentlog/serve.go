@@ -1,0 +1,213 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/agentlog/agentlog/checkpoint"
+	"github.com/agentlog/agentlog/internal/atomicfile"
+	alog "github.com/agentlog/agentlog/log"
+	"github.com/agentlog/agentlog/log/api"
+)
+
+// defaultNTP are public NTP services run by different operators, so that
+// one bad source is outvoted.
+var defaultNTP = []string{"time.cloudflare.com", "time.google.com", "pool.ntp.org", "time.apple.com"}
+
+const defaultOrigin = "agentlog.local/log"
+
+func runServe(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("serve", stderr)
+	data := fs.String("data", "agentlog-data", "data directory (keys, tokens, database)")
+	listen := fs.String("listen", "127.0.0.1:8080", "address to listen on")
+	origin := fs.String("origin", "", "log origin, a schemeless URL; default: the origin of the existing keys, or "+defaultOrigin)
+	var ntpServers multiFlag
+	fs.Var(&ntpServers, "ntp", "NTP server HOST[:PORT] (repeatable; default "+strings.Join(defaultNTP, ", ")+")")
+	interval := fs.Duration("checkpoint-interval", time.Second, "how often to sign a checkpoint when the tree has grown")
+	refresh := fs.Duration("checkpoint-refresh", 5*time.Minute, "how often to re-sign an unchanged tree")
+	requireNTP := fs.Bool("require-ntp", false, "refuse to sign checkpoints while the clock is not synchronized with NTP")
+	ntpInterval := fs.Duration("ntp-interval", 64*time.Second, "how often to re-synchronize with NTP")
+	maxBatch := fs.Int("max-batch", 8192, "most entries committed in one batch")
+	maxPending := fs.Int("max-pending", 1<<18, "most entries waiting to be committed before appends get 503")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return usagef("--log-level %q: want debug, info, warn or error", *logLevel)
+	}
+	if *interval <= 0 || *refresh <= 0 || *ntpInterval <= 0 {
+		return usagef("--checkpoint-interval, --checkpoint-refresh and --ntp-interval must be positive")
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	if len(ntpServers) == 0 {
+		ntpServers = defaultNTP
+	}
+
+	if err := os.MkdirAll(*data, 0o700); err != nil {
+		return fmt.Errorf("creating the data directory: %w", err)
+	}
+	if *origin == "" {
+		*origin = existingOrigin(*data)
+	}
+	keys, created, err := checkpoint.LoadOrCreateKeys(*data, *origin)
+	if err != nil {
+		return err
+	}
+	if created {
+		logger.Info("generated log keys", "origin", *origin, "log.pub", filepath.Join(*data, "log.pub"), "time.pub", filepath.Join(*data, "time.pub"))
+	}
+	adminToken, err := loadOrCreateToken(filepath.Join(*data, "admin.token"))
+	if err != nil {
+		return err
+	}
+	tokens := api.NewTokens()
+	tokens.Add(adminToken, alog.Principal{ID: "admin", Role: api.RoleAdmin})
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	clock := checkpoint.NewClock(checkpoint.ClockConfig{Servers: ntpServers, SyncInterval: *ntpInterval, Logger: logger})
+
+	l, err := alog.Open(alog.Config{
+		Dir:        filepath.Join(*data, "db"),
+		Clock:      clock.Now,
+		MaxBatch:   *maxBatch,
+		MaxPending: *maxPending,
+		Logger:     logger,
+		Registerer: reg,
+	})
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+
+	var srv *api.Server
+	loop, err := checkpoint.NewLoop(checkpoint.LoopConfig{
+		Keys:       keys,
+		Source:     l.Tree(),
+		Store:      checkpoint.FileStore{Path: filepath.Join(*data, "checkpoint")},
+		Clock:      clock,
+		Interval:   *interval,
+		Refresh:    *refresh,
+		RequireNTP: *requireNTP,
+		Publish:    func(c *checkpoint.Signed) { srv.Publish(c) },
+		Logger:     logger,
+	})
+	if err != nil {
+		return fmt.Errorf("refusing to start: %w", err)
+	}
+	srv = api.New(api.Config{
+		Log:        l,
+		Auth:       tokens,
+		Clock:      clock,
+		Loop:       loop,
+		StaleAfter: max(10**interval, 30*time.Second),
+		Registry:   reg,
+		Logger:     logger,
+	})
+	if c := loop.Latest(); c != nil {
+		srv.Publish(c)
+	}
+
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", *listen, err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	bg, cancelBG := context.WithCancel(context.Background())
+	defer cancelBG()
+	go clock.Run(bg)
+	loopDone := make(chan struct{})
+	go func() { defer close(loopDone); loop.Run(bg) }()
+
+	hs := &http.Server{
+		Handler:           srv,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		WriteTimeout:      120 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- hs.Serve(ln) }()
+	logger.Info("agentlog serving", "addr", ln.Addr().String(), "origin", keys.Origin, "tree_size", l.Size(), "data", *data)
+	fmt.Fprintf(stdout, "agentlog listening on http://%s (origin %s, tree size %d)\n", ln.Addr(), keys.Origin, l.Size())
+
+	select {
+	case err := <-serveErr:
+		return fmt.Errorf("serving HTTP: %w", err)
+	case <-ctx.Done():
+	}
+	logger.Info("shutting down: draining requests")
+	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		logger.Warn("HTTP shutdown", "err", err)
+	}
+	cancelBG()
+	<-loopDone
+	// Every acknowledged append is committed: sign a last checkpoint that
+	// covers them all.
+	if _, err := loop.SignNow(); err != nil {
+		logger.Warn("signing the final checkpoint", "err", err)
+	}
+	if err := l.Close(); err != nil {
+		return err
+	}
+	logger.Info("stopped", "tree_size", l.Size())
+	return nil
+}
+
+// existingOrigin returns the origin of the keys already in dir, or the
+// default origin for a new log.
+func existingOrigin(dir string) string {
+	b, err := os.ReadFile(filepath.Join(dir, "log.pub"))
+	if err != nil {
+		return defaultOrigin
+	}
+	name, _, ok := strings.Cut(strings.TrimSpace(string(b)), "+")
+	if !ok || name == "" {
+		return defaultOrigin
+	}
+	return name
+}
+
+// loadOrCreateToken returns the bearer token in path, creating a random one
+// (mode 0600) on first start.
+func loadOrCreateToken(path string) (string, error) {
+	tok, err := readSecret(path)
+	if err == nil {
+		return tok, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return "", err
+	}
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("generating a token: %w", err)
+	}
+	tok = base64.RawURLEncoding.EncodeToString(b)
+	if err := atomicfile.Write(path, []byte(tok+"\n"), 0o600); err != nil {
+		return "", err
+	}
+	return tok, nil
+}

@@ -1,0 +1,86 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/agentlog/agentlog/client"
+)
+
+func runVerify(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("verify", stderr)
+	server := fs.String("server", "http://127.0.0.1:8080", "log server URL")
+	logKey := fs.String("log-key", "", "file holding the log's verifier key (log.pub)")
+	timeKey := fs.String("time-key", "", "file holding the log's timestamp verifier key (time.pub); if given the checkpoint's time signature is required")
+	index := fs.Int64("index", -1, "also verify the inclusion of the entry at this index")
+	tokenFile := fs.String("token-file", "", "auditor or admin token file, to fetch the entry for --index")
+	timeout := fs.Duration("timeout", 30*time.Second, "give up after this long")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *logKey == "" {
+		return usagef("--log-key is required")
+	}
+	lk, err := os.ReadFile(*logKey)
+	if err != nil {
+		return fmt.Errorf("reading the log key: %w", err)
+	}
+	var tk []byte
+	if *timeKey != "" {
+		if tk, err = os.ReadFile(*timeKey); err != nil {
+			return fmt.Errorf("reading the time key: %w", err)
+		}
+	}
+	v, err := client.NewVerifier(string(lk), string(tk))
+	if err != nil {
+		return err
+	}
+	var opts []client.Option
+	if *tokenFile != "" {
+		tok, err := readSecret(*tokenFile)
+		if err != nil {
+			return err
+		}
+		opts = append(opts, client.WithToken(tok))
+	}
+	c, err := client.New(*server, opts...)
+	if err != nil {
+		return usagef("%s", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	defer cancel()
+	cp, err := c.VerifiedCheckpoint(ctx, v)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "checkpoint OK: origin %s, size %d, root %x", cp.Origin, cp.Size, cp.Root)
+	if !cp.Time.IsZero() {
+		fmt.Fprintf(stdout, ", signed at %s", cp.Time.UTC().Format(time.RFC3339))
+	}
+	fmt.Fprintln(stdout)
+	if *index < 0 {
+		return nil
+	}
+	if *tokenFile == "" {
+		return usagef("--index needs --token-file (an auditor or admin token) to fetch the entry")
+	}
+	leaf, err := c.Entry(ctx, uint64(*index))
+	if err != nil {
+		return err
+	}
+	if err := c.VerifyInclusion(ctx, cp, uint64(*index), leaf); err != nil {
+		return err
+	}
+	var pretty bytes.Buffer
+	if err := json.Indent(&pretty, leaf, "  ", "  "); err != nil {
+		pretty.Reset()
+		pretty.Write(leaf)
+	}
+	fmt.Fprintf(stdout, "entry %d is included in the checkpoint of size %d:\n  %s\n", *index, cp.Size, pretty.String())
+	return nil
+}

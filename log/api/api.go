@@ -1,0 +1,555 @@
+// Package api is agentlog's HTTP interface: the C2SP read endpoints
+// (c2sp.org/tlog-tiles: /checkpoint, /tile/...), the JSON append, entry and
+// proof endpoints under /v1, /healthz and /metrics. docs/api.md documents
+// every route, its credential and its answers.
+//
+// Handlers parse the request, call the log core and map the result; errors
+// become statuses in exactly one place ([writeError]). Every request body is
+// capped.
+package api
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/mux"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/agentlog/agentlog/checkpoint"
+	alog "github.com/agentlog/agentlog/log"
+	"github.com/agentlog/agentlog/tree"
+)
+
+// Errors the handlers return; writeError maps them to statuses.
+var (
+	ErrUnauthorized = errors.New("missing or invalid credential")
+	ErrForbidden    = errors.New("credential not allowed here")
+	errBadRequest   = errors.New("bad request")
+	errUnavailable  = errors.New("not available yet")
+)
+
+// Roles of principals.
+const (
+	RoleAdmin    = "admin"
+	RoleApprover = "approver"
+	RoleAuditor  = "auditor"
+	RoleAgent    = "agent"
+)
+
+// Authenticator resolves a request's credential to a principal. It returns
+// an error wrapping ErrUnauthorized when the credential is missing, unknown
+// or no longer valid.
+type Authenticator interface {
+	Authenticate(r *http.Request) (alog.Principal, error)
+}
+
+// Tokens authenticates static bearer tokens. Only SHA-256 hashes of the
+// tokens are held.
+type Tokens struct {
+	byHash map[[32]byte]alog.Principal
+}
+
+// NewTokens returns an empty token set.
+func NewTokens() *Tokens { return &Tokens{byHash: map[[32]byte]alog.Principal{}} }
+
+// Add registers token as a credential of p.
+func (t *Tokens) Add(token string, p alog.Principal) {
+	t.byHash[sha256.Sum256([]byte(token))] = p
+}
+
+// Authenticate implements Authenticator.
+func (t *Tokens) Authenticate(r *http.Request) (alog.Principal, error) {
+	tok, ok := bearer(r)
+	if !ok {
+		return alog.Principal{}, fmt.Errorf("%w: send Authorization: Bearer <token>", ErrUnauthorized)
+	}
+	h := sha256.Sum256([]byte(tok))
+	for k, p := range t.byHash {
+		// Compare every hash in constant time so timing reveals nothing.
+		if subtle.ConstantTimeCompare(k[:], h[:]) == 1 {
+			return p, nil
+		}
+	}
+	return alog.Principal{}, ErrUnauthorized
+}
+
+func bearer(r *http.Request) (string, bool) {
+	a := r.Header.Get("Authorization")
+	const p = "Bearer "
+	if len(a) <= len(p) || !strings.EqualFold(a[:len(p)], p) {
+		return "", false
+	}
+	return strings.TrimSpace(a[len(p):]), true
+}
+
+// Config configures a Server.
+type Config struct {
+	Log   *alog.Log
+	Auth  Authenticator
+	Clock *checkpoint.Clock // may be nil
+	Loop  *checkpoint.Loop  // may be nil before checkpoints are wired
+	// CheckpointInterval is the signing interval; /healthz fails when the
+	// tree has grown and no checkpoint was signed for StaleAfter.
+	StaleAfter time.Duration
+	Registry   *prometheus.Registry
+	Logger     *slog.Logger
+}
+
+// Server serves the log over HTTP.
+type Server struct {
+	cfg    Config
+	router *mux.Router
+	log    *slog.Logger
+	latest atomic.Pointer[checkpoint.Signed]
+	reqDur *prometheus.HistogramVec
+}
+
+// maxBodyBytes caps request bodies other than appends.
+const maxBodyBytes = 1 << 10
+
+// New returns a Server. Publish must be called with each new checkpoint.
+func New(cfg Config) *Server {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Registry == nil {
+		cfg.Registry = prometheus.NewRegistry()
+	}
+	if cfg.StaleAfter <= 0 {
+		cfg.StaleAfter = 30 * time.Second
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger}
+	s.reqDur = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "agentlog_http_request_seconds",
+		Help:    "HTTP request latency by route and status code.",
+		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+	}, []string{"route", "code"})
+	cfg.Registry.MustRegister(s.reqDur)
+	s.registerGauges()
+
+	r := mux.NewRouter()
+	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeError(s.log, w, fmt.Errorf("%w: no such route %s %s", alog.ErrNotFound, r.Method, r.URL.Path))
+	})
+	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeJSONError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed on %s", r.Method, r.URL.Path))
+	})
+	s.handle(r, "checkpoint", "/checkpoint", http.MethodGet, s.getCheckpoint)
+	s.handle(r, "tile", "/tile/{path:.+}", http.MethodGet, s.getTile)
+	s.handle(r, "append", "/v1/entries", http.MethodPost, s.postEntries)
+	s.handle(r, "entry", "/v1/entries/{index}", http.MethodGet, s.getEntry)
+	s.handle(r, "inclusion", "/v1/proof/inclusion", http.MethodGet, s.getInclusion)
+	s.handle(r, "consistency", "/v1/proof/consistency", http.MethodGet, s.getConsistency)
+	s.handle(r, "healthz", "/healthz", http.MethodGet, s.getHealth)
+	r.Handle("/metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{})).Methods(http.MethodGet)
+	s.router = r
+	return s
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.router.ServeHTTP(w, r) }
+
+// Publish makes c the checkpoint served at /checkpoint.
+func (s *Server) Publish(c *checkpoint.Signed) { s.latest.Store(c) }
+
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+// handle registers h, wrapping it with body capping, error mapping and
+// latency metrics.
+func (s *Server) handle(r *mux.Router, name, path, method string, h handlerFunc) {
+	r.Handle(path, http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
+		if name != "append" {
+			req.Body = http.MaxBytesReader(sw, req.Body, maxBodyBytes)
+		}
+		if err := h(sw, req); err != nil {
+			writeError(s.log, sw, err)
+		}
+		s.reqDur.WithLabelValues(name, strconv.Itoa(sw.code)).Observe(time.Since(start).Seconds())
+	})).Methods(method)
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.code = code
+	w.ResponseWriter.WriteHeader(code)
+}
+
+// writeError is the one place where errors become HTTP statuses.
+func writeError(l *slog.Logger, w http.ResponseWriter, err error) {
+	var mbe *http.MaxBytesError
+	var ie *checkpoint.InconsistentError
+	switch {
+	case errors.As(err, &mbe):
+		writeJSONError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", mbe.Limit))
+	case errors.Is(err, ErrUnauthorized):
+		w.Header().Set("WWW-Authenticate", `Bearer realm="agentlog"`)
+		writeJSONError(w, http.StatusUnauthorized, err.Error())
+	case errors.Is(err, ErrForbidden):
+		writeJSONError(w, http.StatusForbidden, err.Error())
+	case errors.Is(err, alog.ErrInvalid), errors.Is(err, tree.ErrInvalid), errors.Is(err, errBadRequest):
+		writeJSONError(w, http.StatusBadRequest, err.Error())
+	case errors.Is(err, alog.ErrNotFound), errors.Is(err, tree.ErrNotFound):
+		writeJSONError(w, http.StatusNotFound, err.Error())
+	case errors.Is(err, alog.ErrPushback):
+		w.Header().Set("Retry-After", "1")
+		writeJSONError(w, http.StatusServiceUnavailable, err.Error())
+	case errors.Is(err, alog.ErrClosed), errors.Is(err, errUnavailable):
+		w.Header().Set("Retry-After", "1")
+		writeJSONError(w, http.StatusServiceUnavailable, err.Error())
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		writeJSONError(w, http.StatusServiceUnavailable, "request ended before it completed")
+	case errors.As(err, &ie):
+		l.Error("refusing to serve an inconsistent tree", "err", err)
+		writeJSONError(w, http.StatusInternalServerError, "internal error")
+	default:
+		l.Error("internal error", "err", err)
+		writeJSONError(w, http.StatusInternalServerError, "internal error")
+	}
+}
+
+func writeJSONError(w http.ResponseWriter, code int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(map[string]string{"error": msg})
+}
+
+func writeJSON(w http.ResponseWriter, v any) error {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	return json.NewEncoder(w).Encode(v)
+}
+
+// authorize authenticates the request and checks the principal's role.
+func (s *Server) authorize(r *http.Request, roles ...string) (alog.Principal, error) {
+	if s.cfg.Auth == nil {
+		return alog.Principal{}, ErrUnauthorized
+	}
+	p, err := s.cfg.Auth.Authenticate(r)
+	if err != nil {
+		return alog.Principal{}, err
+	}
+	for _, role := range roles {
+		if p.Role == role {
+			return p, nil
+		}
+	}
+	return alog.Principal{}, fmt.Errorf("%w: role %q may not %s %s", ErrForbidden, p.Role, r.Method, r.URL.Path)
+}
+
+func (s *Server) getCheckpoint(w http.ResponseWriter, r *http.Request) error {
+	c := s.latest.Load()
+	if c == nil {
+		return fmt.Errorf("%w: no checkpoint has been signed yet", errUnavailable)
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-cache")
+	_, err := w.Write(c.Raw)
+	return err
+}
+
+func (s *Server) getTile(w http.ResponseWriter, r *http.Request) error {
+	p, err := tree.ParseTilePath(mux.Vars(r)["path"])
+	if err != nil {
+		return err
+	}
+	var data []byte
+	if p.Entries {
+		if _, err := s.authorize(r, RoleAuditor, RoleAdmin); err != nil {
+			return err
+		}
+		data, err = s.bundle(p)
+		w.Header().Set("Cache-Control", "private, max-age=31536000, immutable")
+	} else {
+		data, err = s.cfg.Log.Tree().Tile(p.Level, p.Index, p.Width)
+		w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
+	}
+	if err != nil {
+		w.Header().Del("Cache-Control")
+		return err
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	_, err = w.Write(data)
+	return err
+}
+
+// bundle assembles a C2SP entry bundle: each entry as a 2-byte big-endian
+// length and its bytes.
+func (s *Server) bundle(p tree.TilePath) ([]byte, error) {
+	start := p.Index * tree.TileWidth
+	size := s.cfg.Log.Size()
+	if start >= size || start+uint64(p.Width) > size {
+		return nil, fmt.Errorf("entry bundle %d of width %d: %w (tree size %d)", p.Index, p.Width, tree.ErrNotFound, size)
+	}
+	leaves, err := s.cfg.Log.Entries(start, uint64(p.Width))
+	if err != nil {
+		return nil, err
+	}
+	n := 0
+	for _, l := range leaves {
+		n += 2 + len(l)
+	}
+	out := make([]byte, 0, n)
+	for _, l := range leaves {
+		out = append(out, byte(len(l)>>8), byte(len(l)))
+		out = append(out, l...)
+	}
+	return out, nil
+}
+
+// AppendResponse is the answer to POST /v1/entries.
+type AppendResponse struct {
+	Entries []AppendedEntry `json:"entries"`
+}
+
+// AppendedEntry describes one sequenced entry.
+type AppendedEntry struct {
+	Index    uint64 `json:"index"`
+	LeafHash []byte `json:"leaf_hash"` // base64 in JSON
+	Time     string `json:"time"`      // RFC 3339
+}
+
+func (s *Server) postEntries(w http.ResponseWriter, r *http.Request) error {
+	p, err := s.authorize(r, RoleAdmin)
+	if err != nil {
+		return err
+	}
+	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
+		return fmt.Errorf("%w: Content-Type must be application/json, not %q", errBadRequest, ct)
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, alog.MaxRequestBytes))
+	if err != nil {
+		return err
+	}
+	recs, err := alog.ParseAppendRequest(body)
+	if err != nil {
+		return err
+	}
+	res, err := s.cfg.Log.Append(r.Context(), p, alog.KindAction, recs)
+	if err != nil {
+		return err
+	}
+	out := AppendResponse{Entries: make([]AppendedEntry, len(res))}
+	for i, a := range res {
+		out.Entries[i] = AppendedEntry{Index: a.Index, LeafHash: a.LeafHash[:], Time: a.Time.UTC().Format(time.RFC3339Nano)}
+	}
+	return writeJSON(w, out)
+}
+
+// EntryResponse is the answer to GET /v1/entries/{index}.
+type EntryResponse struct {
+	Index    uint64          `json:"index"`
+	LeafHash []byte          `json:"leaf_hash"`
+	Entry    json.RawMessage `json:"entry"`
+}
+
+func (s *Server) getEntry(w http.ResponseWriter, r *http.Request) error {
+	if _, err := s.authorize(r, RoleAuditor, RoleAdmin); err != nil {
+		return err
+	}
+	i, err := parseUint(mux.Vars(r)["index"], "index")
+	if err != nil {
+		return err
+	}
+	leaf, err := s.cfg.Log.Entry(i)
+	if err != nil {
+		return err
+	}
+	h := sha256.Sum256(append([]byte{0}, leaf...))
+	return writeJSON(w, EntryResponse{Index: i, LeafHash: h[:], Entry: leaf})
+}
+
+// ProofResponse is the answer to the proof endpoints. Hashes are base64.
+type ProofResponse struct {
+	Index  *uint64  `json:"index,omitempty"`
+	Old    *uint64  `json:"old,omitempty"`
+	Size   uint64   `json:"size"`
+	Hashes [][]byte `json:"hashes"`
+}
+
+func (s *Server) getInclusion(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	i, err := parseUint(q.Get("index"), "index")
+	if err != nil {
+		return err
+	}
+	size, err := parseUint(q.Get("size"), "size")
+	if err != nil {
+		return err
+	}
+	if i >= size {
+		return fmt.Errorf("%w: index %d must be below size %d", errBadRequest, i, size)
+	}
+	if size > s.cfg.Log.Size() {
+		return fmt.Errorf("%w: size %d is beyond the tree size %d", tree.ErrNotFound, size, s.cfg.Log.Size())
+	}
+	hashes, err := s.cfg.Log.Tree().InclusionProof(i, size)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, ProofResponse{Index: &i, Size: size, Hashes: nonNil(hashes)})
+}
+
+func (s *Server) getConsistency(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	old, err := parseUint(q.Get("old"), "old")
+	if err != nil {
+		return err
+	}
+	size, err := parseUint(q.Get("size"), "size")
+	if err != nil {
+		return err
+	}
+	if old > size {
+		return fmt.Errorf("%w: old %d must not exceed size %d", errBadRequest, old, size)
+	}
+	if size > s.cfg.Log.Size() {
+		return fmt.Errorf("%w: size %d is beyond the tree size %d", tree.ErrNotFound, size, s.cfg.Log.Size())
+	}
+	hashes, err := s.cfg.Log.Tree().ConsistencyProof(old, size)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, ProofResponse{Old: &old, Size: size, Hashes: nonNil(hashes)})
+}
+
+func nonNil(h [][]byte) [][]byte {
+	if h == nil {
+		return [][]byte{}
+	}
+	return h
+}
+
+// parseUint parses a decimal query or path value strictly: digits only,
+// no sign, no leading zeros, no overflow.
+func parseUint(v, name string) (uint64, error) {
+	if v == "" {
+		return 0, fmt.Errorf("%w: %q is required", errBadRequest, name)
+	}
+	if len(v) > 1 && v[0] == '0' {
+		return 0, fmt.Errorf("%w: %q has leading zeros", errBadRequest, name)
+	}
+	for _, c := range v {
+		if c < '0' || c > '9' {
+			return 0, fmt.Errorf("%w: %q must be a non-negative decimal integer", errBadRequest, name)
+		}
+	}
+	n, err := strconv.ParseUint(v, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %q is out of range", errBadRequest, name)
+	}
+	return n, nil
+}
+
+// Health is the body of /healthz.
+type Health struct {
+	Status     string                  `json:"status"` // "ok", "degraded" or "failing"
+	TreeSize   uint64                  `json:"tree_size"`
+	QueueDepth int64                   `json:"queue_entries"`
+	Checkpoint *checkpointHealth       `json:"checkpoint,omitempty"`
+	Clock      *checkpoint.ClockStatus `json:"clock,omitempty"`
+	Problems   []string                `json:"problems,omitempty"`
+}
+
+type checkpointHealth struct {
+	Size       uint64    `json:"size"`
+	SignedAt   time.Time `json:"signed_at"`
+	AgeSeconds float64   `json:"age_seconds"`
+	Refusing   bool      `json:"refusing"`
+	LastError  string    `json:"last_error,omitempty"`
+}
+
+// health computes the server's health. It is failing when checkpoints stop
+// being signed for a grown tree, and degraded when the clock has no NTP.
+func (s *Server) health() Health {
+	h := Health{Status: "ok", TreeSize: s.cfg.Log.Size(), QueueDepth: s.cfg.Log.QueueDepth()}
+	if s.cfg.Clock != nil {
+		st := s.cfg.Clock.Status()
+		h.Clock = &st
+		if st.Degraded || !st.Synced {
+			h.Status = "degraded"
+			h.Problems = append(h.Problems, "clock is not synchronized with NTP")
+		}
+	}
+	if s.cfg.Loop != nil {
+		ls := s.cfg.Loop.Status()
+		ch := &checkpointHealth{Size: ls.Size, SignedAt: ls.LastSigned, Refusing: ls.Refusing, LastError: ls.LastError}
+		if !ls.LastSigned.IsZero() {
+			ch.AgeSeconds = time.Since(ls.LastSigned).Seconds()
+		}
+		h.Checkpoint = ch
+		stale := ls.LastSigned.IsZero() || time.Since(ls.LastSigned) > s.cfg.StaleAfter
+		if ls.Refusing || (h.TreeSize > ls.Size && stale) {
+			h.Status = "failing"
+			h.Problems = append(h.Problems, "checkpoints are not being signed")
+		}
+	}
+	return h
+}
+
+func (s *Server) getHealth(w http.ResponseWriter, r *http.Request) error {
+	h := s.health()
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	if h.Status == "failing" {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}
+	return json.NewEncoder(w).Encode(h)
+}
+
+func (s *Server) registerGauges() {
+	reg := s.cfg.Registry
+	if s.cfg.Loop != nil {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "agentlog_checkpoint_age_seconds",
+			Help: "Seconds since the last checkpoint was signed.",
+		}, func() float64 {
+			t := s.cfg.Loop.Status().LastSigned
+			if t.IsZero() {
+				return -1
+			}
+			return time.Since(t).Seconds()
+		}))
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "agentlog_checkpoint_size",
+			Help: "Tree size of the last signed checkpoint.",
+		}, func() float64 { return float64(s.cfg.Loop.Status().Size) }))
+	}
+	if s.cfg.Clock != nil {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "agentlog_ntp_offset_seconds",
+			Help: "Offset applied to the local clock, from NTP.",
+		}, func() float64 { return s.cfg.Clock.Status().Offset.Seconds() }))
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "agentlog_ntp_synced",
+			Help: "1 when the clock is synchronized with NTP, 0 when degraded.",
+		}, func() float64 {
+			if st := s.cfg.Clock.Status(); st.Synced && !st.Degraded {
+				return 1
+			}
+			return 0
+		}))
+	}
+}
+
+// b64 is the encoding of hashes in JSON answers.
+var b64 = base64.StdEncoding

@@ -1,0 +1,213 @@
+// Package log is agentlog's log core: it validates agent records, turns them
+// into leaves, sequences them in batches (group commit) and stores entries,
+// tiles and tree state in one fsynced Badger transaction per batch.
+//
+// A leaf is one compact JSON object (at most [MaxLeafSize] bytes) whose first
+// key is "time", the log's NTP-anchored time of sequencing in RFC 3339 UTC
+// with nanoseconds, non-decreasing with the index; then "kind", the
+// principal that appended it, and the record's fields (see docs/api.md).
+// Leaf hashes and the tree follow RFC 6962; the tree's tiles follow
+// c2sp.org/tlog-tiles (package tree).
+//
+// Badger key layout: "e/" + 8-byte big-endian index holds the leaf at that
+// index; keys starting with "t/" belong to package tree.
+//
+// Durability contract: [Log.Append] returns only once its entries, the
+// tiles that cover them and the tree state are committed and fsynced.
+package log
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/agentlog/agentlog/tree"
+)
+
+// ErrNotFound is returned for an entry index beyond the tree.
+var ErrNotFound = errors.New("not found")
+
+// Config configures a Log. Zero values take the documented defaults.
+type Config struct {
+	// Dir is the Badger directory (created if missing).
+	Dir string
+	// Clock gives the time stamped on leaves; default time.Now. The server
+	// passes the NTP-disciplined clock.
+	Clock func() time.Time
+	// MaxBatch caps the entries of one commit (default 8192).
+	MaxBatch int
+	// MaxBatchBytes caps the leaf bytes of one commit (default 4 MiB; a
+	// Badger transaction must stay well below its memtable's 15%).
+	MaxBatchBytes int
+	// MaxPending caps the entries waiting for the sequencer; beyond it
+	// appends fail with ErrPushback (default 262144).
+	MaxPending int
+	// Logger receives Badger's warnings and the log's own messages.
+	Logger *slog.Logger
+	// Registerer receives the log's Prometheus metrics (may be nil).
+	Registerer prometheus.Registerer
+}
+
+// Log is an open agentlog log.
+type Log struct {
+	db   *badger.DB
+	tree *tree.Tree
+	seq  *sequencer
+	m    *metrics
+	log  *slog.Logger
+}
+
+// Open opens (or creates) the log in cfg.Dir and resumes from its durable
+// state: the tree is loaded from its stored state, never rebuilt.
+func Open(cfg Config) (*Log, error) {
+	if cfg.Dir == "" {
+		return nil, errors.New("log: no data directory given")
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
+	if cfg.MaxBatch <= 0 {
+		cfg.MaxBatch = 8192
+	}
+	if cfg.MaxBatchBytes <= 0 {
+		cfg.MaxBatchBytes = 4 << 20
+	}
+	if cfg.MaxPending <= 0 {
+		cfg.MaxPending = 1 << 18
+	}
+	if cfg.MaxPending < MaxEntriesPerRequest {
+		cfg.MaxPending = MaxEntriesPerRequest
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("creating %s: %w", cfg.Dir, err)
+	}
+	opts := badger.DefaultOptions(cfg.Dir).
+		WithSyncWrites(true).
+		WithDetectConflicts(false).
+		WithNumVersionsToKeep(1).
+		WithLogger(badgerLogger{cfg.Logger}).
+		WithMetricsEnabled(false)
+	db, err := badger.Open(opts)
+	if err != nil {
+		return nil, fmt.Errorf("opening the database in %s: %w", cfg.Dir, err)
+	}
+	t, err := tree.Open(db)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("loading the tree: %w", err)
+	}
+	m := newMetrics(cfg.Registerer)
+	m.treeSize.Set(float64(t.Size()))
+	seq, err := newSequencer(db, t, cfg.Clock, m, cfg)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return &Log{db: db, tree: t, seq: seq, m: m, log: cfg.Logger}, nil
+}
+
+// Append validates nothing further: recs must come from ParseAppendRequest
+// (or be otherwise validated). It encodes the leaves, queues them and waits
+// until they are durable. All records of one call are sequenced together,
+// consecutively, or none is.
+func (l *Log) Append(ctx context.Context, p Principal, kind string, recs []Record) ([]Appended, error) {
+	start := time.Now()
+	tails := make([]leafTail, len(recs))
+	for i := range recs {
+		t, err := encodeTail(kind, p, &recs[i])
+		if err != nil {
+			return nil, fmt.Errorf("entries[%d]: %w", i, err)
+		}
+		tails[i] = t
+	}
+	res, err := l.seq.add(ctx, tails)
+	if err == nil {
+		l.m.appendSeconds.Observe(time.Since(start).Seconds())
+	}
+	return res, err
+}
+
+// Tree returns the log's tree (read-only use).
+func (l *Log) Tree() *tree.Tree { return l.tree }
+
+// Size returns the committed tree size.
+func (l *Log) Size() uint64 { return l.tree.Size() }
+
+// Entry returns the leaf at index i.
+func (l *Log) Entry(i uint64) ([]byte, error) {
+	if i >= l.tree.Size() {
+		return nil, fmt.Errorf("entry %d: %w (tree size %d)", i, ErrNotFound, l.tree.Size())
+	}
+	var out []byte
+	err := l.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(entryKey(i))
+		if err != nil {
+			return err
+		}
+		out, err = item.ValueCopy(nil)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading entry %d: %w", i, err)
+	}
+	return out, nil
+}
+
+// Entries returns the leaves at indexes [start, start+n), all of which must
+// be below the committed size.
+func (l *Log) Entries(start, n uint64) ([][]byte, error) {
+	if n == 0 || start+n > l.tree.Size() || start+n < start {
+		return nil, fmt.Errorf("entries [%d, %d): %w (tree size %d)", start, start+n, ErrNotFound, l.tree.Size())
+	}
+	out := make([][]byte, 0, n)
+	err := l.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: int(min(n, 256)), Prefix: []byte("e/")})
+		defer it.Close()
+		for it.Seek(entryKey(start)); it.Valid() && uint64(len(out)) < n; it.Next() {
+			v, err := it.Item().ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			out = append(out, v)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading entries [%d, %d): %w", start, start+n, err)
+	}
+	if uint64(len(out)) != n {
+		return nil, fmt.Errorf("reading entries [%d, %d): found only %d", start, start+n, len(out))
+	}
+	return out, nil
+}
+
+// QueueDepth returns the number of entries waiting to be committed.
+func (l *Log) QueueDepth() int64 { return l.seq.queued.Load() }
+
+// Close stops accepting appends, commits what is queued and closes the
+// database.
+func (l *Log) Close() error {
+	l.seq.close()
+	if err := l.db.Close(); err != nil {
+		return fmt.Errorf("closing the database: %w", err)
+	}
+	return nil
+}
+
+// badgerLogger routes Badger's messages to slog, dropping its chatty
+// informational lines.
+type badgerLogger struct{ l *slog.Logger }
+
+func (b badgerLogger) Errorf(f string, a ...any)   { b.l.Error("badger: " + fmt.Sprintf(f, a...)) }
+func (b badgerLogger) Warningf(f string, a ...any) { b.l.Warn("badger: " + fmt.Sprintf(f, a...)) }
+func (b badgerLogger) Infof(string, ...any)        {}
+func (b badgerLogger) Debugf(string, ...any)       {}

@@ -1,0 +1,54 @@
+package log
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// metrics are the log core's Prometheus metrics. Names are stable.
+type metrics struct {
+	appendSeconds prometheus.Histogram
+	commitSeconds prometheus.Histogram
+	batchSize     prometheus.Histogram
+	queueDepth    prometheus.Gauge
+	treeSize      prometheus.Gauge
+	pushbacks     prometheus.Counter
+	commitErrors  prometheus.Counter
+}
+
+func newMetrics(r prometheus.Registerer) *metrics {
+	m := &metrics{
+		appendSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "agentlog_append_seconds",
+			Help:    "Time from an append call to its entries being durable.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+		}),
+		commitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "agentlog_commit_seconds",
+			Help:    "Time to sequence and fsync one batch.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+		}),
+		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "agentlog_batch_entries",
+			Help:    "Entries committed per batch.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 15),
+		}),
+		queueDepth: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "agentlog_queue_entries",
+			Help: "Entries waiting to be sequenced.",
+		}),
+		treeSize: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "agentlog_tree_size",
+			Help: "Committed tree size (number of entries).",
+		}),
+		pushbacks: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "agentlog_append_pushback_total",
+			Help: "Append requests refused because the queue was full.",
+		}),
+		commitErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "agentlog_commit_errors_total",
+			Help: "Batches that failed to commit.",
+		}),
+	}
+	if r != nil {
+		r.MustRegister(m.appendSeconds, m.commitSeconds, m.batchSize, m.queueDepth, m.treeSize, m.pushbacks, m.commitErrors)
+	}
+	return m
+}

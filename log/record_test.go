@@ -1,0 +1,175 @@
+package log
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseAppendRequest(t *testing.T) {
+	big := strings.Repeat("a", MaxLeafSize)
+	for _, tc := range []struct {
+		name string
+		body string
+		ok   bool
+		n    int
+	}{
+		{"one", `{"entries":[{"action":"db.query"}]}`, true, 1},
+		{"all fields", `{"entries":[{"action":"a","tool":"t","resource":"r/1","outcome":"success","attributes":{"k":"v","n":1}}]}`, true, 1},
+		{"two", `{"entries":[{"action":"a"},{"action":"b"}]}`, true, 2},
+		{"null attributes", `{"entries":[{"action":"a","attributes":null}]}`, true, 1},
+		{"empty entries", `{"entries":[]}`, false, 0},
+		{"no entries", `{}`, false, 0},
+		{"empty action", `{"entries":[{"action":""}]}`, false, 0},
+		{"blank action", `{"entries":[{"action":"  "}]}`, false, 0},
+		{"missing action", `{"entries":[{"tool":"x"}]}`, false, 0},
+		{"one bad of two", `{"entries":[{"action":"a"},{"action":""}]}`, false, 0},
+		{"unknown field", `{"entries":[{"action":"a","agent":"forged"}]}`, false, 0},
+		{"unknown top field", `{"entries":[{"action":"a"}],"x":1}`, false, 0},
+		{"action not string", `{"entries":[{"action":5}]}`, false, 0},
+		{"attributes not object", `{"entries":[{"action":"a","attributes":[1]}]}`, false, 0},
+		{"attributes string", `{"entries":[{"action":"a","attributes":"x"}]}`, false, 0},
+		{"control char", `{"entries":[{"action":"a\u0000b"}]}`, false, 0},
+		{"not json", `action=a`, false, 0},
+		{"trailing", `{"entries":[{"action":"a"}]} {}`, false, 0},
+		{"invalid utf8", "{\"entries\":[{\"action\":\"a\xff\"}]}", false, 0},
+		{"oversize attributes", `{"entries":[{"action":"a","attributes":{"k":"` + big + `"}}]}`, true, 1}, // rejected later at encoding
+		{"oversize action", `{"entries":[{"action":"` + strings.Repeat("a", 300) + `"}]}`, false, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			recs, err := ParseAppendRequest([]byte(tc.body))
+			if tc.ok {
+				if err != nil {
+					t.Fatalf("ParseAppendRequest: %v", err)
+				}
+				if len(recs) != tc.n {
+					t.Fatalf("got %d records, want %d", len(recs), tc.n)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("ParseAppendRequest accepted %q", tc.body)
+			}
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("error %v does not wrap ErrInvalid", err)
+			}
+		})
+	}
+}
+
+func TestTooManyEntries(t *testing.T) {
+	var b bytes.Buffer
+	b.WriteString(`{"entries":[`)
+	for i := 0; i <= MaxEntriesPerRequest; i++ {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(`{"action":"a"}`)
+	}
+	b.WriteString(`]}`)
+	if _, err := ParseAppendRequest(b.Bytes()); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("got %v, want ErrInvalid for %d entries", err, MaxEntriesPerRequest+1)
+	}
+}
+
+func TestLeafEncoding(t *testing.T) {
+	recs, err := ParseAppendRequest([]byte(`{"entries":[{"action":"db.query","tool":"sql","resource":"customers/42","outcome":"success","attributes":{ "rows" : 3 }}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tail, err := encodeTail(KindAction, Principal{ID: "admin", Role: "admin"}, &recs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := time.Date(2026, 11, 28, 3, 4, 5, 6, time.UTC)
+	leaf := appendLeaf(nil, ts, tail)
+	want := `{"time":"2026-11-28T03:04:05.000000006Z","kind":"action","principal":"admin","role":"admin","action":"db.query","tool":"sql","resource":"customers/42","outcome":"success","attributes":{"rows":3}}`
+	if string(leaf) != want {
+		t.Fatalf("leaf\n got %s\nwant %s", leaf, want)
+	}
+	if !json.Valid(leaf) {
+		t.Fatal("leaf is not valid JSON")
+	}
+	l, err := ParseLeaf(leaf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !l.Time.Equal(ts) || l.Action != "db.query" || l.Principal != "admin" {
+		t.Fatalf("ParseLeaf = %+v", l)
+	}
+	lt, err := leafTime(leaf)
+	if err != nil || !lt.Equal(ts) {
+		t.Fatalf("leafTime = %v, %v", lt, err)
+	}
+	// A non-UTC time is written in UTC.
+	leaf2 := appendLeaf(nil, ts.In(time.FixedZone("x", 3600)), tail)
+	if !bytes.Equal(leaf, leaf2) {
+		t.Fatalf("time zone leaked into leaf: %s", leaf2)
+	}
+}
+
+func TestOversizeLeafRejected(t *testing.T) {
+	big := strings.Repeat("a", MaxLeafSize)
+	recs, err := ParseAppendRequest([]byte(`{"entries":[{"action":"a","attributes":{"k":"` + big + `"}}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := encodeTail(KindAction, Principal{ID: "admin"}, &recs[0]); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("encodeTail of an oversize leaf: %v, want ErrInvalid", err)
+	}
+	// Just under the limit is fine.
+	small := strings.Repeat("a", MaxLeafSize-200)
+	recs, err = ParseAppendRequest([]byte(`{"entries":[{"action":"a","attributes":{"k":"` + small + `"}}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tail, err := encodeTail(KindAction, Principal{ID: "admin"}, &recs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(appendLeaf(nil, time.Now(), tail)); n > MaxLeafSize {
+		t.Fatalf("leaf of %d bytes accepted", n)
+	}
+}
+
+func FuzzParseAppendRequest(f *testing.F) {
+	for _, s := range []string{
+		`{"entries":[{"action":"db.query"}]}`,
+		`{"entries":[{"action":"a","tool":"t","resource":"r","outcome":"o","attributes":{"k":[1,2,{"x":null}]}}]}`,
+		`{"entries":[{"action":""}]}`,
+		`{"entries":null}`,
+		"{\"entries\":[{\"action\":\"\xff\"}]}",
+		`[]`, ``, `{`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		recs, err := ParseAppendRequest(body)
+		if err != nil {
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("error does not wrap ErrInvalid: %v", err)
+			}
+			return
+		}
+		for i := range recs {
+			tail, err := encodeTail(KindAction, Principal{ID: "p", Role: "admin"}, &recs[i])
+			if err != nil {
+				continue
+			}
+			leaf := appendLeaf(nil, time.Unix(1, 0), tail)
+			if !json.Valid(leaf) || len(leaf) > MaxLeafSize {
+				t.Fatalf("bad leaf %q", leaf)
+			}
+			l, err := ParseLeaf(leaf)
+			if err != nil {
+				t.Fatalf("ParseLeaf(%q): %v", leaf, err)
+			}
+			if l.Action != recs[i].Action {
+				t.Fatalf("action changed: %q -> %q", recs[i].Action, l.Action)
+			}
+		}
+	})
+}

@@ -1,0 +1,273 @@
+package log
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/agentlog/agentlog/tree"
+)
+
+// ErrPushback is returned when the sequencer queue is full. Callers should
+// retry later; the HTTP layer answers 503 with Retry-After.
+var ErrPushback = errors.New("append queue is full, retry later")
+
+// ErrClosed is returned for appends after Close has begun.
+var ErrClosed = errors.New("log is shutting down")
+
+// Appended describes one durably sequenced entry.
+type Appended struct {
+	Index    uint64
+	LeafHash [32]byte
+	Time     time.Time
+}
+
+// pending is one append request waiting for the sequencer.
+type pending struct {
+	tails []leafTail
+	done  chan struct{}
+	res   []Appended
+	err   error
+}
+
+// sequencer assigns indexes and times to queued leaves, and commits each
+// batch (entries, tiles and tree state) in one fsynced Badger transaction
+// before answering its waiters.
+type sequencer struct {
+	db    *badger.DB
+	tree  *tree.Tree
+	clock func() time.Time
+	m     *metrics
+
+	maxBatch   int // entries per batch
+	maxBytes   int // leaf bytes per batch
+	maxPending int64
+
+	mu      sync.Mutex // guards closed and sends on queue
+	closed  bool
+	queue   chan *pending
+	queued  atomic.Int64 // entries queued, not yet committed
+	stopped chan struct{}
+
+	lastTime time.Time // time of the last sequenced leaf; sequencer goroutine only
+	buf      []byte
+}
+
+// entryKey is the Badger key of the leaf at index i.
+func entryKey(i uint64) []byte {
+	k := make([]byte, 10)
+	k[0], k[1] = 'e', '/'
+	binary.BigEndian.PutUint64(k[2:], i)
+	return k
+}
+
+func newSequencer(db *badger.DB, t *tree.Tree, clock func() time.Time, m *metrics, cfg Config) (*sequencer, error) {
+	s := &sequencer{
+		db:         db,
+		tree:       t,
+		clock:      clock,
+		m:          m,
+		maxBatch:   cfg.MaxBatch,
+		maxBytes:   cfg.MaxBatchBytes,
+		maxPending: int64(cfg.MaxPending),
+		queue:      make(chan *pending, cfg.MaxPending),
+		stopped:    make(chan struct{}),
+	}
+	if n := t.Size(); n > 0 {
+		// Resume the time from the last durable leaf so times never go
+		// backwards across a restart, whatever the clock says now.
+		err := db.View(func(txn *badger.Txn) error {
+			item, err := txn.Get(entryKey(n - 1))
+			if err != nil {
+				return err
+			}
+			return item.Value(func(v []byte) error {
+				lt, err := leafTime(v)
+				s.lastTime = lt
+				return err
+			})
+		})
+		if err != nil {
+			return nil, fmt.Errorf("reading the last entry (index %d): %w", n-1, err)
+		}
+	}
+	go s.run()
+	return s, nil
+}
+
+// add queues tails and waits until they are durable or ctx ends. If ctx ends
+// first the entries may still be committed; the caller just stops waiting.
+func (s *sequencer) add(ctx context.Context, tails []leafTail) ([]Appended, error) {
+	p := &pending{tails: tails, done: make(chan struct{})}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil, ErrClosed
+	}
+	n := int64(len(tails))
+	if s.queued.Add(n) > s.maxPending {
+		s.queued.Add(-n)
+		s.mu.Unlock()
+		s.m.pushbacks.Inc()
+		return nil, ErrPushback
+	}
+	select {
+	case s.queue <- p:
+	default:
+		s.queued.Add(-n)
+		s.mu.Unlock()
+		s.m.pushbacks.Inc()
+		return nil, ErrPushback
+	}
+	s.mu.Unlock()
+	s.m.queueDepth.Set(float64(s.queued.Load()))
+	select {
+	case <-p.done:
+		return p.res, p.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("waiting for the append to be committed: %w", ctx.Err())
+	}
+}
+
+// close stops accepting appends, commits everything already queued and
+// returns when the sequencer goroutine has exited.
+func (s *sequencer) close() {
+	s.mu.Lock()
+	if !s.closed {
+		s.closed = true
+		close(s.queue)
+	}
+	s.mu.Unlock()
+	<-s.stopped
+}
+
+func (s *sequencer) run() {
+	defer close(s.stopped)
+	var batch []*pending
+	for {
+		p, ok := <-s.queue
+		if !ok {
+			return
+		}
+		batch = append(batch[:0], p)
+		n, size := len(p.tails), tailBytes(p.tails)
+		// Take whatever else is already waiting, up to the batch limits.
+	fill:
+		for n < s.maxBatch && size < s.maxBytes {
+			select {
+			case q, ok := <-s.queue:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, q)
+				n += len(q.tails)
+				size += tailBytes(q.tails)
+			default:
+				break fill
+			}
+		}
+		s.commit(batch, n)
+	}
+}
+
+func tailBytes(ts []leafTail) int {
+	n := 0
+	for _, t := range ts {
+		n += leafPrefixLen + len(t)
+	}
+	return n
+}
+
+// commit sequences one batch and answers its waiters.
+func (s *sequencer) commit(batch []*pending, n int) {
+	start := time.Now()
+	err := s.commitBatch(batch, n)
+	for _, p := range batch {
+		if err != nil {
+			p.res = nil
+			p.err = err
+		}
+		close(p.done)
+	}
+	s.queued.Add(-int64(n))
+	s.m.queueDepth.Set(float64(s.queued.Load()))
+	s.m.batchSize.Observe(float64(n))
+	s.m.commitSeconds.Observe(time.Since(start).Seconds())
+	if err == nil {
+		s.m.treeSize.Set(float64(s.tree.Size()))
+	} else {
+		s.m.commitErrors.Inc()
+	}
+}
+
+func (s *sequencer) commitBatch(batch []*pending, n int) error {
+	now := s.clock()
+	if now.Before(s.lastTime) {
+		now = s.lastTime
+	}
+	base := s.tree.Size()
+	hashes := make([][]byte, 0, n)
+	leaves := make([][]byte, 0, n)
+	buf := s.buf[:0]
+	for _, p := range batch {
+		for _, t := range p.tails {
+			buf = appendLeaf(buf, now, t)
+		}
+	}
+	// Slice the shared buffer into leaves only after it stopped growing.
+	off := 0
+	for _, p := range batch {
+		p.res = make([]Appended, len(p.tails))
+		for j, t := range p.tails {
+			l := buf[off : off+leafPrefixLen+len(t)]
+			off += len(l)
+			h := leafHash(l)
+			leaves = append(leaves, l)
+			hashes = append(hashes, h[:])
+			p.res[j] = Appended{Index: base + uint64(len(leaves)-1), LeafHash: h, Time: now}
+		}
+	}
+	upd, err := s.tree.Prepare(hashes)
+	if err != nil {
+		return fmt.Errorf("extending the tree: %w", err)
+	}
+	txn := s.db.NewTransaction(true)
+	defer txn.Discard()
+	for i, l := range leaves {
+		if err := txn.Set(entryKey(base+uint64(i)), l); err != nil {
+			return fmt.Errorf("writing entry %d: %w", base+uint64(i), err)
+		}
+	}
+	if err := upd.Write(txn); err != nil {
+		return fmt.Errorf("writing tiles: %w", err)
+	}
+	// The DB is opened with SyncWrites, so Commit returns after fsync.
+	if err := txn.Commit(); err != nil {
+		return fmt.Errorf("committing batch at index %d: %w", base, err)
+	}
+	s.tree.Apply(upd)
+	s.lastTime = now
+	if cap(buf) <= 8<<20 {
+		s.buf = buf
+	} else {
+		s.buf = nil
+	}
+	return nil
+}
+
+// leafHash is the RFC 6962 leaf hash SHA-256(0x00 || leaf).
+func leafHash(l []byte) [32]byte {
+	h := sha256.New()
+	h.Write([]byte{0})
+	h.Write(l)
+	var out [32]byte
+	h.Sum(out[:0])
+	return out
+}
