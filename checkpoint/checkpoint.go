@@ -30,14 +30,22 @@ const MaxSize = 1 << 20
 // by the log's signature and a timestamp signature whose time is the
 // TimeSigner's clock.
 func Sign(k *Keys, size uint64, root []byte) ([]byte, error) {
+	if k.TimeSigner == nil {
+		return nil, errNoTimeKey
+	}
 	return sign(k, size, root, k.TimeSigner)
 }
 
 // SignAt is like [Sign] but the timestamp signature carries t (truncated to
 // whole seconds) instead of the TimeSigner's clock.
 func SignAt(k *Keys, size uint64, root []byte, t time.Time) ([]byte, error) {
+	if k.TimeSigner == nil {
+		return nil, errNoTimeKey
+	}
 	return sign(k, size, root, k.TimeSigner.At(t))
 }
+
+var errNoTimeKey = errors.New("checkpoint: the keys have no timestamp signer")
 
 func sign(k *Keys, size uint64, root []byte, ts note.Signer) ([]byte, error) {
 	if len(root) != HashSize {

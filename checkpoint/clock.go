@@ -131,7 +131,7 @@ func (c *Clock) Now() time.Time {
 	}
 }
 
-// Offset returns the correction currently applied to the system clock.
+// offset returns the correction currently applied to the system clock.
 func (c *Clock) offset() time.Duration {
 	a := c.anchor.Load()
 	return a.true.Sub(a.sys.Round(0))

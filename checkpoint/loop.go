@@ -79,6 +79,9 @@ func NewLoop(cfg LoopConfig) (*Loop, error) {
 	if cfg.Keys == nil || cfg.Source == nil || cfg.Store == nil {
 		return nil, errors.New("checkpoint: NewLoop needs Keys, Source and Store")
 	}
+	if cfg.Keys.LogSigner == nil || cfg.Keys.LogVerifier == nil || cfg.Keys.TimeSigner == nil || cfg.Keys.TimeVerifier == nil {
+		return nil, errors.New("checkpoint: NewLoop needs Keys with both the log key and the timestamp key (see NewKeys)")
+	}
 	if cfg.RequireNTP && cfg.Clock == nil {
 		return nil, errors.New("checkpoint: RequireNTP needs a Clock")
 	}
