@@ -28,6 +28,9 @@ func TestParseAppendRequest(t *testing.T) {
 		{"missing action", `{"entries":[{"tool":"x"}]}`, false, 0},
 		{"one bad of two", `{"entries":[{"action":"a"},{"action":""}]}`, false, 0},
 		{"unknown field", `{"entries":[{"action":"a","agent":"forged"}]}`, false, 0},
+		{"wrong case", `{"entries":[{"ACTION":"a"}]}`, false, 0},
+		{"duplicate name", `{"entries":[{"action":"a","action":"b"}]}`, false, 0},
+		{"duplicate in attributes", `{"entries":[{"action":"a","attributes":{"k":1,"k":2}}]}`, false, 0},
 		{"unknown top field", `{"entries":[{"action":"a"}],"x":1}`, false, 0},
 		{"action not string", `{"entries":[{"action":5}]}`, false, 0},
 		{"attributes not object", `{"entries":[{"action":"a","attributes":[1]}]}`, false, 0},
@@ -139,6 +142,7 @@ func FuzzParseAppendRequest(f *testing.F) {
 	for _, s := range []string{
 		`{"entries":[{"action":"db.query"}]}`,
 		`{"entries":[{"action":"a","tool":"t","resource":"r","outcome":"o","attributes":{"k":[1,2,{"x":null}]}}]}`,
+		`{"entries":[{"action":"q\\"uo\\\\te <&> \u2028 \u00e9","resource":"a/b"}]}`,
 		`{"entries":[{"action":""}]}`,
 		`{"entries":null}`,
 		"{\"entries\":[{\"action\":\"\xff\"}]}",
@@ -167,9 +171,49 @@ func FuzzParseAppendRequest(f *testing.F) {
 			if err != nil {
 				t.Fatalf("ParseLeaf(%q): %v", leaf, err)
 			}
-			if l.Action != recs[i].Action {
-				t.Fatalf("action changed: %q -> %q", recs[i].Action, l.Action)
+			if l.Action != recs[i].Action || l.Tool != recs[i].Tool || l.Resource != recs[i].Resource || l.Outcome != recs[i].Outcome {
+				t.Fatalf("fields changed: %+v -> %+v", recs[i], l)
+			}
+			if want := stdTail(t, &recs[i]); !bytes.Equal(tail, want) {
+				t.Fatalf("leaf tail differs from encoding/json:\n got %s\nwant %s", tail, want)
 			}
 		}
 	})
+}
+
+// stdTail encodes a leaf tail with encoding/json, the reference for the
+// hand-written encoder.
+func stdTail(t *testing.T, r *Record) []byte {
+	t.Helper()
+	type body struct {
+		Kind       string          `json:"kind"`
+		Principal  string          `json:"principal,omitempty"`
+		Role       string          `json:"role,omitempty"`
+		Action     string          `json:"action,omitempty"`
+		Tool       string          `json:"tool,omitempty"`
+		Resource   string          `json:"resource,omitempty"`
+		Outcome    string          `json:"outcome,omitempty"`
+		Attributes json.RawMessage `json:"attributes,omitempty"`
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(body{KindAction, "p", "admin", r.Action, r.Tool, r.Resource, r.Outcome, r.Attributes}); err != nil {
+		t.Fatal(err)
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n"))[1:]
+}
+
+func BenchmarkParseAppendRequest(b *testing.B) {
+	body := []byte(`{"entries":[{"action":"db.query","tool":"sql","resource":"customers/42","outcome":"success","attributes":{"pad":"` + strings.Repeat("x", 400) + `"}}]}`)
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		recs, err := ParseAppendRequest(body)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := encodeTail(KindAction, admin, &recs[0]); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

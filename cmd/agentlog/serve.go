@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -46,6 +47,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	maxBatch := fs.Int("max-batch", 8192, "most entries committed in one batch")
 	maxPending := fs.Int("max-pending", 1<<18, "most entries waiting to be committed before appends get 503")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	debugAddr := fs.String("debug-listen", "", "if set, serve Go's pprof profiles on this (loopback) address")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -146,6 +148,16 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	if *debugAddr != "" {
+		dm := http.NewServeMux()
+		dm.HandleFunc("/debug/pprof/", pprof.Index)
+		dm.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		dm.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		go func() {
+			ds := &http.Server{Addr: *debugAddr, Handler: dm, ReadHeaderTimeout: 10 * time.Second}
+			logger.Warn("debug server stopped", "err", ds.ListenAndServe())
+		}()
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- hs.Serve(ln) }()
