@@ -1,0 +1,306 @@
+package witness
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+
+	fnote "github.com/transparency-dev/formats/note"
+	"golang.org/x/mod/sumdb/note"
+)
+
+type testWitness struct {
+	url   string
+	vkey  string
+	store Store
+}
+
+func startWitness(t *testing.T, store Store, limit func(string) bool, logs ...*testLog) *testWitness {
+	t.Helper()
+	s, vkey := newTestSigner(t, "witness.example/w1")
+	m := map[string][]note.Verifier{}
+	for _, l := range logs {
+		m[l.origin] = append(m[l.origin], l.verifier())
+	}
+	w, err := New(Config{Signer: s, Logs: m, Store: store, Limit: limit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(NewServer(ServerConfig{Witness: w}))
+	t.Cleanup(srv.Close)
+	return &testWitness{url: srv.URL, vkey: vkey, store: store}
+}
+
+// TestAddCheckpointConformance walks one witness through every answer of
+// c2sp.org/tlog-witness, in order, since each step depends on the state the
+// previous ones left.
+func TestAddCheckpointConformance(t *testing.T) {
+	lg := newTestLog(t, "example.com/log")
+	empty := newTestLog(t, "example.com/empty")
+	w := startWitness(t, &MemStore{}, nil, lg, empty)
+	wv, err := fnote.NewVerifierForCosignatureV1(w.vkey)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	lg.grow(5, "a")
+	cp5 := lg.checkpoint()
+	lg.grow(3, "a")
+	cp8 := lg.checkpoint()
+	fork := newTestLog(t, "example.com/log")
+	fork.signer = lg.signer
+	fork.grow(8, "b")
+	fork5 := fork.sign(5, fork.root(5), lg.signer)
+	fork12 := func() []byte { fork.grow(4, "b"); return fork.checkpoint() }()
+	lg.grow(4, "a")
+	cp12 := lg.checkpoint()
+
+	other := newTestLog(t, "example.com/log") // same origin, untrusted key
+	other.grow(5, "a")
+	badSig := lg.sign(5, lg.root(5), corruptSigner{lg.signer})
+	unknown := newTestLog(t, "example.com/unknown")
+	unknown.grow(1, "x")
+
+	longProof := make([][]byte, 64)
+	for i := range longProof {
+		longProof[i] = make([]byte, 32)
+	}
+
+	type step struct {
+		name   string
+		body   []byte
+		code   int
+		answer string // expected body for 409
+	}
+	steps := []step{
+		{"malformed old line", []byte("old 01\n\n" + string(cp5)), 400, ""},
+		{"no old line", cp5, 400, ""},
+		{"proof line not base64", []byte("old 0\n!!!\n\n" + string(cp5)), 400, ""},
+		{"unknown origin", body(0, nil, unknown.checkpoint()), 404, ""},
+		{"signed by an untrusted key of the origin", body(0, nil, other.checkpoint()), 403, ""},
+		{"bad signature by the trusted key", body(0, nil, badSig), 403, ""},
+		{"old size larger than the checkpoint", body(6, nil, cp5), 400, ""},
+		{"proof too long (64 lines)", body(0, longProof, cp5), 400, ""},
+		{"non-empty proof from old size 0", body(0, lg.proof(3, 5), cp5), 422, ""},
+		{"first checkpoint, old size 0", body(0, nil, cp5), 200, ""},
+		{"old size 0 after a cosignature", body(0, nil, cp8), 409, "5\n"},
+		{"old size not the cosigned one", body(4, lg.proof(4, 8), cp8), 409, "5\n"},
+		{"same size, same root: cosigned again", body(5, nil, cp5), 200, ""},
+		{"same size, different root", body(5, nil, fork5), 422, ""},
+		{"bad proof (another tree)", body(5, fork.proof(5, 12), fork12), 422, ""},
+		{"proof from the wrong tree for a valid checkpoint", body(5, lg.proof(6, 8), cp8), 422, ""},
+		{"consistent growth", body(5, lg.proof(5, 8), cp8), 200, ""},
+		{"stale old size after growth", body(5, lg.proof(5, 12), cp12), 409, "8\n"},
+		{"rollback: smaller checkpoint", body(8, nil, cp5), 400, ""},
+		{"consistent growth again", body(8, lg.proof(8, 12), cp12), 200, ""},
+		{"size-0 checkpoint with a wrong root", body(0, nil, empty.sign(0, make([]byte, 32), empty.signer)), 422, ""},
+		{"size-0 checkpoint with the empty root", body(0, nil, empty.checkpoint()), 200, ""},
+		{"size-0 again", body(0, nil, empty.checkpoint()), 200, ""},
+		{"growth from size 0 needs no proof", body(0, nil, func() []byte { empty.grow(3, "e"); return empty.checkpoint() }()), 200, ""},
+	}
+	for _, s := range steps {
+		code, ctype, out := post(t, w.url, s.body)
+		if code != s.code {
+			t.Fatalf("%s: got %d %q, want %d", s.name, code, out, s.code)
+		}
+		switch code {
+		case 409:
+			if ctype != "text/x.tlog.size" || string(out) != s.answer {
+				t.Errorf("%s: 409 with Content-Type %q body %q, want text/x.tlog.size %q", s.name, ctype, out, s.answer)
+			}
+		case 200:
+			// The answer is cosignature lines only, verifiable with
+			// formats/note once appended to the checkpoint.
+			req, _ := ParseRequest(s.body)
+			lines, err := SignatureLines(out)
+			if err != nil || len(lines) != 1 {
+				t.Fatalf("%s: answer %q is not one signature line: %v", s.name, out, err)
+			}
+			merged, err := AddSignatures(req.Checkpoint, out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			origin, _, _ := strings.Cut(string(req.Checkpoint), "\n")
+			logV := lg.verifier()
+			if origin == empty.origin {
+				logV = empty.verifier()
+			}
+			n, err := note.Open(merged, note.VerifierList(logV, wv))
+			if err != nil || len(n.Sigs) != 2 {
+				t.Fatalf("%s: cosigned checkpoint does not verify: %v", s.name, err)
+			}
+			ts, err := fnote.CoSigV1Timestamp(n.Sigs[1])
+			if err != nil || !ts.Equal(fixedTime) {
+				t.Errorf("%s: cosignature time %v, %v; want %v", s.name, ts, err, fixedTime)
+			}
+		}
+	}
+
+	// The monitoring endpoint serves the latest cosigned checkpoint with the
+	// log's signature and the witness's.
+	h := sha256.Sum256([]byte(lg.origin))
+	resp, err := http.Get(w.url + "/" + hex.EncodeToString(h[:]) + "/checkpoint")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("monitoring endpoint: %d %s", resp.StatusCode, got)
+	}
+	n, err := note.Open(got, note.VerifierList(lg.verifier(), wv))
+	if err != nil || len(n.Sigs) != 2 || !strings.HasPrefix(string(cp12), n.Text) {
+		t.Fatalf("monitoring endpoint served %q: %v", got, err)
+	}
+	resp, err = http.Get(w.url + "/" + strings.Repeat("00", 32) + "/checkpoint")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 404 {
+		t.Errorf("monitoring endpoint for an unknown origin: %d", resp.StatusCode)
+	}
+}
+
+func TestBodyTooLarge(t *testing.T) {
+	lg := newTestLog(t, "example.com/log")
+	w := startWitness(t, &MemStore{}, nil, lg)
+	b := body(0, nil, lg.checkpoint())
+	b = append(b, bytes.Repeat([]byte("x"), DefaultMaxBodyBytes)...)
+	if code, _, out := post(t, w.url, b); code != http.StatusRequestEntityTooLarge {
+		t.Fatalf("got %d %s, want 413", code, out)
+	}
+}
+
+func TestRateLimit(t *testing.T) {
+	lg := newTestLog(t, "example.com/log")
+	w := startWitness(t, &MemStore{}, RateLimit(1e-9, 2), lg)
+	cp := lg.checkpoint()
+	for i, want := range []int{200, 200, 429} {
+		if code, _, out := post(t, w.url, body(0, nil, cp)); code != want {
+			t.Fatalf("request %d: got %d %s, want %d", i, code, out, want)
+		}
+	}
+}
+
+// TestConcurrentAdd races submissions that all start from the cosigned
+// size: exactly one may win each round, the others get 409 with the winner's
+// size.
+func TestConcurrentAdd(t *testing.T) {
+	lg := newTestLog(t, "example.com/log")
+	w := startWitness(t, &MemStore{}, nil, lg)
+	lg.grow(1, "a")
+	if code, _, out := post(t, w.url, body(0, nil, lg.checkpoint())); code != 200 {
+		t.Fatalf("%d %s", code, out)
+	}
+	old := uint64(1)
+	for round := range 5 {
+		const racers = 16
+		bodies := make([][]byte, racers)
+		sizes := make([]uint64, racers)
+		for i := range racers {
+			lg.grow(1, "a")
+			sizes[i] = lg.Size()
+			bodies[i] = body(old, lg.proof(old, sizes[i]), lg.checkpoint())
+		}
+		codes := make([]int, racers)
+		answers := make([]string, racers)
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for i := range racers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				code, _, out := post(t, w.url, bodies[i])
+				codes[i], answers[i] = code, string(out)
+			}()
+		}
+		close(start)
+		wg.Wait()
+		winner := -1
+		for i, c := range codes {
+			if c == 200 {
+				if winner >= 0 {
+					t.Fatalf("round %d: two winners (%d and %d)", round, sizes[winner], sizes[i])
+				}
+				winner = i
+			}
+		}
+		if winner < 0 {
+			t.Fatalf("round %d: no winner: %v", round, codes)
+		}
+		for i, c := range codes {
+			if i != winner && (c != 409 || answers[i] != fmt.Sprintf("%d\n", sizes[winner])) {
+				t.Fatalf("round %d: loser got %d %q, want 409 %d", round, c, answers[i], sizes[winner])
+			}
+		}
+		stored, _ := w.store.Load(lg.origin)
+		if !bytes.Contains(stored, fmt.Appendf(nil, "\n%d\n", sizes[winner])) {
+			t.Fatalf("round %d: stored %q, want size %d", round, stored, sizes[winner])
+		}
+		old = sizes[winner]
+	}
+}
+
+// TestFileStoreRestart reopens a witness's state directory: it remembers
+// what it cosigned, refuses a fork of it and a second process.
+func TestFileStoreRestart(t *testing.T) {
+	dir := t.TempDir()
+	lg := newTestLog(t, "example.com/log")
+	fs, err := OpenFileStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenFileStore(dir); err == nil {
+		t.Fatal("a second FileStore opened the same directory")
+	}
+	w := startWitness(t, fs, nil, lg)
+	lg.grow(7, "a")
+	if code, _, out := post(t, w.url, body(0, nil, lg.checkpoint())); code != 200 {
+		t.Fatalf("%d %s", code, out)
+	}
+	fs.Close()
+
+	fs2, err := OpenFileStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fs2.Close()
+	w2 := startWitness(t, fs2, nil, lg)
+	fork := newTestLog(t, lg.origin)
+	fork.signer = lg.signer
+	fork.grow(9, "b")
+	for _, c := range []struct {
+		b    []byte
+		code int
+	}{
+		{body(0, nil, fork.checkpoint()), 409},
+		{body(7, fork.proof(7, 9), fork.checkpoint()), 422},
+		{body(7, nil, fork.sign(7, fork.root(7), lg.signer)), 422},
+	} {
+		if code, _, out := post(t, w2.url, c.b); code != c.code {
+			t.Fatalf("after restart: got %d %s, want %d", code, out, c.code)
+		}
+	}
+	lg.grow(2, "a")
+	if code, _, out := post(t, w2.url, body(7, lg.proof(7, 9), lg.checkpoint())); code != 200 {
+		t.Fatalf("after restart, consistent growth: %d %s", code, out)
+	}
+}
+
+// corruptSigner signs with the right key ID but a wrong signature.
+type corruptSigner struct{ note.Signer }
+
+func (c corruptSigner) Sign(msg []byte) ([]byte, error) {
+	sig, err := c.Signer.Sign(msg)
+	sig[0] ^= 1
+	return sig, err
+}
