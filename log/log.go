@@ -10,7 +10,8 @@
 // c2sp.org/tlog-tiles (package tree).
 //
 // Badger key layout: "e/" + 8-byte big-endian index holds the leaf at that
-// index; keys starting with "t/" belong to package tree.
+// index; keys starting with "t/" belong to package tree, "i/" to package
+// identity.
 //
 // Durability contract: [Log.Append] returns only once its entries, the
 // tiles that cover them and the tree state are committed and fsynced.
@@ -25,6 +26,7 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/agentlog/agentlog/tree"
@@ -52,6 +54,12 @@ type Config struct {
 	Logger *slog.Logger
 	// Registerer receives the log's Prometheus metrics (may be nil).
 	Registerer prometheus.Registerer
+	// GCInterval is how often the value log is garbage-collected (default
+	// 10m). Entries are never deleted, but right-edge partial tiles are
+	// rewritten by every batch and leave garbage behind.
+	GCInterval time.Duration
+
+	valueLogFileSize int64 // tests shrink it to exercise GC
 }
 
 // Log is an open agentlog log.
@@ -61,6 +69,9 @@ type Log struct {
 	seq  *sequencer
 	m    *metrics
 	log  *slog.Logger
+
+	stopGC chan struct{}
+	gcDone chan struct{}
 }
 
 // Open opens (or creates) the log in cfg.Dir and resumes from its durable
@@ -90,12 +101,27 @@ func Open(cfg Config) (*Log, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating %s: %w", cfg.Dir, err)
 	}
+	if cfg.GCInterval <= 0 {
+		cfg.GCInterval = 10 * time.Minute
+	}
+	// Values of 256 bytes or more (most leaves, and tiles) go to Badger's
+	// value log, written once and never compacted; the LSM tree holds only
+	// keys and pointers. This more than doubles append throughput over
+	// keeping leaves in the LSM tree (docs/benchmarks.md). Compression is
+	// off: it costs CPU on the append path and on every compaction.
 	opts := badger.DefaultOptions(cfg.Dir).
 		WithSyncWrites(true).
 		WithDetectConflicts(false).
 		WithNumVersionsToKeep(1).
 		WithLogger(badgerLogger{cfg.Logger}).
-		WithMetricsEnabled(false)
+		WithMetricsEnabled(false).
+		WithCompression(options.None).
+		WithValueThreshold(256)
+	if cfg.valueLogFileSize > 0 {
+		// Small files and memtables, so tests see flushes, compactions
+		// and several value log files.
+		opts = opts.WithValueLogFileSize(cfg.valueLogFileSize).WithMemTableSize(64 << 10).WithBaseTableSize(64 << 10).WithNumLevelZeroTables(1).WithNumLevelZeroTablesStall(2)
+	}
 	db, err := badger.Open(opts)
 	if err != nil {
 		return nil, fmt.Errorf("opening the database in %s: %w", cfg.Dir, err)
@@ -112,7 +138,48 @@ func Open(cfg Config) (*Log, error) {
 		db.Close()
 		return nil, err
 	}
-	return &Log{db: db, tree: t, seq: seq, m: m, log: cfg.Logger}, nil
+	l := &Log{db: db, tree: t, seq: seq, m: m, log: cfg.Logger, stopGC: make(chan struct{}), gcDone: make(chan struct{})}
+	go l.gcLoop(cfg.GCInterval)
+	return l, nil
+}
+
+// gcLoop reclaims value log space left by rewritten partial tiles.
+func (l *Log) gcLoop(every time.Duration) {
+	defer close(l.gcDone)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.stopGC:
+			return
+		case <-t.C:
+			if n, err := l.collectGarbage(); err != nil {
+				l.log.Warn("value log garbage collection", "err", err)
+			} else if n > 0 {
+				l.log.Info("value log garbage collected", "files", n)
+			}
+		}
+	}
+}
+
+// gcDiscardRatio is the share of garbage that makes a value log file
+// worth rewriting.
+const gcDiscardRatio = 0.5
+
+// collectGarbage rewrites value log files that are at least half garbage,
+// until none is left; it returns how many files it rewrote.
+func (l *Log) collectGarbage() (int, error) {
+	n := 0
+	for {
+		err := l.db.RunValueLogGC(gcDiscardRatio)
+		if errors.Is(err, badger.ErrNoRewrite) || errors.Is(err, badger.ErrRejected) {
+			return n, nil
+		}
+		if err != nil {
+			return n, fmt.Errorf("value log GC: %w", err)
+		}
+		n++
+	}
 }
 
 // Append validates nothing further: recs must come from ParseAppendRequest
@@ -135,6 +202,11 @@ func (l *Log) Append(ctx context.Context, p Principal, kind string, recs []Recor
 	}
 	return res, err
 }
+
+// DB returns the log's Badger database, for packages that keep their own
+// state beside the log under their own key prefix (package identity uses
+// "i/"). They must never write keys under "e/" or "t/".
+func (l *Log) DB() *badger.DB { return l.db }
 
 // Tree returns the log's tree (read-only use).
 func (l *Log) Tree() *tree.Tree { return l.tree }
@@ -197,6 +269,12 @@ func (l *Log) QueueDepth() int64 { return l.seq.queued.Load() }
 // database.
 func (l *Log) Close() error {
 	l.seq.close()
+	select {
+	case <-l.stopGC:
+	default:
+		close(l.stopGC)
+	}
+	<-l.gcDone
 	if err := l.db.Close(); err != nil {
 		return fmt.Errorf("closing the database: %w", err)
 	}
