@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Runs agentlog's benchmarks next to the peer (Tessera's POSIX driver) on
+# this machine, in one run, and prints the figures for docs/benchmarks.md.
+#   docs/bench.sh [PEER_DIR]   (default ../shared/bench/tessera-posix)
+# Needs Go; uses wrk for a second HTTP load generator if it is installed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+peer=${1:-../shared/bench/tessera-posix}
+n=${N:-1000000}
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+
+echo "== machine"
+uname -srm; nproc; grep -m1 'model name' /proc/cpuinfo || true; go version
+
+go build -o "$work/agentlog" ./cmd/agentlog
+go test -c -o "$work/log.test" ./log
+if [ -d "$peer" ]; then (cd "$peer" && go build -o "$work/tessera-posix" .); fi
+
+echo "== library append, $n x 512 B, c=4096 (ours, peer, ours, peer)"
+for round in 1 2; do
+  "$work/log.test" -test.run '^$' -test.bench 'BenchmarkAppend$' -test.benchtime "${n}x" | grep Benchmark
+  if [ -x "$work/tessera-posix" ]; then "$work/tessera-posix" -n "$n" -size 512 -c 4096 2>/dev/null; fi
+done
+
+echo "== HTTP append (agentlog bench append; server and client share the machine)"
+data="$work/data"
+"$work/agentlog" serve --data "$data" --listen 127.0.0.1:18123 --log-level warn --ntp 127.0.0.1:1 >"$work/serve.out" 2>&1 &
+for _ in $(seq 100); do [ -f "$data/admin.token" ] && curl -sf http://127.0.0.1:18123/healthz >/dev/null 2>&1 && break; sleep 0.1; done
+"$work/agentlog" bench append --server http://127.0.0.1:18123 --token-file "$data/admin.token" --concurrency 256 --batch 1 --duration 10s
+"$work/agentlog" bench append --server http://127.0.0.1:18123 --token-file "$data/admin.token" --concurrency 16 --batch 256 --duration 10s
+if command -v wrk >/dev/null; then
+  echo "== HTTP single-entry append with wrk (1 thread, 256 connections)"
+  tok=$(cat "$data/admin.token")
+  pad=$(head -c 448 /dev/zero | tr '\0' x)
+  cat >"$work/post.lua" <<LUA
+wrk.method = "POST"
+wrk.body = '{"entries":[{"action":"bench.append","tool":"bench","resource":"bench/0","outcome":"success","attributes":{"pad":"$pad"}}]}'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer $tok"
+LUA
+  wrk -t1 -c256 -d10s --latency -s "$work/post.lua" http://127.0.0.1:18123/v1/entries
+fi
