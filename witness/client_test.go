@@ -29,12 +29,12 @@ type cluster struct {
 func newCluster(t *testing.T, n, k int, extra ...[3]string) *cluster {
 	c := &cluster{t: t, log: newTestLog(t, "example.com/log")}
 	var b strings.Builder
-	fmt.Fprintf(&b, "log %s\n", c.log.vkey)
+	fmt.Fprintf(&b, "log %s\n", c.log.VKey)
 	var names []string
 	for i := range n {
 		st := &MemStore{}
 		s, vkey := newTestSigner(t, fmt.Sprintf("w%d.example", i))
-		w, err := New(Config{Signer: s, Logs: map[string][]note.Verifier{c.log.origin: {c.log.verifier()}}, Store: st})
+		w, err := New(Config{Signer: s, Logs: map[string][]note.Verifier{c.log.Origin: {c.log.Verifier()}}, Store: st})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -62,9 +62,9 @@ func newCluster(t *testing.T, n, k int, extra ...[3]string) *cluster {
 // signed returns the log's current checkpoint as the checkpoint package
 // would give it to Publish.
 func (c *cluster) signed() *checkpoint.Signed {
-	raw := c.log.checkpoint()
+	raw := c.log.Checkpoint()
 	size := c.log.Size()
-	return &checkpoint.Signed{Origin: c.log.origin, Size: size, Root: c.log.root(size), Raw: raw}
+	return &checkpoint.Signed{Origin: c.log.Origin, Size: size, Root: c.log.Root(size), Raw: raw}
 }
 
 // startClient runs a client publishing into a channel.
@@ -122,7 +122,7 @@ func TestClientQuorum(t *testing.T) {
 	cl, pub := c.startClient(false)
 
 	for round := range 5 {
-		c.log.grow(1+round*3, "a")
+		c.log.Grow(1+round*3, "a")
 		cl.Submit(c.signed())
 		v := c.waitCosigned(pub, c.log.Size())
 		if len(v.Cosigners) != 2 || v.Cosigners[0].Name != "W0" || v.Cosigners[1].Name != "W1" {
@@ -144,7 +144,7 @@ func TestClientQuorum(t *testing.T) {
 // (a restarted log) learns it from 409 and sends the right proof.
 func TestClientConflict(t *testing.T) {
 	c := newCluster(t, 3, 3)
-	c.log.grow(10, "a")
+	c.log.Grow(10, "a")
 	cp10 := c.signed()
 	for _, u := range c.urls {
 		if code, _, out := post(t, u, body(0, nil, cp10.Raw)); code != 200 {
@@ -152,7 +152,7 @@ func TestClientConflict(t *testing.T) {
 		}
 	}
 	cl, pub := c.startClient(false)
-	c.log.grow(7, "a")
+	c.log.Grow(7, "a")
 	cl.Submit(c.signed())
 	v := c.waitCosigned(pub, 17)
 	if len(v.Cosigners) != 3 {
@@ -181,13 +181,13 @@ func TestClientPublishUnwitnessed(t *testing.T) {
 	_, skey := newTestSigner(t, "slow.example")
 	c := newCluster(t, 1, 2, [3]string{"S", skey, slow.URL})
 	cl, pub := c.startClient(true)
-	c.log.grow(3, "a")
+	c.log.Grow(3, "a")
 	cl.Submit(c.signed()) // must not block on the slow witness
 	first := <-pub
 	if _, err := c.policy.Verify(first.Raw); !errors.Is(err, ErrQuorum) || first.Size != 3 {
 		t.Fatalf("first published: size %d, %v", first.Size, err)
 	}
-	none, err := ParsePolicy([]byte("log " + c.log.vkey + "\nquorum none\n"))
+	none, err := ParsePolicy([]byte("log " + c.log.VKey + "\nquorum none\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,14 +203,14 @@ func TestClientPublishUnwitnessed(t *testing.T) {
 func TestClientHoldBack(t *testing.T) {
 	c := newCluster(t, 2, 2)
 	cl, pub := c.startClient(false)
-	c.log.grow(3, "a")
+	c.log.Grow(3, "a")
 	cl.Submit(c.signed())
 	if v := c.waitCosigned(pub, 3); len(v.Cosigners) != 2 {
 		t.Fatal(v.Cosigners)
 	}
 	// Every published checkpoint met the quorum (waitCosigned fails on any
 	// other, past the size it waits for).
-	c.log.grow(3, "a")
+	c.log.Grow(3, "a")
 	cl.Submit(c.signed())
 	c.waitCosigned(pub, 6)
 }

@@ -20,12 +20,12 @@ func TestParsePolicy(t *testing.T) {
 		check      func(*Policy) bool
 	}{
 		{"none", "quorum none\n", func(p *Policy) bool { return p.Quorum == nil && len(p.Logs) == 0 }},
-		{"single witness", fmt.Sprintf("log %s https://log.example\nwitness A %s https://a.example\nquorum A", lg.vkey, wk[0]),
+		{"single witness", fmt.Sprintf("log %s https://log.example\nwitness A %s https://a.example\nquorum A", lg.VKey, wk[0]),
 			func(p *Policy) bool {
 				return p.Logs[0].URL == "https://log.example" && p.Witnesses[0].URL == "https://a.example" &&
 					p.Quorum.K == 1 && p.Quorum.Members[0].Witness == p.Witnesses[0]
 			}},
-		{"comments, tabs, blank lines", fmt.Sprintf("# policy\n\n  log\t%s  \n\t# w\nwitness A %s\nwitness B %s\ngroup G any A B\nquorum G\n", lg.vkey, wk[0], wk[1]),
+		{"comments, tabs, blank lines", fmt.Sprintf("# policy\n\n  log\t%s  \n\t# w\nwitness A %s\nwitness B %s\ngroup G any A B\nquorum G\n", lg.VKey, wk[0], wk[1]),
 			func(p *Policy) bool { return p.Quorum.Name == "G" && p.Quorum.K == 1 }},
 		{"nested groups", fmt.Sprintf("witness A %s\nwitness B %s\nwitness C %s\nwitness D %s\ngroup X 2 A B C\ngroup Y all X D\nquorum Y\n", wk[0], wk[1], wk[2], wk[3]),
 			func(p *Policy) bool { return p.Quorum.K == 2 && p.Quorum.Members[0].Group.K == 2 }},
@@ -42,14 +42,14 @@ func TestParsePolicy(t *testing.T) {
 	}
 	bad := []struct{ name, text string }{
 		{"empty", ""},
-		{"no quorum", fmt.Sprintf("log %s\n", lg.vkey)},
+		{"no quorum", fmt.Sprintf("log %s\n", lg.VKey)},
 		{"two quorums", "quorum none\nquorum none\n"},
 		{"undefined quorum", "quorum A\n"},
 		{"quorum before witness", fmt.Sprintf("quorum A\nwitness A %s\n", wk[0])},
 		{"group forward reference", fmt.Sprintf("group G any A\nwitness A %s\nquorum G\n", wk[0])},
 		{"duplicate name", fmt.Sprintf("witness A %s\nwitness A %s\nquorum A\n", wk[0], wk[1])},
 		{"duplicate witness key", fmt.Sprintf("witness A %s\nwitness B %s\nquorum A\n", wk[0], wk[0])},
-		{"duplicate log key", fmt.Sprintf("log %s\nlog %s\nquorum none\n", lg.vkey, lg.vkey)},
+		{"duplicate log key", fmt.Sprintf("log %s\nlog %s\nquorum none\n", lg.VKey, lg.VKey)},
 		{"reserved name", fmt.Sprintf("witness none %s\nquorum none\n", wk[0])},
 		{"member twice", fmt.Sprintf("witness A %s\ngroup G any A A\nquorum G\n", wk[0])},
 		{"k too large", fmt.Sprintf("witness A %s\ngroup G 2 A\nquorum G\n", wk[0])},
@@ -70,30 +70,30 @@ func TestParsePolicy(t *testing.T) {
 
 func TestPolicyVerify(t *testing.T) {
 	lg := newTestLog(t, "example.com/log")
-	lg.grow(3, "a")
+	lg.Grow(3, "a")
 	var signers [3]note.Signer
 	var vkeys [3]string
 	for i := range signers {
 		signers[i], vkeys[i] = newTestSigner(t, fmt.Sprintf("w%d.example", i))
 	}
 	p, err := ParsePolicy(fmt.Appendf(nil, "log %s\nwitness A %s\nwitness B %s\nwitness C %s\ngroup Q 2 A B C\nquorum Q\n",
-		lg.vkey, vkeys[0], vkeys[1], vkeys[2]))
+		lg.VKey, vkeys[0], vkeys[1], vkeys[2]))
 	if err != nil {
 		t.Fatal(err)
 	}
-	root := lg.root(3)
+	root := lg.Root(3)
 	cases := []struct {
 		name    string
 		raw     []byte
 		wantErr error // nil, ErrQuorum, or errAny
 	}{
-		{"log only", lg.sign(3, root, lg.signer), ErrQuorum},
-		{"one witness", lg.sign(3, root, lg.signer, signers[0]), ErrQuorum},
-		{"two witnesses", lg.sign(3, root, lg.signer, signers[0], signers[2]), nil},
-		{"three witnesses", lg.sign(3, root, lg.signer, signers[0], signers[1], signers[2]), nil},
-		{"one good, one bad cosignature", lg.sign(3, root, lg.signer, signers[0], corruptSigner{signers[1]}), ErrQuorum},
-		{"witnesses without the log", lg.sign(3, root, signers[0], signers[1]), errAny},
-		{"another log key", func() []byte { o := newTestLog(t, lg.origin); return o.sign(3, root, o.signer, signers[0], signers[1]) }(), errAny},
+		{"log only", lg.Sign(3, root, lg.Signer), ErrQuorum},
+		{"one witness", lg.Sign(3, root, lg.Signer, signers[0]), ErrQuorum},
+		{"two witnesses", lg.Sign(3, root, lg.Signer, signers[0], signers[2]), nil},
+		{"three witnesses", lg.Sign(3, root, lg.Signer, signers[0], signers[1], signers[2]), nil},
+		{"one good, one bad cosignature", lg.Sign(3, root, lg.Signer, signers[0], corruptSigner{signers[1]}), ErrQuorum},
+		{"witnesses without the log", lg.Sign(3, root, signers[0], signers[1]), errAny},
+		{"another log key", func() []byte { o := newTestLog(t, lg.Origin); return o.Sign(3, root, o.Signer, signers[0], signers[1]) }(), errAny},
 	}
 	for _, c := range cases {
 		v, err := p.Verify(c.raw)
@@ -110,11 +110,11 @@ func TestPolicyVerify(t *testing.T) {
 			t.Errorf("%s: verified", c.name)
 		}
 	}
-	none, err := ParsePolicy([]byte("log " + lg.vkey + "\nquorum none\n"))
+	none, err := ParsePolicy([]byte("log " + lg.VKey + "\nquorum none\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := none.Verify(lg.sign(3, root, lg.signer)); err != nil {
+	if _, err := none.Verify(lg.Sign(3, root, lg.Signer)); err != nil {
 		t.Errorf("quorum none: %v", err)
 	}
 }
@@ -126,7 +126,7 @@ func FuzzParsePolicy(f *testing.F) {
 	_, wk := newTestSigner(f, "w.example")
 	_, wk2 := newTestSigner(f, "w2.example")
 	f.Add([]byte("quorum none\n"))
-	f.Add(fmt.Appendf(nil, "log %s https://x\nwitness A %s\nwitness B %s\ngroup G 1 A B\ngroup H all G\nquorum H\n", lg.vkey, wk, wk2))
+	f.Add(fmt.Appendf(nil, "log %s https://x\nwitness A %s\nwitness B %s\ngroup G 1 A B\ngroup H all G\nquorum H\n", lg.VKey, wk, wk2))
 	f.Add([]byte("group a any b\n# c\n\t\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		p, err := ParsePolicy(b)

@@ -27,7 +27,7 @@ func startWitness(t *testing.T, store Store, limit func(string) bool, logs ...*t
 	s, vkey := newTestSigner(t, "witness.example/w1")
 	m := map[string][]note.Verifier{}
 	for _, l := range logs {
-		m[l.origin] = append(m[l.origin], l.verifier())
+		m[l.Origin] = append(m[l.Origin], l.Verifier())
 	}
 	w, err := New(Config{Signer: s, Logs: m, Store: store, Limit: limit})
 	if err != nil {
@@ -50,23 +50,23 @@ func TestAddCheckpointConformance(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	lg.grow(5, "a")
-	cp5 := lg.checkpoint()
-	lg.grow(3, "a")
-	cp8 := lg.checkpoint()
+	lg.Grow(5, "a")
+	cp5 := lg.Checkpoint()
+	lg.Grow(3, "a")
+	cp8 := lg.Checkpoint()
 	fork := newTestLog(t, "example.com/log")
-	fork.signer = lg.signer
-	fork.grow(8, "b")
-	fork5 := fork.sign(5, fork.root(5), lg.signer)
-	fork12 := func() []byte { fork.grow(4, "b"); return fork.checkpoint() }()
-	lg.grow(4, "a")
-	cp12 := lg.checkpoint()
+	fork.Signer = lg.Signer
+	fork.Grow(8, "b")
+	fork5 := fork.Sign(5, fork.Root(5), lg.Signer)
+	fork12 := func() []byte { fork.Grow(4, "b"); return fork.Checkpoint() }()
+	lg.Grow(4, "a")
+	cp12 := lg.Checkpoint()
 
 	other := newTestLog(t, "example.com/log") // same origin, untrusted key
-	other.grow(5, "a")
-	badSig := lg.sign(5, lg.root(5), corruptSigner{lg.signer})
+	other.Grow(5, "a")
+	badSig := lg.Sign(5, lg.Root(5), corruptSigner{lg.Signer})
 	unknown := newTestLog(t, "example.com/unknown")
-	unknown.grow(1, "x")
+	unknown.Grow(1, "x")
 
 	longProof := make([][]byte, 64)
 	for i := range longProof {
@@ -83,27 +83,27 @@ func TestAddCheckpointConformance(t *testing.T) {
 		{"malformed old line", []byte("old 01\n\n" + string(cp5)), 400, ""},
 		{"no old line", cp5, 400, ""},
 		{"proof line not base64", []byte("old 0\n!!!\n\n" + string(cp5)), 400, ""},
-		{"unknown origin", body(0, nil, unknown.checkpoint()), 404, ""},
-		{"signed by an untrusted key of the origin", body(0, nil, other.checkpoint()), 403, ""},
+		{"unknown origin", body(0, nil, unknown.Checkpoint()), 404, ""},
+		{"signed by an untrusted key of the origin", body(0, nil, other.Checkpoint()), 403, ""},
 		{"bad signature by the trusted key", body(0, nil, badSig), 403, ""},
 		{"old size larger than the checkpoint", body(6, nil, cp5), 400, ""},
 		{"proof too long (64 lines)", body(0, longProof, cp5), 400, ""},
-		{"non-empty proof from old size 0", body(0, lg.proof(3, 5), cp5), 422, ""},
+		{"non-empty proof from old size 0", body(0, lg.Proof(3, 5), cp5), 422, ""},
 		{"first checkpoint, old size 0", body(0, nil, cp5), 200, ""},
 		{"old size 0 after a cosignature", body(0, nil, cp8), 409, "5\n"},
-		{"old size not the cosigned one", body(4, lg.proof(4, 8), cp8), 409, "5\n"},
+		{"old size not the cosigned one", body(4, lg.Proof(4, 8), cp8), 409, "5\n"},
 		{"same size, same root: cosigned again", body(5, nil, cp5), 200, ""},
 		{"same size, different root", body(5, nil, fork5), 422, ""},
-		{"bad proof (another tree)", body(5, fork.proof(5, 12), fork12), 422, ""},
-		{"proof from the wrong tree for a valid checkpoint", body(5, lg.proof(6, 8), cp8), 422, ""},
-		{"consistent growth", body(5, lg.proof(5, 8), cp8), 200, ""},
-		{"stale old size after growth", body(5, lg.proof(5, 12), cp12), 409, "8\n"},
+		{"bad proof (another tree)", body(5, fork.Proof(5, 12), fork12), 422, ""},
+		{"proof from the wrong tree for a valid checkpoint", body(5, lg.Proof(6, 8), cp8), 422, ""},
+		{"consistent growth", body(5, lg.Proof(5, 8), cp8), 200, ""},
+		{"stale old size after growth", body(5, lg.Proof(5, 12), cp12), 409, "8\n"},
 		{"rollback: smaller checkpoint", body(8, nil, cp5), 400, ""},
-		{"consistent growth again", body(8, lg.proof(8, 12), cp12), 200, ""},
-		{"size-0 checkpoint with a wrong root", body(0, nil, empty.sign(0, make([]byte, 32), empty.signer)), 422, ""},
-		{"size-0 checkpoint with the empty root", body(0, nil, empty.checkpoint()), 200, ""},
-		{"size-0 again", body(0, nil, empty.checkpoint()), 200, ""},
-		{"growth from size 0 needs no proof", body(0, nil, func() []byte { empty.grow(3, "e"); return empty.checkpoint() }()), 200, ""},
+		{"consistent growth again", body(8, lg.Proof(8, 12), cp12), 200, ""},
+		{"size-0 checkpoint with a wrong root", body(0, nil, empty.Sign(0, make([]byte, 32), empty.Signer)), 422, ""},
+		{"size-0 checkpoint with the empty root", body(0, nil, empty.Checkpoint()), 200, ""},
+		{"size-0 again", body(0, nil, empty.Checkpoint()), 200, ""},
+		{"growth from size 0 needs no proof", body(0, nil, func() []byte { empty.Grow(3, "e"); return empty.Checkpoint() }()), 200, ""},
 	}
 	for _, s := range steps {
 		code, ctype, out := post(t, w.url, s.body)
@@ -128,9 +128,9 @@ func TestAddCheckpointConformance(t *testing.T) {
 				t.Fatal(err)
 			}
 			origin, _, _ := strings.Cut(string(req.Checkpoint), "\n")
-			logV := lg.verifier()
-			if origin == empty.origin {
-				logV = empty.verifier()
+			logV := lg.Verifier()
+			if origin == empty.Origin {
+				logV = empty.Verifier()
 			}
 			n, err := note.Open(merged, note.VerifierList(logV, wv))
 			if err != nil || len(n.Sigs) != 2 {
@@ -145,7 +145,7 @@ func TestAddCheckpointConformance(t *testing.T) {
 
 	// The monitoring endpoint serves the latest cosigned checkpoint with the
 	// log's signature and the witness's.
-	h := sha256.Sum256([]byte(lg.origin))
+	h := sha256.Sum256([]byte(lg.Origin))
 	resp, err := http.Get(w.url + "/" + hex.EncodeToString(h[:]) + "/checkpoint")
 	if err != nil {
 		t.Fatal(err)
@@ -155,7 +155,7 @@ func TestAddCheckpointConformance(t *testing.T) {
 	if resp.StatusCode != 200 {
 		t.Fatalf("monitoring endpoint: %d %s", resp.StatusCode, got)
 	}
-	n, err := note.Open(got, note.VerifierList(lg.verifier(), wv))
+	n, err := note.Open(got, note.VerifierList(lg.Verifier(), wv))
 	if err != nil || len(n.Sigs) != 2 || !strings.HasPrefix(string(cp12), n.Text) {
 		t.Fatalf("monitoring endpoint served %q: %v", got, err)
 	}
@@ -172,7 +172,7 @@ func TestAddCheckpointConformance(t *testing.T) {
 func TestBodyTooLarge(t *testing.T) {
 	lg := newTestLog(t, "example.com/log")
 	w := startWitness(t, &MemStore{}, nil, lg)
-	b := body(0, nil, lg.checkpoint())
+	b := body(0, nil, lg.Checkpoint())
 	b = append(b, bytes.Repeat([]byte("x"), DefaultMaxBodyBytes)...)
 	if code, _, out := post(t, w.url, b); code != http.StatusRequestEntityTooLarge {
 		t.Fatalf("got %d %s, want 413", code, out)
@@ -182,7 +182,7 @@ func TestBodyTooLarge(t *testing.T) {
 func TestRateLimit(t *testing.T) {
 	lg := newTestLog(t, "example.com/log")
 	w := startWitness(t, &MemStore{}, RateLimit(1e-9, 2), lg)
-	cp := lg.checkpoint()
+	cp := lg.Checkpoint()
 	for i, want := range []int{200, 200, 429} {
 		if code, _, out := post(t, w.url, body(0, nil, cp)); code != want {
 			t.Fatalf("request %d: got %d %s, want %d", i, code, out, want)
@@ -196,8 +196,8 @@ func TestRateLimit(t *testing.T) {
 func TestConcurrentAdd(t *testing.T) {
 	lg := newTestLog(t, "example.com/log")
 	w := startWitness(t, &MemStore{}, nil, lg)
-	lg.grow(1, "a")
-	if code, _, out := post(t, w.url, body(0, nil, lg.checkpoint())); code != 200 {
+	lg.Grow(1, "a")
+	if code, _, out := post(t, w.url, body(0, nil, lg.Checkpoint())); code != 200 {
 		t.Fatalf("%d %s", code, out)
 	}
 	old := uint64(1)
@@ -206,9 +206,9 @@ func TestConcurrentAdd(t *testing.T) {
 		bodies := make([][]byte, racers)
 		sizes := make([]uint64, racers)
 		for i := range racers {
-			lg.grow(1, "a")
+			lg.Grow(1, "a")
 			sizes[i] = lg.Size()
-			bodies[i] = body(old, lg.proof(old, sizes[i]), lg.checkpoint())
+			bodies[i] = body(old, lg.Proof(old, sizes[i]), lg.Checkpoint())
 		}
 		codes := make([]int, racers)
 		answers := make([]string, racers)
@@ -242,7 +242,7 @@ func TestConcurrentAdd(t *testing.T) {
 				t.Fatalf("round %d: loser got %d %q, want 409 %d", round, c, answers[i], sizes[winner])
 			}
 		}
-		stored, _ := w.store.Load(lg.origin)
+		stored, _ := w.store.Load(lg.Origin)
 		if !bytes.Contains(stored, fmt.Appendf(nil, "\n%d\n", sizes[winner])) {
 			t.Fatalf("round %d: stored %q, want size %d", round, stored, sizes[winner])
 		}
@@ -263,8 +263,8 @@ func TestFileStoreRestart(t *testing.T) {
 		t.Fatal("a second FileStore opened the same directory")
 	}
 	w := startWitness(t, fs, nil, lg)
-	lg.grow(7, "a")
-	if code, _, out := post(t, w.url, body(0, nil, lg.checkpoint())); code != 200 {
+	lg.Grow(7, "a")
+	if code, _, out := post(t, w.url, body(0, nil, lg.Checkpoint())); code != 200 {
 		t.Fatalf("%d %s", code, out)
 	}
 	fs.Close()
@@ -275,23 +275,23 @@ func TestFileStoreRestart(t *testing.T) {
 	}
 	defer fs2.Close()
 	w2 := startWitness(t, fs2, nil, lg)
-	fork := newTestLog(t, lg.origin)
-	fork.signer = lg.signer
-	fork.grow(9, "b")
+	fork := newTestLog(t, lg.Origin)
+	fork.Signer = lg.Signer
+	fork.Grow(9, "b")
 	for _, c := range []struct {
 		b    []byte
 		code int
 	}{
-		{body(0, nil, fork.checkpoint()), 409},
-		{body(7, fork.proof(7, 9), fork.checkpoint()), 422},
-		{body(7, nil, fork.sign(7, fork.root(7), lg.signer)), 422},
+		{body(0, nil, fork.Checkpoint()), 409},
+		{body(7, fork.Proof(7, 9), fork.Checkpoint()), 422},
+		{body(7, nil, fork.Sign(7, fork.Root(7), lg.Signer)), 422},
 	} {
 		if code, _, out := post(t, w2.url, c.b); code != c.code {
 			t.Fatalf("after restart: got %d %s, want %d", code, out, c.code)
 		}
 	}
-	lg.grow(2, "a")
-	if code, _, out := post(t, w2.url, body(7, lg.proof(7, 9), lg.checkpoint())); code != 200 {
+	lg.Grow(2, "a")
+	if code, _, out := post(t, w2.url, body(7, lg.Proof(7, 9), lg.Checkpoint())); code != 200 {
 		t.Fatalf("after restart, consistent growth: %d %s", code, out)
 	}
 }
