@@ -1,0 +1,209 @@
+// Command agentlog-witness is a transparency log witness
+// (https://c2sp.org/tlog-witness): it cosigns the checkpoints of the logs it
+// is told to follow, after checking that each is consistent with the last
+// one it cosigned, so a log cannot show different histories to different
+// readers without being caught.
+//
+//	agentlog-witness serve --data DIR --listen ADDR --name NAME --log VKEY [--log VKEY]... [--ntp HOST[:PORT]]...
+//
+// On first start it creates DIR/witness.key (the private cosignature v1
+// key, mode 0600) and DIR/witness.pub (its verifier key, to give to the
+// logs and auditors who list this witness in their policy). The state of
+// each log, the latest checkpoint cosigned, is in DIR/state, one fsynced
+// file per log, written before any cosignature is returned; a witness
+// killed at any point and restarted never cosigns a checkpoint inconsistent
+// with one it cosigned before.
+//
+// Cosignatures carry the time of a clock disciplined by the --ntp servers
+// (c2sp.org/tlog-cosignature v1).
+//
+// Endpoints: POST /add-checkpoint, GET /<hex SHA-256 of origin>/checkpoint,
+// GET /healthz, GET /metrics.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	fnote "github.com/transparency-dev/formats/note"
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/agentlog/agentlog/checkpoint"
+	"github.com/agentlog/agentlog/witness"
+)
+
+const usage = `agentlog-witness: a C2SP transparency log witness.
+
+Usage:
+  agentlog-witness serve --data DIR --listen ADDR --name NAME --log VKEY [--log VKEY]... [--ntp HOST[:PORT]]...
+
+Run "agentlog-witness serve -h" for every flag.
+`
+
+// defaultNTP are public NTP services of different operators.
+var defaultNTP = []string{"time.cloudflare.com", "time.google.com", "pool.ntp.org", "time.apple.com"}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] != "serve" {
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
+			fmt.Fprint(stderr, usage)
+			return 0
+		}
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	err := serve(args[1:], stdout, stderr)
+	var ue usageError
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, &ue):
+		fmt.Fprintf(stderr, "agentlog-witness serve: %s\n", err)
+		return 2
+	default:
+		fmt.Fprintf(stderr, "agentlog-witness serve: %s\n", err)
+		return 1
+	}
+}
+
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
+
+func serve(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("agentlog-witness serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	data := fs.String("data", "agentlog-witness-data", "data directory (key and per-log state)")
+	listen := fs.String("listen", "127.0.0.1:8090", "address to listen on")
+	name := fs.String("name", "", "name of the witness key, for example witness.example.com/w1 (needed on first start)")
+	var logs, ntpServers multiFlag
+	fs.Var(&logs, "log", "verifier key of a log to witness; its name is the log's origin (repeatable)")
+	fs.Var(&ntpServers, "ntp", "NTP server HOST[:PORT] (repeatable; default "+strings.Join(defaultNTP, ", ")+")")
+	ntpInterval := fs.Duration("ntp-interval", checkpoint.DefaultSyncInterval, "how often to re-synchronize with NTP")
+	rate := fs.Float64("rate", 4, "add-checkpoint requests allowed per second and log, on average")
+	burst := fs.Int("burst", 20, "add-checkpoint requests a log may make at once")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{err.Error()}
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return usageError{fmt.Sprintf("--log-level %q: want debug, info, warn or error", *logLevel)}
+	}
+	if len(logs) == 0 {
+		return usageError{"at least one --log VKEY is needed"}
+	}
+	if *rate <= 0 || *burst < 1 || *ntpInterval <= 0 {
+		return usageError{"--rate, --burst and --ntp-interval must be positive"}
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	verifiers := map[string][]note.Verifier{}
+	for _, k := range logs {
+		v, err := fnote.NewVerifier(strings.TrimSpace(k))
+		if err != nil {
+			return usageError{fmt.Sprintf("--log %q: %v", k, err)}
+		}
+		verifiers[v.Name()] = append(verifiers[v.Name()], v)
+	}
+	if len(ntpServers) == 0 {
+		ntpServers = defaultNTP
+	}
+	clock := checkpoint.NewClock(checkpoint.ClockConfig{Servers: ntpServers, SyncInterval: *ntpInterval, Logger: logger})
+
+	signer, created, err := witness.LoadOrCreateKey(*data, *name, clock.Now)
+	if err != nil {
+		return err
+	}
+	if created {
+		logger.Info("generated the witness key", "name", signer.Name(), "witness.pub", filepath.Join(*data, witness.PubFile))
+	}
+	store, err := witness.OpenFileStore(filepath.Join(*data, "state"))
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	w, err := witness.New(witness.Config{
+		Signer: signer,
+		Logs:   verifiers,
+		Store:  store,
+		Limit:  witness.RateLimit(*rate, *burst),
+		Logger: logger,
+	})
+	if err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	srv := witness.NewServer(witness.ServerConfig{Witness: w, Clock: clock, Registry: reg, Logger: logger})
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	// Sync once before answering, so the first cosignatures carry NTP time
+	// when NTP answers; Run keeps it synced (and logs failures).
+	sctx, cancel := context.WithTimeout(ctx, 2*checkpoint.DefaultNTPTimeout)
+	if err := clock.Sync(sctx); err != nil {
+		logger.Warn("NTP is not answering; cosigning with the host clock until it does", "err", err)
+	}
+	cancel()
+	go clock.Run(ctx)
+
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", *listen, err)
+	}
+	hs := &http.Server{
+		Handler:           srv,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- hs.Serve(ln) }()
+	origins := make([]string, 0, len(verifiers))
+	for o := range verifiers {
+		origins = append(origins, o)
+	}
+	logger.Info("agentlog-witness serving", "addr", ln.Addr().String(), "name", signer.Name(), "logs", origins, "data", *data)
+	fmt.Fprintf(stdout, "agentlog-witness listening on http://%s (name %s)\n", ln.Addr(), signer.Name())
+	select {
+	case err := <-serveErr:
+		return fmt.Errorf("serving HTTP: %w", err)
+	case <-ctx.Done():
+	}
+	logger.Info("shutting down")
+	shctx, cancel2 := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel2()
+	return hs.Shutdown(shctx)
+}
