@@ -2,14 +2,19 @@
 GO ?= go
 PKGS := ./...
 
-.PHONY: build test bench lint fuzz clean
+.PHONY: build test interop bench lint fuzz clean
 
 build:
 	$(GO) build -o bin/ ./cmd/...
 
 # Race detector on; fuzz seed corpora run as ordinary tests.
-test:
+test: interop
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+# Interop with github.com/transparency-dev/witness, a separate module so its
+# dependencies stay out of go.mod.
+interop:
+	cd witness/interop && $(GO) test -race -count=1 -timeout 10m ./...
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m $(PKGS)
