@@ -139,14 +139,14 @@ func (c *Clock) offset() time.Duration {
 
 // ClockStatus describes a Clock for health checks and metrics.
 type ClockStatus struct {
-	Synced    bool          // a sync succeeded within MaxAge
-	Degraded  bool          // never synced, or the last sync attempt failed
-	Offset    time.Duration // correction applied to the system clock
-	LastSync  time.Time     // clock time of the last successful sync; zero if none
-	LastError string        // error of the last failed attempt; empty after a success
-	Servers   int           // configured servers
-	Answered  int           // servers that gave a valid answer in the last attempt
-	Used      int           // answers kept after discarding outliers in the last attempt
+	Synced    bool          `json:"synced"`     // a sync succeeded within MaxAge
+	Degraded  bool          `json:"degraded"`   // never synced, or the last sync attempt failed
+	Offset    time.Duration `json:"offset_ns"`  // correction applied to the system clock
+	LastSync  time.Time     `json:"last_sync"`  // clock time of the last successful sync; zero if none
+	LastError string        `json:"last_error"` // error of the last failed attempt; empty after a success
+	Servers   int           `json:"servers"`    // configured servers
+	Answered  int           `json:"answered"`   // servers that gave a valid answer in the last attempt
+	Used      int           `json:"used"`       // answers kept after discarding outliers in the last attempt
 }
 
 // Status returns the clock's current state.

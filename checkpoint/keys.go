@@ -15,6 +15,8 @@ import (
 
 	cosig "github.com/transparency-dev/formats/note"
 	"golang.org/x/mod/sumdb/note"
+
+	"github.com/agentlog/agentlog/internal/atomicfile"
 )
 
 // Names of the key files in the data directory.
@@ -178,7 +180,7 @@ func loadOrCreateSecret(dir, name, pub string, generate func() (string, error)) 
 	if err != nil {
 		return "", false, err
 	}
-	if err := writeFileAtomic(path, []byte(skey+"\n"), 0o600); err != nil {
+	if err := atomicfile.Write(path, []byte(skey+"\n"), 0o600); err != nil {
 		return "", false, fmt.Errorf("cannot write %s: %w", path, err)
 	}
 	return skey, true, nil
@@ -211,7 +213,7 @@ func ensurePub(dir, name, vkey string) error {
 	path := filepath.Join(dir, name)
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		if err := writeFileAtomic(path, []byte(vkey+"\n"), 0o644); err != nil {
+		if err := atomicfile.Write(path, []byte(vkey+"\n"), 0o644); err != nil {
 			return fmt.Errorf("cannot write %s: %w", path, err)
 		}
 		return nil
@@ -223,50 +225,4 @@ func ensurePub(dir, name, vkey string) error {
 		return fmt.Errorf("%s holds %q, which does not match its private key (expected %q)", path, got, vkey)
 	}
 	return nil
-}
-
-// writeFileAtomic writes data to path through a temporary file in the same
-// directory, fsyncs it, renames it into place and fsyncs the directory, so
-// after a crash path holds either nothing or all of data.
-func writeFileAtomic(path string, data []byte, perm os.FileMode) (err error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if err = f.Chmod(perm); err != nil {
-		return err
-	}
-	if _, err = f.Write(data); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(tmp, path); err != nil {
-		return err
-	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	if runtime.GOOS == "windows" {
-		return nil
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

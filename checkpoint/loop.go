@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/agentlog/agentlog/internal/atomicfile"
 )
 
 // Defaults of [LoopConfig].
@@ -244,4 +246,4 @@ func (f FileStore) Load() ([]byte, error) {
 }
 
 // Save atomically replaces the file with raw.
-func (f FileStore) Save(raw []byte) error { return writeFileAtomic(f.Path, raw, 0o644) }
+func (f FileStore) Save(raw []byte) error { return atomicfile.Write(f.Path, raw, 0o644) }

@@ -142,7 +142,7 @@ func clockSynced(url string) bool {
 		return false
 	}
 	c, _ := h["clock"].(map[string]any)
-	synced, _ := c["Synced"].(bool)
+	synced, _ := c["synced"].(bool)
 	return synced
 }
 
