@@ -25,6 +25,7 @@ import (
 	"github.com/agentlog/agentlog/internal/atomicfile"
 	alog "github.com/agentlog/agentlog/log"
 	"github.com/agentlog/agentlog/log/api"
+	"github.com/agentlog/agentlog/witness"
 )
 
 // defaultNTP are public NTP services run by different operators, so that
@@ -48,6 +49,8 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	maxPending := fs.Int("max-pending", 1<<18, "most entries waiting to be committed before appends get 503")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	debugAddr := fs.String("debug-listen", "", "if set, serve Go's pprof profiles on this (loopback) address")
+	policyFile := fs.String("witness-policy", "", "c2sp.org/tlog-policy file: push each checkpoint to its witnesses and serve it with their cosignatures once the quorum is met")
+	unwitnessed := fs.String("unwitnessed", unwitnessedHold, "with --witness-policy, what /checkpoint serves while the newest checkpoint lacks its quorum: hold (the last cosigned one) or publish (the log-signed one)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -101,6 +104,13 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	defer l.Close()
 
 	var srv *api.Server
+	var wc *witness.Client
+	if *policyFile != "" {
+		wc, err = newWitnessClient(*policyFile, *unwitnessed, keys, l.Tree(), reg, logger, func(c *checkpoint.Signed) { srv.Publish(c) })
+		if err != nil {
+			return err
+		}
+	}
 	loop, err := checkpoint.NewLoop(checkpoint.LoopConfig{
 		Keys:       keys,
 		Source:     l.Tree(),
@@ -109,7 +119,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		Interval:   *interval,
 		Refresh:    *refresh,
 		RequireNTP: *requireNTP,
-		Publish:    func(c *checkpoint.Signed) { srv.Publish(c) },
+		Publish:    func(c *checkpoint.Signed) { publishCheckpoint(srv, wc, c) },
 		Logger:     logger,
 	})
 	if err != nil {
@@ -120,12 +130,13 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		Auth:       tokens,
 		Clock:      clock,
 		Loop:       loop,
+		Witnesses:  wc,
 		StaleAfter: max(10**interval, 30*time.Second),
 		Registry:   reg,
 		Logger:     logger,
 	})
 	if c := loop.Latest(); c != nil {
-		srv.Publish(c)
+		publishCheckpoint(srv, wc, c)
 	}
 
 	ln, err := net.Listen("tcp", *listen)
@@ -137,6 +148,9 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	bg, cancelBG := context.WithCancel(context.Background())
 	defer cancelBG()
 	go clock.Run(bg)
+	if wc != nil {
+		go wc.Run(bg)
+	}
 	loopDone := make(chan struct{})
 	go func() { defer close(loopDone); loop.Run(bg) }()
 

@@ -31,6 +31,7 @@ import (
 	"github.com/agentlog/agentlog/checkpoint"
 	alog "github.com/agentlog/agentlog/log"
 	"github.com/agentlog/agentlog/tree"
+	"github.com/agentlog/agentlog/witness"
 )
 
 // Errors the handlers return; writeError maps them to statuses.
@@ -101,6 +102,11 @@ type Config struct {
 	Auth  Authenticator
 	Clock *checkpoint.Clock // may be nil
 	Loop  *checkpoint.Loop  // may be nil before checkpoints are wired
+	// Witnesses, if set, is the client collecting witness cosignatures;
+	// /healthz reports its state, degraded while the newest checkpoint lacks
+	// its quorum for longer than the client tolerates, failing if the
+	// client holds such checkpoints back from /checkpoint.
+	Witnesses *witness.Client
 	// CheckpointInterval is the signing interval; /healthz fails when the
 	// tree has grown and no checkpoint was signed for StaleAfter.
 	StaleAfter time.Duration
@@ -467,6 +473,7 @@ type Health struct {
 	QueueDepth int64                   `json:"queue_entries"`
 	Checkpoint *checkpointHealth       `json:"checkpoint,omitempty"`
 	Clock      *checkpoint.ClockStatus `json:"clock,omitempty"`
+	Witnesses  *witness.ClientStatus   `json:"witnesses,omitempty"`
 	Problems   []string                `json:"problems,omitempty"`
 }
 
@@ -501,6 +508,22 @@ func (s *Server) health() Health {
 		if ls.Refusing || (h.TreeSize > ls.Size && stale) {
 			h.Status = "failing"
 			h.Problems = append(h.Problems, "checkpoints are not being signed")
+		}
+	}
+	if s.cfg.Witnesses != nil {
+		st := s.cfg.Witnesses.Status()
+		h.Witnesses = &st
+		if st.Lagging {
+			switch {
+			case st.HoldBack:
+				h.Status = "failing"
+				h.Problems = append(h.Problems, "no witness quorum for the newest checkpoint: /checkpoint serves an older cosigned one")
+			case h.Status == "ok":
+				h.Status = "degraded"
+				fallthrough
+			default:
+				h.Problems = append(h.Problems, "no witness quorum for the newest checkpoint: /checkpoint serves it log-signed only")
+			}
 		}
 	}
 	return h

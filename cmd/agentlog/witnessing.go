@@ -1,0 +1,76 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/agentlog/agentlog/checkpoint"
+	"github.com/agentlog/agentlog/log/api"
+	"github.com/agentlog/agentlog/witness"
+)
+
+// Values of serve's --unwitnessed flag: what /checkpoint serves while the
+// newest checkpoint lacks its witness quorum.
+const (
+	unwitnessedHold    = "hold"    // keep serving the newest cosigned checkpoint (503 before the first)
+	unwitnessedPublish = "publish" // serve the log-signed checkpoint at once, cosigned once the quorum is met
+)
+
+// newWitnessClient reads the --witness-policy file and returns the client
+// that pushes each checkpoint to its witnesses and calls publish with what
+// /checkpoint must serve. The policy's log lines, if any, must include this
+// log's key.
+func newWitnessClient(path, unwitnessed string, keys *checkpoint.Keys, prover witness.Prover,
+	reg prometheus.Registerer, logger *slog.Logger, publish func(*checkpoint.Signed)) (*witness.Client, error) {
+	if unwitnessed != unwitnessedHold && unwitnessed != unwitnessedPublish {
+		return nil, usagef("--unwitnessed %q: want %s or %s", unwitnessed, unwitnessedHold, unwitnessedPublish)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading the witness policy: %w", err)
+	}
+	p, err := witness.ParsePolicy(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if len(p.Logs) > 0 {
+		found := false
+		for _, l := range p.Logs {
+			found = found || l.VKey == keys.LogVKey
+		}
+		if !found {
+			return nil, fmt.Errorf("%s lists logs, but not this log's key %s", path, keys.LogVKey)
+		}
+	}
+	c, err := witness.NewClient(witness.ClientConfig{
+		Policy:             p,
+		Prover:             prover,
+		Publish:            publish,
+		PublishUnwitnessed: unwitnessed == unwitnessedPublish,
+		Registerer:         reg,
+		Logger:             logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	names := make([]string, 0, len(p.Witnesses))
+	for _, w := range p.Witnesses {
+		names = append(names, w.Name)
+	}
+	logger.Info("witnessing checkpoints", "policy", path, "witnesses", names, "unwitnessed", unwitnessed)
+	return c, nil
+}
+
+// publishCheckpoint hands a newly signed checkpoint to the witness client,
+// which publishes it as --unwitnessed says, or straight to the server when
+// there is no witness policy.
+func publishCheckpoint(srv *api.Server, wc *witness.Client, c *checkpoint.Signed) {
+	if wc != nil {
+		wc.Submit(c)
+		return
+	}
+	srv.Publish(c)
+}
