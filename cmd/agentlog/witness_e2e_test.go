@@ -1,0 +1,252 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/agentlog/agentlog/checkpoint"
+	"github.com/agentlog/agentlog/checkpoint/ntptest"
+	"github.com/agentlog/agentlog/client"
+	"github.com/agentlog/agentlog/witness"
+)
+
+var witnessBuild struct {
+	sync.Once
+	path string
+	err  error
+}
+
+// witnessBinary compiles cmd/agentlog-witness once per test binary.
+func witnessBinary(t *testing.T) string {
+	t.Helper()
+	witnessBuild.Do(func() {
+		dir, err := os.MkdirTemp("", "agentlog-witness-e2e-bin")
+		if err != nil {
+			witnessBuild.err = err
+			return
+		}
+		witnessBuild.path = filepath.Join(dir, "agentlog-witness")
+		out, err := exec.Command("go", "build", "-o", witnessBuild.path, "../agentlog-witness").CombinedOutput()
+		if err != nil {
+			witnessBuild.err = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if witnessBuild.err != nil {
+		t.Fatal(witnessBuild.err)
+	}
+	return witnessBuild.path
+}
+
+// witnessProc is a running "agentlog-witness serve".
+type witnessProc struct {
+	cmd  *exec.Cmd
+	url  string
+	done chan struct{}
+}
+
+func startWitnessProc(t *testing.T, bin string, args ...string) *witnessProc {
+	t.Helper()
+	cmd := exec.Command(bin, append([]string{"serve"}, args...)...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &lockedWriter{w: &stderr}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &witnessProc{cmd: cmd, done: make(chan struct{})}
+	first := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			select {
+			case first <- sc.Text():
+			default:
+			}
+		}
+	}()
+	go func() { cmd.Wait(); close(p.done) }()
+	t.Cleanup(p.kill)
+	select {
+	case l := <-first:
+		p.url = strings.Fields(strings.TrimPrefix(l, "agentlog-witness listening on "))[0]
+	case <-p.done:
+		t.Fatalf("witness exited at start")
+	case <-time.After(60 * time.Second):
+		t.Fatalf("witness did not start")
+	}
+	return p
+}
+
+func (p *witnessProc) kill() {
+	p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.done
+}
+
+// appendEntries appends n entries through the HTTP API with the admin
+// token. It is the one place this test writes to the log.
+func appendEntries(t *testing.T, url, tokenFile string, n int) {
+	t.Helper()
+	tok, err := os.ReadFile(tokenFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.New(url, client.WithToken(string(tok)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs := make([]client.Record, n)
+	for i := range recs {
+		recs[i] = client.Record{Action: "witness.e2e", Resource: fmt.Sprint(i)}
+	}
+	if _, err := c.Append(context.Background(), recs...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func getBody(url string) (int, []byte, error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, b, err
+}
+
+// TestWitnessedLog runs the log with three real witness processes and a
+// quorum of two: it publishes only cosigned checkpoints, keeps going with
+// one witness stopped, holds back (never publishes unwitnessed) with two
+// stopped, and catches up when a witness comes back.
+func TestWitnessedLog(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test builds and runs the binaries")
+	}
+	bin, wbin := agentlogBinary(t), witnessBinary(t)
+	ntp := ntptest.Start(t, 0)
+	const origin = "e2e.example/witnessed"
+	data := t.TempDir()
+	keys, _, err := checkpoint.LoadOrCreateKeys(data, origin) // the server reuses them
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	var procs [3]*witnessProc
+	var wargs [3][]string
+	var policy strings.Builder
+	fmt.Fprintf(&policy, "# e2e policy\nlog %s\n", keys.LogVKey)
+	for i := range procs {
+		wdir := t.TempDir()
+		wargs[i] = []string{"--data", wdir, "--listen", "127.0.0.1:0", "--name", fmt.Sprintf("w%d.e2e.example", i), "--log", keys.LogVKey, "--ntp", ntp.Addr()}
+		procs[i] = startWitnessProc(t, wbin, wargs[i]...)
+		pub, err := os.ReadFile(filepath.Join(wdir, witness.PubFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(&policy, "witness W%d %s %s\n", i, strings.TrimSpace(string(pub)), procs[i].url)
+		// Restarts keep the address, so the policy stays right.
+		wargs[i][3] = strings.TrimPrefix(procs[i].url, "http://")
+	}
+	policy.WriteString("group Q 2 W0 W1 W2\nquorum Q\n")
+	policyFile := filepath.Join(t.TempDir(), "policy")
+	if err := os.WriteFile(policyFile, []byte(policy.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p, err := witness.ParsePolicy([]byte(policy.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	srv := startServer(t, bin, "--data", data, "--origin", origin, "--ntp", ntp.Addr(),
+		"--checkpoint-interval", "100ms", "--witness-policy", policyFile)
+	tokenFile := filepath.Join(data, "admin.token")
+
+	// served returns /checkpoint verified against the policy; every
+	// checkpoint served must meet the quorum (the default is to hold back).
+	served := func() (*witness.Verified, bool) {
+		code, raw, err := getBody(srv.url + "/checkpoint")
+		if err != nil || code == http.StatusServiceUnavailable {
+			return nil, false // nothing cosigned yet
+		}
+		v, err := p.Verify(raw)
+		if err != nil {
+			t.Fatalf("/checkpoint serves a checkpoint that fails the policy: %v\n%s", err, raw)
+		}
+		return v, true
+	}
+	waitSize := func(size uint64) *witness.Verified {
+		var v *witness.Verified
+		waitFor(t, fmt.Sprintf("a cosigned checkpoint of size %d", size), func() bool {
+			var ok bool
+			v, ok = served()
+			return ok && v.Size >= size
+		})
+		return v
+	}
+
+	appendEntries(t, srv.url, tokenFile, 10)
+	if v := waitSize(10); len(v.Cosigners) < 2 {
+		t.Fatalf("cosigners %v", v.Cosigners)
+	}
+
+	// One witness stopped: the quorum of two still holds.
+	procs[2].kill()
+	appendEntries(t, srv.url, tokenFile, 20)
+	v := waitSize(30)
+	for _, w := range v.Cosigners {
+		if w.Name == "W2" {
+			t.Fatalf("the stopped witness cosigned size %d", v.Size)
+		}
+	}
+	h, err := healthz(srv.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ws, _ := h["witnesses"].(map[string]any); ws == nil || ws["hold_back"] != true {
+		t.Errorf("/healthz has no witness state: %v", h)
+	}
+	if _, m, err := getBody(srv.url + "/metrics"); err != nil || !strings.Contains(string(m), "agentlog_witness_quorum_size") {
+		t.Errorf("metrics: %v", err)
+	}
+
+	// Two stopped: the log keeps appending and signing, but /checkpoint
+	// keeps serving the last cosigned checkpoint.
+	procs[1].kill()
+	appendEntries(t, srv.url, tokenFile, 5)
+	waitFor(t, "the log to sign size 35", func() bool {
+		h, err := healthz(srv.url)
+		if err != nil {
+			return false
+		}
+		c, _ := h["checkpoint"].(map[string]any)
+		size, _ := c["size"].(float64)
+		return size >= 35
+	})
+	if v, ok := served(); !ok || v.Size >= 35 {
+		t.Fatalf("an unwitnessed checkpoint was published: %+v", v)
+	}
+
+	// The witness comes back (same data, same address): the log catches up.
+	procs[1] = startWitnessProc(t, wbin, wargs[1]...)
+	v = waitSize(35)
+	if len(v.Cosigners) != 2 {
+		t.Fatalf("cosigners %v", v.Cosigners)
+	}
+	if _, err := p.Verify([]byte("not a checkpoint")); err == nil || errors.Is(err, witness.ErrQuorum) {
+		t.Fatal("garbage verified")
+	}
+}
