@@ -1,9 +1,12 @@
 package log
 
 import (
+	"crypto/ed25519"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -39,6 +42,7 @@ const (
 	KindAgent   = "agent"
 	KindSession = "session"
 	KindDenied  = "denied"
+	KindToken   = "token"
 )
 
 // Record is one agent action as submitted by a client. Field names follow
@@ -54,13 +58,26 @@ type Record struct {
 	Outcome string `json:"outcome,omitempty"`
 	// Attributes is a JSON object of further detail.
 	Attributes json.RawMessage `json:"attributes,omitempty"`
+	// Seq is the record's per-session sequence number as the agent
+	// numbered it (1 <= Seq); 0 means none. Gaps reveal dropped records.
+	Seq uint64 `json:"seq,omitempty"`
+	// Sig is the agent's Ed25519 signature (64 bytes) over the record's
+	// signed bytes (docs/identity.md); nil means none.
+	Sig []byte `json:"sig,omitempty"`
 }
 
-// Principal names who appended an entry. Until agent identities exist the
-// bootstrap admin is the only writer.
+// Principal names who appended an entry and on whose behalf. The log
+// writes these fields into the leaf; they never come from a request body.
 type Principal struct {
-	ID   string // stable identifier, e.g. "admin"
+	ID   string // who authenticated: an operator token's name or an agent id
 	Role string // admin, auditor, approver, agent
+	// Agent is the agent the entry is by (an agent's action) or about (a
+	// lifecycle event written by an operator); empty otherwise.
+	Agent string
+	// Session and Task are the session credential's id and task, for
+	// entries written with a session.
+	Session string
+	Task    string
 }
 
 // wireRequest is the append body as decoded; attributes stay raw JSON.
@@ -74,6 +91,8 @@ type wireRecord struct {
 	Resource   string         `json:"resource,omitempty"`
 	Outcome    string         `json:"outcome,omitempty"`
 	Attributes jsontext.Value `json:"attributes,omitempty"`
+	Seq        uint64         `json:"seq,omitempty"`
+	Sig        string         `json:"sig,omitempty"`
 }
 
 // ParseAppendRequest reads and validates an append request body. The JSON
@@ -93,7 +112,14 @@ func ParseAppendRequest(body []byte) ([]Record, error) {
 	}
 	recs := make([]Record, len(req.Entries))
 	for i, w := range req.Entries {
-		recs[i] = Record{Action: w.Action, Tool: w.Tool, Resource: w.Resource, Outcome: w.Outcome, Attributes: []byte(w.Attributes)}
+		recs[i] = Record{Action: w.Action, Tool: w.Tool, Resource: w.Resource, Outcome: w.Outcome, Attributes: []byte(w.Attributes), Seq: w.Seq}
+		if w.Sig != "" {
+			sig, err := base64.StdEncoding.Strict().DecodeString(w.Sig)
+			if err != nil || len(sig) != ed25519.SignatureSize {
+				return nil, fmt.Errorf("entries[%d]: %w: \"sig\" must be a %d-byte Ed25519 signature in standard base64", i, ErrInvalid, ed25519.SignatureSize)
+			}
+			recs[i].Sig = sig
+		}
 		if err := recs[i].validate(); err != nil {
 			return nil, fmt.Errorf("entries[%d]: %w", i, err)
 		}
@@ -157,18 +183,31 @@ const leafTimeLen = len(timeLayout)
 const leafPrefixLen = len(`{"time":"`) + leafTimeLen + len(`",`)
 
 // encodeTail writes the leaf's keys after "time" in their fixed order:
-// kind, principal, role, action, tool, resource, outcome, attributes. The
-// strings were validated (UTF-8, no control characters) and attributes
-// compacted by ParseAppendRequest, so only quotes and backslashes need
-// escaping; the result is what encoding/json would produce without its
-// HTML escaping (a test checks the two agree).
+// kind, principal, role, agent, session, task, seq, action, tool, resource,
+// outcome, attributes, sig; empty ones are left out. The strings were
+// validated (UTF-8, no control characters) and attributes compacted by
+// ParseAppendRequest, or come from the log itself, so only quotes and
+// backslashes need escaping; the result is what encoding/json would produce
+// without its HTML escaping (a fuzz test checks the two agree).
 func encodeTail(kind string, p Principal, r *Record) (leafTail, error) {
-	n := 64 + len(kind) + len(p.ID) + len(p.Role) + len(r.Action) + len(r.Tool) + len(r.Resource) + len(r.Outcome) + len(r.Attributes)
+	n := 128 + len(kind) + len(p.ID) + len(p.Role) + len(p.Agent) + len(p.Session) + len(p.Task) +
+		len(r.Action) + len(r.Tool) + len(r.Resource) + len(r.Outcome) + len(r.Attributes) + 2*len(r.Sig)
 	b := make([]byte, 0, n)
 	b = appendField(b, `"kind":`, kind)
 	for _, f := range [...]struct{ key, v string }{
-		{`,"principal":`, p.ID}, {`,"role":`, p.Role}, {`,"action":`, r.Action},
-		{`,"tool":`, r.Tool}, {`,"resource":`, r.Resource}, {`,"outcome":`, r.Outcome},
+		{`,"principal":`, p.ID}, {`,"role":`, p.Role}, {`,"agent":`, p.Agent},
+		{`,"session":`, p.Session}, {`,"task":`, p.Task},
+	} {
+		if f.v != "" {
+			b = appendField(b, f.key, f.v)
+		}
+	}
+	if r.Seq != 0 {
+		b = append(b, `,"seq":`...)
+		b = strconv.AppendUint(b, r.Seq, 10)
+	}
+	for _, f := range [...]struct{ key, v string }{
+		{`,"action":`, r.Action}, {`,"tool":`, r.Tool}, {`,"resource":`, r.Resource}, {`,"outcome":`, r.Outcome},
 	} {
 		if f.v != "" {
 			b = appendField(b, f.key, f.v)
@@ -177,6 +216,11 @@ func encodeTail(kind string, p Principal, r *Record) (leafTail, error) {
 	if len(r.Attributes) > 0 {
 		b = append(b, `,"attributes":`...)
 		b = append(b, r.Attributes...)
+	}
+	if len(r.Sig) > 0 {
+		b = append(b, `,"sig":"`...)
+		b = base64.StdEncoding.AppendEncode(b, r.Sig)
+		b = append(b, '"')
 	}
 	b = append(b, '}')
 	if leafPrefixLen+len(b) > MaxLeafSize {
@@ -223,11 +267,16 @@ type Leaf struct {
 	Kind       string          `json:"kind"`
 	Principal  string          `json:"principal,omitempty"`
 	Role       string          `json:"role,omitempty"`
+	Agent      string          `json:"agent,omitempty"`
+	Session    string          `json:"session,omitempty"`
+	Task       string          `json:"task,omitempty"`
+	Seq        uint64          `json:"seq,omitempty"`
 	Action     string          `json:"action,omitempty"`
 	Tool       string          `json:"tool,omitempty"`
 	Resource   string          `json:"resource,omitempty"`
 	Outcome    string          `json:"outcome,omitempty"`
 	Attributes json.RawMessage `json:"attributes,omitempty"`
+	Sig        []byte          `json:"sig,omitempty"` // base64 in the leaf
 }
 
 // ParseLeaf decodes a stored leaf.

@@ -144,6 +144,8 @@ func FuzzParseAppendRequest(f *testing.F) {
 		`{"entries":[{"action":"a","tool":"t","resource":"r","outcome":"o","attributes":{"k":[1,2,{"x":null}]}}]}`,
 		`{"entries":[{"action":"q\\"uo\\\\te <&> \u2028 \u00e9","resource":"a/b"}]}`,
 		`{"entries":[{"action":""}]}`,
+		`{"entries":[{"action":"a","seq":7,"sig":"` + strings.Repeat("A", 86) + `=="}]}`,
+		`{"entries":[{"action":"a","seq":-1}]}`,
 		`{"entries":null}`,
 		"{\"entries\":[{\"action\":\"\xff\"}]}",
 		`[]`, ``, `{`,
@@ -159,7 +161,7 @@ func FuzzParseAppendRequest(f *testing.F) {
 			return
 		}
 		for i := range recs {
-			tail, err := encodeTail(KindAction, Principal{ID: "p", Role: "admin"}, &recs[i])
+			tail, err := encodeTail(KindAction, fuzzPrincipal, &recs[i])
 			if err != nil {
 				continue
 			}
@@ -171,7 +173,8 @@ func FuzzParseAppendRequest(f *testing.F) {
 			if err != nil {
 				t.Fatalf("ParseLeaf(%q): %v", leaf, err)
 			}
-			if l.Action != recs[i].Action || l.Tool != recs[i].Tool || l.Resource != recs[i].Resource || l.Outcome != recs[i].Outcome {
+			if l.Action != recs[i].Action || l.Tool != recs[i].Tool || l.Resource != recs[i].Resource || l.Outcome != recs[i].Outcome ||
+				l.Seq != recs[i].Seq || !bytes.Equal(l.Sig, recs[i].Sig) || l.Agent != fuzzPrincipal.Agent || l.Task != fuzzPrincipal.Task {
 				t.Fatalf("fields changed: %+v -> %+v", recs[i], l)
 			}
 			if want := stdTail(t, &recs[i]); !bytes.Equal(tail, want) {
@@ -181,24 +184,34 @@ func FuzzParseAppendRequest(f *testing.F) {
 	})
 }
 
+// fuzzPrincipal has every principal field, with characters that need
+// escaping in the task.
+var fuzzPrincipal = Principal{ID: "bot-1", Role: "agent", Agent: "bot-1", Session: "s_0123", Task: `t "q" \   <é>`}
+
 // stdTail encodes a leaf tail with encoding/json, the reference for the
-// hand-written encoder.
+// hand-written encoder: same keys, same order.
 func stdTail(t *testing.T, r *Record) []byte {
 	t.Helper()
 	type body struct {
 		Kind       string          `json:"kind"`
 		Principal  string          `json:"principal,omitempty"`
 		Role       string          `json:"role,omitempty"`
+		Agent      string          `json:"agent,omitempty"`
+		Session    string          `json:"session,omitempty"`
+		Task       string          `json:"task,omitempty"`
+		Seq        uint64          `json:"seq,omitempty"`
 		Action     string          `json:"action,omitempty"`
 		Tool       string          `json:"tool,omitempty"`
 		Resource   string          `json:"resource,omitempty"`
 		Outcome    string          `json:"outcome,omitempty"`
 		Attributes json.RawMessage `json:"attributes,omitempty"`
+		Sig        []byte          `json:"sig,omitempty"`
 	}
+	p := fuzzPrincipal
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
-	if err := enc.Encode(body{KindAction, "p", "admin", r.Action, r.Tool, r.Resource, r.Outcome, r.Attributes}); err != nil {
+	if err := enc.Encode(body{KindAction, p.ID, p.Role, p.Agent, p.Session, p.Task, r.Seq, r.Action, r.Tool, r.Resource, r.Outcome, r.Attributes, r.Sig}); err != nil {
 		t.Fatal(err)
 	}
 	return bytes.TrimSuffix(buf.Bytes(), []byte("\n"))[1:]

@@ -13,8 +13,9 @@ import (
 func runAppend(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("append", stderr)
 	server := fs.String("server", "http://127.0.0.1:8080", "log server URL")
-	tokenFile := fs.String("token-file", "", "file holding a credential allowed to append")
-	sessionToken := fs.String("session-token", "", "credential allowed to append (prefer --token-file: arguments are visible to other users)")
+	sessionToken := fs.String("session-token", "", "the agent's session credential (from agentlog session open)")
+	tokenFile := fs.String("session-token-file", "", "file holding the session credential")
+	fs.StringVar(tokenFile, "token-file", "", "same as --session-token-file")
 	action := fs.String("action", "", "what the agent did (required)")
 	tool := fs.String("tool", "", "tool the agent used")
 	resource := fs.String("resource", "", "resource the action touched")
@@ -25,16 +26,9 @@ func runAppend(args []string, stdout, stderr io.Writer) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	tok := *sessionToken
-	if *tokenFile != "" {
-		t, err := readSecret(*tokenFile)
-		if err != nil {
-			return err
-		}
-		tok = t
-	}
-	if tok == "" {
-		return usagef("a credential is required: --token-file FILE or --session-token T")
+	tok, err := sessionCredential(*sessionToken, *tokenFile)
+	if err != nil {
+		return err
 	}
 	if strings.TrimSpace(*action) == "" {
 		return usagef("--action is required")
@@ -50,13 +44,13 @@ func runAppend(args []string, stdout, stderr io.Writer) error {
 		}
 		rec.Attributes[k] = v
 	}
-	c, err := client.New(*server, client.WithToken(tok))
+	ag, err := client.NewAgent(*server, client.AgentConfig{Credential: tok})
 	if err != nil {
 		return usagef("%s", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
-	res, err := c.Append(ctx, rec)
+	res, err := ag.Append(ctx, rec)
 	if err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -190,7 +191,9 @@ func TestCrashRecovery(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := client.New(srv.url, client.WithToken(string(tok)))
+	// Agents append with a session credential; the admin reads.
+	sess := provisionSession(t, srv.url, string(tok), "crash-writer", "crash-test")
+	c, err := client.New(srv.url, client.WithToken(sess))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -250,6 +253,10 @@ func TestCrashRecovery(t *testing.T) {
 
 	srv = startServer(t, bin, args...)
 	c, _ = client.New(srv.url, client.WithToken(string(tok)))
+	// The session survives the restart.
+	if _, err := mustClient(t, srv.url, sess).Append(ctx, client.Record{Action: "after.restart"}); err != nil {
+		t.Fatalf("session credential refused after restart: %v", err)
+	}
 	var maxIdx uint64
 	for _, a := range acks {
 		maxIdx = max(maxIdx, a.index)
@@ -306,27 +313,33 @@ func TestRestoredOldDataRefused(t *testing.T) {
 	args := []string{"--data", data, "--ntp", "127.0.0.1:1", "--checkpoint-interval", "50ms"}
 	srv := startServer(t, bin, args...)
 	tok, _ := os.ReadFile(filepath.Join(data, "admin.token"))
-	c, _ := client.New(srv.url, client.WithToken(string(tok)))
+	sess := provisionSession(t, srv.url, string(tok), "restore-writer", "restore-test")
+	c := mustClient(t, srv.url, sess)
 	ctx := context.Background()
-	if _, err := c.Append(ctx, client.Record{Action: "first"}); err != nil {
+	res, err := c.Append(ctx, client.Record{Action: "first"})
+	if err != nil {
 		t.Fatal(err)
 	}
+	backupSize := res[0].Index + 1
 	logPub, _ := os.ReadFile(filepath.Join(data, "log.pub"))
 	v, _ := client.NewVerifier(string(logPub), "")
-	waitCheckpoint(t, c, v, 1)
+	waitCheckpoint(t, c, v, backupSize)
 	srv.cmd.Process.Signal(syscall.SIGTERM)
 	<-srv.done
-	// "Back up" the database at size 1.
+	// "Back up" the database at its size now.
 	backup := t.TempDir()
 	copyDir(t, filepath.Join(data, "db"), backup)
 	srv = startServer(t, bin, args...)
-	c, _ = client.New(srv.url, client.WithToken(string(tok)))
+	c = mustClient(t, srv.url, sess)
+	var laterSize uint64
 	for i := 0; i < 3; i++ {
-		if _, err := c.Append(ctx, client.Record{Action: "later"}); err != nil {
+		res, err := c.Append(ctx, client.Record{Action: "later"})
+		if err != nil {
 			t.Fatal(err)
 		}
+		laterSize = res[0].Index + 1
 	}
-	waitCheckpoint(t, c, v, 4)
+	waitCheckpoint(t, c, v, laterSize)
 	srv.cmd.Process.Signal(syscall.SIGTERM)
 	<-srv.done
 	// Restore the old database; the checkpoint file says size 4.
@@ -337,7 +350,7 @@ func TestRestoredOldDataRefused(t *testing.T) {
 	if !errors.As(err, &ee) || ee.ExitCode() == 0 {
 		t.Fatalf("server started on a restored old database: %v\n%s", err, out)
 	}
-	if !strings.Contains(string(out), "refusing to start") || !strings.Contains(string(out), "size 1") || !strings.Contains(string(out), "size 4") {
+	if !strings.Contains(string(out), "refusing to start") || !strings.Contains(string(out), fmt.Sprintf("size %d", backupSize)) || !strings.Contains(string(out), fmt.Sprintf("size %d", laterSize)) {
 		t.Fatalf("unclear refusal:\n%s", out)
 	}
 	t.Logf("refusal: %s", out)
@@ -376,4 +389,37 @@ type checkpointSigned = checkpoint.Signed
 
 func openCP(raw []byte, v *client.Verifier) (*checkpoint.Signed, error) {
 	return checkpoint.Open(raw, v.Log, v.Time)
+}
+
+// provisionSession registers and approves agent id with the admin token
+// and opens a two-hour session for task, returning its credential.
+func provisionSession(t *testing.T, url, adminTok, id, task string) string {
+	t.Helper()
+	ctx := context.Background()
+	admin := mustClient(t, url, adminTok)
+	key, _ := client.GenerateAgentKey(id)
+	if _, err := admin.RegisterAgent(ctx, client.AgentRegistration{ID: id, Owner: "e2e", PublicKey: key.Public().(ed25519.PublicKey)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.ApproveAgent(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	a, err := client.NewAgent(url, client.AgentConfig{ID: id, Key: key, Task: task, TTL: 2 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := a.Open(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s.Credential
+}
+
+func mustClient(t *testing.T, url, tok string) *client.Client {
+	t.Helper()
+	c, err := client.New(url, client.WithToken(strings.TrimSpace(tok)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }

@@ -2,7 +2,10 @@
 //
 //	agentlog serve   [--data DIR] [--listen ADDR] [--origin ORIGIN] [--ntp HOST[:PORT]]... [--checkpoint-interval DUR]
 //	agentlog verify  --server URL --log-key FILE [--time-key FILE] [--index N --token-file F]
-//	agentlog append  --server URL --token-file F --action A [--tool X] [--resource R] [--outcome O] [--attr k=v]...
+//	agentlog token   create|list|revoke --admin-token-file F [--role R --name N] [--id ID]
+//	agentlog agent   register|approve|list|show|revoke|scope --admin-token-file F --id ID [--scope S] [--key-out FILE]
+//	agentlog session open --agent-key FILE --task TASK [--ttl DUR] | close --session-token T
+//	agentlog append  --server URL --session-token T --action A [--tool X] [--resource R] [--outcome O] [--attr k=v]...
 //	agentlog bench append --server URL --token-file F [--concurrency N] [--batch N] [--duration D] [--size B]
 //
 // Run "agentlog <verb> -h" for every flag of a verb.
@@ -26,10 +29,13 @@ func (e usageError) Error() string { return e.msg }
 func usagef(format string, a ...any) error { return usageError{fmt.Sprintf(format, a...)} }
 
 var verbs = map[string]func(args []string, stdout, stderr io.Writer) error{
-	"serve":  runServe,
-	"verify": runVerify,
-	"append": runAppend,
-	"bench":  runBench,
+	"serve":   runServe,
+	"verify":  runVerify,
+	"append":  runAppend,
+	"token":   runToken,
+	"agent":   runAgent,
+	"session": runSession,
+	"bench":   runBench,
 }
 
 const usage = `agentlog: a verifiable audit log for AI agents.
@@ -37,7 +43,13 @@ const usage = `agentlog: a verifiable audit log for AI agents.
 Usage:
   agentlog serve   [--data DIR] [--listen ADDR] [--origin ORIGIN] [--ntp HOST[:PORT]]... [--checkpoint-interval DUR]
   agentlog verify  --server URL --log-key FILE [--time-key FILE] [--index N --token-file FILE]
-  agentlog append  --server URL --token-file FILE --action A [--tool X] [--resource R] [--outcome O] [--attr k=v]...
+  agentlog token   create --admin-token-file F --role admin|approver|auditor --name NAME
+  agentlog token   list|revoke --admin-token-file F [--id ID]
+  agentlog agent   register --admin-token-file F --id ID [--owner O] [--scope S] --key-out FILE [--no-approve]
+  agentlog agent   approve|show|revoke|scope|list --admin-token-file F [--id ID] [--scope S]
+  agentlog session open --agent-key FILE --task TASK [--ttl DUR]    (prints the credential alone on stdout)
+  agentlog session close --session-token T
+  agentlog append  --server URL --session-token T --action A [--tool X] [--resource R] [--outcome O] [--attr k=v]...
   agentlog bench append --server URL --token-file FILE [--concurrency N] [--batch N] [--duration D] [--size BYTES]
 
 Run "agentlog <verb> -h" for the flags of a verb.

@@ -25,6 +25,7 @@ import (
 	"github.com/agentlog/agentlog/internal/atomicfile"
 	alog "github.com/agentlog/agentlog/log"
 	"github.com/agentlog/agentlog/log/api"
+	"github.com/agentlog/agentlog/log/identity"
 	"github.com/agentlog/agentlog/witness"
 )
 
@@ -47,6 +48,8 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	ntpInterval := fs.Duration("ntp-interval", 64*time.Second, "how often to re-synchronize with NTP")
 	maxBatch := fs.Int("max-batch", 8192, "most entries committed in one batch")
 	maxPending := fs.Int("max-pending", 1<<18, "most entries waiting to be committed before appends get 503")
+	sessionTTL := fs.Duration("session-ttl", time.Hour, "lifetime of a session when the agent asks for none")
+	sessionMaxTTL := fs.Duration("session-max-ttl", 12*time.Hour, "longest session lifetime an agent may ask for")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	debugAddr := fs.String("debug-listen", "", "if set, serve Go's pprof profiles on this (loopback) address")
 	policyFile := fs.String("witness-policy", "", "c2sp.org/tlog-policy file: push each checkpoint to its witnesses and serve it with their cosignatures once the quorum is met")
@@ -102,6 +105,10 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer l.Close()
+	ids, err := identity.Open(l.DB(), l, identity.Config{DefaultTTL: *sessionTTL, MaxTTL: *sessionMaxTTL})
+	if err != nil {
+		return err
+	}
 
 	var srv *api.Server
 	var wc *witness.Client
@@ -128,6 +135,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	srv = api.New(api.Config{
 		Log:        l,
 		Auth:       tokens,
+		Identity:   ids,
 		Clock:      clock,
 		Loop:       loop,
 		Witnesses:  wc,

@@ -30,6 +30,7 @@ import (
 
 	"github.com/agentlog/agentlog/checkpoint"
 	alog "github.com/agentlog/agentlog/log"
+	"github.com/agentlog/agentlog/log/identity"
 	"github.com/agentlog/agentlog/tree"
 	"github.com/agentlog/agentlog/witness"
 )
@@ -44,10 +45,10 @@ var (
 
 // Roles of principals.
 const (
-	RoleAdmin    = "admin"
-	RoleApprover = "approver"
-	RoleAuditor  = "auditor"
-	RoleAgent    = "agent"
+	RoleAdmin    = identity.RoleAdmin
+	RoleApprover = identity.RoleApprover
+	RoleAuditor  = identity.RoleAuditor
+	RoleAgent    = identity.RoleAgent
 )
 
 // Authenticator resolves a request's credential to a principal. It returns
@@ -98,10 +99,20 @@ func bearer(r *http.Request) (string, bool) {
 
 // Config configures a Server.
 type Config struct {
-	Log   *alog.Log
-	Auth  Authenticator
-	Clock *checkpoint.Clock // may be nil
-	Loop  *checkpoint.Loop  // may be nil before checkpoints are wired
+	Log *alog.Log
+	// Auth authenticates static credentials (the bootstrap admin token).
+	Auth Authenticator
+	// Identity, if set, authenticates operator tokens and agent sessions
+	// and serves the /v1/tokens, /v1/agents and /v1/sessions routes.
+	Identity *identity.Store
+	// DeniedRate and DeniedBurst bound how many denied-attempt entries
+	// the log records (per second, and at once); defaults 10 and 100.
+	// Denials beyond them are counted and the count is recorded with the
+	// next denial that is.
+	DeniedRate  float64
+	DeniedBurst int
+	Clock       *checkpoint.Clock // may be nil
+	Loop        *checkpoint.Loop  // may be nil before checkpoints are wired
 	// Witnesses, if set, is the client collecting witness cosignatures;
 	// /healthz reports its state, degraded while the newest checkpoint lacks
 	// its quorum for longer than the client tolerates, failing if the
@@ -117,6 +128,7 @@ type Config struct {
 // Server serves the log over HTTP.
 type Server struct {
 	cfg    Config
+	denied deniedLimiter
 	router *mux.Router
 	log    *slog.Logger
 	latest atomic.Pointer[checkpoint.Signed]
@@ -137,7 +149,14 @@ func New(cfg Config) *Server {
 	if cfg.StaleAfter <= 0 {
 		cfg.StaleAfter = 30 * time.Second
 	}
+	if cfg.DeniedRate <= 0 {
+		cfg.DeniedRate = 10
+	}
+	if cfg.DeniedBurst <= 0 {
+		cfg.DeniedBurst = 100
+	}
 	s := &Server{cfg: cfg, log: cfg.Logger}
+	s.denied.init(cfg.DeniedRate, cfg.DeniedBurst)
 	s.reqDur = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "agentlog_http_request_seconds",
 		Help:    "HTTP request latency by route and status code.",
@@ -160,6 +179,9 @@ func New(cfg Config) *Server {
 	s.handle(r, "inclusion", "/v1/proof/inclusion", http.MethodGet, s.getInclusion)
 	s.handle(r, "consistency", "/v1/proof/consistency", http.MethodGet, s.getConsistency)
 	s.handle(r, "healthz", "/healthz", http.MethodGet, s.getHealth)
+	if cfg.Identity != nil {
+		s.identityRoutes(r)
+	}
 	r.Handle("/metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{})).Methods(http.MethodGet)
 	s.router = r
 	return s
@@ -179,7 +201,11 @@ func (s *Server) handle(r *mux.Router, name, path, method string, h handlerFunc)
 	r.Handle(path, http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
-		if name != "append" {
+		switch {
+		case name == "append":
+		case strings.HasPrefix(name, "identity."):
+			req.Body = http.MaxBytesReader(sw, req.Body, maxIdentityBodyBytes)
+		default:
 			req.Body = http.MaxBytesReader(sw, req.Body, maxBodyBytes)
 		}
 		if err := h(sw, req); err != nil {
@@ -206,15 +232,17 @@ func writeError(l *slog.Logger, w http.ResponseWriter, err error) {
 	switch {
 	case errors.As(err, &mbe):
 		writeJSONError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", mbe.Limit))
-	case errors.Is(err, ErrUnauthorized):
+	case errors.Is(err, ErrUnauthorized), errors.Is(err, identity.ErrDenied):
 		w.Header().Set("WWW-Authenticate", `Bearer realm="agentlog"`)
 		writeJSONError(w, http.StatusUnauthorized, err.Error())
-	case errors.Is(err, ErrForbidden):
+	case errors.Is(err, ErrForbidden), errors.Is(err, identity.ErrNotApproved):
 		writeJSONError(w, http.StatusForbidden, err.Error())
-	case errors.Is(err, alog.ErrInvalid), errors.Is(err, tree.ErrInvalid), errors.Is(err, errBadRequest):
+	case errors.Is(err, alog.ErrInvalid), errors.Is(err, tree.ErrInvalid), errors.Is(err, errBadRequest), errors.Is(err, identity.ErrInvalid):
 		writeJSONError(w, http.StatusBadRequest, err.Error())
-	case errors.Is(err, alog.ErrNotFound), errors.Is(err, tree.ErrNotFound):
+	case errors.Is(err, alog.ErrNotFound), errors.Is(err, tree.ErrNotFound), errors.Is(err, identity.ErrNotFound):
 		writeJSONError(w, http.StatusNotFound, err.Error())
+	case errors.Is(err, identity.ErrExists), errors.Is(err, identity.ErrConflict):
+		writeJSONError(w, http.StatusConflict, err.Error())
 	case errors.Is(err, alog.ErrPushback):
 		w.Header().Set("Retry-After", "1")
 		writeJSONError(w, http.StatusServiceUnavailable, err.Error())
@@ -245,13 +273,13 @@ func writeJSON(w http.ResponseWriter, v any) error {
 	return json.NewEncoder(w).Encode(v)
 }
 
-// authorize authenticates the request and checks the principal's role.
-func (s *Server) authorize(r *http.Request, roles ...string) (alog.Principal, error) {
-	if s.cfg.Auth == nil {
-		return alog.Principal{}, ErrUnauthorized
-	}
-	p, err := s.cfg.Auth.Authenticate(r)
+// authorize authenticates the request and checks the principal's role. A
+// request that presented a credential and is refused (401 or 403) is
+// recorded in the log as a "denied" entry, rate-limited.
+func (s *Server) authorize(r *http.Request, route string, roles ...string) (alog.Principal, error) {
+	p, err := s.authenticate(r)
 	if err != nil {
+		s.recordDenied(r, route, p, err)
 		return alog.Principal{}, err
 	}
 	for _, role := range roles {
@@ -259,7 +287,9 @@ func (s *Server) authorize(r *http.Request, roles ...string) (alog.Principal, er
 			return p, nil
 		}
 	}
-	return alog.Principal{}, fmt.Errorf("%w: role %q may not %s %s", ErrForbidden, p.Role, r.Method, r.URL.Path)
+	err = fmt.Errorf("%w: role %q may not %s %s", ErrForbidden, p.Role, r.Method, r.URL.Path)
+	s.recordDenied(r, route, p, err)
+	return alog.Principal{}, err
 }
 
 func (s *Server) getCheckpoint(w http.ResponseWriter, r *http.Request) error {
@@ -280,7 +310,7 @@ func (s *Server) getTile(w http.ResponseWriter, r *http.Request) error {
 	}
 	var data []byte
 	if p.Entries {
-		if _, err := s.authorize(r, RoleAuditor, RoleAdmin); err != nil {
+		if _, err := s.authorize(r, "bundle", RoleAuditor, RoleAdmin); err != nil {
 			return err
 		}
 		data, err = s.bundle(p)
@@ -335,8 +365,15 @@ type AppendedEntry struct {
 }
 
 func (s *Server) postEntries(w http.ResponseWriter, r *http.Request) error {
-	p, err := s.authorize(r, RoleAdmin)
+	p, err := s.authorize(r, "append", RoleAgent)
 	if err != nil {
+		return err
+	}
+	if p.Session == "" {
+		// Only session credentials carry the agent, session and task a
+		// leaf must name.
+		err := fmt.Errorf("%w: appending takes an agent session credential", ErrForbidden)
+		s.recordDenied(r, "append", p, err)
 		return err
 	}
 	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
@@ -350,7 +387,18 @@ func (s *Server) postEntries(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	res, err := s.cfg.Log.Append(r.Context(), p, alog.KindAction, recs)
+	if err := s.checkSignatures(p, recs); err != nil {
+		return err
+	}
+	appendRecs := func() ([]alog.Appended, error) {
+		return s.cfg.Log.Append(r.Context(), p, alog.KindAction, recs)
+	}
+	var res []alog.Appended
+	if key := r.Header.Get("Idempotency-Key"); key != "" && s.cfg.Identity != nil {
+		res, err = s.cfg.Identity.Idempotent(r.Context(), p, key, body, appendRecs)
+	} else {
+		res, err = appendRecs()
+	}
 	if err != nil {
 		return err
 	}
@@ -369,7 +417,7 @@ type EntryResponse struct {
 }
 
 func (s *Server) getEntry(w http.ResponseWriter, r *http.Request) error {
-	if _, err := s.authorize(r, RoleAuditor, RoleAdmin); err != nil {
+	if _, err := s.authorize(r, "entry", RoleAuditor, RoleAdmin); err != nil {
 		return err
 	}
 	i, err := parseUint(mux.Vars(r)["index"], "index")

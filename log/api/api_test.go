@@ -24,20 +24,18 @@ const (
 	agentTok   = "agent-secret"
 )
 
+// newTestServer starts a server with static admin, auditor and agent-role
+// tokens and one approved agent whose session credential appendN uses.
+// The entries the setup writes (registration, approval, session) are
+// counted in base.
 func newTestServer(t *testing.T) (*httptest.Server, *alog.Log) {
 	t.Helper()
-	l, err := alog.Open(alog.Config{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	toks := NewTokens()
-	toks.Add(adminTok, alog.Principal{ID: "admin", Role: RoleAdmin})
-	toks.Add(auditorTok, alog.Principal{ID: "aud", Role: RoleAuditor})
-	toks.Add(agentTok, alog.Principal{ID: "bot", Role: RoleAgent})
-	hs := httptest.NewServer(New(Config{Log: l, Auth: toks}))
-	t.Cleanup(hs.Close)
-	return hs, l
+	e := newEnv(t, Config{})
+	e.sessionTok = e.openSession(t, e.agent(t, "bot"), "bot", "test-task", 0)
+	sessionToks.Store(e.hs.URL, e.sessionTok)
+	e.base = e.l.Size()
+	bases.Store(e.hs.URL, e.base)
+	return e.hs, e.l
 }
 
 func do(t *testing.T, method, url, tok, body string) (int, http.Header, []byte) {
@@ -73,7 +71,7 @@ func appendN(t *testing.T, url string, n int) []AppendedEntry {
 		fmt.Fprintf(&sb, `{"action":"act","resource":"r/%d"}`, i)
 	}
 	sb.WriteString(`]}`)
-	code, _, b := do(t, "POST", url+"/v1/entries", adminTok, sb.String())
+	code, _, b := do(t, "POST", url+"/v1/entries", sessionTok(url), sb.String())
 	if code != 200 {
 		t.Fatalf("append: %d %s", code, b)
 	}
@@ -88,7 +86,10 @@ func appendN(t *testing.T, url string, n int) []AppendedEntry {
 // a status, a JSON error, and nothing written.
 func TestStatuses(t *testing.T) {
 	hs, l := newTestServer(t)
+	base := baseOf(hs.URL)
+	sess := sessionTok(hs.URL)
 	appendN(t, hs.URL, 3)
+	wantSize := base + 3
 	big := `{"entries":[{"action":"a","attributes":{"k":"` + strings.Repeat("x", alog.MaxRequestBytes) + `"}}]}`
 	for _, tc := range []struct {
 		name, method, path, tok, body string
@@ -97,30 +98,32 @@ func TestStatuses(t *testing.T) {
 		{"append no token", "POST", "/v1/entries", "", `{"entries":[{"action":"a"}]}`, 401},
 		{"append bad token", "POST", "/v1/entries", "nope", `{"entries":[{"action":"a"}]}`, 401},
 		{"append auditor", "POST", "/v1/entries", auditorTok, `{"entries":[{"action":"a"}]}`, 403},
-		{"append empty action", "POST", "/v1/entries", adminTok, `{"entries":[{"action":""}]}`, 400},
-		{"append unknown field", "POST", "/v1/entries", adminTok, `{"entries":[{"action":"a","agent":"x"}]}`, 400},
-		{"append invalid utf8", "POST", "/v1/entries", adminTok, "{\"entries\":[{\"action\":\"\xff\"}]}", 400},
-		{"append one bad of two", "POST", "/v1/entries", adminTok, `{"entries":[{"action":"a"},{"action":1}]}`, 400},
-		{"append oversize leaf", "POST", "/v1/entries", adminTok, `{"entries":[{"action":"a","attributes":{"k":"` + strings.Repeat("x", 70000) + `"}}]}`, 400},
-		{"append too large body", "POST", "/v1/entries", adminTok, big, 413},
-		{"append wrong method", "PUT", "/v1/entries", adminTok, `{}`, 405},
+		{"append admin", "POST", "/v1/entries", adminTok, `{"entries":[{"action":"a"}]}`, 403},
+		{"append agent role without session", "POST", "/v1/entries", agentTok, `{"entries":[{"action":"a"}]}`, 403},
+		{"append empty action", "POST", "/v1/entries", sess, `{"entries":[{"action":""}]}`, 400},
+		{"append unknown field", "POST", "/v1/entries", sess, `{"entries":[{"action":"a","agent":"x"}]}`, 400},
+		{"append invalid utf8", "POST", "/v1/entries", sess, "{\"entries\":[{\"action\":\"\xff\"}]}", 400},
+		{"append one bad of two", "POST", "/v1/entries", sess, `{"entries":[{"action":"a"},{"action":1}]}`, 400},
+		{"append oversize leaf", "POST", "/v1/entries", sess, `{"entries":[{"action":"a","attributes":{"k":"` + strings.Repeat("x", 70000) + `"}}]}`, 400},
+		{"append too large body", "POST", "/v1/entries", sess, big, 413},
+		{"append wrong method", "PUT", "/v1/entries", sess, `{}`, 405},
 		{"entry no token", "GET", "/v1/entries/0", "", "", 401},
 		{"entry agent", "GET", "/v1/entries/0", agentTok, "", 403},
-		{"entry beyond", "GET", "/v1/entries/3", auditorTok, "", 404},
+		{"entry beyond", "GET", fmt.Sprintf("/v1/entries/%d", 1<<40), auditorTok, "", 404},
 		{"entry bad index", "GET", "/v1/entries/-1", auditorTok, "", 400},
 		{"entry leading zero", "GET", "/v1/entries/01", auditorTok, "", 400},
 		{"inclusion missing", "GET", "/v1/proof/inclusion?index=0", "", "", 400},
 		{"inclusion index>=size", "GET", "/v1/proof/inclusion?index=3&size=3", "", "", 400},
-		{"inclusion beyond", "GET", "/v1/proof/inclusion?index=0&size=4", "", "", 404},
+		{"inclusion beyond", "GET", fmt.Sprintf("/v1/proof/inclusion?index=0&size=%d", 1<<40), "", "", 404},
 		{"inclusion junk", "GET", "/v1/proof/inclusion?index=x&size=3", "", "", 400},
 		{"consistency old>size", "GET", "/v1/proof/consistency?old=3&size=2", "", "", 400},
-		{"consistency beyond", "GET", "/v1/proof/consistency?old=1&size=9", "", "", 404},
+		{"consistency beyond", "GET", fmt.Sprintf("/v1/proof/consistency?old=1&size=%d", 1<<40), "", "", 404},
 		{"tile bad path", "GET", "/tile/0/1234", "", "", 400},
-		{"tile beyond", "GET", "/tile/0/000.p/4", "", "", 404},
+		{"tile beyond", "GET", "/tile/0/000.p/200", "", "", 404},
 		{"tile full not yet", "GET", "/tile/0/000", "", "", 404},
 		{"bundle no token", "GET", "/tile/entries/000.p/3", "", "", 401},
 		{"bundle agent", "GET", "/tile/entries/000.p/3", agentTok, "", 403},
-		{"bundle beyond", "GET", "/tile/entries/000.p/4", auditorTok, "", 404},
+		{"bundle beyond", "GET", "/tile/entries/000.p/200", auditorTok, "", 404},
 		{"checkpoint none yet", "GET", "/checkpoint", "", "", 503},
 		{"unknown route", "GET", "/nope", "", "", 404},
 	} {
@@ -135,8 +138,18 @@ func TestStatuses(t *testing.T) {
 			}
 		})
 	}
-	if l.Size() != 3 {
-		t.Fatalf("bad requests wrote entries: size %d, want 3", l.Size())
+	// Refused credentials (401 with a token, 403) are recorded as denied
+	// entries; nothing else is written.
+	var denied uint64
+	for i := wantSize; i < l.Size(); i++ {
+		leaf, _ := l.Entry(i)
+		if lf, err := alog.ParseLeaf(leaf); err != nil || lf.Kind != alog.KindDenied {
+			t.Fatalf("bad request wrote entry %d: %s", i, leaf)
+		}
+		denied++
+	}
+	if denied != 6 {
+		t.Fatalf("%d denied entries, want 6 (bad token, auditor, admin, agent role, bundle agent, entry agent)", denied)
 	}
 }
 
@@ -145,17 +158,23 @@ func TestStatuses(t *testing.T) {
 func TestReadPaths(t *testing.T) {
 	hs, l := newTestServer(t)
 	var all []AppendedEntry
+	base := baseOf(hs.URL)
 	for _, n := range []int{1, 255, 7, 300} {
 		all = append(all, appendN(t, hs.URL, n)...)
 	}
-	size := uint64(len(all))
+	size := base + uint64(len(all))
 	if l.Size() != size {
 		t.Fatalf("size %d, want %d", l.Size(), size)
 	}
 	root := l.Tree().Root()
 	// Entries: leaf hash matches the append receipt.
 	var leaves [][]byte
-	for i, a := range all {
+	for i := range base {
+		leaf, _ := l.Entry(i)
+		leaves = append(leaves, leaf)
+	}
+	for j, a := range all {
+		i := int(base) + j
 		if a.Index != uint64(i) {
 			t.Fatalf("receipt %d has index %d", i, a.Index)
 		}

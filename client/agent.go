@@ -1,0 +1,452 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Credential prefixes of agentlog tokens and session credentials
+// (docs/identity.md).
+const (
+	TokenPrefix   = "agentlog-token-v1."
+	SessionPrefix = "agentlog-session-v1."
+)
+
+// ErrSessionEnded is returned when the session credential is refused and
+// the Agent cannot open a new session (it has no key, or the agent was
+// revoked).
+var ErrSessionEnded = errors.New("session credential refused")
+
+// AgentConfig configures an Agent. Give either Key (the Agent opens and
+// renews sessions itself) or Credential (an existing session, used until
+// it ends).
+type AgentConfig struct {
+	// ID is the registered agent id (required with Key).
+	ID string
+	// Key is the agent's Ed25519 private key, as registered.
+	Key ed25519.PrivateKey
+	// Credential is an existing session credential, used when Key is nil.
+	Credential string
+	// Task names the task sessions are opened for (required with Key).
+	Task string
+	// TTL is the session lifetime to ask for (0: the server's default).
+	TTL time.Duration
+	// RenewBefore renews the session when less than this is left
+	// (default 1 minute).
+	RenewBefore time.Duration
+	// BatchSize is how many records Add buffers before sending them in
+	// one request (default 100, at most 10000).
+	BatchSize int
+	// MaxRetries bounds the retries of one request after a network error,
+	// a 5xx or backpressure (default 5). Retries reuse the request's
+	// idempotency key, so a retried request is never appended twice.
+	MaxRetries int
+	// Sign adds the agent's Ed25519 signature to every record (needs Key).
+	Sign bool
+	// Sequence numbers the records of each session 1, 2, 3, ... so an
+	// auditor can see a dropped record as a gap (default on; set
+	// NoSequence to turn it off).
+	NoSequence bool
+	// HTTPClient is the HTTP client (default: 30 s timeout).
+	HTTPClient *http.Client
+}
+
+// Agent appends an agent's records under task sessions: it opens and
+// renews sessions with the agent's key, numbers and optionally signs
+// records, batches them, and retries with an idempotency key. It is safe
+// for concurrent use.
+type Agent struct {
+	base string
+	cfg  AgentConfig
+	hc   *http.Client
+
+	mu      sync.Mutex
+	session *SessionInfo
+	seq     uint64   // last sequence number given in this session
+	buf     []Record // records Add has buffered
+}
+
+// SessionInfo describes an open session.
+type SessionInfo struct {
+	Session    string    `json:"session"`
+	Credential string    `json:"credential"`
+	Agent      string    `json:"agent"`
+	Task       string    `json:"task"`
+	Expires    time.Time `json:"expires"`
+}
+
+// NewAgent returns an Agent of the server at baseURL. It opens no session
+// until the first append (or Open).
+func NewAgent(baseURL string, cfg AgentConfig) (*Agent, error) {
+	c, err := New(baseURL)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case cfg.Key != nil && (cfg.ID == "" || strings.TrimSpace(cfg.Task) == ""):
+		return nil, errors.New("an agent with a key needs its ID and a Task")
+	case cfg.Key != nil && len(cfg.Key) != ed25519.PrivateKeySize:
+		return nil, errors.New("agent key is not an Ed25519 private key")
+	case cfg.Key == nil && !strings.HasPrefix(cfg.Credential, SessionPrefix):
+		return nil, errors.New("an agent needs its Key or a session Credential")
+	case cfg.Key == nil && cfg.Sign:
+		return nil, errors.New("signing records needs the agent's Key")
+	}
+	if cfg.RenewBefore <= 0 {
+		cfg.RenewBefore = time.Minute
+	}
+	if cfg.BatchSize <= 0 {
+		cfg.BatchSize = 100
+	}
+	cfg.BatchSize = min(cfg.BatchSize, 10000)
+	if cfg.MaxRetries <= 0 {
+		cfg.MaxRetries = 5
+	}
+	a := &Agent{base: c.base, cfg: cfg, hc: c.hc}
+	if cfg.HTTPClient != nil {
+		a.hc = cfg.HTTPClient
+	}
+	if cfg.Key == nil {
+		a.session = &SessionInfo{Credential: strings.TrimSpace(cfg.Credential)}
+	}
+	return a, nil
+}
+
+// client returns a Client using credential cred.
+func (a *Agent) client(cred string) *Client {
+	return &Client{base: a.base, token: cred, hc: a.hc}
+}
+
+// Open opens a new session now (closing none). Appends open one when
+// needed, so calling Open is optional.
+func (a *Agent) Open(ctx context.Context) (*SessionInfo, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.openLocked(ctx)
+}
+
+func (a *Agent) openLocked(ctx context.Context) (*SessionInfo, error) {
+	if a.cfg.Key == nil {
+		return nil, fmt.Errorf("%w: no agent key to open a new session with", ErrSessionEnded)
+	}
+	body := SignSessionRequest(a.cfg.ID, a.cfg.Task, a.cfg.TTL, time.Now(), a.cfg.Key)
+	b, err := a.client("").do(ctx, http.MethodPost, "/v1/sessions", body)
+	if err != nil {
+		return nil, err
+	}
+	var s SessionInfo
+	if err := json.Unmarshal(b, &s); err != nil || !strings.HasPrefix(s.Credential, SessionPrefix) {
+		return nil, fmt.Errorf("decoding the session answer: %v", err)
+	}
+	a.session, a.seq = &s, 0
+	return &s, nil
+}
+
+// Session returns the current session, or nil before one is open.
+func (a *Agent) Session() *SessionInfo {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.session == nil {
+		return nil
+	}
+	s := *a.session
+	return &s
+}
+
+// Add buffers rec and sends the buffer once it holds BatchSize records.
+// Records that were sent are returned with their receipts.
+func (a *Agent) Add(ctx context.Context, rec Record) ([]Appended, error) {
+	a.mu.Lock()
+	a.buf = append(a.buf, rec)
+	full := len(a.buf) >= a.cfg.BatchSize
+	a.mu.Unlock()
+	if !full {
+		return nil, nil
+	}
+	return a.Flush(ctx)
+}
+
+// Flush sends the buffered records in one request. If it fails the records
+// stay buffered for the next Flush.
+func (a *Agent) Flush(ctx context.Context) ([]Appended, error) {
+	a.mu.Lock()
+	recs := a.buf
+	a.buf = nil
+	a.mu.Unlock()
+	if len(recs) == 0 {
+		return nil, nil
+	}
+	res, err := a.Append(ctx, recs...)
+	if err != nil {
+		a.mu.Lock()
+		a.buf = append(recs, a.buf...)
+		a.mu.Unlock()
+	}
+	return res, err
+}
+
+// Close flushes the buffer and closes the session.
+func (a *Agent) Close(ctx context.Context) error {
+	if _, err := a.Flush(ctx); err != nil {
+		return err
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.session == nil {
+		return nil
+	}
+	_, err := a.client(a.session.Credential).do(ctx, http.MethodDelete, "/v1/sessions/current", nil)
+	if a.cfg.Key != nil {
+		a.session = nil
+	}
+	return err
+}
+
+// Append sends recs in one request, all appended or none, and returns
+// their receipts. It opens or renews the session as needed, and retries
+// network errors, 5xx answers and backpressure with the same idempotency
+// key, waiting as the server asks (Retry-After) or backing off; when
+// retries run out after backpressure the error satisfies
+// errors.Is(err, ErrPushback). It stops when ctx ends.
+func (a *Agent) Append(ctx context.Context, recs ...Record) ([]Appended, error) {
+	if len(recs) == 0 {
+		return nil, nil
+	}
+	var (
+		body    []byte
+		cred    string
+		key     string
+		renewed bool
+	)
+	prepare := func(forceNew bool) error {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		s := a.session
+		if forceNew || s == nil || (a.cfg.Key != nil && time.Until(s.Expires) < a.cfg.RenewBefore) {
+			var err error
+			if s, err = a.openLocked(ctx); err != nil {
+				return err
+			}
+		}
+		var err error
+		body, err = a.encodeLocked(s, recs)
+		if err != nil {
+			return err
+		}
+		cred, key = s.Credential, newIdempotencyKey()
+		return nil
+	}
+	if err := prepare(false); err != nil {
+		return nil, err
+	}
+	backoff := 100 * time.Millisecond
+	for attempt := 0; ; attempt++ {
+		res, err := a.post(ctx, cred, key, body)
+		if err == nil {
+			return res, nil
+		}
+		var he *HTTPError
+		isHTTP := errors.As(err, &he)
+		switch {
+		case ctx.Err() != nil:
+			return nil, err
+		case isHTTP && he.Status == http.StatusUnauthorized:
+			// Expired or closed session: open a new one once, if we can.
+			if renewed || a.cfg.Key == nil {
+				return nil, fmt.Errorf("%w: %w", ErrSessionEnded, err)
+			}
+			renewed = true
+			if perr := prepare(true); perr != nil {
+				return nil, perr
+			}
+			continue
+		case isHTTP && he.Status/100 == 4:
+			return nil, err // the request itself is wrong: retrying cannot help
+		case attempt >= a.cfg.MaxRetries:
+			return nil, err
+		}
+		wait := backoff
+		if isHTTP && he.RetryAfter > 0 {
+			wait = he.RetryAfter
+		}
+		backoff = min(2*backoff, 5*time.Second)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("%w (after: %w)", ctx.Err(), err)
+		case <-t.C:
+		}
+	}
+}
+
+func (a *Agent) post(ctx context.Context, cred, key string, body []byte) ([]Appended, error) {
+	c := a.client(cred)
+	b, err := c.doHeaders(ctx, http.MethodPost, "/v1/entries", body, map[string]string{"Idempotency-Key": key})
+	if err != nil {
+		return nil, err
+	}
+	var out struct{ Entries []Appended }
+	if err := json.Unmarshal(b, &out); err != nil {
+		return nil, fmt.Errorf("decoding append answer: %w", err)
+	}
+	return out.Entries, nil
+}
+
+// agentWireRecord is a record as an agent sends it.
+type agentWireRecord struct {
+	Action     string          `json:"action"`
+	Tool       string          `json:"tool,omitempty"`
+	Resource   string          `json:"resource,omitempty"`
+	Outcome    string          `json:"outcome,omitempty"`
+	Attributes json.RawMessage `json:"attributes,omitempty"`
+	Seq        uint64          `json:"seq,omitempty"`
+	Sig        []byte          `json:"sig,omitempty"`
+}
+
+// encodeLocked numbers, signs and encodes recs for session s.
+func (a *Agent) encodeLocked(s *SessionInfo, recs []Record) ([]byte, error) {
+	w := make([]agentWireRecord, len(recs))
+	for i, r := range recs {
+		w[i] = agentWireRecord{Action: r.Action, Tool: r.Tool, Resource: r.Resource, Outcome: r.Outcome}
+		if len(r.Attributes) > 0 {
+			b, err := json.Marshal(r.Attributes)
+			if err != nil {
+				return nil, err
+			}
+			w[i].Attributes = b
+		}
+		if !a.cfg.NoSequence && a.cfg.Key != nil {
+			a.seq++
+			w[i].Seq = a.seq
+		}
+		if a.cfg.Sign {
+			msg := RecordSignedBytes(s.Agent, s.Session, s.Task, w[i].Seq, r.Action, r.Tool, r.Resource, r.Outcome, w[i].Attributes)
+			w[i].Sig = ed25519.Sign(a.cfg.Key, msg)
+		}
+	}
+	return json.Marshal(map[string]any{"entries": w})
+}
+
+func newIdempotencyKey() string {
+	var b [16]byte
+	rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// SignSessionRequest returns the JSON body of a session-open request
+// (POST /v1/sessions) signed with the agent's key at time now. The signed
+// bytes are documented in docs/identity.md.
+func SignSessionRequest(agent, task string, ttl time.Duration, now time.Time, key ed25519.PrivateKey) []byte {
+	var nonce [18]byte
+	rand.Read(nonce[:])
+	req := struct {
+		Agent string `json:"agent"`
+		Task  string `json:"task"`
+		TTL   int64  `json:"ttl_seconds,omitempty"`
+		Time  string `json:"time"`
+		Nonce string `json:"nonce"`
+		Sig   string `json:"sig"`
+	}{Agent: agent, Task: task, TTL: int64(ttl / time.Second), Time: now.UTC().Format(time.RFC3339Nano), Nonce: base64.RawURLEncoding.EncodeToString(nonce[:])}
+	msg := "agentlog session open v1\n" +
+		"agent " + req.Agent + "\n" +
+		"task " + req.Task + "\n" +
+		"ttl " + strconv.FormatInt(req.TTL, 10) + "\n" +
+		"time " + req.Time + "\n" +
+		"nonce " + req.Nonce + "\n"
+	req.Sig = base64.StdEncoding.EncodeToString(ed25519.Sign(key, []byte(msg)))
+	b, _ := json.Marshal(req)
+	return b
+}
+
+// RecordSignedBytes returns the bytes an agent signs for one record
+// (docs/identity.md): every value is as it appears in the record's leaf,
+// attributes as compact JSON.
+func RecordSignedBytes(agent, session, task string, seq uint64, action, tool, resource, outcome string, attributes []byte) []byte {
+	var b bytes.Buffer
+	b.WriteString("agentlog record v1\n")
+	for _, f := range [...][2]string{
+		{"agent", agent}, {"session", session}, {"task", task}, {"seq", strconv.FormatUint(seq, 10)},
+		{"action", action}, {"tool", tool}, {"resource", resource}, {"outcome", outcome},
+		{"attributes", string(attributes)},
+	} {
+		b.WriteString(f[0] + " " + f[1] + "\n")
+	}
+	return b.Bytes()
+}
+
+// AgentKeyPrefix starts an agent key file: the single line
+// "AGENTLOG-AGENT-KEY+<agent id>+<base64 of the 32-byte Ed25519 seed>".
+const AgentKeyPrefix = "AGENTLOG-AGENT-KEY+"
+
+// GenerateAgentKey returns a new agent key and its key-file text.
+func GenerateAgentKey(agent string) (ed25519.PrivateKey, string) {
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	return priv, AgentKeyPrefix + agent + "+" + base64.StdEncoding.EncodeToString(priv.Seed()) + "\n"
+}
+
+// ParseAgentKey reads the text of an agent key file.
+func ParseAgentKey(text string) (agent string, key ed25519.PrivateKey, err error) {
+	s := strings.TrimSpace(text)
+	rest, ok := strings.CutPrefix(s, AgentKeyPrefix)
+	if !ok {
+		return "", nil, fmt.Errorf("not an agentlog agent key (want %s<id>+<seed>)", AgentKeyPrefix)
+	}
+	id, seed, ok := strings.Cut(rest, "+")
+	if !ok || id == "" {
+		return "", nil, errors.New("agent key file has no agent id")
+	}
+	b, err := base64.StdEncoding.Strict().DecodeString(seed)
+	if err != nil || len(b) != ed25519.SeedSize {
+		return "", nil, fmt.Errorf("agent key file seed is not %d bytes of base64", ed25519.SeedSize)
+	}
+	return id, ed25519.NewKeyFromSeed(b), nil
+}
+
+// doHeaders is Client.do with extra request headers (Idempotency-Key).
+func (c *Client) doHeaders(ctx context.Context, method, path string, body []byte, hdr map[string]string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, bytes.NewReader(body))
+	if err != nil {
+		return nil, fmt.Errorf("building request: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: reading answer: %w", method, path, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		he := &HTTPError{Status: resp.StatusCode, Message: strings.TrimSpace(string(b))}
+		var j struct{ Error string }
+		if json.Unmarshal(b, &j) == nil && j.Error != "" {
+			he.Message = j.Error
+		}
+		if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil {
+			he.RetryAfter = time.Duration(s) * time.Second
+		}
+		return nil, fmt.Errorf("%s %s: %w", method, path, he)
+	}
+	return b, nil
+}

@@ -1,0 +1,131 @@
+package client
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"time"
+)
+
+// AgentInfo is a registered agent as the server describes it.
+type AgentInfo struct {
+	ID           string          `json:"id"`
+	Owner        string          `json:"owner"`
+	Description  string          `json:"description,omitempty"`
+	PublicKey    []byte          `json:"public_key"`
+	Scope        json.RawMessage `json:"scope"`
+	Status       string          `json:"status"` // pending, approved or revoked
+	RegisteredBy string          `json:"registered_by"`
+	Registered   time.Time       `json:"registered"`
+	ApprovedBy   string          `json:"approved_by,omitempty"`
+	Approved     *time.Time      `json:"approved,omitempty"`
+	RevokedBy    string          `json:"revoked_by,omitempty"`
+	Revoked      *time.Time      `json:"revoked,omitempty"`
+}
+
+// AgentRegistration is what registering an agent takes (admin).
+type AgentRegistration struct {
+	ID          string            `json:"id"`
+	Owner       string            `json:"owner"`
+	Description string            `json:"description,omitempty"`
+	PublicKey   ed25519.PublicKey `json:"public_key"`
+	// Scope is the declared scope as JSON (see docs/identity.md); nil
+	// declares none.
+	Scope json.RawMessage `json:"scope,omitempty"`
+}
+
+// TokenInfo describes an operator token (never its secret).
+type TokenInfo struct {
+	ID        string     `json:"id"`
+	Name      string     `json:"name"`
+	Role      string     `json:"role"`
+	CreatedBy string     `json:"created_by"`
+	Created   time.Time  `json:"created"`
+	RevokedBy string     `json:"revoked_by,omitempty"`
+	Revoked   *time.Time `json:"revoked,omitempty"`
+}
+
+func (c *Client) call(ctx context.Context, method, path string, in, out any) error {
+	var body []byte
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = b
+	}
+	b, err := c.do(ctx, method, path, body)
+	if err != nil {
+		return err
+	}
+	if out != nil {
+		if err := json.Unmarshal(b, out); err != nil {
+			return fmt.Errorf("decoding the answer to %s %s: %w", method, path, err)
+		}
+	}
+	return nil
+}
+
+// RegisterAgent registers an agent, pending approval (admin).
+func (c *Client) RegisterAgent(ctx context.Context, reg AgentRegistration) (*AgentInfo, error) {
+	var a AgentInfo
+	return &a, c.call(ctx, http.MethodPost, "/v1/agents", reg, &a)
+}
+
+// ApproveAgent approves a pending agent (approver or admin).
+func (c *Client) ApproveAgent(ctx context.Context, id string) (*AgentInfo, error) {
+	var a AgentInfo
+	return &a, c.call(ctx, http.MethodPost, "/v1/agents/"+url.PathEscape(id)+"/approve", nil, &a)
+}
+
+// RevokeAgent revokes an agent: its sessions stop working at once (admin).
+func (c *Client) RevokeAgent(ctx context.Context, id string) (*AgentInfo, error) {
+	var a AgentInfo
+	return &a, c.call(ctx, http.MethodPost, "/v1/agents/"+url.PathEscape(id)+"/revoke", nil, &a)
+}
+
+// SetAgentScope replaces an agent's declared scope (admin).
+func (c *Client) SetAgentScope(ctx context.Context, id string, scope json.RawMessage) (*AgentInfo, error) {
+	var a AgentInfo
+	return &a, c.call(ctx, http.MethodPut, "/v1/agents/"+url.PathEscape(id)+"/scope", scope, &a)
+}
+
+// Agent returns one agent (admin, approver or auditor).
+func (c *Client) Agent(ctx context.Context, id string) (*AgentInfo, error) {
+	var a AgentInfo
+	return &a, c.call(ctx, http.MethodGet, "/v1/agents/"+url.PathEscape(id), nil, &a)
+}
+
+// Agents lists the agents (admin, approver or auditor).
+func (c *Client) Agents(ctx context.Context) ([]AgentInfo, error) {
+	var out struct{ Agents []AgentInfo }
+	return out.Agents, c.call(ctx, http.MethodGet, "/v1/agents", nil, &out)
+}
+
+// CreateToken creates an operator token (admin); the returned credential
+// is shown only this once.
+func (c *Client) CreateToken(ctx context.Context, name, role string) (*TokenInfo, string, error) {
+	var out struct {
+		TokenInfo
+		Token string `json:"token"`
+	}
+	if err := c.call(ctx, http.MethodPost, "/v1/tokens", map[string]string{"name": name, "role": role}, &out); err != nil {
+		return nil, "", err
+	}
+	return &out.TokenInfo, out.Token, nil
+}
+
+// Tokens lists the operator tokens (admin).
+func (c *Client) Tokens(ctx context.Context) ([]TokenInfo, error) {
+	var out struct{ Tokens []TokenInfo }
+	return out.Tokens, c.call(ctx, http.MethodGet, "/v1/tokens", nil, &out)
+}
+
+// RevokeToken revokes an operator token by id (admin).
+func (c *Client) RevokeToken(ctx context.Context, id string) (*TokenInfo, error) {
+	var t TokenInfo
+	return &t, c.call(ctx, http.MethodDelete, "/v1/tokens/"+url.PathEscape(id), nil, &t)
+}

@@ -1,0 +1,178 @@
+package main
+
+import (
+	"crypto/ed25519"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"text/tabwriter"
+	"time"
+
+	"github.com/agentlog/agentlog/client"
+	"github.com/agentlog/agentlog/internal/atomicfile"
+	"github.com/agentlog/agentlog/log/identity"
+)
+
+func runAgent(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return usagef("want \"agentlog agent register|approve|list|show|revoke|scope [flags]\"")
+	}
+	verb := args[0]
+	fs := newFlags("agent "+verb, stderr)
+	who := map[string]string{"approve": "approver or admin", "list": "admin, approver or auditor", "show": "admin, approver or auditor"}[verb]
+	if who == "" {
+		who = "admin"
+	}
+	o := addOperatorFlags(fs, who)
+	id := fs.String("id", "", "agent id: 1 to 64 letters, digits, '.', '_' or '-'")
+	switch verb {
+	case "register":
+		owner := fs.String("owner", "", "who is accountable for the agent (default: the operator running this)")
+		desc := fs.String("description", "", "what the agent is for")
+		scope := fs.String("scope", "", "declared scope, e.g. 'actions=db.*;tools=sql;resources=customers/*;hours=09:00-17:00;tz=UTC;weekdays=mon-fri;rate=100/m'")
+		keyOut := fs.String("key-out", "", "file to write the agent's new private key to (mode 0600; give it to the agent)")
+		pubIn := fs.String("public-key-file", "", "register this agent key file's key instead of generating one (with no --key-out)")
+		noApprove := fs.Bool("no-approve", false, "only register; an approver approves later with \"agentlog agent approve\"")
+		if err := parseFlags(fs, args[1:]); err != nil {
+			return err
+		}
+		if *id == "" || (*keyOut == "") == (*pubIn == "") {
+			return usagef("--id and exactly one of --key-out or --public-key-file are required")
+		}
+		if !identity.ValidID(*id) {
+			return usagef("--id %q: want 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit", *id)
+		}
+		sc, err := identity.ParseScope(*scope)
+		if err != nil {
+			return usagef("--scope: %s", err)
+		}
+		scJSON, _ := json.Marshal(sc)
+		if *owner == "" {
+			*owner = os.Getenv("USER")
+			if *owner == "" {
+				*owner = "unknown"
+			}
+		}
+		c, ctx, cancel, err := o.client()
+		if err != nil {
+			return err
+		}
+		defer cancel()
+		var key ed25519.PublicKey
+		if *keyOut != "" {
+			if _, err := os.Stat(*keyOut); err == nil {
+				return fmt.Errorf("%s already exists; refusing to overwrite an agent key", *keyOut)
+			}
+			priv, text := client.GenerateAgentKey(*id)
+			// Write the key before registering it, so a registered key is
+			// never lost.
+			if err := atomicfile.Write(*keyOut, []byte(text), 0o600); err != nil {
+				return err
+			}
+			key = priv.Public().(ed25519.PublicKey)
+		} else {
+			text, err := readSecret(*pubIn)
+			if err != nil {
+				return err
+			}
+			kid, priv, err := client.ParseAgentKey(text)
+			if err != nil {
+				return err
+			}
+			if kid != *id {
+				return fmt.Errorf("%s is the key of agent %q, not %q", *pubIn, kid, *id)
+			}
+			key = priv.Public().(ed25519.PublicKey)
+		}
+		a, err := c.RegisterAgent(ctx, client.AgentRegistration{ID: *id, Owner: *owner, Description: *desc, PublicKey: key, Scope: scJSON})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "registered agent %s (owner %s)\n", a.ID, a.Owner)
+		if *noApprove {
+			fmt.Fprintf(stdout, "agent %s awaits approval\n", a.ID)
+			return nil
+		}
+		if a, err = c.ApproveAgent(ctx, *id); err != nil {
+			return fmt.Errorf("registered, but approving failed: %w", err)
+		}
+		fmt.Fprintf(stdout, "approved agent %s\n", a.ID)
+		return nil
+	case "approve", "revoke", "show":
+		if err := parseFlags(fs, args[1:]); err != nil {
+			return err
+		}
+		if *id == "" {
+			return usagef("--id is required")
+		}
+		c, ctx, cancel, err := o.client()
+		if err != nil {
+			return err
+		}
+		defer cancel()
+		var a *client.AgentInfo
+		switch verb {
+		case "approve":
+			a, err = c.ApproveAgent(ctx, *id)
+		case "revoke":
+			a, err = c.RevokeAgent(ctx, *id)
+		default:
+			a, err = c.Agent(ctx, *id)
+		}
+		if err != nil {
+			return err
+		}
+		if verb == "show" {
+			enc := json.NewEncoder(stdout)
+			enc.SetIndent("", "  ")
+			return enc.Encode(a)
+		}
+		fmt.Fprintf(stdout, "agent %s is %s\n", a.ID, a.Status)
+		return nil
+	case "scope":
+		scope := fs.String("scope", "", "the new declared scope (same form as for register)")
+		if err := parseFlags(fs, args[1:]); err != nil {
+			return err
+		}
+		if *id == "" {
+			return usagef("--id is required")
+		}
+		sc, err := identity.ParseScope(*scope)
+		if err != nil {
+			return usagef("--scope: %s", err)
+		}
+		scJSON, _ := json.Marshal(sc)
+		c, ctx, cancel, err := o.client()
+		if err != nil {
+			return err
+		}
+		defer cancel()
+		a, err := c.SetAgentScope(ctx, *id, scJSON)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "agent %s scope is now %s\n", a.ID, a.Scope)
+		return nil
+	case "list":
+		if err := parseFlags(fs, args[1:]); err != nil {
+			return err
+		}
+		c, ctx, cancel, err := o.client()
+		if err != nil {
+			return err
+		}
+		defer cancel()
+		agents, err := c.Agents(ctx)
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tOWNER\tSTATUS\tREGISTERED\tBY\tSCOPE")
+		for _, a := range agents {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", a.ID, a.Owner, a.Status, a.Registered.Format(time.RFC3339), a.RegisteredBy, a.Scope)
+		}
+		return tw.Flush()
+	}
+	return usagef("unknown agent verb %q: want register, approve, list, show, revoke or scope", verb)
+}

@@ -1,0 +1,122 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"github.com/agentlog/agentlog/client"
+)
+
+// operatorFlags are the flags every operator verb takes: the server and
+// the operator's token file.
+type operatorFlags struct {
+	server    *string
+	tokenFile *string
+	timeout   *time.Duration
+}
+
+func addOperatorFlags(fs *flag.FlagSet, who string) *operatorFlags {
+	o := &operatorFlags{
+		server:  fs.String("server", "http://127.0.0.1:8080", "log server URL"),
+		timeout: fs.Duration("timeout", 30*time.Second, "give up after this long"),
+	}
+	o.tokenFile = fs.String("admin-token-file", "", "file holding the "+who+" token (e.g. DATA/admin.token)")
+	fs.StringVar(o.tokenFile, "token-file", "", "same as --admin-token-file")
+	return o
+}
+
+// client returns a client authenticated with the operator token, and a
+// context bounded by --timeout.
+func (o *operatorFlags) client() (*client.Client, context.Context, context.CancelFunc, error) {
+	if *o.tokenFile == "" {
+		return nil, nil, nil, usagef("--admin-token-file FILE is required")
+	}
+	tok, err := readSecret(*o.tokenFile)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	c, err := client.New(*o.server, client.WithToken(tok))
+	if err != nil {
+		return nil, nil, nil, usagef("%s", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), *o.timeout)
+	return c, ctx, cancel, nil
+}
+
+func runToken(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return usagef("want \"agentlog token create|list|revoke [flags]\"")
+	}
+	fs := newFlags("token "+args[0], stderr)
+	o := addOperatorFlags(fs, "admin")
+	switch args[0] {
+	case "create":
+		role := fs.String("role", "", "role of the new token: admin, approver or auditor (required)")
+		name := fs.String("name", "", "name of the token's holder, recorded in the log (required)")
+		if err := parseFlags(fs, args[1:]); err != nil {
+			return err
+		}
+		if *role == "" || *name == "" {
+			return usagef("--role and --name are required")
+		}
+		c, ctx, cancel, err := o.client()
+		if err != nil {
+			return err
+		}
+		defer cancel()
+		t, cred, err := c.CreateToken(ctx, *name, *role)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "created %s token %s for %q; it is shown only once:\n", t.Role, t.ID, t.Name)
+		fmt.Fprintln(stdout, cred)
+		return nil
+	case "list":
+		if err := parseFlags(fs, args[1:]); err != nil {
+			return err
+		}
+		c, ctx, cancel, err := o.client()
+		if err != nil {
+			return err
+		}
+		defer cancel()
+		toks, err := c.Tokens(ctx)
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tNAME\tROLE\tCREATED\tBY\tSTATUS")
+		for _, t := range toks {
+			st := "active"
+			if t.Revoked != nil {
+				st = "revoked " + t.Revoked.Format(time.RFC3339) + " by " + t.RevokedBy
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, t.Name, t.Role, t.Created.Format(time.RFC3339), t.CreatedBy, st)
+		}
+		return tw.Flush()
+	case "revoke":
+		id := fs.String("id", "", "id of the token to revoke (from token list)")
+		if err := parseFlags(fs, args[1:]); err != nil {
+			return err
+		}
+		if *id == "" {
+			return usagef("--id is required")
+		}
+		c, ctx, cancel, err := o.client()
+		if err != nil {
+			return err
+		}
+		defer cancel()
+		t, err := c.RevokeToken(ctx, *id)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "revoked token %s (%s, %s)\n", t.ID, t.Name, t.Role)
+		return nil
+	}
+	return usagef("unknown token verb %q: want create, list or revoke", args[0])
+}

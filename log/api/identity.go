@@ -1,0 +1,337 @@
+package api
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/gorilla/mux"
+
+	alog "github.com/agentlog/agentlog/log"
+	"github.com/agentlog/agentlog/log/identity"
+)
+
+// maxIdentityBodyBytes caps the body of token, agent and session requests.
+const maxIdentityBodyBytes = 64 << 10
+
+// authenticate resolves the request's bearer credential: agentlog token and
+// session credentials through the identity store, anything else through
+// the static authenticator (the bootstrap admin token).
+func (s *Server) authenticate(r *http.Request) (alog.Principal, error) {
+	tok, ok := bearer(r)
+	if !ok {
+		return alog.Principal{}, fmt.Errorf("%w: send Authorization: Bearer <credential>", ErrUnauthorized)
+	}
+	if s.cfg.Identity != nil && (strings.HasPrefix(tok, identity.TokenPrefix) || strings.HasPrefix(tok, identity.SessionPrefix)) {
+		p, err := s.cfg.Identity.Authenticate(tok)
+		if errors.Is(err, identity.ErrInvalid) {
+			err = &identity.DeniedError{Reason: identity.ReasonForged}
+		}
+		if err != nil {
+			return alog.Principal{}, fmt.Errorf("%w: %w", ErrUnauthorized, err)
+		}
+		return p, nil
+	}
+	if s.cfg.Auth == nil {
+		return alog.Principal{}, ErrUnauthorized
+	}
+	return s.cfg.Auth.Authenticate(r)
+}
+
+// recordDenied writes a "denied" entry for a refused request that
+// presented a credential (or a signed session request), within the
+// denied-entry rate limit. The entry names the agent and session only when
+// the credential proved them (a forged one names nothing it claims).
+func (s *Server) recordDenied(r *http.Request, route string, p alog.Principal, err error) {
+	if _, ok := bearer(r); !ok && route != "session.open" {
+		return
+	}
+	ok, suppressed := s.denied.allow(time.Now())
+	if !ok {
+		return
+	}
+	status := http.StatusUnauthorized
+	if errors.Is(err, ErrForbidden) || errors.Is(err, identity.ErrNotApproved) {
+		status = http.StatusForbidden
+	}
+	pr := alog.Principal{ID: p.ID, Role: p.Role, Agent: p.Agent, Session: p.Session, Task: p.Task}
+	reason := "unknown credential"
+	var d *identity.DeniedError
+	switch {
+	case errors.As(err, &d):
+		reason, pr.Agent, pr.Session = d.Reason, d.Agent, d.Session
+	case errors.Is(err, identity.ErrNotApproved):
+		reason = "agent not approved"
+	case status == http.StatusForbidden:
+		reason = "role not allowed"
+	}
+	path := r.URL.EscapedPath()
+	if len(path) > 256 {
+		path = path[:256]
+	}
+	host, _, _ := net.SplitHostPort(r.RemoteAddr)
+	attrs := map[string]any{"reason": reason, "status": status, "method": r.Method, "path": path, "remote": host}
+	if suppressed > 0 {
+		attrs["suppressed"] = suppressed
+	}
+	b, _ := jsonMarshal(attrs)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := s.cfg.Log.Append(ctx, pr, alog.KindDenied, []alog.Record{{Action: route, Outcome: "denied", Attributes: b}}); err != nil {
+		s.log.Warn("recording a denied attempt", "route", route, "err", err)
+	}
+}
+
+// deniedLimiter is a token bucket bounding denied-attempt entries, so that
+// an attacker cannot flood the log by failing to authenticate.
+type deniedLimiter struct {
+	mu         sync.Mutex
+	rate       float64 // tokens per second
+	burst      float64
+	tokens     float64
+	last       time.Time
+	suppressed int
+}
+
+func (l *deniedLimiter) init(rate float64, burst int) {
+	l.rate, l.burst, l.tokens = rate, float64(burst), float64(burst)
+}
+
+// allow takes a token; when it can, it also returns (and resets) how many
+// denials were dropped since the last one recorded.
+func (l *deniedLimiter) allow(now time.Time) (bool, int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.last.IsZero() && now.After(l.last) {
+		l.tokens = min(l.burst, l.tokens+now.Sub(l.last).Seconds()*l.rate)
+	}
+	if now.After(l.last) {
+		l.last = now
+	}
+	if l.tokens < 1 {
+		l.suppressed++
+		return false, 0
+	}
+	l.tokens--
+	n := l.suppressed
+	l.suppressed = 0
+	return true, n
+}
+
+// checkSignatures verifies the agent signatures records carry against the
+// agent's registered key.
+func (s *Server) checkSignatures(p alog.Principal, recs []alog.Record) error {
+	var pub ed25519.PublicKey
+	for i := range recs {
+		if recs[i].Sig == nil {
+			continue
+		}
+		if pub == nil {
+			if s.cfg.Identity == nil {
+				return fmt.Errorf("%w: entries[%d]: this server cannot check agent signatures", alog.ErrInvalid, i)
+			}
+			a, err := s.cfg.Identity.Agent(p.Agent)
+			if err != nil {
+				return err
+			}
+			pub = a.PublicKey
+		}
+		if !ed25519.Verify(pub, identity.RecordSignedBytes(p.Agent, p.Session, p.Task, &recs[i]), recs[i].Sig) {
+			return fmt.Errorf("%w: entries[%d]: \"sig\" does not verify with the agent's registered key (signed bytes: docs/identity.md)", alog.ErrInvalid, i)
+		}
+	}
+	return nil
+}
+
+func (s *Server) identityRoutes(r *mux.Router) {
+	s.handle(r, "identity.tokens", "/v1/tokens", http.MethodPost, s.postToken)
+	s.handle(r, "identity.tokens", "/v1/tokens", http.MethodGet, s.getTokens)
+	s.handle(r, "identity.token", "/v1/tokens/{id}", http.MethodDelete, s.deleteToken)
+	s.handle(r, "identity.agents", "/v1/agents", http.MethodPost, s.postAgent)
+	s.handle(r, "identity.agents", "/v1/agents", http.MethodGet, s.getAgents)
+	s.handle(r, "identity.agent", "/v1/agents/{id}", http.MethodGet, s.getAgent)
+	s.handle(r, "identity.approve", "/v1/agents/{id}/approve", http.MethodPost, s.postApprove)
+	s.handle(r, "identity.revoke", "/v1/agents/{id}/revoke", http.MethodPost, s.postRevoke)
+	s.handle(r, "identity.scope", "/v1/agents/{id}/scope", http.MethodPut, s.putScope)
+	s.handle(r, "identity.sessions", "/v1/sessions", http.MethodPost, s.postSession)
+	s.handle(r, "identity.session", "/v1/sessions/current", http.MethodDelete, s.deleteSession)
+}
+
+// decodeStrict decodes a JSON body, refusing unknown members, duplicate
+// names and invalid UTF-8.
+func decodeStrict(r *http.Request, v any) error {
+	b, err := io.ReadAll(r.Body)
+	if err != nil {
+		return err
+	}
+	if err := jsonv2.Unmarshal(b, v, jsonv2.RejectUnknownMembers(true)); err != nil {
+		return fmt.Errorf("%w: %s", errBadRequest, strings.TrimPrefix(err.Error(), "json: "))
+	}
+	return nil
+}
+
+func jsonMarshal(v any) ([]byte, error) { return jsonv2.Marshal(v) }
+
+// TokenRequest is the body of POST /v1/tokens.
+type TokenRequest struct {
+	Name string `json:"name"`
+	Role string `json:"role"`
+}
+
+// TokenCreated is the answer to POST /v1/tokens; Token is shown only here.
+type TokenCreated struct {
+	*identity.Token
+	Credential string `json:"token"`
+}
+
+func (s *Server) postToken(w http.ResponseWriter, r *http.Request) error {
+	p, err := s.authorize(r, "token.create", RoleAdmin)
+	if err != nil {
+		return err
+	}
+	var req TokenRequest
+	if err := decodeStrict(r, &req); err != nil {
+		return err
+	}
+	t, cred, err := s.cfg.Identity.CreateToken(r.Context(), p, req.Name, req.Role)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, TokenCreated{Token: t, Credential: cred})
+}
+
+func (s *Server) getTokens(w http.ResponseWriter, r *http.Request) error {
+	if _, err := s.authorize(r, "token.list", RoleAdmin); err != nil {
+		return err
+	}
+	return writeJSON(w, map[string]any{"tokens": s.cfg.Identity.Tokens()})
+}
+
+func (s *Server) deleteToken(w http.ResponseWriter, r *http.Request) error {
+	p, err := s.authorize(r, "token.revoke", RoleAdmin)
+	if err != nil {
+		return err
+	}
+	t, err := s.cfg.Identity.RevokeToken(r.Context(), p, mux.Vars(r)["id"])
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, t)
+}
+
+func (s *Server) postAgent(w http.ResponseWriter, r *http.Request) error {
+	p, err := s.authorize(r, "agent.register", RoleAdmin)
+	if err != nil {
+		return err
+	}
+	var spec identity.AgentSpec
+	if err := decodeStrict(r, &spec); err != nil {
+		return err
+	}
+	a, err := s.cfg.Identity.Register(r.Context(), p, spec)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, a)
+}
+
+func (s *Server) getAgents(w http.ResponseWriter, r *http.Request) error {
+	if _, err := s.authorize(r, "agent.list", RoleAdmin, RoleApprover, RoleAuditor); err != nil {
+		return err
+	}
+	return writeJSON(w, map[string]any{"agents": s.cfg.Identity.Agents()})
+}
+
+func (s *Server) getAgent(w http.ResponseWriter, r *http.Request) error {
+	if _, err := s.authorize(r, "agent.show", RoleAdmin, RoleApprover, RoleAuditor); err != nil {
+		return err
+	}
+	a, err := s.cfg.Identity.Agent(mux.Vars(r)["id"])
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, a)
+}
+
+func (s *Server) postApprove(w http.ResponseWriter, r *http.Request) error {
+	p, err := s.authorize(r, "agent.approve", RoleApprover, RoleAdmin)
+	if err != nil {
+		return err
+	}
+	a, err := s.cfg.Identity.Approve(r.Context(), p, mux.Vars(r)["id"])
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, a)
+}
+
+func (s *Server) postRevoke(w http.ResponseWriter, r *http.Request) error {
+	p, err := s.authorize(r, "agent.revoke", RoleAdmin)
+	if err != nil {
+		return err
+	}
+	a, err := s.cfg.Identity.Revoke(r.Context(), p, mux.Vars(r)["id"])
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, a)
+}
+
+func (s *Server) putScope(w http.ResponseWriter, r *http.Request) error {
+	p, err := s.authorize(r, "agent.scope", RoleAdmin)
+	if err != nil {
+		return err
+	}
+	var sc identity.Scope
+	if err := decodeStrict(r, &sc); err != nil {
+		return err
+	}
+	a, err := s.cfg.Identity.SetScope(r.Context(), p, mux.Vars(r)["id"], sc)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, a)
+}
+
+func (s *Server) postSession(w http.ResponseWriter, r *http.Request) error {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return err
+	}
+	req, t, sig, err := identity.ParseOpenRequest(body)
+	if err != nil {
+		return err
+	}
+	o, err := s.cfg.Identity.OpenSession(r.Context(), req, t, sig)
+	if errors.Is(err, identity.ErrDenied) || errors.Is(err, identity.ErrNotApproved) {
+		s.recordDenied(r, "session.open", alog.Principal{}, err)
+	}
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, o)
+}
+
+func (s *Server) deleteSession(w http.ResponseWriter, r *http.Request) error {
+	p, err := s.authorize(r, "session.close", RoleAgent)
+	if err != nil {
+		return err
+	}
+	if p.Session == "" {
+		err := fmt.Errorf("%w: closing a session takes its session credential", ErrForbidden)
+		s.recordDenied(r, "session.close", p, err)
+		return err
+	}
+	if err := s.cfg.Identity.CloseSession(r.Context(), p); err != nil {
+		return err
+	}
+	return writeJSON(w, map[string]string{"closed": p.Session})
+}

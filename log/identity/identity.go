@@ -1,0 +1,740 @@
+// Package identity holds agentlog's principals: operator tokens (admin,
+// approver, auditor), registered agents with their Ed25519 keys and declared
+// scopes, and the task sessions agents write with. It authenticates bearer
+// credentials, opens sessions from signed single-use requests, and remembers
+// idempotency keys so retried appends are never duplicated.
+//
+// Every change is itself a log entry naming who made it: kind "agent" for
+// agent lifecycle events ("agent.registered", "agent.approved",
+// "agent.scope_changed", "agent.revoked"), "session" for "session.opened"
+// and "session.closed", "token" for "token.created" and "token.revoked".
+// Grants are logged before they take effect and removals take effect before
+// they are logged, so the log never shows less access than there was.
+//
+// State lives in the log's Badger database under "i/": "i/a/<agent>",
+// "i/t/<token id>", "i/s/<session id>", "i/n/<agent>/<nonce>" and
+// "i/k/<session id>/<idempotency key>" (the last three expire with Badger
+// TTLs). It is loaded into memory at [Open]; authentication never reads
+// the disk. Credential formats and signed bytes are in docs/identity.md.
+package identity
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	alog "github.com/agentlog/agentlog/log"
+)
+
+// Errors callers branch on. The HTTP layer maps them to statuses.
+var (
+	ErrInvalid     = errors.New("invalid request")       // 400
+	ErrNotFound    = errors.New("not found")             // 404
+	ErrExists      = errors.New("already exists")        // 409
+	ErrConflict    = errors.New("conflict")              // 409
+	ErrNotApproved = errors.New("agent is not approved") // 403
+	// ErrDenied is wrapped by every *DeniedError: a credential or signed
+	// request that must be refused (401).
+	ErrDenied = errors.New("credential refused")
+)
+
+// Reasons a credential or session request is refused.
+const (
+	ReasonForged   = "forged"  // unknown id or wrong secret
+	ReasonExpired  = "expired" // session past its expiry
+	ReasonClosed   = "closed"  // session closed by its agent
+	ReasonRevoked  = "revoked" // agent or token revoked
+	ReasonUnknown  = "unknown agent"
+	ReasonBadSig   = "bad signature"
+	ReasonStale    = "stale request" // timestamp outside the window
+	ReasonReplayed = "replayed request"
+)
+
+// DeniedError says why a credential was refused and, when it names a real
+// agent or session, which.
+type DeniedError struct {
+	Reason  string
+	Agent   string // the agent, when the credential or request proved it
+	Session string
+}
+
+func (e *DeniedError) Error() string { return "credential refused: " + e.Reason }
+
+// Is makes errors.Is(err, ErrDenied) hold.
+func (e *DeniedError) Is(t error) bool { return t == ErrDenied }
+
+// Roles of principals.
+const (
+	RoleAdmin    = "admin"
+	RoleApprover = "approver"
+	RoleAuditor  = "auditor"
+	RoleAgent    = "agent"
+)
+
+// Agent statuses.
+const (
+	StatusPending  = "pending"
+	StatusApproved = "approved"
+	StatusRevoked  = "revoked"
+)
+
+// Agent is a registered agent.
+type Agent struct {
+	ID           string            `json:"id"`
+	Owner        string            `json:"owner"`
+	Description  string            `json:"description,omitempty"`
+	PublicKey    ed25519.PublicKey `json:"public_key"` // 32 bytes, base64 in JSON
+	Scope        Scope             `json:"scope"`
+	Status       string            `json:"status"`
+	RegisteredBy string            `json:"registered_by"`
+	Registered   time.Time         `json:"registered"`
+	ApprovedBy   string            `json:"approved_by,omitempty"`
+	Approved     *time.Time        `json:"approved,omitempty"`
+	RevokedBy    string            `json:"revoked_by,omitempty"`
+	Revoked      *time.Time        `json:"revoked,omitempty"`
+}
+
+// Token is an operator token as stored (its secret is never kept).
+type Token struct {
+	ID        string     `json:"id"`
+	Name      string     `json:"name"`
+	Role      string     `json:"role"`
+	Hash      []byte     `json:"hash,omitempty"` // SHA-256 of the secret
+	CreatedBy string     `json:"created_by"`
+	Created   time.Time  `json:"created"`
+	RevokedBy string     `json:"revoked_by,omitempty"`
+	Revoked   *time.Time `json:"revoked,omitempty"`
+}
+
+// Session is an open (or ended) task session.
+type Session struct {
+	ID      string    `json:"id"`
+	Agent   string    `json:"agent"`
+	Task    string    `json:"task"`
+	Hash    []byte    `json:"hash,omitempty"`
+	Opened  time.Time `json:"opened"`
+	Expires time.Time `json:"expires"`
+	Closed  bool      `json:"closed,omitempty"`
+}
+
+// Appender is the part of the log the store writes lifecycle entries to.
+type Appender interface {
+	Append(ctx context.Context, p alog.Principal, kind string, recs []alog.Record) ([]alog.Appended, error)
+}
+
+// Config configures a Store. Zero values take the defaults.
+type Config struct {
+	// DefaultTTL is a session's lifetime when the agent asks for none
+	// (default 1h); MaxTTL the longest it may ask for (default 12h).
+	DefaultTTL, MaxTTL time.Duration
+	// Window is how far a session request's time may be from the
+	// server's (default 2m); its nonce is remembered that long past it.
+	Window time.Duration
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// Store is the identity state. It is safe for concurrent use.
+type Store struct {
+	db  *badger.DB
+	log Appender
+	cfg Config
+
+	// wmu serializes lifecycle changes (which wait for the log) so that
+	// mu, which guards the maps, is only ever held briefly: authentication
+	// never waits for an fsync.
+	wmu      sync.Mutex
+	mu       sync.RWMutex
+	agents   map[string]*Agent
+	tokens   map[string]*Token
+	sessions map[string]*Session
+	nonces   map[string]time.Time // agent "/" nonce -> forget after
+	idem     map[string]*idemEntry
+	sweeps   int
+}
+
+// Open loads the identity state from db; lifecycle entries go to log.
+func Open(db *badger.DB, log Appender, cfg Config) (*Store, error) {
+	if cfg.DefaultTTL <= 0 {
+		cfg.DefaultTTL = time.Hour
+	}
+	if cfg.MaxTTL <= 0 {
+		cfg.MaxTTL = 12 * time.Hour
+	}
+	if cfg.DefaultTTL > cfg.MaxTTL {
+		cfg.DefaultTTL = cfg.MaxTTL
+	}
+	if cfg.Window <= 0 {
+		cfg.Window = 2 * time.Minute
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	s := &Store{db: db, log: log, cfg: cfg, agents: map[string]*Agent{}, tokens: map[string]*Token{},
+		sessions: map[string]*Session{}, nonces: map[string]time.Time{}, idem: map[string]*idemEntry{}}
+	err := db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, Prefix: []byte("i/")})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			k := string(it.Item().Key())
+			v, err := it.Item().ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			switch k[:4] {
+			case "i/a/":
+				var a Agent
+				if err := json.Unmarshal(v, &a); err != nil {
+					return fmt.Errorf("%s: %w", k, err)
+				}
+				s.agents[a.ID] = &a
+			case "i/t/":
+				var t Token
+				if err := json.Unmarshal(v, &t); err != nil {
+					return fmt.Errorf("%s: %w", k, err)
+				}
+				s.tokens[t.ID] = &t
+			case "i/s/":
+				var se Session
+				if err := json.Unmarshal(v, &se); err != nil {
+					return fmt.Errorf("%s: %w", k, err)
+				}
+				s.sessions[se.ID] = &se
+			case "i/n/":
+				s.nonces[k[4:]] = time.Unix(int64(it.Item().ExpiresAt()), 0)
+			case "i/k/":
+				var e idemEntry
+				if err := json.Unmarshal(v, &e); err != nil {
+					return fmt.Errorf("%s: %w", k, err)
+				}
+				e.done = closedChan
+				s.idem[k[4:]] = &e
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("loading identities: %w", err)
+	}
+	return s, nil
+}
+
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+// setLocked runs f, a map update, under mu.
+func (s *Store) setLocked(f func()) {
+	s.mu.Lock()
+	f()
+	s.mu.Unlock()
+}
+
+// put stores v as JSON under key, expiring after ttl if ttl > 0.
+func (s *Store) put(key string, v any, ttl time.Duration) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	e := badger.NewEntry([]byte(key), b)
+	if ttl > 0 {
+		e = e.WithTTL(ttl)
+	}
+	if err := s.db.Update(func(txn *badger.Txn) error { return txn.SetEntry(e) }); err != nil {
+		return fmt.Errorf("storing %s: %w", key, err)
+	}
+	return nil
+}
+
+// event appends one lifecycle entry.
+func (s *Store) event(ctx context.Context, p alog.Principal, kind, action string, attrs any) error {
+	var raw json.RawMessage
+	if attrs != nil {
+		b, err := json.Marshal(attrs)
+		if err != nil {
+			return err
+		}
+		raw = b
+	}
+	if _, err := s.log.Append(ctx, p, kind, []alog.Record{{Action: action, Attributes: raw}}); err != nil {
+		return fmt.Errorf("recording %s: %w", action, err)
+	}
+	return nil
+}
+
+// Authenticate resolves a token or session credential (see
+// ParseCredential) to its principal. A credential of neither shape gives
+// an error wrapping ErrInvalid; one that is refused gives a *DeniedError.
+func (s *Store) Authenticate(cred string) (alog.Principal, error) {
+	kind, id, secret, err := ParseCredential(cred)
+	if err != nil {
+		return alog.Principal{}, err
+	}
+	h := sha256.Sum256(secret)
+	now := s.cfg.Now()
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if kind == CredToken {
+		t := s.tokens[id]
+		if t == nil || subtle.ConstantTimeCompare(t.Hash, h[:]) != 1 {
+			return alog.Principal{}, &DeniedError{Reason: ReasonForged}
+		}
+		if t.Revoked != nil {
+			return alog.Principal{}, &DeniedError{Reason: ReasonRevoked}
+		}
+		return alog.Principal{ID: t.Name, Role: t.Role}, nil
+	}
+	se := s.sessions[id]
+	if se == nil || subtle.ConstantTimeCompare(se.Hash, h[:]) != 1 {
+		return alog.Principal{}, &DeniedError{Reason: ReasonForged}
+	}
+	d := &DeniedError{Agent: se.Agent, Session: se.ID}
+	switch a := s.agents[se.Agent]; {
+	case a == nil || a.Status == StatusRevoked:
+		d.Reason = ReasonRevoked
+	case se.Closed:
+		d.Reason = ReasonClosed
+	case !now.Before(se.Expires):
+		d.Reason = ReasonExpired
+	default:
+		return alog.Principal{ID: se.Agent, Role: RoleAgent, Agent: se.Agent, Session: se.ID, Task: se.Task}, nil
+	}
+	return alog.Principal{}, d
+}
+
+// AgentSpec is what registering an agent takes.
+type AgentSpec struct {
+	ID          string            `json:"id"`
+	Owner       string            `json:"owner"`
+	Description string            `json:"description,omitempty"`
+	PublicKey   ed25519.PublicKey `json:"public_key"`
+	Scope       Scope             `json:"scope"`
+}
+
+func (sp *AgentSpec) validate() error {
+	if !ValidID(sp.ID) {
+		return fmt.Errorf("%w: agent id %q must be 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit", ErrInvalid, sp.ID)
+	}
+	if err := validText("owner", sp.Owner, maxTextLen, true); err != nil {
+		return err
+	}
+	if err := validText("description", sp.Description, maxTextLen, false); err != nil {
+		return err
+	}
+	if len(sp.PublicKey) != ed25519.PublicKeySize {
+		return fmt.Errorf("%w: \"public_key\" must be a %d-byte Ed25519 public key", ErrInvalid, ed25519.PublicKeySize)
+	}
+	return sp.Scope.Validate()
+}
+
+// Register records a new agent, pending approval.
+func (s *Store) Register(ctx context.Context, by alog.Principal, sp AgentSpec) (*Agent, error) {
+	if err := sp.validate(); err != nil {
+		return nil, err
+	}
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if _, ok := s.agents[sp.ID]; ok {
+		return nil, fmt.Errorf("agent %q: %w", sp.ID, ErrExists)
+	}
+	a := &Agent{ID: sp.ID, Owner: sp.Owner, Description: sp.Description, PublicKey: sp.PublicKey, Scope: sp.Scope,
+		Status: StatusPending, RegisteredBy: by.ID, Registered: s.cfg.Now().UTC()}
+	attrs := map[string]any{"owner": a.Owner, "public_key": a.PublicKey, "scope": a.Scope}
+	if a.Description != "" {
+		attrs["description"] = a.Description
+	}
+	if err := s.event(ctx, principalAbout(by, a.ID), alog.KindAgent, "agent.registered", attrs); err != nil {
+		return nil, err
+	}
+	if err := s.put("i/a/"+a.ID, a, 0); err != nil {
+		return nil, err
+	}
+	s.setLocked(func() { s.agents[a.ID] = a })
+	return clone(a), nil
+}
+
+func principalAbout(by alog.Principal, agent string) alog.Principal {
+	return alog.Principal{ID: by.ID, Role: by.Role, Agent: agent}
+}
+
+func clone[T any](v *T) *T { c := *v; return &c }
+
+// Approve approves a pending agent: from then on it may open sessions.
+func (s *Store) Approve(ctx context.Context, by alog.Principal, id string) (*Agent, error) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	a, ok := s.agents[id]
+	if !ok {
+		return nil, fmt.Errorf("agent %q: %w", id, ErrNotFound)
+	}
+	if a.Status != StatusPending {
+		return nil, fmt.Errorf("%w: agent %q is %s, not pending", ErrConflict, id, a.Status)
+	}
+	if err := s.event(ctx, principalAbout(by, id), alog.KindAgent, "agent.approved", nil); err != nil {
+		return nil, err
+	}
+	n := clone(a)
+	now := s.cfg.Now().UTC()
+	n.Status, n.ApprovedBy, n.Approved = StatusApproved, by.ID, &now
+	if err := s.put("i/a/"+id, n, 0); err != nil {
+		return nil, err
+	}
+	s.setLocked(func() { s.agents[id] = n })
+	return clone(n), nil
+}
+
+// SetScope changes an agent's declared scope.
+func (s *Store) SetScope(ctx context.Context, by alog.Principal, id string, sc Scope) (*Agent, error) {
+	if err := sc.Validate(); err != nil {
+		return nil, err
+	}
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	a, ok := s.agents[id]
+	if !ok {
+		return nil, fmt.Errorf("agent %q: %w", id, ErrNotFound)
+	}
+	if a.Status == StatusRevoked {
+		return nil, fmt.Errorf("%w: agent %q is revoked", ErrConflict, id)
+	}
+	if err := s.event(ctx, principalAbout(by, id), alog.KindAgent, "agent.scope_changed", map[string]any{"scope": sc, "previous": a.Scope}); err != nil {
+		return nil, err
+	}
+	n := clone(a)
+	n.Scope = sc
+	if err := s.put("i/a/"+id, n, 0); err != nil {
+		return nil, err
+	}
+	s.setLocked(func() { s.agents[id] = n })
+	return clone(n), nil
+}
+
+// Revoke deprovisions an agent: every session of it stops working at once
+// and it can open no more.
+func (s *Store) Revoke(ctx context.Context, by alog.Principal, id string) (*Agent, error) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	a, ok := s.agents[id]
+	if !ok {
+		return nil, fmt.Errorf("agent %q: %w", id, ErrNotFound)
+	}
+	if a.Status == StatusRevoked {
+		return nil, fmt.Errorf("%w: agent %q is already revoked", ErrConflict, id)
+	}
+	n := clone(a)
+	now := s.cfg.Now().UTC()
+	n.Status, n.RevokedBy, n.Revoked = StatusRevoked, by.ID, &now
+	if err := s.put("i/a/"+id, n, 0); err != nil {
+		return nil, err
+	}
+	s.setLocked(func() { s.agents[id] = n })
+	open := 0
+	s.mu.RLock()
+	for _, se := range s.sessions {
+		if se.Agent == id && !se.Closed && now.Before(se.Expires) {
+			open++
+		}
+	}
+	s.mu.RUnlock()
+	if err := s.event(ctx, principalAbout(by, id), alog.KindAgent, "agent.revoked", map[string]any{"sessions_ended": open}); err != nil {
+		return nil, err
+	}
+	return clone(n), nil
+}
+
+// Agent returns the agent with id.
+func (s *Store) Agent(id string) (*Agent, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	a, ok := s.agents[id]
+	if !ok {
+		return nil, fmt.Errorf("agent %q: %w", id, ErrNotFound)
+	}
+	return clone(a), nil
+}
+
+// Agents returns every agent, sorted by id.
+func (s *Store) Agents() []*Agent {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]*Agent, 0, len(s.agents))
+	for _, a := range s.agents {
+		out = append(out, clone(a))
+	}
+	slices.SortFunc(out, func(a, b *Agent) int { return cmpString(a.ID, b.ID) })
+	return out
+}
+
+func cmpString(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// CreateToken creates an operator token for role (admin, approver or
+// auditor) and returns it with the credential, which is not kept.
+func (s *Store) CreateToken(ctx context.Context, by alog.Principal, name, role string) (*Token, string, error) {
+	if !ValidID(name) {
+		return nil, "", fmt.Errorf("%w: token name %q must be 1 to 64 letters, digits, '.', '_' or '-'", ErrInvalid, name)
+	}
+	if role != RoleAdmin && role != RoleApprover && role != RoleAuditor {
+		return nil, "", fmt.Errorf("%w: role %q: want admin, approver or auditor (agents use sessions)", ErrInvalid, role)
+	}
+	id, cred, h := newCredential(TokenPrefix)
+	t := &Token{ID: id, Name: name, Role: role, Hash: h[:], CreatedBy: by.ID, Created: s.cfg.Now().UTC()}
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if err := s.event(ctx, alog.Principal{ID: by.ID, Role: by.Role}, alog.KindToken, "token.created", map[string]string{"id": id, "name": name, "role": role}); err != nil {
+		return nil, "", err
+	}
+	if err := s.put("i/t/"+id, t, 0); err != nil {
+		return nil, "", err
+	}
+	s.setLocked(func() { s.tokens[id] = t })
+	return publicToken(t), cred, nil
+}
+
+func publicToken(t *Token) *Token { c := clone(t); c.Hash = nil; return c }
+
+// Tokens lists the operator tokens (without hashes), oldest first.
+func (s *Store) Tokens() []*Token {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]*Token, 0, len(s.tokens))
+	for _, t := range s.tokens {
+		out = append(out, publicToken(t))
+	}
+	slices.SortFunc(out, func(a, b *Token) int { return a.Created.Compare(b.Created) })
+	return out
+}
+
+// RevokeToken revokes the operator token with id.
+func (s *Store) RevokeToken(ctx context.Context, by alog.Principal, id string) (*Token, error) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	t, ok := s.tokens[id]
+	if !ok {
+		return nil, fmt.Errorf("token %q: %w", id, ErrNotFound)
+	}
+	if t.Revoked != nil {
+		return nil, fmt.Errorf("%w: token %q is already revoked", ErrConflict, id)
+	}
+	n := clone(t)
+	now := s.cfg.Now().UTC()
+	n.Revoked, n.RevokedBy = &now, by.ID
+	if err := s.put("i/t/"+id, n, 0); err != nil {
+		return nil, err
+	}
+	s.setLocked(func() { s.tokens[id] = n })
+	if err := s.event(ctx, alog.Principal{ID: by.ID, Role: by.Role}, alog.KindToken, "token.revoked", map[string]string{"id": id, "name": t.Name, "role": t.Role}); err != nil {
+		return nil, err
+	}
+	return publicToken(n), nil
+}
+
+// Opened is the answer to a successful session request.
+type Opened struct {
+	Session    string    `json:"session"`
+	Credential string    `json:"credential"`
+	Agent      string    `json:"agent"`
+	Task       string    `json:"task"`
+	Expires    time.Time `json:"expires"`
+}
+
+// OpenSession checks a parsed session request (see ParseOpenRequest): the
+// agent's signature, the request time within the window, the nonce never
+// seen before, the agent approved and not revoked; then it records the
+// session and returns its credential.
+func (s *Store) OpenSession(ctx context.Context, r *OpenRequest, t time.Time, sig []byte) (*Opened, error) {
+	now := s.cfg.Now()
+	s.mu.Lock()
+	a, ok := s.agents[r.Agent]
+	s.mu.Unlock()
+	if !ok {
+		return nil, &DeniedError{Reason: ReasonUnknown}
+	}
+	if !ed25519.Verify(a.PublicKey, r.SignedBytes(), sig) {
+		return nil, &DeniedError{Reason: ReasonBadSig}
+	}
+	// From here the request is the agent's own.
+	d := &DeniedError{Agent: a.ID}
+	if t.Before(now.Add(-s.cfg.Window)) || t.After(now.Add(s.cfg.Window)) {
+		d.Reason = ReasonStale
+		return nil, d
+	}
+	switch a.Status {
+	case StatusRevoked:
+		d.Reason = ReasonRevoked
+		return nil, d
+	case StatusPending:
+		return nil, fmt.Errorf("%w: agent %q awaits approval", ErrNotApproved, a.ID)
+	}
+	ttl := time.Duration(r.TTL) * time.Second
+	if r.TTL == 0 {
+		ttl = s.cfg.DefaultTTL
+	}
+	if ttl > s.cfg.MaxTTL || r.TTL > int64(s.cfg.MaxTTL/time.Second) {
+		return nil, fmt.Errorf("%w: ttl %ds is above the maximum %v", ErrInvalid, r.TTL, s.cfg.MaxTTL)
+	}
+	// Remember the nonce until the request could no longer be fresh. It
+	// is taken in memory first, so two concurrent replays cannot both pass.
+	nk := a.ID + "/" + r.Nonce
+	forget := t.Add(s.cfg.Window)
+	s.mu.Lock()
+	if exp, seen := s.nonces[nk]; seen && now.Before(exp) {
+		s.mu.Unlock()
+		d.Reason = ReasonReplayed
+		return nil, d
+	}
+	s.nonces[nk] = forget
+	s.sweepLocked(now)
+	s.mu.Unlock()
+	if err := s.put("i/n/"+nk, true, forget.Sub(now)+time.Second); err != nil {
+		return nil, err
+	}
+
+	id, cred, h := newCredential(SessionPrefix)
+	se := &Session{ID: id, Agent: a.ID, Task: r.Task, Hash: h[:], Opened: now.UTC(), Expires: now.Add(ttl).UTC()}
+	p := alog.Principal{ID: a.ID, Role: RoleAgent, Agent: a.ID, Session: id, Task: r.Task}
+	if err := s.event(ctx, p, alog.KindSession, "session.opened", map[string]any{"expires": se.Expires, "ttl_seconds": int64(ttl / time.Second)}); err != nil {
+		return nil, err
+	}
+	if err := s.put("i/s/"+id, se, ttl+time.Hour); err != nil {
+		return nil, err
+	}
+	s.setLocked(func() { s.sessions[id] = se })
+	return &Opened{Session: id, Credential: cred, Agent: a.ID, Task: r.Task, Expires: se.Expires}, nil
+}
+
+// CloseSession ends the session p authenticated with.
+func (s *Store) CloseSession(ctx context.Context, p alog.Principal) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	s.mu.RLock()
+	se, ok := s.sessions[p.Session]
+	s.mu.RUnlock()
+	if !ok || p.Session == "" {
+		return fmt.Errorf("session %q: %w", p.Session, ErrNotFound)
+	}
+	if se.Closed {
+		return fmt.Errorf("%w: session %q is already closed", ErrConflict, se.ID)
+	}
+	n := clone(se)
+	n.Closed = true
+	if err := s.put("i/s/"+se.ID, n, time.Until(se.Expires)+time.Hour); err != nil {
+		return err
+	}
+	s.setLocked(func() { s.sessions[se.ID] = n })
+	return s.event(ctx, p, alog.KindSession, "session.closed", nil)
+}
+
+// sweepLocked forgets expired nonces, sessions and idempotency keys from
+// memory now and then (Badger expires them on disk).
+func (s *Store) sweepLocked(now time.Time) {
+	s.sweeps++
+	if s.sweeps%256 != 0 {
+		return
+	}
+	for k, exp := range s.nonces {
+		if !now.Before(exp) {
+			delete(s.nonces, k)
+		}
+	}
+	for k, se := range s.sessions {
+		if now.After(se.Expires.Add(time.Hour)) {
+			delete(s.sessions, k)
+		}
+	}
+	for k, e := range s.idem {
+		if e.Expires.Before(now) && isClosed(e.done) {
+			delete(s.idem, k)
+		}
+	}
+}
+
+func isClosed(c chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
+}
+
+// idemEntry is one idempotency key's outcome.
+type idemEntry struct {
+	BodyHash []byte          `json:"body_hash"`
+	Result   []alog.Appended `json:"result"`
+	Expires  time.Time       `json:"expires"`
+	done     chan struct{}   // closed once Result is set or the attempt failed
+	failed   bool
+}
+
+// MaxIdempotencyKey is the longest idempotency key accepted, in bytes.
+const MaxIdempotencyKey = 128
+
+// Idempotent runs append at most once per (session, key): a request that
+// repeats a key gets the first request's result; one that repeats it while
+// the first is still running waits for it. A key reused with a different
+// body is a conflict. A failed attempt does not use the key up.
+func (s *Store) Idempotent(ctx context.Context, p alog.Principal, key string, body []byte, append func() ([]alog.Appended, error)) ([]alog.Appended, error) {
+	if err := validText("Idempotency-Key", key, MaxIdempotencyKey, true); err != nil {
+		return nil, err
+	}
+	h := sha256.Sum256(body)
+	k := p.Session + "/" + key
+	for {
+		s.mu.Lock()
+		e, ok := s.idem[k]
+		if !ok {
+			expires := s.cfg.Now().Add(time.Hour)
+			if se := s.sessions[p.Session]; se != nil {
+				expires = se.Expires.Add(time.Hour)
+			}
+			e = &idemEntry{BodyHash: h[:], Expires: expires, done: make(chan struct{})}
+			s.idem[k] = e
+			s.sweepLocked(s.cfg.Now())
+			s.mu.Unlock()
+			res, err := append()
+			s.mu.Lock()
+			if err != nil {
+				e.failed = true
+				delete(s.idem, k)
+			} else {
+				e.Result = res
+				if perr := s.put("i/k/"+k, e, time.Until(e.Expires)); perr != nil {
+					// The entries are durable; only a retry after a restart
+					// could duplicate them. Keep the in-memory answer.
+					_ = perr
+				}
+			}
+			close(e.done)
+			s.mu.Unlock()
+			return res, err
+		}
+		s.mu.Unlock()
+		if subtle.ConstantTimeCompare(e.BodyHash, h[:]) != 1 {
+			return nil, fmt.Errorf("%w: Idempotency-Key %q was used with a different request body", ErrConflict, key)
+		}
+		select {
+		case <-e.done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		if !e.failed {
+			return e.Result, nil
+		}
+		// The first attempt failed: try again.
+	}
+}
