@@ -17,6 +17,7 @@ func runVerify(args []string, stdout, stderr io.Writer) error {
 	server := fs.String("server", "http://127.0.0.1:8080", "log server URL")
 	logKey := fs.String("log-key", "", "file holding the log's verifier key (log.pub)")
 	timeKey := fs.String("time-key", "", "file holding the log's timestamp verifier key (time.pub); if given the checkpoint's time signature is required")
+	policyFile := fs.String("policy", "", "c2sp.org/tlog-policy file: also require the checkpoint to be cosigned by the witness quorum it defines")
 	index := fs.Int64("index", -1, "also verify the inclusion of the entry at this index")
 	tokenFile := fs.String("token-file", "", "auditor or admin token file, to fetch the entry for --index")
 	timeout := fs.Duration("timeout", 30*time.Second, "give up after this long")
@@ -58,11 +59,18 @@ func runVerify(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	cosigners, err := verifyPolicy(*policyFile, cp.Raw)
+	if err != nil {
+		return err
+	}
 	fmt.Fprintf(stdout, "checkpoint OK: origin %s, size %d, root %x", cp.Origin, cp.Size, cp.Root)
 	if !cp.Time.IsZero() {
 		fmt.Fprintf(stdout, ", signed at %s", cp.Time.UTC().Format(time.RFC3339))
 	}
 	fmt.Fprintln(stdout)
+	if cosigners != "" {
+		fmt.Fprintf(stdout, "witness quorum OK: cosigned by %s\n", cosigners)
+	}
 	if *index < 0 {
 		return nil
 	}

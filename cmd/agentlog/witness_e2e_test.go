@@ -97,25 +97,21 @@ func (p *witnessProc) kill() {
 	<-p.done
 }
 
-// appendEntries appends n entries through the HTTP API with the admin
-// token. It is the one place this test writes to the log.
-func appendEntries(t *testing.T, url, tokenFile string, n int) {
+// appendEntries appends n entries with the agent session credential sess
+// and returns the tree size after them (other entries, such as the agent's
+// registration, count too).
+func appendEntries(t *testing.T, url, sess string, n int) uint64 {
 	t.Helper()
-	tok, err := os.ReadFile(tokenFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := client.New(url, client.WithToken(string(tok)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := mustClient(t, url, sess)
 	recs := make([]client.Record, n)
 	for i := range recs {
 		recs[i] = client.Record{Action: "witness.e2e", Resource: fmt.Sprint(i)}
 	}
-	if _, err := c.Append(context.Background(), recs...); err != nil {
+	res, err := c.Append(context.Background(), recs...)
+	if err != nil {
 		t.Fatal(err)
 	}
+	return res[len(res)-1].Index + 1
 }
 
 func getBody(url string) (int, []byte, error) {
@@ -173,7 +169,11 @@ func TestWitnessedLog(t *testing.T) {
 
 	srv := startServer(t, bin, "--data", data, "--origin", origin, "--ntp", ntp.Addr(),
 		"--checkpoint-interval", "100ms", "--witness-policy", policyFile)
-	tokenFile := filepath.Join(data, "admin.token")
+	tok, err := os.ReadFile(filepath.Join(data, "admin.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sess := provisionSession(t, srv.url, string(tok), "witnessed-writer", "witness-e2e")
 
 	// served returns /checkpoint verified against the policy; every
 	// checkpoint served must meet the quorum (the default is to hold back).
@@ -198,15 +198,13 @@ func TestWitnessedLog(t *testing.T) {
 		return v
 	}
 
-	appendEntries(t, srv.url, tokenFile, 10)
-	if v := waitSize(10); len(v.Cosigners) < 2 {
+	if v := waitSize(appendEntries(t, srv.url, sess, 10)); len(v.Cosigners) < 2 {
 		t.Fatalf("cosigners %v", v.Cosigners)
 	}
 
 	// One witness stopped: the quorum of two still holds.
 	procs[2].kill()
-	appendEntries(t, srv.url, tokenFile, 20)
-	v := waitSize(30)
+	v := waitSize(appendEntries(t, srv.url, sess, 20))
 	for _, w := range v.Cosigners {
 		if w.Name == "W2" {
 			t.Fatalf("the stopped witness cosigned size %d", v.Size)
@@ -226,27 +224,40 @@ func TestWitnessedLog(t *testing.T) {
 	// Two stopped: the log keeps appending and signing, but /checkpoint
 	// keeps serving the last cosigned checkpoint.
 	procs[1].kill()
-	appendEntries(t, srv.url, tokenFile, 5)
-	waitFor(t, "the log to sign size 35", func() bool {
+	size := appendEntries(t, srv.url, sess, 5)
+	waitFor(t, fmt.Sprintf("the log to sign size %d", size), func() bool {
 		h, err := healthz(srv.url)
 		if err != nil {
 			return false
 		}
 		c, _ := h["checkpoint"].(map[string]any)
-		size, _ := c["size"].(float64)
-		return size >= 35
+		signed, _ := c["size"].(float64)
+		return uint64(signed) >= size
 	})
-	if v, ok := served(); !ok || v.Size >= 35 {
+	if v, ok := served(); !ok || v.Size >= size {
 		t.Fatalf("an unwitnessed checkpoint was published: %+v", v)
 	}
 
 	// The witness comes back (same data, same address): the log catches up.
 	procs[1] = startWitnessProc(t, wbin, wargs[1]...)
-	v = waitSize(35)
+	v = waitSize(size)
 	if len(v.Cosigners) != 2 {
 		t.Fatalf("cosigners %v", v.Cosigners)
 	}
 	if _, err := p.Verify([]byte("not a checkpoint")); err == nil || errors.Is(err, witness.ErrQuorum) {
 		t.Fatal("garbage verified")
+	}
+
+	// agentlog verify --policy checks the quorum; a policy the served
+	// checkpoint cannot meet fails it.
+	out, err := exec.Command(bin, "verify", "--server", srv.url, "--log-key", filepath.Join(data, "log.pub"), "--policy", policyFile).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "witness quorum OK") {
+		t.Fatalf("agentlog verify --policy: %v\n%s", err, out)
+	}
+	strict := filepath.Join(t.TempDir(), "strict")
+	os.WriteFile(strict, []byte(strings.Replace(policy.String(), "group Q 2", "group Q 3", 1)), 0o644)
+	out, err = exec.Command(bin, "verify", "--server", srv.url, "--log-key", filepath.Join(data, "log.pub"), "--policy", strict).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "quorum") {
+		t.Fatalf("agentlog verify with an unmet policy: %v\n%s", err, out)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -73,4 +74,33 @@ func publishCheckpoint(srv *api.Server, wc *witness.Client, c *checkpoint.Signed
 		return
 	}
 	srv.Publish(c)
+}
+
+// verifyPolicy checks a signed checkpoint against the --policy file of
+// verify, if one is given, and returns the names of the witnesses whose
+// cosignatures count.
+func verifyPolicy(path string, raw []byte) (string, error) {
+	if path == "" {
+		return "", nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("reading the policy: %w", err)
+	}
+	p, err := witness.ParsePolicy(b)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", path, err)
+	}
+	v, err := p.Verify(raw)
+	if err != nil {
+		return "", fmt.Errorf("the checkpoint does not satisfy %s: %w", path, err)
+	}
+	names := make([]string, len(v.Cosigners))
+	for i, w := range v.Cosigners {
+		names[i] = w.Name
+	}
+	if len(names) == 0 {
+		return "(none needed)", nil
+	}
+	return strings.Join(names, ", "), nil
 }
