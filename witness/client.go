@@ -141,14 +141,14 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		return nil, errors.New("witness: the policy's witnesses with a URL cannot meet its quorum; give each witness its submission URL")
 	}
 	c.mSizeLatest = prometheus.NewGauge(prometheus.GaugeOpts{
-		Name: "agentlog_witness_latest_size", Help: "Tree size of the newest checkpoint submitted to the witnesses."})
+		Name: "agentlog_witnessing_latest_size", Help: "Tree size of the newest checkpoint submitted to the witnesses."})
 	c.mSizeCosigned = prometheus.NewGauge(prometheus.GaugeOpts{
-		Name: "agentlog_witness_quorum_size", Help: "Tree size of the newest checkpoint cosigned by a quorum of witnesses."})
+		Name: "agentlog_witnessing_quorum_size", Help: "Tree size of the newest checkpoint cosigned by a quorum of witnesses."})
 	c.mRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "agentlog_witness_push_total", Help: "add-checkpoint requests to each witness, by answer (HTTP status, or error)."},
+		Name: "agentlog_witnessing_requests_total", Help: "add-checkpoint requests to each witness, by answer (HTTP status, or error)."},
 		[]string{"witness", "code"})
 	c.mWitnessSize = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "agentlog_witness_cosigned_size", Help: "Tree size of the newest checkpoint each witness cosigned."}, []string{"witness"})
+		Name: "agentlog_witnessing_witness_size", Help: "Tree size of the newest checkpoint each witness cosigned."}, []string{"witness"})
 	if r := cfg.Registerer; r != nil {
 		hold := 1.0
 		if cfg.PublishUnwitnessed {
@@ -156,7 +156,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		}
 		r.MustRegister(c.mSizeLatest, c.mSizeCosigned, c.mRequests, c.mWitnessSize,
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-				Name: "agentlog_witness_quorum_met", Help: "1 when the newest checkpoint is cosigned by a quorum of witnesses (or within the lag tolerance), 0 otherwise."},
+				Name: "agentlog_witnessing_quorum_met", Help: "1 when the newest checkpoint is cosigned by a quorum of witnesses (or within the lag tolerance), 0 otherwise."},
 				func() float64 {
 					if c.Status().Lagging {
 						return 0
@@ -164,7 +164,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 					return 1
 				}),
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-				Name: "agentlog_witness_hold_back", Help: "1 when checkpoints without a witness quorum are held back from /checkpoint, 0 when they are published log-signed."},
+				Name: "agentlog_witnessing_hold_back", Help: "1 when checkpoints without a witness quorum are held back from /checkpoint, 0 when they are published log-signed."},
 				func() float64 { return hold }))
 	}
 	return c, nil

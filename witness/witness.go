@@ -60,8 +60,9 @@ type Config struct {
 	Logs map[string][]note.Verifier
 	// Store keeps the latest cosigned checkpoint of each log.
 	Store Store
-	// Limit, if not nil, is consulted for each request naming a known log;
-	// a false answer rejects it with ErrRateLimited.
+	// Limit, if not nil, is consulted for each request carrying a valid
+	// signature of a known log; a false answer rejects it with
+	// ErrRateLimited (429).
 	Limit  func(origin string) bool
 	Logger *slog.Logger // nil discards
 }
@@ -143,7 +144,7 @@ func ParseRequest(body []byte) (*Request, error) {
 		if len(r.Proof) == MaxProofLines {
 			return nil, bad("more than %d consistency proof lines", MaxProofLines)
 		}
-		h, err := base64.StdEncoding.DecodeString(string(line))
+		h, err := base64.StdEncoding.Strict().DecodeString(string(line))
 		if err != nil || len(h) != rfc6962.DefaultHasher.Size() {
 			return nil, bad("proof line %d is not a base64 SHA-256 hash", len(r.Proof)+1)
 		}
@@ -206,9 +207,6 @@ func (w *Witness) Add(ctx context.Context, r *Request) ([]byte, error) {
 	if !ok {
 		return nil, fmt.Errorf("%w %q", ErrUnknownLog, origin)
 	}
-	if w.cfg.Limit != nil && !w.cfg.Limit(string(origin)) {
-		return nil, fmt.Errorf("%w %q", ErrRateLimited, origin)
-	}
 	if len(r.Checkpoint) > maxNoteBytes {
 		return nil, fmt.Errorf("%w: the checkpoint is larger than %d bytes", ErrMalformed, maxNoteBytes)
 	}
@@ -220,6 +218,11 @@ func (w *Witness) Add(ctx context.Context, r *Request) ([]byte, error) {
 			return nil, fmt.Errorf("%w: %v", ErrNotSigned, err)
 		}
 		return nil, fmt.Errorf("%w: the checkpoint is not a signed note: %v", ErrMalformed, err)
+	}
+	// Only requests signed by the log count against its rate limit, so
+	// others cannot use up the log's share.
+	if w.cfg.Limit != nil && !w.cfg.Limit(string(origin)) {
+		return nil, fmt.Errorf("%w %q", ErrRateLimited, origin)
 	}
 	cp, err := parseBody([]byte(n.Text))
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -303,4 +304,30 @@ func (c corruptSigner) Sign(msg []byte) ([]byte, error) {
 	sig, err := c.Signer.Sign(msg)
 	sig[0] ^= 1
 	return sig, err
+}
+
+// FuzzParseRequest: the request parser never panics, and what it accepts
+// respects the protocol's limits and re-encodes to the same body.
+func FuzzParseRequest(f *testing.F) {
+	lg := newTestLog(f, "example.com/log")
+	lg.Grow(3, "a")
+	f.Add(body(0, nil, lg.Checkpoint()))
+	f.Add(body(1, lg.Proof(1, 3), lg.Checkpoint()))
+	f.Add([]byte("old 18446744073709551615\n\n"))
+	f.Add([]byte("old 18446744073709551616\n\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := ParseRequest(b)
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) {
+				t.Fatalf("error %v does not wrap ErrMalformed", err)
+			}
+			return
+		}
+		if len(r.Proof) > MaxProofLines {
+			t.Fatalf("%d proof lines accepted", len(r.Proof))
+		}
+		if got := body(r.OldSize, r.Proof, r.Checkpoint); !bytes.Equal(got, b) {
+			t.Fatalf("%q re-encodes as %q", b, got)
+		}
+	})
 }

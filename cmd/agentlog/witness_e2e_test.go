@@ -217,7 +217,7 @@ func TestWitnessedLog(t *testing.T) {
 	if ws, _ := h["witnesses"].(map[string]any); ws == nil || ws["hold_back"] != true {
 		t.Errorf("/healthz has no witness state: %v", h)
 	}
-	if _, m, err := getBody(srv.url + "/metrics"); err != nil || !strings.Contains(string(m), "agentlog_witness_quorum_size") {
+	if _, m, err := getBody(srv.url + "/metrics"); err != nil || !strings.Contains(string(m), "agentlog_witnessing_quorum_size") {
 		t.Errorf("metrics: %v", err)
 	}
 
