@@ -1,0 +1,390 @@
+package identity
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/agentlog/agentlog/client"
+	alog "github.com/agentlog/agentlog/log"
+)
+
+type clock struct{ ns atomic.Int64 }
+
+func (c *clock) now() time.Time { return time.Unix(0, c.ns.Load()) }
+
+func openStore(t *testing.T, dir string, c *clock) (*alog.Log, *Store) {
+	t.Helper()
+	l, err := alog.Open(alog.Config{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(l.DB(), l, Config{Now: c.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l, s
+}
+
+var admin = alog.Principal{ID: "admin", Role: RoleAdmin}
+
+func newAgent(t *testing.T, s *Store, id string, approve bool) ed25519.PrivateKey {
+	t.Helper()
+	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
+	if _, err := s.Register(context.Background(), admin, AgentSpec{ID: id, Owner: "o", PublicKey: pub}); err != nil {
+		t.Fatal(err)
+	}
+	if approve {
+		if _, err := s.Approve(context.Background(), alog.Principal{ID: "alice", Role: RoleApprover}, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return priv
+}
+
+func open(s *Store, body []byte) (*Opened, error) {
+	r, tm, sig, err := ParseOpenRequest(body)
+	if err != nil {
+		return nil, err
+	}
+	return s.OpenSession(context.Background(), r, tm, sig)
+}
+
+// TestPersistence reopens the store and checks agents, tokens, sessions,
+// used nonces and idempotency results survive.
+func TestPersistence(t *testing.T) {
+	c := &clock{}
+	c.ns.Store(time.Now().UnixNano())
+	dir := t.TempDir()
+	l, s := openStore(t, dir, c)
+	key := newAgent(t, s, "bot", true)
+	_, tok, err := s.CreateToken(context.Background(), admin, "carol", RoleAuditor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := client.SignSessionRequest("bot", "task", 0, c.now(), key)
+	o, err := open(s, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := s.Authenticate(o.Credential)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := s.Idempotent(context.Background(), p, "k", []byte("body"), func() ([]alog.Appended, error) {
+		return l.Append(context.Background(), p, alog.KindAction, []alog.Record{{Action: "a"}})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+
+	l, s = openStore(t, dir, c)
+	defer l.Close()
+	if p, err := s.Authenticate(o.Credential); err != nil || p.Agent != "bot" || p.Task != "task" {
+		t.Fatalf("session after reopen: %+v %v", p, err)
+	}
+	if p, err := s.Authenticate(tok); err != nil || p.Role != RoleAuditor || p.ID != "carol" {
+		t.Fatalf("token after reopen: %+v %v", p, err)
+	}
+	if _, err := open(s, req); !errors.Is(err, ErrDenied) || err.(*DeniedError).Reason != ReasonReplayed {
+		t.Fatalf("replay after reopen: %v", err)
+	}
+	res2, err := s.Idempotent(context.Background(), p, "k", []byte("body"), func() ([]alog.Appended, error) {
+		t.Fatal("idempotent append ran twice across a restart")
+		return nil, nil
+	})
+	if err != nil || res2[0].Index != res[0].Index {
+		t.Fatalf("idempotent result after reopen: %v %v", res2, err)
+	}
+	// The lifecycle is in the log, in order, naming who did what.
+	var got []string
+	for i := uint64(0); i < l.Size(); i++ {
+		b, _ := l.Entry(i)
+		lf, _ := alog.ParseLeaf(b)
+		got = append(got, lf.Kind+" "+lf.Action+" by "+lf.Principal+" about "+lf.Agent)
+	}
+	want := []string{"agent agent.registered by admin about bot", "agent agent.approved by alice about bot", "token token.created by admin about ", "session session.opened by bot about bot", "action a by bot about bot"}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("log:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// TestConcurrentReplay sends one signed request many times at once:
+// exactly one opens a session.
+func TestConcurrentReplay(t *testing.T) {
+	c := &clock{}
+	c.ns.Store(time.Now().UnixNano())
+	l, s := openStore(t, t.TempDir(), c)
+	defer l.Close()
+	key := newAgent(t, s, "bot", true)
+	req := client.SignSessionRequest("bot", "task", 0, c.now(), key)
+	var ok atomic.Int32
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Go(func() {
+			if _, err := open(s, req); err == nil {
+				ok.Add(1)
+			} else if !errors.Is(err, ErrDenied) {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if ok.Load() != 1 {
+		t.Fatalf("%d sessions opened from one request", ok.Load())
+	}
+}
+
+// TestIdempotentConcurrent runs the same key from many goroutines: the
+// append runs once and all get its result.
+func TestIdempotentConcurrent(t *testing.T) {
+	c := &clock{}
+	c.ns.Store(time.Now().UnixNano())
+	l, s := openStore(t, t.TempDir(), c)
+	defer l.Close()
+	p := alog.Principal{ID: "bot", Role: RoleAgent, Agent: "bot", Session: "0000000000000000", Task: "t"}
+	var runs atomic.Int32
+	release := make(chan struct{})
+	var wg sync.WaitGroup
+	results := make([][]alog.Appended, 8)
+	for i := range results {
+		wg.Go(func() {
+			r, err := s.Idempotent(context.Background(), p, "key", []byte("b"), func() ([]alog.Appended, error) {
+				runs.Add(1)
+				<-release
+				return l.Append(context.Background(), p, alog.KindAction, []alog.Record{{Action: "a"}})
+			})
+			if err != nil {
+				t.Error(err)
+			}
+			results[i] = r
+		})
+	}
+	close(release)
+	wg.Wait()
+	if runs.Load() != 1 || l.Size() != 1 {
+		t.Fatalf("append ran %d times, log size %d", runs.Load(), l.Size())
+	}
+	for _, r := range results {
+		if len(r) != 1 || r[0].Index != 0 {
+			t.Fatalf("result %v", r)
+		}
+	}
+	// A failed attempt does not use the key up.
+	_, err := s.Idempotent(context.Background(), p, "k2", []byte("b"), func() ([]alog.Appended, error) { return nil, alog.ErrPushback })
+	if !errors.Is(err, alog.ErrPushback) {
+		t.Fatal(err)
+	}
+	r, err := s.Idempotent(context.Background(), p, "k2", []byte("b"), func() ([]alog.Appended, error) {
+		return l.Append(context.Background(), p, alog.KindAction, []alog.Record{{Action: "a"}})
+	})
+	if err != nil || len(r) != 1 {
+		t.Fatalf("retry after failure: %v %v", r, err)
+	}
+}
+
+func TestRegisterValidation(t *testing.T) {
+	c := &clock{}
+	l, s := openStore(t, t.TempDir(), c)
+	defer l.Close()
+	pub, _, _ := ed25519.GenerateKey(rand.Reader)
+	for _, sp := range []AgentSpec{
+		{ID: "", Owner: "o", PublicKey: pub},
+		{ID: "-x", Owner: "o", PublicKey: pub},
+		{ID: "a b", Owner: "o", PublicKey: pub},
+		{ID: strings.Repeat("a", 65), Owner: "o", PublicKey: pub},
+		{ID: "a", Owner: "", PublicKey: pub},
+		{ID: "a", Owner: "o\n", PublicKey: pub},
+		{ID: "a", Owner: "o", PublicKey: pub[:31]},
+		{ID: "a", Owner: "o", PublicKey: pub, Scope: Scope{Hours: "25:00-26:00"}},
+	} {
+		if _, err := s.Register(context.Background(), admin, sp); !errors.Is(err, ErrInvalid) {
+			t.Errorf("Register(%+v) = %v, want ErrInvalid", sp, err)
+		}
+	}
+	if l.Size() != 0 {
+		t.Fatal("invalid registrations were logged")
+	}
+	newAgent(t, s, "a", false)
+	if _, err := s.Register(context.Background(), admin, AgentSpec{ID: "a", Owner: "o", PublicKey: pub}); !errors.Is(err, ErrExists) {
+		t.Fatalf("duplicate: %v", err)
+	}
+	if _, err := s.Approve(context.Background(), admin, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Approve(context.Background(), admin, "a"); !errors.Is(err, ErrConflict) {
+		t.Fatalf("approve twice: %v", err)
+	}
+	if _, _, err := s.CreateToken(context.Background(), admin, "x", RoleAgent); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("agent-role token: %v", err)
+	}
+}
+
+// TestSignedBytesAgree checks the client's independent implementation of
+// the signed bytes against this package's, so docs/identity.md has two
+// readers that agree.
+func TestSignedBytesAgree(t *testing.T) {
+	_, key, _ := ed25519.GenerateKey(rand.Reader)
+	now := time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)
+	body := client.SignSessionRequest("bot-1", `task "x" é`, 90*time.Second, now, key)
+	r, tm, sig, err := ParseOpenRequest(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !tm.Equal(now) || r.TTL != 90 || !ed25519.Verify(key.Public().(ed25519.PublicKey), r.SignedBytes(), sig) {
+		t.Fatalf("client's session request does not verify here: %+v", r)
+	}
+	rec := alog.Record{Action: "a", Tool: "t", Resource: "r/1", Outcome: "ok", Attributes: []byte(`{"k":"v"}`), Seq: 9}
+	got := client.RecordSignedBytes("bot-1", "0123456789abcdef", "task", 9, "a", "t", "r/1", "ok", []byte(`{"k":"v"}`))
+	if want := RecordSignedBytes("bot-1", "0123456789abcdef", "task", &rec); string(got) != string(want) {
+		t.Fatalf("record signed bytes differ:\nclient %q\nserver %q", got, want)
+	}
+	const doc = "agentlog record v1\nagent bot-1\nsession 0123456789abcdef\ntask task\nseq 9\naction a\ntool t\nresource r/1\noutcome ok\nattributes {\"k\":\"v\"}\n"
+	if string(got) != doc {
+		t.Fatalf("signed bytes %q differ from the documented example", got)
+	}
+}
+
+func TestScope(t *testing.T) {
+	sc, err := ParseScope("actions=db.*, payments.refund; tools=sql;resources=customers/*;hours=09:00-17:00;tz=Europe/Paris;weekdays=mon-fri;rate=100/m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(sc)
+	if string(b) != `{"actions":["db.*","payments.refund"],"tools":["sql"],"resources":["customers/*"],"hours":"09:00-17:00","tz":"Europe/Paris","weekdays":"mon-fri","rate":"100/m"}` {
+		t.Fatalf("scope %s", b)
+	}
+	paris, _ := time.LoadLocation("Europe/Paris")
+	mon10 := time.Date(2026, 11, 30, 10, 0, 0, 0, paris)
+	for _, tc := range []struct {
+		action, tool, res string
+		at                time.Time
+		want              bool
+	}{
+		{"db.query", "sql", "customers/1", mon10, true},
+		{"db.query", "", "", mon10, true},
+		{"shell.exec", "sql", "customers/1", mon10, false},
+		{"db.query", "bash", "customers/1", mon10, false},
+		{"db.query", "sql", "orders/1", mon10, false},
+		{"db.query", "sql", "customers/1", mon10.Add(8 * time.Hour), false},
+		{"db.query", "sql", "customers/1", mon10.Add(5 * 24 * time.Hour), false}, // saturday
+	} {
+		if got := sc.Allows(tc.action, tc.tool, tc.res, tc.at); got != tc.want {
+			t.Errorf("Allows(%s, %s, %s, %v) = %v", tc.action, tc.tool, tc.res, tc.at, got)
+		}
+	}
+	night, _ := ParseScope("hours=22:00-06:00;weekdays=fri-mon")
+	if !night.Allows("x", "", "", time.Date(2026, 11, 29, 23, 0, 0, 0, time.UTC)) || night.Allows("x", "", "", time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)) {
+		t.Fatal("window across midnight")
+	}
+	for _, bad := range []string{"actions", "foo=bar", "hours=9-17", "hours=09:00-09:00", "tz=Mars/Base", "weekdays=mon-xyz", "rate=0/s", "rate=5/d", "actions=[", "actions=a;actions=b", "hours=+9:00-10:00"} {
+		if _, err := ParseScope(bad); !errors.Is(err, ErrInvalid) {
+			t.Errorf("ParseScope(%q) = %v, want ErrInvalid", bad, err)
+		}
+	}
+}
+
+func TestKeyFile(t *testing.T) {
+	_, key, _ := ed25519.GenerateKey(rand.Reader)
+	text := FormatKeyFile("bot-1", key)
+	id, k, err := ParseKeyFile(text)
+	if err != nil || id != "bot-1" || !k.Equal(key) {
+		t.Fatalf("ParseKeyFile: %v %v", id, err)
+	}
+	cid, ck, err := client.ParseAgentKey(text)
+	if err != nil || cid != id || !ck.Equal(key) {
+		t.Fatalf("client.ParseAgentKey disagrees: %v", err)
+	}
+}
+
+func FuzzParseCredential(f *testing.F) {
+	_, tok, _ := newCredential(TokenPrefix)
+	_, sess, _ := newCredential(SessionPrefix)
+	for _, s := range []string{tok, sess, "", TokenPrefix, SessionPrefix + "x.y", TokenPrefix + "0123456789abcdef.", "Bearer x"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		kind, id, secret, err := ParseCredential(s)
+		if err != nil {
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("error does not wrap ErrInvalid: %v", err)
+			}
+			return
+		}
+		if (kind != CredToken && kind != CredSession) || !validHexID(id) || len(secret) != secretLen {
+			t.Fatalf("accepted %q as %s %s", s, kind, id)
+		}
+	})
+}
+
+func FuzzParseScope(f *testing.F) {
+	for _, s := range []string{"", "actions=db.*,x;tools=sql;resources=a/*;hours=09:00-17:00;tz=UTC;weekdays=mon-fri;rate=100/m", "hours=23:00-01:00", "weekdays=sun,sat", "actions=[", "rate=1/h"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		sc, err := ParseScope(s)
+		if err != nil {
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("error does not wrap ErrInvalid: %v", err)
+			}
+			return
+		}
+		if err := sc.Validate(); err != nil {
+			t.Fatalf("parsed scope does not validate: %v", err)
+		}
+		sc.Allows("a", "b", "c", time.Unix(0, 0))
+		// The JSON form round-trips.
+		b, _ := json.Marshal(sc)
+		var back Scope
+		if err := json.Unmarshal(b, &back); err != nil || back.Validate() != nil {
+			t.Fatalf("scope JSON %s does not round-trip: %v", b, err)
+		}
+	})
+}
+
+func FuzzParseOpenRequest(f *testing.F) {
+	_, key, _ := ed25519.GenerateKey(rand.Reader)
+	f.Add(client.SignSessionRequest("bot", "task", time.Hour, time.Unix(1e9, 0), key))
+	f.Add([]byte(`{"agent":"a","task":"t","time":"2026-01-01T00:00:00Z","nonce":"AAAAAAAAAAAAAAAAAAAAAA","sig":""}`))
+	f.Add([]byte(`{}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, _, sig, err := ParseOpenRequest(b)
+		if err != nil {
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("error does not wrap ErrInvalid: %v", err)
+			}
+			return
+		}
+		if !ValidID(r.Agent) || len(sig) != ed25519.SignatureSize || strings.ContainsAny(r.Task, "\n\r") {
+			t.Fatalf("accepted %+v", r)
+		}
+		// The signed bytes have exactly six lines.
+		if n := strings.Count(string(r.SignedBytes()), "\n"); n != 6 {
+			t.Fatalf("signed bytes have %d lines", n)
+		}
+	})
+}
+
+func FuzzParseKeyFile(f *testing.F) {
+	_, key, _ := ed25519.GenerateKey(rand.Reader)
+	f.Add(FormatKeyFile("bot", key))
+	f.Add(KeyFilePrefix + "a+")
+	f.Add("")
+	f.Fuzz(func(t *testing.T, s string) {
+		id, k, err := ParseKeyFile(s)
+		if err != nil {
+			return
+		}
+		if !ValidID(id) || len(k) != ed25519.PrivateKeySize {
+			t.Fatalf("accepted %q", s)
+		}
+	})
+}
