@@ -174,7 +174,7 @@ func TestClientPublishUnwitnessed(t *testing.T) {
 		case <-block:
 		case <-r.Context().Done():
 		}
-		http.Error(w, "down", 503)
+		http.Error(w, "down", http.StatusServiceUnavailable)
 	}))
 	defer slow.Close()
 	defer close(block)

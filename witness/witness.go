@@ -331,5 +331,3 @@ func stripSigs(n *note.Note) []byte {
 	}
 	return out
 }
-
-func b64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
