@@ -3,10 +3,12 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -157,7 +159,19 @@ func TestWitnessedLog(t *testing.T) {
 		// Restarts keep the address, so the policy stays right.
 		wargs[i][3] = strings.TrimPrefix(procs[i].url, "http://")
 	}
-	policy.WriteString("group Q 2 W0 W1 W2\nquorum Q\n")
+	// A fourth witness answers every request with a well-formed but
+	// invalid cosignature: it must never count.
+	garbage := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		fmt.Fprintf(w, "— garbage.e2e.example %s\n", base64.StdEncoding.EncodeToString(make([]byte, 4+8+64)))
+	}))
+	defer garbage.Close()
+	_, gkey, err := checkpoint.GenerateTimeKey(nil, "garbage.e2e.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(&policy, "witness G %s %s\n", gkey, garbage.URL)
+	policy.WriteString("group Q 2 W0 W1 W2 G\nquorum Q\n")
 	policyFile := filepath.Join(t.TempDir(), "policy")
 	if err := os.WriteFile(policyFile, []byte(policy.String()), 0o644); err != nil {
 		t.Fatal(err)
@@ -206,8 +220,8 @@ func TestWitnessedLog(t *testing.T) {
 	procs[2].kill()
 	v := waitSize(appendEntries(t, srv.url, sess, 20))
 	for _, w := range v.Cosigners {
-		if w.Name == "W2" {
-			t.Fatalf("the stopped witness cosigned size %d", v.Size)
+		if w.Name == "W2" || w.Name == "G" {
+			t.Fatalf("witness %s cannot have cosigned size %d", w.Name, v.Size)
 		}
 	}
 	h, err := healthz(srv.url)
@@ -221,8 +235,8 @@ func TestWitnessedLog(t *testing.T) {
 		t.Errorf("metrics: %v", err)
 	}
 
-	// Two stopped: the log keeps appending and signing, but /checkpoint
-	// keeps serving the last cosigned checkpoint.
+	// Two stopped (and one answering garbage): the log keeps appending and
+	// signing, but /checkpoint keeps serving the last cosigned checkpoint.
 	procs[1].kill()
 	size := appendEntries(t, srv.url, sess, 5)
 	waitFor(t, fmt.Sprintf("the log to sign size %d", size), func() bool {
