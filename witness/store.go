@@ -60,6 +60,13 @@ func OpenFileStore(dir string) (*FileStore, error) {
 		f.Close()
 		return nil, fmt.Errorf("%s is in use by another witness process: %w", dir, err)
 	}
+	// A crash in the middle of a Store leaves its temporary file behind;
+	// the state file itself is intact.
+	if tmps, err := filepath.Glob(filepath.Join(dir, ".*.tmp*")); err == nil {
+		for _, t := range tmps {
+			os.Remove(t)
+		}
+	}
 	return &FileStore{dir: dir, lock: f, cache: map[string][]byte{}}, nil
 }
 

@@ -133,7 +133,13 @@ func TestWitnessProcess(t *testing.T) {
 	ntp := ntptest.Start(t, offset)
 	data := t.TempDir()
 	lg := witnesstest.NewLog(t, "e2e.example/log")
-	args := []string{"--data", data, "--name", "e2e.example/witness", "--log", lg.VKey, "--ntp", ntp.Addr(), "--rate", "1000", "--burst", "1000"}
+	lg2 := witnesstest.NewLog(t, "e2e.example/log2") // listed in a --log-list file
+	list := filepath.Join(t.TempDir(), "logs")
+	if err := os.WriteFile(list, []byte("# logs\n\n"+lg2.VKey+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"--data", data, "--name", "e2e.example/witness", "--log", lg.VKey, "--log-list", list,
+		"--ntp", ntp.Addr(), "--rate", "1000", "--burst", "1000"}
 	w := startWitness(t, bin, args...)
 
 	if st, err := os.Stat(filepath.Join(data, witness.KeyFile)); err != nil || st.Mode().Perm() != 0o600 {
@@ -164,6 +170,15 @@ func TestWitnessProcess(t *testing.T) {
 	// The clock follows the NTP server, 3 hours ahead of this host.
 	if d := time.Until(ts); d < offset-time.Hour || d > offset+time.Hour {
 		t.Errorf("cosignature time %v is %v from the host clock, want about %v", ts, d, offset)
+	}
+
+	lg2.Grow(2, "z")
+	if code, out := post(t, w.url, witnesstest.Body(0, nil, lg2.Checkpoint())); code != 200 {
+		t.Fatalf("log from --log-list: %d %s", code, out)
+	}
+	unknown := witnesstest.NewLog(t, "e2e.example/unknown")
+	if code, out := post(t, w.url, witnesstest.Body(0, nil, unknown.Checkpoint())); code != 404 {
+		t.Fatalf("unknown log: %d %s", code, out)
 	}
 
 	// Stream growing checkpoints and SIGKILL the witness mid-stream.

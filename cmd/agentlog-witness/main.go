@@ -4,7 +4,7 @@
 // one it cosigned, so a log cannot show different histories to different
 // readers without being caught.
 //
-//	agentlog-witness serve --data DIR --listen ADDR --name NAME --log VKEY [--log VKEY]... [--ntp HOST[:PORT]]...
+//	agentlog-witness serve --data DIR --listen ADDR --name NAME --log VKEY [--log VKEY]... [--log-list FILE] [--ntp HOST[:PORT]]...
 //
 // On first start it creates DIR/witness.key (the private cosignature v1
 // key, mode 0600) and DIR/witness.pub (its verifier key, to give to the
@@ -101,6 +101,7 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	name := fs.String("name", "", "name of the witness key, for example witness.example.com/w1 (needed on first start)")
 	var logs, ntpServers multiFlag
 	fs.Var(&logs, "log", "verifier key of a log to witness; its name is the log's origin (repeatable)")
+	logList := fs.String("log-list", "", "file of log verifier keys, one a line (# comments), in addition to --log")
 	fs.Var(&ntpServers, "ntp", "NTP server HOST[:PORT] (repeatable; default "+strings.Join(defaultNTP, ", ")+")")
 	ntpInterval := fs.Duration("ntp-interval", checkpoint.DefaultSyncInterval, "how often to re-synchronize with NTP")
 	rate := fs.Float64("rate", 4, "add-checkpoint requests allowed per second and log, on average")
@@ -119,8 +120,19 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		return usageError{fmt.Sprintf("--log-level %q: want debug, info, warn or error", *logLevel)}
 	}
+	if *logList != "" {
+		b, err := os.ReadFile(*logList)
+		if err != nil {
+			return fmt.Errorf("reading --log-list: %w", err)
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
+				logs = append(logs, line)
+			}
+		}
+	}
 	if len(logs) == 0 {
-		return usageError{"at least one --log VKEY is needed"}
+		return usageError{"at least one --log VKEY (or a --log-list file) is needed"}
 	}
 	if *rate <= 0 || *burst < 1 || *ntpInterval <= 0 {
 		return usageError{"--rate, --burst and --ntp-interval must be positive"}
