@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 peer=${1:-../shared/bench/tessera-posix}
 n=${N:-1000000}
 work=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+server=
+trap '[ -n "$server" ] && kill "$server" 2>/dev/null; rm -rf "$work"' EXIT
 
 echo "== machine"
 uname -srm; nproc; grep -m1 'model name' /proc/cpuinfo || true; go version
@@ -26,6 +27,7 @@ done
 echo "== HTTP append (agentlog bench append; server and client share the machine)"
 data="$work/data"
 "$work/agentlog" serve --data "$data" --listen 127.0.0.1:18123 --log-level warn --ntp 127.0.0.1:1 >"$work/serve.out" 2>&1 &
+server=$!
 for _ in $(seq 100); do [ -f "$data/admin.token" ] && curl -sf http://127.0.0.1:18123/healthz >/dev/null 2>&1 && break; sleep 0.1; done
 "$work/agentlog" bench append --server http://127.0.0.1:18123 --token-file "$data/admin.token" --concurrency 256 --batch 1 --duration 10s
 "$work/agentlog" bench append --server http://127.0.0.1:18123 --token-file "$data/admin.token" --concurrency 16 --batch 256 --duration 10s

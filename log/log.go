@@ -189,14 +189,16 @@ func (l *Log) collectGarbage() (int, error) {
 func (l *Log) Append(ctx context.Context, p Principal, kind string, recs []Record) ([]Appended, error) {
 	start := time.Now()
 	tails := make([]leafTail, len(recs))
+	terms := make([][]byte, len(recs))
 	for i := range recs {
 		t, err := encodeTail(kind, p, &recs[i])
 		if err != nil {
 			return nil, fmt.Errorf("entries[%d]: %w", i, err)
 		}
 		tails[i] = t
+		terms[i] = appendTerms(nil, kind, p, &recs[i])
 	}
-	res, err := l.seq.add(ctx, tails)
+	res, err := l.seq.add(ctx, tails, terms)
 	if err == nil {
 		l.m.appendSeconds.Observe(time.Since(start).Seconds())
 	}

@@ -267,7 +267,13 @@ func BenchmarkAppend(b *testing.B) {
 			defer l.Close()
 			pad := make([]byte, 512-100)
 			rand.Read(pad)
-			rec := Record{Action: "bench", Attributes: []byte(fmt.Sprintf(`{"p":"%x"}`, pad[:(512-100)/2]))}
+			// A realistic agent action: every indexed field is set, and
+			// resources vary, so most entries add a resource posting.
+			var variants [1024]Record
+			for i := range variants {
+				variants[i] = Record{Action: "db.query", Tool: "sql", Resource: fmt.Sprintf("customers/%06d", i*7919%1000000), Outcome: "success", Attributes: []byte(fmt.Sprintf(`{"p":"%x"}`, pad[:(512-236)/2]))}
+			}
+			who := Principal{ID: "agent-7", Role: "agent", Agent: "agent-7", Session: "s-0123456789abcdef", Task: "ticket-4711"}
 			b.SetBytes(512)
 			b.ResetTimer()
 			var next sync.WaitGroup
@@ -280,8 +286,10 @@ func BenchmarkAppend(b *testing.B) {
 				next.Add(1)
 				go func() {
 					defer next.Done()
+					i := 0
 					for range work {
-						if _, err := l.Append(context.Background(), admin, KindAction, []Record{rec}); err != nil {
+						i++
+						if _, err := l.Append(context.Background(), who, KindAction, []Record{variants[i%len(variants)]}); err != nil {
 							b.Error(err)
 							return
 						}

@@ -32,6 +32,7 @@ type Appended struct {
 // pending is one append request waiting for the sequencer.
 type pending struct {
 	tails []leafTail
+	terms [][]byte // index terms of each leaf (appendTerms)
 	done  chan struct{}
 	res   []Appended
 	err   error
@@ -58,6 +59,7 @@ type sequencer struct {
 
 	lastTime time.Time // time of the last sequenced leaf; sequencer goroutine only
 	buf      []byte
+	postings postings // reused per batch; sequencer goroutine only
 }
 
 // entryKey is the Badger key of the leaf at index i.
@@ -79,6 +81,7 @@ func newSequencer(db *badger.DB, t *tree.Tree, clock func() time.Time, m *metric
 		maxPending: int64(cfg.MaxPending),
 		queue:      make(chan *pending, cfg.MaxPending),
 		stopped:    make(chan struct{}),
+		postings:   postings{},
 	}
 	if n := t.Size(); n > 0 {
 		// Resume the time from the last durable leaf so times never go
@@ -104,8 +107,8 @@ func newSequencer(db *badger.DB, t *tree.Tree, clock func() time.Time, m *metric
 
 // add queues tails and waits until they are durable or ctx ends. If ctx ends
 // first the entries may still be committed; the caller just stops waiting.
-func (s *sequencer) add(ctx context.Context, tails []leafTail) ([]Appended, error) {
-	p := &pending{tails: tails, done: make(chan struct{})}
+func (s *sequencer) add(ctx context.Context, tails []leafTail, terms [][]byte) ([]Appended, error) {
+	p := &pending{tails: tails, terms: terms, done: make(chan struct{})}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -244,6 +247,19 @@ func (s *sequencer) commitBatch(batch []*pending, n int) error {
 		if err := txn.Set(entryKey(base+uint64(i)), l); err != nil {
 			return fmt.Errorf("writing entry %d: %w", base+uint64(i), err)
 		}
+	}
+	i := base
+	for _, p := range batch {
+		for _, t := range p.terms {
+			s.postings.add(t, i)
+			i++
+		}
+	}
+	if err := s.postings.write(txn); err != nil {
+		return err
+	}
+	if err := txn.Set(timeKey(now, base), nil); err != nil {
+		return fmt.Errorf("writing the time index: %w", err)
 	}
 	if err := upd.Write(txn); err != nil {
 		return fmt.Errorf("writing tiles: %w", err)

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -42,7 +44,8 @@ type cpObservation struct {
 func runBenchAppend(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("bench append", stderr)
 	server := fs.String("server", "http://127.0.0.1:8080", "log server URL")
-	tokenFile := fs.String("token-file", "", "token file of a principal allowed to append")
+	tokenFile := fs.String("token-file", "", "admin token file: the bench registers and approves agents and opens their sessions")
+	agents := fs.Int("agents", 16, "agents to register; each opens one session shared by concurrency/agents clients")
 	conc := fs.Int("concurrency", 256, "concurrent clients")
 	batch := fs.Int("batch", 1, "records per request")
 	dur := fs.Duration("duration", 10*time.Second, "how long to send")
@@ -54,8 +57,8 @@ func runBenchAppend(args []string, stdout, stderr io.Writer) error {
 	if *tokenFile == "" {
 		return usagef("--token-file is required")
 	}
-	if *conc < 1 || *batch < 1 || *batch > 10000 || *size < 16 || *dur <= 0 {
-		return usagef("--concurrency >= 1, 1 <= --batch <= 10000, --size >= 16 and a positive --duration are required")
+	if *conc < 1 || *batch < 1 || *batch > 10000 || *size < 16 || *dur <= 0 || *agents < 1 {
+		return usagef("--concurrency >= 1, --agents >= 1, 1 <= --batch <= 10000, --size >= 16 and a positive --duration are required")
 	}
 	tok, err := readSecret(*tokenFile)
 	if err != nil {
@@ -65,10 +68,19 @@ func runBenchAppend(args []string, stdout, stderr io.Writer) error {
 		Timeout:   60 * time.Second,
 		Transport: &http.Transport{MaxIdleConns: *conc * 2, MaxIdleConnsPerHost: *conc * 2, IdleConnTimeout: time.Minute},
 	}
-	c, err := client.New(*server, client.WithToken(tok), client.WithHTTPClient(hc))
+	admin, err := client.New(*server, client.WithToken(tok), client.WithHTTPClient(hc))
 	if err != nil {
 		return usagef("%s", err)
 	}
+	sessions, err := benchSessions(*server, admin, hc, min(*agents, *conc))
+	if err != nil {
+		return err
+	}
+	clients := make([]*client.Client, len(sessions))
+	for i, cred := range sessions {
+		clients[i], _ = client.New(*server, client.WithToken(cred), client.WithHTTPClient(hc))
+	}
+	c := admin // reads the public checkpoint
 	body := benchBody(*batch, *size)
 
 	ctx, cancel := context.WithTimeout(context.Background(), *dur)
@@ -111,6 +123,7 @@ func runBenchAppend(args []string, stdout, stderr io.Writer) error {
 	var wg sync.WaitGroup
 	for w := 0; w < *conc; w++ {
 		wg.Add(1)
+		c := clients[w%len(clients)]
 		go func() {
 			defer wg.Done()
 			var myLats []time.Duration
@@ -188,6 +201,38 @@ func runBenchAppend(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("%d requests failed; first: %v", f, firstErr.Load())
 	}
 	return nil
+}
+
+// benchSessions registers and approves n agents with fresh keys, and opens
+// one session for each; it returns the session credentials.
+func benchSessions(server string, admin *client.Client, hc *http.Client, n int) ([]string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	run := strconv.FormatInt(time.Now().UnixNano(), 36)
+	creds := make([]string, n)
+	for i := range creds {
+		pub, priv, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			return nil, err
+		}
+		id := fmt.Sprintf("bench-%s-%d", run, i)
+		if _, err := admin.RegisterAgent(ctx, client.AgentRegistration{ID: id, Owner: "bench", Description: "agentlog bench append", PublicKey: pub}); err != nil {
+			return nil, fmt.Errorf("registering bench agent %s: %w", id, err)
+		}
+		if _, err := admin.ApproveAgent(ctx, id); err != nil {
+			return nil, fmt.Errorf("approving bench agent %s: %w", id, err)
+		}
+		a, err := client.NewAgent(server, client.AgentConfig{ID: id, Key: priv, Task: "bench-" + run, HTTPClient: hc})
+		if err != nil {
+			return nil, err
+		}
+		si, err := a.Open(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("opening a session for %s: %w", id, err)
+		}
+		creds[i] = si.Credential
+	}
+	return creds, nil
 }
 
 // benchBody builds an append body of batch records of about size bytes.

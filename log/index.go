@@ -1,0 +1,169 @@
+package log
+
+import (
+	"encoding/binary"
+	"fmt"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// Secondary indexes, written in the same Badger transaction as the entries
+// they index, so an acknowledged entry is always indexed.
+//
+// Postings are grouped per batch: for each term (a field and its value)
+// present in a batch, one key "x/" + field byte + value + 0x00 + 8-byte
+// big-endian index of the term's first entry in the batch, whose value is
+// the uvarint gaps from that index to each further entry of the batch with
+// the term. Values never contain 0x00 (record fields refuse control
+// characters; identities are validated where they enter), so a term's
+// postings are one contiguous key range, sorted by index. Grouping keeps
+// the number of index keys near the number of distinct terms per batch
+// instead of several per entry.
+//
+// Time keys: "m/" + 8-byte big-endian Unix nanoseconds + 8-byte big-endian
+// first index, one per batch, value empty. Entry times are non-decreasing
+// with the index and every entry of a batch has the batch's time, so the
+// entries at or after time T start at the first index of the first batch
+// whose time is at or after T.
+
+// Index field bytes. They are part of the key format: never renumber.
+const (
+	fieldAgent    = 'a'
+	fieldAction   = 'c'
+	fieldTool     = 't'
+	fieldResource = 'r'
+	fieldOutcome  = 'o'
+	fieldKind     = 'k'
+	fieldSession  = 's'
+	fieldTask     = 'j'
+)
+
+// FieldByte maps a query field name to its index byte.
+var FieldByte = map[string]byte{
+	"agent": fieldAgent, "action": fieldAction, "tool": fieldTool, "resource": fieldResource,
+	"outcome": fieldOutcome, "kind": fieldKind, "session": fieldSession, "task": fieldTask,
+}
+
+// termPrefix is the key prefix of a term's postings: "x/" + field + value + 0x00.
+func termPrefix(field byte, value string) []byte {
+	k := make([]byte, 0, 4+len(value))
+	k = append(k, 'x', '/', field)
+	k = append(k, value...)
+	return append(k, 0)
+}
+
+// appendTerms appends the index terms of one leaf to dst as
+// (2-byte length, term prefix) pairs. Kind "action" is not indexed: nearly
+// every entry has it, so a scan answers it as well as an index would.
+func appendTerms(dst []byte, kind string, p Principal, r *Record) []byte {
+	add := func(field byte, v string) {
+		if v == "" {
+			return
+		}
+		dst = binary.BigEndian.AppendUint16(dst, uint16(4+len(v)))
+		dst = append(dst, 'x', '/', field)
+		dst = append(dst, v...)
+		dst = append(dst, 0)
+	}
+	if kind != KindAction {
+		add(fieldKind, kind)
+	}
+	add(fieldAgent, p.Agent)
+	add(fieldSession, p.Session)
+	add(fieldTask, p.Task)
+	add(fieldAction, r.Action)
+	add(fieldTool, r.Tool)
+	add(fieldResource, r.Resource)
+	add(fieldOutcome, r.Outcome)
+	return dst
+}
+
+// postings collects a batch's index terms: term prefix -> indexes.
+type postings map[string][]uint64
+
+// add records the terms of the leaf at index i.
+func (ps postings) add(terms []byte, i uint64) {
+	for len(terms) > 0 {
+		n := int(binary.BigEndian.Uint16(terms))
+		t := terms[2 : 2+n]
+		ps[string(t)] = append(ps[string(t)], i)
+		terms = terms[2+n:]
+	}
+}
+
+// write sets one posting key per term and empties ps.
+func (ps postings) write(txn *badger.Txn) error {
+	for t, idx := range ps {
+		k := make([]byte, len(t)+8)
+		copy(k, t)
+		binary.BigEndian.PutUint64(k[len(t):], idx[0])
+		var v []byte
+		if len(idx) > 1 {
+			v = make([]byte, 0, 2*len(idx))
+			for j := 1; j < len(idx); j++ {
+				v = binary.AppendUvarint(v, idx[j]-idx[j-1])
+			}
+		}
+		if err := txn.Set(k, v); err != nil {
+			return fmt.Errorf("writing index key: %w", err)
+		}
+	}
+	clear(ps)
+	return nil
+}
+
+// decodePostings appends the indexes of one posting key (first index) and
+// value to dst.
+func decodePostings(dst []uint64, first uint64, v []byte) ([]uint64, error) {
+	dst = append(dst, first)
+	cur := first
+	for len(v) > 0 {
+		d, n := binary.Uvarint(v)
+		if n <= 0 || d == 0 {
+			return dst, fmt.Errorf("corrupt posting list at index %d", first)
+		}
+		cur += d
+		dst = append(dst, cur)
+		v = v[n:]
+	}
+	return dst, nil
+}
+
+// timeKey is the time index key of a batch at time t starting at index i.
+func timeKey(t time.Time, i uint64) []byte {
+	k := make([]byte, 18)
+	k[0], k[1] = 'm', '/'
+	binary.BigEndian.PutUint64(k[2:], uint64(t.UnixNano()))
+	binary.BigEndian.PutUint64(k[10:], i)
+	return k
+}
+
+// IndexAt returns the first index whose entry time is at or after t, or
+// size if there is none, reading only the time index. size bounds the
+// answer to a consistent snapshot.
+func (l *Log) IndexAt(t time.Time, size uint64) (uint64, error) {
+	if t.UnixNano() <= 0 {
+		return 0, nil
+	}
+	out := size
+	err := l.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte("m/")})
+		defer it.Close()
+		seek := make([]byte, 10)
+		copy(seek, "m/")
+		binary.BigEndian.PutUint64(seek[2:], uint64(t.UnixNano()))
+		it.Seek(seek)
+		if it.Valid() {
+			k := it.Item().Key()
+			if len(k) == 18 {
+				out = min(binary.BigEndian.Uint64(k[10:]), size)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("reading the time index: %w", err)
+	}
+	return out, nil
+}

@@ -1,0 +1,310 @@
+package log
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	jsonv2 "github.com/go-json-experiment/json"
+
+	"github.com/agentlog/agentlog/log/query"
+)
+
+// matchFields are the leaf fields a filter reads.
+type matchFields struct {
+	Time     time.Time `json:"time"`
+	Kind     string    `json:"kind"`
+	Agent    string    `json:"agent"`
+	Session  string    `json:"session"`
+	Task     string    `json:"task"`
+	Action   string    `json:"action"`
+	Tool     string    `json:"tool"`
+	Resource string    `json:"resource"`
+	Outcome  string    `json:"outcome"`
+}
+
+func (m *matchFields) get(field string) string {
+	switch field {
+	case "agent":
+		return m.Agent
+	case "action":
+		return m.Action
+	case "tool":
+		return m.Tool
+	case "resource":
+		return m.Resource
+	case "outcome":
+		return m.Outcome
+	case "kind":
+		return m.Kind
+	case "session":
+		return m.Session
+	case "task":
+		return m.Task
+	}
+	return ""
+}
+
+// LeafMatches reports whether a stored leaf satisfies f.
+func LeafMatches(f *query.Filter, leaf []byte) (bool, error) {
+	var m matchFields
+	if err := jsonv2.Unmarshal(leaf, &m); err != nil {
+		return false, fmt.Errorf("decoding leaf: %w", err)
+	}
+	return f.MatchEntry(m.Time, m.get), nil
+}
+
+// SearchStats says what a search examined.
+type SearchStats struct {
+	Start, End uint64 // the index range the filter's time bounds select
+	Next       uint64 // where a continuation starts; End when done
+	Candidates int    // entries read and checked
+	Matches    int
+}
+
+// Search calls emit, in index order, for each entry in [start, size)
+// that satisfies f, where size is the tree size the caller fixed for a
+// consistent answer. It stops after limit matches (0: no limit), when emit
+// returns an error, or when ctx ends.
+//
+// The time bounds of f become an index range through the time index. If f
+// has exact field matches, their posting lists are intersected and only
+// the entries they share are read; otherwise the range is scanned. Every
+// candidate is checked against the whole filter, so prefix matches and
+// business hours are exact.
+func (l *Log) Search(ctx context.Context, f *query.Filter, start, size uint64, limit int, emit func(index uint64, leaf []byte) error) (SearchStats, error) {
+	var st SearchStats
+	if size > l.Size() {
+		return st, fmt.Errorf("size %d is beyond the tree size %d: %w", size, l.Size(), ErrNotFound)
+	}
+	lo, hi := uint64(0), size
+	var err error
+	if !f.From.IsZero() {
+		if lo, err = l.IndexAt(f.From, size); err != nil {
+			return st, err
+		}
+	}
+	if !f.To.IsZero() {
+		if hi, err = l.IndexAt(f.To, size); err != nil {
+			return st, err
+		}
+	}
+	st.Start, st.End = lo, hi
+	lo = max(lo, start)
+	st.Next = hi
+	if lo >= hi {
+		return st, nil
+	}
+	var exact []query.Match
+	for _, m := range f.Matches {
+		// Kind "action" is not indexed (see appendTerms).
+		if !m.Prefix && !(m.Field == "kind" && m.Value == KindAction) {
+			exact = append(exact, m)
+		}
+	}
+	err = l.db.View(func(txn *badger.Txn) error {
+		check := func(i uint64, leaf []byte) (bool, error) {
+			st.Candidates++
+			ok, err := LeafMatches(f, leaf)
+			if err != nil || !ok {
+				return false, err
+			}
+			st.Matches++
+			if err := emit(i, leaf); err != nil {
+				return false, err
+			}
+			if limit > 0 && st.Matches >= limit {
+				st.Next = i + 1
+				return true, nil
+			}
+			return false, nil
+		}
+		if len(exact) == 0 {
+			return l.scan(ctx, txn, lo, hi, &st, check)
+		}
+		cursors := make([]*postingCursor, len(exact))
+		for j, m := range exact {
+			c, err := newPostingCursor(txn, FieldByte[m.Field], m.Value, lo)
+			if err != nil {
+				return err
+			}
+			defer c.close()
+			cursors[j] = c
+		}
+		n := 0
+		for {
+			i, ok, err := intersect(cursors)
+			if err != nil || !ok || i >= hi {
+				return err
+			}
+			if n++; n%1024 == 0 && ctx.Err() != nil {
+				st.Next = i
+				return ctx.Err()
+			}
+			item, err := txn.Get(entryKey(i))
+			if err != nil {
+				return fmt.Errorf("reading entry %d: %w", i, err)
+			}
+			var done bool
+			if err := item.Value(func(v []byte) error {
+				var err error
+				done, err = check(i, v)
+				return err
+			}); err != nil || done {
+				return err
+			}
+			for _, c := range cursors {
+				if err := c.advance(i + 1); err != nil {
+					return err
+				}
+			}
+		}
+	})
+	return st, err
+}
+
+// scan checks every entry in [lo, hi).
+func (l *Log) scan(ctx context.Context, txn *badger.Txn, lo, hi uint64, st *SearchStats, check func(uint64, []byte) (bool, error)) error {
+	it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 256, Prefix: []byte("e/")})
+	defer it.Close()
+	for it.Seek(entryKey(lo)); it.Valid(); it.Next() {
+		k := it.Item().Key()
+		i := binary.BigEndian.Uint64(k[2:])
+		if i >= hi {
+			return nil
+		}
+		if (i-lo)%4096 == 0 && ctx.Err() != nil {
+			st.Next = i
+			return ctx.Err()
+		}
+		var done bool
+		if err := it.Item().Value(func(v []byte) error {
+			var err error
+			done, err = check(i, v)
+			return err
+		}); err != nil || done {
+			return err
+		}
+	}
+	return nil
+}
+
+// postingCursor walks one term's postings in index order.
+type postingCursor struct {
+	it     *badger.Iterator
+	prefix []byte
+	buf    []uint64 // decoded indexes of the current block, from pos
+	pos    int
+	done   bool
+}
+
+func newPostingCursor(txn *badger.Txn, field byte, value string, from uint64) (*postingCursor, error) {
+	prefix := termPrefix(field, value)
+	c := &postingCursor{prefix: prefix}
+	seek := binary.BigEndian.AppendUint64(append([]byte{}, prefix...), from)
+	// The block holding from may start before it: find the last block
+	// starting at or before from with a reverse seek.
+	rit := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, Reverse: true})
+	rit.Seek(seek)
+	if rit.Valid() {
+		seek = rit.Item().KeyCopy(nil)
+	}
+	rit.Close()
+	c.it = txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: true, PrefetchSize: 64})
+	c.it.Seek(seek)
+	if err := c.load(); err != nil {
+		c.it.Close()
+		return nil, err
+	}
+	if err := c.advance(from); err != nil {
+		c.it.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// load decodes the block under the iterator, or marks the cursor done.
+func (c *postingCursor) load() error {
+	c.buf, c.pos = c.buf[:0], 0
+	for len(c.buf) == 0 {
+		if !c.it.Valid() {
+			c.done = true
+			return nil
+		}
+		item := c.it.Item()
+		k := item.Key()
+		if len(k) != len(c.prefix)+8 {
+			c.it.Next()
+			continue
+		}
+		first := binary.BigEndian.Uint64(k[len(c.prefix):])
+		err := item.Value(func(v []byte) error {
+			var err error
+			c.buf, err = decodePostings(c.buf, first, v)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		c.it.Next()
+	}
+	return nil
+}
+
+// peek returns the current index.
+func (c *postingCursor) peek() (uint64, bool) {
+	if c.done {
+		return 0, false
+	}
+	return c.buf[c.pos], true
+}
+
+// advance moves to the first index >= i.
+func (c *postingCursor) advance(i uint64) error {
+	for !c.done {
+		for c.pos < len(c.buf) && c.buf[c.pos] < i {
+			c.pos++
+		}
+		if c.pos < len(c.buf) {
+			return nil
+		}
+		if err := c.load(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *postingCursor) close() { c.it.Close() }
+
+// intersect advances the cursors to the next index they all hold.
+func intersect(cs []*postingCursor) (uint64, bool, error) {
+	for {
+		var hi uint64
+		for _, c := range cs {
+			i, ok := c.peek()
+			if !ok {
+				return 0, false, nil
+			}
+			hi = max(hi, i)
+		}
+		same := true
+		for _, c := range cs {
+			if err := c.advance(hi); err != nil {
+				return 0, false, err
+			}
+			i, ok := c.peek()
+			if !ok {
+				return 0, false, nil
+			}
+			if i != hi {
+				same = false
+			}
+		}
+		if same {
+			return hi, true, nil
+		}
+	}
+}

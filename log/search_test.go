@@ -1,0 +1,184 @@
+package log
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/url"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/agentlog/agentlog/log/query"
+)
+
+// searchFixture builds a log of varied entries whose batches are spread
+// over about a year of (fake) log time, several hours apart, so that time
+// ranges and business hours select real subsets.
+func searchFixture(t *testing.T) *Log {
+	t.Helper()
+	r := rand.New(rand.NewPCG(7, 7))
+	now := time.Date(2025, 11, 1, 0, 0, 0, 0, time.UTC)
+	clock := func() time.Time { return now }
+	l, err := Open(Config{Dir: t.TempDir(), Clock: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	actions := []string{"db.query", "db.write", "http.get", "payment.refund", "shell.exec"}
+	tools := []string{"", "sql", "curl", "stripe"}
+	outcomes := []string{"", "success", "error", "denied"}
+	for b := 0; b < 400; b++ {
+		now = now.Add(time.Duration(r.IntN(40*60)) * time.Minute) // up to 40 h between batches
+		p := Principal{ID: "x", Role: "agent", Agent: fmt.Sprintf("agent-%d", r.IntN(6)), Session: fmt.Sprintf("s%d", r.IntN(30)), Task: fmt.Sprintf("t%d", r.IntN(10))}
+		n := 1 + r.IntN(8)
+		recs := make([]Record, n)
+		for i := range recs {
+			recs[i] = Record{
+				Action:   actions[r.IntN(len(actions))],
+				Tool:     tools[r.IntN(len(tools))],
+				Resource: fmt.Sprintf("%s/%d", []string{"customers", "orders", "custom"}[r.IntN(3)], r.IntN(50)),
+				Outcome:  outcomes[r.IntN(len(outcomes))],
+			}
+		}
+		kind := KindAction
+		if r.IntN(10) == 0 {
+			kind = KindSession
+		}
+		if _, err := l.Append(context.Background(), p, kind, recs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return l
+}
+
+func randomFilter(r *rand.Rand) url.Values {
+	q := url.Values{}
+	pick := func(k string, vs ...string) {
+		if r.IntN(3) == 0 {
+			q.Set(k, vs[r.IntN(len(vs))])
+		}
+	}
+	pick("agent", "agent-0", "agent-1", "agent-5", "agent-9", "agent-*")
+	pick("action", "db.query", "db.write", "db.*", "payment.refund", "nope")
+	pick("tool", "sql", "curl", "stripe")
+	pick("resource", "customers/7", "customers/*", "custom*", "orders/1*")
+	pick("outcome", "success", "error", "denied")
+	pick("kind", "action", "session", "agent")
+	pick("session", "s1", "s2", "s29")
+	pick("task", "t0", "t3")
+	if r.IntN(2) == 0 {
+		from := time.Date(2025, 11, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(r.IntN(300*24)) * time.Hour)
+		q.Set("from", from.Format(time.RFC3339))
+		if r.IntN(2) == 0 {
+			q.Set("to", from.Add(time.Duration(1+r.IntN(90*24))*time.Hour).Format(time.RFC3339))
+		}
+	}
+	if r.IntN(2) == 0 {
+		q.Set("outside_hours", []string{"09:00-17:00", "22:00-06:00", "08:30-18:15"}[r.IntN(3)])
+		q.Set("tz", []string{"UTC", "America/New_York", "Europe/Berlin", "Asia/Tokyo"}[r.IntN(4)])
+		q.Set("weekdays", []string{"mon-fri", "sat-sun", "mon,wed,fri"}[r.IntN(3)])
+	}
+	return q
+}
+
+// TestSearchAgainstBruteForce compares Search with a filter applied to
+// every entry, for random filters, with and without limits.
+func TestSearchAgainstBruteForce(t *testing.T) {
+	l := searchFixture(t)
+	size := l.Size()
+	all, err := l.Entries(0, size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(1, 9))
+	nonEmpty := 0
+	for n := 0; n < 150; n++ {
+		q := randomFilter(r)
+		f, err := query.Parse(q)
+		if err != nil {
+			t.Fatalf("%v: %v", q, err)
+		}
+		var want []uint64
+		for i, leaf := range all {
+			ok, err := LeafMatches(f, leaf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ok {
+				want = append(want, uint64(i))
+			}
+		}
+		if len(want) > 0 {
+			nonEmpty++
+		}
+		var got []uint64
+		st, err := l.Search(context.Background(), f, 0, size, 0, func(i uint64, leaf []byte) error {
+			got = append(got, i)
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("filter %v: got %d matches %v, brute force %d %v", q.Encode(), len(got), head(got), len(want), head(want))
+		}
+		if st.Next != st.End {
+			t.Fatalf("unlimited search ended at %d, range end %d", st.Next, st.End)
+		}
+		// The same through pages of 3.
+		var paged []uint64
+		next := uint64(0)
+		for pages := 0; ; pages++ {
+			if pages > len(want)+2 {
+				t.Fatal("paging does not terminate")
+			}
+			st, err := l.Search(context.Background(), f, next, size, 3, func(i uint64, _ []byte) error {
+				paged = append(paged, i)
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.Next >= st.End {
+				break
+			}
+			next = st.Next
+		}
+		if !slices.Equal(paged, want) {
+			t.Fatalf("filter %v: paged %v, want %v", q.Encode(), head(paged), head(want))
+		}
+	}
+	if nonEmpty < 40 {
+		t.Fatalf("only %d of 150 random filters matched anything: the test is too weak", nonEmpty)
+	}
+}
+
+func head(s []uint64) []uint64 { return s[:min(len(s), 10)] }
+
+// TestIndexAt checks the time index against the entries' own times.
+func TestIndexAt(t *testing.T) {
+	l := searchFixture(t)
+	size := l.Size()
+	all, _ := l.Entries(0, size)
+	times := make([]time.Time, len(all))
+	for i, leaf := range all {
+		times[i], _ = leafTime(leaf)
+	}
+	for _, probe := range []time.Time{times[0].Add(-time.Hour), times[0], times[5].Add(time.Nanosecond), times[len(times)/2], times[len(times)-1], times[len(times)-1].Add(time.Second)} {
+		got, err := l.IndexAt(probe, size)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := uint64(len(times))
+		for i, tt := range times {
+			if !tt.Before(probe) {
+				want = uint64(i)
+				break
+			}
+		}
+		if got != want {
+			t.Fatalf("IndexAt(%v) = %d, want %d", probe, got, want)
+		}
+	}
+}
