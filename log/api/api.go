@@ -178,6 +178,7 @@ func New(cfg Config) *Server {
 	s.handle(r, "entry", "/v1/entries/{index}", http.MethodGet, s.getEntry)
 	s.handle(r, "inclusion", "/v1/proof/inclusion", http.MethodGet, s.getInclusion)
 	s.handle(r, "consistency", "/v1/proof/consistency", http.MethodGet, s.getConsistency)
+	s.handle(r, "query", "/v1/query", http.MethodGet, s.getQuery)
 	s.handle(r, "healthz", "/healthz", http.MethodGet, s.getHealth)
 	if cfg.Identity != nil {
 		s.identityRoutes(r)

@@ -27,6 +27,7 @@ func (c *fakeClock) advance(d time.Duration) { c.ns.Add(int64(d)) }
 
 // env is a test server with an identity store on a fake clock.
 type env struct {
+	srv        *Server
 	hs         *httptest.Server
 	l          *alog.Log
 	ids        *identity.Store
@@ -62,9 +63,10 @@ func newEnv(t *testing.T, cfg Config) *env {
 	if cfg.DeniedBurst == 0 {
 		cfg.DeniedBurst = 1 << 20
 	}
-	hs := httptest.NewServer(New(cfg))
+	srv := New(cfg)
+	hs := httptest.NewServer(srv)
 	t.Cleanup(hs.Close)
-	return &env{hs: hs, l: l, ids: ids, clock: clk}
+	return &env{srv: srv, hs: hs, l: l, ids: ids, clock: clk}
 }
 
 // agent registers and approves an agent over HTTP with the bootstrap
