@@ -109,6 +109,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	defer ids.Close() // before l.Close: it writes remembered idempotency keys
 
 	var srv *api.Server
 	var wc *witness.Client
@@ -203,6 +204,9 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	// covers them all.
 	if _, err := loop.SignNow(); err != nil {
 		logger.Warn("signing the final checkpoint", "err", err)
+	}
+	if err := ids.Close(); err != nil {
+		logger.Warn("writing idempotency keys", "err", err)
 	}
 	if err := l.Close(); err != nil {
 		return err

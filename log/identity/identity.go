@@ -139,6 +139,9 @@ type Config struct {
 	// Window is how far a session request's time may be from the
 	// server's (default 2m); its nonce is remembered that long past it.
 	Window time.Duration
+	// IdempotencyTTL is how long an idempotency key is remembered
+	// (default 15m; never more than an hour past its session's expiry).
+	IdempotencyTTL time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }
@@ -159,7 +162,11 @@ type Store struct {
 	sessions map[string]*Session
 	nonces   map[string]time.Time // agent "/" nonce -> forget after
 	idem     map[string]*idemEntry
-	sweeps   int
+	// idemPending are idempotency results not yet written to Badger;
+	// idemFlushed is when they last were.
+	idemPending []idemWrite
+	idemFlushed time.Time
+	lastSweep   time.Time
 }
 
 // Open loads the identity state from db; lifecycle entries go to log.
@@ -178,6 +185,9 @@ func Open(db *badger.DB, log Appender, cfg Config) (*Store, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.IdempotencyTTL <= 0 {
+		cfg.IdempotencyTTL = 15 * time.Minute
 	}
 	s := &Store{db: db, log: log, cfg: cfg, agents: map[string]*Agent{}, tokens: map[string]*Token{},
 		sessions: map[string]*Session{}, nonces: map[string]time.Time{}, idem: map[string]*idemEntry{}}
@@ -642,10 +652,10 @@ func (s *Store) CloseSession(ctx context.Context, p alog.Principal) error {
 // sweepLocked forgets expired nonces, sessions and idempotency keys from
 // memory now and then (Badger expires them on disk).
 func (s *Store) sweepLocked(now time.Time) {
-	s.sweeps++
-	if s.sweeps%256 != 0 {
+	if now.Sub(s.lastSweep) < 10*time.Second {
 		return
 	}
+	s.lastSweep = now
 	for k, exp := range s.nonces {
 		if !now.Before(exp) {
 			delete(s.nonces, k)
@@ -684,10 +694,22 @@ type idemEntry struct {
 // MaxIdempotencyKey is the longest idempotency key accepted, in bytes.
 const MaxIdempotencyKey = 128
 
+// idemFlushEvery and idemFlushAfter bound how many idempotency results wait
+// in memory before being written to Badger together, and for how long: one
+// fsync per group rather than per request.
+const (
+	idemFlushEvery = 256
+	idemFlushAfter = 100 * time.Millisecond
+)
+
 // Idempotent runs append at most once per (session, key): a request that
 // repeats a key gets the first request's result; one that repeats it while
 // the first is still running waits for it. A key reused with a different
-// body is a conflict. A failed attempt does not use the key up.
+// body is a conflict. A failed attempt does not use the key up. Keys are
+// remembered for Config.IdempotencyTTL (and at most an hour past the
+// session's expiry); they are written to Badger in groups, so a retry
+// across a crash of the server within about 100 ms of the first attempt may
+// append again.
 func (s *Store) Idempotent(ctx context.Context, p alog.Principal, key string, body []byte, append func() ([]alog.Appended, error)) ([]alog.Appended, error) {
 	if err := validText("Idempotency-Key", key, MaxIdempotencyKey, true); err != nil {
 		return nil, err
@@ -695,32 +717,42 @@ func (s *Store) Idempotent(ctx context.Context, p alog.Principal, key string, bo
 	h := sha256.Sum256(body)
 	k := p.Session + "/" + key
 	for {
+		now := s.cfg.Now()
 		s.mu.Lock()
 		e, ok := s.idem[k]
+		if ok && now.After(e.Expires) && isClosed(e.done) {
+			delete(s.idem, k)
+			ok = false
+		}
 		if !ok {
-			expires := s.cfg.Now().Add(time.Hour)
-			if se := s.sessions[p.Session]; se != nil {
+			expires := now.Add(s.cfg.IdempotencyTTL)
+			if se := s.sessions[p.Session]; se != nil && se.Expires.Add(time.Hour).Before(expires) {
 				expires = se.Expires.Add(time.Hour)
 			}
 			e = &idemEntry{BodyHash: h[:], Expires: expires, done: make(chan struct{})}
 			s.idem[k] = e
-			s.sweepLocked(s.cfg.Now())
+			s.sweepLocked(now)
 			s.mu.Unlock()
 			res, err := append()
 			s.mu.Lock()
+			var flush []idemWrite
 			if err != nil {
 				e.failed = true
 				delete(s.idem, k)
 			} else {
 				e.Result = res
-				if perr := s.put("i/k/"+k, e, time.Until(e.Expires)); perr != nil {
-					// The entries are durable; only a retry after a restart
-					// could duplicate them. Keep the in-memory answer.
-					_ = perr
+				s.idemPending = s.idemAppend(s.idemPending, k, e)
+				if len(s.idemPending) >= idemFlushEvery || now.Sub(s.idemFlushed) >= idemFlushAfter {
+					flush, s.idemPending, s.idemFlushed = s.idemPending, nil, now
 				}
 			}
 			close(e.done)
 			s.mu.Unlock()
+			if len(flush) > 0 {
+				// The entries are durable whatever happens here; a lost
+				// write only weakens the guarantee across a restart.
+				_ = s.writeIdem(flush)
+			}
 			return res, err
 		}
 		s.mu.Unlock()
@@ -737,4 +769,49 @@ func (s *Store) Idempotent(ctx context.Context, p alog.Principal, key string, bo
 		}
 		// The first attempt failed: try again.
 	}
+}
+
+// idemWrite is one idempotency result waiting to be written.
+type idemWrite struct {
+	key     string
+	val     []byte
+	expires time.Time
+}
+
+func (s *Store) idemAppend(w []idemWrite, k string, e *idemEntry) []idemWrite {
+	b, err := json.Marshal(e)
+	if err != nil {
+		return w
+	}
+	return append(w, idemWrite{"i/k/" + k, b, e.Expires})
+}
+
+// writeIdem writes idempotency results in one transaction.
+func (s *Store) writeIdem(ws []idemWrite) error {
+	now := s.cfg.Now()
+	wb := s.db.NewWriteBatch()
+	defer wb.Cancel()
+	for _, w := range ws {
+		ttl := w.expires.Sub(now)
+		if ttl <= 0 {
+			continue
+		}
+		if err := wb.SetEntry(badger.NewEntry([]byte(w.key), w.val).WithTTL(ttl)); err != nil {
+			return err
+		}
+	}
+	return wb.Flush()
+}
+
+// Close writes the idempotency results still held in memory. Call it
+// before closing the log's database.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	ws := s.idemPending
+	s.idemPending = nil
+	s.mu.Unlock()
+	if len(ws) == 0 {
+		return nil
+	}
+	return s.writeIdem(ws)
 }

@@ -84,6 +84,7 @@ func TestPersistence(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	s.Close()
 	l.Close()
 
 	l, s = openStore(t, dir, c)
