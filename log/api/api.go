@@ -12,7 +12,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -622,6 +621,3 @@ func (s *Server) registerGauges() {
 		}))
 	}
 }
-
-// b64 is the encoding of hashes in JSON answers.
-var b64 = base64.StdEncoding

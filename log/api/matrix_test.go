@@ -100,6 +100,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"append", "POST", []string{RoleAgent}, fixed("/v1/entries", `{"entries":[{"action":"db.query"}]}`)},
 		{"read entry", "GET", []string{RoleAuditor, RoleAdmin}, fixed("/v1/entries/0", "")},
 		{"read bundle", "GET", []string{RoleAuditor, RoleAdmin}, fixed("/tile/entries/000.p/1", "")},
+		{"query", "GET", []string{RoleAuditor, RoleAdmin}, fixed("/v1/query?agent=agent-a&limit=5", "")},
 		{"create token", "POST", []string{RoleAdmin}, func(*testing.T) (string, string) {
 			return "/v1/tokens", fmt.Sprintf(`{"name":%q,"role":"auditor"}`, fresh("tok"))
 		}},
