@@ -230,3 +230,32 @@ func BenchmarkParseAppendRequest(b *testing.B) {
 		}
 	}
 }
+
+// TestAgentLeafEncoding pins the documented key order of a leaf with every
+// field (docs/api.md).
+func TestAgentLeafEncoding(t *testing.T) {
+	body := `{"entries":[{"action":"db.query","tool":"sql","resource":"customers/42","outcome":"success","attributes":{"rows":3},"seq":7,"sig":"` + strings.Repeat("A", 86) + `=="}]}`
+	recs, err := ParseAppendRequest([]byte(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := Principal{ID: "bot-1", Role: "agent", Agent: "bot-1", Session: "0123456789abcdef", Task: "T-1"}
+	tail, err := encodeTail(KindAction, p, &recs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := appendLeaf(nil, time.Date(2026, 11, 28, 3, 4, 5, 6, time.UTC), tail)
+	want := `{"time":"2026-11-28T03:04:05.000000006Z","kind":"action","principal":"bot-1","role":"agent","agent":"bot-1","session":"0123456789abcdef","task":"T-1","seq":7,"action":"db.query","tool":"sql","resource":"customers/42","outcome":"success","attributes":{"rows":3},"sig":"` + strings.Repeat("A", 86) + `=="}`
+	if string(leaf) != want {
+		t.Fatalf("leaf\n got %s\nwant %s", leaf, want)
+	}
+	l, err := ParseLeaf(leaf)
+	if err != nil || l.Seq != 7 || len(l.Sig) != 64 || l.Session != p.Session || l.Task != "T-1" {
+		t.Fatalf("ParseLeaf = %+v, %v", l, err)
+	}
+	for _, bad := range []string{`"sig":"AAAA"`, `"sig":"` + strings.Repeat("A", 88) + `"`, `"seq":-1`, `"seq":1.5`} {
+		if _, err := ParseAppendRequest([]byte(`{"entries":[{"action":"a",` + bad + `}]}`)); !errors.Is(err, ErrInvalid) {
+			t.Errorf("accepted %s", bad)
+		}
+	}
+}
