@@ -36,6 +36,7 @@ var verbs = map[string]func(args []string, stdout, stderr io.Writer) error{
 	"agent":   runAgent,
 	"session": runSession,
 	"bench":   runBench,
+	"query":   runQuery,
 }
 
 const usage = `agentlog: a verifiable audit log for AI agents.
@@ -50,6 +51,8 @@ Usage:
   agentlog session open --agent-key FILE --task TASK [--ttl DUR]    (prints the credential alone on stdout)
   agentlog session close --session-token T
   agentlog append  --server URL --session-token T --action A [--tool X] [--resource R] [--outcome O] [--attr k=v]...
+  agentlog query   --server URL --token-file F [--agent A] [--action A] [--tool X] [--resource R] [--from T1] [--to T2]
+                   [--outside-hours 09:00-17:00 --tz ZONE --weekdays mon-fri] [--limit N] [--json [--proof]]
   agentlog bench append --server URL --token-file FILE [--concurrency N] [--batch N] [--duration D] [--size BYTES]
 
 Run "agentlog <verb> -h" for the flags of a verb.

@@ -113,14 +113,17 @@ func (s *Server) getQuery(w http.ResponseWriter, r *http.Request) error {
 	default:
 		return fmt.Errorf("%w: \"proof\" must be true or false", errBadRequest)
 	}
-	// Fix the tree size: the cursor's, or the published checkpoint's (so
-	// proofs and completeness refer to a signed tree head), or the tree's.
+	// Fix the tree size: the cursor's; with proofs, the published
+	// checkpoint's, so proofs and completeness refer to a signed tree
+	// head; otherwise the current tree's, so the answer is the freshest.
 	size := s.cfg.Log.Size()
 	var cp string
-	if c := s.latest.Load(); c != nil {
+	if withProof {
+		c := s.latest.Load()
+		if c == nil {
+			return fmt.Errorf("%w: no checkpoint has been signed yet", errUnavailable)
+		}
 		size, cp = c.Size, string(c.Raw)
-	} else if withProof {
-		return fmt.Errorf("%w: no checkpoint has been signed yet", errUnavailable)
 	}
 	var start uint64
 	if c := q.Get("cursor"); c != "" {

@@ -1,0 +1,156 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"os/signal"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/agentlog/agentlog/client"
+)
+
+// queryFlags are the filter flags shared by query and evidence export.
+type queryFlags struct {
+	fields                 map[string]*string
+	from, to               *string
+	outsideHours, tz, days *string
+}
+
+func addQueryFlags(fs interface {
+	String(name, value, usage string) *string
+}) *queryFlags {
+	q := &queryFlags{fields: map[string]*string{}}
+	for _, f := range []struct{ name, usage string }{
+		{"agent", "agent id"}, {"action", "action"}, {"tool", "tool"}, {"resource", "resource"},
+		{"outcome", "outcome"}, {"kind", "leaf kind: action, agent, session, token, denied"}, {"session", "session id"}, {"task", "task id"},
+	} {
+		q.fields[f.name] = fs.String(f.name, "", f.usage+" (exact, or a prefix ending in *)")
+	}
+	q.from = fs.String("from", "", "entries at or after this RFC 3339 time")
+	q.to = fs.String("to", "", "entries before this RFC 3339 time")
+	q.outsideHours = fs.String("outside-hours", "", "only entries outside business hours HH:MM-HH:MM")
+	q.tz = fs.String("tz", "", "IANA time zone of --outside-hours (default UTC)")
+	q.days = fs.String("weekdays", "", "business days of --outside-hours, e.g. mon-fri (the default)")
+	return q
+}
+
+// params turns the flags into query parameters; the server validates them.
+func (q *queryFlags) params() url.Values {
+	p := url.Values{}
+	for k, v := range q.fields {
+		if *v != "" {
+			p.Set(k, *v)
+		}
+	}
+	for k, v := range map[string]*string{"from": q.from, "to": q.to, "outside_hours": q.outsideHours, "tz": q.tz, "weekdays": q.days} {
+		if *v != "" {
+			p.Set(k, *v)
+		}
+	}
+	return p
+}
+
+// tokenFlag reads --token or --token-file.
+func tokenFlag(tok, file string) (string, error) {
+	if file != "" {
+		return readSecret(file)
+	}
+	if tok == "" {
+		return "", usagef("a credential is required: --token-file FILE or --token T")
+	}
+	return tok, nil
+}
+
+func runQuery(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("query", stderr)
+	server := fs.String("server", "http://127.0.0.1:8080", "log server URL")
+	token := fs.String("token", "", "auditor or admin token (prefer --token-file: arguments are visible to other users)")
+	tokenFile := fs.String("token-file", "", "file holding an auditor or admin token")
+	qf := addQueryFlags(fs)
+	limit := fs.Int("limit", 0, "stop after this many matches (0: all)")
+	asJSON := fs.Bool("json", false, "print NDJSON (one match a line, then the summary) instead of a table")
+	withProof := fs.Bool("proof", false, "include each match's inclusion proof against the published checkpoint (with --json)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	tok, err := tokenFlag(*token, *tokenFile)
+	if err != nil {
+		return err
+	}
+	if *limit < 0 {
+		return usagef("--limit must not be negative")
+	}
+	c, err := client.New(*server, client.WithToken(tok))
+	if err != nil {
+		return usagef("%s", err)
+	}
+	p := qf.params()
+	if *withProof {
+		p.Set("proof", "true")
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	start := time.Now()
+	var sum *client.QuerySummary
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		sum, err = c.QueryAll(ctx, p, *limit, func(m client.QueryMatch) error { return enc.Encode(m) })
+		if err != nil {
+			return err
+		}
+		return enc.Encode(map[string]any{"summary": sum})
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "INDEX\tTIME\tKIND\tAGENT\tTASK\tACTION\tTOOL\tRESOURCE\tOUTCOME")
+	n := 0
+	sum, err = c.QueryAll(ctx, p, *limit, func(m client.QueryMatch) error {
+		var l struct {
+			Time                                                          time.Time
+			Kind, Agent, Principal, Task, Action, Tool, Resource, Outcome string
+		}
+		if err := json.Unmarshal(m.Entry, &l); err != nil {
+			return fmt.Errorf("entry %d: %w", m.Index, err)
+		}
+		who := l.Agent
+		if who == "" {
+			who = l.Principal
+		}
+		n++
+		_, err := fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.Index, l.Time.UTC().Format(time.RFC3339),
+			cell(l.Kind), cell(who), cell(l.Task), cell(l.Action), cell(l.Tool), cell(l.Resource), cell(l.Outcome))
+		return err
+	})
+	tw.Flush()
+	if err != nil {
+		return err
+	}
+	complete := "complete"
+	if sum.Next < sum.End {
+		complete = fmt.Sprintf("stopped at index %d (--limit)", sum.Next)
+	}
+	fmt.Fprintf(stdout, "%d matches in %s; %s for tree size %d, index range [%d, %d)\n", n, time.Since(start).Round(time.Millisecond), complete, sum.TreeSize, sum.Start, sum.End)
+	return nil
+}
+
+// cell keeps a table cell on one line and readable.
+func cell(s string) string {
+	if s == "" {
+		return "-"
+	}
+	s = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, s)
+	if len(s) > 60 {
+		s = s[:57] + "..."
+	}
+	return s
+}
