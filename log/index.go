@@ -95,22 +95,32 @@ func (ps postings) add(terms []byte, i uint64) {
 // write sets one posting key per term and empties ps.
 func (ps postings) write(txn *badger.Txn) error {
 	for t, idx := range ps {
-		k := make([]byte, len(t)+8)
-		copy(k, t)
-		binary.BigEndian.PutUint64(k[len(t):], idx[0])
-		var v []byte
-		if len(idx) > 1 {
-			v = make([]byte, 0, 2*len(idx))
-			for j := 1; j < len(idx); j++ {
-				v = binary.AppendUvarint(v, idx[j]-idx[j-1])
-			}
-		}
-		if err := txn.Set(k, v); err != nil {
+		if err := txn.Set(postingKey(t, idx[0]), postingValue(idx)); err != nil {
 			return fmt.Errorf("writing index key: %w", err)
 		}
 	}
 	clear(ps)
 	return nil
+}
+
+// postingKey is the key of a term's postings starting at index first.
+func postingKey(term string, first uint64) []byte {
+	k := make([]byte, len(term)+8)
+	copy(k, term)
+	binary.BigEndian.PutUint64(k[len(term):], first)
+	return k
+}
+
+// postingValue encodes the gaps after the first index.
+func postingValue(idx []uint64) []byte {
+	if len(idx) < 2 {
+		return nil
+	}
+	v := make([]byte, 0, 2*len(idx))
+	for j := 1; j < len(idx); j++ {
+		v = binary.AppendUvarint(v, idx[j]-idx[j-1])
+	}
+	return v
 }
 
 // decodePostings appends the indexes of one posting key (first index) and

@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -59,6 +60,11 @@ type Config struct {
 	// rewritten by every batch and leave garbage behind.
 	GCInterval time.Duration
 
+	// BulkLoad turns off the fsync of every batch. It is for building
+	// synthetic logs only: an acknowledged entry is then not durable until
+	// Close.
+	BulkLoad bool
+
 	valueLogFileSize int64 // tests shrink it to exercise GC
 }
 
@@ -72,6 +78,9 @@ type Log struct {
 
 	stopGC chan struct{}
 	gcDone chan struct{}
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // Open opens (or creates) the log in cfg.Dir and resumes from its durable
@@ -110,7 +119,7 @@ func Open(cfg Config) (*Log, error) {
 	// keeping leaves in the LSM tree (docs/benchmarks.md). Compression is
 	// off: it costs CPU on the append path and on every compaction.
 	opts := badger.DefaultOptions(cfg.Dir).
-		WithSyncWrites(true).
+		WithSyncWrites(!cfg.BulkLoad).
 		WithDetectConflicts(false).
 		WithNumVersionsToKeep(1).
 		WithLogger(badgerLogger{cfg.Logger}).
@@ -270,17 +279,15 @@ func (l *Log) QueueDepth() int64 { return l.seq.queued.Load() }
 // Close stops accepting appends, commits what is queued and closes the
 // database.
 func (l *Log) Close() error {
-	l.seq.close()
-	select {
-	case <-l.stopGC:
-	default:
+	l.closeOnce.Do(func() {
+		l.seq.close()
 		close(l.stopGC)
-	}
-	<-l.gcDone
-	if err := l.db.Close(); err != nil {
-		return fmt.Errorf("closing the database: %w", err)
-	}
-	return nil
+		<-l.gcDone
+		if err := l.db.Close(); err != nil {
+			l.closeErr = fmt.Errorf("closing the database: %w", err)
+		}
+	})
+	return l.closeErr
 }
 
 // badgerLogger routes Badger's messages to slog, dropping its chatty

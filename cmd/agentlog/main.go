@@ -37,6 +37,8 @@ var verbs = map[string]func(args []string, stdout, stderr io.Writer) error{
 	"session": runSession,
 	"bench":   runBench,
 	"query":   runQuery,
+	"reindex": runReindex,
+	"dev":     runDev,
 }
 
 const usage = `agentlog: a verifiable audit log for AI agents.
@@ -53,6 +55,8 @@ Usage:
   agentlog append  --server URL --session-token T --action A [--tool X] [--resource R] [--outcome O] [--attr k=v]...
   agentlog query   --server URL --token-file F [--agent A] [--action A] [--tool X] [--resource R] [--from T1] [--to T2]
                    [--outside-hours 09:00-17:00 --tz ZONE --weekdays mon-fri] [--limit N] [--json [--proof]]
+  agentlog reindex --data DIR [--check]    (offline: rebuild or check the query indexes)
+  agentlog dev synth --data DIR [--entries 10000000] [--agents 1000] [--days 365]
   agentlog bench append --server URL --token-file FILE [--concurrency N] [--batch N] [--duration D] [--size BYTES]
 
 Run "agentlog <verb> -h" for the flags of a verb.
