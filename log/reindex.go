@@ -169,3 +169,21 @@ func (l *Log) CheckIndex(ctx context.Context) error {
 	}
 	return nil
 }
+
+// IndexSize reports the number of index keys and their bytes (keys plus
+// values, before Badger's own overhead), for the figures in
+// docs/benchmarks.md.
+func (l *Log) IndexSize() (keys int, bytes int64, err error) {
+	err = l.db.View(func(txn *badger.Txn) error {
+		for _, prefix := range []string{"x/", "m/"} {
+			it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefix)})
+			for it.Rewind(); it.Valid(); it.Next() {
+				keys++
+				bytes += int64(len(it.Item().Key())) + it.Item().ValueSize()
+			}
+			it.Close()
+		}
+		return nil
+	})
+	return keys, bytes, err
+}

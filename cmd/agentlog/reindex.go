@@ -36,6 +36,9 @@ func runReindex(args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("the indexes do not match the entries: %w; run agentlog reindex --data %s", err, *data)
 		}
 		fmt.Fprintf(stdout, "indexes match the %d entries (%s)\n", l.Size(), time.Since(start).Round(time.Millisecond))
+		if keys, bytes, err := l.IndexSize(); err == nil && l.Size() > 0 {
+			fmt.Fprintf(stdout, "index: %d keys, %d bytes, %.1f bytes per entry\n", keys, bytes, float64(bytes)/float64(l.Size()))
+		}
 		return nil
 	}
 	last := time.Now()
