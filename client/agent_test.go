@@ -229,3 +229,28 @@ func TestAgentRevoked(t *testing.T) {
 		t.Fatalf("append after revocation: %v", err)
 	}
 }
+
+// FuzzParseAgentKey checks the client's key-file parser never panics and
+// agrees with the server package's.
+func FuzzParseAgentKey(f *testing.F) {
+	_, text := client.GenerateAgentKey("bot-1")
+	f.Add(text)
+	f.Add(client.AgentKeyPrefix + "x+")
+	f.Add("")
+	f.Fuzz(func(t *testing.T, s string) {
+		id, key, err := client.ParseAgentKey(s)
+		sid, skey, serr := identity.ParseKeyFile(s)
+		if err != nil {
+			if serr == nil {
+				t.Fatalf("client refused a key file the server package accepts: %q", s)
+			}
+			return
+		}
+		if len(key) != ed25519.PrivateKeySize {
+			t.Fatalf("bad key from %q", s)
+		}
+		if serr == nil && (sid != id || !skey.Equal(key)) {
+			t.Fatalf("parsers disagree on %q", s)
+		}
+	})
+}

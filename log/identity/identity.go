@@ -27,6 +27,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -478,18 +479,8 @@ func (s *Store) Agents() []*Agent {
 	for _, a := range s.agents {
 		out = append(out, clone(a))
 	}
-	slices.SortFunc(out, func(a, b *Agent) int { return cmpString(a.ID, b.ID) })
+	slices.SortFunc(out, func(a, b *Agent) int { return strings.Compare(a.ID, b.ID) })
 	return out
-}
-
-func cmpString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // CreateToken creates an operator token for role (admin, approver or

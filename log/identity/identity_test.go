@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	jsonv2 "github.com/go-json-experiment/json"
+
 	"github.com/agentlog/agentlog/client"
 	alog "github.com/agentlog/agentlog/log"
 )
@@ -386,6 +388,29 @@ func FuzzParseKeyFile(f *testing.F) {
 		}
 		if !ValidID(id) || len(k) != ed25519.PrivateKeySize {
 			t.Fatalf("accepted %q", s)
+		}
+	})
+}
+
+// FuzzAgentSpec feeds registration bodies through the HTTP layer's strict
+// decoding and validation: never a panic, and what validates is usable.
+func FuzzAgentSpec(f *testing.F) {
+	f.Add([]byte(`{"id":"bot","owner":"o","public_key":"` + strings.Repeat("A", 43) + `=","scope":{"actions":["db.*"],"hours":"09:00-17:00"}}`))
+	f.Add([]byte(`{"id":"bot","owner":"o","public_key":"AA=="}`))
+	f.Add([]byte(`{"scope":{"rate":"1/s","weekdays":"sat-sun","tz":"UTC"}}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var sp AgentSpec
+		if err := jsonv2.Unmarshal(b, &sp, jsonv2.RejectUnknownMembers(true)); err != nil {
+			return
+		}
+		if err := sp.validate(); err != nil {
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("error does not wrap ErrInvalid: %v", err)
+			}
+			return
+		}
+		if !ValidID(sp.ID) || len(sp.PublicKey) != ed25519.PublicKeySize {
+			t.Fatalf("accepted %+v", sp)
 		}
 	})
 }
