@@ -559,9 +559,9 @@ type Opened struct {
 // session and returns its credential.
 func (s *Store) OpenSession(ctx context.Context, r *OpenRequest, t time.Time, sig []byte) (*Opened, error) {
 	now := s.cfg.Now()
-	s.mu.Lock()
+	s.mu.RLock()
 	a, ok := s.agents[r.Agent]
-	s.mu.Unlock()
+	s.mu.RUnlock()
 	if !ok {
 		return nil, &DeniedError{Reason: ReasonUnknown}
 	}
@@ -574,19 +574,24 @@ func (s *Store) OpenSession(ctx context.Context, r *OpenRequest, t time.Time, si
 		d.Reason = ReasonStale
 		return nil, d
 	}
-	switch a.Status {
-	case StatusRevoked:
-		d.Reason = ReasonRevoked
-		return nil, d
-	case StatusPending:
-		return nil, fmt.Errorf("%w: agent %q awaits approval", ErrNotApproved, a.ID)
-	}
 	ttl := time.Duration(r.TTL) * time.Second
 	if r.TTL == 0 {
 		ttl = s.cfg.DefaultTTL
 	}
 	if ttl > s.cfg.MaxTTL || r.TTL > int64(s.cfg.MaxTTL/time.Second) {
 		return nil, fmt.Errorf("%w: ttl %ds is above the maximum %v", ErrInvalid, r.TTL, s.cfg.MaxTTL)
+	}
+	// Serialize with revocations, so no session is opened (or logged as
+	// opened) after its agent's revocation.
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	a = s.agents[r.Agent]
+	switch a.Status {
+	case StatusRevoked:
+		d.Reason = ReasonRevoked
+		return nil, d
+	case StatusPending:
+		return nil, fmt.Errorf("%w: agent %q awaits approval", ErrNotApproved, a.ID)
 	}
 	// Remember the nonce until the request could no longer be fresh. It
 	// is taken in memory first, so two concurrent replays cannot both pass.
@@ -601,9 +606,6 @@ func (s *Store) OpenSession(ctx context.Context, r *OpenRequest, t time.Time, si
 	s.nonces[nk] = forget
 	s.sweepLocked(now)
 	s.mu.Unlock()
-	if err := s.put("i/n/"+nk, true, forget.Sub(now)+time.Second); err != nil {
-		return nil, err
-	}
 
 	id, cred, h := newCredential(SessionPrefix)
 	se := &Session{ID: id, Agent: a.ID, Task: r.Task, Hash: h[:], Opened: now.UTC(), Expires: now.Add(ttl).UTC()}
@@ -611,8 +613,19 @@ func (s *Store) OpenSession(ctx context.Context, r *OpenRequest, t time.Time, si
 	if err := s.event(ctx, p, alog.KindSession, "session.opened", map[string]any{"expires": se.Expires, "ttl_seconds": int64(ttl / time.Second)}); err != nil {
 		return nil, err
 	}
-	if err := s.put("i/s/"+id, se, ttl+time.Hour); err != nil {
+	// The nonce and the session in one transaction: one fsync.
+	sb, err := json.Marshal(se)
+	if err != nil {
 		return nil, err
+	}
+	err = s.db.Update(func(txn *badger.Txn) error {
+		if err := txn.SetEntry(badger.NewEntry([]byte("i/n/"+nk), []byte("true")).WithTTL(forget.Sub(now) + time.Second)); err != nil {
+			return err
+		}
+		return txn.SetEntry(badger.NewEntry([]byte("i/s/"+id), sb).WithTTL(ttl + time.Hour))
+	})
+	if err != nil {
+		return nil, fmt.Errorf("storing session %s: %w", id, err)
 	}
 	s.setLocked(func() { s.sessions[id] = se })
 	return &Opened{Session: id, Credential: cred, Agent: a.ID, Task: r.Task, Expires: se.Expires}, nil
