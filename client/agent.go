@@ -220,7 +220,7 @@ func (a *Agent) Close(ctx context.Context) error {
 // key, waiting as the server asks (Retry-After) or backing off; when
 // retries run out after backpressure the error satisfies
 // errors.Is(err, ErrPushback). It stops when ctx ends.
-func (a *Agent) Append(ctx context.Context, recs ...Record) ([]Appended, error) {
+func (a *Agent) Append(ctx context.Context, recs ...Record) (res []Appended, err error) {
 	if len(recs) == 0 {
 		return nil, nil
 	}
@@ -229,7 +229,26 @@ func (a *Agent) Append(ctx context.Context, recs ...Record) ([]Appended, error) 
 		cred    string
 		key     string
 		renewed bool
+		// sid and seqEnd identify the sequence numbers this request took;
+		// maybeWritten is set once an attempt may have been appended
+		// (its answer was lost), after which they must not be reused.
+		sid          string
+		seqEnd       uint64
+		maybeWritten bool
 	)
+	defer func() {
+		if err == nil || maybeWritten {
+			return
+		}
+		// Nothing was appended: give the sequence numbers back, unless
+		// another request took numbers since, so no gap appears that is
+		// not a dropped record.
+		a.mu.Lock()
+		if a.session != nil && a.session.Session == sid && a.seq == seqEnd && !a.cfg.NoSequence && a.cfg.Key != nil {
+			a.seq -= uint64(len(recs))
+		}
+		a.mu.Unlock()
+	}()
 	prepare := func(forceNew bool) error {
 		a.mu.Lock()
 		defer a.mu.Unlock()
@@ -246,6 +265,7 @@ func (a *Agent) Append(ctx context.Context, recs ...Record) ([]Appended, error) 
 			return err
 		}
 		cred, key = s.Credential, newIdempotencyKey()
+		sid, seqEnd, maybeWritten = s.Session, a.seq, false
 		return nil
 	}
 	if err := prepare(false); err != nil {
@@ -259,8 +279,12 @@ func (a *Agent) Append(ctx context.Context, recs ...Record) ([]Appended, error) 
 		}
 		var he *HTTPError
 		isHTTP := errors.As(err, &he)
+		if !isHTTP || he.Status/100 == 5 && he.Status != http.StatusServiceUnavailable {
+			maybeWritten = true
+		}
 		switch {
 		case ctx.Err() != nil:
+			maybeWritten = true // the request may have been sent
 			return nil, err
 		case isHTTP && he.Status == http.StatusUnauthorized:
 			// Expired or closed session: open a new one once, if we can.

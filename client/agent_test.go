@@ -254,3 +254,27 @@ func FuzzParseAgentKey(f *testing.F) {
 		}
 	})
 }
+
+// TestAgentSequenceHasNoFalseGaps checks a request refused as a whole
+// gives its sequence numbers back, so the next records continue the
+// sequence without a gap that would look like a dropped record.
+func TestAgentSequenceHasNoFalseGaps(t *testing.T) {
+	tl := newAgentTestLog(t, nil)
+	key := tl.provision(t, "bot")
+	a, _ := client.NewAgent(tl.url, client.AgentConfig{ID: "bot", Key: key, Task: "t"})
+	ctx := context.Background()
+	r1, err := a.Append(ctx, client.Record{Action: "one"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Append(ctx, client.Record{Action: "bad\x00"}, client.Record{Action: "x"}); err == nil {
+		t.Fatal("invalid record accepted")
+	}
+	r2, err := a.Append(ctx, client.Record{Action: "two"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s1, s2 := tl.leaf(t, r1[0].Index).Seq, tl.leaf(t, r2[0].Index).Seq; s1 != 1 || s2 != 2 {
+		t.Fatalf("sequence %d then %d, want 1 then 2", s1, s2)
+	}
+}
