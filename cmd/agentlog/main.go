@@ -39,6 +39,8 @@ var verbs = map[string]func(args []string, stdout, stderr io.Writer) error{
 	"query":   runQuery,
 	"reindex": runReindex,
 	"dev":     runDev,
+	"audit":   runAudit,
+	"monitor": runMonitor,
 }
 
 const usage = `agentlog: a verifiable audit log for AI agents.
@@ -57,6 +59,8 @@ Usage:
                    [--outside-hours 09:00-17:00 --tz ZONE --weekdays mon-fri] [--limit N] [--json [--proof]]
   agentlog reindex --data DIR [--check]    (offline: rebuild or check the query indexes)
   agentlog dev synth --data DIR [--entries 10000000] [--agents 1000] [--days 365]
+  agentlog audit   --server URL --token-file F --policy FILE [--log-key FILE] [--from T --to T | --start N --end N] [--state FILE] [--json]
+  agentlog monitor --server URL --policy FILE [--log-key FILE] --state FILE [--interval D] [--once]
   agentlog bench append --server URL --token-file FILE [--concurrency N] [--batch N] [--duration D] [--size BYTES]
 
 Run "agentlog <verb> -h" for the flags of a verb.

@@ -1,0 +1,252 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/agentlog/agentlog/client"
+	"github.com/agentlog/agentlog/internal/atomicfile"
+	"github.com/agentlog/agentlog/witness"
+)
+
+func runAudit(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("audit", stderr)
+	server := fs.String("server", "http://127.0.0.1:8080", "log server URL")
+	tokenFile := fs.String("token-file", "", "auditor or admin token file (entry bundles and agent keys need one)")
+	policyFile := fs.String("policy", "", "c2sp.org/tlog-policy file: the checkpoint audited against must satisfy it")
+	logKey := fs.String("log-key", "", "file holding the log's verifier key (log.pub), trusted in addition to the policy's log lines")
+	from := fs.String("from", "", "audit the entries from this time (RFC 3339)")
+	to := fs.String("to", "", "audit the entries before this time (RFC 3339)")
+	start := fs.Int64("start", -1, "first entry index to audit")
+	end := fs.Int64("end", -1, "entry index to stop before (default: the checkpoint's size)")
+	stateFile := fs.String("state", "", "progress file: resume the audit it records, and record progress in it")
+	asJSON := fs.Bool("json", false, "print the report as JSON")
+	concurrency := fs.Int("concurrency", 16, "entry bundles fetched at once")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *tokenFile == "" {
+		return usagef("--token-file is required (an auditor or admin token)")
+	}
+	if *policyFile == "" {
+		return usagef("--policy is required")
+	}
+	if (*from != "" || *to != "") && (*start >= 0 || *end >= 0) {
+		return usagef("give --from/--to or --start/--end, not both")
+	}
+	cfg := client.AuditConfig{Concurrency: *concurrency}
+	var err error
+	if cfg.Policy, err = loadPolicy(*policyFile, *logKey); err != nil {
+		return err
+	}
+	for _, t := range []struct {
+		flag, v string
+		dst     *time.Time
+	}{{"from", *from, &cfg.From}, {"to", *to, &cfg.To}} {
+		if t.v == "" {
+			continue
+		}
+		if *t.dst, err = time.Parse(time.RFC3339Nano, t.v); err != nil {
+			return usagef("--%s %q is not an RFC 3339 time", t.flag, t.v)
+		}
+	}
+	if *start > 0 {
+		cfg.Start = uint64(*start)
+	}
+	if *end >= 0 {
+		if *end <= max(*start, 0) {
+			return usagef("--end must be greater than --start")
+		}
+		cfg.End = uint64(*end)
+	}
+	tok, err := readSecret(*tokenFile)
+	if err != nil {
+		return err
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = 2 * max(*concurrency, 1)
+	c, err := client.New(*server, client.WithToken(tok), client.WithHTTPClient(&http.Client{Transport: tr, Timeout: 5 * time.Minute}))
+	if err != nil {
+		return usagef("%s", err)
+	}
+	if *stateFile != "" {
+		st, err := loadAuditState(*stateFile)
+		if err != nil {
+			return err
+		}
+		if st != nil {
+			if (*start >= 0 && uint64(*start) != st.Start) || (*end >= 0 && uint64(*end) != st.End) || *from != "" || *to != "" {
+				return fmt.Errorf("%s records an audit of entries [%d, %d); give the same range or remove the file to start another audit", *stateFile, st.Start, st.End)
+			}
+			fmt.Fprintf(stderr, "resuming the audit of entries [%d, %d) at entry %d\n", st.Start, st.End, st.Next)
+			cfg.State = st
+		}
+		cfg.Save = func(st *client.AuditState) error {
+			b, err := json.Marshal(st)
+			if err != nil {
+				return err
+			}
+			return atomicfile.Write(*stateFile, b, 0o600)
+		}
+	}
+	p := newProgress(stderr)
+	cfg.Progress = p.update
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	r, err := c.Audit(ctx, cfg)
+	p.done()
+	if err != nil {
+		if errors.Is(err, context.Canceled) && *stateFile != "" {
+			return fmt.Errorf("interrupted; run the same command again to resume from %s", *stateFile)
+		}
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(r); err != nil {
+			return err
+		}
+	} else {
+		printAudit(stdout, r)
+	}
+	if !r.OK() {
+		return fmt.Errorf("%d finding(s)", len(r.Findings))
+	}
+	return nil
+}
+
+func printAudit(w io.Writer, r *client.AuditReport) {
+	fmt.Fprintf(w, "checkpoint: origin %s, size %d, root %x\n", r.Origin, r.TreeSize, r.Root)
+	if len(r.Cosigners) > 0 {
+		fmt.Fprintf(w, "cosigned by: %s\n", strings.Join(r.Cosigners, ", "))
+	}
+	fmt.Fprintf(w, "entries [%d, %d) audited: %d in this run in %s (%.0f entries/s), %d agent signatures verified\n",
+		r.Start, r.End, r.Entries, r.Duration.Round(time.Millisecond), r.PerSecond, r.Signed)
+	if r.OK() {
+		fmt.Fprintln(w, "no findings: every entry hashes into the checkpoint, times never go back, no sequence gaps, every signature verifies")
+		return
+	}
+	fmt.Fprintf(w, "%d finding(s):\n", len(r.Findings))
+	for _, f := range r.Findings {
+		fmt.Fprintf(w, "  %s\n", f)
+	}
+}
+
+// loadPolicy reads a c2sp.org/tlog-policy file, adding the log key of
+// logKeyFile (if given) to its logs.
+func loadPolicy(path, logKeyFile string) (*witness.Policy, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading the policy: %w", err)
+	}
+	p, err := witness.ParsePolicy(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if logKeyFile != "" {
+		k, err := os.ReadFile(logKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("reading the log key: %w", err)
+		}
+		vkey := strings.TrimSpace(string(k))
+		v, err := note.NewVerifier(vkey)
+		if err != nil {
+			return nil, fmt.Errorf("%s: not a note verifier key: %w", logKeyFile, err)
+		}
+		found := false
+		for _, l := range p.Logs {
+			found = found || l.VKey == vkey
+		}
+		if !found {
+			p.Logs = append(p.Logs, &witness.PolicyLog{VKey: vkey, Verifier: v})
+		}
+	}
+	if len(p.Logs) == 0 {
+		return nil, usagef("%s has no log line; add \"log <vkey>\" or give --log-key", path)
+	}
+	return p, nil
+}
+
+func loadAuditState(path string) (*client.AuditState, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the audit state: %w", err)
+	}
+	var st client.AuditState
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, fmt.Errorf("%s is not an audit state file: %w", path, err)
+	}
+	return &st, nil
+}
+
+// progress draws a progress bar on a terminal, or writes a line every
+// few seconds otherwise.
+type progress struct {
+	w     io.Writer
+	tty   bool
+	mu    sync.Mutex
+	start time.Time
+	last  time.Time
+	drawn bool
+}
+
+func newProgress(w io.Writer) *progress {
+	p := &progress{w: w, start: time.Now()}
+	if f, ok := w.(*os.File); ok {
+		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+			p.tty = true
+		}
+	}
+	return p
+}
+
+func (p *progress) update(done, total uint64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := time.Now()
+	every := 5 * time.Second
+	if p.tty {
+		every = 100 * time.Millisecond
+	}
+	if now.Sub(p.last) < every && done < total {
+		return
+	}
+	p.last = now
+	rate := float64(done) / max(now.Sub(p.start).Seconds(), 1e-9)
+	frac := 1.0
+	if total > 0 {
+		frac = float64(done) / float64(total)
+	}
+	if !p.tty {
+		fmt.Fprintf(p.w, "audit: %d/%d entries (%.1f%%), %.0f entries/s\n", done, total, 100*frac, rate)
+		return
+	}
+	const width = 30
+	n := int(frac * width)
+	fmt.Fprintf(p.w, "\r[%s%s] %5.1f%% %d/%d entries, %.0f/s ", strings.Repeat("=", n), strings.Repeat(" ", width-n), 100*frac, done, total, rate)
+	p.drawn = true
+}
+
+func (p *progress) done() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.drawn {
+		fmt.Fprintln(p.w)
+	}
+}
