@@ -474,3 +474,27 @@ func (c *Client) doHeaders(ctx context.Context, method, path string, body []byte
 	}
 	return b, nil
 }
+
+// VerifyLeafSignature checks the agent signature a leaf carries ("sig")
+// against the agent's registered Ed25519 public key, from the leaf alone
+// (docs/identity.md). It fails if the leaf has no signature.
+func VerifyLeafSignature(leaf []byte, pub ed25519.PublicKey) error {
+	var l struct {
+		Agent, Session, Task            string
+		Seq                             uint64
+		Action, Tool, Resource, Outcome string
+		Attributes                      json.RawMessage
+		Sig                             []byte
+	}
+	if err := json.Unmarshal(leaf, &l); err != nil {
+		return fmt.Errorf("leaf is not valid JSON: %w", err)
+	}
+	if len(l.Sig) == 0 {
+		return errors.New("leaf carries no agent signature")
+	}
+	msg := RecordSignedBytes(l.Agent, l.Session, l.Task, l.Seq, l.Action, l.Tool, l.Resource, l.Outcome, l.Attributes)
+	if len(pub) != ed25519.PublicKeySize || !ed25519.Verify(pub, msg, l.Sig) {
+		return fmt.Errorf("agent signature of the leaf does not verify with the key of %q", l.Agent)
+	}
+	return nil
+}

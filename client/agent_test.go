@@ -113,6 +113,18 @@ func TestAgentBatchesSignsAndNumbers(t *testing.T) {
 		if err := identity.VerifyLeaf(lf, agent.PublicKey); err != nil {
 			t.Fatalf("leaf %d: %v", i, err)
 		}
+		raw, _ := tl.l.Entry(r.Index)
+		if err := client.VerifyLeafSignature(raw, agent.PublicKey); err != nil {
+			t.Fatalf("leaf %d, client check: %v", i, err)
+		}
+		if err := client.VerifyLeafSignature(raw, key.Public().(ed25519.PublicKey)[:]); err != nil {
+			t.Fatalf("leaf %d: %v", i, err)
+		}
+	}
+	other, _ := client.GenerateAgentKey("other")
+	raw, _ := tl.l.Entry(got[0].Index)
+	if client.VerifyLeafSignature(raw, other.Public().(ed25519.PublicKey)) == nil {
+		t.Fatal("leaf signature verifies with another key")
 	}
 	if err := a.Close(ctx); err != nil {
 		t.Fatal(err)
