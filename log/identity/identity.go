@@ -73,6 +73,10 @@ func (e *DeniedError) Error() string { return "credential refused: " + e.Reason 
 // Is makes errors.Is(err, ErrDenied) hold.
 func (e *DeniedError) Is(t error) bool { return t == ErrDenied }
 
+// BootstrapAdmin is the principal name of the bootstrap admin token
+// (DATA/admin.token); no operator token may take it.
+const BootstrapAdmin = "admin"
+
 // Roles of principals.
 const (
 	RoleAdmin    = "admin"
@@ -488,6 +492,9 @@ func (s *Store) Agents() []*Agent {
 func (s *Store) CreateToken(ctx context.Context, by alog.Principal, name, role string) (*Token, string, error) {
 	if !ValidID(name) {
 		return nil, "", fmt.Errorf("%w: token name %q must be 1 to 64 letters, digits, '.', '_' or '-'", ErrInvalid, name)
+	}
+	if name == BootstrapAdmin {
+		return nil, "", fmt.Errorf("%w: token name %q is the bootstrap admin's", ErrInvalid, name)
 	}
 	if role != RoleAdmin && role != RoleApprover && role != RoleAuditor {
 		return nil, "", fmt.Errorf("%w: role %q: want admin, approver or auditor (agents use sessions)", ErrInvalid, role)

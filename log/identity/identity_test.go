@@ -229,6 +229,9 @@ func TestRegisterValidation(t *testing.T) {
 	if _, _, err := s.CreateToken(context.Background(), admin, "x", RoleAgent); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("agent-role token: %v", err)
 	}
+	if _, _, err := s.CreateToken(context.Background(), admin, BootstrapAdmin, RoleAdmin); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("token named like the bootstrap admin: %v", err)
+	}
 }
 
 // TestSignedBytesAgree checks the client's independent implementation of
