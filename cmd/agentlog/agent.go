@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -30,7 +31,8 @@ func runAgent(args []string, stdout, stderr io.Writer) error {
 	case "register":
 		owner := fs.String("owner", "", "who is accountable for the agent (default: the operator running this)")
 		desc := fs.String("description", "", "what the agent is for")
-		scope := fs.String("scope", "", "declared scope, e.g. 'actions=db.*;tools=sql;resources=customers/*;hours=09:00-17:00;tz=UTC;weekdays=mon-fri;rate=100/m'")
+		var scope multiFlag
+		fs.Var(&scope, "scope", "declared scope, e.g. 'actions=db.*;tools=sql;resources=customers/*;hours=09:00-17:00;tz=UTC;weekdays=mon-fri;rate=100/m' or its JSON form (repeatable: parts are joined)")
 		keyOut := fs.String("key-out", "", "file to write the agent's new private key to (mode 0600; give it to the agent)")
 		pubIn := fs.String("public-key-file", "", "register this agent key file's key instead of generating one (with no --key-out)")
 		noApprove := fs.Bool("no-approve", false, "only register; an approver approves later with \"agentlog agent approve\"")
@@ -43,7 +45,7 @@ func runAgent(args []string, stdout, stderr io.Writer) error {
 		if !identity.ValidID(*id) {
 			return usagef("--id %q: want 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit", *id)
 		}
-		sc, err := identity.ParseScope(*scope)
+		sc, err := parseScopeFlags(scope)
 		if err != nil {
 			return usagef("--scope: %s", err)
 		}
@@ -131,14 +133,15 @@ func runAgent(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "agent %s is %s\n", a.ID, a.Status)
 		return nil
 	case "scope":
-		scope := fs.String("scope", "", "the new declared scope (same form as for register)")
+		var scope multiFlag
+		fs.Var(&scope, "scope", "the new declared scope (same form as for register; repeatable)")
 		if err := parseFlags(fs, args[1:]); err != nil {
 			return err
 		}
 		if *id == "" {
 			return usagef("--id is required")
 		}
-		sc, err := identity.ParseScope(*scope)
+		sc, err := parseScopeFlags(scope)
 		if err != nil {
 			return usagef("--scope: %s", err)
 		}
@@ -175,4 +178,18 @@ func runAgent(args []string, stdout, stderr io.Writer) error {
 		return tw.Flush()
 	}
 	return usagef("unknown agent verb %q: want register, approve, list, show, revoke or scope", verb)
+}
+
+// parseScopeFlags reads the --scope values: one JSON object, or key=value
+// parts that are joined with ";".
+func parseScopeFlags(vals []string) (identity.Scope, error) {
+	if len(vals) == 1 {
+		return identity.ParseScope(vals[0])
+	}
+	for _, v := range vals {
+		if strings.HasPrefix(strings.TrimSpace(v), "{") {
+			return identity.Scope{}, fmt.Errorf("a JSON scope must be the only --scope")
+		}
+	}
+	return identity.ParseScope(strings.Join(vals, ";"))
 }

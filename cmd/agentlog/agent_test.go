@@ -93,8 +93,8 @@ func TestProvisioningCLI(t *testing.T) {
 
 	// The contract's form: generate the key, register and approve.
 	key2 := filepath.Join(work, "bot-2.key")
-	mustCLI(t, bin, "agent", "register", s, "--admin-token-file", admin, "--id", "bot-2", "--key-out", key2)
-	if show := mustCLI(t, bin, "agent", "show", s, "--token-file", auditorFile, "--id", "bot-2"); !strings.Contains(show, `"status": "approved"`) {
+	mustCLI(t, bin, "agent", "register", s, "--admin-token-file", admin, "--id", "bot-2", "--scope", "actions=db.*", "--scope", "tools=sql", "--key-out", key2)
+	if show := mustCLI(t, bin, "agent", "show", s, "--token-file", auditorFile, "--id", "bot-2"); !strings.Contains(show, `"status": "approved"`) || !strings.Contains(show, `"tools": [`) {
 		t.Fatalf("agent show:\n%s", show)
 	}
 

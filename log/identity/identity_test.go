@@ -287,11 +287,20 @@ func TestScope(t *testing.T) {
 			t.Errorf("Allows(%s, %s, %s, %v) = %v", tc.action, tc.tool, tc.res, tc.at, got)
 		}
 	}
+	for _, alt := range []string{
+		`{"actions":["db.*","payments.refund"],"tools":["sql"],"resources":["customers/*"],"hours":"09:00-17:00","tz":"Europe/Paris","weekdays":"mon-fri","rate":"100/m"}`,
+		"action=db.*,payments.refund;tool=sql;resource=customers/*;hours=09:00-17:00;tz=Europe/Paris;weekdays=mon-fri;rate=100/m",
+	} {
+		got, err := ParseScope(alt)
+		if b2, _ := json.Marshal(got); err != nil || string(b2) != string(b) {
+			t.Fatalf("ParseScope(%s) = %s, %v; want %s", alt, b2, err, b)
+		}
+	}
 	night, _ := ParseScope("hours=22:00-06:00;weekdays=fri-mon")
 	if !night.Allows("x", "", "", time.Date(2026, 11, 29, 23, 0, 0, 0, time.UTC)) || night.Allows("x", "", "", time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)) {
 		t.Fatal("window across midnight")
 	}
-	for _, bad := range []string{"actions", "foo=bar", "hours=9-17", "hours=09:00-09:00", "tz=Mars/Base", "weekdays=mon-xyz", "rate=0/s", "rate=5/d", "actions=[", "actions=a;actions=b", "hours=+9:00-10:00"} {
+	for _, bad := range []string{"actions", "foo=bar", "hours=9-17", "hours=09:00-09:00", "tz=Mars/Base", "weekdays=mon-xyz", "rate=0/s", "rate=5/d", "actions=[", "actions=a;actions=b", "action=a;actions=b", "hours=+9:00-10:00", `{"actions":"x"}`, `{"bogus":1}`} {
 		if _, err := ParseScope(bad); !errors.Is(err, ErrInvalid) {
 			t.Errorf("ParseScope(%q) = %v, want ErrInvalid", bad, err)
 		}

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	jsonv2 "github.com/go-json-experiment/json"
 )
 
 // Scope is what an agent declares it will do when it is registered. The
@@ -38,9 +40,17 @@ const (
 //
 //	actions=db.query,db.write;tools=sql;resources=customers/*;hours=09:00-17:00;tz=Europe/Paris;weekdays=mon-fri;rate=100/m
 //
-// An empty string is the empty scope (allows anything).
+// "action", "tool" and "resource" are accepted for their plurals. A string
+// starting with "{" is read as the scope's JSON form instead. An empty
+// string is the empty scope (allows anything).
 func ParseScope(s string) (Scope, error) {
 	var sc Scope
+	if t := strings.TrimSpace(s); strings.HasPrefix(t, "{") {
+		if err := jsonv2.Unmarshal([]byte(t), &sc, jsonv2.RejectUnknownMembers(true)); err != nil {
+			return Scope{}, fmt.Errorf("%w: scope JSON: %s", ErrInvalid, strings.TrimPrefix(err.Error(), "json: "))
+		}
+		return sc, sc.Validate()
+	}
 	seen := map[string]bool{}
 	for _, part := range strings.Split(s, ";") {
 		part = strings.TrimSpace(part)
@@ -52,10 +62,10 @@ func ParseScope(s string) (Scope, error) {
 		if !ok || v == "" {
 			return Scope{}, fmt.Errorf("%w: scope %q: want key=value", ErrInvalid, part)
 		}
-		if seen[k] {
+		if seen[strings.TrimSuffix(k, "s")] {
 			return Scope{}, fmt.Errorf("%w: scope key %q given twice", ErrInvalid, k)
 		}
-		seen[k] = true
+		seen[strings.TrimSuffix(k, "s")] = true
 		list := func() []string {
 			var out []string
 			for _, x := range strings.Split(v, ",") {
@@ -66,12 +76,12 @@ func ParseScope(s string) (Scope, error) {
 			return out
 		}
 		switch k {
-		case "actions":
-			sc.Actions = list()
-		case "tools":
-			sc.Tools = list()
-		case "resources":
-			sc.Resources = list()
+		case "actions", "action":
+			sc.Actions = append(sc.Actions, list()...)
+		case "tools", "tool":
+			sc.Tools = append(sc.Tools, list()...)
+		case "resources", "resource":
+			sc.Resources = append(sc.Resources, list()...)
 		case "hours":
 			sc.Hours = v
 		case "tz":
