@@ -170,7 +170,7 @@ func (f Finding) String() string {
 	return b.String()
 }
 
-func idx(i uint64) *uint64 { return &i }
+func atIndex(i uint64) *uint64 { return &i }
 
 // AuditState is an audit's progress, enough to resume it: the range and
 // checkpoint being audited, the compact range of the verified prefix
@@ -240,7 +240,7 @@ type AuditReport struct {
 // OK reports whether the audit found nothing.
 func (r *AuditReport) OK() bool { return len(r.Findings) == 0 }
 
-var hasher = rfc6962.DefaultHasher
+var rfcHasher = rfc6962.DefaultHasher
 
 // Audit fetches the entries of a range and the log's hash tiles, recomputes
 // the tree from the entries and checks that they hash into a checkpoint
@@ -306,7 +306,7 @@ func (c *Client) Audit(ctx context.Context, cfg AuditConfig) (*AuditReport, erro
 	if st.Next < st.Start || st.Next > st.End || st.End > v.Size {
 		return nil, fmt.Errorf("audit: state is inconsistent (start %d, next %d, end %d, tree size %d)", st.Start, st.Next, st.End, v.Size)
 	}
-	cr, err := factory.NewRange(0, st.Next, st.Range)
+	cr, err := rangeFactory.NewRange(0, st.Next, st.Range)
 	if err != nil {
 		return nil, fmt.Errorf("audit: state's compact range: %w", err)
 	}
@@ -335,7 +335,7 @@ func (c *Client) Audit(ctx context.Context, cfg AuditConfig) (*AuditReport, erro
 	return r, nil
 }
 
-var factory = compact.RangeFactory{Hash: hasher.HashChildren}
+var rangeFactory = compact.RangeFactory{Hash: rfcHasher.HashChildren}
 
 type auditor struct {
 	c    *Client
@@ -401,7 +401,7 @@ func (a *auditor) leftRange(ctx context.Context, n uint64) ([][]byte, error) {
 			tiles[[2]uint64{l, ti}] = t
 		}
 		off := first % tileWidth
-		sub := factory.NewEmptyRange(0)
+		sub := rangeFactory.NewEmptyRange(0)
 		for i := off; i < off+1<<r; i++ {
 			if int(i+1)*hashSize > len(t) {
 				return nil, fmt.Errorf("audit: hash tile %d/%d is too short", l, ti)
@@ -503,18 +503,18 @@ func (a *auditor) fetch(ctx context.Context, k, lo, hi uint64) *bundle {
 	b.leaves = make([]*auditLeaf, len(entries))
 	for j, e := range entries {
 		i := base + uint64(j)
-		h := hasher.HashLeaf(e)
+		h := rfcHasher.HashLeaf(e)
 		b.hashes[j] = h
 		if i < lo || i >= hi {
 			continue
 		}
 		if !bytes.Equal(h, tile[j*hashSize:(j+1)*hashSize]) {
-			b.findings = append(b.findings, Finding{Kind: FindingTile, Index: idx(i),
+			b.findings = append(b.findings, Finding{Kind: FindingTile, Index: atIndex(i),
 				Message: fmt.Sprintf("the entry hashes to %x but hash tile %s says %x", h, tilePath(0, k, w, false), tile[j*hashSize:(j+1)*hashSize])})
 		}
 		var l auditLeaf
 		if err := json.Unmarshal(e, &l); err != nil || l.Time.IsZero() || l.Kind == "" {
-			b.findings = append(b.findings, Finding{Kind: FindingEntry, Index: idx(i), Message: "the entry is not a leaf with a time and a kind"})
+			b.findings = append(b.findings, Finding{Kind: FindingEntry, Index: atIndex(i), Message: "the entry is not a leaf with a time and a kind"})
 			continue
 		}
 		b.leaves[j] = &l
@@ -530,7 +530,7 @@ func (a *auditor) fetch(ctx context.Context, k, lo, hi uint64) *bundle {
 		if ed25519.Verify(pub, msg, l.Sig) {
 			b.signed++
 		} else {
-			b.findings = append(b.findings, Finding{Kind: FindingSignature, Index: idx(i), Agent: l.Agent, Session: l.Session,
+			b.findings = append(b.findings, Finding{Kind: FindingSignature, Index: atIndex(i), Agent: l.Agent, Session: l.Session,
 				Message: fmt.Sprintf("the agent signature does not verify with the registered key of %q", l.Agent)})
 		}
 	}
@@ -611,7 +611,7 @@ func (a *auditor) run(ctx context.Context) error {
 func (a *auditor) leaf(ctx context.Context, i uint64, l *auditLeaf, badKey map[string]bool) {
 	st := a.st
 	if i > st.Start && l.Time.Before(st.LastTime) {
-		st.Findings = append(st.Findings, Finding{Kind: FindingTime, Index: idx(i),
+		st.Findings = append(st.Findings, Finding{Kind: FindingTime, Index: atIndex(i),
 			Message: fmt.Sprintf("time %s is earlier than the previous entry's %s", l.Time.UTC().Format(time.RFC3339Nano), st.LastTime.UTC().Format(time.RFC3339Nano))})
 	}
 	if l.Time.After(st.LastTime) || i == st.Start {
@@ -620,7 +620,7 @@ func (a *auditor) leaf(ctx context.Context, i uint64, l *auditLeaf, badKey map[s
 	if len(l.Sig) > 0 && !badKey[l.Agent] {
 		if _, err := a.key(ctx, l.Agent); err != nil {
 			badKey[l.Agent] = true
-			st.Findings = append(st.Findings, Finding{Kind: FindingAgentKey, Index: idx(i), Agent: l.Agent,
+			st.Findings = append(st.Findings, Finding{Kind: FindingAgentKey, Index: atIndex(i), Agent: l.Agent,
 				Message: fmt.Sprintf("cannot check the signatures of %q: fetching its registered key: %v", l.Agent, err)})
 		}
 	}
@@ -645,7 +645,7 @@ func (a *auditor) leaf(ctx context.Context, i uint64, l *auditLeaf, badKey map[s
 		}
 		s.Last = i
 		if !s.add(l.Seq) {
-			st.Findings = append(st.Findings, Finding{Kind: FindingSeqDup, Index: idx(i), Agent: l.Agent, Session: l.Session,
+			st.Findings = append(st.Findings, Finding{Kind: FindingSeqDup, Index: atIndex(i), Agent: l.Agent, Session: l.Session,
 				Message: fmt.Sprintf("sequence number %d of session %s appears again", l.Seq, l.Session)})
 		}
 	}
@@ -727,7 +727,7 @@ func (s *sessionSeq) gaps(session string) []Finding {
 	if count == 0 {
 		return nil
 	}
-	return []Finding{{Kind: FindingSeqGap, Index: idx(s.Last), Agent: s.Agent, Session: session, Missing: missing,
+	return []Finding{{Kind: FindingSeqGap, Index: atIndex(s.Last), Agent: s.Agent, Session: session, Missing: missing,
 		Message: fmt.Sprintf("session %s of %q is missing %d record(s) by sequence number: %s", session, s.Agent, count, strings.Join(missing, ", "))}}
 }
 
@@ -755,7 +755,7 @@ func (a *auditor) finish(ctx context.Context, root []byte) {
 	} else {
 		p, err := a.c.ConsistencyProof(ctx, st.End, a.size)
 		if err == nil {
-			err = proof.VerifyConsistency(hasher, st.End, a.size, p, got, root)
+			err = proof.VerifyConsistency(rfcHasher, st.End, a.size, p, got, root)
 		}
 		if err != nil {
 			what = fmt.Sprintf("the entries hash to root %x at size %d, which is not proven consistent with the checkpoint of size %d: %v", got, st.End, a.size, err)

@@ -33,13 +33,13 @@ type InconsistencyError struct {
 }
 
 func (e *InconsistencyError) Error() string {
-	return fmt.Sprintf("%s: %s\n\ntrusted checkpoint:\n%s\ncheckpoint from %s:\n%s", e.Kind, e.Reason, indent(e.Trusted), e.Source, indent(e.Other))
+	return fmt.Sprintf("%s: %s\n\ntrusted checkpoint:\n%s\ncheckpoint from %s:\n%s", e.Kind, e.Reason, indentNote(e.Trusted), e.Source, indentNote(e.Other))
 }
 
 // Unwrap makes errors.Is(err, ErrInconsistent) true.
 func (e *InconsistencyError) Unwrap() error { return ErrInconsistent }
 
-func indent(b []byte) string {
+func indentNote(b []byte) string {
 	s := strings.TrimSuffix(string(b), "\n")
 	return "    " + strings.ReplaceAll(s, "\n", "\n    ") + "\n"
 }
@@ -187,7 +187,7 @@ func (m *Monitor) consistent(ctx context.Context, trusted, other *witness.Verifi
 	if err != nil {
 		return fmt.Errorf("monitor: fetching the consistency proof from size %d to %d: %w", a.Size, b.Size, err)
 	}
-	if err := proof.VerifyConsistency(hasher, a.Size, b.Size, p, a.Root, b.Root); err != nil {
+	if err := proof.VerifyConsistency(rfcHasher, a.Size, b.Size, p, a.Root, b.Root); err != nil {
 		return bad(fmt.Sprintf("the log's consistency proof from size %d to %d does not verify: %v", a.Size, b.Size, err))
 	}
 	return nil
