@@ -1,9 +1,11 @@
 package log
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
+	"sort"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -104,12 +106,32 @@ func (l *Log) Search(ctx context.Context, f *query.Filter, start, size uint64, l
 			exact = append(exact, m)
 		}
 	}
+	// When every condition is an indexed exact match, the intersection of
+	// the posting lists is the answer and the leaves need no check; the
+	// time bounds are exact through the time index.
+	indexed := f.Outside == nil && len(exact) == len(f.Matches) && len(exact) > 0
 	err = l.db.View(func(txn *badger.Txn) error {
+		dense := false
+		if len(exact) > 0 {
+			// Terms most entries have are cheaper to find by a sequential
+			// scan than by reading their postings' entries one by one.
+			sparsest := 1.0
+			for _, m := range exact {
+				d, err := termDensity(txn, termPrefix(FieldByte[m.Field], m.Value), lo, hi)
+				if err != nil {
+					return err
+				}
+				sparsest = min(sparsest, d)
+			}
+			dense = sparsest > denseTermShare
+		}
 		check := func(i uint64, leaf []byte) (bool, error) {
 			st.Candidates++
-			ok, err := LeafMatches(f, leaf)
-			if err != nil || !ok {
-				return false, err
+			if !indexed || dense {
+				ok, err := matchLeaf(f, leaf)
+				if err != nil || !ok {
+					return false, err
+				}
 			}
 			st.Matches++
 			if err := emit(i, leaf); err != nil {
@@ -121,7 +143,7 @@ func (l *Log) Search(ctx context.Context, f *query.Filter, start, size uint64, l
 			}
 			return false, nil
 		}
-		if len(exact) == 0 {
+		if len(exact) == 0 || dense {
 			return l.scan(ctx, txn, lo, hi, &st, check)
 		}
 		cursors := make([]*postingCursor, len(exact))
@@ -191,9 +213,50 @@ func (l *Log) scan(ctx context.Context, txn *badger.Txn, lo, hi uint64, st *Sear
 	return nil
 }
 
+// denseTermShare is the share of entries above which a term is found by a
+// sequential scan rather than through its postings (tests vary it).
+var denseTermShare = 0.05
+
+// termDensity estimates the share of the entries in [lo, hi) that hold a
+// term, from its first posting blocks at or after lo.
+func termDensity(txn *badger.Txn, prefix []byte, lo, hi uint64) (float64, error) {
+	const blocks = 64
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+	defer it.Close()
+	var n, last uint64
+	seen := 0
+	for it.Seek(binary.BigEndian.AppendUint64(append([]byte{}, prefix...), lo)); it.Valid() && seen < blocks; it.Next() {
+		k := it.Item().Key()
+		if len(k) != len(prefix)+8 {
+			continue
+		}
+		last = binary.BigEndian.Uint64(k[len(prefix):])
+		if last >= hi {
+			break
+		}
+		seen++
+		n++
+		if err := it.Item().Value(func(v []byte) error {
+			for _, b := range v {
+				if b < 0x80 { // the last byte of each uvarint
+					n++
+				}
+			}
+			return nil
+		}); err != nil {
+			return 0, err
+		}
+	}
+	if seen < blocks || last <= lo {
+		return float64(n) / float64(max(hi-lo, 1)), nil
+	}
+	return float64(n) / float64(last-lo+1), nil
+}
+
 // postingCursor walks one term's postings in index order.
 type postingCursor struct {
 	it     *badger.Iterator
+	rit    *badger.Iterator // reverse, for jumps
 	prefix []byte
 	buf    []uint64 // decoded indexes of the current block, from pos
 	pos    int
@@ -203,26 +266,30 @@ type postingCursor struct {
 func newPostingCursor(txn *badger.Txn, field byte, value string, from uint64) (*postingCursor, error) {
 	prefix := termPrefix(field, value)
 	c := &postingCursor{prefix: prefix}
-	seek := binary.BigEndian.AppendUint64(append([]byte{}, prefix...), from)
-	// The block holding from may start before it: find the last block
-	// starting at or before from with a reverse seek.
-	rit := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, Reverse: true})
-	rit.Seek(seek)
-	if rit.Valid() {
-		seek = rit.Item().KeyCopy(nil)
-	}
-	rit.Close()
-	c.it = txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: true, PrefetchSize: 64})
-	c.it.Seek(seek)
-	if err := c.load(); err != nil {
-		c.it.Close()
-		return nil, err
-	}
-	if err := c.advance(from); err != nil {
-		c.it.Close()
+	c.rit = txn.NewIterator(badger.IteratorOptions{Prefix: prefix, Reverse: true})
+	c.it = txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: true, PrefetchSize: 16})
+	if err := c.seek(from); err != nil {
+		c.close()
 		return nil, err
 	}
 	return c, nil
+}
+
+// seek positions the cursor at the first posting >= i. The block holding
+// i may start before it, so it starts from the last block starting at or
+// before i, found with the reverse iterator.
+func (c *postingCursor) seek(i uint64) error {
+	key := binary.BigEndian.AppendUint64(append([]byte{}, c.prefix...), i)
+	c.rit.Seek(key)
+	if c.rit.Valid() {
+		key = c.rit.Item().KeyCopy(key[:0])
+	}
+	c.it.Seek(key)
+	c.done = false
+	if err := c.load(); err != nil {
+		return err
+	}
+	return c.skipTo(i, -1)
 }
 
 // load decodes the block under the iterator, or marks the cursor done.
@@ -261,14 +328,22 @@ func (c *postingCursor) peek() (uint64, bool) {
 	return c.buf[c.pos], true
 }
 
-// advance moves to the first index >= i.
-func (c *postingCursor) advance(i uint64) error {
-	for !c.done {
-		for c.pos < len(c.buf) && c.buf[c.pos] < i {
-			c.pos++
-		}
+// advance moves to the first index >= i: within the current block by
+// binary search, through the next few blocks one by one, and by a seek
+// when the target lies further away.
+func (c *postingCursor) advance(i uint64) error { return c.skipTo(i, 4) }
+
+// skipTo moves to the first index >= i, loading at most maxBlocks blocks
+// before it seeks instead (-1: never seek).
+func (c *postingCursor) skipTo(i uint64, maxBlocks int) error {
+	for n := 0; !c.done; n++ {
+		rest := c.buf[c.pos:]
+		c.pos += sort.Search(len(rest), func(j int) bool { return rest[j] >= i })
 		if c.pos < len(c.buf) {
 			return nil
+		}
+		if maxBlocks >= 0 && n >= maxBlocks {
+			return c.seek(i)
 		}
 		if err := c.load(); err != nil {
 			return err
@@ -277,7 +352,10 @@ func (c *postingCursor) advance(i uint64) error {
 	return nil
 }
 
-func (c *postingCursor) close() { c.it.Close() }
+func (c *postingCursor) close() {
+	c.it.Close()
+	c.rit.Close()
+}
 
 // intersect advances the cursors to the next index they all hold.
 func intersect(cs []*postingCursor) (uint64, bool, error) {
@@ -307,4 +385,58 @@ func intersect(cs []*postingCursor) (uint64, bool, error) {
 			return hi, true, nil
 		}
 	}
+}
+
+// matchLeaf is LeafMatches for leaves this log wrote, without decoding
+// them. A leaf's top-level fields come in a fixed order before
+// "attributes", each string escaped by appendField; inside a string a
+// quote is always escaped, so `,"<field>":"` can only be the field's own
+// key, and comparing escaped bytes equals comparing the strings (escaping
+// is done character by character, so it preserves prefixes too).
+func matchLeaf(f *query.Filter, leaf []byte) (bool, error) {
+	top := leaf
+	if i := bytes.Index(top, []byte(`,"attributes":`)); i >= 0 {
+		top = top[:i]
+	}
+	var buf [64]byte
+	for _, m := range f.Matches {
+		key := append(append(append(buf[:0], `,"`...), m.Field...), `":"`...)
+		v := fieldValue(top, key)
+		want := appendField(nil, "", m.Value)
+		want = want[1 : len(want)-1] // without the quotes
+		// An absent field compares as the empty string, as in LeafMatches.
+		if m.Prefix && !bytes.HasPrefix(v, want) || !m.Prefix && !bytes.Equal(v, want) {
+			return false, nil
+		}
+	}
+	if !f.From.IsZero() || !f.To.IsZero() || f.Outside != nil {
+		t, err := leafTime(leaf)
+		if err != nil {
+			return false, err
+		}
+		times := query.Filter{From: f.From, To: f.To, Outside: f.Outside}
+		if !times.MatchEntry(t, nil) {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// fieldValue returns the escaped bytes of the string after key, or nil if
+// the key is absent.
+func fieldValue(top, key []byte) []byte {
+	i := bytes.Index(top, key)
+	if i < 0 {
+		return nil
+	}
+	v := top[i+len(key):]
+	for j := 0; j < len(v); j++ {
+		switch v[j] {
+		case '\\':
+			j++
+		case '"':
+			return v[:j:j]
+		}
+	}
+	return nil
 }

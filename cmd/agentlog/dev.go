@@ -86,6 +86,7 @@ func runSynth(args []string, stdout, stderr io.Writer) error {
 	start := time.Now()
 	written := 0
 	var bursts []burst
+	seq := map[int]uint64{} // next sequence number of each agent's session of the day
 	for d := 0; d < *days && written < *entries; d++ {
 		day := begin.AddDate(0, 0, d)
 		weekend := day.Weekday() == time.Saturday || day.Weekday() == time.Sunday
@@ -109,6 +110,7 @@ func runSynth(args []string, stdout, stderr io.Writer) error {
 			n += b.n
 		}
 		slices.SortFunc(bursts, func(a, b burst) int { return a.at.Compare(b.at) })
+		clear(seq) // one session per agent per day
 		for _, b := range bursts {
 			n := min(b.n, *entries-written)
 			if n <= 0 {
@@ -127,9 +129,10 @@ func runSynth(args []string, stdout, stderr io.Writer) error {
 					Tool:     tools[a%len(tools)],
 					Resource: fmt.Sprintf(resources[r.IntN(len(resources))], r.IntN(100_000)),
 					Outcome:  outcomes[r.IntN(len(outcomes))],
-					Seq:      uint64(i + 1),
+					Seq:      seq[b.agent] + uint64(i+1),
 				}
 			}
+			seq[b.agent] += uint64(n)
 			now.Store(b.at.UnixNano())
 			if _, err := l.Append(context.Background(), p, alog.KindAction, recs[:n]); err != nil {
 				return fmt.Errorf("appending: %w", err)

@@ -16,6 +16,7 @@ func runReindex(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("reindex", stderr)
 	data := fs.String("data", "agentlog-data", "data directory of a log no server is using")
 	check := fs.Bool("check", false, "only compare the indexes with the entries; change nothing")
+	stats := fs.Bool("stats", false, "only print the size of the indexes; change nothing")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -31,6 +32,14 @@ func runReindex(args []string, stdout, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	start := time.Now()
+	if *stats {
+		keys, bytes, err := l.IndexSize()
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "index: %d keys, %d bytes, %.1f bytes per entry over %d entries\n", keys, bytes, float64(bytes)/float64(max(l.Size(), 1)), l.Size())
+		return nil
+	}
 	if *check {
 		if err := l.CheckIndex(ctx); err != nil {
 			return fmt.Errorf("the indexes do not match the entries: %w; run agentlog reindex --data %s", err, *data)

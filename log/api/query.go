@@ -144,16 +144,33 @@ func (s *Server) getQuery(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("X-Agentlog-Tree-Size", strconv.FormatUint(size, 10))
 	bw := bufio.NewWriterSize(w, 64<<10)
 	enc := json.NewEncoder(bw)
+	// Lines are written by hand: the leaf is already compact JSON, and
+	// encoding/json would re-validate and re-compact every one.
+	var line []byte
 	st, serr := s.cfg.Log.Search(r.Context(), f, start, size, limit, func(i uint64, leaf []byte) error {
-		m := QueryMatch{Index: i, Entry: leaf}
+		line = append(line[:0], `{"index":`...)
+		line = strconv.AppendUint(line, i, 10)
+		line = append(line, `,"entry":`...)
+		line = append(line, leaf...)
 		if withProof {
 			p, err := s.cfg.Log.Tree().InclusionProof(i, size)
 			if err != nil {
 				return err
 			}
-			m.InclusionProof = nonNil(p)
+			line = append(line, `,"inclusion_proof":[`...)
+			for j, h := range p {
+				if j > 0 {
+					line = append(line, ',')
+				}
+				line = append(line, '"')
+				line = base64.StdEncoding.AppendEncode(line, h)
+				line = append(line, '"')
+			}
+			line = append(line, ']')
 		}
-		return enc.Encode(m)
+		line = append(line, '}', '\n')
+		_, err := bw.Write(line)
+		return err
 	})
 	sum := QuerySummary{TreeSize: size, Start: st.Start, End: st.End, Next: st.Next, Matches: st.Matches}
 	if st.Next < st.End {
