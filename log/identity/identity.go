@@ -201,6 +201,9 @@ func Open(db *badger.DB, log Appender, cfg Config) (*Store, error) {
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
 			k := string(it.Item().Key())
+			if len(k) < 4 || k[:4] == "i/k/" {
+				continue // idempotency keys are read when a request names one
+			}
 			v, err := it.Item().ValueCopy(nil)
 			if err != nil {
 				return err
@@ -226,13 +229,6 @@ func Open(db *badger.DB, log Appender, cfg Config) (*Store, error) {
 				s.sessions[se.ID] = &se
 			case "i/n/":
 				s.nonces[k[4:]] = time.Unix(int64(it.Item().ExpiresAt()), 0)
-			case "i/k/":
-				var e idemEntry
-				if err := json.Unmarshal(v, &e); err != nil {
-					return fmt.Errorf("%s: %w", k, err)
-				}
-				e.done = closedChan
-				s.idem[k[4:]] = &e
 			}
 		}
 		return nil
@@ -727,6 +723,8 @@ func (s *Store) Idempotent(ctx context.Context, p alog.Principal, key string, bo
 	}
 	h := sha256.Sum256(body)
 	k := p.Session + "/" + key
+	// A result written before a restart is read outside the lock.
+	stored, hasStored := s.storedIdem(k)
 	for {
 		now := s.cfg.Now()
 		s.mu.Lock()
@@ -734,6 +732,10 @@ func (s *Store) Idempotent(ctx context.Context, p alog.Principal, key string, bo
 		if ok && now.After(e.Expires) && isClosed(e.done) {
 			delete(s.idem, k)
 			ok = false
+		}
+		if !ok && hasStored {
+			e, ok, hasStored = stored, true, false
+			s.idem[k] = e
 		}
 		if !ok {
 			expires := now.Add(s.cfg.IdempotencyTTL)
@@ -780,6 +782,23 @@ func (s *Store) Idempotent(ctx context.Context, p alog.Principal, key string, bo
 		}
 		// The first attempt failed: try again.
 	}
+}
+
+// storedIdem reads an idempotency result written to Badger.
+func (s *Store) storedIdem(k string) (*idemEntry, bool) {
+	var e idemEntry
+	err := s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get([]byte("i/k/" + k))
+		if err != nil {
+			return err
+		}
+		return item.Value(func(v []byte) error { return json.Unmarshal(v, &e) })
+	})
+	if err != nil || s.cfg.Now().After(e.Expires) {
+		return nil, false
+	}
+	e.done = closedChan
+	return &e, true
 }
 
 // idemWrite is one idempotency result waiting to be written.
