@@ -79,6 +79,9 @@ func (s *Server) recordDenied(r *http.Request, route string, p alog.Principal, e
 	}
 	host, _, _ := net.SplitHostPort(r.RemoteAddr)
 	attrs := map[string]any{"reason": reason, "status": status, "method": r.Method, "path": path, "remote": host}
+	if d != nil && d.Token != "" {
+		attrs["token"] = d.Token
+	}
 	if suppressed > 0 {
 		attrs["suppressed"] = suppressed
 	}

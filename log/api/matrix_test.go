@@ -165,6 +165,9 @@ func TestAuthorizationMatrix(t *testing.T) {
 					if strings.Contains(c.name, "forged") && d.Agent != "" {
 						t.Fatalf("forged credential attributed to %q", d.Agent)
 					}
+					if c.name == "revoked token" && !strings.Contains(string(d.Attributes), `"token":"gone"`) {
+						t.Fatalf("denied entry of a revoked token does not name it: %s", d.Attributes)
+					}
 					if (c.name == "session expired" || c.name == "session closed") && d.Agent != "agent-a" {
 						t.Fatalf("denied entry of a real session names agent %q", d.Agent)
 					}

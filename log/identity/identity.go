@@ -66,6 +66,7 @@ type DeniedError struct {
 	Reason  string
 	Agent   string // the agent, when the credential or request proved it
 	Session string
+	Token   string // the operator token's name, for a real but revoked token
 }
 
 func (e *DeniedError) Error() string { return "credential refused: " + e.Reason }
@@ -298,7 +299,7 @@ func (s *Store) Authenticate(cred string) (alog.Principal, error) {
 			return alog.Principal{}, &DeniedError{Reason: ReasonForged}
 		}
 		if t.Revoked != nil {
-			return alog.Principal{}, &DeniedError{Reason: ReasonRevoked}
+			return alog.Principal{}, &DeniedError{Reason: ReasonRevoked, Token: t.Name}
 		}
 		return alog.Principal{ID: t.Name, Role: t.Role}, nil
 	}
