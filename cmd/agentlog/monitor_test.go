@@ -112,15 +112,17 @@ func TestMonitorAndAuditE2E(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "trusted on first use") {
 		t.Fatalf("monitor of log A exited %d:\n%s\n%s", code, out, errs)
 	}
-	trusted, err := os.ReadFile(state)
-	if err != nil {
-		t.Fatal(err)
+	if _, err := os.Stat(state); err != nil {
+		t.Fatalf("monitor kept no state: %v", err)
 	}
 	out, errs, code = runBin(t, bin, "monitor", "--server", a.url, "--policy", policy, "--state", state, "--once")
 	if code != 0 {
 		t.Fatalf("second monitor of log A exited %d:\n%s\n%s", code, out, errs)
 	}
-	trusted, _ = os.ReadFile(state)
+	trusted, err := os.ReadFile(state)
+	if err != nil {
+		t.Fatal(err)
+	}
 	// Log B, same key, other history.
 	out, errs, code = runBin(t, bin, "monitor", "--server", b.url, "--policy", policy, "--state", state, "--once")
 	if code == 0 || !strings.Contains(out, "INCONSISTENCY DETECTED") {
