@@ -29,18 +29,19 @@ func (e usageError) Error() string { return e.msg }
 func usagef(format string, a ...any) error { return usageError{fmt.Sprintf(format, a...)} }
 
 var verbs = map[string]func(args []string, stdout, stderr io.Writer) error{
-	"serve":   runServe,
-	"verify":  runVerify,
-	"append":  runAppend,
-	"token":   runToken,
-	"agent":   runAgent,
-	"session": runSession,
-	"bench":   runBench,
-	"query":   runQuery,
-	"reindex": runReindex,
-	"dev":     runDev,
-	"audit":   runAudit,
-	"monitor": runMonitor,
+	"serve":    runServe,
+	"verify":   runVerify,
+	"append":   runAppend,
+	"token":    runToken,
+	"agent":    runAgent,
+	"session":  runSession,
+	"bench":    runBench,
+	"query":    runQuery,
+	"reindex":  runReindex,
+	"dev":      runDev,
+	"audit":    runAudit,
+	"monitor":  runMonitor,
+	"evidence": runEvidence,
 }
 
 const usage = `agentlog: a verifiable audit log for AI agents.
@@ -62,6 +63,7 @@ Usage:
   agentlog audit   --server URL --token-file F --policy FILE [--log-key FILE] [--from T --to T | --start N --end N] [--state FILE] [--json]
   agentlog monitor --server URL --policy FILE [--log-key FILE] --state FILE [--interval D] [--once]
   agentlog bench append --server URL --token-file FILE [--concurrency N] [--batch N] [--duration D] [--size BYTES]
+  agentlog evidence export --server URL --token-file F [query flags] --out DIR [--log-key FILE] [--policy FILE] | verify DIR --log-key FILE [--policy FILE]
 
 Run "agentlog <verb> -h" for the flags of a verb.
 `
