@@ -129,3 +129,26 @@ func (c *Client) RevokeToken(ctx context.Context, id string) (*TokenInfo, error)
 	var t TokenInfo
 	return &t, c.call(ctx, http.MethodDelete, "/v1/tokens/"+url.PathEscape(id), nil, &t)
 }
+
+// SessionState describes a session as the server lists it.
+type SessionState struct {
+	ID      string    `json:"id"`
+	Agent   string    `json:"agent"`
+	Task    string    `json:"task"`
+	Opened  time.Time `json:"opened"`
+	Expires time.Time `json:"expires"`
+	Closed  bool      `json:"closed,omitempty"`
+}
+
+// Sessions lists the sessions of agent (all agents if empty) the server
+// remembers (admin or auditor).
+func (c *Client) Sessions(ctx context.Context, agent string) ([]SessionState, error) {
+	var out struct{ Sessions []SessionState }
+	return out.Sessions, c.call(ctx, http.MethodGet, "/v1/sessions?agent="+url.QueryEscape(agent), nil, &out)
+}
+
+// EndSession ends one session by id (admin), without revoking its agent.
+func (c *Client) EndSession(ctx context.Context, id string) (*SessionState, error) {
+	var s SessionState
+	return &s, c.call(ctx, http.MethodDelete, "/v1/sessions/"+url.PathEscape(id), nil, &s)
+}

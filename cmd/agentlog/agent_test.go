@@ -107,6 +107,9 @@ func TestProvisioningCLI(t *testing.T) {
 	sess2 := strings.TrimSpace(mustCLI(t, bin, "session", "open", s, "--agent-key", key2, "--task", "T-2"))
 	mustCLI(t, bin, "append", s, "--session-token", sess1, "--action", "db.query", "--tool", "sql", "--resource", "customers/42", "--outcome", "success", "--attr", "rows=3")
 	mustCLI(t, bin, "append", s, "--session-token", sess2, "--action", "db.write")
+	if list := mustCLI(t, bin, "session", "list", s, "--token-file", auditorFile, "--agent", "bot-2"); !strings.Contains(list, `"T-2"`) || !strings.Contains(list, "open") {
+		t.Fatalf("session list:\n%s", list)
+	}
 	mustCLI(t, bin, "session", "close", s, "--session-token", sess2)
 	if _, errs, code := cli(t, bin, "append", s, "--session-token", sess2, "--action", "late"); code == 0 || !strings.Contains(errs, "401") {
 		t.Fatalf("append on a closed session: exit %d %s", code, errs)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"text/tabwriter"
 	"time"
 
 	"github.com/agentlog/agentlog/client"
@@ -73,8 +74,51 @@ func runSession(args []string, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprintln(stdout, "session closed")
 		return nil
+	case "list", "end":
+		o := &operatorFlags{server: server, timeout: timeout}
+		o.tokenFile = fs.String("admin-token-file", "", "admin (or, for list, auditor) token file")
+		fs.StringVar(o.tokenFile, "token-file", "", "same as --admin-token-file")
+		agent := fs.String("agent", "", "list only this agent's sessions")
+		id := fs.String("id", "", "the session to end (from session list)")
+		if err := parseFlags(fs, args[1:]); err != nil {
+			return err
+		}
+		c, ctx, cancel, err := o.client()
+		if err != nil {
+			return err
+		}
+		defer cancel()
+		if args[0] == "end" {
+			if *id == "" {
+				return usagef("--id is required")
+			}
+			se, err := c.EndSession(ctx, *id)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "ended session %s of agent %s (task %q)\n", se.ID, se.Agent, se.Task)
+			return nil
+		}
+		list, err := c.Sessions(ctx, *agent)
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tAGENT\tTASK\tOPENED\tEXPIRES\tSTATE")
+		now := time.Now()
+		for _, se := range list {
+			st := "open"
+			switch {
+			case se.Closed:
+				st = "closed"
+			case !now.Before(se.Expires):
+				st = "expired"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%q\t%s\t%s\t%s\n", se.ID, se.Agent, se.Task, se.Opened.Format(time.RFC3339), se.Expires.Format(time.RFC3339), st)
+		}
+		return tw.Flush()
 	}
-	return usagef("unknown session verb %q: want open or close", args[0])
+	return usagef("unknown session verb %q: want open, close, list or end", args[0])
 }
 
 // sessionCredential takes the credential from a flag or a file.

@@ -166,6 +166,8 @@ func (s *Server) identityRoutes(r *mux.Router) {
 	s.handle(r, "identity.scope", "/v1/agents/{id}/scope", http.MethodPut, s.putScope)
 	s.handle(r, "identity.sessions", "/v1/sessions", http.MethodPost, s.postSession)
 	s.handle(r, "identity.session", "/v1/sessions/current", http.MethodDelete, s.deleteSession)
+	s.handle(r, "identity.sessions", "/v1/sessions", http.MethodGet, s.getSessions)
+	s.handle(r, "identity.session", "/v1/sessions/{id}", http.MethodDelete, s.deleteSessionByID)
 }
 
 // decodeStrict decodes a JSON body, refusing unknown members, duplicate
@@ -337,4 +339,23 @@ func (s *Server) deleteSession(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	return writeJSON(w, map[string]string{"closed": p.Session})
+}
+
+func (s *Server) getSessions(w http.ResponseWriter, r *http.Request) error {
+	if _, err := s.authorize(r, "session.list", RoleAdmin, RoleAuditor); err != nil {
+		return err
+	}
+	return writeJSON(w, map[string]any{"sessions": s.cfg.Identity.Sessions(r.URL.Query().Get("agent"))})
+}
+
+func (s *Server) deleteSessionByID(w http.ResponseWriter, r *http.Request) error {
+	p, err := s.authorize(r, "session.end", RoleAdmin)
+	if err != nil {
+		return err
+	}
+	se, err := s.cfg.Identity.EndSession(r.Context(), p, mux.Vars(r)["id"])
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, se)
 }

@@ -127,6 +127,11 @@ func TestAuthorizationMatrix(t *testing.T) {
 		}},
 		{"change scope", "PUT", []string{RoleAdmin}, fixed("/v1/agents/agent-b/scope", `{"actions":["db.*"]}`)},
 		{"close session", "DELETE", []string{RoleAgent}, fixed("/v1/sessions/current", "")},
+		{"list sessions", "GET", []string{RoleAdmin, RoleAuditor}, fixed("/v1/sessions?agent=agent-a", "")},
+		{"end session", "DELETE", []string{RoleAdmin}, func(t *testing.T) (string, string) {
+			_, id, _, _ := identity.ParseCredential(e.openSession(t, keyA, "agent-a", "task-x", 0))
+			return "/v1/sessions/" + id, ""
+		}},
 	}
 	for _, rt := range routes {
 		for _, c := range creds {
@@ -369,6 +374,40 @@ func TestDeniedLimiterCountsSuppressed(t *testing.T) {
 	ok, n := l.allow(t0.Add(time.Second))
 	if !ok || n != 3 {
 		t.Fatalf("after a second: allowed %v, suppressed %d; want true, 3", ok, n)
+	}
+}
+
+// TestEndSession: an admin ends one leaked session; the agent's other
+// sessions keep working.
+func TestEndSession(t *testing.T) {
+	e := newEnv(t, Config{})
+	key := e.agent(t, "agent-a")
+	leaked := e.openSession(t, key, "agent-a", "t1", 0)
+	other := e.openSession(t, key, "agent-a", "t2", 0)
+	_, id, _, _ := identity.ParseCredential(leaked)
+	code, _, b := do(t, "GET", e.hs.URL+"/v1/sessions?agent=agent-a", auditorTok, "")
+	if code != 200 || strings.Count(string(b), `"agent":"agent-a"`) != 2 || strings.Contains(string(b), "hash") {
+		t.Fatalf("session list: %d %s", code, b)
+	}
+	before := e.l.Size()
+	if code, _, b := do(t, "DELETE", e.hs.URL+"/v1/sessions/"+id, adminTok, ""); code != 200 {
+		t.Fatalf("end session: %d %s", code, b)
+	}
+	ls := e.leaves(t, before)
+	if len(ls) != 1 || ls[0].Action != "session.closed" || ls[0].Principal != "admin" || ls[0].Agent != "agent-a" || ls[0].Session != id || ls[0].Task != "t1" {
+		t.Fatalf("entry %+v", ls)
+	}
+	if code, _, _ := do(t, "POST", e.hs.URL+"/v1/entries", leaked, `{"entries":[{"action":"a"}]}`); code != 401 {
+		t.Fatalf("ended session appended: %d", code)
+	}
+	if code, _, _ := do(t, "POST", e.hs.URL+"/v1/entries", other, `{"entries":[{"action":"a"}]}`); code != 200 {
+		t.Fatalf("other session refused: %d", code)
+	}
+	if code, _, _ := do(t, "DELETE", e.hs.URL+"/v1/sessions/"+id, adminTok, ""); code != 409 {
+		t.Fatalf("ending twice: %d", code)
+	}
+	if code, _, _ := do(t, "DELETE", e.hs.URL+"/v1/sessions/0000000000000000", adminTok, ""); code != 404 {
+		t.Fatalf("ending an unknown session: %d", code)
 	}
 }
 

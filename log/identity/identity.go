@@ -637,24 +637,60 @@ func (s *Store) OpenSession(ctx context.Context, r *OpenRequest, t time.Time, si
 
 // CloseSession ends the session p authenticated with.
 func (s *Store) CloseSession(ctx context.Context, p alog.Principal) error {
+	if p.Session == "" {
+		return fmt.Errorf("%w: not a session credential", ErrInvalid)
+	}
+	_, err := s.closeSession(ctx, p, p.Session)
+	return err
+}
+
+// EndSession ends session id on an operator's behalf (by), for example a
+// credential that leaked, without revoking the agent.
+func (s *Store) EndSession(ctx context.Context, by alog.Principal, id string) (*Session, error) {
+	return s.closeSession(ctx, by, id)
+}
+
+func (s *Store) closeSession(ctx context.Context, by alog.Principal, id string) (*Session, error) {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	s.mu.RLock()
-	se, ok := s.sessions[p.Session]
+	se, ok := s.sessions[id]
 	s.mu.RUnlock()
-	if !ok || p.Session == "" {
-		return fmt.Errorf("session %q: %w", p.Session, ErrNotFound)
+	if !ok {
+		return nil, fmt.Errorf("session %q: %w", id, ErrNotFound)
 	}
 	if se.Closed {
-		return fmt.Errorf("%w: session %q is already closed", ErrConflict, se.ID)
+		return nil, fmt.Errorf("%w: session %q is already closed", ErrConflict, se.ID)
 	}
 	n := clone(se)
 	n.Closed = true
 	if err := s.put("i/s/"+se.ID, n, time.Until(se.Expires)+time.Hour); err != nil {
-		return err
+		return nil, err
 	}
 	s.setLocked(func() { s.sessions[se.ID] = n })
-	return s.event(ctx, p, alog.KindSession, "session.closed", nil)
+	p := alog.Principal{ID: by.ID, Role: by.Role, Agent: se.Agent, Session: se.ID, Task: se.Task}
+	if err := s.event(ctx, p, alog.KindSession, "session.closed", nil); err != nil {
+		return nil, err
+	}
+	return publicSession(n), nil
+}
+
+func publicSession(se *Session) *Session { c := clone(se); c.Hash = nil; return c }
+
+// Sessions lists the sessions the store still remembers (open ones, and
+// ended ones until an hour past their expiry) of agent, or of every agent
+// if agent is empty, oldest first.
+func (s *Store) Sessions(agent string) []*Session {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out []*Session
+	for _, se := range s.sessions {
+		if agent == "" || se.Agent == agent {
+			out = append(out, publicSession(se))
+		}
+	}
+	slices.SortFunc(out, func(a, b *Session) int { return a.Opened.Compare(b.Opened) })
+	return out
 }
 
 // sweepLocked forgets expired nonces, sessions and idempotency keys from
