@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -45,24 +44,6 @@ func runEvidence(args []string, stdout, stderr io.Writer) error {
 	return usagef("unknown evidence subcommand %q (export or verify)", args[0])
 }
 
-// evidenceQueryFlags are the filter flags, named after the query
-// parameters (with - for _).
-var evidenceQueryFlags = []struct{ flag, param, help string }{
-	{"agent", "agent", "agent id"},
-	{"action", "action", "action, e.g. db.read"},
-	{"tool", "tool", "tool name"},
-	{"resource", "resource", "resource, e.g. customers/* for a prefix"},
-	{"outcome", "outcome", "outcome, e.g. denied"},
-	{"kind", "kind", "entry kind: action, agent, session, denied, token"},
-	{"session", "session", "session id"},
-	{"task", "task", "task"},
-	{"from", "from", "first time, inclusive (RFC 3339)"},
-	{"to", "to", "end time, exclusive (RFC 3339)"},
-	{"outside-hours", "outside_hours", "only entries outside these business hours, e.g. 09:00-17:00"},
-	{"tz", "tz", "IANA time zone of --outside-hours (default UTC)"},
-	{"weekdays", "weekdays", "business days of --outside-hours (default mon-fri)"},
-}
-
 func runEvidenceExport(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("evidence export", stderr)
 	server := fs.String("server", "http://127.0.0.1:8080", "log server URL")
@@ -73,10 +54,7 @@ func runEvidenceExport(args []string, stdout, stderr io.Writer) error {
 	timeKey := fs.String("time-key", "", "the log's timestamp key file (time.pub); default: time.pub next to --log-key, if present")
 	policyFile := fs.String("policy", "", "c2sp.org/tlog-policy file: require the witness quorum and bundle the policy")
 	timeout := fs.Duration("timeout", 10*time.Minute, "give up after this long")
-	vals := make([]*string, len(evidenceQueryFlags))
-	for i, f := range evidenceQueryFlags {
-		vals[i] = fs.String(f.flag, "", f.help)
-	}
+	qf := addQueryFlags(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -95,12 +73,7 @@ func runEvidenceExport(args []string, stdout, stderr io.Writer) error {
 	case tok == "":
 		return usagef("--token or --token-file (an auditor or admin token) is required")
 	}
-	q := url.Values{}
-	for i, f := range evidenceQueryFlags {
-		if *vals[i] != "" {
-			q.Set(f.param, *vals[i])
-		}
-	}
+	q := qf.params()
 	var opts client.ExportOptions
 	if *logKey != "" {
 		b, err := os.ReadFile(*logKey)
