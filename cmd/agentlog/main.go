@@ -4,7 +4,7 @@
 //	agentlog verify  --server URL --log-key FILE [--time-key FILE] [--index N --token-file F]
 //	agentlog token   create|list|revoke --admin-token-file F [--role R --name N] [--id ID]
 //	agentlog agent   register|approve|list|show|revoke|scope --admin-token-file F --id ID [--scope S] [--key-out FILE]
-//	agentlog session open --agent-key FILE --task TASK [--ttl DUR] | close --session-token T
+//	agentlog session open --agent-key FILE --task TASK [--ttl DUR] | close --session-token T | list|end --admin-token-file F [--agent A] [--id ID]
 //	agentlog append  --server URL --session-token T --action A [--tool X] [--resource R] [--outcome O] [--attr k=v]...
 //	agentlog bench append --server URL --token-file F [--concurrency N] [--batch N] [--duration D] [--size B]
 //
@@ -55,6 +55,7 @@ Usage:
   agentlog agent   approve|show|revoke|scope|list --admin-token-file F [--id ID] [--scope S]
   agentlog session open --agent-key FILE --task TASK [--ttl DUR]    (prints the credential alone on stdout)
   agentlog session close --session-token T
+  agentlog session list|end --admin-token-file F [--agent ID] [--id SESSION]
   agentlog append  --server URL --session-token T --action A [--tool X] [--resource R] [--outcome O] [--attr k=v]...
   agentlog query   --server URL --token-file F [--agent A] [--action A] [--tool X] [--resource R] [--from T1] [--to T2]
                    [--outside-hours 09:00-17:00 --tz ZONE --weekdays mon-fri] [--limit N] [--json [--proof]]
