@@ -11,8 +11,9 @@ build:
 test: interop
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
 
-# Interop with github.com/transparency-dev/witness, a separate module so its
-# dependencies stay out of go.mod.
+# Interop with github.com/transparency-dev/witness (its witness and client)
+# and github.com/transparency-dev/tessera (a Tessera log cosigned by our
+# witness): a separate module so their dependencies stay out of go.mod.
 interop:
 	cd witness/interop && $(GO) test -race -count=1 -timeout 10m ./...
 

@@ -1,9 +1,15 @@
 // Package interop tests agentlog's witness and witness client against
-// github.com/transparency-dev/witness, in both directions.
+// other implementations of c2sp.org/tlog-witness:
 //
-// It is a separate module so that the reference witness's dependencies
-// (newer pre-release versions of transparency-dev/formats and merkle,
-// OpenTelemetry, klog) stay out of agentlog's go.mod. Run it with
+//   - github.com/transparency-dev/witness, in both directions: its witness
+//     with agentlog's client, its client with agentlog's witness;
+//   - github.com/transparency-dev/tessera (POSIX driver) as the log: a
+//     Tessera log whose witness policy names agentlog's witness publishes
+//     checkpoints it cosigned, verified with formats/note.
+//
+// It is a separate module so that their dependencies (newer pre-release
+// versions of transparency-dev/formats and merkle, OpenTelemetry, klog)
+// stay out of agentlog's go.mod. Run it with
 //
 //	make interop
 //
