@@ -11,9 +11,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
-	"time"
 
-	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/transparency-dev/formats/proof"
 
 	"github.com/agentlog/agentlog/log/query"
@@ -294,49 +292,3 @@ func parseTLogProof(b []byte) (*proof.TLogProof, error) {
 	return &p, nil
 }
 
-// evLeafFields are the leaf fields a filter reads; the decoding matches
-// the log's own (package log, LeafMatches).
-type evLeafFields struct {
-	Time     time.Time `json:"time"`
-	Kind     string    `json:"kind"`
-	Agent    string    `json:"agent"`
-	Session  string    `json:"session"`
-	Task     string    `json:"task"`
-	Action   string    `json:"action"`
-	Tool     string    `json:"tool"`
-	Resource string    `json:"resource"`
-	Outcome  string    `json:"outcome"`
-}
-
-func (m *evLeafFields) get(field string) string {
-	switch field {
-	case "agent":
-		return m.Agent
-	case "action":
-		return m.Action
-	case "tool":
-		return m.Tool
-	case "resource":
-		return m.Resource
-	case "outcome":
-		return m.Outcome
-	case "kind":
-		return m.Kind
-	case "session":
-		return m.Session
-	case "task":
-		return m.Task
-	}
-	return ""
-}
-
-func decodeLeafFields(leaf []byte) (*evLeafFields, error) {
-	var m evLeafFields
-	if err := jsonv2.Unmarshal(leaf, &m); err != nil {
-		return nil, fmt.Errorf("the leaf cannot be decoded: %w", err)
-	}
-	if m.Time.IsZero() {
-		return nil, errors.New("the leaf has no time")
-	}
-	return &m, nil
-}

@@ -63,7 +63,7 @@ func renderSummary(m *EvidenceManifest, rawCP []byte, f *query.Filter, entries [
 			break
 		}
 		r := evSummaryRow{Index: e.Index}
-		if lf, err := decodeLeafFields(e.Leaf); err == nil {
+		if lf, err := query.DecodeLeaf(e.Leaf); err == nil {
 			r.Time, r.Kind, r.Agent, r.Action = ts(lf.Time), lf.Kind, lf.Agent, lf.Action
 			r.Tool, r.Resource, r.Outcome, r.Session, r.Task = lf.Tool, lf.Resource, lf.Outcome, lf.Session, lf.Task
 		}

@@ -277,11 +277,11 @@ func (v *evVerifier) run(lv note.Verifier, logVKey string, policy *witness.Polic
 		if e.Index < m.Start || e.Index >= m.End {
 			return nil, evErr(where, "is outside the index range [%d, %d) of the export", m.Start, m.End)
 		}
-		lf, err := decodeLeafFields(e.Leaf)
+		lf, err := query.DecodeLeaf(e.Leaf)
 		if err != nil {
 			return nil, evErr(where, "%v", err)
 		}
-		if !f.MatchEntry(lf.Time, lf.get) {
+		if !f.MatchEntry(lf.Time, lf.Get) {
 			return nil, evErr(where, "does not match the query %q", m.Query)
 		}
 		pp := proofPath(evProofDir, e.Index)
@@ -401,9 +401,9 @@ func (v *evVerifier) checkRange(f *query.Filter, cp *checkpoint.Signed, rawCP []
 
 	// Times and boundaries.
 	times := make([]time.Time, len(rng))
-	fields := make([]*evLeafFields, len(rng))
+	fields := make([]*query.LeafFields, len(rng))
 	for k, e := range rng {
-		lf, err := decodeLeafFields(e.Leaf)
+		lf, err := query.DecodeLeaf(e.Leaf)
 		if err != nil {
 			return evErr(fmt.Sprintf("%s line %d (entry %d)", evRange, e.Line, e.Index), "%v", err)
 		}
@@ -450,7 +450,7 @@ func (v *evVerifier) checkRange(f *query.Filter, cp *checkpoint.Signed, rawCP []
 	k := 0
 	for i := m.Start; i < m.End; i++ {
 		e := rng[i-lo]
-		match := f.MatchEntry(fields[i-lo].Time, fields[i-lo].get)
+		match := f.MatchEntry(fields[i-lo].Time, fields[i-lo].Get)
 		exported := k < len(entries) && entries[k].Index == i
 		switch {
 		case match && !exported:

@@ -9,28 +9,16 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
-	jsonv2 "github.com/go-json-experiment/json"
-)
 
-// leafTerms are the indexed fields of a stored leaf.
-type leafTerms struct {
-	Time     time.Time `json:"time"`
-	Kind     string    `json:"kind"`
-	Agent    string    `json:"agent"`
-	Session  string    `json:"session"`
-	Task     string    `json:"task"`
-	Action   string    `json:"action"`
-	Tool     string    `json:"tool"`
-	Resource string    `json:"resource"`
-	Outcome  string    `json:"outcome"`
-}
+	"github.com/agentlog/agentlog/log/query"
+)
 
 // termsOfLeaf derives a stored leaf's index terms, as appendTerms did when
 // it was appended.
 func termsOfLeaf(leaf []byte) ([]byte, time.Time, error) {
-	var f leafTerms
-	if err := jsonv2.Unmarshal(leaf, &f); err != nil {
-		return nil, time.Time{}, fmt.Errorf("decoding leaf: %w", err)
+	f, err := query.DecodeLeaf(leaf)
+	if err != nil {
+		return nil, time.Time{}, err
 	}
 	p := Principal{Agent: f.Agent, Session: f.Session, Task: f.Task}
 	r := Record{Action: f.Action, Tool: f.Tool, Resource: f.Resource, Outcome: f.Outcome}

@@ -6,57 +6,14 @@ import (
 	"encoding/binary"
 	"fmt"
 	"sort"
-	"time"
 
 	"github.com/dgraph-io/badger/v4"
-	jsonv2 "github.com/go-json-experiment/json"
 
 	"github.com/agentlog/agentlog/log/query"
 )
 
-// matchFields are the leaf fields a filter reads.
-type matchFields struct {
-	Time     time.Time `json:"time"`
-	Kind     string    `json:"kind"`
-	Agent    string    `json:"agent"`
-	Session  string    `json:"session"`
-	Task     string    `json:"task"`
-	Action   string    `json:"action"`
-	Tool     string    `json:"tool"`
-	Resource string    `json:"resource"`
-	Outcome  string    `json:"outcome"`
-}
-
-func (m *matchFields) get(field string) string {
-	switch field {
-	case "agent":
-		return m.Agent
-	case "action":
-		return m.Action
-	case "tool":
-		return m.Tool
-	case "resource":
-		return m.Resource
-	case "outcome":
-		return m.Outcome
-	case "kind":
-		return m.Kind
-	case "session":
-		return m.Session
-	case "task":
-		return m.Task
-	}
-	return ""
-}
-
 // LeafMatches reports whether a stored leaf satisfies f.
-func LeafMatches(f *query.Filter, leaf []byte) (bool, error) {
-	var m matchFields
-	if err := jsonv2.Unmarshal(leaf, &m); err != nil {
-		return false, fmt.Errorf("decoding leaf: %w", err)
-	}
-	return f.MatchEntry(m.Time, m.get), nil
-}
+func LeafMatches(f *query.Filter, leaf []byte) (bool, error) { return f.MatchLeaf(leaf) }
 
 // SearchStats says what a search examined.
 type SearchStats struct {
