@@ -291,4 +291,3 @@ func parseTLogProof(b []byte) (*proof.TLogProof, error) {
 	}
 	return &p, nil
 }
-
