@@ -196,6 +196,18 @@ func (l *Log) collectGarbage() (int, error) {
 // until they are durable. All records of one call are sequenced together,
 // consecutively, or none is.
 func (l *Log) Append(ctx context.Context, p Principal, kind string, recs []Record) ([]Appended, error) {
+	return l.AppendWith(ctx, p, kind, recs, nil)
+}
+
+// Extra builds one more key for the transaction that commits an Append's
+// entries, from their results; the key is then durable exactly when the
+// entries are (package identity stores idempotency results this way).
+// ttl <= 0 means the key never expires. It runs on the sequencer's
+// goroutine: keep it quick.
+type Extra func(res []Appended) (key, value []byte, ttl time.Duration)
+
+// AppendWith is Append with an extra key written in the same transaction.
+func (l *Log) AppendWith(ctx context.Context, p Principal, kind string, recs []Record, extra Extra) ([]Appended, error) {
 	start := time.Now()
 	tails := make([]leafTail, len(recs))
 	terms := make([][]byte, len(recs))
@@ -207,7 +219,7 @@ func (l *Log) Append(ctx context.Context, p Principal, kind string, recs []Recor
 		tails[i] = t
 		terms[i] = appendTerms(nil, kind, p, &recs[i])
 	}
-	res, err := l.seq.add(ctx, tails, terms)
+	res, err := l.seq.add(ctx, tails, terms, extra)
 	if err == nil {
 		l.m.appendSeconds.Observe(time.Since(start).Seconds())
 	}

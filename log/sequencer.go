@@ -33,6 +33,7 @@ type Appended struct {
 type pending struct {
 	tails []leafTail
 	terms [][]byte // index terms of each leaf (appendTerms)
+	extra Extra    // may be nil
 	done  chan struct{}
 	res   []Appended
 	err   error
@@ -107,8 +108,8 @@ func newSequencer(db *badger.DB, t *tree.Tree, clock func() time.Time, m *metric
 
 // add queues tails and waits until they are durable or ctx ends. If ctx ends
 // first the entries may still be committed; the caller just stops waiting.
-func (s *sequencer) add(ctx context.Context, tails []leafTail, terms [][]byte) ([]Appended, error) {
-	p := &pending{tails: tails, terms: terms, done: make(chan struct{})}
+func (s *sequencer) add(ctx context.Context, tails []leafTail, terms [][]byte, extra Extra) ([]Appended, error) {
+	p := &pending{tails: tails, terms: terms, extra: extra, done: make(chan struct{})}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -260,6 +261,19 @@ func (s *sequencer) commitBatch(batch []*pending, n int) error {
 	}
 	if err := txn.Set(timeKey(now, base), nil); err != nil {
 		return fmt.Errorf("writing the time index: %w", err)
+	}
+	for _, p := range batch {
+		if p.extra == nil {
+			continue
+		}
+		k, v, ttl := p.extra(p.res)
+		e := badger.NewEntry(k, v)
+		if ttl > 0 {
+			e = e.WithTTL(ttl)
+		}
+		if err := txn.SetEntry(e); err != nil {
+			return fmt.Errorf("writing an append's extra key: %w", err)
+		}
 	}
 	if err := upd.Write(txn); err != nil {
 		return fmt.Errorf("writing tiles: %w", err)

@@ -109,7 +109,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	defer ids.Close() // before l.Close: it writes remembered idempotency keys
+	defer ids.Close()
 
 	var srv *api.Server
 	var wc *witness.Client

@@ -390,14 +390,14 @@ func (s *Server) postEntries(w http.ResponseWriter, r *http.Request) error {
 	if err := s.checkSignatures(p, recs); err != nil {
 		return err
 	}
-	appendRecs := func() ([]alog.Appended, error) {
-		return s.cfg.Log.Append(r.Context(), p, alog.KindAction, recs)
+	appendRecs := func(extra alog.Extra) ([]alog.Appended, error) {
+		return s.cfg.Log.AppendWith(r.Context(), p, alog.KindAction, recs, extra)
 	}
 	var res []alog.Appended
 	if key := r.Header.Get("Idempotency-Key"); key != "" && s.cfg.Identity != nil {
 		res, err = s.cfg.Identity.Idempotent(r.Context(), p, key, body, appendRecs)
 	} else {
-		res, err = appendRecs()
+		res, err = appendRecs(nil)
 	}
 	if err != nil {
 		return err

@@ -161,18 +161,14 @@ type Store struct {
 	// wmu serializes lifecycle changes (which wait for the log) so that
 	// mu, which guards the maps, is only ever held briefly: authentication
 	// never waits for an fsync.
-	wmu      sync.Mutex
-	mu       sync.RWMutex
-	agents   map[string]*Agent
-	tokens   map[string]*Token
-	sessions map[string]*Session
-	nonces   map[string]time.Time // agent "/" nonce -> forget after
-	idem     map[string]*idemEntry
-	// idemPending are idempotency results not yet written to Badger;
-	// idemFlushed is when they last were.
-	idemPending []idemWrite
-	idemFlushed time.Time
-	lastSweep   time.Time
+	wmu       sync.Mutex
+	mu        sync.RWMutex
+	agents    map[string]*Agent
+	tokens    map[string]*Token
+	sessions  map[string]*Session
+	nonces    map[string]time.Time // agent "/" nonce -> forget after
+	idem      map[string]*idemEntry
+	lastSweep time.Time
 }
 
 // Open loads the identity state from db; lifecycle entries go to log.
@@ -738,23 +734,15 @@ type idemEntry struct {
 // MaxIdempotencyKey is the longest idempotency key accepted, in bytes.
 const MaxIdempotencyKey = 128
 
-// idemFlushEvery and idemFlushAfter bound how many idempotency results wait
-// in memory before being written to Badger together, and for how long: one
-// fsync per group rather than per request.
-const (
-	idemFlushEvery = 256
-	idemFlushAfter = 100 * time.Millisecond
-)
-
 // Idempotent runs append at most once per (session, key): a request that
 // repeats a key gets the first request's result; one that repeats it while
 // the first is still running waits for it. A key reused with a different
 // body is a conflict. A failed attempt does not use the key up. Keys are
 // remembered for Config.IdempotencyTTL (and at most an hour past the
-// session's expiry); they are written to Badger in groups, so a retry
-// across a crash of the server within about 100 ms of the first attempt may
-// append again.
-func (s *Store) Idempotent(ctx context.Context, p alog.Principal, key string, body []byte, append func() ([]alog.Appended, error)) ([]alog.Appended, error) {
+// session's expiry). append must pass the given alog.Extra to
+// Log.AppendWith: the result is then stored in the same transaction as the
+// entries, so a retry after a crash finds it whenever the entries exist.
+func (s *Store) Idempotent(ctx context.Context, p alog.Principal, key string, body []byte, append func(alog.Extra) ([]alog.Appended, error)) ([]alog.Appended, error) {
 	if err := validText("Idempotency-Key", key, MaxIdempotencyKey, true); err != nil {
 		return nil, err
 	}
@@ -783,26 +771,20 @@ func (s *Store) Idempotent(ctx context.Context, p alog.Principal, key string, bo
 			s.idem[k] = e
 			s.sweepLocked(now)
 			s.mu.Unlock()
-			res, err := append()
+			bodyHash, exp := e.BodyHash, e.Expires
+			res, err := append(func(res []alog.Appended) ([]byte, []byte, time.Duration) {
+				b, _ := json.Marshal(&idemEntry{BodyHash: bodyHash, Result: res, Expires: exp})
+				return []byte("i/k/" + k), b, max(exp.Sub(s.cfg.Now()), time.Minute)
+			})
 			s.mu.Lock()
-			var flush []idemWrite
 			if err != nil {
 				e.failed = true
 				delete(s.idem, k)
 			} else {
 				e.Result = res
-				s.idemPending = s.idemAppend(s.idemPending, k, e)
-				if len(s.idemPending) >= idemFlushEvery || now.Sub(s.idemFlushed) >= idemFlushAfter {
-					flush, s.idemPending, s.idemFlushed = s.idemPending, nil, now
-				}
 			}
 			close(e.done)
 			s.mu.Unlock()
-			if len(flush) > 0 {
-				// The entries are durable whatever happens here; a lost
-				// write only weakens the guarantee across a restart.
-				_ = s.writeIdem(flush)
-			}
 			return res, err
 		}
 		s.mu.Unlock()
@@ -838,47 +820,7 @@ func (s *Store) storedIdem(k string) (*idemEntry, bool) {
 	return &e, true
 }
 
-// idemWrite is one idempotency result waiting to be written.
-type idemWrite struct {
-	key     string
-	val     []byte
-	expires time.Time
-}
-
-func (s *Store) idemAppend(w []idemWrite, k string, e *idemEntry) []idemWrite {
-	b, err := json.Marshal(e)
-	if err != nil {
-		return w
-	}
-	return append(w, idemWrite{"i/k/" + k, b, e.Expires})
-}
-
-// writeIdem writes idempotency results in one transaction.
-func (s *Store) writeIdem(ws []idemWrite) error {
-	now := s.cfg.Now()
-	wb := s.db.NewWriteBatch()
-	defer wb.Cancel()
-	for _, w := range ws {
-		ttl := w.expires.Sub(now)
-		if ttl <= 0 {
-			continue
-		}
-		if err := wb.SetEntry(badger.NewEntry([]byte(w.key), w.val).WithTTL(ttl)); err != nil {
-			return err
-		}
-	}
-	return wb.Flush()
-}
-
-// Close writes the idempotency results still held in memory. Call it
-// before closing the log's database.
-func (s *Store) Close() error {
-	s.mu.Lock()
-	ws := s.idemPending
-	s.idemPending = nil
-	s.mu.Unlock()
-	if len(ws) == 0 {
-		return nil
-	}
-	return s.writeIdem(ws)
-}
+// Close releases the store. Idempotency results are written with the
+// entries they describe, so nothing is left to write; it is kept so
+// callers need not change if the store holds resources again.
+func (s *Store) Close() error { return nil }
