@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -437,42 +436,6 @@ func ParseAgentKey(text string) (agent string, key ed25519.PrivateKey, err error
 		return "", nil, fmt.Errorf("agent key file seed is not %d bytes of base64", ed25519.SeedSize)
 	}
 	return id, ed25519.NewKeyFromSeed(b), nil
-}
-
-// doHeaders is Client.do with extra request headers (Idempotency-Key).
-func (c *Client) doHeaders(ctx context.Context, method, path string, body []byte, hdr map[string]string) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, bytes.NewReader(body))
-	if err != nil {
-		return nil, fmt.Errorf("building request: %w", err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	for k, v := range hdr {
-		req.Header.Set(k, v)
-	}
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("%s %s: %w", method, path, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
-	if err != nil {
-		return nil, fmt.Errorf("%s %s: reading answer: %w", method, path, err)
-	}
-	if resp.StatusCode/100 != 2 {
-		he := &HTTPError{Status: resp.StatusCode, Message: strings.TrimSpace(string(b))}
-		var j struct{ Error string }
-		if json.Unmarshal(b, &j) == nil && j.Error != "" {
-			he.Message = j.Error
-		}
-		if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil {
-			he.RetryAfter = time.Duration(s) * time.Second
-		}
-		return nil, fmt.Errorf("%s %s: %w", method, path, he)
-	}
-	return b, nil
 }
 
 // VerifyLeafSignature checks the agent signature a leaf carries ("sig")

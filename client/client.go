@@ -79,6 +79,13 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 const maxResponse = 64 << 20
 
 func (c *Client) do(ctx context.Context, method, path string, body []byte) ([]byte, error) {
+	return c.doHeaders(ctx, method, path, body, nil)
+}
+
+// doHeaders sends a request with extra headers (Idempotency-Key) and
+// returns the answer's body, or an error wrapping *HTTPError for a non-2xx
+// answer.
+func (c *Client) doHeaders(ctx context.Context, method, path string, body []byte, hdr map[string]string) ([]byte, error) {
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
@@ -93,6 +100,9 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte) ([]by
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: %w", method, path, err)
@@ -103,17 +113,23 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte) ([]by
 		return nil, fmt.Errorf("%s %s: reading answer: %w", method, path, err)
 	}
 	if resp.StatusCode/100 != 2 {
-		he := &HTTPError{Status: resp.StatusCode, Message: strings.TrimSpace(string(b))}
-		var j struct{ Error string }
-		if json.Unmarshal(b, &j) == nil && j.Error != "" {
-			he.Message = j.Error
-		}
-		if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil {
-			he.RetryAfter = time.Duration(s) * time.Second
-		}
-		return nil, fmt.Errorf("%s %s: %w", method, path, he)
+		return nil, fmt.Errorf("%s %s: %w", method, path, httpError(resp, b))
 	}
 	return b, nil
+}
+
+// httpError describes a non-2xx answer: the server's JSON "error" (or the
+// body) and Retry-After.
+func httpError(resp *http.Response, body []byte) *HTTPError {
+	he := &HTTPError{Status: resp.StatusCode, Message: strings.TrimSpace(string(body))}
+	var j struct{ Error string }
+	if json.Unmarshal(body, &j) == nil && j.Error != "" {
+		he.Message = j.Error
+	}
+	if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil {
+		he.RetryAfter = time.Duration(s) * time.Second
+	}
+	return he
 }
 
 // Record is one agent action to append.

@@ -11,8 +11,6 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
-	"time"
 )
 
 // QueryMatch is one entry a query matched.
@@ -59,15 +57,7 @@ func (c *Client) Query(ctx context.Context, params url.Values, fn func(QueryMatc
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		he := &HTTPError{Status: resp.StatusCode, Message: strings.TrimSpace(string(b))}
-		var j struct{ Error string }
-		if json.Unmarshal(b, &j) == nil && j.Error != "" {
-			he.Message = j.Error
-		}
-		if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil {
-			he.RetryAfter = time.Duration(s) * time.Second
-		}
-		return nil, fmt.Errorf("GET /v1/query: %w", he)
+		return nil, fmt.Errorf("GET /v1/query: %w", httpError(resp, b))
 	}
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 0, 64<<10), 4<<20)
