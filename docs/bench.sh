@@ -2,6 +2,8 @@
 # Runs agentlog's benchmarks next to the peer (Tessera's POSIX driver) on
 # this machine, in one run, and prints the figures for docs/benchmarks.md.
 #   docs/bench.sh [PEER_DIR]   (default ../shared/bench/tessera-posix)
+#   BASE=<git rev> docs/bench.sh   also runs the same benchmarks of that
+#   revision (built in a temporary worktree), to state changes as ratios.
 # Needs Go; uses wrk for a second HTTP load generator if it is installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,14 +18,29 @@ uname -srm; nproc; grep -m1 'model name' /proc/cpuinfo || true; go version
 
 go build -o "$work/agentlog" ./cmd/agentlog
 go test -c -o "$work/log.test" ./log
+if [ -n "${BASE:-}" ]; then
+  git worktree add -q --detach "$work/base" "$BASE"
+  (cd "$work/base" && go build -o "$work/agentlog-base" ./cmd/agentlog && go test -c -o "$work/log-base.test" ./log)
+  git worktree remove --force "$work/base"
+fi
 if [ -d "$peer" ]; then (cd "$peer" && go build -o "$work/tessera-posix" .); fi
 
 echo "== library append, $n x 512 B, c=4096 (ours, peer, ours, peer)"
 for round in 1 2; do
   "$work/log.test" -test.run '^$' -test.bench 'BenchmarkAppend$' -test.benchtime "${n}x" | grep Benchmark
+  if [ -x "$work/log-base.test" ]; then echo -n "base $BASE: "; "$work/log-base.test" -test.run '^$' -test.bench 'BenchmarkAppend$' -test.benchtime "${n}x" | grep Benchmark; fi
   if [ -x "$work/tessera-posix" ]; then "$work/tessera-posix" -n "$n" -size 512 -c 4096 2>/dev/null; fi
 done
 
+if [ -x "$work/agentlog-base" ]; then
+  echo "== HTTP append, base $BASE (its own bench client)"
+  "$work/agentlog-base" serve --data "$work/base-data" --listen 127.0.0.1:18124 --log-level warn --ntp 127.0.0.1:1 >"$work/base.out" 2>&1 &
+  server=$!
+  for _ in $(seq 100); do [ -f "$work/base-data/admin.token" ] && curl -sf http://127.0.0.1:18124/healthz >/dev/null 2>&1 && break; sleep 0.1; done
+  "$work/agentlog-base" bench append --server http://127.0.0.1:18124 --token-file "$work/base-data/admin.token" --concurrency 256 --batch 1 --duration 10s
+  "$work/agentlog-base" bench append --server http://127.0.0.1:18124 --token-file "$work/base-data/admin.token" --concurrency 16 --batch 256 --duration 10s
+  kill "$server"; wait "$server" 2>/dev/null || true
+fi
 echo "== HTTP append (agentlog bench append; server and client share the machine)"
 data="$work/data"
 "$work/agentlog" serve --data "$data" --listen 127.0.0.1:18123 --log-level warn --ntp 127.0.0.1:1 >"$work/serve.out" 2>&1 &
@@ -32,8 +49,9 @@ for _ in $(seq 100); do [ -f "$data/admin.token" ] && curl -sf http://127.0.0.1:
 "$work/agentlog" bench append --server http://127.0.0.1:18123 --token-file "$data/admin.token" --concurrency 256 --batch 1 --duration 10s
 "$work/agentlog" bench append --server http://127.0.0.1:18123 --token-file "$data/admin.token" --concurrency 16 --batch 256 --duration 10s
 if command -v wrk >/dev/null; then
-  echo "== HTTP single-entry append with wrk (1 thread, 256 connections)"
-  tok=$(cat "$data/admin.token")
+  echo "== HTTP single-entry append with wrk (1 thread, 256 connections, one agent session)"
+  "$work/agentlog" agent register --server http://127.0.0.1:18123 --admin-token-file "$data/admin.token" --id wrk-bot --key-out "$work/wrk-bot.key" >/dev/null
+  tok=$("$work/agentlog" session open --server http://127.0.0.1:18123 --agent-key "$work/wrk-bot.key" --task bench --ttl 1h | tail -n 1)
   pad=$(head -c 448 /dev/zero | tr '\0' x)
   cat >"$work/post.lua" <<LUA
 wrk.method = "POST"

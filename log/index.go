@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"time"
+	"unsafe"
 
 	"github.com/dgraph-io/badger/v4"
 )
@@ -176,4 +177,84 @@ func (l *Log) IndexAt(t time.Time, size uint64) (uint64, error) {
 		return 0, fmt.Errorf("reading the time index: %w", err)
 	}
 	return out, nil
+}
+
+// batchPostings is the sequencer's allocation-free form of postings: it
+// is reused from batch to batch, keys its map by the terms' bytes in the
+// batch's own requests (alive until the batch commits), and encodes gaps
+// as it goes. It writes the same keys and values as postings.write.
+type batchPostings struct {
+	idx  map[string]int
+	list []batchPosting
+	keys []byte // the batch's posting keys, back to back
+}
+
+type batchPosting struct {
+	term        string
+	first, last uint64
+	gaps        []byte // uvarint gaps after first
+}
+
+func newBatchPostings() *batchPostings { return &batchPostings{idx: map[string]int{}} }
+
+// add records the terms of the leaf at index i. terms must stay unchanged
+// until write returns.
+func (ps *batchPostings) add(terms []byte, i uint64) {
+	for len(terms) > 0 {
+		n := int(binary.BigEndian.Uint16(terms))
+		t := terms[2 : 2+n]
+		key := unsafe.String(unsafe.SliceData(t), len(t))
+		if j, ok := ps.idx[key]; ok {
+			p := &ps.list[j]
+			p.gaps = binary.AppendUvarint(p.gaps, i-p.last)
+			p.last = i
+		} else {
+			ps.idx[key] = len(ps.list)
+			if len(ps.list) < cap(ps.list) {
+				ps.list = ps.list[:len(ps.list)+1]
+				p := &ps.list[len(ps.list)-1]
+				p.term, p.first, p.last, p.gaps = key, i, i, p.gaps[:0]
+			} else {
+				ps.list = append(ps.list, batchPosting{term: key, first: i, last: i})
+			}
+		}
+		terms = terms[2+n:]
+	}
+}
+
+// write sets one posting key per term and resets ps for the next batch.
+// Keys and values stay referenced by txn until it commits; ps must not be
+// reused before that.
+func (ps *batchPostings) write(txn *badger.Txn) error {
+	n := 0
+	for i := range ps.list {
+		n += len(ps.list[i].term) + 8
+	}
+	if cap(ps.keys) < n {
+		ps.keys = make([]byte, 0, n+n/4)
+	}
+	ps.keys = ps.keys[:0]
+	for i := range ps.list {
+		p := &ps.list[i]
+		start := len(ps.keys)
+		ps.keys = append(ps.keys, p.term...)
+		ps.keys = binary.BigEndian.AppendUint64(ps.keys, p.first)
+		var v []byte
+		if len(p.gaps) > 0 {
+			v = p.gaps
+		}
+		if err := txn.Set(ps.keys[start:len(ps.keys):len(ps.keys)], v); err != nil {
+			return fmt.Errorf("writing index key: %w", err)
+		}
+	}
+	return nil
+}
+
+// reset empties ps once the batch has committed (or failed).
+func (ps *batchPostings) reset() {
+	clear(ps.idx)
+	for i := range ps.list {
+		ps.list[i].term = ""
+	}
+	ps.list = ps.list[:0]
 }

@@ -66,15 +66,17 @@ type Config struct {
 	BulkLoad bool
 
 	valueLogFileSize int64 // tests shrink it to exercise GC
+	noIndex          bool  // benchmarks measure the cost of the indexes
 }
 
 // Log is an open agentlog log.
 type Log struct {
-	db   *badger.DB
-	tree *tree.Tree
-	seq  *sequencer
-	m    *metrics
-	log  *slog.Logger
+	noIndex bool
+	db      *badger.DB
+	tree    *tree.Tree
+	seq     *sequencer
+	m       *metrics
+	log     *slog.Logger
 
 	stopGC chan struct{}
 	gcDone chan struct{}
@@ -147,7 +149,7 @@ func Open(cfg Config) (*Log, error) {
 		db.Close()
 		return nil, err
 	}
-	l := &Log{db: db, tree: t, seq: seq, m: m, log: cfg.Logger, stopGC: make(chan struct{}), gcDone: make(chan struct{})}
+	l := &Log{noIndex: cfg.noIndex, db: db, tree: t, seq: seq, m: m, log: cfg.Logger, stopGC: make(chan struct{}), gcDone: make(chan struct{})}
 	go l.gcLoop(cfg.GCInterval)
 	return l, nil
 }
@@ -217,7 +219,9 @@ func (l *Log) AppendWith(ctx context.Context, p Principal, kind string, recs []R
 			return nil, fmt.Errorf("entries[%d]: %w", i, err)
 		}
 		tails[i] = t
-		terms[i] = appendTerms(nil, kind, p, &recs[i])
+		if !l.noIndex {
+			terms[i] = appendTerms(nil, kind, p, &recs[i])
+		}
 	}
 	res, err := l.seq.add(ctx, tails, terms, extra)
 	if err == nil {

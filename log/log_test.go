@@ -258,9 +258,13 @@ func TestCloseDrains(t *testing.T) {
 // writers, each waiting until its entry is durable. Run it with
 // -benchtime=1000000x for the 1M-entry figure in docs/benchmarks.md.
 func BenchmarkAppend(b *testing.B) {
-	for _, conc := range []int{4096} {
-		b.Run(fmt.Sprintf("c=%d", conc), func(b *testing.B) {
-			l, err := Open(Config{Dir: b.TempDir()})
+	for _, tc := range []struct {
+		name    string
+		noIndex bool
+	}{{"c=4096", false}, {"c=4096/indexes=off", true}} {
+		conc := 4096
+		b.Run(tc.name, func(b *testing.B) {
+			l, err := Open(Config{Dir: b.TempDir(), noIndex: tc.noIndex})
 			if err != nil {
 				b.Fatal(err)
 			}

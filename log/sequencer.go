@@ -60,7 +60,7 @@ type sequencer struct {
 
 	lastTime time.Time // time of the last sequenced leaf; sequencer goroutine only
 	buf      []byte
-	postings postings // reused per batch; sequencer goroutine only
+	postings *batchPostings // reused per batch; sequencer goroutine only
 }
 
 // entryKey is the Badger key of the leaf at index i.
@@ -82,7 +82,7 @@ func newSequencer(db *badger.DB, t *tree.Tree, clock func() time.Time, m *metric
 		maxPending: int64(cfg.MaxPending),
 		queue:      make(chan *pending, cfg.MaxPending),
 		stopped:    make(chan struct{}),
-		postings:   postings{},
+		postings:   newBatchPostings(),
 	}
 	if n := t.Size(); n > 0 {
 		// Resume the time from the last durable leaf so times never go
@@ -212,6 +212,7 @@ func (s *sequencer) commit(batch []*pending, n int) {
 }
 
 func (s *sequencer) commitBatch(batch []*pending, n int) error {
+	defer s.postings.reset() // after the transaction is committed or discarded
 	now := s.clock()
 	if now.Before(s.lastTime) {
 		now = s.lastTime
