@@ -191,7 +191,7 @@ func checkLeafBytes(leaf []byte) error {
 func parseEntryLine(line []byte) (uint64, []byte, error) {
 	rest, ok := bytes.CutPrefix(line, []byte(entryLinePrefix))
 	if !ok {
-		return 0, nil, errors.New(`the line does not start with {"index":`)
+		return 0, nil, fmt.Errorf("the line does not start with %s", entryLinePrefix)
 	}
 	digits, leaf, ok := bytes.Cut(rest, []byte(entryLineMid))
 	if !ok {

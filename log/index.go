@@ -93,17 +93,6 @@ func (ps postings) add(terms []byte, i uint64) {
 	}
 }
 
-// write sets one posting key per term and empties ps.
-func (ps postings) write(txn *badger.Txn) error {
-	for t, idx := range ps {
-		if err := txn.Set(postingKey(t, idx[0]), postingValue(idx)); err != nil {
-			return fmt.Errorf("writing index key: %w", err)
-		}
-	}
-	clear(ps)
-	return nil
-}
-
 // postingKey is the key of a term's postings starting at index first.
 func postingKey(term string, first uint64) []byte {
 	k := make([]byte, len(term)+8)
