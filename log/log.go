@@ -60,6 +60,10 @@ type Config struct {
 	// rewritten by every batch and leave garbage behind.
 	GCInterval time.Duration
 
+	// TileCache is how many full hash tiles readers keep in memory (16 KiB
+	// each with their interior nodes); 0 takes tree.DefaultCacheTiles.
+	TileCache int
+
 	// BulkLoad turns off the fsync of every batch. It is for building
 	// synthetic logs only: an acknowledged entry is then not durable until
 	// Close.
@@ -137,7 +141,7 @@ func Open(cfg Config) (*Log, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening the database in %s: %w", cfg.Dir, err)
 	}
-	t, err := tree.Open(db)
+	t, err := tree.OpenWithOptions(db, tree.Options{CacheTiles: cfg.TileCache})
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("loading the tree: %w", err)

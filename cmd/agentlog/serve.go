@@ -47,6 +47,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	requireNTP := fs.Bool("require-ntp", false, "refuse to sign checkpoints while the clock is not synchronized with NTP")
 	ntpInterval := fs.Duration("ntp-interval", 64*time.Second, "how often to re-synchronize with NTP")
 	maxBatch := fs.Int("max-batch", 8192, "most entries committed in one batch")
+	tileCache := fs.Int("tile-cache", 16384, "full hash tiles kept in memory for proofs and tiles (16 KiB each, so at most 256 MiB by default)")
 	maxPending := fs.Int("max-pending", 1<<18, "most entries waiting to be committed before appends get 503")
 	sessionTTL := fs.Duration("session-ttl", time.Hour, "lifetime of a session when the agent asks for none")
 	sessionMaxTTL := fs.Duration("session-max-ttl", 12*time.Hour, "longest session lifetime an agent may ask for")
@@ -98,6 +99,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		Clock:      clock.Now,
 		MaxBatch:   *maxBatch,
 		MaxPending: *maxPending,
+		TileCache:  *tileCache,
 		Logger:     logger,
 		Registerer: reg,
 	})
