@@ -70,8 +70,9 @@ func (l *Log) Search(ctx context.Context, f *query.Filter, start, size uint64, l
 	err = l.db.View(func(txn *badger.Txn) error {
 		dense := false
 		if len(exact) > 0 {
-			// Terms most entries have are cheaper to find by a sequential
-			// scan than by reading their postings' entries one by one.
+			// When even the sparsest term is held by many entries, its
+			// entries are read by stepping an iterator rather than by one
+			// lookup each.
 			sparsest := 1.0
 			for _, m := range exact {
 				d, err := termDensity(txn, termPrefix(FieldByte[m.Field], m.Value), lo, hi)
@@ -84,7 +85,7 @@ func (l *Log) Search(ctx context.Context, f *query.Filter, start, size uint64, l
 		}
 		check := func(i uint64, leaf []byte) (bool, error) {
 			st.Candidates++
-			if !indexed || dense {
+			if !indexed {
 				ok, err := matchLeaf(f, leaf)
 				if err != nil || !ok {
 					return false, err
@@ -100,8 +101,13 @@ func (l *Log) Search(ctx context.Context, f *query.Filter, start, size uint64, l
 			}
 			return false, nil
 		}
-		if len(exact) == 0 || dense {
+		if len(exact) == 0 {
 			return l.scan(ctx, txn, lo, hi, &st, check)
+		}
+		rd := &entryReader{txn: txn}
+		if dense {
+			rd.it = txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 64, Prefix: []byte("e/")})
+			defer rd.it.Close()
 		}
 		cursors := make([]*postingCursor, len(exact))
 		for j, m := range exact {
@@ -122,12 +128,8 @@ func (l *Log) Search(ctx context.Context, f *query.Filter, start, size uint64, l
 				st.Next = i
 				return ctx.Err()
 			}
-			item, err := txn.Get(entryKey(i))
-			if err != nil {
-				return fmt.Errorf("reading entry %d: %w", i, err)
-			}
 			var done bool
-			if err := item.Value(func(v []byte) error {
+			if err := rd.read(i, func(v []byte) error {
 				var err error
 				done, err = check(i, v)
 				return err
@@ -142,6 +144,38 @@ func (l *Log) Search(ctx context.Context, f *query.Filter, start, size uint64, l
 		}
 	})
 	return st, err
+}
+
+// entryReader reads the entries a search selects: by one lookup each, or,
+// when they are dense, by stepping an iterator (seeking over long gaps).
+type entryReader struct {
+	txn *badger.Txn
+	it  *badger.Iterator // nil: lookups
+}
+
+func (r *entryReader) read(i uint64, fn func([]byte) error) error {
+	if r.it == nil {
+		item, err := r.txn.Get(entryKey(i))
+		if err != nil {
+			return fmt.Errorf("reading entry %d: %w", i, err)
+		}
+		return item.Value(fn)
+	}
+	for steps := 0; ; steps++ {
+		if !r.it.Valid() || steps == 64 {
+			r.it.Seek(entryKey(i))
+			break
+		}
+		k := binary.BigEndian.Uint64(r.it.Item().Key()[2:])
+		if k >= i {
+			break
+		}
+		r.it.Next()
+	}
+	if !r.it.Valid() || binary.BigEndian.Uint64(r.it.Item().Key()[2:]) != i {
+		return fmt.Errorf("reading entry %d: %w", i, badger.ErrKeyNotFound)
+	}
+	return r.it.Item().Value(fn)
 }
 
 // scan checks every entry in [lo, hi).
