@@ -4,17 +4,19 @@
 //
 // A leaf is one compact JSON object (at most [MaxLeafSize] bytes) whose first
 // key is "time", the log's NTP-anchored time of sequencing in RFC 3339 UTC
-// with nanoseconds, non-decreasing with the index; then "kind", the
-// principal that appended it, and the record's fields (see docs/api.md).
+// with nanoseconds, non-decreasing with the index; then, in a fixed order,
+// kind, principal, role, agent, session, task, seq, action, tool, resource,
+// outcome, attributes and sig (docs/api.md).
 // Leaf hashes and the tree follow RFC 6962; the tree's tiles follow
 // c2sp.org/tlog-tiles (package tree).
 //
 // Badger key layout: "e/" + 8-byte big-endian index holds the leaf at that
-// index; keys starting with "t/" belong to package tree, "i/" to package
-// identity.
+// index; "x/" and "m/" hold the query indexes (index.go, docs/query.md);
+// keys starting with "t/" belong to package tree, "i/" to package identity.
 //
-// Durability contract: [Log.Append] returns only once its entries, the
-// tiles that cover them and the tree state are committed and fsynced.
+// Durability contract: [Log.Append] returns only once its entries, their
+// index keys, the tiles that cover them and the tree state are committed
+// and fsynced in one transaction.
 package log
 
 import (
