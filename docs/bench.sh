@@ -11,7 +11,10 @@ peer=${1:-../shared/bench/tessera-posix}
 n=${N:-1000000}
 work=$(mktemp -d)
 server=
-trap '[ -n "$server" ] && kill "$server" 2>/dev/null; rm -rf "$work"' EXIT
+# Stop the server and wait for it before deleting its data directory: a
+# server whose directory vanishes while it shuts down cannot flush and
+# never exits.
+trap '[ -n "$server" ] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null; rm -rf "$work"' EXIT
 
 echo "== machine"
 uname -srm; nproc; grep -m1 'model name' /proc/cpuinfo || true; go version
