@@ -195,6 +195,14 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	case <-ctx.Done():
 	}
 	logger.Info("shutting down: draining requests")
+	// Every acknowledged entry is already fsynced, so a shutdown that
+	// cannot finish (a vanished or failing disk makes Badger retry its
+	// flush forever) must not keep the process alive.
+	watchdog := time.AfterFunc(2*time.Minute, func() {
+		logger.Error("shutdown did not finish within 2 minutes; exiting")
+		os.Exit(1)
+	})
+	defer watchdog.Stop()
 	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := hs.Shutdown(sctx); err != nil {
