@@ -423,3 +423,33 @@ func mustClient(t *testing.T, url, tok string) *client.Client {
 	}
 	return c
 }
+
+// TestShutdownCannotHang removes the database under a running server, then
+// asks it to stop: it cannot flush, and must exit (non-zero) within its
+// --shutdown-timeout instead of retrying forever.
+func TestShutdownCannotHang(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test builds and runs the binary")
+	}
+	bin := agentlogBinary(t)
+	data := t.TempDir()
+	srv := startServer(t, bin, "--data", data, "--ntp", "127.0.0.1:1", "--shutdown-timeout", "3s")
+	tok, _ := os.ReadFile(filepath.Join(data, "admin.token"))
+	sess := provisionSession(t, srv.url, string(tok), "doomed-bot", "t")
+	c := mustClient(t, srv.url, sess)
+	for i := 0; i < 20; i++ {
+		if _, err := c.Append(context.Background(), client.Record{Action: "a"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.RemoveAll(filepath.Join(data, "db")); err != nil {
+		t.Fatal(err)
+	}
+	srv.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-srv.done:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("server still running a minute after SIGTERM:\n%s", srv.stderr)
+	}
+	t.Logf("exit code %d", srv.cmd.ProcessState.ExitCode())
+}

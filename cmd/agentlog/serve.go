@@ -52,6 +52,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	sessionTTL := fs.Duration("session-ttl", time.Hour, "lifetime of a session when the agent asks for none")
 	sessionMaxTTL := fs.Duration("session-max-ttl", 12*time.Hour, "longest session lifetime an agent may ask for")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	shutdownTimeout := fs.Duration("shutdown-timeout", 2*time.Minute, "exit with an error if shutting down takes longer (acknowledged entries are already durable)")
 	debugAddr := fs.String("debug-listen", "", "if set, serve Go's pprof profiles on this (loopback) address")
 	policyFile := fs.String("witness-policy", "", "c2sp.org/tlog-policy file: push each checkpoint to its witnesses and serve it with their cosignatures once the quorum is met")
 	unwitnessed := fs.String("unwitnessed", unwitnessedHold, "with --witness-policy, what /checkpoint serves while the newest checkpoint lacks its quorum: hold (the last cosigned one) or publish (the log-signed one)")
@@ -198,8 +199,8 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	// Every acknowledged entry is already fsynced, so a shutdown that
 	// cannot finish (a vanished or failing disk makes Badger retry its
 	// flush forever) must not keep the process alive.
-	watchdog := time.AfterFunc(2*time.Minute, func() {
-		logger.Error("shutdown did not finish within 2 minutes; exiting")
+	watchdog := time.AfterFunc(*shutdownTimeout, func() {
+		logger.Error("shutdown did not finish in time; exiting", "timeout", *shutdownTimeout)
 		os.Exit(1)
 	})
 	defer watchdog.Stop()
