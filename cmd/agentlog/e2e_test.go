@@ -24,34 +24,45 @@ import (
 	"github.com/agentlog/agentlog/client"
 )
 
-// buildBinary compiles cmd/agentlog once per test binary.
-var buildOnce struct {
+// builtBinary is a command compiled once per test binary.
+type builtBinary struct {
 	sync.Once
 	path string
 	err  error
 }
 
-func agentlogBinary(t *testing.T) string {
+// get builds the command in pkgDir (relative to this package) as name on
+// first use and returns its path.
+func (b *builtBinary) get(t *testing.T, name, pkgDir string) string {
 	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "agentlog-e2e-bin")
+	b.Do(func() {
+		dir, err := os.MkdirTemp("", name+"-e2e-bin")
 		if err != nil {
-			buildOnce.err = err
+			b.err = err
 			return
 		}
-		buildOnce.path = filepath.Join(dir, "agentlog")
-		out, err := exec.Command("go", "build", "-o", buildOnce.path, ".").CombinedOutput()
+		b.path = filepath.Join(dir, name)
+		out, err := exec.Command("go", "build", "-o", b.path, pkgDir).CombinedOutput()
 		if err != nil {
-			buildOnce.err = fmt.Errorf("go build: %v\n%s", err, out)
+			b.err = fmt.Errorf("go build %s: %v\n%s", pkgDir, err, out)
 		}
 	})
-	if buildOnce.err != nil {
-		t.Fatal(buildOnce.err)
+	if b.err != nil {
+		t.Fatal(b.err)
 	}
-	return buildOnce.path
+	return b.path
 }
 
-// serverProc is a running "agentlog serve".
+var agentlogBuild, witnessBuild builtBinary
+
+func agentlogBinary(t *testing.T) string { return agentlogBuild.get(t, "agentlog", ".") }
+
+// witnessBinary compiles cmd/agentlog-witness once per test binary.
+func witnessBinary(t *testing.T) string {
+	return witnessBuild.get(t, "agentlog-witness", "../agentlog-witness")
+}
+
+// serverProc is a running "agentlog serve" or "agentlog-witness serve".
 type serverProc struct {
 	cmd    *exec.Cmd
 	url    string
@@ -59,10 +70,18 @@ type serverProc struct {
 	done   chan struct{}
 }
 
-// startServer runs the binary and waits until it prints its address.
+// startServer runs "agentlog serve" on a free loopback port and waits
+// until it prints its address.
 func startServer(t *testing.T, bin string, args ...string) *serverProc {
 	t.Helper()
-	cmd := exec.Command(bin, append([]string{"serve", "--listen", "127.0.0.1:0"}, args...)...)
+	return startProc(t, bin, "agentlog listening on ", append([]string{"serve", "--listen", "127.0.0.1:0"}, args...)...)
+}
+
+// startProc runs bin with args and waits for its first stdout line, which
+// must be ready followed by the URL it serves.
+func startProc(t *testing.T, bin, ready string, args ...string) *serverProc {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -86,15 +105,14 @@ func startServer(t *testing.T, bin string, args ...string) *serverProc {
 	t.Cleanup(func() { p.kill() })
 	select {
 	case l := <-lines:
-		const pfx = "agentlog listening on "
-		if !strings.HasPrefix(l, pfx) {
+		if !strings.HasPrefix(l, ready) {
 			t.Fatalf("unexpected first line %q", l)
 		}
-		p.url = strings.Fields(strings.TrimPrefix(l, pfx))[0]
+		p.url = strings.Fields(strings.TrimPrefix(l, ready))[0]
 	case <-p.done:
-		t.Fatalf("server exited at start:\n%s", p.stderr)
+		t.Fatalf("%s exited at start:\n%s", filepath.Base(bin), p.stderr)
 	case <-time.After(60 * time.Second):
-		t.Fatalf("server did not start:\n%s", p.stderr)
+		t.Fatalf("%s did not start:\n%s", filepath.Base(bin), p.stderr)
 	}
 	return p
 }

@@ -9,7 +9,7 @@ import (
 // TestMain removes the binaries the end-to-end tests built.
 func TestMain(m *testing.M) {
 	code := m.Run()
-	for _, p := range []string{buildOnce.path, witnessBuild.path} {
+	for _, p := range []string{agentlogBuild.path, witnessBuild.path} {
 		if p != "" {
 			os.RemoveAll(filepath.Dir(p))
 		}

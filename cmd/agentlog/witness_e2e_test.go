@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/base64"
 	"errors"
@@ -13,10 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/agentlog/agentlog/checkpoint"
 	"github.com/agentlog/agentlog/checkpoint/ntptest"
@@ -24,79 +20,12 @@ import (
 	"github.com/agentlog/agentlog/witness"
 )
 
-var witnessBuild struct {
-	sync.Once
-	path string
-	err  error
-}
-
-// witnessBinary compiles cmd/agentlog-witness once per test binary.
-func witnessBinary(t *testing.T) string {
-	t.Helper()
-	witnessBuild.Do(func() {
-		dir, err := os.MkdirTemp("", "agentlog-witness-e2e-bin")
-		if err != nil {
-			witnessBuild.err = err
-			return
-		}
-		witnessBuild.path = filepath.Join(dir, "agentlog-witness")
-		out, err := exec.Command("go", "build", "-o", witnessBuild.path, "../agentlog-witness").CombinedOutput()
-		if err != nil {
-			witnessBuild.err = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if witnessBuild.err != nil {
-		t.Fatal(witnessBuild.err)
-	}
-	return witnessBuild.path
-}
-
 // witnessProc is a running "agentlog-witness serve".
-type witnessProc struct {
-	cmd  *exec.Cmd
-	url  string
-	done chan struct{}
-}
+type witnessProc = serverProc
 
 func startWitnessProc(t *testing.T, bin string, args ...string) *witnessProc {
 	t.Helper()
-	cmd := exec.Command(bin, append([]string{"serve"}, args...)...)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr strings.Builder
-	cmd.Stderr = &lockedWriter{w: &stderr}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &witnessProc{cmd: cmd, done: make(chan struct{})}
-	first := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			select {
-			case first <- sc.Text():
-			default:
-			}
-		}
-	}()
-	go func() { cmd.Wait(); close(p.done) }()
-	t.Cleanup(p.kill)
-	select {
-	case l := <-first:
-		p.url = strings.Fields(strings.TrimPrefix(l, "agentlog-witness listening on "))[0]
-	case <-p.done:
-		t.Fatalf("witness exited at start")
-	case <-time.After(60 * time.Second):
-		t.Fatalf("witness did not start")
-	}
-	return p
-}
-
-func (p *witnessProc) kill() {
-	p.cmd.Process.Signal(syscall.SIGKILL)
-	<-p.done
+	return startProc(t, bin, "agentlog-witness listening on ", append([]string{"serve"}, args...)...)
 }
 
 // appendEntries appends n entries with the agent session credential sess
