@@ -10,8 +10,8 @@
 // Leaf hashes and the tree follow RFC 6962; the tree's tiles follow
 // c2sp.org/tlog-tiles (package tree).
 //
-// Badger key layout: "e/" + 8-byte big-endian index holds the leaf at that
-// index; "x/" and "m/" hold the query indexes (index.go, docs/query.md);
+// Badger key layout: "b/" keys hold the entries, as fragments of
+// tlog-tiles entry bundles (bundle.go); "x/" and "m/" hold the query indexes (index.go, docs/query.md);
 // keys starting with "t/" belong to package tree, "i/" to package identity.
 //
 // Durability contract: [Log.Append] returns only once its entries, their
@@ -20,6 +20,7 @@
 package log
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -148,6 +149,10 @@ func Open(cfg Config) (*Log, error) {
 		db.Close()
 		return nil, fmt.Errorf("loading the tree: %w", err)
 	}
+	if err := migrateEntries(db, t.Size(), cfg.Logger); err != nil {
+		db.Close()
+		return nil, err
+	}
 	m := newMetrics(cfg.Registerer)
 	m.treeSize.Set(float64(t.Size()))
 	seq, err := newSequencer(db, t, cfg.Clock, m, cfg)
@@ -238,7 +243,7 @@ func (l *Log) AppendWith(ctx context.Context, p Principal, kind string, recs []R
 
 // DB returns the log's Badger database, for packages that keep their own
 // state beside the log under their own key prefix (package identity uses
-// "i/"). They must never write keys under "e/" or "t/".
+// "i/"). They must never write keys under "b/", "e/", "f/" or "t/".
 func (l *Log) DB() *badger.DB { return l.db }
 
 // Tree returns the log's tree (read-only use).
@@ -254,12 +259,12 @@ func (l *Log) Entry(i uint64) ([]byte, error) {
 	}
 	var out []byte
 	err := l.db.View(func(txn *badger.Txn) error {
-		item, err := txn.Get(entryKey(i))
-		if err != nil {
-			return err
-		}
-		out, err = item.ValueCopy(nil)
-		return err
+		r := newEntryReader(txn)
+		defer r.close()
+		return r.read(i, func(v []byte) error {
+			out = bytes.Clone(v)
+			return nil
+		})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("reading entry %d: %w", i, err)
@@ -273,24 +278,45 @@ func (l *Log) Entries(start, n uint64) ([][]byte, error) {
 	if n == 0 || start+n > l.tree.Size() || start+n < start {
 		return nil, fmt.Errorf("entries [%d, %d): %w (tree size %d)", start, start+n, ErrNotFound, l.tree.Size())
 	}
-	out := make([][]byte, 0, n)
+	// One allocation for all the leaves, sliced once it stopped growing.
+	var arena []byte
+	ends := make([]int, 0, n)
 	err := l.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: int(min(n, 256)), Prefix: []byte("e/")})
-		defer it.Close()
-		for it.Seek(entryKey(start)); it.Valid() && uint64(len(out)) < n; it.Next() {
-			v, err := it.Item().ValueCopy(nil)
-			if err != nil {
-				return err
-			}
-			out = append(out, v)
-		}
-		return nil
+		return forEachEntry(txn, start, start+n, func(_ uint64, leaf []byte) (bool, error) {
+			arena = append(arena, leaf...)
+			ends = append(ends, len(arena))
+			return false, nil
+		})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("reading entries [%d, %d): %w", start, start+n, err)
 	}
-	if uint64(len(out)) != n {
-		return nil, fmt.Errorf("reading entries [%d, %d): found only %d", start, start+n, len(out))
+	out := make([][]byte, len(ends))
+	prev := 0
+	for j, e := range ends {
+		out[j] = arena[prev:e:e]
+		prev = e
+	}
+	return out, nil
+}
+
+// EntryBundle returns the entries [start, start+n) in the
+// c2sp.org/tlog-tiles entry bundle encoding: each entry as a 2-byte
+// big-endian length and its bytes.
+func (l *Log) EntryBundle(start, n uint64) ([]byte, error) {
+	if n == 0 || start+n > l.tree.Size() || start+n < start {
+		return nil, fmt.Errorf("entries [%d, %d): %w (tree size %d)", start, start+n, ErrNotFound, l.tree.Size())
+	}
+	var out []byte
+	err := l.db.View(func(txn *badger.Txn) error {
+		return forEachEntry(txn, start, start+n, func(_ uint64, leaf []byte) (bool, error) {
+			out = append(out, byte(len(leaf)>>8), byte(len(leaf)))
+			out = append(out, leaf...)
+			return false, nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading entries [%d, %d): %w", start, start+n, err)
 	}
 	return out, nil
 }

@@ -26,13 +26,15 @@ type SearchStats struct {
 // Search calls emit, in index order, for each entry in [start, size)
 // that satisfies f, where size is the tree size the caller fixed for a
 // consistent answer. It stops after limit matches (0: no limit), when emit
-// returns an error, or when ctx ends.
+// returns an error, or when ctx ends. The leaf passed to emit is valid
+// only until emit returns.
 //
 // The time bounds of f become an index range through the time index. If f
 // has exact field matches, their posting lists are intersected and only
 // the entries they share are read; otherwise the range is scanned. Every
 // candidate is checked against the whole filter, so prefix matches and
-// business hours are exact.
+// business hours are exact, unless the filter is only indexed exact
+// matches: then the intersection is the answer.
 func (l *Log) Search(ctx context.Context, f *query.Filter, start, size uint64, limit int, emit func(index uint64, leaf []byte) error) (SearchStats, error) {
 	var st SearchStats
 	if size > l.Size() {
@@ -68,21 +70,6 @@ func (l *Log) Search(ctx context.Context, f *query.Filter, start, size uint64, l
 	// time bounds are exact through the time index.
 	indexed := f.Outside == nil && len(exact) == len(f.Matches) && len(exact) > 0
 	err = l.db.View(func(txn *badger.Txn) error {
-		dense := false
-		if len(exact) > 0 {
-			// When even the sparsest term is held by many entries, its
-			// entries are read by stepping an iterator rather than by one
-			// lookup each.
-			sparsest := 1.0
-			for _, m := range exact {
-				d, err := termDensity(txn, termPrefix(FieldByte[m.Field], m.Value), lo, hi)
-				if err != nil {
-					return err
-				}
-				sparsest = min(sparsest, d)
-			}
-			dense = sparsest > denseTermShare
-		}
 		check := func(i uint64, leaf []byte) (bool, error) {
 			st.Candidates++
 			if !indexed {
@@ -104,11 +91,8 @@ func (l *Log) Search(ctx context.Context, f *query.Filter, start, size uint64, l
 		if len(exact) == 0 {
 			return l.scan(ctx, txn, lo, hi, &st, check)
 		}
-		rd := &entryReader{txn: txn}
-		if dense {
-			rd.it = txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 64, Prefix: []byte("e/")})
-			defer rd.it.Close()
-		}
+		rd := newEntryReader(txn)
+		defer rd.close()
 		cursors := make([]*postingCursor, len(exact))
 		for j, m := range exact {
 			c, err := newPostingCursor(txn, FieldByte[m.Field], m.Value, lo)
@@ -146,102 +130,15 @@ func (l *Log) Search(ctx context.Context, f *query.Filter, start, size uint64, l
 	return st, err
 }
 
-// entryReader reads the entries a search selects: by one lookup each, or,
-// when they are dense, by stepping an iterator (seeking over long gaps).
-type entryReader struct {
-	txn *badger.Txn
-	it  *badger.Iterator // nil: lookups
-}
-
-func (r *entryReader) read(i uint64, fn func([]byte) error) error {
-	if r.it == nil {
-		item, err := r.txn.Get(entryKey(i))
-		if err != nil {
-			return fmt.Errorf("reading entry %d: %w", i, err)
-		}
-		return item.Value(fn)
-	}
-	for steps := 0; ; steps++ {
-		if !r.it.Valid() || steps == 64 {
-			r.it.Seek(entryKey(i))
-			break
-		}
-		k := binary.BigEndian.Uint64(r.it.Item().Key()[2:])
-		if k >= i {
-			break
-		}
-		r.it.Next()
-	}
-	if !r.it.Valid() || binary.BigEndian.Uint64(r.it.Item().Key()[2:]) != i {
-		return fmt.Errorf("reading entry %d: %w", i, badger.ErrKeyNotFound)
-	}
-	return r.it.Item().Value(fn)
-}
-
 // scan checks every entry in [lo, hi).
 func (l *Log) scan(ctx context.Context, txn *badger.Txn, lo, hi uint64, st *SearchStats, check func(uint64, []byte) (bool, error)) error {
-	it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 256, Prefix: []byte("e/")})
-	defer it.Close()
-	for it.Seek(entryKey(lo)); it.Valid(); it.Next() {
-		k := it.Item().Key()
-		i := binary.BigEndian.Uint64(k[2:])
-		if i >= hi {
-			return nil
-		}
+	return forEachEntry(txn, lo, hi, func(i uint64, leaf []byte) (bool, error) {
 		if (i-lo)%4096 == 0 && ctx.Err() != nil {
 			st.Next = i
-			return ctx.Err()
+			return true, ctx.Err()
 		}
-		var done bool
-		if err := it.Item().Value(func(v []byte) error {
-			var err error
-			done, err = check(i, v)
-			return err
-		}); err != nil || done {
-			return err
-		}
-	}
-	return nil
-}
-
-// denseTermShare is the share of entries above which a term is found by a
-// sequential scan rather than through its postings (tests vary it).
-var denseTermShare = 0.05
-
-// termDensity estimates the share of the entries in [lo, hi) that hold a
-// term, from its first posting blocks at or after lo.
-func termDensity(txn *badger.Txn, prefix []byte, lo, hi uint64) (float64, error) {
-	const blocks = 64
-	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
-	defer it.Close()
-	var n, last uint64
-	seen := 0
-	for it.Seek(binary.BigEndian.AppendUint64(append([]byte{}, prefix...), lo)); it.Valid() && seen < blocks; it.Next() {
-		k := it.Item().Key()
-		if len(k) != len(prefix)+8 {
-			continue
-		}
-		last = binary.BigEndian.Uint64(k[len(prefix):])
-		if last >= hi {
-			break
-		}
-		seen++
-		n++
-		if err := it.Item().Value(func(v []byte) error {
-			for _, b := range v {
-				if b < 0x80 { // the last byte of each uvarint
-					n++
-				}
-			}
-			return nil
-		}); err != nil {
-			return 0, err
-		}
-	}
-	if seen < blocks || last <= lo {
-		return float64(n) / float64(max(hi-lo, 1)), nil
-	}
-	return float64(n) / float64(last-lo+1), nil
+		return check(i, leaf)
+	})
 }
 
 // postingCursor walks one term's postings in index order.

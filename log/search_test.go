@@ -87,17 +87,6 @@ func randomFilter(r *rand.Rand) url.Values {
 // TestSearchAgainstBruteForce compares Search with a filter applied to
 // every entry, for random filters, with and without limits.
 func TestSearchAgainstBruteForce(t *testing.T) {
-	for _, share := range []float64{0.05, 2, 0} { // default, postings always, scans always
-		t.Run(fmt.Sprint(share), func(t *testing.T) {
-			old := denseTermShare
-			denseTermShare = share
-			defer func() { denseTermShare = old }()
-			testSearchAgainstBruteForce(t)
-		})
-	}
-}
-
-func testSearchAgainstBruteForce(t *testing.T) {
 	l := searchFixture(t)
 	size := l.Size()
 	all, err := l.Entries(0, size)

@@ -3,7 +3,6 @@ package log
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"sync"
@@ -63,14 +62,6 @@ type sequencer struct {
 	postings *batchPostings // reused per batch; sequencer goroutine only
 }
 
-// entryKey is the Badger key of the leaf at index i.
-func entryKey(i uint64) []byte {
-	k := make([]byte, 10)
-	k[0], k[1] = 'e', '/'
-	binary.BigEndian.PutUint64(k[2:], i)
-	return k
-}
-
 func newSequencer(db *badger.DB, t *tree.Tree, clock func() time.Time, m *metrics, cfg Config) (*sequencer, error) {
 	s := &sequencer{
 		db:         db,
@@ -88,11 +79,9 @@ func newSequencer(db *badger.DB, t *tree.Tree, clock func() time.Time, m *metric
 		// Resume the time from the last durable leaf so times never go
 		// backwards across a restart, whatever the clock says now.
 		err := db.View(func(txn *badger.Txn) error {
-			item, err := txn.Get(entryKey(n - 1))
-			if err != nil {
-				return err
-			}
-			return item.Value(func(v []byte) error {
+			r := newEntryReader(txn)
+			defer r.close()
+			return r.read(n-1, func(v []byte) error {
 				lt, err := leafTime(v)
 				s.lastTime = lt
 				return err
@@ -219,11 +208,20 @@ func (s *sequencer) commitBatch(batch []*pending, n int) error {
 	}
 	base := s.tree.Size()
 	hashes := make([][]byte, 0, n)
-	leaves := make([][]byte, 0, n)
+	leaves := 0
+	// The batch's leaves go back to back into one buffer, each in the
+	// entry bundle encoding (2-byte length, then the leaf), so that the
+	// stored fragments are slices of it (bundle.go). Every leaf of the
+	// batch starts with the same time.
+	var pbuf [leafPrefixLen]byte
+	prefix := appendLeaf(pbuf[:0], now, nil)
 	buf := s.buf[:0]
 	for _, p := range batch {
 		for _, t := range p.tails {
-			buf = appendLeaf(buf, now, t)
+			n := len(prefix) + len(t)
+			buf = append(buf, byte(n>>8), byte(n))
+			buf = append(buf, prefix...)
+			buf = append(buf, t...)
 		}
 	}
 	// Slice the shared buffer into leaves only after it stopped growing.
@@ -231,12 +229,12 @@ func (s *sequencer) commitBatch(batch []*pending, n int) error {
 	for _, p := range batch {
 		p.res = make([]Appended, len(p.tails))
 		for j, t := range p.tails {
-			l := buf[off : off+leafPrefixLen+len(t)]
-			off += len(l)
+			l := buf[off+2 : off+2+len(prefix)+len(t)]
+			off += 2 + len(l)
 			h := leafHash(l)
-			leaves = append(leaves, l)
 			hashes = append(hashes, h[:])
-			p.res[j] = Appended{Index: base + uint64(len(leaves)-1), LeafHash: h, Time: now}
+			p.res[j] = Appended{Index: base + uint64(leaves), LeafHash: h, Time: now}
+			leaves++
 		}
 	}
 	upd, err := s.tree.Prepare(hashes)
@@ -245,10 +243,8 @@ func (s *sequencer) commitBatch(batch []*pending, n int) error {
 	}
 	txn := s.db.NewTransaction(true)
 	defer txn.Discard()
-	for i, l := range leaves {
-		if err := txn.Set(entryKey(base+uint64(i)), l); err != nil {
-			return fmt.Errorf("writing entry %d: %w", base+uint64(i), err)
-		}
+	if err := fragments(buf, base, txn.Set); err != nil {
+		return fmt.Errorf("writing the entries from index %d: %w", base, err)
 	}
 	i := base
 	for _, p := range batch {

@@ -336,20 +336,7 @@ func (s *Server) bundle(p tree.TilePath) ([]byte, error) {
 	if start >= size || start+uint64(p.Width) > size {
 		return nil, fmt.Errorf("entry bundle %d of width %d: %w (tree size %d)", p.Index, p.Width, tree.ErrNotFound, size)
 	}
-	leaves, err := s.cfg.Log.Entries(start, uint64(p.Width))
-	if err != nil {
-		return nil, err
-	}
-	n := 0
-	for _, l := range leaves {
-		n += 2 + len(l)
-	}
-	out := make([]byte, 0, n)
-	for _, l := range leaves {
-		out = append(out, byte(len(l)>>8), byte(len(l)))
-		out = append(out, l...)
-	}
-	return out, nil
+	return s.cfg.Log.EntryBundle(start, uint64(p.Width))
 }
 
 // AppendResponse is the answer to POST /v1/entries.
