@@ -146,26 +146,34 @@ func (l *Log) IndexAt(t time.Time, size uint64) (uint64, error) {
 	if t.UnixNano() <= 0 {
 		return 0, nil
 	}
-	out := size
+	var out uint64
 	err := l.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte("m/")})
 		defer it.Close()
-		seek := make([]byte, 10)
-		copy(seek, "m/")
-		binary.BigEndian.PutUint64(seek[2:], uint64(t.UnixNano()))
-		it.Seek(seek)
-		if it.Valid() {
-			k := it.Item().Key()
-			if len(k) == 18 {
-				out = min(binary.BigEndian.Uint64(k[10:]), size)
-			}
-		}
+		out = indexAt(it, t, size)
 		return nil
 	})
 	if err != nil {
 		return 0, fmt.Errorf("reading the time index: %w", err)
 	}
 	return out, nil
+}
+
+// indexAt is IndexAt with an iterator over the time index.
+func indexAt(it *badger.Iterator, t time.Time, size uint64) uint64 {
+	if t.UnixNano() <= 0 {
+		return 0
+	}
+	seek := make([]byte, 10)
+	copy(seek, "m/")
+	binary.BigEndian.PutUint64(seek[2:], uint64(t.UnixNano()))
+	it.Seek(seek)
+	if it.Valid() {
+		if k := it.Item().Key(); len(k) == 18 {
+			return min(binary.BigEndian.Uint64(k[10:]), size)
+		}
+	}
+	return size
 }
 
 // batchPostings is the sequencer's allocation-free form of postings: it

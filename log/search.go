@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"sort"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 
@@ -65,14 +66,21 @@ func (l *Log) Search(ctx context.Context, f *query.Filter, start, size uint64, l
 			exact = append(exact, m)
 		}
 	}
-	// When every condition is an indexed exact match, the intersection of
-	// the posting lists is the answer and the leaves need no check; the
-	// time bounds are exact through the time index.
-	indexed := f.Outside == nil && len(exact) == len(f.Matches) && len(exact) > 0
 	err = l.db.View(func(txn *badger.Txn) error {
-		check := func(i uint64, leaf []byte) (bool, error) {
+		// Business hours become index spans through the time index, so
+		// that entries inside the hours are skipped unread.
+		spans, err := hourSpans(txn, f.Outside, lo, hi, size)
+		if err != nil {
+			return err
+		}
+		// When every condition is an indexed exact match, the
+		// intersection of the posting lists is the answer and the leaves
+		// need no check: the time bounds are exact through the time
+		// index, and so are business hours outside spans of unknown kind.
+		indexed := len(exact) == len(f.Matches) && (f.Outside == nil || spans != nil)
+		check := func(i uint64, leaf []byte, verify bool) (bool, error) {
 			st.Candidates++
-			if !indexed {
+			if verify {
 				ok, err := matchLeaf(f, leaf)
 				if err != nil || !ok {
 					return false, err
@@ -88,8 +96,25 @@ func (l *Log) Search(ctx context.Context, f *query.Filter, start, size uint64, l
 			}
 			return false, nil
 		}
+		if spans == nil {
+			spans = []indexSpan{{end: hi, kind: query.SpanUnknown}}
+			if f.Outside == nil {
+				spans[0].kind = query.SpanOutside
+			}
+		}
 		if len(exact) == 0 {
-			return l.scan(ctx, txn, lo, hi, &st, check)
+			from := lo
+			for _, sp := range spans {
+				if sp.kind != query.SpanInside {
+					verify := !indexed || sp.kind == query.SpanUnknown
+					done, err := l.scan(ctx, txn, from, sp.end, &st, func(i uint64, leaf []byte) (bool, error) { return check(i, leaf, verify) })
+					if err != nil || done {
+						return err
+					}
+				}
+				from = sp.end
+			}
+			return nil
 		}
 		rd := newEntryReader(txn)
 		defer rd.close()
@@ -102,7 +127,7 @@ func (l *Log) Search(ctx context.Context, f *query.Filter, start, size uint64, l
 			defer c.close()
 			cursors[j] = c
 		}
-		n := 0
+		n, p := 0, 0
 		for {
 			i, ok, err := intersect(cursors)
 			if err != nil || !ok || i >= hi {
@@ -112,16 +137,25 @@ func (l *Log) Search(ctx context.Context, f *query.Filter, start, size uint64, l
 				st.Next = i
 				return ctx.Err()
 			}
-			var done bool
-			if err := rd.read(i, func(v []byte) error {
-				var err error
-				done, err = check(i, v)
-				return err
-			}); err != nil || done {
-				return err
+			for spans[p].end <= i {
+				p++
+			}
+			next := i + 1
+			if spans[p].kind == query.SpanInside {
+				next = spans[p].end // skip the span's postings unread
+			} else {
+				verify := !indexed || spans[p].kind == query.SpanUnknown
+				var done bool
+				if err := rd.read(i, func(v []byte) error {
+					var err error
+					done, err = check(i, v, verify)
+					return err
+				}); err != nil || done {
+					return err
+				}
 			}
 			for _, c := range cursors {
-				if err := c.advance(i + 1); err != nil {
+				if err := c.advance(next); err != nil {
 					return err
 				}
 			}
@@ -130,15 +164,82 @@ func (l *Log) Search(ctx context.Context, f *query.Filter, start, size uint64, l
 	return st, err
 }
 
-// scan checks every entry in [lo, hi).
-func (l *Log) scan(ctx context.Context, txn *badger.Txn, lo, hi uint64, st *SearchStats, check func(uint64, []byte) (bool, error)) error {
-	return forEachEntry(txn, lo, hi, func(i uint64, leaf []byte) (bool, error) {
+// scan checks every entry in [lo, hi); done reports that check stopped
+// the search.
+func (l *Log) scan(ctx context.Context, txn *badger.Txn, lo, hi uint64, st *SearchStats, check func(uint64, []byte) (bool, error)) (done bool, err error) {
+	err = forEachEntry(txn, lo, hi, func(i uint64, leaf []byte) (bool, error) {
 		if (i-lo)%4096 == 0 && ctx.Err() != nil {
 			st.Next = i
 			return true, ctx.Err()
 		}
-		return check(i, leaf)
+		stop, err := check(i, leaf)
+		done = stop
+		return stop, err
 	})
+	return done, err
+}
+
+// indexSpan is a run of entries, up to end, all inside, all outside or of
+// unknown kind for business hours. Spans follow each other from the
+// search's first index.
+type indexSpan struct {
+	end  uint64
+	kind query.SpanKind
+}
+
+// maxSpanDays bounds the days a search turns into spans (two seeks each);
+// beyond it every candidate's time is checked instead.
+const maxSpanDays = 20 * 366
+
+// hourSpans maps business hours onto the entries [lo, hi) as index spans,
+// from the times of the first and last entry and the time index. It
+// returns nil when h is nil or the range spans too many days.
+func hourSpans(txn *badger.Txn, h *query.Hours, lo, hi, size uint64) ([]indexSpan, error) {
+	if h == nil || lo >= hi {
+		return nil, nil
+	}
+	var first, last time.Time
+	rd := newEntryReader(txn)
+	defer rd.close()
+	for _, e := range []struct {
+		i uint64
+		t *time.Time
+	}{{lo, &first}, {hi - 1, &last}} {
+		if err := rd.read(e.i, func(v []byte) error {
+			var err error
+			*e.t, err = leafTime(v)
+			return err
+		}); err != nil {
+			return nil, err
+		}
+	}
+	ts := h.Spans(first, last.Add(time.Nanosecond), maxSpanDays)
+	if ts == nil {
+		return nil, nil
+	}
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte("m/")})
+	defer it.Close()
+	out := make([]indexSpan, 0, len(ts))
+	prev := lo
+	for j, s := range ts {
+		end := hi
+		if j < len(ts)-1 {
+			end = min(max(indexAt(it, s.End, size), lo), hi)
+		}
+		if end <= prev {
+			continue // no entry has a time in this span
+		}
+		if n := len(out); n > 0 && out[n-1].kind == s.Kind {
+			out[n-1].end = end
+		} else {
+			out = append(out, indexSpan{end, s.Kind})
+		}
+		prev = end
+	}
+	if len(out) == 0 || out[len(out)-1].end != hi {
+		return nil, fmt.Errorf("time index: business-hour spans end at %d, not %d", prev, hi)
+	}
+	return out, nil
 }
 
 // postingCursor walks one term's postings in index order.

@@ -291,3 +291,74 @@ func FuzzMatchLeaf(f *testing.F) {
 		}
 	})
 }
+
+// TestSearchHoursAcrossDST fills the weeks around two DST changes with a
+// batch every 20 minutes and compares business-hour searches with brute
+// force. Entries inside the hours must be skipped unread when the rest of
+// the filter is indexed.
+func TestSearchHoursAcrossDST(t *testing.T) {
+	var now time.Time
+	l, err := Open(Config{Dir: t.TempDir(), Clock: func() time.Time { return now }, BulkLoad: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	for _, start := range []time.Time{
+		time.Date(2026, 3, 5, 0, 0, 0, 0, time.UTC),  // America/New_York: 8 March
+		time.Date(2026, 3, 26, 0, 0, 0, 0, time.UTC), // Europe/Berlin: 29 March
+		time.Date(2026, 10, 29, 0, 0, 0, 0, time.UTC), // New York falls back 1 November
+	} {
+		for now = start; now.Before(start.AddDate(0, 0, 6)); now = now.Add(20 * time.Minute) {
+			p := Principal{ID: "x", Role: "agent", Agent: []string{"a1", "a2"}[now.Minute()/20%2], Session: "s", Task: "t"}
+			if _, err := l.Append(context.Background(), p, KindAction, []Record{{Action: "db.query", Tool: "sql", Resource: "customers/1", Outcome: "success"}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	size := l.Size()
+	all, err := l.Entries(0, size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, qs := range []string{
+		"agent=a1&outside_hours=09:00-17:00&tz=America/New_York",
+		"agent=a2&outside_hours=22:00-02:30&tz=America/New_York&weekdays=mon-sun",
+		"agent=a1&outside_hours=01:30-03:30&tz=Europe/Berlin&weekdays=sat-sun",
+		"outside_hours=09:00-17:00&tz=Europe/Berlin",
+		"tool=sql&outside_hours=00:00-23:00&tz=UTC&weekdays=mon-sun",
+		"resource=customers/*&outside_hours=09:00-17:00&tz=America/New_York&from=2026-03-07T00:00:00Z&to=2026-03-10T00:00:00Z",
+	} {
+		q, _ := url.ParseQuery(qs)
+		f, err := query.Parse(q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want []uint64
+		for i, leaf := range all {
+			if ok, err := LeafMatches(f, leaf); err != nil {
+				t.Fatal(err)
+			} else if ok {
+				want = append(want, uint64(i))
+			}
+		}
+		var got []uint64
+		st, err := l.Search(context.Background(), f, 0, size, 0, func(i uint64, _ []byte) error {
+			got = append(got, i)
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("%s: got %d matches %v, brute force %d %v", qs, len(got), head(got), len(want), head(want))
+		}
+		if len(want) == 0 || len(want) == int(size) {
+			t.Fatalf("%s: %d of %d entries match; the case tests nothing", qs, len(want), size)
+		}
+		t.Logf("%s: %d matches, %d candidates, %d entries", qs, len(want), st.Candidates, size)
+		// Candidates are the entries read; inside the hours none is.
+		if st.Candidates > len(want)+len(want)/4 {
+			t.Fatalf("%s: read %d entries for %d matches", qs, st.Candidates, len(want))
+		}
+	}
+}
