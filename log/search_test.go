@@ -304,8 +304,8 @@ func TestSearchHoursAcrossDST(t *testing.T) {
 	}
 	defer l.Close()
 	for _, start := range []time.Time{
-		time.Date(2026, 3, 5, 0, 0, 0, 0, time.UTC),  // America/New_York: 8 March
-		time.Date(2026, 3, 26, 0, 0, 0, 0, time.UTC), // Europe/Berlin: 29 March
+		time.Date(2026, 3, 5, 0, 0, 0, 0, time.UTC),   // America/New_York: 8 March
+		time.Date(2026, 3, 26, 0, 0, 0, 0, time.UTC),  // Europe/Berlin: 29 March
 		time.Date(2026, 10, 29, 0, 0, 0, 0, time.UTC), // New York falls back 1 November
 	} {
 		for now = start; now.Before(start.AddDate(0, 0, 6)); now = now.Add(20 * time.Minute) {
