@@ -138,7 +138,7 @@ func Open(cfg Config) (*Log, error) {
 	if cfg.valueLogFileSize > 0 {
 		// Small files and memtables, so tests see flushes, compactions
 		// and several value log files.
-		opts = opts.WithValueLogFileSize(cfg.valueLogFileSize).WithMemTableSize(64 << 10).WithBaseTableSize(64 << 10).WithNumLevelZeroTables(1).WithNumLevelZeroTablesStall(2)
+		opts = opts.WithValueLogFileSize(cfg.valueLogFileSize).WithMemTableSize(256 << 10).WithBaseTableSize(64 << 10).WithNumLevelZeroTables(1).WithNumLevelZeroTablesStall(2)
 	}
 	db, err := badger.Open(opts)
 	if err != nil {

@@ -2,6 +2,7 @@ package tree
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"testing"
@@ -239,8 +240,8 @@ func checkTiles(t testing.TB, tr *Tree, ref *refTree, old, size uint64) {
 
 // checkStoredTiles reads every tile key in db and checks it against tlog's
 // tiles for a tree of the given size: each tile of the tree is stored once,
-// a partial tile as its hashes, a full tile as its hashes and correct
-// interior nodes.
+// a full tile as its hashes and correct interior nodes, a partial tile as
+// pieces that together are its hashes; no piece of a full tile is left.
 func checkStoredTiles(t testing.TB, db *badger.DB, ref *refTree, size uint64) {
 	t.Helper()
 	want := make(map[string]tlog.Tile)
@@ -248,6 +249,42 @@ func checkStoredTiles(t testing.TB, db *badger.DB, ref *refTree, size uint64) {
 		want[string(tileKey(uint64(tl.L), uint64(tl.N)))] = tl
 	}
 	err := db.View(func(txn *badger.Txn) error {
+		pieces := map[string][]byte{} // tile key -> hashes from its pieces
+		pit := txn.NewIterator(badger.IteratorOptions{Prefix: partPrefix})
+		for pit.Rewind(); pit.Valid(); pit.Next() {
+			k := pit.Item().Key()
+			if len(k) != len(partPrefix)+11 {
+				pit.Close()
+				return fmt.Errorf("malformed piece key %x", k)
+			}
+			tk := string(tileKey(uint64(k[len(partPrefix)]), binary.BigEndian.Uint64(k[len(partPrefix)+1:])))
+			from := int(binary.BigEndian.Uint16(k[len(partPrefix)+9:]))
+			if len(pieces[tk]) != from*HashSize {
+				pit.Close()
+				return fmt.Errorf("piece of tile key %x starts at %d after %d hashes", tk, from, len(pieces[tk])/HashSize)
+			}
+			v, err := pit.Item().ValueCopy(nil)
+			if err != nil {
+				pit.Close()
+				return err
+			}
+			pieces[tk] = append(pieces[tk], v...)
+		}
+		pit.Close()
+		for k, v := range pieces {
+			tl, ok := want[k]
+			if !ok || tl.W == TileWidth {
+				return fmt.Errorf("pieces stored for tile key %x, which is not a partial tile of a tree of size %d", k, size)
+			}
+			delete(want, k)
+			data, err := tlog.ReadTileData(tl, ref)
+			if err != nil {
+				return err
+			}
+			if !bytes.Equal(v, data) {
+				return fmt.Errorf("stored partial tile %d/%d.p/%d differs from tlog's", tl.L, tl.N, tl.W)
+			}
+		}
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: tilePrefix})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
@@ -266,10 +303,7 @@ func checkStoredTiles(t testing.TB, db *badger.DB, ref *refTree, size uint64) {
 				return err
 			}
 			if tl.W < TileWidth {
-				if !bytes.Equal(v, data) {
-					return fmt.Errorf("stored partial tile %d/%d.p/%d differs from tlog's", tl.L, tl.N, tl.W)
-				}
-				continue
+				return fmt.Errorf("partial tile %d/%d.p/%d stored whole", tl.L, tl.N, tl.W)
 			}
 			if len(v) != tileNodes*HashSize || !bytes.Equal(v[:fullTileBytes], data) {
 				return fmt.Errorf("stored full tile %d/%d differs from tlog's", tl.L, tl.N)

@@ -24,10 +24,19 @@
 //
 //	t/state                  0x01 || size (8 bytes) || the 32-byte hashes of the
 //	                         compact range [0, size), left to right
-//	t/h/<L:1 byte><N:8 bytes> the tile, at the largest width committed
+//	t/h/<L:1 byte><N:8 bytes> a full tile
+//	t/p/<L:1 byte><N:8 bytes><F:2 bytes>
+//	                         a piece of the right-edge partial tile (L, N):
+//	                         the hashes at positions F and up that one
+//	                         batch added
 //
-// A stored partial tile of width W is its W hashes, so an older, narrower
-// version of the tile is a prefix of it. A full tile is its 256 hashes
+// A partial tile is stored in pieces, one per batch that grew it, so a
+// batch writes only the hashes it adds rather than the whole right-edge
+// tile again: a stream of one-entry batches used to rewrite up to 8 KiB
+// per entry, all of it garbage for the value log. The batch that fills the
+// tile writes it whole under t/h/ and deletes its pieces. A tree written
+// before pieces existed may hold a partial tile whole under t/h/; its
+// hashes come before the pieces. A full tile is its 256 hashes
 // followed by the 254 interior nodes of the subtree it spans (levels 1 to 7
 // above the tile's level, lower levels first, each left to right): the tile
 // resource is its first 8,192 bytes, and proofs need no hashing on the read path.
@@ -110,6 +119,7 @@ var emptyRoot = sha256.Sum256(nil)
 var (
 	stateKey   = []byte("t/state")
 	tilePrefix = []byte("t/h/")
+	partPrefix = []byte("t/p/")
 )
 
 const stateVersion = 1
@@ -142,6 +152,9 @@ type tile struct {
 	index uint64
 	width int    // hashes at the tile's level, 1..TileWidth
 	nodes []byte // tileNodes*HashSize bytes
+	// parts are the first positions of the stored pieces of a partial
+	// tile (see partKey), in the order written.
+	parts []uint16
 }
 
 // nodeOffset returns the byte offset, within a tile's nodes, of the node at
@@ -222,17 +235,7 @@ func OpenWithOptions(db *badger.DB, opts Options) (*Tree, error) {
 				continue
 			}
 			tl := &tile{level: l, index: st.size >> (TileHeight * (l + 1)), width: w, nodes: make([]byte, tileNodes*HashSize)}
-			item, err := txn.Get(tileKey(l, tl.index))
-			if err != nil {
-				return fmt.Errorf("tree: reading partial tile %d/%d: %w", l, tl.index, err)
-			}
-			if err := item.Value(func(v []byte) error {
-				if len(v) < w*HashSize {
-					return fmt.Errorf("tree: partial tile %d/%d holds %d bytes, want %d", l, tl.index, len(v), w*HashSize)
-				}
-				copy(tl.nodes, v[:w*HashSize])
-				return nil
-			}); err != nil {
+			if err := readPartial(txn, tl); err != nil {
 				return err
 			}
 			tl.fill()
@@ -296,6 +299,67 @@ func (st *state) decode(b []byte) error {
 		st.rng[i] = b[9+i*HashSize : 9+(i+1)*HashSize : 9+(i+1)*HashSize]
 	}
 	return nil
+}
+
+// readPartial reads the hashes of the right-edge partial tile tl (level,
+// index and width set) from its pieces: each batch that grows a partial
+// tile stores only the hashes it adds, under partKey. A tree written
+// before pieces existed stored the whole partial tile under tileKey; its
+// hashes come first.
+func readPartial(txn *badger.Txn, tl *tile) error {
+	have := 0
+	item, err := txn.Get(tileKey(tl.level, tl.index))
+	switch {
+	case err == nil:
+		if err := item.Value(func(v []byte) error {
+			have = min(len(v)/HashSize, tl.width)
+			copy(tl.nodes, v[:have*HashSize])
+			return nil
+		}); err != nil {
+			return err
+		}
+	case !errors.Is(err, badger.ErrKeyNotFound):
+		return err
+	}
+	prefix := partKey(tl.level, tl.index, 0)[:len(partPrefix)+9]
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+	defer it.Close()
+	for it.Rewind(); it.Valid(); it.Next() {
+		k := it.Item().Key()
+		if len(k) != len(prefix)+2 {
+			return fmt.Errorf("tree: malformed partial tile key %x", k)
+		}
+		from := int(binary.BigEndian.Uint16(k[len(prefix):]))
+		if from > have {
+			return fmt.Errorf("tree: partial tile %d/%d: hashes %d to %d are missing", tl.level, tl.index, have, from)
+		}
+		if err := it.Item().Value(func(v []byte) error {
+			if len(v)%HashSize != 0 || from+len(v)/HashSize > TileWidth {
+				return fmt.Errorf("tree: partial tile %d/%d: malformed piece at %d", tl.level, tl.index, from)
+			}
+			copy(tl.nodes[from*HashSize:], v)
+			have = max(have, from+len(v)/HashSize)
+			return nil
+		}); err != nil {
+			return err
+		}
+		tl.parts = append(tl.parts, uint16(from))
+	}
+	if have < tl.width {
+		return fmt.Errorf("tree: partial tile %d/%d holds %d hashes, want %d", tl.level, tl.index, have, tl.width)
+	}
+	return nil
+}
+
+// partKey is the key of the piece of partial tile (level, index) whose
+// hashes start at position from.
+func partKey(level, index uint64, from uint16) []byte {
+	k := make([]byte, len(partPrefix)+11)
+	copy(k, partPrefix)
+	k[len(partPrefix)] = byte(level)
+	binary.BigEndian.PutUint64(k[len(partPrefix)+1:], index)
+	binary.BigEndian.PutUint16(k[len(partPrefix)+9:], from)
+	return k
 }
 
 // tileKey returns the Badger key of tile (level, index).

@@ -56,6 +56,8 @@ func (b *builder) visit(id compact.NodeID, h []byte) {
 		w = &tile{level: l, index: n, nodes: make([]byte, tileNodes*HashSize)}
 		if e := b.base.edge[l]; e != nil && e.index == n {
 			copy(w.nodes, e.nodes)
+			w.width = e.width // until Prepare sets the new width
+			w.parts = e.parts
 		}
 		b.work[l] = w
 	}
@@ -116,7 +118,12 @@ func (t *Tree) Prepare(leafHashes [][]byte) (*Update, error) {
 		if w == nil {
 			continue // no new node at this level: its partial tile is unchanged
 		}
+		from := w.width // hashes already stored
 		w.width = WidthAt(uint64(l), w.index, next.size)
+		if w.width < TileWidth {
+			// Only the new hashes are written, as one more piece.
+			w.parts = append(w.parts[:len(w.parts):len(w.parts)], uint16(from))
+		}
 		if w.width == TileWidth {
 			full = append(full, w)
 			next.edge[l] = nil
@@ -140,9 +147,16 @@ func (u *Update) Write(txn *badger.Txn) error {
 		if err := txn.Set(tileKey(tl.level, tl.index), tl.nodes); err != nil {
 			return fmt.Errorf("tree: writing tile %d/%d: %w", tl.level, tl.index, err)
 		}
+		// The full tile replaces the pieces it grew from.
+		for _, from := range tl.parts {
+			if err := txn.Delete(partKey(tl.level, tl.index, from)); err != nil {
+				return fmt.Errorf("tree: deleting a piece of tile %d/%d: %w", tl.level, tl.index, err)
+			}
+		}
 	}
 	for _, tl := range u.partial {
-		if err := txn.Set(tileKey(tl.level, tl.index), tl.nodes[:tl.width*HashSize]); err != nil {
+		from := int(tl.parts[len(tl.parts)-1])
+		if err := txn.Set(partKey(tl.level, tl.index, uint16(from)), tl.nodes[from*HashSize:tl.width*HashSize]); err != nil {
 			return fmt.Errorf("tree: writing tile %d/%d.p/%d: %w", tl.level, tl.index, tl.width, err)
 		}
 	}
