@@ -2,6 +2,7 @@ package tree
 
 import (
 	"bytes"
+	"encoding/binary"
 	"math/rand/v2"
 	"testing"
 
@@ -70,7 +71,8 @@ func TestPiecesAcrossReopens(t *testing.T) {
 }
 
 // TestLegacyPartialTiles opens a tree whose partial tiles were stored
-// whole under the tile's key, as before pieces existed, and grows it.
+// whole under the tile's key, with a version 1 state, as before pieces
+// existed, and grows it.
 func TestLegacyPartialTiles(t *testing.T) {
 	dir := t.TempDir()
 	db := openDB(t, dir)
@@ -90,9 +92,17 @@ func TestLegacyPartialTiles(t *testing.T) {
 	add(300, 65536+700) // level 0 and level 1 both end in a partial tile
 	size := tr.Size()
 	// Rewrite the edge in the old layout: each partial tile whole under
-	// its tile key, no pieces.
+	// its tile key, no pieces, and a version 1 state holding the compact
+	// range.
 	st := tr.st.Load()
 	if err := db.Update(func(txn *badger.Txn) error {
+		v1 := binary.BigEndian.AppendUint64([]byte{stateV1}, st.size)
+		for _, h := range st.rng {
+			v1 = append(v1, h...)
+		}
+		if err := txn.Set(stateKey, v1); err != nil {
+			return err
+		}
 		for l, e := range st.edge {
 			if e == nil {
 				continue

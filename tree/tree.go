@@ -22,8 +22,11 @@
 // Every key the package owns starts with "t/"; integers are big-endian, so
 // tiles sort by level, then index:
 //
-//	t/state                  0x01 || size (8 bytes) || the 32-byte hashes of the
-//	                         compact range [0, size), left to right
+//	t/state                  0x02 || size (8 bytes) || root hash; the compact
+//	                         range [0, size) is read from the right-edge
+//	                         tiles at open and checked against the root
+//	                         (version 1, 0x01 || size || the range's hashes,
+//	                         is still read)
 //	t/h/<L:1 byte><N:8 bytes> a full tile
 //	t/p/<L:1 byte><N:8 bytes><F:2 bytes>
 //	                         a piece of the right-edge partial tile (L, N):
@@ -122,7 +125,14 @@ var (
 	partPrefix = []byte("t/p/")
 )
 
-const stateVersion = 1
+// State versions. Version 1 held the compact range's hashes; version 2
+// holds the root and derives the range from the right-edge tiles, so that
+// the state stays small enough for Badger's LSM tree instead of leaving
+// several hundred bytes of value log garbage per batch.
+const (
+	stateV1      = 1
+	stateVersion = 2
+)
 
 // hashChildren is RFC 6962's interior node hash, SHA-256(0x01 || l || r).
 // It equals rfc6962.DefaultHasher.HashChildren with a single allocation.
@@ -246,19 +256,27 @@ func OpenWithOptions(db *badger.DB, opts Options) (*Tree, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tree: opening: %w", err)
 	}
-	// The compact range is made of right-edge nodes: check them against the
-	// partial tiles, then derive the root.
+	// The compact range is made of right-edge nodes: read it from the
+	// tiles and check it against the state (a version 1 state holds the
+	// range, a version 2 state its root).
 	ids := compact.RangeNodes(0, st.size, nil)
 	hs, err := t.nodes(st, ids)
 	if err != nil {
 		return nil, fmt.Errorf("tree: opening: %w", err)
 	}
-	for i := range hs {
-		if !bytes.Equal(hs[i], st.rng[i]) {
-			return nil, fmt.Errorf("tree: opening: state does not match the partial tiles at node %d/%d", ids[i].Level, ids[i].Index)
+	if st.rng != nil {
+		for i := range hs {
+			if !bytes.Equal(hs[i], st.rng[i]) {
+				return nil, fmt.Errorf("tree: opening: state does not match the partial tiles at node %d/%d", ids[i].Level, ids[i].Index)
+			}
 		}
 	}
-	st.root = rootOf(st.rng)
+	st.rng = cloneHashes(hs)
+	root := rootOf(st.rng)
+	if st.root != nil && !bytes.Equal(root, st.root) {
+		return nil, fmt.Errorf("tree: opening: the tiles give root %x at size %d, the state says %x", root, st.size, st.root)
+	}
+	st.root = root
 	t.st.Store(st)
 	return t, nil
 }
@@ -275,21 +293,28 @@ func rootOf(rng [][]byte) []byte {
 	return h
 }
 
+// encode gives the state key's value: version 2, size, root.
 func (st *state) encode() []byte {
-	b := make([]byte, 0, 9+len(st.rng)*HashSize)
+	b := make([]byte, 0, 9+HashSize)
 	b = append(b, stateVersion)
 	b = binary.BigEndian.AppendUint64(b, st.size)
-	for _, h := range st.rng {
-		b = append(b, h...)
-	}
-	return b
+	return append(b, st.root...)
 }
 
+// decode reads a state key's value: of version 2 it sets size and root, of
+// version 1 size and range.
 func (st *state) decode(b []byte) error {
-	if len(b) < 9 || b[0] != stateVersion {
+	if len(b) < 9 || (b[0] != stateV1 && b[0] != stateVersion) {
 		return fmt.Errorf("tree: malformed state (%d bytes)", len(b))
 	}
 	st.size = binary.BigEndian.Uint64(b[1:])
+	if b[0] == stateVersion {
+		if len(b) != 9+HashSize {
+			return fmt.Errorf("tree: malformed state: %d bytes", len(b))
+		}
+		st.root = b[9:]
+		return nil
+	}
 	n := bits.OnesCount64(st.size)
 	if len(b) != 9+n*HashSize {
 		return fmt.Errorf("tree: malformed state: %d bytes for size %d", len(b), st.size)
