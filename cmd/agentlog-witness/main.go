@@ -23,6 +23,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -43,6 +44,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/agentlog/agentlog/checkpoint"
+	"github.com/agentlog/agentlog/internal/tlsfile"
 	"github.com/agentlog/agentlog/witness"
 )
 
@@ -107,6 +109,8 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	rate := fs.Float64("rate", 4, "add-checkpoint requests allowed per second and log, on average")
 	burst := fs.Int("burst", 20, "add-checkpoint requests a log may make at once")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	tlsCert := fs.String("tls-cert", "", "serve HTTPS with this PEM certificate chain (with --tls-key; re-read when it changes)")
+	tlsKey := fs.String("tls-key", "", "PEM private key of --tls-cert (mode 0600)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
@@ -188,9 +192,21 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	cancel()
 	go clock.Run(ctx)
 
+	scheme := "http"
+	var tlsConfig *tls.Config
+	if *tlsCert != "" || *tlsKey != "" {
+		pair, err := tlsfile.Load(*tlsCert, *tlsKey, logger)
+		if err != nil {
+			return err
+		}
+		scheme, tlsConfig = "https", pair.Config()
+	}
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", *listen, err)
+	}
+	if tlsConfig != nil {
+		ln = tls.NewListener(ln, tlsConfig)
 	}
 	hs := &http.Server{
 		Handler:           srv,
@@ -208,7 +224,7 @@ func serve(args []string, stdout, stderr io.Writer) error {
 		origins = append(origins, o)
 	}
 	logger.Info("agentlog-witness serving", "addr", ln.Addr().String(), "name", signer.Name(), "logs", origins, "data", *data)
-	fmt.Fprintf(stdout, "agentlog-witness listening on http://%s (name %s)\n", ln.Addr(), signer.Name())
+	fmt.Fprintf(stdout, "agentlog-witness listening on %s://%s (name %s)\n", scheme, ln.Addr(), signer.Name())
 	select {
 	case err := <-serveErr:
 		return fmt.Errorf("serving HTTP: %w", err)

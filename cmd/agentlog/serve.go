@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -23,6 +24,7 @@ import (
 
 	"github.com/agentlog/agentlog/checkpoint"
 	"github.com/agentlog/agentlog/internal/atomicfile"
+	"github.com/agentlog/agentlog/internal/tlsfile"
 	alog "github.com/agentlog/agentlog/log"
 	"github.com/agentlog/agentlog/log/api"
 	"github.com/agentlog/agentlog/log/identity"
@@ -54,6 +56,8 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	shutdownTimeout := fs.Duration("shutdown-timeout", 2*time.Minute, "exit with an error if shutting down takes longer (acknowledged entries are already durable)")
 	debugAddr := fs.String("debug-listen", "", "if set, serve Go's pprof profiles on this (loopback) address")
+	tlsCert := fs.String("tls-cert", "", "serve HTTPS with this PEM certificate chain (with --tls-key; re-read when it changes)")
+	tlsKey := fs.String("tls-key", "", "PEM private key of --tls-cert (mode 0600)")
 	policyFile := fs.String("witness-policy", "", "c2sp.org/tlog-policy file: push each checkpoint to its witnesses and serve it with their cosignatures once the quorum is met")
 	unwitnessed := fs.String("unwitnessed", unwitnessedHold, "with --witness-policy, what /checkpoint serves while the newest checkpoint lacks its quorum: hold (the last cosigned one) or publish (the log-signed one)")
 	if err := parseFlags(fs, args); err != nil {
@@ -151,9 +155,21 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		publishCheckpoint(srv, wc, c)
 	}
 
+	scheme := "http"
+	var tlsConfig *tls.Config
+	if *tlsCert != "" || *tlsKey != "" {
+		pair, err := tlsfile.Load(*tlsCert, *tlsKey, logger)
+		if err != nil {
+			return err
+		}
+		scheme, tlsConfig = "https", pair.Config()
+	}
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", *listen, err)
+	}
+	if tlsConfig != nil {
+		ln = tls.NewListener(ln, tlsConfig)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -187,8 +203,8 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- hs.Serve(ln) }()
-	logger.Info("agentlog serving", "addr", ln.Addr().String(), "origin", keys.Origin, "tree_size", l.Size(), "data", *data)
-	fmt.Fprintf(stdout, "agentlog listening on http://%s (origin %s, tree size %d)\n", ln.Addr(), keys.Origin, l.Size())
+	logger.Info("agentlog serving", "addr", ln.Addr().String(), "tls", tlsConfig != nil, "origin", keys.Origin, "tree_size", l.Size(), "data", *data)
+	fmt.Fprintf(stdout, "agentlog listening on %s://%s (origin %s, tree size %d)\n", scheme, ln.Addr(), keys.Origin, l.Size())
 
 	select {
 	case err := <-serveErr:
