@@ -23,13 +23,11 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -192,21 +190,9 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	cancel()
 	go clock.Run(ctx)
 
-	scheme := "http"
-	var tlsConfig *tls.Config
-	if *tlsCert != "" || *tlsKey != "" {
-		pair, err := tlsfile.Load(*tlsCert, *tlsKey, logger)
-		if err != nil {
-			return err
-		}
-		scheme, tlsConfig = "https", pair.Config()
-	}
-	ln, err := net.Listen("tcp", *listen)
+	ln, scheme, err := tlsfile.Listen(*listen, *tlsCert, *tlsKey, logger)
 	if err != nil {
-		return fmt.Errorf("listening on %s: %w", *listen, err)
-	}
-	if tlsConfig != nil {
-		ln = tls.NewListener(ln, tlsConfig)
+		return err
 	}
 	hs := &http.Server{
 		Handler:           srv,

@@ -3,13 +3,11 @@ package main
 import (
 	"context"
 	"crypto/rand"
-	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/pprof"
 	"os"
@@ -155,21 +153,9 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		publishCheckpoint(srv, wc, c)
 	}
 
-	scheme := "http"
-	var tlsConfig *tls.Config
-	if *tlsCert != "" || *tlsKey != "" {
-		pair, err := tlsfile.Load(*tlsCert, *tlsKey, logger)
-		if err != nil {
-			return err
-		}
-		scheme, tlsConfig = "https", pair.Config()
-	}
-	ln, err := net.Listen("tcp", *listen)
+	ln, scheme, err := tlsfile.Listen(*listen, *tlsCert, *tlsKey, logger)
 	if err != nil {
-		return fmt.Errorf("listening on %s: %w", *listen, err)
-	}
-	if tlsConfig != nil {
-		ln = tls.NewListener(ln, tlsConfig)
+		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -203,7 +189,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- hs.Serve(ln) }()
-	logger.Info("agentlog serving", "addr", ln.Addr().String(), "tls", tlsConfig != nil, "origin", keys.Origin, "tree_size", l.Size(), "data", *data)
+	logger.Info("agentlog serving", "addr", ln.Addr().String(), "scheme", scheme, "origin", keys.Origin, "tree_size", l.Size(), "data", *data)
 	fmt.Fprintf(stdout, "agentlog listening on %s://%s (origin %s, tree size %d)\n", scheme, ln.Addr(), keys.Origin, l.Size())
 
 	select {

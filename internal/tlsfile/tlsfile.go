@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"runtime"
 	"sync"
@@ -107,4 +108,25 @@ func (p *Pair) Config() *tls.Config {
 			return p.Certificate(), nil
 		},
 	}
+}
+
+// Listen listens on the TCP address addr, with TLS from certFile and
+// keyFile when either is set, and returns the listener and its URL scheme.
+func Listen(addr, certFile, keyFile string, logger *slog.Logger) (net.Listener, string, error) {
+	var cfg *tls.Config
+	if certFile != "" || keyFile != "" {
+		p, err := Load(certFile, keyFile, logger)
+		if err != nil {
+			return nil, "", err
+		}
+		cfg = p.Config()
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, "", fmt.Errorf("listening on %s: %w", addr, err)
+	}
+	if cfg == nil {
+		return ln, "http", nil
+	}
+	return tls.NewListener(ln, cfg), "https", nil
 }
