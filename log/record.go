@@ -43,6 +43,7 @@ const (
 	KindSession = "session"
 	KindDenied  = "denied"
 	KindToken   = "token"
+	KindAlert   = "alert" // raised by the anomaly rules (package anomaly)
 )
 
 // Record is one agent action as submitted by a client. Field names follow

@@ -24,6 +24,7 @@ import (
 	"github.com/agentlog/agentlog/internal/atomicfile"
 	"github.com/agentlog/agentlog/internal/tlsfile"
 	alog "github.com/agentlog/agentlog/log"
+	"github.com/agentlog/agentlog/log/anomaly"
 	"github.com/agentlog/agentlog/log/api"
 	"github.com/agentlog/agentlog/log/identity"
 	"github.com/agentlog/agentlog/witness"
@@ -54,6 +55,8 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	shutdownTimeout := fs.Duration("shutdown-timeout", 2*time.Minute, "exit with an error if shutting down takes longer (acknowledged entries are already durable)")
 	debugAddr := fs.String("debug-listen", "", "if set, serve Go's pprof profiles on this (loopback) address")
+	anomalyOn := fs.Bool("anomaly", true, "run the anomaly rules (alerts are recorded in the log as kind \"alert\")")
+	anomalyConfig := fs.String("anomaly-config", "", "anomaly rules and webhooks, JSON (docs/anomaly.md); default: the scope, hours and rate rules")
 	tlsCert := fs.String("tls-cert", "", "serve HTTPS with this PEM certificate chain (with --tls-key; re-read when it changes)")
 	tlsKey := fs.String("tls-key", "", "PEM private key of --tls-cert (mode 0600)")
 	policyFile := fs.String("witness-policy", "", "c2sp.org/tlog-policy file: push each checkpoint to its witnesses and serve it with their cosignatures once the quorum is met")
@@ -153,6 +156,35 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		publishCheckpoint(srv, wc, c)
 	}
 
+	var watcher *anomaly.Watcher
+	if *anomalyOn {
+		acfg := anomaly.DefaultConfig()
+		if *anomalyConfig != "" {
+			b, err := os.ReadFile(*anomalyConfig)
+			if err != nil {
+				return fmt.Errorf("reading the anomaly configuration: %w", err)
+			}
+			if acfg, err = anomaly.ParseConfig(b); err != nil {
+				return fmt.Errorf("%s: %w", *anomalyConfig, err)
+			}
+		}
+		watcher, err = anomaly.New(anomaly.Options{
+			Log: l, Config: acfg, Logger: logger, Registerer: reg,
+			Scope: func(agent string) (identity.Scope, bool) {
+				a, err := ids.Agent(agent)
+				if err != nil {
+					return identity.Scope{}, false
+				}
+				return a.Scope, true
+			},
+		})
+		if err != nil {
+			return err
+		}
+	} else if *anomalyConfig != "" {
+		return usagef("--anomaly-config needs --anomaly")
+	}
+
 	ln, scheme, err := tlsfile.Listen(*listen, *tlsCert, *tlsKey, logger)
 	if err != nil {
 		return err
@@ -167,6 +199,13 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	}
 	loopDone := make(chan struct{})
 	go func() { defer close(loopDone); loop.Run(bg) }()
+	watcherDone := make(chan struct{})
+	go func() {
+		defer close(watcherDone)
+		if watcher != nil {
+			watcher.Run(bg)
+		}
+	}()
 
 	hs := &http.Server{
 		Handler:           srv,
@@ -213,6 +252,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	}
 	cancelBG()
 	<-loopDone
+	<-watcherDone
 	// Every acknowledged append is committed: sign a last checkpoint that
 	// covers them all.
 	if _, err := loop.SignNow(); err != nil {

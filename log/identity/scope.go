@@ -257,3 +257,15 @@ func parseRate(s string) (float64, error) {
 	}
 	return 0, fmt.Errorf("%w: scope rate %q: want N/s, N/m or N/h", ErrInvalid, s)
 }
+
+// ParseRate splits a declared rate "N/s", "N/m" or "N/h" into N and the
+// window it applies to.
+func ParseRate(s string) (int, time.Duration, error) {
+	if _, err := parseRate(s); err != nil {
+		return 0, 0, err
+	}
+	n, unit, _ := strings.Cut(s, "/")
+	v, _ := strconv.Atoi(n)
+	per := map[string]time.Duration{"s": time.Second, "m": time.Minute, "h": time.Hour}[unit]
+	return v, per, nil
+}

@@ -1,0 +1,133 @@
+// Package anomaly raises alerts on agent actions that depart from what the
+// agent declared or from normal activity (SOC 2 CC7.2). It follows the log
+// after entries are committed, so appends never wait for it, and records
+// each alert in the log itself as a leaf of kind "alert", in the same
+// transaction as its own progress: an alert is raised exactly once, even
+// across crashes. Alerts are then pushed to webhooks, at least once, each
+// signed with HMAC-SHA256 (docs/anomaly.md).
+//
+// The rules:
+//   - scope: the action, tool or resource is outside the agent's declared
+//     scope (identity.Scope patterns);
+//   - hours: the action is outside the agent's declared hours and weekdays;
+//   - rate: the agent exceeds its declared rate in a window;
+//   - off_hours: the action is outside the operator's business hours, for
+//     every agent;
+//   - first_access: the agent's first action on a resource.
+package anomaly
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"runtime"
+	"strings"
+
+	jsonv2 "github.com/go-json-experiment/json"
+
+	"github.com/agentlog/agentlog/log/query"
+)
+
+// ErrInvalid is wrapped by every configuration error.
+var ErrInvalid = errors.New("invalid anomaly configuration")
+
+// Config is the anomaly configuration file (JSON).
+type Config struct {
+	Rules    Rules     `json:"rules"`
+	Webhooks []Webhook `json:"webhooks,omitempty"`
+}
+
+// Rules says which rules run.
+type Rules struct {
+	Scope       bool      `json:"scope"`
+	Hours       bool      `json:"hours"`
+	Rate        bool      `json:"rate"`
+	FirstAccess bool      `json:"first_access"`
+	OffHours    *OffHours `json:"off_hours,omitempty"`
+}
+
+// OffHours is the operator's business hours: actions outside them raise
+// an off_hours alert for any agent.
+type OffHours struct {
+	Window   string `json:"window"`             // "09:00-17:00"
+	TZ       string `json:"tz,omitempty"`       // IANA zone, default UTC
+	Weekdays string `json:"weekdays,omitempty"` // default mon-fri
+}
+
+// Webhook is an endpoint alerts are POSTed to.
+type Webhook struct {
+	URL string `json:"url"`
+	// SecretFile holds the HMAC-SHA256 key that signs each delivery
+	// (mode 0600); empty means unsigned deliveries.
+	SecretFile string `json:"secret_file,omitempty"`
+}
+
+// DefaultConfig is what the server runs without a configuration file: the
+// rules that compare actions with the agents' declared scopes.
+func DefaultConfig() Config {
+	return Config{Rules: Rules{Scope: true, Hours: true, Rate: true}}
+}
+
+// maxConfigBytes caps a configuration file.
+const maxConfigBytes = 64 << 10
+
+// ParseConfig reads a configuration file's contents strictly: unknown keys,
+// duplicate keys and invalid values are errors.
+func ParseConfig(b []byte) (Config, error) {
+	var c Config
+	if len(b) > maxConfigBytes {
+		return c, fmt.Errorf("%w: %d bytes, at most %d", ErrInvalid, len(b), maxConfigBytes)
+	}
+	if err := jsonv2.Unmarshal(b, &c, jsonv2.RejectUnknownMembers(true)); err != nil {
+		return Config{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if err := c.Validate(); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}
+
+// Validate checks the configuration's values (not the secret files).
+func (c Config) Validate() error {
+	if oh := c.Rules.OffHours; oh != nil {
+		if _, err := query.ParseHours(oh.Window, oh.TZ, oh.Weekdays); err != nil {
+			return fmt.Errorf("%w: off_hours: %v", ErrInvalid, err)
+		}
+	}
+	if len(c.Webhooks) > 16 {
+		return fmt.Errorf("%w: %d webhooks, at most 16", ErrInvalid, len(c.Webhooks))
+	}
+	seen := map[string]bool{}
+	for _, h := range c.Webhooks {
+		u, err := url.Parse(h.URL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("%w: webhook url %q: want an http or https URL", ErrInvalid, h.URL)
+		}
+		if seen[h.URL] {
+			return fmt.Errorf("%w: webhook url %q given twice", ErrInvalid, h.URL)
+		}
+		seen[h.URL] = true
+	}
+	return nil
+}
+
+// readSecret reads a webhook secret file, refusing one others can read.
+func readSecret(path string) ([]byte, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("webhook secret: %w", err)
+	}
+	if runtime.GOOS != "windows" && fi.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("webhook secret file %s has mode %v: others can read it; run chmod 600 %s", path, fi.Mode().Perm(), path)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("webhook secret: %w", err)
+	}
+	s := strings.TrimSpace(string(b))
+	if len(s) < 16 {
+		return nil, fmt.Errorf("webhook secret file %s holds %d characters; use at least 16", path, len(s))
+	}
+	return []byte(s), nil
+}

@@ -1,0 +1,345 @@
+package anomaly
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/prometheus/client_golang/prometheus"
+
+	alog "github.com/agentlog/agentlog/log"
+	"github.com/agentlog/agentlog/log/identity"
+	"github.com/agentlog/agentlog/log/query"
+)
+
+// Principal is who alerts are recorded by.
+var Principal = alog.Principal{ID: "agentlog", Role: "system"}
+
+// Badger keys of the package (prefix "a/"): the next entry index to
+// examine, and per webhook the next alert index to deliver.
+var nextKey = []byte("a/next")
+
+func hookKey(url string) []byte { return []byte("a/hook/" + url) }
+
+// Options configures a Watcher.
+type Options struct {
+	Log    *alog.Log
+	Config Config
+	// Scope returns an agent's declared scope (false: unknown agent).
+	Scope func(agent string) (identity.Scope, bool)
+	// Poll is how often the log is checked for new entries (default
+	// 200ms); webhooks retry from 1s, doubling up to a minute.
+	Poll       time.Duration
+	HTTPClient *http.Client
+	retryBase  time.Duration // first webhook retry delay (tests shorten it)
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+}
+
+// Watcher follows the log and raises alerts.
+type Watcher struct {
+	o        Options
+	offHours *query.Hours
+	hooks    []hook
+	next     uint64 // next entry to examine, as of New
+	rates    map[string]*window
+	seen     map[string]bool // first_access: agent + 0 + resource pairs known to have occurred
+	m        metrics
+}
+
+type hook struct {
+	url    string
+	secret []byte
+	pos    uint64 // next alert index to deliver, as of New
+}
+
+type window struct {
+	start time.Time
+	n     int
+	fired bool
+}
+
+type metrics struct {
+	alerts     *prometheus.CounterVec
+	examined   prometheus.Gauge
+	deliveries *prometheus.CounterVec
+}
+
+// New checks the configuration, reads the webhook secrets and returns a
+// Watcher; Run starts it.
+func New(o Options) (*Watcher, error) {
+	if err := o.Config.Validate(); err != nil {
+		return nil, err
+	}
+	if o.Poll <= 0 {
+		o.Poll = 200 * time.Millisecond
+	}
+	if o.retryBase <= 0 {
+		o.retryBase = time.Second
+	}
+	if o.HTTPClient == nil {
+		o.HTTPClient = &http.Client{Timeout: 10 * time.Second}
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Scope == nil {
+		o.Scope = func(string) (identity.Scope, bool) { return identity.Scope{}, false }
+	}
+	w := &Watcher{o: o, rates: map[string]*window{}, seen: map[string]bool{}}
+	if oh := o.Config.Rules.OffHours; oh != nil {
+		h, err := query.ParseHours(oh.Window, oh.TZ, oh.Weekdays)
+		if err != nil {
+			return nil, fmt.Errorf("%w: off_hours: %v", ErrInvalid, err)
+		}
+		w.offHours = h
+	}
+	for _, h := range o.Config.Webhooks {
+		hk := hook{url: h.URL}
+		if h.SecretFile != "" {
+			s, err := readSecret(h.SecretFile)
+			if err != nil {
+				return nil, err
+			}
+			hk.secret = s
+		}
+		w.hooks = append(w.hooks, hk)
+	}
+	// Positions are read, or set to the current size, now rather than in
+	// Run, so that no entry appended after New returns is missed.
+	if o.Log != nil {
+		var err error
+		if w.next, err = w.position(nextKey); err != nil {
+			return nil, fmt.Errorf("reading the anomaly rules' position: %w", err)
+		}
+		for i := range w.hooks {
+			if w.hooks[i].pos, err = w.position(hookKey(w.hooks[i].url)); err != nil {
+				return nil, fmt.Errorf("reading the position of webhook %s: %w", w.hooks[i].url, err)
+			}
+		}
+	}
+	w.m = metrics{
+		alerts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "agentlog_alerts_total", Help: "Alerts recorded in the log, by rule."}, []string{"rule"}),
+		examined: prometheus.NewGauge(prometheus.GaugeOpts{Name: "agentlog_anomaly_examined_size",
+			Help: "Entries examined by the anomaly rules (compare with agentlog_tree_size)."}),
+		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "agentlog_webhook_deliveries_total", Help: "Alert deliveries to webhooks, by result."}, []string{"result"}),
+	}
+	if o.Registerer != nil {
+		for _, c := range []prometheus.Collector{w.m.alerts, w.m.examined, w.m.deliveries} {
+			if err := o.Registerer.Register(c); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return w, nil
+}
+
+// Run examines entries as they are committed and delivers alerts until
+// ctx ends. A Watcher created for the first time on a log starts at the
+// size it had then: the rules apply from when they are turned on, and a new
+// webhook receives the alerts raised after it was added.
+func (w *Watcher) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for _, h := range w.hooks {
+		wg.Add(1)
+		go func() { defer wg.Done(); w.deliver(ctx, h) }()
+	}
+	next := w.next
+	t := time.NewTicker(w.o.Poll)
+	defer t.Stop()
+	for {
+		for next < w.o.Log.Size() {
+			n, err := w.examine(ctx, next, min(w.o.Log.Size(), next+4096))
+			if err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				w.o.Logger.Error("anomaly rules: examining entries", "from", next, "err", err)
+				break
+			}
+			next = n
+			w.m.examined.Set(float64(next))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// position reads a stored position, or stores and returns the current
+// size when there is none.
+func (w *Watcher) position(key []byte) (uint64, error) {
+	var pos uint64
+	err := w.o.Log.DB().Update(func(txn *badger.Txn) error {
+		item, err := txn.Get(key)
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			pos = w.o.Log.Size()
+			return txn.Set(key, binary.BigEndian.AppendUint64(nil, pos))
+		}
+		if err != nil {
+			return err
+		}
+		return item.Value(func(v []byte) error {
+			if len(v) != 8 {
+				return fmt.Errorf("malformed position %q", key)
+			}
+			pos = binary.BigEndian.Uint64(v)
+			return nil
+		})
+	})
+	return pos, err
+}
+
+func (w *Watcher) setPosition(key []byte, pos uint64) error {
+	return w.o.Log.DB().Update(func(txn *badger.Txn) error {
+		return txn.Set(key, binary.BigEndian.AppendUint64(nil, pos))
+	})
+}
+
+// alert is one alert before it is recorded.
+type alert struct {
+	rule  string
+	index uint64
+	f     *query.LeafFields
+	rec   alog.Record
+}
+
+// examine applies the rules to the entries [from, to) and records their
+// alerts together with the new position, returning it.
+func (w *Watcher) examine(ctx context.Context, from, to uint64) (uint64, error) {
+	leaves, err := w.o.Log.Entries(from, to-from)
+	if err != nil {
+		return from, err
+	}
+	var alerts []alert
+	for j, leaf := range leaves {
+		i := from + uint64(j)
+		f, err := query.DecodeLeaf(leaf)
+		if err != nil {
+			return from, fmt.Errorf("entry %d: %w", i, err)
+		}
+		if f.Kind != alog.KindAction || f.Agent == "" {
+			continue
+		}
+		found, err := w.check(ctx, i, f)
+		if err != nil {
+			return from, err
+		}
+		alerts = append(alerts, found...)
+	}
+	if len(alerts) == 0 {
+		return to, w.setPosition(nextKey, to)
+	}
+	// One append per principal (the alert's agent, session and task), all
+	// of them carrying the position; the last one commits it.
+	for k := 0; k < len(alerts); {
+		e := k
+		for e < len(alerts) && alerts[e].f.Agent == alerts[k].f.Agent && alerts[e].f.Session == alerts[k].f.Session && alerts[e].f.Task == alerts[k].f.Task {
+			e++
+		}
+		p := Principal
+		p.Agent, p.Session, p.Task = alerts[k].f.Agent, alerts[k].f.Session, alerts[k].f.Task
+		recs := make([]alog.Record, e-k)
+		for j := range recs {
+			recs[j] = alerts[k+j].rec
+		}
+		pos := alerts[e-1].index + 1
+		if e == len(alerts) {
+			pos = to
+		}
+		extra := func([]alog.Appended) ([]byte, []byte, time.Duration) {
+			return nextKey, binary.BigEndian.AppendUint64(nil, pos), 0
+		}
+		if _, err := w.o.Log.AppendWith(ctx, p, alog.KindAlert, recs, extra); err != nil {
+			return alerts[k].index, fmt.Errorf("recording alerts: %w", err)
+		}
+		for _, a := range alerts[k:e] {
+			w.m.alerts.WithLabelValues(a.rule).Inc()
+		}
+		k = e
+	}
+	return to, nil
+}
+
+// check applies every rule to the action at index i.
+func (w *Watcher) check(ctx context.Context, i uint64, f *query.LeafFields) ([]alert, error) {
+	var out []alert
+	add := func(rule, detail string) {
+		attrs, _ := json.Marshal(map[string]any{"rule": rule, "entry": i, "detail": detail})
+		out = append(out, alert{rule: rule, index: i, f: f, rec: alog.Record{
+			Action: "alert." + rule, Tool: f.Tool, Resource: f.Resource, Attributes: attrs,
+		}})
+	}
+	r := w.o.Config.Rules
+	sc, known := w.o.Scope(f.Agent)
+	if known && r.Scope {
+		all := sc
+		all.Hours, all.TZ, all.Weekdays = "", "", ""
+		if !all.Allows(f.Action, f.Tool, f.Resource, f.Time) {
+			add("scope", fmt.Sprintf("action %q, tool %q, resource %q is outside the agent's declared scope", f.Action, f.Tool, f.Resource))
+		}
+	}
+	if known && r.Hours && (sc.Hours != "" || sc.Weekdays != "") {
+		hours := identity.Scope{Hours: sc.Hours, TZ: sc.TZ, Weekdays: sc.Weekdays}
+		if !hours.Allows(f.Action, "", "", f.Time) {
+			add("hours", fmt.Sprintf("at %s, outside the agent's declared hours %q %q %q", f.Time.UTC().Format(time.RFC3339), sc.Hours, sc.Weekdays, sc.TZ))
+		}
+	}
+	if known && r.Rate && sc.Rate != "" {
+		if limit, per, err := identity.ParseRate(sc.Rate); err == nil {
+			win := w.rates[f.Agent]
+			if win == nil || !f.Time.Before(win.start.Add(per)) {
+				win = &window{start: f.Time.Truncate(per)}
+				w.rates[f.Agent] = win
+			}
+			win.n++
+			if win.n > limit && !win.fired {
+				win.fired = true
+				add("rate", fmt.Sprintf("more than %d actions in the %v from %s, above the declared rate %s", limit, per, win.start.UTC().Format(time.RFC3339), sc.Rate))
+			}
+		}
+	}
+	if w.offHours != nil && !w.offHours.Inside(f.Time) {
+		add("off_hours", fmt.Sprintf("at %s, outside business hours", f.Time.UTC().Format(time.RFC3339)))
+	}
+	if r.FirstAccess && f.Resource != "" {
+		first, err := w.firstAccess(ctx, i, f)
+		if err != nil {
+			return nil, err
+		}
+		if first {
+			add("first_access", fmt.Sprintf("the agent's first action on %q", f.Resource))
+		}
+	}
+	return out, nil
+}
+
+// firstAccess reports whether no entry before i has f's agent and
+// resource, through the indexes.
+func (w *Watcher) firstAccess(ctx context.Context, i uint64, f *query.LeafFields) (bool, error) {
+	pair := f.Agent + "\x00" + f.Resource
+	if w.seen[pair] {
+		return false, nil
+	}
+	if len(w.seen) > 1<<20 {
+		clear(w.seen) // bound memory; misses fall back to the indexes
+	}
+	w.seen[pair] = true
+	flt := &query.Filter{Matches: []query.Match{{Field: "agent", Value: f.Agent}, {Field: "resource", Value: f.Resource}}}
+	found := false
+	_, err := w.o.Log.Search(ctx, flt, 0, i, 1, func(uint64, []byte) error {
+		found = true
+		return nil
+	})
+	return !found, err
+}
