@@ -1,13 +1,16 @@
 package log
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"net/url"
 	"slices"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/dgraph-io/badger/v4"
 
@@ -361,4 +364,55 @@ func TestSearchHoursAcrossDST(t *testing.T) {
 			t.Fatalf("%s: read %d entries for %d matches", qs, st.Candidates, len(want))
 		}
 	}
+}
+
+// FuzzReadRawFields holds ReadRawFields equal to decoding, for leaves
+// encoded from arbitrary field values.
+func FuzzReadRawFields(f *testing.F) {
+	f.Add("agent-1", "s", "t", "db.query", "sql", "customers/1", "success", `{"a":"b"}`, uint64(7))
+	f.Add(`a"b`, "", "", `x\y`, "", ",\"attributes\":", "", `{"k":",\"agent\":\"x\""}`, uint64(0))
+	f.Fuzz(func(t *testing.T, agent, session, task, action, tool, resource, outcome, attrs string, seq uint64) {
+		if !json.Valid([]byte(attrs)) || !utf8.ValidString(attrs) {
+			return
+		}
+		for _, s := range []string{agent, session, task, action, tool, resource, outcome} {
+			if !utf8.ValidString(s) {
+				return
+			}
+			for _, c := range s {
+				if c < 0x20 {
+					return
+				}
+			}
+		}
+		var cb bytes.Buffer
+		if json.Compact(&cb, []byte(attrs)) != nil || cb.Len() == 0 || cb.Bytes()[0] != '{' {
+			return
+		}
+		p := Principal{ID: "p", Role: "agent", Agent: agent, Session: session, Task: task}
+		tail, err := encodeTail(KindAction, p, &Record{Seq: seq, Action: action, Tool: tool, Resource: resource, Outcome: outcome, Attributes: cb.Bytes()})
+		if err != nil {
+			return
+		}
+		leaf := appendLeaf(nil, time.Now(), tail)
+		want, err := query.DecodeLeaf(leaf)
+		if err != nil {
+			t.Fatalf("decode %s: %v", leaf, err)
+		}
+		var r RawFields
+		if !ReadRawFields(leaf, &r) {
+			if !bytes.Contains(leaf, []byte(`\`)) {
+				t.Fatalf("ReadRawFields refused a leaf without escapes: %s", leaf)
+			}
+			return
+		}
+		for _, c := range []struct {
+			got  []byte
+			want string
+		}{{r.Kind, want.Kind}, {r.Agent, want.Agent}, {r.Session, want.Session}, {r.Task, want.Task}, {r.Action, want.Action}, {r.Tool, want.Tool}, {r.Resource, want.Resource}, {r.Outcome, want.Outcome}} {
+			if string(c.got) != c.want {
+				t.Fatalf("ReadRawFields gave %q, decoding %q, in %s", c.got, c.want, leaf)
+			}
+		}
+	})
 }

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/agentlog/agentlog/client"
+	"github.com/agentlog/agentlog/log/identity"
 )
 
 func runBench(args []string, stdout, stderr io.Writer) error {
@@ -50,6 +51,7 @@ func runBenchAppend(args []string, stdout, stderr io.Writer) error {
 	batch := fs.Int("batch", 1, "records per request")
 	dur := fs.Duration("duration", 10*time.Second, "how long to send")
 	size := fs.Int("size", 512, "approximate bytes of each record")
+	scope := fs.String("scope", "", "declared scope of the bench agents (agent register --scope form), so that the anomaly rules evaluate every entry")
 	provable := fs.Bool("provable", true, "also measure the time from sending to being covered by a published checkpoint")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -72,7 +74,17 @@ func runBenchAppend(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return usagef("%s", err)
 	}
-	sessions, err := benchSessions(*server, admin, hc, min(*agents, *conc))
+	var scopeJSON json.RawMessage
+	if *scope != "" {
+		sc, err := identity.ParseScope(*scope)
+		if err != nil {
+			return usagef("--scope: %s", err)
+		}
+		if scopeJSON, err = json.Marshal(sc); err != nil {
+			return err
+		}
+	}
+	sessions, err := benchSessions(*server, admin, hc, min(*agents, *conc), scopeJSON)
 	if err != nil {
 		return err
 	}
@@ -205,7 +217,7 @@ func runBenchAppend(args []string, stdout, stderr io.Writer) error {
 
 // benchSessions registers and approves n agents with fresh keys, and opens
 // one session for each; it returns the session credentials.
-func benchSessions(server string, admin *client.Client, hc *http.Client, n int) ([]string, error) {
+func benchSessions(server string, admin *client.Client, hc *http.Client, n int, scope json.RawMessage) ([]string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	run := strconv.FormatInt(time.Now().UnixNano(), 36)
@@ -216,7 +228,7 @@ func benchSessions(server string, admin *client.Client, hc *http.Client, n int) 
 			return nil, err
 		}
 		id := fmt.Sprintf("bench-%s-%d", run, i)
-		if _, err := admin.RegisterAgent(ctx, client.AgentRegistration{ID: id, Owner: "bench", Description: "agentlog bench append", PublicKey: pub}); err != nil {
+		if _, err := admin.RegisterAgent(ctx, client.AgentRegistration{ID: id, Owner: "bench", Description: "agentlog bench append", PublicKey: pub, Scope: scope}); err != nil {
 			return nil, fmt.Errorf("registering bench agent %s: %w", id, err)
 		}
 		if _, err := admin.ApproveAgent(ctx, id); err != nil {

@@ -1,6 +1,7 @@
 package anomaly
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -217,25 +218,59 @@ type alert struct {
 // examine applies the rules to the entries [from, to) and records their
 // alerts together with the new position, returning it.
 func (w *Watcher) examine(ctx context.Context, from, to uint64) (uint64, error) {
-	leaves, err := w.o.Log.Entries(from, to-from)
+	var alerts []alert
+	// Agents' compiled scopes, looked up once per chunk (a scope change
+	// applies from the next chunk); nil for an unknown agent.
+	agents := map[string]*identity.CompiledScope{}
+	scopeOf := func(agent string) *identity.CompiledScope {
+		c, ok := agents[agent]
+		if !ok {
+			if sc, known := w.o.Scope(agent); known {
+				c = sc.Compile()
+			}
+			agents[agent] = c
+		}
+		return c
+	}
+	var rf alog.RawFields
+	var lastStamp []byte // the time of the previous leaf, as written
+	var lastTime time.Time
+	err := w.o.Log.ForEachEntry(ctx, from, to, func(i uint64, leaf []byte) error {
+		var f *query.LeafFields
+		if alog.ReadRawFields(leaf, &rf) {
+			// The common case: decide from the raw fields whether any
+			// rule applies before decoding anything.
+			if string(rf.Kind) != alog.KindAction || len(rf.Agent) == 0 {
+				return nil
+			}
+			if !w.mayFlag(scopeOf(string(rf.Agent))) {
+				return nil
+			}
+			// The leaves of a batch share their time: parse it once.
+			if stamp := alog.LeafStamp(leaf); !bytes.Equal(stamp, lastStamp) {
+				t, err := alog.LeafTime(leaf)
+				if err != nil {
+					return fmt.Errorf("entry %d: %w", i, err)
+				}
+				lastStamp, lastTime = append(lastStamp[:0], stamp...), t
+			}
+			f = &query.LeafFields{Time: lastTime, Kind: string(rf.Kind), Agent: string(rf.Agent), Session: string(rf.Session), Task: string(rf.Task),
+				Action: string(rf.Action), Tool: string(rf.Tool), Resource: string(rf.Resource), Outcome: string(rf.Outcome)}
+		} else {
+			var err error
+			if f, err = query.DecodeLeaf(leaf); err != nil {
+				return fmt.Errorf("entry %d: %w", i, err)
+			}
+			if f.Kind != alog.KindAction || f.Agent == "" {
+				return nil
+			}
+		}
+		found, err := w.check(ctx, i, f, scopeOf(f.Agent))
+		alerts = append(alerts, found...)
+		return err
+	})
 	if err != nil {
 		return from, err
-	}
-	var alerts []alert
-	for j, leaf := range leaves {
-		i := from + uint64(j)
-		f, err := query.DecodeLeaf(leaf)
-		if err != nil {
-			return from, fmt.Errorf("entry %d: %w", i, err)
-		}
-		if f.Kind != alog.KindAction || f.Agent == "" {
-			continue
-		}
-		found, err := w.check(ctx, i, f)
-		if err != nil {
-			return from, err
-		}
-		alerts = append(alerts, found...)
 	}
 	if len(alerts) == 0 {
 		return to, w.setPosition(nextKey, to)
@@ -271,8 +306,19 @@ func (w *Watcher) examine(ctx context.Context, from, to uint64) (uint64, error) 
 	return to, nil
 }
 
-// check applies every rule to the action at index i.
-func (w *Watcher) check(ctx context.Context, i uint64, f *query.LeafFields) ([]alert, error) {
+// mayFlag reports whether any rule could flag an action of an agent whose
+// compiled scope is c (nil: an agent the identity store does not know).
+func (w *Watcher) mayFlag(c *identity.CompiledScope) bool {
+	r := w.o.Config.Rules
+	if w.offHours != nil || r.FirstAccess {
+		return true
+	}
+	return c != nil && (r.Scope && c.HasPatterns() || r.Hours && c.HasTimes() || r.Rate && c.RateLimit > 0)
+}
+
+// check applies every rule to the action at index i by an agent whose
+// compiled scope is c (nil: unknown agent).
+func (w *Watcher) check(ctx context.Context, i uint64, f *query.LeafFields, c *identity.CompiledScope) ([]alert, error) {
 	var out []alert
 	add := func(rule, detail string) {
 		attrs, _ := json.Marshal(map[string]any{"rule": rule, "entry": i, "detail": detail})
@@ -281,32 +327,22 @@ func (w *Watcher) check(ctx context.Context, i uint64, f *query.LeafFields) ([]a
 		}})
 	}
 	r := w.o.Config.Rules
-	sc, known := w.o.Scope(f.Agent)
-	if known && r.Scope {
-		all := sc
-		all.Hours, all.TZ, all.Weekdays = "", "", ""
-		if !all.Allows(f.Action, f.Tool, f.Resource, f.Time) {
-			add("scope", fmt.Sprintf("action %q, tool %q, resource %q is outside the agent's declared scope", f.Action, f.Tool, f.Resource))
-		}
+	if c != nil && r.Scope && !c.AllowsAction(f.Action, f.Tool, f.Resource) {
+		add("scope", fmt.Sprintf("action %q, tool %q, resource %q is outside the agent's declared scope", f.Action, f.Tool, f.Resource))
 	}
-	if known && r.Hours && (sc.Hours != "" || sc.Weekdays != "") {
-		hours := identity.Scope{Hours: sc.Hours, TZ: sc.TZ, Weekdays: sc.Weekdays}
-		if !hours.Allows(f.Action, "", "", f.Time) {
-			add("hours", fmt.Sprintf("at %s, outside the agent's declared hours %q %q %q", f.Time.UTC().Format(time.RFC3339), sc.Hours, sc.Weekdays, sc.TZ))
-		}
+	if c != nil && r.Hours && c.HasTimes() && !c.AllowsTime(f.Time) {
+		add("hours", fmt.Sprintf("at %s, outside the agent's declared hours %q %q %q", f.Time.UTC().Format(time.RFC3339), c.Hours, c.Weekdays, c.TZ))
 	}
-	if known && r.Rate && sc.Rate != "" {
-		if limit, per, err := identity.ParseRate(sc.Rate); err == nil {
-			win := w.rates[f.Agent]
-			if win == nil || !f.Time.Before(win.start.Add(per)) {
-				win = &window{start: f.Time.Truncate(per)}
-				w.rates[f.Agent] = win
-			}
-			win.n++
-			if win.n > limit && !win.fired {
-				win.fired = true
-				add("rate", fmt.Sprintf("more than %d actions in the %v from %s, above the declared rate %s", limit, per, win.start.UTC().Format(time.RFC3339), sc.Rate))
-			}
+	if c != nil && r.Rate && c.RateLimit > 0 {
+		win := w.rates[f.Agent]
+		if win == nil || !f.Time.Before(win.start.Add(c.RatePer)) {
+			win = &window{start: f.Time.Truncate(c.RatePer)}
+			w.rates[f.Agent] = win
+		}
+		win.n++
+		if win.n > c.RateLimit && !win.fired {
+			win.fired = true
+			add("rate", fmt.Sprintf("more than %d actions in the %v from %s, above the declared rate %s", c.RateLimit, c.RatePer, win.start.UTC().Format(time.RFC3339), c.Rate))
 		}
 	}
 	if w.offHours != nil && !w.offHours.Inside(f.Time) {

@@ -143,6 +143,49 @@ func (sc Scope) Validate() error {
 
 // Allows reports whether an action at time t is within the scope.
 func (sc Scope) Allows(action, tool, resource string, t time.Time) bool {
+	c := sc.Compile()
+	return c.AllowsAction(action, tool, resource) && c.AllowsTime(t)
+}
+
+// CompiledScope is a scope prepared for checking many actions: its zone
+// loaded and its hours, weekdays and rate parsed once.
+type CompiledScope struct {
+	Scope
+	loc      *time.Location
+	days     map[time.Weekday]bool // nil: every day
+	hours    bool
+	from, to int
+	// RateLimit actions per RatePer; 0 when no rate is declared.
+	RateLimit int
+	RatePer   time.Duration
+}
+
+// Compile prepares sc for checking. Values that do not parse (a scope
+// is validated when it is stored) are treated as absent.
+func (sc Scope) Compile() *CompiledScope {
+	c := &CompiledScope{Scope: sc, loc: time.UTC}
+	if sc.TZ != "" {
+		if l, err := time.LoadLocation(sc.TZ); err == nil {
+			c.loc = l
+		}
+	}
+	if sc.Weekdays != "" {
+		c.days, _ = parseWeekdays(sc.Weekdays)
+	}
+	if sc.Hours != "" {
+		var err error
+		c.from, c.to, err = parseHours(sc.Hours)
+		c.hours = err == nil
+	}
+	if sc.Rate != "" {
+		c.RateLimit, c.RatePer, _ = ParseRate(sc.Rate)
+	}
+	return c
+}
+
+// AllowsAction reports whether the action, tool and resource match the
+// scope's patterns (an empty tool or resource is not checked).
+func (c *CompiledScope) AllowsAction(action, tool, resource string) bool {
 	match := func(pats []string, v string) bool {
 		if len(pats) == 0 {
 			return true
@@ -154,31 +197,31 @@ func (sc Scope) Allows(action, tool, resource string, t time.Time) bool {
 		}
 		return false
 	}
-	if !match(sc.Actions, action) || (tool != "" && !match(sc.Tools, tool)) || (resource != "" && !match(sc.Resources, resource)) {
+	return match(c.Actions, action) && (tool == "" || match(c.Tools, tool)) && (resource == "" || match(c.Resources, resource))
+}
+
+// AllowsTime reports whether t falls within the scope's hours and weekdays.
+func (c *CompiledScope) AllowsTime(t time.Time) bool {
+	lt := t.In(c.loc)
+	if c.days != nil && !c.days[lt.Weekday()] {
 		return false
 	}
-	loc := time.UTC
-	if sc.TZ != "" {
-		if l, err := time.LoadLocation(sc.TZ); err == nil {
-			loc = l
-		}
-	}
-	lt := t.In(loc)
-	if sc.Weekdays != "" {
-		days, _ := parseWeekdays(sc.Weekdays)
-		if !days[lt.Weekday()] {
-			return false
-		}
-	}
-	if sc.Hours != "" {
-		from, to, _ := parseHours(sc.Hours)
+	if c.hours {
 		m := lt.Hour()*60 + lt.Minute()
-		if from <= to && (m < from || m >= to) || from > to && m < from && m >= to {
+		if c.from <= c.to && (m < c.from || m >= c.to) || c.from > c.to && m < c.from && m >= c.to {
 			return false
 		}
 	}
 	return true
 }
+
+// HasPatterns reports whether the scope limits actions, tools or resources.
+func (c *CompiledScope) HasPatterns() bool {
+	return len(c.Actions) > 0 || len(c.Tools) > 0 || len(c.Resources) > 0
+}
+
+// HasTimes reports whether the scope limits hours or weekdays.
+func (c *CompiledScope) HasTimes() bool { return c.hours || c.days != nil }
 
 // parseHours parses "HH:MM-HH:MM" into minutes after midnight. A window
 // whose end is before its start spans midnight.

@@ -1,0 +1,130 @@
+package main
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/agentlog/agentlog/checkpoint/ntptest"
+	"github.com/agentlog/agentlog/log/anomaly"
+)
+
+// TestAnomalyAlertsE2E runs the server with anomaly rules and a signed
+// webhook: an agent registered with a scope acts outside it, the alert is
+// found with "agentlog query --kind alert", and the webhook receives it
+// signed. A bad configuration stops the server with a sentence.
+func TestAnomalyAlertsE2E(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test builds and runs the binaries")
+	}
+	bin := agentlogBinary(t)
+	ntp := ntptest.Start(t, 0)
+	dir := t.TempDir()
+	secret := "e2e-webhook-secret-0123456789"
+	secretFile := filepath.Join(dir, "hook.secret")
+	if err := os.WriteFile(secretFile, []byte(secret), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var received []map[string]any
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if r.Header.Get(anomaly.SignatureHeader) != anomaly.Sign([]byte(secret), body) {
+			http.Error(w, "bad signature", http.StatusUnauthorized)
+			return
+		}
+		var v map[string]any
+		if err := json.Unmarshal(body, &v); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		mu.Lock()
+		received = append(received, v)
+		mu.Unlock()
+	}))
+	defer hook.Close()
+	cfgFile := filepath.Join(dir, "anomaly.json")
+	cfg := `{"rules":{"scope":true,"hours":true,"rate":true},"webhooks":[{"url":"` + hook.URL + `/alerts","secret_file":"` + secretFile + `"}]}`
+	if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	data := t.TempDir()
+	srv := startServer(t, bin, "--data", data, "--ntp", ntp.Addr(), "--anomaly-config", cfgFile)
+	admin := filepath.Join(data, "admin.token")
+	key := filepath.Join(dir, "bot.key")
+	if out, stderr, code := runBin(t, bin, "agent", "register", "--server", srv.url, "--admin-token-file", admin, "--id", "billing-bot",
+		"--scope", "actions=db.*;tools=sql;resources=customers/*", "--key-out", key); code != 0 {
+		t.Fatalf("agent register: %s%s", out, stderr)
+	}
+	out, stderr, code := runBin(t, bin, "session", "open", "--server", srv.url, "--agent-key", key, "--task", "refunds")
+	if code != 0 {
+		t.Fatalf("session open: %s", stderr)
+	}
+	sess := strings.TrimSpace(out[strings.LastIndex(strings.TrimSpace(out), "\n")+1:])
+	for _, args := range [][]string{
+		{"--action", "db.query", "--tool", "sql", "--resource", "customers/42"},  // in scope
+		{"--action", "payment.refund", "--tool", "stripe", "--resource", "ch_1"}, // outside
+	} {
+		if out, stderr, code := runBin(t, bin, append([]string{"append", "--server", srv.url, "--session-token", sess}, args...)...); code != 0 {
+			t.Fatalf("append: %s%s", out, stderr)
+		}
+	}
+	var alerts string
+	waitFor(t, "the scope alert in the log", func() bool {
+		alerts, _, _ = runBin(t, bin, "query", "--server", srv.url, "--token-file", admin, "--kind", "alert", "--json")
+		return strings.Contains(alerts, `"alert.scope"`)
+	})
+	lines := strings.Split(strings.TrimSpace(alerts), "\n")
+	if len(lines) != 2 { // one alert, then the summary
+		t.Fatalf("query --kind alert:\n%s", alerts)
+	}
+	var line struct {
+		Index uint64
+		Entry struct {
+			Agent, Action, Tool, Resource, Principal string
+			Attributes                               struct {
+				Rule  string
+				Entry uint64
+			}
+		}
+	}
+	if err := json.Unmarshal([]byte(lines[0]), &line); err != nil {
+		t.Fatal(err)
+	}
+	e := line.Entry
+	if e.Agent != "billing-bot" || e.Principal != "agentlog" || e.Tool != "stripe" || e.Resource != "ch_1" || e.Attributes.Rule != "scope" {
+		t.Fatalf("alert %+v", e)
+	}
+	// The alert points at the offending entry.
+	entry, _, code := runBin(t, bin, "query", "--server", srv.url, "--token-file", admin, "--action", "payment.refund", "--json")
+	if code != 0 || !strings.Contains(entry, `"index":`+jsonNum(e.Attributes.Entry)+`,`) {
+		t.Fatalf("the alert names entry %d, the refund is:\n%s", e.Attributes.Entry, entry)
+	}
+	waitFor(t, "the webhook delivery", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(received) > 0
+	})
+	mu.Lock()
+	got := received[0]
+	mu.Unlock()
+	if idx, _ := got["index"].(float64); uint64(idx) != line.Index {
+		t.Fatalf("webhook got %v, the alert is entry %d", got, line.Index)
+	}
+
+	// A configuration error stops the server with a sentence.
+	bad := filepath.Join(dir, "bad.json")
+	os.WriteFile(bad, []byte(`{"rules":{"scope":true,"typo":1}}`), 0o644)
+	out, stderr, code = runBin(t, bin, "serve", "--data", t.TempDir(), "--listen", "127.0.0.1:0", "--ntp", ntp.Addr(), "--anomaly-config", bad)
+	if code == 0 || !strings.Contains(stderr, "bad.json") || !strings.Contains(stderr, "typo") {
+		t.Fatalf("serve with a bad anomaly configuration: exit %d\n%s%s", code, out, stderr)
+	}
+}
+
+func jsonNum(n uint64) string { b, _ := json.Marshal(n); return string(b) }
