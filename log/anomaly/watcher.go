@@ -158,16 +158,18 @@ func (w *Watcher) Run(ctx context.Context) {
 	defer t.Stop()
 	for {
 		for next < w.o.Log.Size() {
+			// On an error (the append queue full, say), n is where the
+			// alerts recorded so far end: the rest is examined again.
 			n, err := w.examine(ctx, next, min(w.o.Log.Size(), next+4096))
+			next = n
+			w.m.examined.Set(float64(next))
 			if err != nil {
 				if ctx.Err() != nil {
 					return
 				}
-				w.o.Logger.Error("anomaly rules: examining entries", "from", next, "err", err)
+				w.o.Logger.Error("anomaly rules: examining entries; retrying", "from", next, "err", err)
 				break
 			}
-			next = n
-			w.m.examined.Set(float64(next))
 		}
 		select {
 		case <-ctx.Done():
