@@ -141,21 +141,6 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("refusing to start: %w", err)
 	}
-	srv = api.New(api.Config{
-		Log:        l,
-		Auth:       tokens,
-		Identity:   ids,
-		Clock:      clock,
-		Loop:       loop,
-		Witnesses:  wc,
-		StaleAfter: max(10**interval, 30*time.Second),
-		Registry:   reg,
-		Logger:     logger,
-	})
-	if c := loop.Latest(); c != nil {
-		publishCheckpoint(srv, wc, c)
-	}
-
 	var watcher *anomaly.Watcher
 	if *anomalyOn {
 		acfg := anomaly.DefaultConfig()
@@ -183,6 +168,22 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		}
 	} else if *anomalyConfig != "" {
 		return usagef("--anomaly-config needs --anomaly")
+	}
+
+	srv = api.New(api.Config{
+		Log:        l,
+		Auth:       tokens,
+		Identity:   ids,
+		Clock:      clock,
+		Loop:       loop,
+		Witnesses:  wc,
+		Anomaly:    watcher,
+		StaleAfter: max(10**interval, 30*time.Second),
+		Registry:   reg,
+		Logger:     logger,
+	})
+	if c := loop.Latest(); c != nil {
+		publishCheckpoint(srv, wc, c)
 	}
 
 	ln, scheme, err := tlsfile.Listen(*listen, *tlsCert, *tlsKey, logger)

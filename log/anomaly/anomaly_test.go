@@ -349,3 +349,37 @@ func FuzzParseConfig(f *testing.F) {
 		}
 	})
 }
+
+// TestStatus checks what /healthz reports: the rules' progress, and a
+// webhook that keeps failing as a problem, while alerts keep being
+// recorded.
+func TestStatus(t *testing.T) {
+	f := newFixture(t)
+	down := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		http.Error(rw, "down for maintenance", http.StatusBadGateway)
+	}))
+	defer down.Close()
+	cfg := DefaultConfig()
+	cfg.Webhooks = []Webhook{{URL: down.URL}}
+	w := newWatcher(t, f.l, cfg)
+	if st := w.Status(); st.Lag != 0 || len(st.Problems()) != 0 || len(st.Webhooks) != 1 {
+		t.Fatalf("initial status %+v", st)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); w.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	f.act(t, time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC), "bot", "shell.exec", "bash", "hosts/1")
+	waitFor(t, func() bool { return len(w.Status().Problems()) > 0 })
+	st := w.Status()
+	if p := st.Problems(); len(p) != 1 || !strings.Contains(p[0], "502") || !strings.Contains(p[0], down.URL) {
+		t.Fatalf("problems %v", p)
+	}
+	waitFor(t, func() bool { return w.Status().Lag == 0 })
+	if got := f.got(t); len(got) != 1 {
+		t.Fatalf("alerts %v", got)
+	}
+	if st := w.Status(); st.Examined != f.l.Size() || st.Webhooks[0].Next > st.Examined || st.Webhooks[0].Failures < FailingAfter {
+		t.Fatalf("status %+v, size %d", st, f.l.Size())
+	}
+}

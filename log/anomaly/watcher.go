@@ -9,7 +9,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -53,6 +55,72 @@ type Watcher struct {
 	rates    map[string]*window
 	seen     map[string]bool // first_access: agent + 0 + resource pairs known to have occurred
 	m        metrics
+
+	examined atomic.Uint64
+	smu      sync.Mutex
+	hookSt   []WebhookStatus
+}
+
+// Status is what /healthz reports of the rules.
+type Status struct {
+	Examined uint64          `json:"examined_size"`
+	Lag      uint64          `json:"lag_entries"`
+	Webhooks []WebhookStatus `json:"webhooks,omitempty"`
+}
+
+// WebhookStatus is one webhook's delivery state.
+type WebhookStatus struct {
+	URL       string `json:"url"`
+	Next      uint64 `json:"next_index"` // deliveries are done below it
+	Failures  int    `json:"consecutive_failures"`
+	LastError string `json:"last_error,omitempty"`
+}
+
+// LagLimit is how far behind the log the rules may be before /healthz
+// reports them degraded.
+const LagLimit = 1 << 20
+
+// FailingAfter is how many failed deliveries in a row make a webhook
+// count as failing.
+const FailingAfter = 3
+
+// Status returns the rules' progress and the webhooks' state.
+func (w *Watcher) Status() Status {
+	st := Status{Examined: w.examined.Load()}
+	if size := w.o.Log.Size(); size > st.Examined {
+		st.Lag = size - st.Examined
+	}
+	w.smu.Lock()
+	st.Webhooks = slices.Clone(w.hookSt)
+	w.smu.Unlock()
+	return st
+}
+
+// Problems lists what is wrong, for /healthz.
+func (st Status) Problems() []string {
+	var out []string
+	if st.Lag > LagLimit {
+		out = append(out, fmt.Sprintf("anomaly rules are %d entries behind the log", st.Lag))
+	}
+	for _, h := range st.Webhooks {
+		if h.Failures >= FailingAfter {
+			out = append(out, fmt.Sprintf("webhook %s failed %d times in a row: %s", h.URL, h.Failures, h.LastError))
+		}
+	}
+	return out
+}
+
+func (w *Watcher) hookStatus(i int, next uint64, err error) {
+	w.smu.Lock()
+	defer w.smu.Unlock()
+	h := &w.hookSt[i]
+	h.Next = next
+	if err == nil {
+		h.Failures, h.LastError = 0, ""
+	} else {
+		h.Failures++
+		h.LastError = err.Error()
+	}
 }
 
 type hook struct {
@@ -125,6 +193,10 @@ func New(o Options) (*Watcher, error) {
 				return nil, fmt.Errorf("reading the position of webhook %s: %w", w.hooks[i].url, err)
 			}
 		}
+		w.examined.Store(w.next)
+	}
+	for _, h := range w.hooks {
+		w.hookSt = append(w.hookSt, WebhookStatus{URL: h.url, Next: h.pos})
 	}
 	w.m = metrics{
 		alerts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "agentlog_alerts_total", Help: "Alerts recorded in the log, by rule."}, []string{"rule"}),
@@ -149,9 +221,9 @@ func New(o Options) (*Watcher, error) {
 func (w *Watcher) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	for _, h := range w.hooks {
+	for i, h := range w.hooks {
 		wg.Add(1)
-		go func() { defer wg.Done(); w.deliver(ctx, h) }()
+		go func() { defer wg.Done(); w.deliver(ctx, i, h) }()
 	}
 	next := w.next
 	t := time.NewTicker(w.o.Poll)
@@ -163,6 +235,7 @@ func (w *Watcher) Run(ctx context.Context) {
 			n, err := w.examine(ctx, next, min(w.o.Log.Size(), next+4096))
 			next = n
 			w.m.examined.Set(float64(next))
+			w.examined.Store(next)
 			if err != nil {
 				if ctx.Err() != nil {
 					return

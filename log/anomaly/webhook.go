@@ -34,7 +34,7 @@ func Sign(secret, body []byte) string {
 // deliver POSTs every alert from the hook's stored position on, in index
 // order, retrying each until the endpoint answers 2xx, and stores the
 // position after each delivery: at least once, never skipped.
-func (w *Watcher) deliver(ctx context.Context, h hook) {
+func (w *Watcher) deliver(ctx context.Context, n int, h hook) {
 	key := hookKey(h.url)
 	pos := h.pos
 	alerts := &query.Filter{Matches: []query.Match{{Field: "kind", Value: alog.KindAlert}}}
@@ -61,10 +61,12 @@ func (w *Watcher) deliver(ctx context.Context, h hook) {
 				err := w.post(ctx, h, p.index, p.body)
 				if err == nil {
 					w.m.deliveries.WithLabelValues("ok").Inc()
+					w.hookStatus(n, p.index+1, nil)
 					backoff = w.o.retryBase
 					break
 				}
 				w.m.deliveries.WithLabelValues("error").Inc()
+				w.hookStatus(n, p.index, err)
 				w.o.Logger.Warn("webhook delivery failed; retrying", "url", h.url, "alert", p.index, "in", backoff, "err", err)
 				select {
 				case <-ctx.Done():

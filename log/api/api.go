@@ -29,6 +29,7 @@ import (
 
 	"github.com/agentlog/agentlog/checkpoint"
 	alog "github.com/agentlog/agentlog/log"
+	"github.com/agentlog/agentlog/log/anomaly"
 	"github.com/agentlog/agentlog/log/identity"
 	"github.com/agentlog/agentlog/tree"
 	"github.com/agentlog/agentlog/witness"
@@ -117,6 +118,8 @@ type Config struct {
 	// its quorum for longer than the client tolerates, failing if the
 	// client holds such checkpoints back from /checkpoint.
 	Witnesses *witness.Client
+	// Anomaly, if set, is reported in /healthz.
+	Anomaly *anomaly.Watcher
 	// CheckpointInterval is the signing interval; /healthz fails when the
 	// tree has grown and no checkpoint was signed for StaleAfter.
 	StaleAfter time.Duration
@@ -509,6 +512,7 @@ type Health struct {
 	Checkpoint *checkpointHealth       `json:"checkpoint,omitempty"`
 	Clock      *checkpoint.ClockStatus `json:"clock,omitempty"`
 	Witnesses  *witness.ClientStatus   `json:"witnesses,omitempty"`
+	Anomaly    *anomaly.Status         `json:"anomaly,omitempty"`
 	Problems   []string                `json:"problems,omitempty"`
 }
 
@@ -559,6 +563,16 @@ func (s *Server) health() Health {
 			default:
 				h.Problems = append(h.Problems, "no witness quorum for the newest checkpoint: /checkpoint serves it log-signed only")
 			}
+		}
+	}
+	if s.cfg.Anomaly != nil {
+		st := s.cfg.Anomaly.Status()
+		h.Anomaly = &st
+		if p := st.Problems(); len(p) > 0 {
+			if h.Status == "ok" {
+				h.Status = "degraded"
+			}
+			h.Problems = append(h.Problems, p...)
 		}
 	}
 	return h
