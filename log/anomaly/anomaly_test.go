@@ -309,6 +309,8 @@ func TestConfig(t *testing.T) {
 		`{"rules":{"off_hours":{"window":"25:00-06:00"}}}`,
 		`{"rules":{"off_hours":{"window":"09:00-17:00","tz":"Mars/Base"}}}`,
 		`{"webhooks":[{"url":"ftp://x"}]}`,
+		`{"rules":{"rate_spike":{"factor":0.5}}}`,
+		`{"rules":{"rate_spike":{"min_actions":-1}}}`,
 		`{"webhooks":[{"url":"https://a/x"},{"url":"https://a/x"}]}`,
 		`[]`,
 		strings.Repeat(" ", maxConfigBytes+1),
@@ -336,6 +338,7 @@ func FuzzParseConfig(f *testing.F) {
 	f.Add([]byte(`{"rules":{"scope":true,"off_hours":{"window":"09:00-17:00"}},"webhooks":[{"url":"http://x/y"}]}`))
 	f.Add([]byte(`{}`))
 	f.Add([]byte(`{"rules":null}`))
+	f.Add([]byte(`{"rules":{"rate_spike":{"factor":3.5,"min_actions":10,"warmup_minutes":5}}}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		c, err := ParseConfig(b)
 		if err != nil {
@@ -381,5 +384,58 @@ func TestStatus(t *testing.T) {
 	}
 	if st := w.Status(); st.Examined != f.l.Size() || st.Webhooks[0].Next > st.Examined || st.Webhooks[0].Failures < FailingAfter {
 		t.Fatalf("status %+v, size %d", st, f.l.Size())
+	}
+}
+
+// TestRateSpike feeds an agent a steady rate, then a burst: the burst is
+// flagged once, the steady minutes never, and a burst during the warm-up
+// is not judged.
+func TestRateSpike(t *testing.T) {
+	f := newFixture(t)
+	cfg := Config{Rules: Rules{RateSpike: &RateSpike{Factor: 4, MinActions: 20, WarmupMinutes: 30}}}
+	w := newWatcher(t, f.l, cfg)
+	start := w.next
+	t0 := time.Date(2026, 3, 2, 8, 0, 0, 0, time.UTC)
+	at := func(minute, k, per int) time.Time {
+		return t0.Add(time.Duration(minute)*time.Minute + time.Duration(k)*time.Minute/time.Duration(per))
+	}
+	// A burst in the first minutes: still warming up.
+	for k := range 50 {
+		f.act(t, at(0, k, 50), "bot2", "db.query", "", "")
+	}
+	// Forty minutes of 10 actions a minute, with an idle stretch.
+	for m := 1; m < 45; m++ {
+		if m >= 20 && m < 25 {
+			continue
+		}
+		for k := range 10 {
+			f.act(t, at(m, k, 10), "bot2", "db.query", "", "")
+		}
+	}
+	// 60 actions in minute 50: a spike, flagged at the action that makes
+	// it one, once.
+	var burst []uint64
+	for k := range 60 {
+		burst = append(burst, f.act(t, at(50, k, 60), "bot2", "db.query", "", ""))
+	}
+	// Another agent with the same burst and no history is warming up.
+	for k := range 60 {
+		f.act(t, at(51, k, 60), "other", "db.query", "", "")
+	}
+	if _, err := w.examine(context.Background(), start, f.l.Size()); err != nil {
+		t.Fatal(err)
+	}
+	got := f.got(t)
+	if len(got) != 1 {
+		t.Fatalf("alerts %v, want one rate_spike", got)
+	}
+	var idx uint64
+	if _, err := fmt.Sscanf(got[0], "rate_spike@%d", &idx); err != nil || idx < burst[20] || idx > burst[59] {
+		t.Fatalf("alert %s, the burst is entries %d to %d", got[0], burst[0], burst[59])
+	}
+	// With the baseline at about 8 a minute, the spike starts once the
+	// minute passes 4 times that and 20 actions: at its 33rd action or so.
+	if idx < burst[25] || idx > burst[40] {
+		t.Fatalf("alert at entry %d: burst entry %d", idx, idx-burst[0])
 	}
 }

@@ -13,7 +13,8 @@
 //   - rate: the agent exceeds its declared rate in a window;
 //   - off_hours: the action is outside the operator's business hours, for
 //     every agent;
-//   - first_access: the agent's first action on a resource.
+//   - first_access: the agent's first action on a resource;
+//   - rate_spike: a minute far above the agent's own baseline.
 package anomaly
 
 import (
@@ -40,11 +41,23 @@ type Config struct {
 
 // Rules says which rules run.
 type Rules struct {
-	Scope       bool      `json:"scope"`
-	Hours       bool      `json:"hours"`
-	Rate        bool      `json:"rate"`
-	FirstAccess bool      `json:"first_access"`
-	OffHours    *OffHours `json:"off_hours,omitempty"`
+	Scope       bool       `json:"scope"`
+	Hours       bool       `json:"hours"`
+	Rate        bool       `json:"rate"`
+	FirstAccess bool       `json:"first_access"`
+	OffHours    *OffHours  `json:"off_hours,omitempty"`
+	RateSpike   *RateSpike `json:"rate_spike,omitempty"`
+}
+
+// RateSpike flags a minute in which an agent acts far more than its own
+// baseline: more than Factor times its average actions per minute
+// (an exponentially weighted average over about the last hour, idle
+// minutes included), and more than MinActions. An agent is judged only
+// once WarmupMinutes have passed since its first action.
+type RateSpike struct {
+	Factor        float64 `json:"factor"`                   // default 5
+	MinActions    int     `json:"min_actions"`              // default 60
+	WarmupMinutes int     `json:"warmup_minutes,omitempty"` // default 30
 }
 
 // OffHours is the operator's business hours: actions outside them raise
@@ -93,6 +106,14 @@ func (c Config) Validate() error {
 	if oh := c.Rules.OffHours; oh != nil {
 		if _, err := query.ParseHours(oh.Window, oh.TZ, oh.Weekdays); err != nil {
 			return fmt.Errorf("%w: off_hours: %v", ErrInvalid, err)
+		}
+	}
+	if rs := c.Rules.RateSpike; rs != nil {
+		if rs.Factor != 0 && (rs.Factor < 1 || rs.Factor > 1e6) {
+			return fmt.Errorf("%w: rate_spike factor %v: want 1 to 1e6", ErrInvalid, rs.Factor)
+		}
+		if rs.MinActions < 0 || rs.WarmupMinutes < 0 || rs.WarmupMinutes > 7*24*60 {
+			return fmt.Errorf("%w: rate_spike min_actions and warmup_minutes must be positive (warmup at most a week)", ErrInvalid)
 		}
 	}
 	if len(c.Webhooks) > 16 {

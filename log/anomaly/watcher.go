@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"slices"
 	"sync"
@@ -53,6 +54,8 @@ type Watcher struct {
 	hooks    []hook
 	next     uint64 // next entry to examine, as of New
 	rates    map[string]*window
+	spikes   map[string]*baseline
+	spike    RateSpike       // with defaults filled in
 	seen     map[string]bool // first_access: agent + 0 + resource pairs known to have occurred
 	m        metrics
 
@@ -129,6 +132,19 @@ type hook struct {
 	pos    uint64 // next alert index to deliver, as of New
 }
 
+// baseline is an agent's activity for rate_spike, in one-minute steps.
+type baseline struct {
+	first  time.Time // minute of the agent's first action seen
+	minute time.Time // the current minute
+	n      int       // actions in it
+	avg    float64   // weighted average of the minutes before it, from 0
+	weight float64   // 1-(1-alpha)^minutes: avg/weight corrects the start from 0
+	fired  bool
+}
+
+// spikeAlpha weighs each minute in the average: about an hour's memory.
+const spikeAlpha = 1.0 / 60
+
 type window struct {
 	start time.Time
 	n     int
@@ -162,7 +178,19 @@ func New(o Options) (*Watcher, error) {
 	if o.Scope == nil {
 		o.Scope = func(string) (identity.Scope, bool) { return identity.Scope{}, false }
 	}
-	w := &Watcher{o: o, rates: map[string]*window{}, seen: map[string]bool{}}
+	w := &Watcher{o: o, rates: map[string]*window{}, spikes: map[string]*baseline{}, seen: map[string]bool{}}
+	if rs := o.Config.Rules.RateSpike; rs != nil {
+		w.spike = RateSpike{Factor: 5, MinActions: 60, WarmupMinutes: 30}
+		if rs.Factor != 0 {
+			w.spike.Factor = rs.Factor
+		}
+		if rs.MinActions != 0 {
+			w.spike.MinActions = rs.MinActions
+		}
+		if rs.WarmupMinutes != 0 {
+			w.spike.WarmupMinutes = rs.WarmupMinutes
+		}
+	}
 	if oh := o.Config.Rules.OffHours; oh != nil {
 		h, err := query.ParseHours(oh.Window, oh.TZ, oh.Weekdays)
 		if err != nil {
@@ -385,7 +413,7 @@ func (w *Watcher) examine(ctx context.Context, from, to uint64) (uint64, error) 
 // compiled scope is c (nil: an agent the identity store does not know).
 func (w *Watcher) mayFlag(c *identity.CompiledScope) bool {
 	r := w.o.Config.Rules
-	if w.offHours != nil || r.FirstAccess {
+	if w.offHours != nil || r.FirstAccess || r.RateSpike != nil {
 		return true
 	}
 	return c != nil && (r.Scope && c.HasPatterns() || r.Hours && c.HasTimes() || r.Rate && c.RateLimit > 0)
@@ -420,6 +448,11 @@ func (w *Watcher) check(ctx context.Context, i uint64, f *query.LeafFields, c *i
 			add("rate", fmt.Sprintf("more than %d actions in the %v from %s, above the declared rate %s", c.RateLimit, c.RatePer, win.start.UTC().Format(time.RFC3339), c.Rate))
 		}
 	}
+	if r.RateSpike != nil {
+		if n, avg, spiked := w.countSpike(f.Agent, f.Time); spiked {
+			add("rate_spike", fmt.Sprintf("%d actions in the minute from %s, against a baseline of %.1f a minute", n, f.Time.UTC().Truncate(time.Minute).Format(time.RFC3339), avg))
+		}
+	}
 	if w.offHours != nil && !w.offHours.Inside(f.Time) {
 		add("off_hours", fmt.Sprintf("at %s, outside business hours", f.Time.UTC().Format(time.RFC3339)))
 	}
@@ -433,6 +466,38 @@ func (w *Watcher) check(ctx context.Context, i uint64, f *query.LeafFields, c *i
 		}
 	}
 	return out, nil
+}
+
+// countSpike counts an action of agent at t, and reports whether it makes
+// the current minute a spike (once per minute), with the minute's count and
+// the baseline.
+func (w *Watcher) countSpike(agent string, t time.Time) (int, float64, bool) {
+	m := t.Truncate(time.Minute)
+	b := w.spikes[agent]
+	if b == nil {
+		b = &baseline{first: m, minute: m}
+		w.spikes[agent] = b
+	}
+	if m.After(b.minute) {
+		// Close the current minute, then the idle ones after it.
+		b.avg += spikeAlpha * (float64(b.n) - b.avg)
+		b.weight += spikeAlpha * (1 - b.weight)
+		idle := math.Pow(1-spikeAlpha, float64(min(int(m.Sub(b.minute)/time.Minute)-1, 100000)))
+		b.avg *= idle
+		b.weight = 1 - (1-b.weight)*idle
+		b.minute, b.n, b.fired = m, 0, false
+	}
+	b.n++
+	avg := 0.0
+	if b.weight > 0 {
+		avg = b.avg / b.weight
+	}
+	warm := m.Sub(b.first) >= time.Duration(w.spike.WarmupMinutes)*time.Minute
+	if warm && !b.fired && b.n > w.spike.MinActions && float64(b.n) > w.spike.Factor*avg {
+		b.fired = true
+		return b.n, avg, true
+	}
+	return b.n, avg, false
 }
 
 // firstAccess reports whether no entry before i has f's agent and
