@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"io"
@@ -10,8 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -19,95 +16,31 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/agentlog/agentlog/checkpoint/ntptest"
+	"github.com/agentlog/agentlog/internal/proctest"
 	"github.com/agentlog/agentlog/witness"
 	"github.com/agentlog/agentlog/witness/witnesstest"
 )
 
-var buildOnce struct {
-	sync.Once
-	path string
-	err  error
-}
+var witnessBuild proctest.Binary
 
 // witnessBinary compiles cmd/agentlog-witness once per test binary.
-func witnessBinary(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "agentlog-witness-bin")
-		if err != nil {
-			buildOnce.err = err
-			return
-		}
-		buildOnce.path = filepath.Join(dir, "agentlog-witness")
-		out, err := exec.Command("go", "build", "-o", buildOnce.path, ".").CombinedOutput()
-		if err != nil {
-			buildOnce.err = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildOnce.err != nil {
-		t.Fatal(buildOnce.err)
-	}
-	return buildOnce.path
+func witnessBinary(t *testing.T) string { return witnessBuild.Get(t, "agentlog-witness", ".") }
+
+// proc is a running "agentlog-witness serve".
+type proc struct {
+	*proctest.Proc
+	url  string
+	done chan struct{}
 }
 
-type proc struct {
-	cmd    *exec.Cmd
-	url    string
-	stderr *bytes.Buffer
-	mu     *sync.Mutex
-	done   chan struct{}
-}
+func (p *proc) log() string { return p.Stderr.String() }
 
 // startWitness runs "agentlog-witness serve" and waits for its address.
 func startWitness(t *testing.T, bin string, args ...string) *proc {
 	t.Helper()
-	cmd := exec.Command(bin, append([]string{"serve", "--listen", "127.0.0.1:0"}, args...)...)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &proc{cmd: cmd, stderr: &bytes.Buffer{}, mu: &sync.Mutex{}, done: make(chan struct{})}
-	cmd.Stderr = writerFunc(func(b []byte) (int, error) { p.mu.Lock(); defer p.mu.Unlock(); return p.stderr.Write(b) })
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	lines := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			select {
-			case lines <- sc.Text():
-			default:
-			}
-		}
-	}()
-	go func() { cmd.Wait(); close(p.done) }()
-	t.Cleanup(p.kill)
-	select {
-	case l := <-lines:
-		const pfx = "agentlog-witness listening on "
-		if !strings.HasPrefix(l, pfx) {
-			t.Fatalf("unexpected first line %q", l)
-		}
-		p.url = strings.Fields(strings.TrimPrefix(l, pfx))[0]
-	case <-p.done:
-		t.Fatalf("witness exited at start:\n%s", p.log())
-	case <-time.After(60 * time.Second):
-		t.Fatalf("witness did not start:\n%s", p.log())
-	}
-	return p
+	p := proctest.Start(t, bin, "agentlog-witness listening on ", append([]string{"serve", "--listen", "127.0.0.1:0"}, args...)...)
+	return &proc{Proc: p, url: p.URL, done: p.Done}
 }
-
-func (p *proc) log() string { p.mu.Lock(); defer p.mu.Unlock(); return p.stderr.String() }
-
-func (p *proc) kill() {
-	p.cmd.Process.Signal(syscall.SIGKILL)
-	<-p.done
-}
-
-type writerFunc func([]byte) (int, error)
-
-func (f writerFunc) Write(b []byte) (int, error) { return f(b) }
 
 func post(t *testing.T, url string, b []byte) (int, string) {
 	t.Helper()
@@ -189,7 +122,7 @@ func TestWitnessProcess(t *testing.T) {
 		next := lg.Size()
 		b := witnesstest.Body(size, lg.Proof(size, next), lg.Checkpoint())
 		if i == 100 {
-			go w.kill() // in flight with the following requests
+			go w.Kill() // in flight with the following requests
 		}
 		resp, err := http.Post(w.url+"/add-checkpoint", "text/plain", bytes.NewReader(b))
 		if err != nil {

@@ -1,14 +1,12 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -22,52 +20,26 @@ import (
 	"github.com/agentlog/agentlog/checkpoint"
 	"github.com/agentlog/agentlog/checkpoint/ntptest"
 	"github.com/agentlog/agentlog/client"
+	"github.com/agentlog/agentlog/internal/proctest"
 )
 
-// builtBinary is a command compiled once per test binary.
-type builtBinary struct {
-	sync.Once
-	path string
-	err  error
-}
+var agentlogBuild, witnessBuild proctest.Binary
 
-// get builds the command in pkgDir (relative to this package) as name on
-// first use and returns its path.
-func (b *builtBinary) get(t *testing.T, name, pkgDir string) string {
-	t.Helper()
-	b.Do(func() {
-		dir, err := os.MkdirTemp("", name+"-e2e-bin")
-		if err != nil {
-			b.err = err
-			return
-		}
-		b.path = filepath.Join(dir, name)
-		out, err := exec.Command("go", "build", "-o", b.path, pkgDir).CombinedOutput()
-		if err != nil {
-			b.err = fmt.Errorf("go build %s: %v\n%s", pkgDir, err, out)
-		}
-	})
-	if b.err != nil {
-		t.Fatal(b.err)
-	}
-	return b.path
-}
-
-var agentlogBuild, witnessBuild builtBinary
-
-func agentlogBinary(t *testing.T) string { return agentlogBuild.get(t, "agentlog", ".") }
+func agentlogBinary(t *testing.T) string { return agentlogBuild.Get(t, "agentlog", ".") }
 
 // witnessBinary compiles cmd/agentlog-witness once per test binary.
 func witnessBinary(t *testing.T) string {
-	return witnessBuild.get(t, "agentlog-witness", "../agentlog-witness")
+	return witnessBuild.Get(t, "agentlog-witness", "../agentlog-witness")
 }
 
-// serverProc is a running "agentlog serve" or "agentlog-witness serve".
+// serverProc is a running "agentlog serve" or "agentlog-witness serve",
+// with short names for what the tests use.
 type serverProc struct {
-	cmd    *exec.Cmd
+	*proctest.Proc
 	url    string
-	stderr *bytes.Buffer
+	cmd    *exec.Cmd
 	done   chan struct{}
+	stderr *proctest.Buffer
 }
 
 // startServer runs "agentlog serve" on a free loopback port and waits
@@ -81,57 +53,11 @@ func startServer(t *testing.T, bin string, args ...string) *serverProc {
 // must be ready followed by the URL it serves.
 func startProc(t *testing.T, bin, ready string, args ...string) *serverProc {
 	t.Helper()
-	cmd := exec.Command(bin, args...)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &serverProc{cmd: cmd, stderr: &bytes.Buffer{}, done: make(chan struct{})}
-	cmd.Stderr = &lockedWriter{w: p.stderr}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	lines := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			select {
-			case lines <- sc.Text():
-			default:
-			}
-		}
-	}()
-	go func() { cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() { p.kill() })
-	select {
-	case l := <-lines:
-		if !strings.HasPrefix(l, ready) {
-			t.Fatalf("unexpected first line %q", l)
-		}
-		p.url = strings.Fields(strings.TrimPrefix(l, ready))[0]
-	case <-p.done:
-		t.Fatalf("%s exited at start:\n%s", filepath.Base(bin), p.stderr)
-	case <-time.After(60 * time.Second):
-		t.Fatalf("%s did not start:\n%s", filepath.Base(bin), p.stderr)
-	}
-	return p
+	p := proctest.Start(t, bin, ready, args...)
+	return &serverProc{Proc: p, url: p.URL, cmd: p.Cmd, done: p.Done, stderr: p.Stderr}
 }
 
-func (p *serverProc) kill() {
-	p.cmd.Process.Signal(syscall.SIGKILL)
-	<-p.done
-}
-
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(b []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(b)
-}
+func (p *serverProc) kill() { p.Kill() }
 
 // waitFor polls cond (a readiness probe of another process) until it holds.
 func waitFor(t *testing.T, what string, cond func() bool) {

@@ -1,0 +1,126 @@
+// Package proctest builds the repository's commands and runs them as real
+// processes, for end-to-end tests: a server is started on a free port and
+// ready once it prints the line that names its URL.
+package proctest
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Binary is a command compiled once per test binary.
+type Binary struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// Get builds the package in pkgDir (relative to the test's package) as
+// name on first use and returns the binary's path.
+func (b *Binary) Get(t testing.TB, name, pkgDir string) string {
+	t.Helper()
+	b.once.Do(func() {
+		dir, err := os.MkdirTemp("", name+"-e2e-bin")
+		if err != nil {
+			b.err = err
+			return
+		}
+		b.path = filepath.Join(dir, name)
+		if out, err := exec.Command("go", "build", "-o", b.path, pkgDir).CombinedOutput(); err != nil {
+			b.err = fmt.Errorf("go build %s: %v\n%s", pkgDir, err, out)
+		}
+	})
+	if b.err != nil {
+		t.Fatal(b.err)
+	}
+	return b.path
+}
+
+// Remove deletes the binary, if it was built; call it from TestMain.
+func (b *Binary) Remove() {
+	if b.path != "" {
+		os.RemoveAll(filepath.Dir(b.path))
+	}
+}
+
+// Proc is a running server process.
+type Proc struct {
+	Cmd    *exec.Cmd
+	URL    string        // from its ready line
+	Done   chan struct{} // closed when it has exited
+	Stderr *Buffer
+}
+
+// Buffer is a bytes.Buffer safe for a process to write while a test reads.
+type Buffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *Buffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *Buffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// Start runs bin with args and waits for its first line on stdout, which
+// must be ready followed by the URL it serves. The process is killed when
+// the test ends.
+func Start(t testing.TB, bin, ready string, args ...string) *Proc {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &Proc{Cmd: cmd, Stderr: &Buffer{}, Done: make(chan struct{})}
+	cmd.Stderr = p.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			select {
+			case lines <- sc.Text():
+			default:
+			}
+		}
+	}()
+	go func() { cmd.Wait(); close(p.Done) }()
+	t.Cleanup(p.Kill)
+	select {
+	case l := <-lines:
+		if !strings.HasPrefix(l, ready) {
+			t.Fatalf("unexpected first line %q", l)
+		}
+		p.URL = strings.Fields(strings.TrimPrefix(l, ready))[0]
+	case <-p.Done:
+		t.Fatalf("%s exited at start:\n%s", filepath.Base(bin), p.Stderr)
+	case <-time.After(60 * time.Second):
+		t.Fatalf("%s did not start:\n%s", filepath.Base(bin), p.Stderr)
+	}
+	return p
+}
+
+// Kill stops the process with SIGKILL and waits for it.
+func (p *Proc) Kill() {
+	p.Cmd.Process.Signal(syscall.SIGKILL)
+	<-p.Done
+}
