@@ -1,17 +1,24 @@
 package main
 
 import (
+	"context"
+	"crypto/ed25519"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/agentlog/agentlog/checkpoint/ntptest"
+	"github.com/agentlog/agentlog/client"
 	"github.com/agentlog/agentlog/log/anomaly"
 )
 
@@ -128,3 +135,116 @@ func TestAnomalyAlertsE2E(t *testing.T) {
 }
 
 func jsonNum(n uint64) string { b, _ := json.Marshal(n); return string(b) }
+
+// TestAlertsExactlyOnceAcrossCrash appends actions inside and outside an
+// agent's scope from many clients, SIGKILLs the server mid-load and
+// restarts it: once the rules have caught up, every out-of-scope action in
+// the log has exactly one alert, and nothing else has one.
+func TestAlertsExactlyOnceAcrossCrash(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test builds and runs the binary")
+	}
+	bin := agentlogBinary(t)
+	ntp := ntptest.Start(t, 0)
+	data := t.TempDir()
+	args := []string{"--data", data, "--ntp", ntp.Addr()}
+	srv := startServer(t, bin, args...)
+	tok, err := os.ReadFile(filepath.Join(data, "admin.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	admin := mustClient(t, srv.url, string(tok))
+	key, _ := client.GenerateAgentKey("crash-bot")
+	if _, err := admin.RegisterAgent(ctx, client.AgentRegistration{ID: "crash-bot", Owner: "e2e", PublicKey: key.Public().(ed25519.PublicKey),
+		Scope: json.RawMessage(`{"actions":["db.*"]}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.ApproveAgent(ctx, "crash-bot"); err != nil {
+		t.Fatal(err)
+	}
+	a, err := client.NewAgent(srv.url, client.AgentConfig{ID: "crash-bot", Key: key, Task: "crash", TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	si, err := a.Open(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := mustClient(t, srv.url, si.Credential)
+
+	var acked atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := 0; w < 16; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				recs := []client.Record{{Action: "db.read", Resource: fmt.Sprintf("w%d/%d", w, i)}, {Action: "shell.exec", Resource: fmt.Sprintf("w%d/%d", w, i)}}
+				if _, err := c.Append(ctx, recs[:1+i%2]...); err != nil {
+					return // the server was killed
+				}
+				acked.Add(1)
+			}
+		}()
+	}
+	waitFor(t, "1500 acknowledged appends", func() bool { return acked.Load() >= 1500 })
+	srv.kill() // SIGKILL mid-load, with alerts being recorded
+	close(stop)
+	wg.Wait()
+
+	srv = startServer(t, bin, args...)
+	admin = mustClient(t, srv.url, string(tok))
+	waitFor(t, "the rules to catch up after the restart", func() bool {
+		h, err := healthz(srv.url)
+		if err != nil {
+			return false
+		}
+		an, _ := h["anomaly"].(map[string]any)
+		lag, ok := an["lag_entries"].(float64)
+		return ok && lag == 0
+	})
+	// Out-of-scope actions, and alerts by the entry they name.
+	var outside []uint64
+	if _, err := admin.QueryAll(ctx, url.Values{"action": {"shell.exec"}}, 0, func(m client.QueryMatch) error {
+		outside = append(outside, m.Index)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	alerts := map[uint64]int{}
+	if _, err := admin.QueryAll(ctx, url.Values{"kind": {"alert"}}, 0, func(m client.QueryMatch) error {
+		var e struct {
+			Action     string
+			Attributes struct{ Entry uint64 }
+		}
+		if err := json.Unmarshal(m.Entry, &e); err != nil {
+			return err
+		}
+		if e.Action != "alert.scope" {
+			return fmt.Errorf("unexpected alert %s", m.Entry)
+		}
+		alerts[e.Attributes.Entry]++
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(outside) < 100 {
+		t.Fatalf("only %d out-of-scope actions were committed", len(outside))
+	}
+	for _, i := range outside {
+		if alerts[i] != 1 {
+			t.Fatalf("out-of-scope entry %d has %d alerts (of %d actions, %d alerts)", i, alerts[i], len(outside), len(alerts))
+		}
+	}
+	if len(alerts) != len(outside) {
+		t.Fatalf("%d entries have alerts, %d actions are out of scope", len(alerts), len(outside))
+	}
+	t.Logf("%d out-of-scope actions, one alert each, across a SIGKILL", len(outside))
+}
