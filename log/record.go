@@ -43,7 +43,8 @@ const (
 	KindSession = "session"
 	KindDenied  = "denied"
 	KindToken   = "token"
-	KindAlert   = "alert" // raised by the anomaly rules (package anomaly)
+	KindAlert   = "alert"  // raised by the anomaly rules (package anomaly)
+	KindSystem  = "system" // the log's own configuration changes
 )
 
 // Record is one agent action as submitted by a client. Field names follow

@@ -125,6 +125,12 @@ func TestAnomalyAlertsE2E(t *testing.T) {
 		t.Fatalf("webhook got %v, the alert is entry %d", got, line.Index)
 	}
 
+	// The non-default configuration is on record in the log.
+	sys, _, code := runBin(t, bin, "query", "--server", srv.url, "--token-file", admin, "--kind", "system", "--json")
+	if code != 0 || !strings.Contains(sys, `"anomaly.configured"`) || !strings.Contains(sys, hook.URL+`/alerts","signed":true`) || strings.Contains(sys, secretFile) {
+		t.Fatalf("query --kind system:\n%s", sys)
+	}
+
 	// A configuration error stops the server with a sentence.
 	bad := filepath.Join(dir, "bad.json")
 	os.WriteFile(bad, []byte(`{"rules":{"scope":true,"typo":1}}`), 0o644)

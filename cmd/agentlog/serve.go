@@ -169,6 +169,18 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	} else if *anomalyConfig != "" {
 		return usagef("--anomaly-config needs --anomaly")
 	}
+	{
+		var recorded *anomaly.Config
+		if watcher != nil {
+			c := watcher.Config()
+			recorded = &c
+		}
+		if changed, err := anomaly.RecordConfig(context.Background(), l, recorded); err != nil {
+			return err
+		} else if changed {
+			logger.Info("alerting configuration recorded in the log", "enabled", recorded != nil)
+		}
+	}
 
 	srv = api.New(api.Config{
 		Log:        l,

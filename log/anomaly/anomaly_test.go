@@ -439,3 +439,56 @@ func TestRateSpike(t *testing.T) {
 		t.Fatalf("alert at entry %d: burst entry %d", idx, idx-burst[0])
 	}
 }
+
+// TestRecordConfig checks that the alerting configuration is recorded in
+// the log when it changes, and only then, including when alerting is
+// turned off; webhook secrets never appear.
+func TestRecordConfig(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	records := func() []string {
+		var out []string
+		flt := &query.Filter{Matches: []query.Match{{Field: "kind", Value: alog.KindSystem}}}
+		if _, err := f.l.Search(ctx, flt, 0, f.l.Size(), 0, func(_ uint64, leaf []byte) error {
+			var v struct {
+				Action, Principal string
+				Attributes        json.RawMessage
+			}
+			if err := json.Unmarshal(leaf, &v); err != nil {
+				return err
+			}
+			if v.Action != "anomaly.configured" || v.Principal != "agentlog" {
+				return fmt.Errorf("unexpected record %s", leaf)
+			}
+			out = append(out, string(v.Attributes))
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	// The defaults on a new log: nothing to record (no record means the
+	// defaults).
+	def := DefaultConfig()
+	if changed, err := RecordConfig(ctx, f.l, &def); err != nil || changed {
+		t.Fatalf("defaults on a new log: %v %v", changed, err)
+	}
+	c := DefaultConfig()
+	c.Webhooks = []Webhook{{URL: "https://hooks.example/a", SecretFile: "/etc/secret-file"}}
+	for _, step := range []struct {
+		c       *Config
+		changed bool
+	}{{&c, true}, {&c, false}, {nil, true}, {nil, false}, {&c, true}, {&def, true}} {
+		changed, err := RecordConfig(ctx, f.l, step.c)
+		if err != nil || changed != step.changed {
+			t.Fatalf("RecordConfig(%v) = %v, %v; want %v", step.c != nil, changed, err, step.changed)
+		}
+	}
+	got := records()
+	if len(got) != 4 || !strings.Contains(got[0], `"enabled":true`) || !strings.Contains(got[1], `"enabled":false`) || got[2] != got[0] || strings.Contains(got[3], "webhooks") {
+		t.Fatalf("records %v", got)
+	}
+	if !strings.Contains(got[0], `"url":"https://hooks.example/a","signed":true`) || strings.Contains(got[0], "secret-file") {
+		t.Fatalf("webhook recorded as %s", got[0])
+	}
+}

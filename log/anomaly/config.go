@@ -18,15 +18,21 @@
 package anomaly
 
 import (
+	"bytes"
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
 	"os"
 	"runtime"
 	"strings"
+	"time"
 
+	"github.com/dgraph-io/badger/v4"
 	jsonv2 "github.com/go-json-experiment/json"
 
+	alog "github.com/agentlog/agentlog/log"
 	"github.com/agentlog/agentlog/log/query"
 )
 
@@ -151,4 +157,65 @@ func readSecret(path string) ([]byte, error) {
 		return nil, fmt.Errorf("webhook secret file %s holds %d characters; use at least 16", path, len(s))
 	}
 	return []byte(s), nil
+}
+
+// configKey holds the last alerting configuration recorded in the log.
+var configKey = []byte("a/config")
+
+// RecordConfig records the alerting configuration the server runs with in
+// the log (kind "system", action "anomaly.configured") whenever it differs
+// from the last one recorded, so that an auditor sees when rules or
+// webhooks were changed or alerting was turned off. A log with no such
+// record has always run [DefaultConfig]. c nil means off. Webhook secrets
+// are never recorded, only their URLs.
+func RecordConfig(ctx context.Context, l *alog.Log, c *Config) (bool, error) {
+	b, err := configRecord(c)
+	if err != nil {
+		return false, err
+	}
+	var last []byte
+	err = l.DB().View(func(txn *badger.Txn) error {
+		item, err := txn.Get(configKey)
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			def := DefaultConfig()
+			last, err = configRecord(&def)
+			return err
+		}
+		if err != nil {
+			return err
+		}
+		last, err = item.ValueCopy(nil)
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("reading the recorded alerting configuration: %w", err)
+	}
+	if bytes.Equal(last, b) {
+		return false, nil
+	}
+	extra := func([]alog.Appended) ([]byte, []byte, time.Duration) { return configKey, b, 0 }
+	if _, err := l.AppendWith(ctx, Principal, alog.KindSystem, []alog.Record{{Action: "anomaly.configured", Attributes: b}}, extra); err != nil {
+		return false, fmt.Errorf("recording the alerting configuration: %w", err)
+	}
+	return true, nil
+}
+
+// configRecord is the recorded form of a configuration (nil: off).
+func configRecord(c *Config) ([]byte, error) {
+	type hookRec struct {
+		URL    string `json:"url"`
+		Signed bool   `json:"signed"`
+	}
+	rec := struct {
+		Enabled  bool      `json:"enabled"`
+		Rules    *Rules    `json:"rules,omitempty"`
+		Webhooks []hookRec `json:"webhooks,omitempty"`
+	}{Enabled: c != nil}
+	if c != nil {
+		rec.Rules = &c.Rules
+		for _, h := range c.Webhooks {
+			rec.Webhooks = append(rec.Webhooks, hookRec{URL: h.URL, Signed: h.SecretFile != ""})
+		}
+	}
+	return json.Marshal(rec)
 }

@@ -87,6 +87,9 @@ const LagLimit = 1 << 20
 // count as failing.
 const FailingAfter = 3
 
+// Config returns the configuration the watcher runs.
+func (w *Watcher) Config() Config { return w.o.Config }
+
 // Status returns the rules' progress and the webhooks' state.
 func (w *Watcher) Status() Status {
 	st := Status{Examined: w.examined.Load()}
