@@ -492,3 +492,55 @@ func TestRecordConfig(t *testing.T) {
 		t.Fatalf("webhook recorded as %s", got[0])
 	}
 }
+
+// TestScopeChangesFromTheLog changes an agent's scope in the log between
+// its actions: each action is judged by the scope in effect at its index,
+// not by the identity store's current one, also by a watcher restarted
+// from before the change.
+func TestScopeChangesFromTheLog(t *testing.T) {
+	f := newFixture(t)
+	// The identity store already holds the new scope (db.* only).
+	current := identity.Scope{Actions: []string{"db.*"}}
+	scope := func(agent string) (identity.Scope, bool) { return current, agent == "mover" }
+	w, err := New(Options{Log: f.l, Config: DefaultConfig(), Scope: scope})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mon := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
+	change := func(at time.Time, from, to []string) {
+		t.Helper()
+		f.now = at
+		attrs, _ := json.Marshal(map[string]any{"scope": identity.Scope{Actions: to}, "previous": identity.Scope{Actions: from}})
+		if _, err := f.l.Append(context.Background(), alog.Principal{ID: "admin", Role: "admin", Agent: "mover"}, alog.KindAgent,
+			[]alog.Record{{Action: "agent.scope_changed", Attributes: attrs}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Before the change the scope was shell.* only.
+	a1 := f.act(t, mon, "mover", "shell.exec", "", "")                // in scope then
+	a2 := f.act(t, mon.Add(time.Second), "mover", "db.query", "", "") // outside then
+	change(mon.Add(2*time.Second), []string{"shell.*"}, []string{"db.*"})
+	a3 := f.act(t, mon.Add(3*time.Second), "mover", "shell.exec", "", "") // outside now
+	a4 := f.act(t, mon.Add(4*time.Second), "mover", "db.query", "", "")   // in scope now
+	_ = a1
+	_ = a4
+	want := []string{fmt.Sprintf("scope@%d", a2), fmt.Sprintf("scope@%d", a3)}
+	if _, err := w.examine(context.Background(), w.next, f.l.Size()); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.got(t); !slices.Equal(got, want) {
+		t.Fatalf("alerts %v, want %v", got, want)
+	}
+	// A watcher resuming from before the change judges by the old scope
+	// until it reaches the change, then by the new one.
+	w2, err := New(Options{Log: f.l, Config: DefaultConfig(), Scope: scope})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w2.seedScopes(context.Background(), a1); err != nil {
+		t.Fatal(err)
+	}
+	if c := w2.scopeOf("mover"); c == nil || !c.AllowsAction("shell.exec", "", "") || c.AllowsAction("db.query", "", "") {
+		t.Fatalf("resumed before the change with scope %+v", c)
+	}
+}

@@ -55,9 +55,14 @@ type Watcher struct {
 	next     uint64 // next entry to examine, as of New
 	rates    map[string]*window
 	spikes   map[string]*baseline
-	spike    RateSpike       // with defaults filled in
-	seen     map[string]bool // first_access: agent + 0 + resource pairs known to have occurred
-	m        metrics
+	// scopes are the agents' scopes as of the entry being examined: set
+	// from the agent.registered and agent.scope_changed entries of the
+	// log, in order, and otherwise from the identity store (nil: unknown
+	// agent).
+	scopes map[string]*identity.CompiledScope
+	spike  RateSpike       // with defaults filled in
+	seen   map[string]bool // first_access: agent + 0 + resource pairs known to have occurred
+	m      metrics
 
 	examined atomic.Uint64
 	smu      sync.Mutex
@@ -181,7 +186,7 @@ func New(o Options) (*Watcher, error) {
 	if o.Scope == nil {
 		o.Scope = func(string) (identity.Scope, bool) { return identity.Scope{}, false }
 	}
-	w := &Watcher{o: o, rates: map[string]*window{}, spikes: map[string]*baseline{}, seen: map[string]bool{}}
+	w := &Watcher{o: o, rates: map[string]*window{}, spikes: map[string]*baseline{}, seen: map[string]bool{}, scopes: map[string]*identity.CompiledScope{}}
 	if rs := o.Config.Rules.RateSpike; rs != nil {
 		w.spike = RateSpike{Factor: 5, MinActions: 60, WarmupMinutes: 30}
 		if rs.Factor != 0 {
@@ -324,32 +329,29 @@ type alert struct {
 // examine applies the rules to the entries [from, to) and records their
 // alerts together with the new position, returning it.
 func (w *Watcher) examine(ctx context.Context, from, to uint64) (uint64, error) {
-	var alerts []alert
-	// Agents' compiled scopes, looked up once per chunk (a scope change
-	// applies from the next chunk); nil for an unknown agent.
-	agents := map[string]*identity.CompiledScope{}
-	scopeOf := func(agent string) *identity.CompiledScope {
-		c, ok := agents[agent]
-		if !ok {
-			if sc, known := w.o.Scope(agent); known {
-				c = sc.Compile()
-			}
-			agents[agent] = c
-		}
-		return c
+	if err := w.seedScopes(ctx, from); err != nil {
+		return from, fmt.Errorf("reading scope changes: %w", err)
 	}
+	var alerts []alert
 	var rf alog.RawFields
 	var lastStamp []byte // the time of the previous leaf, as written
 	var lastTime time.Time
 	err := w.o.Log.ForEachEntry(ctx, from, to, func(i uint64, leaf []byte) error {
 		var f *query.LeafFields
 		if alog.ReadRawFields(leaf, &rf) {
+			if string(rf.Kind) == alog.KindAgent {
+				return w.scopeEvent(i, leaf)
+			}
 			// The common case: decide from the raw fields whether any
 			// rule applies before decoding anything.
 			if string(rf.Kind) != alog.KindAction || len(rf.Agent) == 0 {
 				return nil
 			}
-			if !w.mayFlag(scopeOf(string(rf.Agent))) {
+			c, ok := w.scopes[string(rf.Agent)] // no allocation for the lookup
+			if !ok {
+				c = w.scopeOf(string(rf.Agent))
+			}
+			if !w.mayFlag(c) {
 				return nil
 			}
 			// The leaves of a batch share their time: parse it once.
@@ -367,11 +369,14 @@ func (w *Watcher) examine(ctx context.Context, from, to uint64) (uint64, error) 
 			if f, err = query.DecodeLeaf(leaf); err != nil {
 				return fmt.Errorf("entry %d: %w", i, err)
 			}
+			if f.Kind == alog.KindAgent {
+				return w.scopeEvent(i, leaf)
+			}
 			if f.Kind != alog.KindAction || f.Agent == "" {
 				return nil
 			}
 		}
-		found, err := w.check(ctx, i, f, scopeOf(f.Agent))
+		found, err := w.check(ctx, i, f, w.scopeOf(f.Agent))
 		alerts = append(alerts, found...)
 		return err
 	})
@@ -410,6 +415,68 @@ func (w *Watcher) examine(ctx context.Context, from, to uint64) (uint64, error) 
 		k = e
 	}
 	return to, nil
+}
+
+// scopeOf returns the agent's scope as of the entry being examined.
+func (w *Watcher) scopeOf(agent string) *identity.CompiledScope {
+	c, ok := w.scopes[agent]
+	if !ok {
+		if sc, known := w.o.Scope(agent); known {
+			c = sc.Compile()
+		}
+		w.scopes[agent] = c
+	}
+	return c
+}
+
+// scopeEvent applies an agent.registered or agent.scope_changed entry:
+// the agent's actions after it are judged by the scope it records.
+func (w *Watcher) scopeEvent(i uint64, leaf []byte) error {
+	var e struct {
+		Agent      string `json:"agent"`
+		Action     string `json:"action"`
+		Attributes struct {
+			Scope identity.Scope `json:"scope"`
+		} `json:"attributes"`
+	}
+	if err := json.Unmarshal(leaf, &e); err != nil {
+		return fmt.Errorf("entry %d: %w", i, err)
+	}
+	if e.Agent != "" && (e.Action == "agent.registered" || e.Action == "agent.scope_changed") {
+		w.scopes[e.Agent] = e.Attributes.Scope.Compile()
+	}
+	return nil
+}
+
+// seedScopes prepares, before entries from index from are examined, the
+// scopes of agents not yet tracked whose scope changes at or after from:
+// the identity store already holds the newest scope, but until the change
+// their actions are judged by the scope it replaced.
+func (w *Watcher) seedScopes(ctx context.Context, from uint64) error {
+	flt := &query.Filter{Matches: []query.Match{{Field: "kind", Value: alog.KindAgent}}}
+	_, err := w.o.Log.Search(ctx, flt, from, w.o.Log.Size(), 0, func(i uint64, leaf []byte) error {
+		var e struct {
+			Agent      string `json:"agent"`
+			Action     string `json:"action"`
+			Attributes struct {
+				Previous identity.Scope `json:"previous"`
+			} `json:"attributes"`
+		}
+		if err := json.Unmarshal(leaf, &e); err != nil {
+			return fmt.Errorf("entry %d: %w", i, err)
+		}
+		if _, seen := w.scopes[e.Agent]; seen || e.Agent == "" {
+			return nil
+		}
+		switch e.Action {
+		case "agent.scope_changed":
+			w.scopes[e.Agent] = e.Attributes.Previous.Compile()
+		case "agent.registered":
+			w.scopes[e.Agent] = nil // not an agent before it
+		}
+		return nil
+	})
+	return err
 }
 
 // mayFlag reports whether any rule could flag an action of an agent whose
