@@ -185,6 +185,7 @@ type AuditState struct {
 	Sessions   map[string]*sessionSeq `json:"sessions"`
 	Findings   []Finding              `json:"findings"`
 	Signed     uint64                 `json:"signed"` // entries whose agent signature verified
+	Alerts     map[string]uint64      `json:"alerts,omitempty"` // alerts recorded in the range, by action (alert.<rule>)
 }
 
 // sessionSeq tracks the sequence numbers seen in one session: every number
@@ -231,6 +232,9 @@ type AuditReport struct {
 	End        uint64        `json:"end"`
 	Entries    uint64        `json:"entries"`     // entries checked by this run
 	Signed     uint64        `json:"signed"`      // signatures verified, over the whole range
+	// Alerts counts the alerts the log's anomaly rules recorded in the
+	// range, by action (alert.<rule>; docs/anomaly.md).
+	Alerts map[string]uint64 `json:"alerts,omitempty"`
 	Duration   time.Duration `json:"duration_ns"` // of this run
 	PerSecond  float64       `json:"entries_per_second"`
 	Findings   []Finding     `json:"findings"`
@@ -323,7 +327,7 @@ func (c *Client) Audit(ctx context.Context, cfg AuditConfig) (*AuditReport, erro
 	}
 	r := &AuditReport{
 		Origin: v.Origin, TreeSize: v.Size, Root: v.Root, Start: st.Start, End: st.End,
-		Entries: st.End - first, Signed: st.Signed, Duration: time.Since(began),
+		Entries: st.End - first, Signed: st.Signed, Alerts: st.Alerts, Duration: time.Since(began),
 		Findings: a.findings(), Checkpoint: string(raw),
 	}
 	for _, w := range v.Cosigners {
@@ -616,6 +620,12 @@ func (a *auditor) leaf(ctx context.Context, i uint64, l *auditLeaf, badKey map[s
 	}
 	if l.Time.After(st.LastTime) || i == st.Start {
 		st.LastTime = l.Time
+	}
+	if l.Kind == "alert" {
+		if st.Alerts == nil {
+			st.Alerts = map[string]uint64{}
+		}
+		st.Alerts[l.Action]++
 	}
 	if len(l.Sig) > 0 && !badKey[l.Agent] {
 		if _, err := a.key(ctx, l.Agent); err != nil {

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -62,7 +63,7 @@ func TestAnomalyAlertsE2E(t *testing.T) {
 		t.Fatal(err)
 	}
 	data := t.TempDir()
-	srv := startServer(t, bin, "--data", data, "--ntp", ntp.Addr(), "--anomaly-config", cfgFile)
+	srv := startServer(t, bin, "--data", data, "--ntp", ntp.Addr(), "--anomaly-config", cfgFile, "--checkpoint-interval", "100ms")
 	admin := filepath.Join(data, "admin.token")
 	key := filepath.Join(dir, "bot.key")
 	if out, stderr, code := runBin(t, bin, "agent", "register", "--server", srv.url, "--admin-token-file", admin, "--id", "billing-bot",
@@ -123,6 +124,31 @@ func TestAnomalyAlertsE2E(t *testing.T) {
 	mu.Unlock()
 	if idx, _ := got["index"].(float64); uint64(idx) != line.Index {
 		t.Fatalf("webhook got %v, the alert is entry %d", got, line.Index)
+	}
+
+	// A full audit counts the alerts of the range, once a checkpoint
+	// covers the alert.
+	waitFor(t, "a checkpoint covering the alert", func() bool {
+		code, body, err := getBody(srv.url + "/checkpoint")
+		if err != nil || code != http.StatusOK {
+			return false
+		}
+		lines := strings.Split(string(body), "\n")
+		if len(lines) < 2 {
+			return false
+		}
+		size, err := strconv.ParseUint(lines[1], 10, 64)
+		return err == nil && size > line.Index
+	})
+	pub, err := os.ReadFile(filepath.Join(data, "log.pub"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol := filepath.Join(dir, "policy")
+	os.WriteFile(pol, []byte("log "+strings.TrimSpace(string(pub))+"\nquorum none\n"), 0o644)
+	aout, aerr, code := runBin(t, bin, "audit", "--server", srv.url, "--token-file", admin, "--policy", pol)
+	if code != 0 || !strings.Contains(aout, "alert.scope 1") {
+		t.Fatalf("audit: exit %d\n%s%s", code, aout, aerr)
 	}
 
 	// The non-default configuration is on record in the log.

@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -135,6 +137,13 @@ func printAudit(w io.Writer, r *client.AuditReport) {
 	}
 	fmt.Fprintf(w, "entries [%d, %d) audited: %d in this run in %s (%.0f entries/s), %d agent signatures verified\n",
 		r.Start, r.End, r.Entries, r.Duration.Round(time.Millisecond), r.PerSecond, r.Signed)
+	if len(r.Alerts) > 0 {
+		var parts []string
+		for _, a := range slices.Sorted(maps.Keys(r.Alerts)) {
+			parts = append(parts, fmt.Sprintf("%s %d", a, r.Alerts[a]))
+		}
+		fmt.Fprintf(w, "alerts recorded by the anomaly rules in the range: %s (agentlog query --kind alert lists them)\n", strings.Join(parts, ", "))
+	}
 	if r.OK() {
 		fmt.Fprintln(w, "no findings: every entry hashes into the checkpoint, times never go back, no sequence gaps, every signature verifies")
 		return
