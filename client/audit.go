@@ -184,7 +184,7 @@ type AuditState struct {
 	LastTime   time.Time              `json:"last_time"`  // time of entry Next-1
 	Sessions   map[string]*sessionSeq `json:"sessions"`
 	Findings   []Finding              `json:"findings"`
-	Signed     uint64                 `json:"signed"` // entries whose agent signature verified
+	Signed     uint64                 `json:"signed"`           // entries whose agent signature verified
 	Alerts     map[string]uint64      `json:"alerts,omitempty"` // alerts recorded in the range, by action (alert.<rule>)
 }
 
@@ -224,21 +224,21 @@ type AuditConfig struct {
 
 // AuditReport is an audit's result.
 type AuditReport struct {
-	Origin     string        `json:"origin"`
-	TreeSize   uint64        `json:"tree_size"`
-	Root       []byte        `json:"root"`
-	Cosigners  []string      `json:"cosigners"`
-	Start      uint64        `json:"start"`
-	End        uint64        `json:"end"`
-	Entries    uint64        `json:"entries"`     // entries checked by this run
-	Signed     uint64        `json:"signed"`      // signatures verified, over the whole range
+	Origin    string   `json:"origin"`
+	TreeSize  uint64   `json:"tree_size"`
+	Root      []byte   `json:"root"`
+	Cosigners []string `json:"cosigners"`
+	Start     uint64   `json:"start"`
+	End       uint64   `json:"end"`
+	Entries   uint64   `json:"entries"` // entries checked by this run
+	Signed    uint64   `json:"signed"`  // signatures verified, over the whole range
 	// Alerts counts the alerts the log's anomaly rules recorded in the
 	// range, by action (alert.<rule>; docs/anomaly.md).
-	Alerts map[string]uint64 `json:"alerts,omitempty"`
-	Duration   time.Duration `json:"duration_ns"` // of this run
-	PerSecond  float64       `json:"entries_per_second"`
-	Findings   []Finding     `json:"findings"`
-	Checkpoint string        `json:"checkpoint"`
+	Alerts     map[string]uint64 `json:"alerts,omitempty"`
+	Duration   time.Duration     `json:"duration_ns"` // of this run
+	PerSecond  float64           `json:"entries_per_second"`
+	Findings   []Finding         `json:"findings"`
+	Checkpoint string            `json:"checkpoint"`
 }
 
 // OK reports whether the audit found nothing.
