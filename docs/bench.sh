@@ -64,3 +64,15 @@ wrk.headers["Authorization"] = "Bearer $tok"
 LUA
   wrk -t1 -c256 -d10s --latency -s "$work/post.lua" http://127.0.0.1:18123/v1/entries
 fi
+
+echo "== HTTP batched append, every agent scoped: anomaly rules on, then off (each server fresh)"
+scope='actions=bench.*;tools=bench;resources=bench/*;hours=00:00-23:59;weekdays=mon-sun;rate=10000000/s'
+for rules in true false; do
+  kill "$server" 2>/dev/null && wait "$server" 2>/dev/null || true
+  data="$work/data-rules-$rules"
+  "$work/agentlog" serve --data "$data" --listen 127.0.0.1:18123 --log-level warn --ntp 127.0.0.1:1 --anomaly="$rules" >"$work/serve-$rules.out" 2>&1 &
+  server=$!
+  for _ in $(seq 100); do [ -f "$data/admin.token" ] && curl -sf http://127.0.0.1:18123/healthz >/dev/null 2>&1 && break; sleep 0.1; done
+  echo "-- anomaly=$rules"
+  "$work/agentlog" bench append --server http://127.0.0.1:18123 --token-file "$data/admin.token" --concurrency 16 --batch 256 --duration 10s --provable=false --scope "$scope"
+done
