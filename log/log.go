@@ -11,8 +11,10 @@
 // c2sp.org/tlog-tiles (package tree).
 //
 // Badger key layout: "b/" keys hold the entries, as fragments of
-// tlog-tiles entry bundles (bundle.go); "x/" and "m/" hold the query indexes (index.go, docs/query.md);
-// keys starting with "t/" belong to package tree, "i/" to package identity.
+// tlog-tiles entry bundles (bundle.go), and "f/entries" records that
+// layout; "x/" and "m/" hold the query indexes (index.go, docs/query.md);
+// keys starting with "t/" belong to package tree, "i/" to package
+// identity, "a/" to package anomaly.
 //
 // Durability contract: [Log.Append] returns only once its entries, their
 // index keys, the tiles that cover them and the tree state are committed
@@ -243,7 +245,8 @@ func (l *Log) AppendWith(ctx context.Context, p Principal, kind string, recs []R
 
 // DB returns the log's Badger database, for packages that keep their own
 // state beside the log under their own key prefix (package identity uses
-// "i/"). They must never write keys under "b/", "e/", "f/" or "t/".
+// "i/", package anomaly "a/"). They must never write keys under "b/",
+// "e/", "f/", "m/", "t/" or "x/".
 func (l *Log) DB() *badger.DB { return l.db }
 
 // Tree returns the log's tree (read-only use).
