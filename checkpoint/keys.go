@@ -5,11 +5,9 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"time"
 
@@ -17,6 +15,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/agentlog/agentlog/internal/atomicfile"
+	"github.com/agentlog/agentlog/internal/secretfile"
 )
 
 // Names of the key files in the data directory.
@@ -165,7 +164,7 @@ func LoadOrCreateKeys(dir, origin string) (k *Keys, created bool, err error) {
 // writes it when neither it nor its public file pub exists.
 func loadOrCreateSecret(dir, name, pub string, generate func() (string, error)) (string, bool, error) {
 	path := filepath.Join(dir, name)
-	b, err := readSecret(path)
+	b, err := secretfile.Read(path)
 	if err == nil {
 		return b, false, nil
 	}
@@ -184,27 +183,6 @@ func loadOrCreateSecret(dir, name, pub string, generate func() (string, error)) 
 		return "", false, fmt.Errorf("cannot write %s: %w", path, err)
 	}
 	return skey, true, nil
-}
-
-func readSecret(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return "", err
-	}
-	if runtime.GOOS != "windows" && fi.Mode().Perm()&0o077 != 0 {
-		return "", fmt.Errorf("%s has mode %04o, so others may read the secret key; run chmod 600 %s",
-			path, fi.Mode().Perm(), path)
-	}
-	b, err := io.ReadAll(io.LimitReader(f, 4096)) // a key is about 100 bytes
-	if err != nil {
-		return "", err
-	}
-	return strings.TrimSpace(string(b)), nil
 }
 
 // ensurePub writes vkey to the public file name in dir if it is missing and

@@ -11,6 +11,7 @@ import (
 
 	"github.com/agentlog/agentlog/checkpoint"
 	"github.com/agentlog/agentlog/internal/atomicfile"
+	"github.com/agentlog/agentlog/internal/secretfile"
 )
 
 // Names of the witness key files in its data directory.
@@ -54,8 +55,10 @@ func LoadOrCreateKey(dir, name string, now func() time.Time) (s *checkpoint.Time
 	case err != nil:
 		return nil, false, err
 	}
-	if fi, err := os.Stat(keyPath); err == nil && fi.Mode().Perm()&0o077 != 0 {
-		return nil, false, fmt.Errorf("%s has mode %04o, so others may read the witness key; run chmod 600 %s", keyPath, fi.Mode().Perm(), keyPath)
+	if fi, err := os.Stat(keyPath); err == nil {
+		if err := secretfile.Check(keyPath, fi); err != nil {
+			return nil, false, err
+		}
 	}
 	s, err = checkpoint.NewTimeSigner(strings.TrimSpace(string(b)), now)
 	if err != nil {

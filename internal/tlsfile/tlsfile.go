@@ -12,9 +12,10 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"runtime"
 	"sync"
 	"time"
+
+	"github.com/agentlog/agentlog/internal/secretfile"
 )
 
 // CheckEvery is how often, at most, the files are checked for changes.
@@ -57,8 +58,10 @@ func (p *Pair) load() (*tls.Certificate, [2]time.Time, error) {
 		if err != nil {
 			return nil, stamp, fmt.Errorf("TLS: %w", err)
 		}
-		if i == 1 && runtime.GOOS != "windows" && fi.Mode().Perm()&0o077 != 0 {
-			return nil, stamp, fmt.Errorf("TLS key file %s has mode %v: others can read it; run chmod 600 %s", f, fi.Mode().Perm(), f)
+		if i == 1 {
+			if err := secretfile.Check(f, fi); err != nil {
+				return nil, stamp, fmt.Errorf("TLS key: %w", err)
+			}
 		}
 		stamp[i] = fi.ModTime()
 	}

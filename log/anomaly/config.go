@@ -24,14 +24,12 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"os"
-	"runtime"
-	"strings"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
 	jsonv2 "github.com/go-json-experiment/json"
 
+	"github.com/agentlog/agentlog/internal/secretfile"
 	alog "github.com/agentlog/agentlog/log"
 	"github.com/agentlog/agentlog/log/query"
 )
@@ -139,20 +137,13 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// readSecret reads a webhook secret file, refusing one others can read.
+// readSecret reads a webhook secret file, refusing one others can read
+// or one too short to be a key.
 func readSecret(path string) ([]byte, error) {
-	fi, err := os.Stat(path)
+	s, err := secretfile.Read(path)
 	if err != nil {
 		return nil, fmt.Errorf("webhook secret: %w", err)
 	}
-	if runtime.GOOS != "windows" && fi.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("webhook secret file %s has mode %v: others can read it; run chmod 600 %s", path, fi.Mode().Perm(), path)
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("webhook secret: %w", err)
-	}
-	s := strings.TrimSpace(string(b))
 	if len(s) < 16 {
 		return nil, fmt.Errorf("webhook secret file %s holds %d characters; use at least 16", path, len(s))
 	}
