@@ -276,29 +276,20 @@ func (l *Log) Entry(i uint64) ([]byte, error) {
 }
 
 // Entries returns the leaves at indexes [start, start+n), all of which must
-// be below the committed size.
+// be below the committed size. The leaves share one allocation.
 func (l *Log) Entries(start, n uint64) ([][]byte, error) {
-	if n == 0 || start+n > l.tree.Size() || start+n < start {
-		return nil, fmt.Errorf("entries [%d, %d): %w (tree size %d)", start, start+n, ErrNotFound, l.tree.Size())
-	}
-	// One allocation for all the leaves, sliced once it stopped growing.
-	var arena []byte
-	ends := make([]int, 0, n)
-	err := l.db.View(func(txn *badger.Txn) error {
-		return forEachEntry(txn, start, start+n, func(_ uint64, leaf []byte) (bool, error) {
-			arena = append(arena, leaf...)
-			ends = append(ends, len(arena))
-			return false, nil
-		})
-	})
+	b, err := l.EntryBundle(start, n)
 	if err != nil {
-		return nil, fmt.Errorf("reading entries [%d, %d): %w", start, start+n, err)
+		return nil, err
 	}
-	out := make([][]byte, len(ends))
-	prev := 0
-	for j, e := range ends {
-		out[j] = arena[prev:e:e]
-		prev = e
+	out := make([][]byte, 0, n)
+	for len(b) > 0 {
+		leaf, rest, err := nextEntry(b)
+		if err != nil {
+			return nil, fmt.Errorf("reading entries [%d, %d): %w", start, start+n, err)
+		}
+		out = append(out, leaf)
+		b = rest
 	}
 	return out, nil
 }
