@@ -161,7 +161,7 @@ type window struct {
 
 type metrics struct {
 	alerts     *prometheus.CounterVec
-	examined   prometheus.Gauge
+	examined   prometheus.GaugeFunc // reads Watcher.examined
 	deliveries *prometheus.CounterVec
 }
 
@@ -236,8 +236,8 @@ func New(o Options) (*Watcher, error) {
 	}
 	w.m = metrics{
 		alerts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "agentlog_alerts_total", Help: "Alerts recorded in the log, by rule."}, []string{"rule"}),
-		examined: prometheus.NewGauge(prometheus.GaugeOpts{Name: "agentlog_anomaly_examined_size",
-			Help: "Entries examined by the anomaly rules (compare with agentlog_tree_size)."}),
+		examined: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "agentlog_anomaly_examined_size",
+			Help: "Entries examined by the anomaly rules (compare with agentlog_tree_size)."}, func() float64 { return float64(w.examined.Load()) }),
 		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "agentlog_webhook_deliveries_total", Help: "Alert deliveries to webhooks, by result."}, []string{"result"}),
 	}
 	if o.Registerer != nil {
@@ -270,7 +270,6 @@ func (w *Watcher) Run(ctx context.Context) {
 			// alerts recorded so far end: the rest is examined again.
 			n, err := w.examine(ctx, next, min(w.o.Log.Size(), next+4096))
 			next = n
-			w.m.examined.Set(float64(next))
 			w.examined.Store(next)
 			if err != nil {
 				if ctx.Err() != nil {
