@@ -140,6 +140,11 @@ func serve(args []string, stdout, stderr io.Writer) error {
 		return usageError{"--rate, --burst and --ntp-interval must be positive"}
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	// A bad TLS file stops the witness before it creates its key.
+	tlsPair, err := tlsfile.LoadIfSet(*tlsCert, *tlsKey, logger)
+	if err != nil {
+		return err
+	}
 	verifiers := map[string][]note.Verifier{}
 	for _, k := range logs {
 		v, err := fnote.NewVerifier(strings.TrimSpace(k))
@@ -190,7 +195,7 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	cancel()
 	go clock.Run(ctx)
 
-	ln, scheme, err := tlsfile.Listen(*listen, *tlsCert, *tlsKey, logger)
+	ln, scheme, err := tlsfile.Listen(*listen, tlsPair)
 	if err != nil {
 		return err
 	}

@@ -160,9 +160,21 @@ func TestAnomalyAlertsE2E(t *testing.T) {
 	// A configuration error stops the server with a sentence.
 	bad := filepath.Join(dir, "bad.json")
 	os.WriteFile(bad, []byte(`{"rules":{"scope":true,"typo":1}}`), 0o644)
-	out, stderr, code = runBin(t, bin, "serve", "--data", t.TempDir(), "--listen", "127.0.0.1:0", "--ntp", ntp.Addr(), "--anomaly-config", bad)
+	fresh := filepath.Join(t.TempDir(), "data")
+	out, stderr, code = runBin(t, bin, "serve", "--data", fresh, "--listen", "127.0.0.1:0", "--ntp", ntp.Addr(), "--anomaly-config", bad)
 	if code == 0 || !strings.Contains(stderr, "bad.json") || !strings.Contains(stderr, "typo") {
 		t.Fatalf("serve with a bad anomaly configuration: exit %d\n%s%s", code, out, stderr)
+	}
+	// So does a webhook secret others can read; neither writes anything.
+	loose := filepath.Join(dir, "loose.secret")
+	os.WriteFile(loose, []byte(secret), 0o644)
+	os.WriteFile(bad, []byte(`{"rules":{"scope":true},"webhooks":[{"url":"https://h.example/x","secret_file":"`+loose+`"}]}`), 0o644)
+	out, stderr, code = runBin(t, bin, "serve", "--data", fresh, "--listen", "127.0.0.1:0", "--ntp", ntp.Addr(), "--anomaly-config", bad)
+	if code == 0 || !strings.Contains(stderr, "chmod 600") {
+		t.Fatalf("serve with a readable webhook secret: exit %d\n%s%s", code, out, stderr)
+	}
+	if _, err := os.Stat(fresh); !os.IsNotExist(err) {
+		t.Fatalf("a refused start created its data directory (%v)", err)
 	}
 }
 

@@ -75,6 +75,21 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	if len(ntpServers) == 0 {
 		ntpServers = defaultNTP
 	}
+	// Check the files the flags name before anything is written to the
+	// data directory: a bad one stops the server with nothing created.
+	tlsPair, err := tlsfile.LoadIfSet(*tlsCert, *tlsKey, logger)
+	if err != nil {
+		return err
+	}
+	acfg := anomaly.DefaultConfig()
+	switch {
+	case *anomalyConfig != "" && !*anomalyOn:
+		return usagef("--anomaly-config needs --anomaly")
+	case *anomalyConfig != "":
+		if acfg, err = anomaly.ReadConfigFile(*anomalyConfig); err != nil {
+			return err
+		}
+	}
 
 	if err := os.MkdirAll(*data, 0o700); err != nil {
 		return fmt.Errorf("creating the data directory: %w", err)
@@ -143,16 +158,6 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	}
 	var watcher *anomaly.Watcher
 	if *anomalyOn {
-		acfg := anomaly.DefaultConfig()
-		if *anomalyConfig != "" {
-			b, err := os.ReadFile(*anomalyConfig)
-			if err != nil {
-				return fmt.Errorf("reading the anomaly configuration: %w", err)
-			}
-			if acfg, err = anomaly.ParseConfig(b); err != nil {
-				return fmt.Errorf("%s: %w", *anomalyConfig, err)
-			}
-		}
 		watcher, err = anomaly.New(anomaly.Options{
 			Log: l, Config: acfg, Logger: logger, Registerer: reg,
 			Scope: func(agent string) (identity.Scope, bool) {
@@ -166,8 +171,6 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-	} else if *anomalyConfig != "" {
-		return usagef("--anomaly-config needs --anomaly")
 	}
 	{
 		var recorded *anomaly.Config
@@ -198,7 +201,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		publishCheckpoint(srv, wc, c)
 	}
 
-	ln, scheme, err := tlsfile.Listen(*listen, *tlsCert, *tlsKey, logger)
+	ln, scheme, err := tlsfile.Listen(*listen, tlsPair)
 	if err != nil {
 		return err
 	}

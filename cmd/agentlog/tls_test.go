@@ -106,9 +106,13 @@ func TestServeTLS(t *testing.T) {
 	if err := os.Chmod(key, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out, err = run(nil, "serve", "--data", t.TempDir(), "--listen", "127.0.0.1:0", "--ntp", ntp.Addr(), "--tls-cert", cert, "--tls-key", key)
+	fresh := filepath.Join(t.TempDir(), "data")
+	out, err = run(nil, "serve", "--data", fresh, "--listen", "127.0.0.1:0", "--ntp", ntp.Addr(), "--tls-cert", cert, "--tls-key", key)
 	if err == nil || !strings.Contains(out, "chmod 600") {
 		t.Fatalf("serve with a readable TLS key: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(fresh); !os.IsNotExist(err) {
+		t.Fatalf("a refused start created its data directory (%v)", err)
 	}
 	out, err = run(nil, "serve", "--data", t.TempDir(), "--listen", "127.0.0.1:0", "--ntp", ntp.Addr(), "--tls-cert", cert)
 	if err == nil || !strings.Contains(out, "key file") {

@@ -113,23 +113,24 @@ func (p *Pair) Config() *tls.Config {
 	}
 }
 
-// Listen listens on the TCP address addr, with TLS from certFile and
-// keyFile when either is set, and returns the listener and its URL scheme.
-func Listen(addr, certFile, keyFile string, logger *slog.Logger) (net.Listener, string, error) {
-	var cfg *tls.Config
-	if certFile != "" || keyFile != "" {
-		p, err := Load(certFile, keyFile, logger)
-		if err != nil {
-			return nil, "", err
-		}
-		cfg = p.Config()
+// LoadIfSet is Load when either file is named, and nil, nil when neither
+// is (plain HTTP).
+func LoadIfSet(certFile, keyFile string, logger *slog.Logger) (*Pair, error) {
+	if certFile == "" && keyFile == "" {
+		return nil, nil
 	}
+	return Load(certFile, keyFile, logger)
+}
+
+// Listen listens on the TCP address addr, with TLS from p unless it is
+// nil, and returns the listener and its URL scheme.
+func Listen(addr string, p *Pair) (net.Listener, string, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, "", fmt.Errorf("listening on %s: %w", addr, err)
 	}
-	if cfg == nil {
+	if p == nil {
 		return ln, "http", nil
 	}
-	return tls.NewListener(ln, cfg), "https", nil
+	return tls.NewListener(ln, p.Config()), "https", nil
 }

@@ -24,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -135,6 +136,28 @@ func (c Config) Validate() error {
 		seen[h.URL] = true
 	}
 	return nil
+}
+
+// ReadConfigFile reads and checks a configuration file, including that
+// every webhook secret file can be read, so that a server can refuse a bad
+// one before it writes anything.
+func ReadConfigFile(path string) (Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("reading the anomaly configuration: %w", err)
+	}
+	c, err := ParseConfig(b)
+	if err != nil {
+		return Config{}, fmt.Errorf("%s: %w", path, err)
+	}
+	for _, h := range c.Webhooks {
+		if h.SecretFile != "" {
+			if _, err := readSecret(h.SecretFile); err != nil {
+				return Config{}, fmt.Errorf("%s: %w", path, err)
+			}
+		}
+	}
+	return c, nil
 }
 
 // readSecret reads a webhook secret file, refusing one others can read
