@@ -21,16 +21,30 @@ import (
 	"github.com/agentlog/agentlog/log/query"
 )
 
-// fixture is a log whose clock the test sets before each append.
+// fixture is a log whose clock the test sets before each append. The
+// sequencer reads the clock on its own goroutine, also for alerts a
+// running watcher appends, so the clock is behind a mutex.
 type fixture struct {
 	l   *alog.Log
+	mu  sync.Mutex
 	now time.Time
+}
+
+func (f *fixture) setNow(t time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.now = t
 }
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	f := &fixture{now: time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)} // a Monday
-	l, err := alog.Open(alog.Config{Dir: t.TempDir(), Clock: func() time.Time { return f.now }})
+	clock := func() time.Time {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return f.now
+	}
+	l, err := alog.Open(alog.Config{Dir: t.TempDir(), Clock: clock})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +56,7 @@ func newFixture(t *testing.T) *fixture {
 // act appends one action of agent at time at and returns its index.
 func (f *fixture) act(t *testing.T, at time.Time, agent, action, tool, resource string) uint64 {
 	t.Helper()
-	f.now = at
+	f.setNow(at)
 	p := alog.Principal{ID: agent, Role: "agent", Agent: agent, Session: "s-" + agent, Task: "task"}
 	res, err := f.l.Append(context.Background(), p, alog.KindAction, []alog.Record{{Action: action, Tool: tool, Resource: resource, Outcome: "success"}})
 	if err != nil {
@@ -148,7 +162,7 @@ func TestRules(t *testing.T) {
 	i = f.act(t, mon.Add(5*24*time.Hour+12*time.Hour), "open", "anything", "", "x/1")
 	exp(i, "off_hours", "first_access")
 	// Entries that are not actions are never flagged.
-	f.now = mon.Add(6 * 24 * time.Hour)
+	f.setNow(mon.Add(6 * 24 * time.Hour))
 	if _, err := f.l.Append(context.Background(), alog.Principal{ID: "admin", Role: "admin", Agent: "bot"}, alog.KindAgent, []alog.Record{{Action: "agent.approved"}}); err != nil {
 		t.Fatal(err)
 	}
@@ -509,7 +523,7 @@ func TestScopeChangesFromTheLog(t *testing.T) {
 	mon := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
 	change := func(at time.Time, from, to []string) {
 		t.Helper()
-		f.now = at
+		f.setNow(at)
 		attrs, _ := json.Marshal(map[string]any{"scope": identity.Scope{Actions: to}, "previous": identity.Scope{Actions: from}})
 		if _, err := f.l.Append(context.Background(), alog.Principal{ID: "admin", Role: "admin", Agent: "mover"}, alog.KindAgent,
 			[]alog.Record{{Action: "agent.scope_changed", Attributes: attrs}}); err != nil {
