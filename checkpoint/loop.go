@@ -105,6 +105,7 @@ func NewLoop(cfg LoopConfig) (*Loop, error) {
 		return nil, fmt.Errorf("cannot load the last signed checkpoint: %w", err)
 	}
 	if raw == nil {
+		l.status.Checked = time.Now()
 		return l, nil
 	}
 	last, err := openOwn(raw, cfg.Keys)
@@ -121,6 +122,7 @@ func NewLoop(cfg LoopConfig) (*Loop, error) {
 	}
 	l.latest.Store(last)
 	l.status.LastSigned, l.status.Size = last.Time, last.Size
+	l.status.Checked = time.Now()
 	return l, nil
 }
 
@@ -142,6 +144,7 @@ func (l *Loop) SignNow() (*Signed, error) {
 		return nil, err
 	}
 	l.status.LastError, l.status.Refusing = "", false
+	l.status.Checked = time.Now()
 	return s, nil
 }
 
@@ -221,6 +224,12 @@ type LoopStatus struct {
 	LastError  string    // error of the last SignNow; empty after a success
 	Refusing   bool      // the last SignNow refused to sign (inconsistent tree, or NTP required but not synced)
 	Signed     uint64    // checkpoints signed since NewLoop
+	// Checked is the system time of the last SignNow that succeeded, whether
+	// it signed or found nothing due (NewLoop's check at first). A tree that
+	// grew after Checked is covered at the next tick, so a health check
+	// compares the time since Checked, not the checkpoint's age, with its
+	// tolerance: an idle log that just grew is not stale.
+	Checked time.Time
 }
 
 // Status returns the loop's current state.

@@ -120,8 +120,9 @@ type Config struct {
 	Witnesses *witness.Client
 	// Anomaly, if set, is reported in /healthz.
 	Anomaly *anomaly.Watcher
-	// CheckpointInterval is the signing interval; /healthz fails when the
-	// tree has grown and no checkpoint was signed for StaleAfter.
+	// StaleAfter: /healthz fails when the tree has grown past the last
+	// checkpoint and the signing loop has not completed a round for this
+	// long (default 30s).
 	StaleAfter time.Duration
 	Registry   *prometheus.Registry
 	Logger     *slog.Logger
@@ -543,7 +544,11 @@ func (s *Server) health() Health {
 			ch.AgeSeconds = time.Since(ls.LastSigned).Seconds()
 		}
 		h.Checkpoint = ch
-		stale := ls.LastSigned.IsZero() || time.Since(ls.LastSigned) > s.cfg.StaleAfter
+		// The tree grew past the last checkpoint and the loop has not
+		// completed a round for StaleAfter. (The checkpoint's own age says
+		// nothing: after an idle spell it is old by design, and the first
+		// append only waits for the next tick.)
+		stale := ls.Checked.IsZero() || time.Since(ls.Checked) > s.cfg.StaleAfter
 		if ls.Refusing || (h.TreeSize > ls.Size && stale) {
 			h.Status = "failing"
 			h.Problems = append(h.Problems, "checkpoints are not being signed")
