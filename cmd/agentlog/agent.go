@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/agentlog/agentlog/client"
-	"github.com/agentlog/agentlog/internal/atomicfile"
+	"github.com/agentlog/agentlog/internal/secretfile"
 	"github.com/agentlog/agentlog/log/identity"
 )
 
@@ -61,17 +61,25 @@ func runAgent(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		defer cancel()
+		commitKey := func() error { return nil }
 		var key ed25519.PublicKey
 		if *keyOut != "" {
-			if _, err := os.Stat(*keyOut); err == nil {
-				return fmt.Errorf("%s already exists; refusing to overwrite an agent key", *keyOut)
-			}
 			priv, text := client.GenerateAgentKey(*id)
-			// Write the key before registering it, so a registered key is
-			// never lost.
-			if err := atomicfile.Write(*keyOut, []byte(text), 0o600); err != nil {
+			// The key is durable (beside --key-out) before it is
+			// registered, so a registered key is never lost, and it
+			// becomes --key-out only once the server accepted it, so a
+			// refused registration leaves no file behind.
+			pending, err := secretfile.Create(*keyOut, []byte(text))
+			if err != nil {
 				return err
 			}
+			committed := false
+			defer func() {
+				if !committed {
+					pending.Abort()
+				}
+			}()
+			commitKey = func() error { committed = true; return pending.Commit(nil) }
 			key = priv.Public().(ed25519.PublicKey)
 		} else {
 			text, err := readSecret(*pubIn)
@@ -90,6 +98,9 @@ func runAgent(args []string, stdout, stderr io.Writer) error {
 		a, err := c.RegisterAgent(ctx, client.AgentRegistration{ID: *id, Owner: *owner, Description: *desc, PublicKey: key, Scope: scJSON})
 		if err != nil {
 			return err
+		}
+		if err := commitKey(); err != nil {
+			return fmt.Errorf("agent %s is registered, but its key could not be saved: %w", a.ID, err)
 		}
 		fmt.Fprintf(stdout, "registered agent %s (owner %s)\n", a.ID, a.Owner)
 		if *noApprove {

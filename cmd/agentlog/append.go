@@ -21,7 +21,7 @@ func runAppend(args []string, stdout, stderr io.Writer) error {
 	resource := fs.String("resource", "", "resource the action touched")
 	outcome := fs.String("outcome", "", "outcome, e.g. success or error")
 	var attrs multiFlag
-	fs.Var(&attrs, "attr", "attribute key=value (repeatable)")
+	fs.Var(&attrs, "attr", "attribute key=value, stored as a JSON string (\"rows\": \"3\"); repeatable. Typed values: the HTTP API or an SDK")
 	timeout := fs.Duration("timeout", 30*time.Second, "give up after this long")
 	if err := parseFlags(fs, args); err != nil {
 		return err

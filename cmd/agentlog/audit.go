@@ -43,7 +43,7 @@ func runAudit(args []string, stdout, stderr io.Writer) error {
 		return usagef("--token-file is required (an auditor or admin token)")
 	}
 	if *policyFile == "" {
-		return usagef("--policy is required")
+		return usagef("%s", noPolicyHint)
 	}
 	if (*from != "" || *to != "") && (*start >= 0 || *end >= 0) {
 		return usagef("give --from/--to or --start/--end, not both")
@@ -153,6 +153,12 @@ func printAudit(w io.Writer, r *client.AuditReport) {
 		fmt.Fprintf(w, "  %s\n", f)
 	}
 }
+
+// noPolicyHint is the error for audit and monitor without --policy: it
+// names the policy of a log without witnesses.
+const noPolicyHint = `--policy FILE is required: the witness policy checkpoints must satisfy (c2sp.org/tlog-policy). ` +
+	`For a log without witnesses, write a file holding the one line "quorum none" ` +
+	`(echo "quorum none" > no-witnesses.policy) and pass it with --log-key log.pub`
 
 // loadPolicy reads a c2sp.org/tlog-policy file, adding the log key of
 // logKeyFile (if given) to its logs.

@@ -114,9 +114,9 @@ func runEvidenceExport(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	m := ev.Manifest
-	fmt.Fprintf(stdout, "exported %d matching entries of %s (tree size %d, index range [%d, %d)) to %s\n", m.Matches, m.Origin, m.TreeSize, m.Start, m.End, *out)
+	fmt.Fprintf(stdout, "exported %s of %s (tree size %d, index range [%d, %d)) to %s\n", plural(m.Matches, "matching entry", "matching entries"), m.Origin, m.TreeSize, m.Start, m.End, *out)
 	if ev.Complete {
-		fmt.Fprintf(stdout, "completeness: proven with the %d entries of the range and its neighbours\n", m.RangeEntries)
+		fmt.Fprintf(stdout, "completeness: proven with the %s of the range and its neighbours\n", plural(m.RangeEntries, "entry", "entries"))
 	} else {
 		fmt.Fprintln(stdout, "completeness: not proven (give --from or --to to prove a time range complete)")
 	}
@@ -196,7 +196,7 @@ func runEvidenceVerify(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "witness quorum OK: cosigned by %s\n", names)
 	}
 	fmt.Fprintf(stdout, "query: %s\n", m.Query)
-	fmt.Fprintf(stdout, "entries OK: %d entries match the query, each proven by its tlog-proof\n", m.Matches)
+	fmt.Fprintf(stdout, "entries OK: %s the query, each proven by its tlog-proof\n", plural(m.Matches, "entry matches", "entries match"))
 	if ev.Complete {
 		fmt.Fprintf(stdout, "completeness OK: index range [%d, %d) is exactly the query's time range, and every matching entry in it is exported\n", m.Start, m.End)
 	} else {
@@ -204,4 +204,12 @@ func runEvidenceVerify(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintln(stdout, "all files match manifest.json")
 	return nil
+}
+
+// plural says "1 entry" or "n entries".
+func plural[N ~int | ~int64 | ~uint64](n N, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
 }

@@ -12,6 +12,7 @@
 package main
 
 import (
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -101,8 +102,21 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 		fmt.Fprintf(stderr, "agentlog %s: %s\n", args[0], err)
+		if hint := errorHint(err); hint != "" {
+			fmt.Fprintf(stderr, "hint: %s\n", hint)
+		}
 		return 1
 	}
+}
+
+// errorHint names the fix for errors whose cause is outside agentlog.
+func errorHint(err error) string {
+	var ua x509.UnknownAuthorityError
+	if errors.As(err, &ua) {
+		return "the server's certificate is not signed by a CA this machine trusts; " +
+			"if it is your own CA (or a self-signed certificate), run the command with SSL_CERT_FILE=/path/to/ca.pem"
+	}
+	return ""
 }
 
 // newFlags returns a FlagSet that reports errors instead of exiting.

@@ -27,7 +27,7 @@ func runMonitor(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if *policyFile == "" {
-		return usagef("--policy is required")
+		return usagef("%s", noPolicyHint)
 	}
 	if *stateFile == "" {
 		return usagef("--state is required")

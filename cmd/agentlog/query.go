@@ -86,6 +86,9 @@ func runQuery(args []string, stdout, stderr io.Writer) error {
 	if *limit < 0 {
 		return usagef("--limit must not be negative")
 	}
+	if *withProof && !*asJSON {
+		return usagef("--proof needs --json: the proofs are part of the NDJSON output (or use agentlog evidence export)")
+	}
 	c, err := client.New(*server, client.WithToken(tok))
 	if err != nil {
 		return usagef("%s", err)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/agentlog/agentlog/client"
+	"github.com/agentlog/agentlog/internal/secretfile"
 )
 
 func runSession(args []string, stdout, stderr io.Writer) error {
@@ -22,6 +23,7 @@ func runSession(args []string, stdout, stderr io.Writer) error {
 		keyFile := fs.String("agent-key", "", "the agent's key file (from agent register --key-out)")
 		task := fs.String("task", "", "the task this session is for, recorded in every entry (required)")
 		ttl := fs.Duration("ttl", 0, "session lifetime (default: the server's, 1h)")
+		out := fs.String("out", "", "write the credential to this new file (mode 0600; refuses to overwrite) instead of stdout; use it with --session-token-file")
 		if err := parseFlags(fs, args[1:]); err != nil {
 			return err
 		}
@@ -43,6 +45,17 @@ func runSession(args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return usagef("%s", err)
 		}
+		var pending *secretfile.Pending
+		if *out != "" {
+			if pending, err = secretfile.Create(*out, nil); err != nil {
+				return err
+			}
+			defer func() {
+				if pending != nil {
+					pending.Abort()
+				}
+			}()
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 		defer cancel()
 		s, err := a.Open(ctx)
@@ -50,6 +63,15 @@ func runSession(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		fmt.Fprintf(stderr, "session %s for agent %s, task %q, expires %s\n", s.Session, s.Agent, s.Task, s.Expires.Format(time.RFC3339))
+		if pending != nil {
+			err := pending.Commit([]byte(s.Credential + "\n"))
+			pending = nil
+			if err != nil {
+				return fmt.Errorf("session %s is open, but its credential could not be saved: %w", s.Session, err)
+			}
+			fmt.Fprintf(stderr, "credential written to %s (mode 0600)\n", *out)
+			return nil
+		}
 		// The credential alone on stdout, so $(agentlog session open ...) works.
 		fmt.Fprintln(stdout, s.Credential)
 		return nil
@@ -103,6 +125,16 @@ func runSession(args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
+		// A revoked agent's sessions stop working at once, though the
+		// server keeps them as they were: show them as such.
+		agents, err := c.Agents(ctx)
+		if err != nil {
+			return err
+		}
+		revoked := map[string]bool{}
+		for _, a := range agents {
+			revoked[a.ID] = a.Status == "revoked"
+		}
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "ID\tAGENT\tTASK\tOPENED\tEXPIRES\tSTATE")
 		now := time.Now()
@@ -111,6 +143,8 @@ func runSession(args []string, stdout, stderr io.Writer) error {
 			switch {
 			case se.Closed:
 				st = "closed"
+			case revoked[se.Agent]:
+				st = "agent revoked"
 			case !now.Before(se.Expires):
 				st = "expired"
 			}

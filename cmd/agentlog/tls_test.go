@@ -95,8 +95,8 @@ func TestServeTLS(t *testing.T) {
 			bare = append(bare, kv)
 		}
 	}
-	if out, err := run(bare, "verify", "--server", srv.url, "--log-key", filepath.Join(data, "log.pub")); err == nil || !strings.Contains(out, "certificate") {
-		t.Fatalf("a client that does not trust the certificate: %v\n%s", err, out)
+	if out, err := run(bare, "verify", "--server", srv.url, "--log-key", filepath.Join(data, "log.pub")); err == nil || !strings.Contains(out, "certificate") || !strings.Contains(out, "SSL_CERT_FILE=") {
+		t.Fatalf("a client that does not trust the certificate (want an error naming SSL_CERT_FILE): %v\n%s", err, out)
 	}
 	// Plain HTTP to the TLS port is refused.
 	if out, err := run(nil, "verify", "--server", strings.Replace(srv.url, "https://", "http://", 1), "--log-key", filepath.Join(data, "log.pub")); err == nil {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/agentlog/agentlog/client"
+	"github.com/agentlog/agentlog/internal/secretfile"
 )
 
 // operatorFlags are the flags every operator verb takes: the server and
@@ -57,6 +58,7 @@ func runToken(args []string, stdout, stderr io.Writer) error {
 	case "create":
 		role := fs.String("role", "", "role of the new token: admin, approver or auditor (required)")
 		name := fs.String("name", "", "name of the token's holder, recorded in the log (required)")
+		out := fs.String("out", "", "write the token to this new file (mode 0600; refuses to overwrite) instead of stdout")
 		if err := parseFlags(fs, args[1:]); err != nil {
 			return err
 		}
@@ -68,11 +70,31 @@ func runToken(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		defer cancel()
+		var pending *secretfile.Pending
+		if *out != "" {
+			if pending, err = secretfile.Create(*out, nil); err != nil {
+				return err
+			}
+			defer func() {
+				if pending != nil {
+					pending.Abort()
+				}
+			}()
+		}
 		t, cred, err := c.CreateToken(ctx, *name, *role)
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stderr, "created %s token %s for %q; it is shown only once:\n", t.Role, t.ID, t.Name)
+		if pending != nil {
+			err := pending.Commit([]byte(cred + "\n"))
+			pending = nil
+			if err != nil {
+				return fmt.Errorf("created %s token %s, but could not save it (revoke it with \"agentlog token revoke --id %s\"): %w", t.Role, t.ID, t.ID, err)
+			}
+			fmt.Fprintf(stdout, "created %s token %s for %q in %s (mode 0600)\n", t.Role, t.ID, t.Name, *out)
+			return nil
+		}
+		fmt.Fprintf(stderr, "created %s token %s for %q; it is shown only once (--out FILE saves it to a 0600 file):\n", t.Role, t.ID, t.Name)
 		fmt.Fprintln(stdout, cred)
 		return nil
 	case "list":

@@ -9,6 +9,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/agentlog/agentlog/checkpoint"
 	"github.com/agentlog/agentlog/client"
 )
 
@@ -20,6 +21,7 @@ func runVerify(args []string, stdout, stderr io.Writer) error {
 	policyFile := fs.String("policy", "", "c2sp.org/tlog-policy file: also require the checkpoint to be cosigned by the witness quorum it defines")
 	index := fs.Int64("index", -1, "also verify the inclusion of the entry at this index")
 	tokenFile := fs.String("token-file", "", "auditor or admin token file, to fetch the entry for --index")
+	wait := fs.Duration("wait", 10*time.Second, "with --index, wait this long for a checkpoint that covers the entry (the log signs one every --checkpoint-interval; 0: do not wait)")
 	timeout := fs.Duration("timeout", 30*time.Second, "give up after this long")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -55,7 +57,10 @@ func runVerify(args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
-	cp, err := c.VerifiedCheckpoint(ctx, v)
+	if *index >= 0 && *tokenFile == "" {
+		return usagef("--index needs --token-file (an auditor or admin token) to fetch the entry")
+	}
+	cp, err := awaitCheckpoint(ctx, c, v, *index+1, *wait)
 	if err != nil {
 		return err
 	}
@@ -74,9 +79,6 @@ func runVerify(args []string, stdout, stderr io.Writer) error {
 	if *index < 0 {
 		return nil
 	}
-	if *tokenFile == "" {
-		return usagef("--index needs --token-file (an auditor or admin token) to fetch the entry")
-	}
 	leaf, err := c.Entry(ctx, uint64(*index))
 	if err != nil {
 		return err
@@ -91,4 +93,26 @@ func runVerify(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "entry %d is included in the checkpoint of size %d:\n  %s\n", *index, cp.Size, pretty.String())
 	return nil
+}
+
+// awaitCheckpoint returns the log's verified checkpoint, waiting up to wait
+// for one of at least size leaves: an entry appended a moment ago is covered
+// by the next checkpoint the log signs, not by the one it serves now. After
+// wait it returns the checkpoint it has, which the caller then finds too
+// small.
+func awaitCheckpoint(ctx context.Context, c *client.Client, v *client.Verifier, size int64, wait time.Duration) (*checkpoint.Signed, error) {
+	deadline := time.Now().Add(wait)
+	poll := time.NewTicker(100 * time.Millisecond)
+	defer poll.Stop()
+	for {
+		cp, err := c.VerifiedCheckpoint(ctx, v)
+		if err != nil || int64(cp.Size) >= size || !time.Now().Before(deadline) {
+			return cp, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("waiting for a checkpoint of size %d: %w", size, ctx.Err())
+		case <-poll.C:
+		}
+	}
 }

@@ -34,3 +34,72 @@ func TestRead(t *testing.T) {
 		t.Fatalf("a missing file: %v", err)
 	}
 }
+
+func TestCreate(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "agent.key")
+	entries := func() []string {
+		des, err := os.ReadDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, de := range des {
+			names = append(names, de.Name())
+		}
+		return names
+	}
+
+	// Aborted (the server refused): nothing is left behind.
+	p, err := Create(path, []byte("key "))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Abort()
+	if n := entries(); len(n) != 0 {
+		t.Fatalf("an aborted secret left %v", n)
+	}
+
+	// Committed: the whole content, mode 0600, and readable by Read.
+	if p, err = Create(path, []byte("key ")); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Commit([]byte("material\n")); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("mode %04o, want 0600", fi.Mode().Perm())
+	}
+	if s, err := Read(path); err != nil || s != "key material" {
+		t.Errorf("Read = %q, %v", s, err)
+	}
+	if n := entries(); len(n) != 1 {
+		t.Errorf("after Commit the directory holds %v", n)
+	}
+
+	// An existing file is never overwritten, up front or at Commit.
+	if _, err := Create(path, nil); err == nil || !strings.Contains(err.Error(), "already exists") {
+		t.Errorf("Create over an existing file: %v", err)
+	}
+	other := filepath.Join(dir, "late")
+	if p, err = Create(other, []byte("mine")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(other, []byte("theirs"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err = p.Commit(nil)
+	if err == nil || !strings.Contains(err.Error(), p.TempPath()) {
+		t.Errorf("Commit over a file created meanwhile: %v (want an error naming %s)", err, p.TempPath())
+	}
+	if b, _ := os.ReadFile(other); string(b) != "theirs" {
+		t.Errorf("Commit replaced a file created meanwhile: %q", b)
+	}
+	if b, _ := os.ReadFile(p.TempPath()); string(b) != "mine" {
+		t.Errorf("the secret is not kept in %s: %q", p.TempPath(), b)
+	}
+}

@@ -558,3 +558,34 @@ func TestScopeChangesFromTheLog(t *testing.T) {
 		t.Fatalf("resumed before the change with scope %+v", c)
 	}
 }
+
+// TestHoursDetail checks that an hours alert describes the declared times
+// in words, naming the defaults of what the scope left out instead of
+// printing empty strings.
+func TestHoursDetail(t *testing.T) {
+	f := newFixture(t)
+	w := newWatcher(t, f.l, Config{Rules: Rules{Hours: true}})
+	sat := time.Date(2026, 3, 7, 20, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		scope identity.Scope
+		want  string
+	}{
+		{identity.Scope{Hours: "09:00-17:00"}, "outside the agent's declared hours 09:00-17:00 on every day in UTC"},
+		{identity.Scope{Weekdays: "mon-fri", TZ: "Europe/Paris"}, "outside the agent's declared hours any time on mon-fri in Europe/Paris"},
+	} {
+		alerts, err := w.check(context.Background(), 1, &query.LeafFields{Time: sat, Kind: alog.KindAction, Agent: "bot", Action: "db.query"}, tc.scope.Compile())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(alerts) != 1 {
+			t.Fatalf("scope %+v at %s: %d alerts, want 1", tc.scope, sat, len(alerts))
+		}
+		var a struct{ Detail string }
+		if err := json.Unmarshal(alerts[0].rec.Attributes, &a); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(a.Detail, tc.want) || strings.Contains(a.Detail, `""`) {
+			t.Errorf("scope %+v: detail %q, want it to contain %q and no empty value", tc.scope, a.Detail, tc.want)
+		}
+	}
+}

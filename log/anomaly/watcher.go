@@ -503,7 +503,7 @@ func (w *Watcher) check(ctx context.Context, i uint64, f *query.LeafFields, c *i
 		add("scope", fmt.Sprintf("action %q, tool %q, resource %q is outside the agent's declared scope", f.Action, f.Tool, f.Resource))
 	}
 	if c != nil && r.Hours && c.HasTimes() && !c.AllowsTime(f.Time) {
-		add("hours", fmt.Sprintf("at %s, outside the agent's declared hours %q %q %q", f.Time.UTC().Format(time.RFC3339), c.Hours, c.Weekdays, c.TZ))
+		add("hours", fmt.Sprintf("at %s, outside the agent's declared %s", f.Time.UTC().Format(time.RFC3339), declaredTimes(c.Scope)))
 	}
 	if c != nil && r.Rate && c.RateLimit > 0 {
 		win := w.rates[f.Agent]
@@ -587,4 +587,21 @@ func (w *Watcher) firstAccess(ctx context.Context, i uint64, f *query.LeafFields
 		return nil
 	})
 	return !found, err
+}
+
+// declaredTimes describes a scope's hours and weekdays for an alert's
+// detail, naming the defaults instead of leaving empty values:
+// "hours 09:00-17:00 on mon-fri in Europe/Paris", "hours any time on sat,sun in UTC".
+func declaredTimes(sc identity.Scope) string {
+	hours, days, tz := sc.Hours, sc.Weekdays, sc.TZ
+	if hours == "" {
+		hours = "any time"
+	}
+	if days == "" {
+		days = "every day"
+	}
+	if tz == "" {
+		tz = "UTC"
+	}
+	return fmt.Sprintf("hours %s on %s in %s", hours, days, tz)
 }
