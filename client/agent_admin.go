@@ -152,3 +152,21 @@ func (c *Client) EndSession(ctx context.Context, id string) (*SessionState, erro
 	var s SessionState
 	return &s, c.call(ctx, http.MethodDelete, "/v1/sessions/"+url.PathEscape(id), nil, &s)
 }
+
+// CurrentSession is what a session credential stands for, as the server
+// answers GET /v1/sessions/current.
+type CurrentSession struct {
+	Agent   string          `json:"agent"`
+	Session string          `json:"session"`
+	Task    string          `json:"task"`
+	Expires time.Time       `json:"expires"`
+	Scope   json.RawMessage `json:"scope"` // the agent's declared scope
+}
+
+// CurrentSession asks the server what the client's session credential
+// stands for (the credential itself). A refused credential gives an
+// *HTTPError with status 401, and the server records the attempt.
+func (c *Client) CurrentSession(ctx context.Context) (*CurrentSession, error) {
+	var s CurrentSession
+	return &s, c.call(ctx, http.MethodGet, "/v1/sessions/current", nil, &s)
+}

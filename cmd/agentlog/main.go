@@ -6,6 +6,7 @@
 //	agentlog agent   register|approve|list|show|revoke|scope --admin-token-file F --id ID [--scope S] [--key-out FILE]
 //	agentlog session open --agent-key FILE --task TASK [--ttl DUR] | close --session-token T | list|end --admin-token-file F [--agent A] [--id ID]
 //	agentlog append  --server URL --session-token T --action A [--tool X] [--resource R] [--outcome O] [--attr k=v]...
+//	agentlog gateway --log URL [--listen ADDR] [--route NAME=URL]... [--config FILE]
 //	agentlog bench append --server URL --token-file F [--concurrency N] [--batch N] [--duration D] [--size B]
 //
 // Run "agentlog <verb> -h" for every flag of a verb.
@@ -45,6 +46,7 @@ var verbs = map[string]func(args []string, stdout, stderr io.Writer) error{
 	"audit":    runAudit,
 	"monitor":  runMonitor,
 	"evidence": runEvidence,
+	"gateway":  runGateway,
 }
 
 const usage = `agentlog: a verifiable audit log for AI agents.
@@ -67,6 +69,7 @@ Usage:
   agentlog audit   --server URL --token-file F --policy FILE [--log-key FILE] [--from T --to T | --start N --end N] [--state FILE] [--json]
   agentlog monitor --server URL --policy FILE [--log-key FILE] --state FILE [--interval D] [--once]
   agentlog bench append --server URL --token-file FILE [--concurrency N] [--batch N] [--duration D] [--size BYTES]
+  agentlog gateway --log URL [--listen ADDR] [--route NAME=URL]... [--config FILE]   (mcp+URL for an MCP server)
   agentlog evidence export --server URL --token-file F [query flags] --out DIR [--log-key FILE] [--policy FILE] | verify DIR --log-key FILE [--policy FILE]
 
 Run "agentlog <verb> -h" for the flags of a verb.

@@ -166,6 +166,7 @@ func (s *Server) identityRoutes(r *mux.Router) {
 	s.handle(r, "identity.scope", "/v1/agents/{id}/scope", http.MethodPut, s.putScope)
 	s.handle(r, "identity.sessions", "/v1/sessions", http.MethodPost, s.postSession)
 	s.handle(r, "identity.session", "/v1/sessions/current", http.MethodDelete, s.deleteSession)
+	s.handle(r, "identity.session", "/v1/sessions/current", http.MethodGet, s.getCurrentSession)
 	s.handle(r, "identity.sessions", "/v1/sessions", http.MethodGet, s.getSessions)
 	s.handle(r, "identity.session", "/v1/sessions/{id}", http.MethodDelete, s.deleteSessionByID)
 }
@@ -339,6 +340,38 @@ func (s *Server) deleteSession(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	return writeJSON(w, map[string]string{"closed": p.Session})
+}
+
+// CurrentSession is the answer to GET /v1/sessions/current: what a session
+// credential stands for, so that a component acting for the agent (the
+// gateway) can check it and the agent's declared scope before acting.
+type CurrentSession struct {
+	Agent   string         `json:"agent"`
+	Session string         `json:"session"`
+	Task    string         `json:"task"`
+	Expires time.Time      `json:"expires"`
+	Scope   identity.Scope `json:"scope"`
+}
+
+func (s *Server) getCurrentSession(w http.ResponseWriter, r *http.Request) error {
+	p, err := s.authorize(r, "session.show", RoleAgent)
+	if err != nil {
+		return err
+	}
+	if p.Session == "" {
+		err := fmt.Errorf("%w: this route takes a session credential", ErrForbidden)
+		s.recordDenied(r, "session.show", p, err)
+		return err
+	}
+	se, err := s.cfg.Identity.Session(p.Session)
+	if err != nil {
+		return err
+	}
+	a, err := s.cfg.Identity.Agent(p.Agent)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, CurrentSession{Agent: p.Agent, Session: p.Session, Task: p.Task, Expires: se.Expires, Scope: a.Scope})
 }
 
 func (s *Server) getSessions(w http.ResponseWriter, r *http.Request) error {

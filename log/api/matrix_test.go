@@ -126,6 +126,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 			return "/v1/agents/" + id + "/revoke", ""
 		}},
 		{"change scope", "PUT", []string{RoleAdmin}, fixed("/v1/agents/agent-b/scope", `{"actions":["db.*"]}`)},
+		{"show session", "GET", []string{RoleAgent}, fixed("/v1/sessions/current", "")},
 		{"close session", "DELETE", []string{RoleAgent}, fixed("/v1/sessions/current", "")},
 		{"list sessions", "GET", []string{RoleAdmin, RoleAuditor}, fixed("/v1/sessions?agent=agent-a", "")},
 		{"end session", "DELETE", []string{RoleAdmin}, func(t *testing.T) (string, string) {
@@ -175,6 +176,13 @@ func TestAuthorizationMatrix(t *testing.T) {
 					}
 					if (c.name == "session expired" || c.name == "session closed") && d.Agent != "agent-a" {
 						t.Fatalf("denied entry of a real session names agent %q", d.Agent)
+					}
+				}
+				if rt.name == "show session" && want == 200 {
+					wantAgent := map[string]string{"session valid": "agent-a", "session of another agent": "agent-b"}[c.name]
+					var cs CurrentSession
+					if err := json.Unmarshal([]byte(b), &cs); err != nil || cs.Agent != wantAgent || cs.Session == "" || cs.Task == "" || cs.Expires.IsZero() {
+						t.Fatalf("current session %s, want agent %s", b, wantAgent)
 					}
 				}
 				if rt.name == "append" && want == 200 {

@@ -468,6 +468,17 @@ func (s *Store) Agent(id string) (*Agent, error) {
 	return clone(a), nil
 }
 
+// Session returns the session with id (its hash left out).
+func (s *Store) Session(id string) (*Session, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	se, ok := s.sessions[id]
+	if !ok {
+		return nil, fmt.Errorf("session %q: %w", id, ErrNotFound)
+	}
+	return publicSession(se), nil
+}
+
 // Agents returns every agent, sorted by id.
 func (s *Store) Agents() []*Agent {
 	s.mu.RLock()

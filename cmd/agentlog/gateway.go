@@ -1,0 +1,74 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/agentlog/agentlog/log/gateway"
+)
+
+// runGateway serves "agentlog gateway": the recording reverse proxy in
+// front of tools (docs/gateway.md).
+func runGateway(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("gateway", stderr)
+	logURL := fs.String("log", "", "the agentlog server's URL (required)")
+	listen := fs.String("listen", "127.0.0.1:8090", "address to listen on")
+	var routes multiFlag
+	fs.Var(&routes, "route", "NAME=URL: serve the upstream at /NAME (mcp+URL for an MCP server over Streamable HTTP; repeatable)")
+	config := fs.String("config", "", "configuration file, JSON (docs/gateway.md): per-route record, scope, fail_open, credentials, resources")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *logURL == "" {
+		return usagef("--log URL is required")
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return usagef("--log-level %q: want debug, info, warn or error", *logLevel)
+	}
+	cfg, err := gateway.Load(*logURL, *config, routes)
+	if err != nil {
+		return err
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	g := gateway.New(cfg, gateway.Options{Logger: logger})
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", *listen, err)
+	}
+	hs := &http.Server{
+		Handler:           g,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- hs.Serve(ln) }()
+	for _, r := range cfg.Routes {
+		logger.Info("route", "path", "/"+r.Name, "upstream", r.Upstream.String(), "mcp", r.MCP, "record_before", r.Before, "enforce", r.Enforce, "fail_open", r.FailOpen)
+	}
+	fmt.Fprintf(stdout, "agentlog gateway listening on http://%s (log %s, %d routes)\n", ln.Addr(), cfg.Log, len(cfg.Routes))
+	select {
+	case err := <-serveErr:
+		return fmt.Errorf("serving HTTP: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return nil
+}

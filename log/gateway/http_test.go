@@ -1,0 +1,255 @@
+package gateway
+
+import (
+	"bufio"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+
+	alog "github.com/agentlog/agentlog/log"
+)
+
+func TestHTTPRecordAfter(t *testing.T) {
+	tl := newTestLog(t)
+	cred := tl.session(t, "bot-1", "", "task-7")
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set(ReceiptHeader, "0 forged")
+		io.WriteString(w, `{"path":"`+r.URL.Path+`","query":"`+r.URL.RawQuery+`","got":`+string(b)+`}`)
+	})
+	gw := newGateway(t, tl, `{"routes": {"crm": {"upstream": "{crm}/api", "upstream_token_file": "TOKENFILE",
+		"resources": [{"path": "/customers/{id}/notes", "resource": "customers/{id}"}]}}}`, map[string]*upstream{"crm": up})
+
+	before := tl.l.Size()
+	resp := do(t, "POST", gw.URL+"/crm/customers/42/notes?x=1", cred, `{"note":"hi"}`)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(body) != `{"path":"/api/customers/42/notes","query":"x=1","got":{"note":"hi"}}` {
+		t.Fatalf("answer %d %s", resp.StatusCode, body)
+	}
+	if got := up.sawAuth(); len(got) != 1 || got[0] != "Bearer upstream-secret" {
+		t.Fatalf("upstream saw Authorization %q, want only its own credential", got)
+	}
+	i, l := tl.checkReceipt(t, resp.Header.Get(ReceiptHeader))
+	if i != before || tl.l.Size() != before+1 {
+		t.Fatalf("receipt index %d, log grew from %d to %d: want exactly one entry", i, before, tl.l.Size())
+	}
+	if l.Kind != alog.KindAction || l.Agent != "bot-1" || l.Task != "task-7" || l.Session == "" || l.Action != "http.post" ||
+		l.Tool != "crm" || l.Resource != "customers/42" || l.Outcome != "success" {
+		t.Fatalf("leaf %+v", l)
+	}
+	a := attrs(t, l)
+	if a["request.sha256"] != sha256Hex([]byte(`{"note":"hi"}`)) || a["response.sha256"] != sha256Hex(body) ||
+		a["http.response.status_code"] != float64(200) || a["gateway.route"] != "crm" || a["gateway.record"] != "after" {
+		t.Fatalf("attributes %v", a)
+	}
+}
+
+func TestHTTPAuthentication(t *testing.T) {
+	tl := newTestLog(t)
+	cred := tl.session(t, "bot-1", "", "t")
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
+	gw := newGateway(t, tl, `{"routes": {"tools": {"upstream": "{tools}"}}}`, map[string]*upstream{"tools": up})
+	forged := cred[:strings.LastIndexByte(cred, '.')+1] + strings.Repeat("A", 43)
+	for _, c := range []struct{ name, cred string }{{"none", ""}, {"garbage", "nope"}, {"forged", forged}, {"admin token", adminTok}} {
+		t.Run(c.name, func(t *testing.T) {
+			before := tl.l.Size()
+			resp := do(t, "GET", gw.URL+"/tools/x", c.cred, "")
+			resp.Body.Close()
+			if resp.StatusCode != 401 || resp.Header.Get(ReceiptHeader) != "" {
+				t.Fatalf("status %d, receipt %q", resp.StatusCode, resp.Header.Get(ReceiptHeader))
+			}
+			if up.calls.Load() != 0 {
+				t.Fatal("a refused call reached the upstream")
+			}
+			// A presented session credential that the log refuses is recorded
+			// by the log as a denied attempt.
+			ls := tl.leaves(t, before)
+			if c.name == "forged" && (len(ls) != 1 || ls[0].Kind != alog.KindDenied) {
+				t.Fatalf("leaves after a forged credential: %+v", ls)
+			}
+			if c.name != "forged" && len(ls) != 0 {
+				t.Fatalf("leaves %+v", ls)
+			}
+		})
+	}
+}
+
+// TestHTTPStreamBefore: with record=before the request's entry is durable
+// before the upstream is called, the answer streams through (the first
+// chunk arrives while the upstream is still writing), and its outcome is
+// recorded in a second, linked entry named by a trailer.
+func TestHTTPStreamBefore(t *testing.T) {
+	tl := newTestLog(t)
+	cred := tl.session(t, "bot-1", "", "t")
+	release := make(chan struct{})
+	var sizeAtCall uint64
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		sizeAtCall = tl.l.Size()
+		w.Header().Set("Content-Type", "text/event-stream")
+		io.WriteString(w, "data: first\n\n")
+		w.(http.Flusher).Flush()
+		<-release
+		io.WriteString(w, "data: last\n\n")
+	})
+	gw := newGateway(t, tl, `{"routes": {"feed": {"upstream": "{feed}", "record": "before"}}}`, map[string]*upstream{"feed": up})
+	before := tl.l.Size()
+	resp := do(t, "GET", gw.URL+"/feed/events", cred, "")
+	defer resp.Body.Close()
+	idx, l := tl.checkReceipt(t, resp.Header.Get(ReceiptHeader))
+	if idx != before || sizeAtCall != before+1 || l.Action != "http.get" || l.Outcome != "" || attrs(t, l)["gateway.phase"] != "request" {
+		t.Fatalf("request entry %d %+v; log size %d when the upstream was called", idx, l, sizeAtCall)
+	}
+	br := bufio.NewReader(resp.Body)
+	line, err := br.ReadString('\n')
+	if err != nil || line != "data: first\n" {
+		t.Fatalf("first chunk %q, %v", line, err)
+	}
+	close(release) // the upstream finishes only now
+	rest, err := io.ReadAll(br)
+	if err != nil || string(rest) != "\ndata: last\n\n" {
+		t.Fatalf("rest %q, %v", rest, err)
+	}
+	_, l2 := tl.checkReceipt(t, resp.Trailer.Get(OutcomeReceiptHeader))
+	a := attrs(t, l2)
+	if l2.Outcome != "success" || a["gateway.phase"] != "response" || a["gateway.request_index"] != float64(idx) ||
+		a["response.sha256"] != sha256Hex([]byte("data: first\n\ndata: last\n\n")) {
+		t.Fatalf("outcome entry %+v %v", l2, a)
+	}
+}
+
+func TestHTTPFailClosed(t *testing.T) {
+	for _, mode := range []string{"before", "after"} {
+		t.Run(mode, func(t *testing.T) {
+			tl := newTestLog(t)
+			cred := tl.session(t, "bot-1", "", "t")
+			up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "secret answer") })
+			gw := newGateway(t, tl, `{"routes": {"tools": {"upstream": "{tools}", "record": "`+mode+`"}}}`, map[string]*upstream{"tools": up})
+			// The session is known to the gateway, then the log goes away.
+			if resp := do(t, "GET", gw.URL+"/tools/a", cred, ""); resp.StatusCode != 200 {
+				t.Fatalf("first call: %d", resp.StatusCode)
+			}
+			calls := up.calls.Load()
+			tl.hs.Close()
+			resp := do(t, "GET", gw.URL+"/tools/b", cred, "")
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 502 || strings.Contains(string(body), "secret answer") || resp.Header.Get(ReceiptHeader) != "" {
+				t.Fatalf("with the log down: %d %s", resp.StatusCode, body)
+			}
+			if mode == "before" && up.calls.Load() != calls {
+				t.Fatal("record=before: a call reached the upstream though its entry could not be written")
+			}
+		})
+	}
+}
+
+func TestHTTPFailOpen(t *testing.T) {
+	tl := newTestLog(t)
+	cred := tl.session(t, "bot-1", "", "t")
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "answer") })
+	gw := newGateway(t, tl, `{"routes": {"tools": {"upstream": "{tools}", "fail_open": true}}}`, map[string]*upstream{"tools": up})
+	if resp := do(t, "GET", gw.URL+"/tools/a", cred, ""); resp.StatusCode != 200 || resp.Header.Get(ReceiptHeader) == "" {
+		t.Fatalf("first call: %d", resp.StatusCode)
+	}
+	tl.hs.Close()
+	resp := do(t, "GET", gw.URL+"/tools/b", cred, "")
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || string(body) != "answer" || resp.Header.Get(UnrecordedHeader) == "" || resp.Header.Get(ReceiptHeader) != "" {
+		t.Fatalf("fail_open with the log down: %d %q unrecorded=%q", resp.StatusCode, body, resp.Header.Get(UnrecordedHeader))
+	}
+	// An unknown credential is never let through, fail_open or not.
+	other := "agentlog-session-v1.0123456789abcdef." + strings.Repeat("A", 43)
+	if resp := do(t, "GET", gw.URL+"/tools/c", other, ""); resp.StatusCode != 502 {
+		t.Fatalf("unknown credential with the log down: %d", resp.StatusCode)
+	}
+}
+
+func TestHTTPScope(t *testing.T) {
+	tl := newTestLog(t)
+	cred := tl.session(t, "bot-1", `{"tools":["crm"]}`, "t")
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
+	gw := newGateway(t, tl, `{"routes": {"crm": {"upstream": "{u}", "scope": "enforce"},
+		"billing": {"upstream": "{u}", "scope": "enforce"}, "wiki": {"upstream": "{u}"}}}`, map[string]*upstream{"u": up})
+	check := func(path string, status int, outcome string, outside bool) {
+		t.Helper()
+		calls := up.calls.Load()
+		resp := do(t, "GET", gw.URL+path, cred, "")
+		resp.Body.Close()
+		if resp.StatusCode != status {
+			t.Fatalf("%s: %d, want %d", path, resp.StatusCode, status)
+		}
+		_, l := tl.checkReceipt(t, resp.Header.Get(ReceiptHeader))
+		if l.Outcome != outcome || (attrs(t, l)["gateway.scope"] == "outside") != outside {
+			t.Fatalf("%s: entry %+v", path, l)
+		}
+		if forwarded := up.calls.Load() > calls; forwarded != (status != 403) {
+			t.Fatalf("%s: forwarded %v", path, forwarded)
+		}
+	}
+	check("/crm/x", 200, "success", false)
+	check("/billing/x", 403, "denied", true) // enforce: refused and recorded
+	check("/wiki/x", 200, "success", true)   // record: recorded, flagged, let through
+}
+
+func TestHTTPUpstreamDown(t *testing.T) {
+	tl := newTestLog(t)
+	cred := tl.session(t, "bot-1", "", "t")
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {})
+	gw := newGateway(t, tl, `{"routes": {"tools": {"upstream": "{tools}"}}}`, map[string]*upstream{"tools": up})
+	up.hs.Close()
+	resp := do(t, "GET", gw.URL+"/tools/a", cred, "")
+	resp.Body.Close()
+	if resp.StatusCode != 502 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	if _, l := tl.checkReceipt(t, resp.Header.Get(ReceiptHeader)); l.Outcome != OutcomeUpstreamError {
+		t.Fatalf("entry %+v", l)
+	}
+}
+
+// TestGroupCommit: entries of concurrent calls under one credential share
+// appends. The first append is held at the log until every other call's
+// entry is queued behind it, so they must all go in one second append.
+func TestGroupCommit(t *testing.T) {
+	tl := newTestLog(t)
+	cred := tl.session(t, "bot-1", "", "t")
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
+	c, err := Load(tl.url, "", []string{"tools=" + up.hs.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := New(c, Options{})
+	gw := newServer(t, g)
+	const n = 40
+	var once sync.Once
+	hold := func(first int) {
+		once.Do(func() { waitUntil(t, func() bool { return g.rec.queued(cred) == n-first }) })
+	}
+	tl.hold.Store(&hold)
+	tl.appends.Store(0)
+	var wg sync.WaitGroup
+	errs := make(chan string, n)
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp := do(t, "GET", gw.URL+"/tools/x", cred, "")
+			resp.Body.Close()
+			if resp.StatusCode != 200 || resp.Header.Get(ReceiptHeader) == "" {
+				errs <- resp.Status
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Fatal(e)
+	}
+	if got := tl.appends.Load(); got > 2 {
+		t.Fatalf("%d appends for %d concurrent calls, want at most 2", got, n)
+	}
+}

@@ -1,0 +1,143 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/agentlog/agentlog/client"
+)
+
+// Errors of recording, which the handlers map to answers.
+var (
+	// errRefused: the log refused the credential (401/403): the session
+	// ended, or was never valid.
+	errRefused = errors.New("the log refused the session credential")
+	// errLogDown: the log could not be reached or answered 5xx; the call
+	// fails closed unless its route is fail_open.
+	errLogDown = errors.New("the log could not be written")
+)
+
+// Receipt names a durable entry: its index and RFC 6962 leaf hash.
+type Receipt struct {
+	Index    uint64
+	LeafHash []byte
+}
+
+// recorder appends entries to the log with the session credential of the
+// call they record. Entries of concurrent calls under one credential share
+// one append request (group commit): while a request is in flight the next
+// calls' entries queue, and all of them go in the next request.
+type recorder struct {
+	log      string
+	hc       *http.Client
+	timeout  time.Duration
+	maxBatch int
+
+	mu     sync.Mutex
+	queues map[string]*queue // by credential
+}
+
+type queue struct {
+	pending []*pendingEntry
+}
+
+type pendingEntry struct {
+	rec  []byte // one record, JSON
+	done chan struct{}
+	r    Receipt
+	err  error
+}
+
+func newRecorder(log string, hc *http.Client, timeout time.Duration, maxBatch int) *recorder {
+	return &recorder{log: log, hc: hc, timeout: timeout, maxBatch: maxBatch, queues: map[string]*queue{}}
+}
+
+// append makes rec durable in the log under cred and returns its receipt.
+// If ctx ends first, append returns ctx's error; the entry may still be
+// written.
+func (r *recorder) append(ctx context.Context, cred string, rec []byte) (Receipt, error) {
+	p := &pendingEntry{rec: rec, done: make(chan struct{})}
+	r.mu.Lock()
+	q, busy := r.queues[cred]
+	if !busy {
+		q = &queue{}
+		r.queues[cred] = q
+	}
+	q.pending = append(q.pending, p)
+	r.mu.Unlock()
+	if !busy {
+		go r.flush(cred, q)
+	}
+	select {
+	case <-p.done:
+		return p.r, p.err
+	case <-ctx.Done():
+		return Receipt{}, fmt.Errorf("%w: %w", errLogDown, ctx.Err())
+	}
+}
+
+// flush sends the queue's entries, a batch at a time, until it is empty,
+// then retires the queue.
+func (r *recorder) flush(cred string, q *queue) {
+	c, _ := client.New(r.log, client.WithToken(cred), client.WithHTTPClient(r.hc))
+	for {
+		r.mu.Lock()
+		n := min(len(q.pending), r.maxBatch)
+		if n == 0 {
+			delete(r.queues, cred)
+			r.mu.Unlock()
+			return
+		}
+		batch := q.pending[:n:n]
+		q.pending = q.pending[n:]
+		r.mu.Unlock()
+
+		size := len(`{"entries":[]}`)
+		for _, p := range batch {
+			size += len(p.rec) + 1
+		}
+		body := make([]byte, 0, size)
+		body = append(body, `{"entries":[`...)
+		for i, p := range batch {
+			if i > 0 {
+				body = append(body, ',')
+			}
+			body = append(body, p.rec...)
+		}
+		body = append(body, "]}"...)
+		ctx, cancel := context.WithTimeout(context.Background(), r.timeout)
+		res, err := c.AppendRaw(ctx, body)
+		cancel()
+		if err == nil && len(res) != len(batch) {
+			err = fmt.Errorf("%w: the log answered %d receipts for %d entries", errLogDown, len(res), len(batch))
+		}
+		err = classify(err)
+		for i, p := range batch {
+			if err != nil {
+				p.err = err
+			} else {
+				p.r = Receipt{Index: res[i].Index, LeafHash: res[i].LeafHash}
+			}
+			close(p.done)
+		}
+	}
+}
+
+// classify maps an append error to errRefused or errLogDown.
+func classify(err error) error {
+	if err == nil {
+		return nil
+	}
+	var he *client.HTTPError
+	if errors.As(err, &he) && (he.Status == http.StatusUnauthorized || he.Status == http.StatusForbidden) {
+		return fmt.Errorf("%w: %s", errRefused, he.Message)
+	}
+	if errors.Is(err, errLogDown) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", errLogDown, err)
+}

@@ -1,0 +1,119 @@
+package gateway
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	jsonv2 "github.com/go-json-experiment/json"
+
+	"github.com/agentlog/agentlog/client"
+	"github.com/agentlog/agentlog/log/identity"
+)
+
+// session is what an agent's session credential stands for, as the log
+// answered GET /v1/sessions/current.
+type session struct {
+	agent, id, task string
+	expires         time.Time
+	scope           *identity.CompiledScope
+	checked         time.Time // when the log last confirmed it
+}
+
+// sessions authenticates session credentials against the log and keeps
+// each answer for a short while (SessionCache), so that a busy agent costs
+// the log one check per interval, not one per call. Credentials are held
+// only as SHA-256 hashes. Refusals are not kept: the log records each
+// refused attempt (rate-limited) as a denied entry.
+type sessions struct {
+	log string
+	hc  *http.Client
+	ttl time.Duration
+	now func() time.Time
+
+	mu   sync.Mutex
+	byID map[[32]byte]*session
+}
+
+// maxSessions bounds the cache; beyond it, expired entries are swept and
+// then the cache is cleared.
+const maxSessions = 100000
+
+func bearer(r *http.Request) (string, bool) {
+	a := r.Header.Get("Authorization")
+	const p = "Bearer "
+	if len(a) <= len(p) || !strings.EqualFold(a[:len(p)], p) {
+		return "", false
+	}
+	return strings.TrimSpace(a[len(p):]), true
+}
+
+// authenticate returns the session of cred. An error wraps errRefused
+// when the log refused the credential and errLogDown when it could not be
+// asked; with errLogDown, a session the log confirmed before (and not yet
+// expired) is also returned, for fail_open routes.
+func (s *sessions) authenticate(ctx context.Context, cred string) (*session, error) {
+	if !strings.HasPrefix(cred, identity.SessionPrefix) {
+		return nil, fmt.Errorf("%w: the gateway takes an agentlog session credential (%s...)", errRefused, identity.SessionPrefix)
+	}
+	k := sha256.Sum256([]byte(cred))
+	now := s.now()
+	s.mu.Lock()
+	se := s.byID[k]
+	s.mu.Unlock()
+	if se != nil && now.Sub(se.checked) < s.ttl && now.Before(se.expires) {
+		return se, nil
+	}
+	c, _ := client.New(s.log, client.WithToken(cred), client.WithHTTPClient(s.hc))
+	cs, err := c.CurrentSession(ctx)
+	if err != nil {
+		err = classify(err)
+		if errors.Is(err, errRefused) {
+			s.mu.Lock()
+			delete(s.byID, k)
+			s.mu.Unlock()
+			return nil, err
+		}
+		if se != nil && now.Before(se.expires) {
+			return se, err
+		}
+		return nil, err
+	}
+	var sc identity.Scope
+	if len(cs.Scope) > 0 && string(cs.Scope) != "null" {
+		if err := jsonv2.Unmarshal(cs.Scope, &sc); err != nil {
+			return nil, fmt.Errorf("%w: the log's answer about the session: %w", errLogDown, err)
+		}
+	}
+	se = &session{agent: cs.Agent, id: cs.Session, task: cs.Task, expires: cs.Expires, scope: sc.Compile(), checked: now}
+	s.mu.Lock()
+	if len(s.byID) >= maxSessions {
+		for k, v := range s.byID {
+			if !now.Before(v.expires) || now.Sub(v.checked) >= s.ttl {
+				delete(s.byID, k)
+			}
+		}
+		if len(s.byID) >= maxSessions {
+			clear(s.byID)
+		}
+	}
+	s.byID[k] = se
+	s.mu.Unlock()
+	return se, nil
+}
+
+// jsonString is a JSON value for records built by the gateway.
+func jsonMarshal(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		// Only values the gateway builds are marshalled.
+		panic(fmt.Sprintf("gateway: marshalling a record: %v", err))
+	}
+	return b
+}
