@@ -2,12 +2,12 @@ package gateway
 
 import (
 	"bytes"
-	"io"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
