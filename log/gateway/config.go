@@ -400,7 +400,6 @@ func (rr *resourceRule) match(p string) (string, bool) {
 				return "", false
 			}
 			caps[strings.TrimSuffix(n, "...")] = strings.Join(segs[i:], "/")
-			segs = segs[:i+1]
 			break
 		}
 		if i >= len(segs) {
