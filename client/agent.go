@@ -1,7 +1,6 @@
 package client
 
 import (
-	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -10,17 +9,11 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
-)
 
-// Credential prefixes of agentlog tokens and session credentials
-// (docs/identity.md).
-const (
-	TokenPrefix   = "agentlog-token-v1."
-	SessionPrefix = "agentlog-session-v1."
+	"github.com/agentlog/agentlog"
 )
 
 // ErrSessionEnded is returned when the session credential is refused and
@@ -77,14 +70,8 @@ type Agent struct {
 	buf     []Record // records Add has buffered
 }
 
-// SessionInfo describes an open session.
-type SessionInfo struct {
-	Session    string    `json:"session"`
-	Credential string    `json:"credential"`
-	Agent      string    `json:"agent"`
-	Task       string    `json:"task"`
-	Expires    time.Time `json:"expires"`
-}
+// SessionInfo describes an open session (the wire type).
+type SessionInfo = agentlog.SessionInfo
 
 // NewAgent returns an Agent of the server at baseURL. It opens no session
 // until the first append (or Open).
@@ -98,7 +85,7 @@ func NewAgent(baseURL string, cfg AgentConfig) (*Agent, error) {
 		return nil, errors.New("an agent with a key needs its ID and a Task")
 	case cfg.Key != nil && len(cfg.Key) != ed25519.PrivateKeySize:
 		return nil, errors.New("agent key is not an Ed25519 private key")
-	case cfg.Key == nil && !strings.HasPrefix(cfg.Credential, SessionPrefix):
+	case cfg.Key == nil && !strings.HasPrefix(cfg.Credential, agentlog.SessionPrefix):
 		return nil, errors.New("an agent needs its Key or a session Credential")
 	case cfg.Key == nil && cfg.Sign:
 		return nil, errors.New("signing records needs the agent's Key")
@@ -146,7 +133,7 @@ func (a *Agent) openLocked(ctx context.Context) (*SessionInfo, error) {
 		return nil, err
 	}
 	var s SessionInfo
-	if err := json.Unmarshal(b, &s); err != nil || !strings.HasPrefix(s.Credential, SessionPrefix) {
+	if err := json.Unmarshal(b, &s); err != nil || !strings.HasPrefix(s.Credential, agentlog.SessionPrefix) {
 		return nil, fmt.Errorf("decoding the session answer: %v", err)
 	}
 	a.session, a.seq = &s, 0
@@ -321,29 +308,14 @@ func (a *Agent) post(ctx context.Context, cred, key string, body []byte) ([]Appe
 	if err != nil {
 		return nil, err
 	}
-	var out struct{ Entries []Appended }
-	if err := json.Unmarshal(b, &out); err != nil {
-		return nil, fmt.Errorf("decoding append answer: %w", err)
-	}
-	return out.Entries, nil
-}
-
-// agentWireRecord is a record as an agent sends it.
-type agentWireRecord struct {
-	Action     string          `json:"action"`
-	Tool       string          `json:"tool,omitempty"`
-	Resource   string          `json:"resource,omitempty"`
-	Outcome    string          `json:"outcome,omitempty"`
-	Attributes json.RawMessage `json:"attributes,omitempty"`
-	Seq        uint64          `json:"seq,omitempty"`
-	Sig        []byte          `json:"sig,omitempty"`
+	return decodeAppended(b)
 }
 
 // encodeLocked numbers, signs and encodes recs for session s.
 func (a *Agent) encodeLocked(s *SessionInfo, recs []Record) ([]byte, error) {
-	w := make([]agentWireRecord, len(recs))
+	w := make([]agentlog.Record, len(recs))
 	for i, r := range recs {
-		w[i] = agentWireRecord{Action: r.Action, Tool: r.Tool, Resource: r.Resource, Outcome: r.Outcome}
+		w[i] = agentlog.Record{Action: r.Action, Tool: r.Tool, Resource: r.Resource, Outcome: r.Outcome}
 		if len(r.Attributes) > 0 {
 			b, err := json.Marshal(r.Attributes)
 			if err != nil {
@@ -356,11 +328,10 @@ func (a *Agent) encodeLocked(s *SessionInfo, recs []Record) ([]byte, error) {
 			w[i].Seq = a.seq
 		}
 		if a.cfg.Sign {
-			msg := RecordSignedBytes(s.Agent, s.Session, s.Task, w[i].Seq, r.Action, r.Tool, r.Resource, r.Outcome, w[i].Attributes)
-			w[i].Sig = ed25519.Sign(a.cfg.Key, msg)
+			agentlog.SignRecord(a.cfg.Key, s.Agent, s.Session, s.Task, &w[i])
 		}
 	}
-	return json.Marshal(map[string]any{"entries": w})
+	return json.Marshal(agentlog.AppendRequest{Entries: w})
 }
 
 func newIdempotencyKey() string {
@@ -370,94 +341,9 @@ func newIdempotencyKey() string {
 }
 
 // SignSessionRequest returns the JSON body of a session-open request
-// (POST /v1/sessions) signed with the agent's key at time now. The signed
-// bytes are documented in docs/identity.md.
+// (POST /v1/sessions) signed with the agent's key at time now
+// ([agentlog.NewSessionRequest]).
 func SignSessionRequest(agent, task string, ttl time.Duration, now time.Time, key ed25519.PrivateKey) []byte {
-	var nonce [18]byte
-	rand.Read(nonce[:])
-	req := struct {
-		Agent string `json:"agent"`
-		Task  string `json:"task"`
-		TTL   int64  `json:"ttl_seconds,omitempty"`
-		Time  string `json:"time"`
-		Nonce string `json:"nonce"`
-		Sig   string `json:"sig"`
-	}{Agent: agent, Task: task, TTL: int64(ttl / time.Second), Time: now.UTC().Format(time.RFC3339Nano), Nonce: base64.RawURLEncoding.EncodeToString(nonce[:])}
-	msg := "agentlog session open v1\n" +
-		"agent " + req.Agent + "\n" +
-		"task " + req.Task + "\n" +
-		"ttl " + strconv.FormatInt(req.TTL, 10) + "\n" +
-		"time " + req.Time + "\n" +
-		"nonce " + req.Nonce + "\n"
-	req.Sig = base64.StdEncoding.EncodeToString(ed25519.Sign(key, []byte(msg)))
-	b, _ := json.Marshal(req)
+	b, _ := json.Marshal(agentlog.NewSessionRequest(agent, task, ttl, now, key))
 	return b
-}
-
-// RecordSignedBytes returns the bytes an agent signs for one record
-// (docs/identity.md): every value is as it appears in the record's leaf,
-// attributes as compact JSON.
-func RecordSignedBytes(agent, session, task string, seq uint64, action, tool, resource, outcome string, attributes []byte) []byte {
-	var b bytes.Buffer
-	b.WriteString("agentlog record v1\n")
-	for _, f := range [...][2]string{
-		{"agent", agent}, {"session", session}, {"task", task}, {"seq", strconv.FormatUint(seq, 10)},
-		{"action", action}, {"tool", tool}, {"resource", resource}, {"outcome", outcome},
-		{"attributes", string(attributes)},
-	} {
-		b.WriteString(f[0] + " " + f[1] + "\n")
-	}
-	return b.Bytes()
-}
-
-// AgentKeyPrefix starts an agent key file: the single line
-// "AGENTLOG-AGENT-KEY+<agent id>+<base64 of the 32-byte Ed25519 seed>".
-const AgentKeyPrefix = "AGENTLOG-AGENT-KEY+"
-
-// GenerateAgentKey returns a new agent key and its key-file text.
-func GenerateAgentKey(agent string) (ed25519.PrivateKey, string) {
-	_, priv, _ := ed25519.GenerateKey(rand.Reader)
-	return priv, AgentKeyPrefix + agent + "+" + base64.StdEncoding.EncodeToString(priv.Seed()) + "\n"
-}
-
-// ParseAgentKey reads the text of an agent key file.
-func ParseAgentKey(text string) (agent string, key ed25519.PrivateKey, err error) {
-	s := strings.TrimSpace(text)
-	rest, ok := strings.CutPrefix(s, AgentKeyPrefix)
-	if !ok {
-		return "", nil, fmt.Errorf("not an agentlog agent key (want %s<id>+<seed>)", AgentKeyPrefix)
-	}
-	id, seed, ok := strings.Cut(rest, "+")
-	if !ok || id == "" {
-		return "", nil, errors.New("agent key file has no agent id")
-	}
-	b, err := base64.StdEncoding.Strict().DecodeString(seed)
-	if err != nil || len(b) != ed25519.SeedSize {
-		return "", nil, fmt.Errorf("agent key file seed is not %d bytes of base64", ed25519.SeedSize)
-	}
-	return id, ed25519.NewKeyFromSeed(b), nil
-}
-
-// VerifyLeafSignature checks the agent signature a leaf carries ("sig")
-// against the agent's registered Ed25519 public key, from the leaf alone
-// (docs/identity.md). It fails if the leaf has no signature.
-func VerifyLeafSignature(leaf []byte, pub ed25519.PublicKey) error {
-	var l struct {
-		Agent, Session, Task            string
-		Seq                             uint64
-		Action, Tool, Resource, Outcome string
-		Attributes                      json.RawMessage
-		Sig                             []byte
-	}
-	if err := json.Unmarshal(leaf, &l); err != nil {
-		return fmt.Errorf("leaf is not valid JSON: %w", err)
-	}
-	if len(l.Sig) == 0 {
-		return errors.New("leaf carries no agent signature")
-	}
-	msg := RecordSignedBytes(l.Agent, l.Session, l.Task, l.Seq, l.Action, l.Tool, l.Resource, l.Outcome, l.Attributes)
-	if len(pub) != ed25519.PublicKeySize || !ed25519.Verify(pub, msg, l.Sig) {
-		return fmt.Errorf("agent signature of the leaf does not verify with the key of %q", l.Agent)
-	}
-	return nil
 }

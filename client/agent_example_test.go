@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"os"
 
+	"github.com/agentlog/agentlog"
 	"github.com/agentlog/agentlog/client"
 	alog "github.com/agentlog/agentlog/log"
 	"github.com/agentlog/agentlog/log/api"
@@ -15,7 +16,7 @@ import (
 
 // An agent appends its actions under a task session. Here the log runs in
 // process; in production baseURL is the agentlog server and the key comes
-// from "agentlog agent register --key-out FILE" (client.ParseAgentKey).
+// from "agentlog agent register --key-out FILE" (agentlog.ParseKeyFile).
 func ExampleAgent() {
 	dir, _ := os.MkdirTemp("", "agentlog-example")
 	defer os.RemoveAll(dir)
@@ -29,7 +30,7 @@ func ExampleAgent() {
 	ctx := context.Background()
 
 	// The operator provisions the agent (agentlog agent register).
-	key, _ := client.GenerateAgentKey("billing-bot")
+	key, _ := agentlog.GenerateAgentKey("billing-bot")
 	admin, _ := client.New(srv.URL, client.WithToken("admin-token"))
 	admin.RegisterAgent(ctx, client.AgentRegistration{ID: "billing-bot", Owner: "payments-team", PublicKey: key.Public().(ed25519.PublicKey)})
 	admin.ApproveAgent(ctx, "billing-bot")

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentlog/agentlog"
 	"github.com/agentlog/agentlog/client"
 	alog "github.com/agentlog/agentlog/log"
 	"github.com/agentlog/agentlog/log/api"
@@ -55,7 +56,7 @@ func newAgentTestLog(t testing.TB, wrap func(http.Handler) http.Handler) *agentT
 func (tl *agentTestLog) provision(t testing.TB, id string) ed25519.PrivateKey {
 	t.Helper()
 	admin, _ := client.New(tl.url, client.WithToken(adminToken))
-	key, _ := client.GenerateAgentKey(id)
+	key, _ := agentlog.GenerateAgentKey(id)
 	ctx := context.Background()
 	if _, err := admin.RegisterAgent(ctx, client.AgentRegistration{ID: id, Owner: "team", PublicKey: key.Public().(ed25519.PublicKey)}); err != nil {
 		t.Fatal(err)
@@ -66,13 +67,13 @@ func (tl *agentTestLog) provision(t testing.TB, id string) ed25519.PrivateKey {
 	return key
 }
 
-func (tl *agentTestLog) leaf(t *testing.T, i uint64) *alog.Leaf {
+func (tl *agentTestLog) leaf(t *testing.T, i uint64) *agentlog.Leaf {
 	t.Helper()
 	b, err := tl.l.Entry(i)
 	if err != nil {
 		t.Fatal(err)
 	}
-	lf, err := alog.ParseLeaf(b)
+	lf, err := agentlog.ParseLeaf(b)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +90,7 @@ func TestAgentBatchesSignsAndNumbers(t *testing.T) {
 	ctx := context.Background()
 	var got []client.Appended
 	for i, act := range []string{"a1", "a2", "a3", "a4"} {
-		res, err := a.Add(ctx, client.Record{Action: act, Attributes: map[string]string{"i": string(rune('0' + i))}})
+		res, err := a.Add(ctx, client.Record{Action: act, Attributes: client.Attributes(map[string]string{"i": string(rune('0' + i))})})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -110,20 +111,20 @@ func TestAgentBatchesSignsAndNumbers(t *testing.T) {
 		if lf.Agent != "bot" || lf.Task != "deploy-42" || lf.Session != s.Session || lf.Seq != uint64(i+1) {
 			t.Fatalf("leaf %d: %+v", i, lf)
 		}
-		if err := identity.VerifyLeaf(lf, agent.PublicKey); err != nil {
+		if err := lf.VerifySignature(agent.PublicKey); err != nil {
 			t.Fatalf("leaf %d: %v", i, err)
 		}
 		raw, _ := tl.l.Entry(r.Index)
-		if err := client.VerifyLeafSignature(raw, agent.PublicKey); err != nil {
+		if err := verifyLeafSignature(raw, agent.PublicKey); err != nil {
 			t.Fatalf("leaf %d, client check: %v", i, err)
 		}
-		if err := client.VerifyLeafSignature(raw, key.Public().(ed25519.PublicKey)[:]); err != nil {
+		if err := verifyLeafSignature(raw, key.Public().(ed25519.PublicKey)[:]); err != nil {
 			t.Fatalf("leaf %d: %v", i, err)
 		}
 	}
-	other, _ := client.GenerateAgentKey("other")
+	other, _ := agentlog.GenerateAgentKey("other")
 	raw, _ := tl.l.Entry(got[0].Index)
-	if client.VerifyLeafSignature(raw, other.Public().(ed25519.PublicKey)) == nil {
+	if verifyLeafSignature(raw, other.Public().(ed25519.PublicKey)) == nil {
 		t.Fatal("leaf signature verifies with another key")
 	}
 	if err := a.Close(ctx); err != nil {
@@ -245,13 +246,13 @@ func TestAgentRevoked(t *testing.T) {
 // FuzzParseAgentKey checks the client's key-file parser never panics and
 // agrees with the server package's.
 func FuzzParseAgentKey(f *testing.F) {
-	_, text := client.GenerateAgentKey("bot-1")
+	_, text := agentlog.GenerateAgentKey("bot-1")
 	f.Add(text)
-	f.Add(client.AgentKeyPrefix + "x+")
+	f.Add(agentlog.KeyFilePrefix + "x+")
 	f.Add("")
 	f.Fuzz(func(t *testing.T, s string) {
-		id, key, err := client.ParseAgentKey(s)
-		sid, skey, serr := identity.ParseKeyFile(s)
+		id, key, err := agentlog.ParseKeyFile(s)
+		sid, skey, serr := agentlog.ParseKeyFile(s)
 		if err != nil {
 			if serr == nil {
 				t.Fatalf("client refused a key file the server package accepts: %q", s)
@@ -289,4 +290,14 @@ func TestAgentSequenceHasNoFalseGaps(t *testing.T) {
 	if s1, s2 := tl.leaf(t, r1[0].Index).Seq, tl.leaf(t, r2[0].Index).Seq; s1 != 1 || s2 != 2 {
 		t.Fatalf("sequence %d then %d, want 1 then 2", s1, s2)
 	}
+}
+
+// verifyLeafSignature checks the signature of a leaf as stored, from its
+// bytes alone.
+func verifyLeafSignature(leaf []byte, pub ed25519.PublicKey) error {
+	l, err := agentlog.ParseLeaf(leaf)
+	if err != nil {
+		return err
+	}
+	return l.VerifySignature(pub)
 }

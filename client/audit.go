@@ -19,64 +19,21 @@ import (
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
 
+	"github.com/agentlog/agentlog"
 	"github.com/agentlog/agentlog/witness"
 )
 
-// Tile geometry of c2sp.org/tlog-tiles.
+// Tile geometry of c2sp.org/tlog-tiles (package agentlog).
 const (
-	tileHeight = 8
-	tileWidth  = 1 << tileHeight // hashes in a full tile, entries in a full bundle
-	hashSize   = 32
+	tileHeight = agentlog.TileHeight
+	tileWidth  = agentlog.TileWidth // hashes in a full tile, entries in a full bundle
+	hashSize   = agentlog.HashSize
 )
 
-// tilePath formats the part of a tile URL after "/tile/": <L>/<N>[.p/<W>]
-// or entries/<N>[.p/<W>], N in 3-digit groups all but the last prefixed by
-// "x". A width of 0 or tileWidth is a full tile.
+// tilePath formats the part of a tile URL after "/tile/"; a width of 0 or
+// tileWidth is a full tile.
 func tilePath(level, index uint64, width int, entries bool) string {
-	var b strings.Builder
-	if entries {
-		b.WriteString("entries/")
-	} else {
-		b.WriteString(strconv.FormatUint(level, 10))
-		b.WriteByte('/')
-	}
-	var groups []uint64
-	for n := index; ; n /= 1000 {
-		groups = append(groups, n%1000)
-		if n < 1000 {
-			break
-		}
-	}
-	for i := len(groups) - 1; i >= 0; i-- {
-		if i > 0 {
-			b.WriteByte('x')
-		}
-		fmt.Fprintf(&b, "%03d", groups[i])
-		if i > 0 {
-			b.WriteByte('/')
-		}
-	}
-	if width > 0 && width < tileWidth {
-		fmt.Fprintf(&b, ".p/%d", width)
-	}
-	return b.String()
-}
-
-// widthAt is how many hashes tile (level, index) holds in a tree of size
-// leaves (for level 0 and entry bundles: how many entries): 0 if none yet.
-func widthAt(level, index, size uint64) int {
-	if level*tileHeight >= 64 {
-		return 0
-	}
-	n := size >> (tileHeight * level)
-	switch full := n >> tileHeight; {
-	case index < full:
-		return tileWidth
-	case index == full:
-		return int(n & (tileWidth - 1))
-	default:
-		return 0
-	}
+	return agentlog.TilePath{Level: level, Index: index, Width: width, Entries: entries}.String()
 }
 
 // fetchTile fetches a hash tile or entry bundle of the given width. A
@@ -397,7 +354,7 @@ func (a *auditor) leftRange(ctx context.Context, n uint64) ([][]byte, error) {
 		ti := first / tileWidth
 		t, ok := tiles[[2]uint64{l, ti}]
 		if !ok {
-			w := widthAt(l, ti, a.size)
+			w := agentlog.TileWidthAt(l, ti, a.size)
 			var err error
 			if t, err = a.c.HashTile(ctx, l, ti, w); err != nil {
 				return nil, fmt.Errorf("audit: reading the tree left of entry %d: %w", n, err)
@@ -439,7 +396,7 @@ func (a *auditor) searchTime(ctx context.Context, t time.Time) (uint64, error) {
 		}
 		k := uint64(i) / tileWidth
 		if k != cached.k {
-			b, err := a.c.EntryBundle(ctx, k, widthAt(0, k, a.size))
+			b, err := a.c.EntryBundle(ctx, k, agentlog.TileWidthAt(0, k, a.size))
 			if err != nil {
 				ferr = err
 				return true
@@ -459,28 +416,11 @@ func (a *auditor) searchTime(ctx context.Context, t time.Time) (uint64, error) {
 	return uint64(i), nil
 }
 
-// auditLeaf is the part of a leaf the audit reads (log.Leaf, without
-// importing the server).
-type auditLeaf struct {
-	Time       time.Time       `json:"time"`
-	Kind       string          `json:"kind"`
-	Agent      string          `json:"agent"`
-	Session    string          `json:"session"`
-	Task       string          `json:"task"`
-	Seq        uint64          `json:"seq"`
-	Action     string          `json:"action"`
-	Tool       string          `json:"tool"`
-	Resource   string          `json:"resource"`
-	Outcome    string          `json:"outcome"`
-	Attributes json.RawMessage `json:"attributes"`
-	Sig        []byte          `json:"sig"`
-}
-
 // bundle is one entry bundle, checked as far as it can be on its own.
 type bundle struct {
 	k        uint64 // bundle index
 	hashes   [][]byte
-	leaves   []*auditLeaf // nil where the entry is malformed
+	leaves   []*agentlog.Leaf // nil where the entry is malformed
 	findings []Finding
 	signed   uint64
 	err      error
@@ -491,7 +431,7 @@ type bundle struct {
 // signatures.
 func (a *auditor) fetch(ctx context.Context, k, lo, hi uint64) *bundle {
 	b := &bundle{k: k}
-	w := widthAt(0, k, a.size)
+	w := agentlog.TileWidthAt(0, k, a.size)
 	entries, err := a.c.EntryBundle(ctx, k, w)
 	if err != nil {
 		b.err = err
@@ -504,7 +444,7 @@ func (a *auditor) fetch(ctx context.Context, k, lo, hi uint64) *bundle {
 	}
 	base := k * tileWidth
 	b.hashes = make([][]byte, len(entries))
-	b.leaves = make([]*auditLeaf, len(entries))
+	b.leaves = make([]*agentlog.Leaf, len(entries))
 	for j, e := range entries {
 		i := base + uint64(j)
 		h := rfcHasher.HashLeaf(e)
@@ -516,7 +456,7 @@ func (a *auditor) fetch(ctx context.Context, k, lo, hi uint64) *bundle {
 			b.findings = append(b.findings, Finding{Kind: FindingTile, Index: atIndex(i),
 				Message: fmt.Sprintf("the entry hashes to %x but hash tile %s says %x", h, tilePath(0, k, w, false), tile[j*hashSize:(j+1)*hashSize])})
 		}
-		var l auditLeaf
+		var l agentlog.Leaf
 		if err := json.Unmarshal(e, &l); err != nil || l.Time.IsZero() || l.Kind == "" {
 			b.findings = append(b.findings, Finding{Kind: FindingEntry, Index: atIndex(i), Message: "the entry is not a leaf with a time and a kind"})
 			continue
@@ -530,8 +470,7 @@ func (a *auditor) fetch(ctx context.Context, k, lo, hi uint64) *bundle {
 			// Reported once per agent, at the first entry needing the key.
 			continue
 		}
-		msg := RecordSignedBytes(l.Agent, l.Session, l.Task, l.Seq, l.Action, l.Tool, l.Resource, l.Outcome, l.Attributes)
-		if ed25519.Verify(pub, msg, l.Sig) {
+		if l.VerifySignature(pub) == nil {
 			b.signed++
 		} else {
 			b.findings = append(b.findings, Finding{Kind: FindingSignature, Index: atIndex(i), Agent: l.Agent, Session: l.Session,
@@ -612,7 +551,7 @@ func (a *auditor) run(ctx context.Context) error {
 
 // leaf runs the checks that need the entries before it: time order,
 // sequence numbers, and reports agents whose key is unavailable.
-func (a *auditor) leaf(ctx context.Context, i uint64, l *auditLeaf, badKey map[string]bool) {
+func (a *auditor) leaf(ctx context.Context, i uint64, l *agentlog.Leaf, badKey map[string]bool) {
 	st := a.st
 	if i > st.Start && l.Time.Before(st.LastTime) {
 		st.Findings = append(st.Findings, Finding{Kind: FindingTime, Index: atIndex(i),

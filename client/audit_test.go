@@ -17,12 +17,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentlog/agentlog"
 	"github.com/agentlog/agentlog/checkpoint"
 	"github.com/agentlog/agentlog/client"
 	alog "github.com/agentlog/agentlog/log"
 	"github.com/agentlog/agentlog/log/api"
 	"github.com/agentlog/agentlog/log/identity"
-	"github.com/agentlog/agentlog/tree"
 	"github.com/agentlog/agentlog/witness"
 )
 
@@ -108,7 +108,7 @@ func (e *auditEnv) session(t *testing.T, id, task string) (*client.Client, *clie
 	t.Helper()
 	ctx := context.Background()
 	admin, _ := client.New(e.direct, client.WithToken(auditAdmin))
-	key, _ := client.GenerateAgentKey(id)
+	key, _ := agentlog.GenerateAgentKey(id)
 	if _, err := admin.RegisterAgent(ctx, client.AgentRegistration{ID: id, Owner: "team", PublicKey: key.Public().(ed25519.PublicKey)}); err != nil {
 		t.Fatal(err)
 	}
@@ -139,7 +139,7 @@ func appendSeq(t *testing.T, c *client.Client, s *client.SessionInfo, key ed2551
 	recs := make([]seqRec, len(seqs))
 	for i, n := range seqs {
 		a := fmt.Sprintf("step.%d", n)
-		recs[i] = seqRec{Action: a, Seq: n, Sig: ed25519.Sign(key, client.RecordSignedBytes(s.Agent, s.Session, s.Task, n, a, "", "", "", nil))}
+		recs[i] = seqRec{Action: a, Seq: n, Sig: ed25519.Sign(key, agentlog.RecordSignedBytes(s.Agent, s.Session, s.Task, &agentlog.Record{Action: a, Seq: n}))}
 	}
 	body, _ := json.Marshal(map[string]any{"entries": recs})
 	if _, err := c.AppendRaw(context.Background(), body); err != nil {
@@ -218,14 +218,14 @@ func TestAuditCleanLog(t *testing.T) {
 func TestAuditTimeRange(t *testing.T) {
 	e := cleanLog(t)
 	mid, _ := e.l.Entry(500)
-	lf, _ := alog.ParseLeaf(mid)
+	lf, _ := agentlog.ParseLeaf(mid)
 	r := e.audit(t, e.direct, client.AuditConfig{From: lf.Time, To: lf.Time.Add(time.Nanosecond)})
 	if !r.OK() || r.Start > 500 || r.End <= 500 {
 		t.Fatalf("time range around entry 500: %+v", r)
 	}
 	if r.Start > 0 {
 		prev, _ := e.l.Entry(r.Start - 1)
-		pl, _ := alog.ParseLeaf(prev)
+		pl, _ := agentlog.ParseLeaf(prev)
 		if !pl.Time.Before(lf.Time) {
 			t.Fatalf("entry %d (before the range) has time %v, not before %v", r.Start-1, pl.Time, lf.Time)
 		}
@@ -389,7 +389,7 @@ func TestTilePathsAgree(t *testing.T) {
 	ctx := context.Background()
 	size := e.l.Size()
 	for k := uint64(0); k*256 < size; k++ {
-		w := tree.WidthAt(0, k, size)
+		w := agentlog.TileWidthAt(0, k, size)
 		tile, err := c.HashTile(ctx, 0, k, w)
 		if err != nil {
 			t.Fatal(err)

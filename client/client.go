@@ -23,6 +23,7 @@ import (
 	"github.com/transparency-dev/merkle/rfc6962"
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/agentlog/agentlog"
 	"github.com/agentlog/agentlog/checkpoint"
 )
 
@@ -132,25 +133,26 @@ func httpError(resp *http.Response, body []byte) *HTTPError {
 	return he
 }
 
-// Record is one agent action to append.
-type Record struct {
-	Action     string            `json:"action"`
-	Tool       string            `json:"tool,omitempty"`
-	Resource   string            `json:"resource,omitempty"`
-	Outcome    string            `json:"outcome,omitempty"`
-	Attributes map[string]string `json:"attributes,omitempty"`
+// Record is one agent action to append: the wire type. Attributes is a
+// JSON object; [Attributes] makes one from strings.
+type Record = agentlog.Record
+
+// Attributes returns kv as a record's attributes: a JSON object with the
+// keys sorted, nil when kv is empty.
+func Attributes(kv map[string]string) json.RawMessage {
+	if len(kv) == 0 {
+		return nil
+	}
+	b, _ := json.Marshal(kv) // a map of strings always encodes
+	return b
 }
 
-// Appended is the server's receipt for one durable entry.
-type Appended struct {
-	Index    uint64 `json:"index"`
-	LeafHash []byte `json:"leaf_hash"`
-	Time     string `json:"time"`
-}
+// Appended is the server's receipt for one durable entry (the wire type).
+type Appended = agentlog.Appended
 
 // Append appends records in one request; all are sequenced or none.
 func (c *Client) Append(ctx context.Context, recs ...Record) ([]Appended, error) {
-	body, err := json.Marshal(map[string]any{"entries": recs})
+	body, err := json.Marshal(agentlog.AppendRequest{Entries: recs})
 	if err != nil {
 		return nil, fmt.Errorf("encoding records: %w", err)
 	}
@@ -163,7 +165,11 @@ func (c *Client) AppendRaw(ctx context.Context, body []byte) ([]Appended, error)
 	if err != nil {
 		return nil, err
 	}
-	var out struct{ Entries []Appended }
+	return decodeAppended(b)
+}
+
+func decodeAppended(b []byte) ([]Appended, error) {
+	var out agentlog.AppendResponse
 	if err := json.Unmarshal(b, &out); err != nil {
 		return nil, fmt.Errorf("decoding append answer: %w", err)
 	}
@@ -181,9 +187,7 @@ func (c *Client) Entry(ctx context.Context, index uint64) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	var out struct {
-		Entry json.RawMessage
-	}
+	var out agentlog.EntryResponse
 	if err := json.Unmarshal(b, &out); err != nil {
 		return nil, fmt.Errorf("decoding entry answer: %w", err)
 	}
@@ -205,7 +209,7 @@ func (c *Client) proof(ctx context.Context, path string) ([][]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	var out struct{ Hashes [][]byte }
+	var out agentlog.ProofResponse
 	if err := json.Unmarshal(b, &out); err != nil {
 		return nil, fmt.Errorf("decoding proof: %w", err)
 	}

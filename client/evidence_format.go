@@ -14,6 +14,7 @@ import (
 
 	"github.com/transparency-dev/formats/proof"
 
+	"github.com/agentlog/agentlog"
 	"github.com/agentlog/agentlog/log/query"
 )
 
@@ -141,7 +142,7 @@ func checkEvidencePath(p string) error {
 // that they parse, and returns them encoded with sorted keys.
 func canonicalQuery(q map[string][]string) (string, *query.Filter, error) {
 	allowed := map[string]bool{"from": true, "to": true, "outside_hours": true, "tz": true, "weekdays": true}
-	for _, f := range query.Fields {
+	for _, f := range agentlog.QueryFields {
 		allowed[f] = true
 	}
 	for k, vs := range q {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/agentlog/agentlog"
 	"github.com/agentlog/agentlog/log/query"
 )
 
@@ -16,10 +17,12 @@ import (
 // always holds every entry.
 const maxSummaryRows = 10000
 
+// evSummaryRow is one row of the entry table: the leaf, its index and
+// its time as text (the zero leaf if the entry does not decode).
 type evSummaryRow struct {
-	Index                                              uint64
-	Time, Kind, Agent, Action, Tool, Resource, Outcome string
-	Session, Task                                      string
+	Index uint64
+	Time  string
+	agentlog.Leaf
 }
 
 type evSummaryData struct {
@@ -64,8 +67,7 @@ func renderSummary(m *EvidenceManifest, rawCP []byte, f *query.Filter, entries [
 		}
 		r := evSummaryRow{Index: e.Index}
 		if lf, err := query.DecodeLeaf(e.Leaf); err == nil {
-			r.Time, r.Kind, r.Agent, r.Action = ts(lf.Time), lf.Kind, lf.Agent, lf.Action
-			r.Tool, r.Resource, r.Outcome, r.Session, r.Task = lf.Tool, lf.Resource, lf.Outcome, lf.Session, lf.Task
+			r.Leaf, r.Time = *lf, ts(lf.Time)
 		}
 		d.Rows = append(d.Rows, r)
 	}

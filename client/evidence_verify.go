@@ -21,6 +21,7 @@ import (
 	"github.com/transparency-dev/merkle/rfc6962"
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/agentlog/agentlog"
 	"github.com/agentlog/agentlog/checkpoint"
 	"github.com/agentlog/agentlog/log/query"
 	"github.com/agentlog/agentlog/witness"
@@ -281,7 +282,7 @@ func (v *evVerifier) run(lv note.Verifier, logVKey string, policy *witness.Polic
 		if err != nil {
 			return nil, evErr(where, "%v", err)
 		}
-		if !f.MatchEntry(lf.Time, lf.Get) {
+		if !f.MatchEntry(lf.Time, lf.Field) {
 			return nil, evErr(where, "does not match the query %q", m.Query)
 		}
 		pp := proofPath(evProofDir, e.Index)
@@ -401,7 +402,7 @@ func (v *evVerifier) checkRange(f *query.Filter, cp *checkpoint.Signed, rawCP []
 
 	// Times and boundaries.
 	times := make([]time.Time, len(rng))
-	fields := make([]*query.LeafFields, len(rng))
+	fields := make([]*agentlog.Leaf, len(rng))
 	for k, e := range rng {
 		lf, err := query.DecodeLeaf(e.Leaf)
 		if err != nil {
@@ -450,7 +451,7 @@ func (v *evVerifier) checkRange(f *query.Filter, cp *checkpoint.Signed, rawCP []
 	k := 0
 	for i := m.Start; i < m.End; i++ {
 		e := rng[i-lo]
-		match := f.MatchEntry(fields[i-lo].Time, fields[i-lo].Get)
+		match := f.MatchEntry(fields[i-lo].Time, fields[i-lo].Field)
 		exported := k < len(entries) && entries[k].Index == i
 		switch {
 		case match && !exported:

@@ -11,28 +11,17 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+
+	"github.com/agentlog/agentlog"
 )
 
-// QueryMatch is one entry a query matched.
-type QueryMatch struct {
-	Index          uint64          `json:"index"`
-	Entry          json.RawMessage `json:"entry"`
-	InclusionProof [][]byte        `json:"inclusion_proof,omitempty"`
-}
+// QueryMatch is one entry a query matched (the wire type).
+type QueryMatch = agentlog.QueryMatch
 
 // QuerySummary ends every query answer: the tree size the answer is
 // complete for, the index range the time filters select, where the answer
 // stopped (Next) and the cursor to continue.
-type QuerySummary struct {
-	TreeSize   uint64 `json:"tree_size"`
-	Start      uint64 `json:"start"`
-	End        uint64 `json:"end"`
-	Next       uint64 `json:"next"`
-	Matches    int    `json:"matches"`
-	Cursor     string `json:"cursor,omitempty"`
-	Checkpoint string `json:"checkpoint,omitempty"`
-	Error      string `json:"error,omitempty"`
-}
+type QuerySummary = agentlog.QuerySummary
 
 // Query runs one page of GET /v1/query with the given parameters (the
 // filter fields, from, to, outside_hours, tz, weekdays, limit, cursor,
@@ -64,7 +53,7 @@ func (c *Client) Query(ctx context.Context, params url.Values, fn func(QueryMatc
 	for sc.Scan() {
 		line := sc.Bytes()
 		if bytes.HasPrefix(line, []byte(`{"summary":`)) {
-			var s struct{ Summary QuerySummary }
+			var s agentlog.QuerySummaryLine
 			if err := json.Unmarshal(line, &s); err != nil {
 				return nil, fmt.Errorf("decoding the query summary: %w", err)
 			}

@@ -12,6 +12,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 	"golang.org/x/mod/sumdb/tlog"
 
+	"github.com/agentlog/agentlog"
 	"github.com/agentlog/agentlog/tree"
 )
 
@@ -98,7 +99,7 @@ func TestFragments(t *testing.T) {
 	hashes := make([]tlog.Hash, size)
 	for i, leaf := range leaves {
 		hashes[i] = tlog.RecordHash(leaf)
-		if p, err := ParseLeaf(leaf); err != nil || p.Action == "" {
+		if p, err := agentlog.ParseLeaf(leaf); err != nil || p.Action == "" {
 			t.Fatalf("entry %d does not parse: %v", i, err)
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentlog/agentlog"
 	"github.com/dgraph-io/badger/v4"
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
@@ -359,7 +360,7 @@ func TestValueLogGC(t *testing.T) {
 		}
 		var hashes []tlog.Hash
 		for i, leaf := range leaves {
-			l, err := ParseLeaf(leaf)
+			l, err := agentlog.ParseLeaf(leaf)
 			if err != nil || l.Action != fmt.Sprintf("a%03d-%0300d", i/batch, i/batch) {
 				t.Fatalf("entry %d after GC: %v %+v", i, err, l)
 			}

@@ -3,26 +3,23 @@ package log
 import (
 	"crypto/ed25519"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
 	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
+
+	"github.com/agentlog/agentlog"
 )
 
-// MaxLeafSize is the largest leaf the log stores, in bytes. It is the limit
-// of the 2-byte length prefix of a C2SP entry bundle.
-const MaxLeafSize = 65535
-
-// MaxEntriesPerRequest caps how many records one append request may carry.
-const MaxEntriesPerRequest = 10000
-
-// MaxRequestBytes caps the body of one append request.
-const MaxRequestBytes = 16 << 20
+// Limits of the wire formats (package agentlog).
+const (
+	MaxLeafSize          = agentlog.MaxLeafSize
+	MaxEntriesPerRequest = agentlog.MaxEntriesPerRequest
+	MaxRequestBytes      = agentlog.MaxRequestBytes
+)
 
 // Field limits, in bytes. They keep a single leaf readable and bound the
 // cost of indexing it.
@@ -35,38 +32,21 @@ const (
 // nothing was written.
 var ErrInvalid = errors.New("invalid record")
 
-// Kinds of leaves. Agents append KindAction; the others are written by the
-// log itself.
+// Kinds of leaves (package agentlog). Agents append KindAction; the others
+// are written by the log itself.
 const (
-	KindAction  = "action"
-	KindAgent   = "agent"
-	KindSession = "session"
-	KindDenied  = "denied"
-	KindToken   = "token"
-	KindAlert   = "alert"  // raised by the anomaly rules (package anomaly)
-	KindSystem  = "system" // the log's own configuration changes
+	KindAction  = agentlog.KindAction
+	KindAgent   = agentlog.KindAgent
+	KindSession = agentlog.KindSession
+	KindDenied  = agentlog.KindDenied
+	KindToken   = agentlog.KindToken
+	KindAlert   = agentlog.KindAlert
+	KindSystem  = agentlog.KindSystem
 )
 
-// Record is one agent action as submitted by a client. Field names follow
-// the OpenTelemetry GenAI conventions where one fits (see docs/api.md).
-type Record struct {
-	// Action is what the agent did, e.g. "db.query" (required).
-	Action string `json:"action"`
-	// Tool is the tool the agent used (gen_ai.tool.name).
-	Tool string `json:"tool,omitempty"`
-	// Resource is what the action touched, e.g. "customers/42".
-	Resource string `json:"resource,omitempty"`
-	// Outcome is the result, e.g. "success", "error", "denied".
-	Outcome string `json:"outcome,omitempty"`
-	// Attributes is a JSON object of further detail.
-	Attributes json.RawMessage `json:"attributes,omitempty"`
-	// Seq is the record's per-session sequence number as the agent
-	// numbered it (1 <= Seq); 0 means none. Gaps reveal dropped records.
-	Seq uint64 `json:"seq,omitempty"`
-	// Sig is the agent's Ed25519 signature (64 bytes) over the record's
-	// signed bytes (docs/identity.md); nil means none.
-	Sig []byte `json:"sig,omitempty"`
-}
+// Record is one agent action as submitted by a client: the wire type
+// [agentlog.Record].
+type Record = agentlog.Record
 
 // Principal names who appended an entry and on whose behalf. The log
 // writes these fields into the leaf; they never come from a request body.
@@ -82,18 +62,12 @@ type Principal struct {
 	Task    string
 }
 
-// wireRequest is the append body as decoded; attributes stay raw JSON.
-type wireRequest struct {
-	Entries []wireRecord `json:"entries"`
-}
-
+// wireRecord is a record as the strict decoder reads it: attributes stay
+// raw JSON and the signature text is checked by ParseAppendRequest, so
+// its error can name the field.
 type wireRecord struct {
-	Action     string         `json:"action"`
-	Tool       string         `json:"tool,omitempty"`
-	Resource   string         `json:"resource,omitempty"`
-	Outcome    string         `json:"outcome,omitempty"`
+	agentlog.Record
 	Attributes jsontext.Value `json:"attributes,omitempty"`
-	Seq        uint64         `json:"seq,omitempty"`
 	Sig        string         `json:"sig,omitempty"`
 }
 
@@ -102,7 +76,9 @@ type wireRecord struct {
 // no duplicate names, nothing after the object. Every record must be valid
 // for the request to be accepted; the error names the first bad record.
 func ParseAppendRequest(body []byte) ([]Record, error) {
-	var req wireRequest
+	var req struct {
+		Entries []wireRecord `json:"entries"`
+	}
 	if err := jsonv2.Unmarshal(body, &req, jsonv2.RejectUnknownMembers(true)); err != nil {
 		return nil, fmt.Errorf("%w: request body is not a valid append request: %s", ErrInvalid, jsonErrText(err))
 	}
@@ -114,7 +90,8 @@ func ParseAppendRequest(body []byte) ([]Record, error) {
 	}
 	recs := make([]Record, len(req.Entries))
 	for i, w := range req.Entries {
-		recs[i] = Record{Action: w.Action, Tool: w.Tool, Resource: w.Resource, Outcome: w.Outcome, Attributes: []byte(w.Attributes), Seq: w.Seq}
+		recs[i] = w.Record
+		recs[i].Attributes = []byte(w.Attributes)
 		if w.Sig != "" {
 			sig, err := base64.StdEncoding.Strict().DecodeString(w.Sig)
 			if err != nil || len(sig) != ed25519.SignatureSize {
@@ -122,7 +99,7 @@ func ParseAppendRequest(body []byte) ([]Record, error) {
 			}
 			recs[i].Sig = sig
 		}
-		if err := recs[i].validate(); err != nil {
+		if err := validate(&recs[i]); err != nil {
 			return nil, fmt.Errorf("entries[%d]: %w", i, err)
 		}
 	}
@@ -134,7 +111,7 @@ func jsonErrText(err error) string {
 	return strings.TrimPrefix(err.Error(), "json: ")
 }
 
-func (r *Record) validate() error {
+func validate(r *Record) error {
 	if strings.TrimSpace(r.Action) == "" {
 		return fmt.Errorf("%w: \"action\" is required and must not be blank", ErrInvalid)
 	}
@@ -173,132 +150,29 @@ func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
 // not on the append hot path.
 type leafTail []byte
 
-// timeLayout is the leaf time format: RFC 3339 in UTC with fixed-width
-// nanoseconds, so leaves sort and compare as text.
-const timeLayout = "2006-01-02T15:04:05.000000000Z"
-
-// leafTimeLen is the length of a formatted leaf time.
-const leafTimeLen = len(timeLayout)
-
 // leafPrefixLen is the length of `{"time":"<time>",` that the sequencer
 // prepends to a leafTail.
-const leafPrefixLen = len(`{"time":"`) + leafTimeLen + len(`",`)
+const leafPrefixLen = agentlog.LeafHeadLen
 
-// encodeTail writes the leaf's keys after "time" in their fixed order:
-// kind, principal, role, agent, session, task, seq, action, tool, resource,
-// outcome, attributes, sig; empty ones are left out. The strings were
-// validated (UTF-8, no control characters) and attributes compacted by
-// ParseAppendRequest, or come from the log itself, so only quotes and
-// backslashes need escaping; the result is what encoding/json would produce
-// without its HTML escaping (a fuzz test checks the two agree).
+// encodeTail encodes the leaf of record r appended by p as kind, after its
+// time ([agentlog.AppendLeafTail]). The strings were validated (UTF-8, no
+// control characters) and attributes compacted by ParseAppendRequest, or
+// come from the log itself and are validated where they enter.
 func encodeTail(kind string, p Principal, r *Record) (leafTail, error) {
-	n := 128 + len(kind) + len(p.ID) + len(p.Role) + len(p.Agent) + len(p.Session) + len(p.Task) +
-		len(r.Action) + len(r.Tool) + len(r.Resource) + len(r.Outcome) + len(r.Attributes) + 2*len(r.Sig)
-	b := make([]byte, 0, n)
-	b = appendField(b, `"kind":`, kind)
-	for _, f := range [...]struct{ key, v string }{
-		{`,"principal":`, p.ID}, {`,"role":`, p.Role}, {`,"agent":`, p.Agent},
-		{`,"session":`, p.Session}, {`,"task":`, p.Task},
-	} {
-		if f.v != "" {
-			b = appendField(b, f.key, f.v)
-		}
-	}
-	if r.Seq != 0 {
-		b = append(b, `,"seq":`...)
-		b = strconv.AppendUint(b, r.Seq, 10)
-	}
-	for _, f := range [...]struct{ key, v string }{
-		{`,"action":`, r.Action}, {`,"tool":`, r.Tool}, {`,"resource":`, r.Resource}, {`,"outcome":`, r.Outcome},
-	} {
-		if f.v != "" {
-			b = appendField(b, f.key, f.v)
-		}
-	}
-	if len(r.Attributes) > 0 {
-		b = append(b, `,"attributes":`...)
-		b = append(b, r.Attributes...)
-	}
-	if len(r.Sig) > 0 {
-		b = append(b, `,"sig":"`...)
-		b = base64.StdEncoding.AppendEncode(b, r.Sig)
-		b = append(b, '"')
-	}
-	b = append(b, '}')
+	l := agentlog.Leaf{Kind: kind, Principal: p.ID, Role: p.Role, Agent: p.Agent, Session: p.Session, Task: p.Task,
+		Seq: r.Seq, Action: r.Action, Tool: r.Tool, Resource: r.Resource, Outcome: r.Outcome, Attributes: r.Attributes, Sig: r.Sig}
+	b := agentlog.AppendLeafTail(make([]byte, 0, agentlog.LeafTailSize(&l)), &l)
 	if leafPrefixLen+len(b) > MaxLeafSize {
 		return nil, fmt.Errorf("%w: the record's leaf would be %d bytes, at most %d allowed", ErrInvalid, leafPrefixLen+len(b), MaxLeafSize)
 	}
 	return b, nil
 }
 
-// appendField appends key and v as a JSON string. v must be valid UTF-8
-// without control characters (ParseAppendRequest checks record fields;
-// every other string comes from the log itself and is validated where it
-// enters).
-func appendField(b []byte, key, v string) []byte {
-	b = append(b, key...)
-	b = append(b, '"')
-	for i := 0; i < len(v); i++ {
-		switch c := v[i]; {
-		case c == '"' || c == '\\':
-			b = append(b, '\\', c)
-		case c == 0xe2 && i+2 < len(v) && v[i+1] == 0x80 && (v[i+2] == 0xa8 || v[i+2] == 0xa9):
-			// U+2028 and U+2029, escaped as encoding/json does so leaves
-			// are safe to embed in JavaScript.
-			b = append(b, `\u202`...)
-			b = append(b, "89"[v[i+2]-0xa8])
-			i += 2
-		default:
-			b = append(b, c)
-		}
-	}
-	return append(b, '"')
-}
-
 // appendLeaf writes the leaf for tail at time t into dst.
 func appendLeaf(dst []byte, t time.Time, tail leafTail) []byte {
-	dst = append(dst, `{"time":"`...)
-	dst = t.UTC().AppendFormat(dst, timeLayout)
-	dst = append(dst, `",`...)
-	return append(dst, tail...)
-}
-
-// Leaf is a stored entry decoded for readers.
-type Leaf struct {
-	Time       time.Time       `json:"time"`
-	Kind       string          `json:"kind"`
-	Principal  string          `json:"principal,omitempty"`
-	Role       string          `json:"role,omitempty"`
-	Agent      string          `json:"agent,omitempty"`
-	Session    string          `json:"session,omitempty"`
-	Task       string          `json:"task,omitempty"`
-	Seq        uint64          `json:"seq,omitempty"`
-	Action     string          `json:"action,omitempty"`
-	Tool       string          `json:"tool,omitempty"`
-	Resource   string          `json:"resource,omitempty"`
-	Outcome    string          `json:"outcome,omitempty"`
-	Attributes json.RawMessage `json:"attributes,omitempty"`
-	Sig        []byte          `json:"sig,omitempty"` // base64 in the leaf
-}
-
-// ParseLeaf decodes a stored leaf.
-func ParseLeaf(b []byte) (*Leaf, error) {
-	var l Leaf
-	if err := json.Unmarshal(b, &l); err != nil {
-		return nil, fmt.Errorf("leaf is not valid JSON: %w", err)
-	}
-	if l.Time.IsZero() || l.Kind == "" {
-		return nil, errors.New("leaf lacks a time or a kind")
-	}
-	return &l, nil
+	return append(agentlog.AppendLeafHead(dst, t), tail...)
 }
 
 // leafTime reads the time of a leaf written by appendLeaf without decoding
 // the whole leaf.
-func leafTime(b []byte) (time.Time, error) {
-	const p = `{"time":"`
-	if len(b) < len(p)+leafTimeLen || string(b[:len(p)]) != p {
-		return time.Time{}, errors.New("leaf does not start with its time")
-	}
-	return time.Parse(timeLayout, string(b[len(p):len(p)+leafTimeLen]))
-}
+func leafTime(b []byte) (time.Time, error) { return agentlog.LeafTime(b) }

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/agentlog/agentlog"
 )
 
 func TestParseAppendRequest(t *testing.T) {
@@ -96,7 +98,7 @@ func TestLeafEncoding(t *testing.T) {
 	if !json.Valid(leaf) {
 		t.Fatal("leaf is not valid JSON")
 	}
-	l, err := ParseLeaf(leaf)
+	l, err := agentlog.ParseLeaf(leaf)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,9 +171,9 @@ func FuzzParseAppendRequest(f *testing.F) {
 			if !json.Valid(leaf) || len(leaf) > MaxLeafSize {
 				t.Fatalf("bad leaf %q", leaf)
 			}
-			l, err := ParseLeaf(leaf)
+			l, err := agentlog.ParseLeaf(leaf)
 			if err != nil {
-				t.Fatalf("ParseLeaf(%q): %v", leaf, err)
+				t.Fatalf("agentlog.ParseLeaf(%q): %v", leaf, err)
 			}
 			if l.Action != recs[i].Action || l.Tool != recs[i].Tool || l.Resource != recs[i].Resource || l.Outcome != recs[i].Outcome ||
 				l.Seq != recs[i].Seq || !bytes.Equal(l.Sig, recs[i].Sig) || l.Agent != fuzzPrincipal.Agent || l.Task != fuzzPrincipal.Task {
@@ -249,7 +251,7 @@ func TestAgentLeafEncoding(t *testing.T) {
 	if string(leaf) != want {
 		t.Fatalf("leaf\n got %s\nwant %s", leaf, want)
 	}
-	l, err := ParseLeaf(leaf)
+	l, err := agentlog.ParseLeaf(leaf)
 	if err != nil || l.Seq != 7 || len(l.Sig) != 64 || l.Session != p.Session || l.Task != "T-1" {
 		t.Fatalf("ParseLeaf = %+v, %v", l, err)
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 
+	"github.com/agentlog/agentlog"
 	"github.com/agentlog/agentlog/log/query"
 )
 
@@ -378,7 +379,7 @@ func intersect(cs []*postingCursor) (uint64, bool, error) {
 
 // matchLeaf is LeafMatches for leaves this log wrote, without decoding
 // them. A leaf's top-level fields come in a fixed order before
-// "attributes", each string escaped by appendField; inside a string a
+// "attributes", each string escaped by agentlog.AppendString; inside a string a
 // quote is always escaped, so `,"<field>":"` can only be the field's own
 // key, and comparing escaped bytes equals comparing the strings (escaping
 // is done character by character, so it preserves prefixes too).
@@ -391,7 +392,7 @@ func matchLeaf(f *query.Filter, leaf []byte) (bool, error) {
 	for _, m := range f.Matches {
 		key := append(append(append(buf[:0], `,"`...), m.Field...), `":"`...)
 		v := fieldValue(top, key)
-		want := appendField(nil, "", m.Value)
+		want := agentlog.AppendString(nil, m.Value)
 		want = want[1 : len(want)-1] // without the quotes
 		// An absent field compares as the empty string, as in LeafMatches.
 		if m.Prefix && !bytes.HasPrefix(v, want) || !m.Prefix && !bytes.Equal(v, want) {

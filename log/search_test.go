@@ -14,6 +14,7 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 
+	"github.com/agentlog/agentlog"
 	"github.com/agentlog/agentlog/log/query"
 )
 
@@ -399,8 +400,8 @@ func FuzzReadRawFields(f *testing.F) {
 		if err != nil {
 			t.Fatalf("decode %s: %v", leaf, err)
 		}
-		var r RawFields
-		if !ReadRawFields(leaf, &r) {
+		var r agentlog.RawFields
+		if !agentlog.ReadRawFields(leaf, &r) {
 			if !bytes.Contains(leaf, []byte(`\`)) {
 				t.Fatalf("ReadRawFields refused a leaf without escapes: %s", leaf)
 			}

@@ -8,6 +8,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 	"github.com/transparency-dev/merkle/rfc6962"
 
+	"github.com/agentlog/agentlog"
 	"github.com/agentlog/agentlog/tree"
 )
 
@@ -49,7 +50,7 @@ func Example() {
 		log.Fatal(err)
 	}
 	fmt.Println("proof of leaf 1:", len(p), "hashes")
-	path := tree.TilePath{Level: 0, Index: 0, Width: tree.PartialWidth(0, t.Size())}
+	path := agentlog.TilePath{Level: 0, Index: 0, Width: tree.PartialWidth(0, t.Size())}
 	tile, err := t.Tile(path.Level, path.Index, path.Width)
 	if err != nil {
 		log.Fatal(err)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/agentlog/agentlog"
 	"github.com/dgraph-io/badger/v4"
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
@@ -221,8 +222,8 @@ func checkTiles(t testing.TB, tr *Tree, ref *refTree, old, size uint64) {
 		if !bytes.Equal(got, want) {
 			t.Fatalf("Tile(%d, %d, %d) differs from tlog's", tl.L, tl.N, tl.W)
 		}
-		if w := WidthAt(uint64(tl.L), uint64(tl.N), size); w != tl.W {
-			t.Fatalf("WidthAt(%d, %d, %d) = %d, tlog says %d", tl.L, tl.N, size, w, tl.W)
+		if w := agentlog.TileWidthAt(uint64(tl.L), uint64(tl.N), size); w != tl.W {
+			t.Fatalf("agentlog.TileWidthAt(%d, %d, %d) = %d, tlog says %d", tl.L, tl.N, size, w, tl.W)
 		}
 		if tl.W < TileWidth {
 			if w := PartialWidth(uint64(tl.L), size); w != tl.W {

@@ -74,20 +74,18 @@ import (
 	"math/bits"
 	"sync/atomic"
 
+	"github.com/agentlog/agentlog"
 	"github.com/dgraph-io/badger/v4"
 	"github.com/transparency-dev/merkle/compact"
 	"github.com/transparency-dev/merkle/proof"
 )
 
+// Tile geometry, as c2sp.org/tlog-tiles fixes it (package agentlog).
 const (
-	// TileHeight is the height of a tile: each tile spans 8 levels of the tree.
-	TileHeight = 8
-	// TileWidth is the number of hashes in a full tile.
-	TileWidth = 1 << TileHeight
-	// HashSize is the size of a hash, in bytes.
-	HashSize = sha256.Size
-	// MaxLevel is the largest tile level a tile path may name.
-	MaxLevel = 63
+	TileHeight = agentlog.TileHeight
+	TileWidth  = agentlog.TileWidth
+	HashSize   = agentlog.HashSize
+	MaxLevel   = agentlog.MaxTileLevel
 )
 
 const (
@@ -405,23 +403,6 @@ func PartialWidth(level, size uint64) int {
 	return int((size >> (TileHeight * level)) & (TileWidth - 1))
 }
 
-// WidthAt returns how many hashes tile (level, index) holds in a tree of the
-// given size: 0 if the tile does not exist yet, TileWidth if it is full.
-func WidthAt(level, index, size uint64) int {
-	if level >= tileLevels {
-		return 0
-	}
-	n := size >> (TileHeight * level) // hashes at this level
-	switch full := n >> TileHeight; {
-	case index < full:
-		return TileWidth
-	case index == full:
-		return int(n & (TileWidth - 1))
-	default:
-		return 0
-	}
-}
-
 // Size returns the committed tree size.
 func (t *Tree) Size() uint64 {
 	return t.st.Load().size
@@ -543,7 +524,7 @@ func (t *Tree) Tile(level, index uint64, width int) ([]byte, error) {
 		return nil, fmt.Errorf("%w: tile level %d above %d", ErrInvalid, level, MaxLevel)
 	}
 	st := t.st.Load()
-	if w := WidthAt(level, index, st.size); w < width {
+	if w := agentlog.TileWidthAt(level, index, st.size); w < width {
 		return nil, fmt.Errorf("%w: tile %d/%d has %d hashes at size %d, want %d", ErrNotFound, level, index, w, st.size, width)
 	}
 	nodes, _, err := t.tileNodes(st, level, index)
@@ -555,7 +536,7 @@ func (t *Tree) Tile(level, index uint64, width int) ([]byte, error) {
 
 // tileNodes returns the nodes of tile (level, index) and its width at st.
 func (t *Tree) tileNodes(st *state, level, index uint64) ([]byte, int, error) {
-	w := WidthAt(level, index, st.size)
+	w := agentlog.TileWidthAt(level, index, st.size)
 	switch {
 	case w == 0:
 		return nil, 0, fmt.Errorf("%w: tile %d/%d at size %d", ErrNotFound, level, index, st.size)

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/agentlog/agentlog"
 	"github.com/dgraph-io/badger/v4"
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
@@ -364,7 +365,7 @@ func TestOpenReadsOnlyRightEdge(t *testing.T) {
 	size, root := tr.Size(), tr.Root()
 	err := db.Update(func(txn *badger.Txn) error {
 		for l := uint64(0); l < 3; l++ {
-			for n := uint64(0); WidthAt(l, n, size) == TileWidth; n++ {
+			for n := uint64(0); agentlog.TileWidthAt(l, n, size) == TileWidth; n++ {
 				if err := txn.Delete(tileKey(l, n)); err != nil {
 					return err
 				}
@@ -547,8 +548,8 @@ func TestWidths(t *testing.T) {
 		{1, 0, 256}, {1, 1, 17}, {1, 2, 0},
 		{2, 0, 1}, {2, 1, 0}, {3, 0, 0}, {8, 0, 0}, {63, 0, 0},
 	} {
-		if got := WidthAt(tc.level, tc.index, s); got != tc.want {
-			t.Errorf("WidthAt(%d, %d, %d) = %d, want %d", tc.level, tc.index, s, got, tc.want)
+		if got := agentlog.TileWidthAt(tc.level, tc.index, s); got != tc.want {
+			t.Errorf("agentlog.TileWidthAt(%d, %d, %d) = %d, want %d", tc.level, tc.index, s, got, tc.want)
 		}
 	}
 	for l, want := range []int{112, 17, 1, 0} {

@@ -3,6 +3,7 @@ package tree
 import (
 	"fmt"
 
+	"github.com/agentlog/agentlog"
 	"github.com/dgraph-io/badger/v4"
 	"github.com/transparency-dev/merkle/compact"
 )
@@ -119,7 +120,7 @@ func (t *Tree) Prepare(leafHashes [][]byte) (*Update, error) {
 			continue // no new node at this level: its partial tile is unchanged
 		}
 		from := w.width // hashes already stored
-		w.width = WidthAt(uint64(l), w.index, next.size)
+		w.width = agentlog.TileWidthAt(uint64(l), w.index, next.size)
 		if w.width < TileWidth {
 			// Only the new hashes are written, as one more piece.
 			w.parts = append(w.parts[:len(w.parts):len(w.parts)], uint16(from))
@@ -157,7 +158,7 @@ func (u *Update) Write(txn *badger.Txn) error {
 	for _, tl := range u.partial {
 		from := int(tl.parts[len(tl.parts)-1])
 		if err := txn.Set(partKey(tl.level, tl.index, uint16(from)), tl.nodes[from*HashSize:tl.width*HashSize]); err != nil {
-			return fmt.Errorf("tree: writing tile %d/%d.p/%d: %w", tl.level, tl.index, tl.width, err)
+			return fmt.Errorf("tree: writing tile %s: %w", agentlog.TilePath{Level: tl.level, Index: tl.index, Width: tl.width}, err)
 		}
 	}
 	if err := txn.Set(stateKey, u.next.encode()); err != nil {

@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/agentlog/agentlog"
 	"github.com/agentlog/agentlog/client"
 	"github.com/agentlog/agentlog/internal/secretfile"
 	"github.com/agentlog/agentlog/log/identity"
@@ -42,7 +43,7 @@ func runAgent(args []string, stdout, stderr io.Writer) error {
 		if *id == "" || (*keyOut == "") == (*pubIn == "") {
 			return usagef("--id and exactly one of --key-out or --public-key-file are required")
 		}
-		if !identity.ValidID(*id) {
+		if !agentlog.ValidID(*id) {
 			return usagef("--id %q: want 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit", *id)
 		}
 		sc, err := parseScopeFlags(scope)
@@ -64,7 +65,7 @@ func runAgent(args []string, stdout, stderr io.Writer) error {
 		commitKey := func() error { return nil }
 		var key ed25519.PublicKey
 		if *keyOut != "" {
-			priv, text := client.GenerateAgentKey(*id)
+			priv, text := agentlog.GenerateAgentKey(*id)
 			// The key is durable (beside --key-out) before it is
 			// registered, so a registered key is never lost, and it
 			// becomes --key-out only once the server accepted it, so a
@@ -86,7 +87,7 @@ func runAgent(args []string, stdout, stderr io.Writer) error {
 			if err != nil {
 				return err
 			}
-			kid, priv, err := client.ParseAgentKey(text)
+			kid, priv, err := agentlog.ParseKeyFile(text)
 			if err != nil {
 				return err
 			}

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/agentlog/agentlog/client"
+	"github.com/agentlog/agentlog"
 	alog "github.com/agentlog/agentlog/log"
 )
 
@@ -72,7 +72,7 @@ func TestProvisioningCLI(t *testing.T) {
 	// Operator tokens, shown once on stdout.
 	auditor := strings.TrimSpace(mustCLI(t, bin, "token", "create", s, "--admin-token-file", admin, "--role", "auditor", "--name", "carol"))
 	approver := strings.TrimSpace(mustCLI(t, bin, "token", "create", s, "--admin-token-file", admin, "--role", "approver", "--name", "alice"))
-	if !strings.HasPrefix(auditor, client.TokenPrefix) || strings.Count(auditor, "\n") != 0 {
+	if !strings.HasPrefix(auditor, agentlog.TokenPrefix) || strings.Count(auditor, "\n") != 0 {
 		t.Fatalf("token create printed %q", auditor)
 	}
 	auditorFile, approverFile := writeSecret(t, work, "auditor", auditor), writeSecret(t, work, "approver", approver)
@@ -103,7 +103,7 @@ func TestProvisioningCLI(t *testing.T) {
 
 	// A session: the credential alone on stdout.
 	out := mustCLI(t, bin, "session", "open", s, "--agent-key", key1, "--task", "T-1", "--ttl", "30m")
-	if strings.Count(out, "\n") != 1 || !strings.HasPrefix(out, client.SessionPrefix) {
+	if strings.Count(out, "\n") != 1 || !strings.HasPrefix(out, agentlog.SessionPrefix) {
 		t.Fatalf("session open printed %q", out)
 	}
 	sess1 := strings.TrimSpace(out)
@@ -136,7 +136,7 @@ func TestProvisioningCLI(t *testing.T) {
 		if err != nil {
 			break
 		}
-		l, err := alog.ParseLeaf(b)
+		l, err := agentlog.ParseLeaf(b)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentlog/agentlog"
 	"github.com/agentlog/agentlog/checkpoint/ntptest"
 	"github.com/agentlog/agentlog/client"
 	"github.com/agentlog/agentlog/log/anomaly"
@@ -199,7 +200,7 @@ func TestAlertsExactlyOnceAcrossCrash(t *testing.T) {
 	}
 	ctx := context.Background()
 	admin := mustClient(t, srv.url, string(tok))
-	key, _ := client.GenerateAgentKey("crash-bot")
+	key, _ := agentlog.GenerateAgentKey("crash-bot")
 	if _, err := admin.RegisterAgent(ctx, client.AgentRegistration{ID: "crash-bot", Owner: "e2e", PublicKey: key.Public().(ed25519.PublicKey),
 		Scope: json.RawMessage(`{"actions":["db.*"]}`)}); err != nil {
 		t.Fatal(err)

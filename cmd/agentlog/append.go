@@ -33,17 +33,15 @@ func runAppend(args []string, stdout, stderr io.Writer) error {
 	if strings.TrimSpace(*action) == "" {
 		return usagef("--action is required")
 	}
-	rec := client.Record{Action: *action, Tool: *tool, Resource: *resource, Outcome: *outcome}
+	kv := map[string]string{}
 	for _, a := range attrs {
 		k, v, ok := strings.Cut(a, "=")
 		if !ok || k == "" {
 			return usagef("--attr %q: want key=value", a)
 		}
-		if rec.Attributes == nil {
-			rec.Attributes = map[string]string{}
-		}
-		rec.Attributes[k] = v
+		kv[k] = v
 	}
+	rec := client.Record{Action: *action, Tool: *tool, Resource: *resource, Outcome: *outcome, Attributes: client.Attributes(kv)}
 	ag, err := client.NewAgent(*server, client.AgentConfig{Credential: tok})
 	if err != nil {
 		return usagef("%s", err)

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentlog/agentlog"
 	"github.com/agentlog/agentlog/checkpoint"
 	"github.com/agentlog/agentlog/checkpoint/ntptest"
 	"github.com/agentlog/agentlog/client"
@@ -341,7 +342,7 @@ func provisionSession(t *testing.T, url, adminTok, id, task string) string {
 	t.Helper()
 	ctx := context.Background()
 	admin := mustClient(t, url, adminTok)
-	key, _ := client.GenerateAgentKey(id)
+	key, _ := agentlog.GenerateAgentKey(id)
 	if _, err := admin.RegisterAgent(ctx, client.AgentRegistration{ID: id, Owner: "e2e", PublicKey: key.Public().(ed25519.PublicKey)}); err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/agentlog/agentlog"
 	"github.com/agentlog/agentlog/client"
 )
 
@@ -113,10 +114,7 @@ func runQuery(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintln(tw, "INDEX\tTIME\tKIND\tAGENT\tTASK\tACTION\tTOOL\tRESOURCE\tOUTCOME")
 	n := 0
 	sum, err = c.QueryAll(ctx, p, *limit, func(m client.QueryMatch) error {
-		var l struct {
-			Time                                                          time.Time
-			Kind, Agent, Principal, Task, Action, Tool, Resource, Outcome string
-		}
+		var l agentlog.Leaf
 		if err := json.Unmarshal(m.Entry, &l); err != nil {
 			return fmt.Errorf("entry %d: %w", m.Index, err)
 		}

@@ -7,6 +7,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/agentlog/agentlog"
 	"github.com/agentlog/agentlog/client"
 	"github.com/agentlog/agentlog/internal/secretfile"
 )
@@ -37,7 +38,7 @@ func runSession(args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		id, key, err := client.ParseAgentKey(text)
+		id, key, err := agentlog.ParseKeyFile(text)
 		if err != nil {
 			return fmt.Errorf("%s: %w", *keyFile, err)
 		}

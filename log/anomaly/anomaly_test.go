@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentlog/agentlog"
 	alog "github.com/agentlog/agentlog/log"
 	"github.com/agentlog/agentlog/log/identity"
 	"github.com/agentlog/agentlog/log/query"
@@ -573,7 +574,7 @@ func TestHoursDetail(t *testing.T) {
 		{identity.Scope{Hours: "09:00-17:00"}, "outside the agent's declared hours 09:00-17:00 on every day in UTC"},
 		{identity.Scope{Weekdays: "mon-fri", TZ: "Europe/Paris"}, "outside the agent's declared hours any time on mon-fri in Europe/Paris"},
 	} {
-		alerts, err := w.check(context.Background(), 1, &query.LeafFields{Time: sat, Kind: alog.KindAction, Agent: "bot", Action: "db.query"}, tc.scope.Compile())
+		alerts, err := w.check(context.Background(), 1, &agentlog.Leaf{Time: sat, Kind: alog.KindAction, Agent: "bot", Action: "db.query"}, tc.scope.Compile())
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -18,6 +18,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/agentlog/agentlog"
 	alog "github.com/agentlog/agentlog/log"
 	"github.com/agentlog/agentlog/log/identity"
 	"github.com/agentlog/agentlog/log/query"
@@ -321,7 +322,7 @@ func (w *Watcher) setPosition(key []byte, pos uint64) error {
 type alert struct {
 	rule  string
 	index uint64
-	f     *query.LeafFields
+	f     *agentlog.Leaf
 	rec   alog.Record
 }
 
@@ -332,12 +333,12 @@ func (w *Watcher) examine(ctx context.Context, from, to uint64) (uint64, error) 
 		return from, fmt.Errorf("reading scope changes: %w", err)
 	}
 	var alerts []alert
-	var rf alog.RawFields
+	var rf agentlog.RawFields
 	var lastStamp []byte // the time of the previous leaf, as written
 	var lastTime time.Time
 	err := w.o.Log.ForEachEntry(ctx, from, to, func(i uint64, leaf []byte) error {
-		var f *query.LeafFields
-		if alog.ReadRawFields(leaf, &rf) {
+		var f *agentlog.Leaf
+		if agentlog.ReadRawFields(leaf, &rf) {
 			if string(rf.Kind) == alog.KindAgent {
 				return w.scopeEvent(i, leaf)
 			}
@@ -354,14 +355,14 @@ func (w *Watcher) examine(ctx context.Context, from, to uint64) (uint64, error) 
 				return nil
 			}
 			// The leaves of a batch share their time: parse it once.
-			if stamp := alog.LeafStamp(leaf); !bytes.Equal(stamp, lastStamp) {
-				t, err := alog.LeafTime(leaf)
+			if stamp := agentlog.LeafStamp(leaf); !bytes.Equal(stamp, lastStamp) {
+				t, err := agentlog.LeafTime(leaf)
 				if err != nil {
 					return fmt.Errorf("entry %d: %w", i, err)
 				}
 				lastStamp, lastTime = append(lastStamp[:0], stamp...), t
 			}
-			f = &query.LeafFields{Time: lastTime, Kind: string(rf.Kind), Agent: string(rf.Agent), Session: string(rf.Session), Task: string(rf.Task),
+			f = &agentlog.Leaf{Time: lastTime, Kind: string(rf.Kind), Agent: string(rf.Agent), Session: string(rf.Session), Task: string(rf.Task),
 				Action: string(rf.Action), Tool: string(rf.Tool), Resource: string(rf.Resource), Outcome: string(rf.Outcome)}
 		} else {
 			var err error
@@ -490,7 +491,7 @@ func (w *Watcher) mayFlag(c *identity.CompiledScope) bool {
 
 // check applies every rule to the action at index i by an agent whose
 // compiled scope is c (nil: unknown agent).
-func (w *Watcher) check(ctx context.Context, i uint64, f *query.LeafFields, c *identity.CompiledScope) ([]alert, error) {
+func (w *Watcher) check(ctx context.Context, i uint64, f *agentlog.Leaf, c *identity.CompiledScope) ([]alert, error) {
 	var out []alert
 	add := func(rule, detail string) {
 		attrs, _ := json.Marshal(map[string]any{"rule": rule, "entry": i, "detail": detail})
@@ -571,7 +572,7 @@ func (w *Watcher) countSpike(agent string, t time.Time) (int, float64, bool) {
 
 // firstAccess reports whether no entry before i has f's agent and
 // resource, through the indexes.
-func (w *Watcher) firstAccess(ctx context.Context, i uint64, f *query.LeafFields) (bool, error) {
+func (w *Watcher) firstAccess(ctx context.Context, i uint64, f *agentlog.Leaf) (bool, error) {
 	pair := f.Agent + "\x00" + f.Resource
 	if w.seen[pair] {
 		return false, nil

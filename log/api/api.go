@@ -27,6 +27,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/agentlog/agentlog"
 	"github.com/agentlog/agentlog/checkpoint"
 	alog "github.com/agentlog/agentlog/log"
 	"github.com/agentlog/agentlog/log/anomaly"
@@ -241,7 +242,7 @@ func writeError(l *slog.Logger, w http.ResponseWriter, err error) {
 		writeJSONError(w, http.StatusUnauthorized, err.Error())
 	case errors.Is(err, ErrForbidden), errors.Is(err, identity.ErrNotApproved):
 		writeJSONError(w, http.StatusForbidden, err.Error())
-	case errors.Is(err, alog.ErrInvalid), errors.Is(err, tree.ErrInvalid), errors.Is(err, errBadRequest), errors.Is(err, identity.ErrInvalid):
+	case errors.Is(err, alog.ErrInvalid), errors.Is(err, tree.ErrInvalid), errors.Is(err, agentlog.ErrInvalid), errors.Is(err, errBadRequest), errors.Is(err, identity.ErrInvalid):
 		writeJSONError(w, http.StatusBadRequest, err.Error())
 	case errors.Is(err, alog.ErrNotFound), errors.Is(err, tree.ErrNotFound), errors.Is(err, identity.ErrNotFound):
 		writeJSONError(w, http.StatusNotFound, err.Error())
@@ -308,7 +309,7 @@ func (s *Server) getCheckpoint(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) getTile(w http.ResponseWriter, r *http.Request) error {
-	p, err := tree.ParseTilePath(mux.Vars(r)["path"])
+	p, err := agentlog.ParseTilePath(mux.Vars(r)["path"])
 	if err != nil {
 		return err
 	}
@@ -334,25 +335,13 @@ func (s *Server) getTile(w http.ResponseWriter, r *http.Request) error {
 
 // bundle assembles a C2SP entry bundle: each entry as a 2-byte big-endian
 // length and its bytes.
-func (s *Server) bundle(p tree.TilePath) ([]byte, error) {
-	start := p.Index * tree.TileWidth
+func (s *Server) bundle(p agentlog.TilePath) ([]byte, error) {
+	start := p.Index * agentlog.TileWidth
 	size := s.cfg.Log.Size()
 	if start >= size || start+uint64(p.Width) > size {
 		return nil, fmt.Errorf("entry bundle %d of width %d: %w (tree size %d)", p.Index, p.Width, tree.ErrNotFound, size)
 	}
 	return s.cfg.Log.EntryBundle(start, uint64(p.Width))
-}
-
-// AppendResponse is the answer to POST /v1/entries.
-type AppendResponse struct {
-	Entries []AppendedEntry `json:"entries"`
-}
-
-// AppendedEntry describes one sequenced entry.
-type AppendedEntry struct {
-	Index    uint64 `json:"index"`
-	LeafHash []byte `json:"leaf_hash"` // base64 in JSON
-	Time     string `json:"time"`      // RFC 3339
 }
 
 func (s *Server) postEntries(w http.ResponseWriter, r *http.Request) error {
@@ -393,18 +382,11 @@ func (s *Server) postEntries(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out := AppendResponse{Entries: make([]AppendedEntry, len(res))}
+	out := agentlog.AppendResponse{Entries: make([]agentlog.Appended, len(res))}
 	for i, a := range res {
-		out.Entries[i] = AppendedEntry{Index: a.Index, LeafHash: a.LeafHash[:], Time: a.Time.UTC().Format(time.RFC3339Nano)}
+		out.Entries[i] = agentlog.Appended{Index: a.Index, LeafHash: a.LeafHash[:], Time: a.Time.UTC().Format(time.RFC3339Nano)}
 	}
 	return writeJSON(w, out)
-}
-
-// EntryResponse is the answer to GET /v1/entries/{index}.
-type EntryResponse struct {
-	Index    uint64          `json:"index"`
-	LeafHash []byte          `json:"leaf_hash"`
-	Entry    json.RawMessage `json:"entry"`
 }
 
 func (s *Server) getEntry(w http.ResponseWriter, r *http.Request) error {
@@ -420,15 +402,7 @@ func (s *Server) getEntry(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	h := sha256.Sum256(append([]byte{0}, leaf...))
-	return writeJSON(w, EntryResponse{Index: i, LeafHash: h[:], Entry: leaf})
-}
-
-// ProofResponse is the answer to the proof endpoints. Hashes are base64.
-type ProofResponse struct {
-	Index  *uint64  `json:"index,omitempty"`
-	Old    *uint64  `json:"old,omitempty"`
-	Size   uint64   `json:"size"`
-	Hashes [][]byte `json:"hashes"`
+	return writeJSON(w, agentlog.EntryResponse{Index: i, LeafHash: h[:], Entry: leaf})
 }
 
 func (s *Server) getInclusion(w http.ResponseWriter, r *http.Request) error {
@@ -451,7 +425,7 @@ func (s *Server) getInclusion(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, ProofResponse{Index: &i, Size: size, Hashes: nonNil(hashes)})
+	return writeJSON(w, agentlog.ProofResponse{Index: &i, Size: size, Hashes: nonNil(hashes)})
 }
 
 func (s *Server) getConsistency(w http.ResponseWriter, r *http.Request) error {
@@ -474,7 +448,7 @@ func (s *Server) getConsistency(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, ProofResponse{Old: &old, Size: size, Hashes: nonNil(hashes)})
+	return writeJSON(w, agentlog.ProofResponse{Old: &old, Size: size, Hashes: nonNil(hashes)})
 }
 
 func nonNil(h [][]byte) [][]byte {

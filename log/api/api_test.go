@@ -15,6 +15,7 @@ import (
 	"github.com/transparency-dev/merkle/rfc6962"
 	"golang.org/x/mod/sumdb/tlog"
 
+	"github.com/agentlog/agentlog"
 	alog "github.com/agentlog/agentlog/log"
 )
 
@@ -60,7 +61,7 @@ func do(t *testing.T, method, url, tok, body string) (int, http.Header, []byte) 
 	return resp.StatusCode, resp.Header, b
 }
 
-func appendN(t *testing.T, url string, n int) []AppendedEntry {
+func appendN(t *testing.T, url string, n int) []agentlog.Appended {
 	t.Helper()
 	var sb strings.Builder
 	sb.WriteString(`{"entries":[`)
@@ -75,7 +76,7 @@ func appendN(t *testing.T, url string, n int) []AppendedEntry {
 	if code != 200 {
 		t.Fatalf("append: %d %s", code, b)
 	}
-	var r AppendResponse
+	var r agentlog.AppendResponse
 	if err := json.Unmarshal(b, &r); err != nil {
 		t.Fatal(err)
 	}
@@ -143,7 +144,7 @@ func TestStatuses(t *testing.T) {
 	var denied uint64
 	for i := wantSize; i < l.Size(); i++ {
 		leaf, _ := l.Entry(i)
-		if lf, err := alog.ParseLeaf(leaf); err != nil || lf.Kind != alog.KindDenied {
+		if lf, err := agentlog.ParseLeaf(leaf); err != nil || lf.Kind != alog.KindDenied {
 			t.Fatalf("bad request wrote entry %d: %s", i, leaf)
 		}
 		denied++
@@ -157,7 +158,7 @@ func TestStatuses(t *testing.T) {
 // appended data and independent verifiers.
 func TestReadPaths(t *testing.T) {
 	hs, l := newTestServer(t)
-	var all []AppendedEntry
+	var all []agentlog.Appended
 	base := baseOf(hs.URL)
 	for _, n := range []int{1, 255, 7, 300} {
 		all = append(all, appendN(t, hs.URL, n)...)
@@ -182,7 +183,7 @@ func TestReadPaths(t *testing.T) {
 		if code != 200 {
 			t.Fatalf("entry %d: %d %s", i, code, b)
 		}
-		var e EntryResponse
+		var e agentlog.EntryResponse
 		if err := json.Unmarshal(b, &e); err != nil {
 			t.Fatal(err)
 		}
@@ -196,7 +197,7 @@ func TestReadPaths(t *testing.T) {
 			if code != 200 {
 				t.Fatalf("inclusion: %d %s", code, b)
 			}
-			var p ProofResponse
+			var p agentlog.ProofResponse
 			json.Unmarshal(b, &p)
 			r, err := l.Tree().RootAt(s)
 			if err != nil {
@@ -213,7 +214,7 @@ func TestReadPaths(t *testing.T) {
 		if code != 200 {
 			t.Fatalf("consistency: %d %s", code, b)
 		}
-		var p ProofResponse
+		var p agentlog.ProofResponse
 		json.Unmarshal(b, &p)
 		oldRoot, _ := l.Tree().RootAt(old)
 		if err := proof.VerifyConsistency(rfc6962.DefaultHasher, old, size, p.Hashes, oldRoot, root); err != nil {

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentlog/agentlog"
 	"github.com/agentlog/agentlog/client"
 	alog "github.com/agentlog/agentlog/log"
 	"github.com/agentlog/agentlog/log/identity"
@@ -99,7 +100,7 @@ func (e *env) openSession(t *testing.T, key ed25519.PrivateKey, id, task string,
 	if code != 200 {
 		t.Fatalf("open session for %s: %d %s", id, code, b)
 	}
-	var o identity.Opened
+	var o agentlog.SessionInfo
 	if err := json.Unmarshal(b, &o); err != nil {
 		t.Fatal(err)
 	}
@@ -107,15 +108,15 @@ func (e *env) openSession(t *testing.T, key ed25519.PrivateKey, id, task string,
 }
 
 // leaves returns the leaves at [from, size).
-func (e *env) leaves(t *testing.T, from uint64) []*alog.Leaf {
+func (e *env) leaves(t *testing.T, from uint64) []*agentlog.Leaf {
 	t.Helper()
-	var out []*alog.Leaf
+	var out []*agentlog.Leaf
 	for i := from; i < e.l.Size(); i++ {
 		b, err := e.l.Entry(i)
 		if err != nil {
 			t.Fatal(err)
 		}
-		lf, err := alog.ParseLeaf(b)
+		lf, err := agentlog.ParseLeaf(b)
 		if err != nil {
 			t.Fatal(err)
 		}

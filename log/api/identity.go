@@ -15,6 +15,7 @@ import (
 	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/gorilla/mux"
 
+	"github.com/agentlog/agentlog"
 	alog "github.com/agentlog/agentlog/log"
 	"github.com/agentlog/agentlog/log/identity"
 )
@@ -30,7 +31,7 @@ func (s *Server) authenticate(r *http.Request) (alog.Principal, error) {
 	if !ok {
 		return alog.Principal{}, fmt.Errorf("%w: send Authorization: Bearer <credential>", ErrUnauthorized)
 	}
-	if s.cfg.Identity != nil && (strings.HasPrefix(tok, identity.TokenPrefix) || strings.HasPrefix(tok, identity.SessionPrefix)) {
+	if s.cfg.Identity != nil && (strings.HasPrefix(tok, agentlog.TokenPrefix) || strings.HasPrefix(tok, agentlog.SessionPrefix)) {
 		p, err := s.cfg.Identity.Authenticate(tok)
 		if errors.Is(err, identity.ErrInvalid) {
 			err = &identity.DeniedError{Reason: identity.ReasonForged}
@@ -147,7 +148,7 @@ func (s *Server) checkSignatures(p alog.Principal, recs []alog.Record) error {
 			}
 			pub = a.PublicKey
 		}
-		if !ed25519.Verify(pub, identity.RecordSignedBytes(p.Agent, p.Session, p.Task, &recs[i]), recs[i].Sig) {
+		if !ed25519.Verify(pub, agentlog.RecordSignedBytes(p.Agent, p.Session, p.Task, &recs[i]), recs[i].Sig) {
 			return fmt.Errorf("%w: entries[%d]: \"sig\" does not verify with the agent's registered key (signed bytes: docs/identity.md)", alog.ErrInvalid, i)
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentlog/agentlog"
 	"github.com/agentlog/agentlog/client"
 	alog "github.com/agentlog/agentlog/log"
 	"github.com/agentlog/agentlog/log/identity"
@@ -35,7 +36,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 	adminT, approverT, auditorT := create("ops-admin", "admin"), create("ops-approver", "approver"), create("ops-auditor", "auditor")
 	revokedT := create("gone", "auditor")
 	{
-		_, id, _, _ := identity.ParseCredential(revokedT)
+		_, id, _, _ := agentlog.ParseCredential(revokedT)
 		if code, _, b := do(t, "DELETE", e.hs.URL+"/v1/tokens/"+id, adminTok, ""); code != 200 {
 			t.Fatalf("revoke token: %d %s", code, b)
 		}
@@ -55,7 +56,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"approver token", RoleApprover, static(approverT)},
 		{"auditor token", RoleAuditor, static(auditorT)},
 		{"revoked token", "", static(revokedT)},
-		{"forged token", "", func(*testing.T) string { return identity.TokenPrefix + "0123456789abcdef." + randSecret() }},
+		{"forged token", "", func(*testing.T) string { return agentlog.TokenPrefix + "0123456789abcdef." + randSecret() }},
 		{"session valid", RoleAgent, func(t *testing.T) string { return e.openSession(t, keyA, "agent-a", "task-1", 0) }},
 		{"session of another agent", RoleAgent, func(t *testing.T) string { return e.openSession(t, keyB, "agent-b", "task-b", 0) }},
 		{"session expired", "", func(t *testing.T) string {
@@ -106,7 +107,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 		}},
 		{"list tokens", "GET", []string{RoleAdmin}, fixed("/v1/tokens", "")},
 		{"revoke token", "DELETE", []string{RoleAdmin}, func(t *testing.T) (string, string) {
-			_, id, _, _ := identity.ParseCredential(create(fresh("victim"), "auditor"))
+			_, id, _, _ := agentlog.ParseCredential(create(fresh("victim"), "auditor"))
 			return "/v1/tokens/" + id, ""
 		}},
 		{"register agent", "POST", []string{RoleAdmin}, func(*testing.T) (string, string) {
@@ -130,7 +131,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"close session", "DELETE", []string{RoleAgent}, fixed("/v1/sessions/current", "")},
 		{"list sessions", "GET", []string{RoleAdmin, RoleAuditor}, fixed("/v1/sessions?agent=agent-a", "")},
 		{"end session", "DELETE", []string{RoleAdmin}, func(t *testing.T) (string, string) {
-			_, id, _, _ := identity.ParseCredential(e.openSession(t, keyA, "agent-a", "task-x", 0))
+			_, id, _, _ := agentlog.ParseCredential(e.openSession(t, keyA, "agent-a", "task-x", 0))
 			return "/v1/sessions/" + id, ""
 		}},
 	}
@@ -153,7 +154,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 				if code != want {
 					t.Fatalf("%s %s: %d %s, want %d", rt.method, path, code, b, want)
 				}
-				var denied []*alog.Leaf
+				var denied []*agentlog.Leaf
 				for _, l := range e.leaves(t, before) {
 					if l.Kind == alog.KindDenied {
 						denied = append(denied, l)
@@ -264,7 +265,7 @@ func TestSessionOpen(t *testing.T) {
 				if len(ls) != 1 || ls[0].Kind != alog.KindSession || ls[0].Action != "session.opened" || ls[0].Agent != "agent-a" || ls[0].Task != "t" {
 					t.Fatalf("session entry %+v", ls)
 				}
-				var o identity.Opened
+				var o agentlog.SessionInfo
 				json.Unmarshal(b, &o)
 				if got := o.Expires.Sub(now); got != 90*time.Minute {
 					t.Fatalf("session lasts %v, want 90m", got)
@@ -286,7 +287,7 @@ func TestAttributedAppends(t *testing.T) {
 	keyA := e.agent(t, "agent-a")
 	e.agent(t, "agent-b")
 	sess := e.openSession(t, keyA, "agent-a", "refund #7", 0)
-	_, sid, _, _ := identity.ParseCredential(sess)
+	_, sid, _, _ := agentlog.ParseCredential(sess)
 
 	// The body cannot name an agent, session or task.
 	for _, f := range []string{`"agent":"agent-b"`, `"session":"x"`, `"task":"x"`, `"principal":"agent-b"`, `"kind":"agent"`, `"time":"2020-01-01T00:00:00Z"`} {
@@ -297,7 +298,7 @@ func TestAttributedAppends(t *testing.T) {
 
 	// A signed, numbered record verifies from the leaf and the registered key.
 	attrs := []byte(`{"amount":"12.50","note":"<&>"}`)
-	msg := client.RecordSignedBytes("agent-a", sid, "refund #7", 1, "payments.refund", "stripe", "charges/9", "success", attrs)
+	msg := agentlog.RecordSignedBytes("agent-a", sid, "refund #7", &agentlog.Record{Seq: 1, Action: "payments.refund", Tool: "stripe", Resource: "charges/9", Outcome: "success", Attributes: attrs})
 	sig := ed25519.Sign(keyA, msg)
 	body := fmt.Sprintf(`{"entries":[{"action":"payments.refund","tool":"stripe","resource":"charges/9","outcome":"success","attributes":{ "amount" : "12.50", "note":"<&>" },"seq":1,"sig":%q}]}`, base64.StdEncoding.EncodeToString(sig))
 	before := e.l.Size()
@@ -314,11 +315,11 @@ func TestAttributedAppends(t *testing.T) {
 		t.Fatalf("leaf %+v", l)
 	}
 	a, _ := e.ids.Agent("agent-a")
-	if err := identity.VerifyLeaf(l, a.PublicKey); err != nil {
+	if err := l.VerifySignature(a.PublicKey); err != nil {
 		t.Fatalf("signature does not verify from the leaf: %v", err)
 	}
 	b2, _ := e.ids.Agent("agent-b")
-	if err := identity.VerifyLeaf(l, b2.PublicKey); err == nil {
+	if err := l.VerifySignature(b2.PublicKey); err == nil {
 		t.Fatal("signature verifies with another agent's key")
 	}
 	// A bad signature is refused and writes nothing.
@@ -329,10 +330,10 @@ func TestAttributedAppends(t *testing.T) {
 	}
 
 	// Idempotency: a retry returns the original receipts and writes nothing.
-	post := func(key, body string) (int, []AppendedEntry) {
+	post := func(key, body string) (int, []agentlog.Appended) {
 		req := `{"entries":[` + body + `]}`
 		code, _, b := doHeaders(t, "POST", e.hs.URL+"/v1/entries", sess, req, map[string]string{"Idempotency-Key": key})
-		var r AppendResponse
+		var r agentlog.AppendResponse
 		json.Unmarshal(b, &r)
 		return code, r.Entries
 	}
@@ -348,7 +349,7 @@ func TestAttributedAppends(t *testing.T) {
 	// Another session's identical key is its own.
 	sess2 := e.openSession(t, keyA, "agent-a", "refund #8", 0)
 	code, _, b = doHeaders(t, "POST", e.hs.URL+"/v1/entries", sess2, `{"entries":[{"action":"a"},{"action":"b"}]}`, map[string]string{"Idempotency-Key": "k1"})
-	var r4 AppendResponse
+	var r4 agentlog.AppendResponse
 	json.Unmarshal(b, &r4)
 	if code != 200 || r4.Entries[0].Index == r1[0].Index {
 		t.Fatalf("other session with the same key: %d %s", code, b)
@@ -392,7 +393,7 @@ func TestEndSession(t *testing.T) {
 	key := e.agent(t, "agent-a")
 	leaked := e.openSession(t, key, "agent-a", "t1", 0)
 	other := e.openSession(t, key, "agent-a", "t2", 0)
-	_, id, _, _ := identity.ParseCredential(leaked)
+	_, id, _, _ := agentlog.ParseCredential(leaked)
 	code, _, b := do(t, "GET", e.hs.URL+"/v1/sessions?agent=agent-a", auditorTok, "")
 	if code != 200 || strings.Count(string(b), `"agent":"agent-a"`) != 2 || strings.Contains(string(b), "hash") {
 		t.Fatalf("session list: %d %s", code, b)

@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
+	"github.com/agentlog/agentlog"
 	"github.com/agentlog/agentlog/log/query"
 )
 
@@ -18,40 +20,6 @@ const (
 	defaultQueryLimit = 1000
 	maxQueryLimit     = 100000
 )
-
-// queryParams are the parameters GET /v1/query accepts besides the filter
-// fields of package query.
-var queryParams = map[string]bool{
-	"from": true, "to": true, "outside_hours": true, "tz": true, "weekdays": true,
-	"limit": true, "cursor": true, "proof": true,
-}
-
-// QueryMatch is one NDJSON line of a query answer.
-type QueryMatch struct {
-	Index uint64          `json:"index"`
-	Entry json.RawMessage `json:"entry"`
-	// InclusionProof proves the entry under the summary's checkpoint
-	// (with proof=true).
-	InclusionProof [][]byte `json:"inclusion_proof,omitempty"`
-}
-
-// QuerySummary is the last NDJSON line of a query answer.
-type QuerySummary struct {
-	TreeSize uint64 `json:"tree_size"` // the answer is complete for this tree size
-	// Start and End bound the index range the time filters select; every
-	// match lies in it, and entries below Next were all examined.
-	Start   uint64 `json:"start"`
-	End     uint64 `json:"end"`
-	Next    uint64 `json:"next"`
-	Matches int    `json:"matches"`
-	// Cursor continues the query where this page stopped; empty when the
-	// range is exhausted.
-	Cursor string `json:"cursor,omitempty"`
-	// Checkpoint is the signed checkpoint of TreeSize the proofs refer to
-	// (with proof=true).
-	Checkpoint string `json:"checkpoint,omitempty"`
-	Error      string `json:"error,omitempty"` // set if the stream broke off
-}
 
 // cursor is the opaque continuation of a query: the tree size the answer
 // was fixed to and the next index to examine.
@@ -86,7 +54,7 @@ func (s *Server) getQuery(w http.ResponseWriter, r *http.Request) error {
 		return fmt.Errorf("%w: malformed query string", errBadRequest)
 	}
 	for k := range q {
-		if !queryParams[k] && !isField(k) {
+		if !slices.Contains(agentlog.QueryParams, k) && !slices.Contains(agentlog.QueryFields, k) {
 			return fmt.Errorf("%w: unknown query parameter %q", errBadRequest, k)
 		}
 	}
@@ -172,7 +140,7 @@ func (s *Server) getQuery(w http.ResponseWriter, r *http.Request) error {
 		_, err := bw.Write(line)
 		return err
 	})
-	sum := QuerySummary{TreeSize: size, Start: st.Start, End: st.End, Next: st.Next, Matches: st.Matches}
+	sum := agentlog.QuerySummary{TreeSize: size, Start: st.Start, End: st.End, Next: st.Next, Matches: st.Matches}
 	if st.Next < st.End {
 		sum.Cursor = encodeCursor(size, st.Next)
 	}
@@ -186,18 +154,9 @@ func (s *Server) getQuery(w http.ResponseWriter, r *http.Request) error {
 			sum.Cursor = encodeCursor(size, st.Next)
 		}
 	}
-	if err := enc.Encode(map[string]QuerySummary{"summary": sum}); err != nil {
+	if err := enc.Encode(agentlog.QuerySummaryLine{Summary: sum}); err != nil {
 		return nil // the client went away
 	}
 	bw.Flush()
 	return nil
-}
-
-func isField(k string) bool {
-	for _, f := range query.Fields {
-		if f == k {
-			return true
-		}
-	}
-	return false
 }

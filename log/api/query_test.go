@@ -14,6 +14,7 @@ import (
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
 
+	"github.com/agentlog/agentlog"
 	"github.com/agentlog/agentlog/checkpoint"
 	alog "github.com/agentlog/agentlog/log"
 	"github.com/agentlog/agentlog/log/query"
@@ -50,8 +51,8 @@ func queryEnv(t *testing.T) (*env, *checkpoint.Keys) {
 }
 
 type queryAnswer struct {
-	matches []QueryMatch
-	summary QuerySummary
+	matches []agentlog.QueryMatch
+	summary agentlog.QuerySummary
 }
 
 func runQuery(t *testing.T, e *env, tok, params string) (int, queryAnswer, []byte) {
@@ -69,14 +70,14 @@ func runQuery(t *testing.T, e *env, tok, params string) (int, queryAnswer, []byt
 	for sc.Scan() {
 		line := sc.Bytes()
 		if bytes.HasPrefix(line, []byte(`{"summary":`)) {
-			var s map[string]QuerySummary
+			var s map[string]agentlog.QuerySummary
 			if err := json.Unmarshal(line, &s); err != nil {
 				t.Fatal(err)
 			}
 			a.summary = s["summary"]
 			continue
 		}
-		var m QueryMatch
+		var m agentlog.QueryMatch
 		if err := json.Unmarshal(line, &m); err != nil {
 			t.Fatalf("line %q: %v", line, err)
 		}
@@ -148,7 +149,7 @@ func TestQuery(t *testing.T) {
 		if err := proof.VerifyInclusion(rfc6962.DefaultHasher, m.Index, cp.Size, rfc6962.DefaultHasher.HashLeaf(m.Entry), m.InclusionProof, cp.Root); err != nil {
 			t.Fatalf("match %d: %v", m.Index, err)
 		}
-		var l alog.Leaf
+		var l agentlog.Leaf
 		json.Unmarshal(m.Entry, &l)
 		if l.Agent != "bot-a" {
 			t.Fatalf("match %d is by %q", m.Index, l.Agent)

@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/agentlog/agentlog"
 	"github.com/agentlog/agentlog/client"
 	alog "github.com/agentlog/agentlog/log"
 	"github.com/agentlog/agentlog/log/api"
@@ -99,22 +100,22 @@ func (tl *testLog) session(t *testing.T, id, scope, task string) string {
 }
 
 // leaves returns the leaves from index from on.
-func (tl *testLog) leaves(t *testing.T, from uint64) []*alog.Leaf {
+func (tl *testLog) leaves(t *testing.T, from uint64) []*agentlog.Leaf {
 	t.Helper()
-	var out []*alog.Leaf
+	var out []*agentlog.Leaf
 	for i := from; i < tl.l.Size(); i++ {
 		out = append(out, tl.leaf(t, i))
 	}
 	return out
 }
 
-func (tl *testLog) leaf(t *testing.T, i uint64) *alog.Leaf {
+func (tl *testLog) leaf(t *testing.T, i uint64) *agentlog.Leaf {
 	t.Helper()
 	b, err := tl.l.Entry(i)
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := alog.ParseLeaf(b)
+	l, err := agentlog.ParseLeaf(b)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +124,7 @@ func (tl *testLog) leaf(t *testing.T, i uint64) *alog.Leaf {
 
 // checkReceipt checks that receipt names leaf i by its RFC 6962 leaf hash
 // and returns the leaf.
-func (tl *testLog) checkReceipt(t *testing.T, receipt string) (uint64, *alog.Leaf) {
+func (tl *testLog) checkReceipt(t *testing.T, receipt string) (uint64, *agentlog.Leaf) {
 	t.Helper()
 	rc, err := ParseReceipt(receipt)
 	if err != nil {
@@ -140,7 +141,7 @@ func (tl *testLog) checkReceipt(t *testing.T, receipt string) (uint64, *alog.Lea
 	return rc.Index, tl.leaf(t, rc.Index)
 }
 
-func attrs(t *testing.T, l *alog.Leaf) map[string]any {
+func attrs(t *testing.T, l *agentlog.Leaf) map[string]any {
 	t.Helper()
 	var m map[string]any
 	if err := json.Unmarshal(l.Attributes, &m); err != nil {

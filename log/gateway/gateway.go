@@ -37,6 +37,8 @@ import (
 	"sync"
 	"time"
 	"unicode/utf8"
+
+	"github.com/agentlog/agentlog"
 )
 
 // Headers of the gateway's answers.
@@ -174,13 +176,11 @@ type callKey struct{}
 
 func callOf(ctx context.Context) *call { c, _ := ctx.Value(callKey{}).(*call); return c }
 
-// record is one record of an append request.
+// record is one record of an append request being built: the wire
+// record, with its attributes as a map until it is encoded.
 type record struct {
-	Action     string         `json:"action"`
-	Tool       string         `json:"tool,omitempty"`
-	Resource   string         `json:"resource,omitempty"`
-	Outcome    string         `json:"outcome,omitempty"`
-	Attributes map[string]any `json:"attributes,omitempty"`
+	agentlog.Record
+	Attributes map[string]any
 }
 
 // withOutcome returns a copy of r with its outcome and extra attributes.
@@ -197,9 +197,13 @@ func (r record) withOutcome(outcome string, attrs map[string]any) record {
 }
 
 func (r record) encode() []byte {
-	r.Action, r.Tool = clean(r.Action, 256), clean(r.Tool, 256)
-	r.Resource, r.Outcome = clean(r.Resource, 2048), clean(r.Outcome, 256)
-	return jsonMarshal(r)
+	out := r.Record
+	out.Action, out.Tool = clean(r.Action, 256), clean(r.Tool, 256)
+	out.Resource, out.Outcome = clean(r.Resource, 2048), clean(r.Outcome, 256)
+	if len(r.Attributes) > 0 {
+		out.Attributes = jsonMarshal(r.Attributes)
+	}
+	return jsonMarshal(out)
 }
 
 // clean makes s a valid leaf field: valid UTF-8 without control
@@ -355,7 +359,7 @@ func (g *Gateway) serveHTTP(w http.ResponseWriter, r *http.Request, rt *route, r
 	if action == "" {
 		action = "http." + strings.ToLower(r.Method)
 	}
-	c.rec = record{Action: action, Tool: rt.Tool, Resource: rt.resource(rest), Attributes: map[string]any{
+	c.rec = record{Record: agentlog.Record{Action: action, Tool: rt.Tool, Resource: rt.resource(rest)}, Attributes: map[string]any{
 		"gateway.route":       rt.Name,
 		"gateway.record":      recordMode(rt),
 		"http.request.method": r.Method,

@@ -13,6 +13,7 @@ import (
 
 	jsonv2 "github.com/go-json-experiment/json"
 
+	"github.com/agentlog/agentlog"
 	"github.com/agentlog/agentlog/client"
 	"github.com/agentlog/agentlog/log/identity"
 )
@@ -59,8 +60,8 @@ func bearer(r *http.Request) (string, bool) {
 // asked; with errLogDown, a session the log confirmed before (and not yet
 // expired) is also returned, for fail_open routes.
 func (s *sessions) authenticate(ctx context.Context, cred string) (*session, error) {
-	if !strings.HasPrefix(cred, identity.SessionPrefix) {
-		return nil, fmt.Errorf("%w: the gateway takes an agentlog session credential (%s...)", errRefused, identity.SessionPrefix)
+	if !strings.HasPrefix(cred, agentlog.SessionPrefix) {
+		return nil, fmt.Errorf("%w: the gateway takes an agentlog session credential (%s...)", errRefused, agentlog.SessionPrefix)
 	}
 	k := sha256.Sum256([]byte(cred))
 	now := s.now()

@@ -33,12 +33,13 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 
+	"github.com/agentlog/agentlog"
 	alog "github.com/agentlog/agentlog/log"
 )
 
 // Errors callers branch on. The HTTP layer maps them to statuses.
 var (
-	ErrInvalid     = errors.New("invalid request")       // 400
+	ErrInvalid     = agentlog.ErrInvalid                 // 400
 	ErrNotFound    = errors.New("not found")             // 404
 	ErrExists      = errors.New("already exists")        // 409
 	ErrConflict    = errors.New("conflict")              // 409
@@ -281,7 +282,7 @@ func (s *Store) event(ctx context.Context, p alog.Principal, kind, action string
 // ParseCredential) to its principal. A credential of neither shape gives
 // an error wrapping ErrInvalid; one that is refused gives a *DeniedError.
 func (s *Store) Authenticate(cred string) (alog.Principal, error) {
-	kind, id, secret, err := ParseCredential(cred)
+	kind, id, secret, err := agentlog.ParseCredential(cred)
 	if err != nil {
 		return alog.Principal{}, err
 	}
@@ -289,7 +290,7 @@ func (s *Store) Authenticate(cred string) (alog.Principal, error) {
 	now := s.cfg.Now()
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if kind == CredToken {
+	if kind == agentlog.CredToken {
 		t := s.tokens[id]
 		if t == nil || subtle.ConstantTimeCompare(t.Hash, h[:]) != 1 {
 			return alog.Principal{}, &DeniedError{Reason: ReasonForged}
@@ -327,7 +328,7 @@ type AgentSpec struct {
 }
 
 func (sp *AgentSpec) validate() error {
-	if !ValidID(sp.ID) {
+	if !agentlog.ValidID(sp.ID) {
 		return fmt.Errorf("%w: agent id %q must be 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit", ErrInvalid, sp.ID)
 	}
 	if err := validText("owner", sp.Owner, maxTextLen, true); err != nil {
@@ -494,7 +495,7 @@ func (s *Store) Agents() []*Agent {
 // CreateToken creates an operator token for role (admin, approver or
 // auditor) and returns it with the credential, which is not kept.
 func (s *Store) CreateToken(ctx context.Context, by alog.Principal, name, role string) (*Token, string, error) {
-	if !ValidID(name) {
+	if !agentlog.ValidID(name) {
 		return nil, "", fmt.Errorf("%w: token name %q must be 1 to 64 letters, digits, '.', '_' or '-'", ErrInvalid, name)
 	}
 	if name == BootstrapAdmin {
@@ -503,7 +504,7 @@ func (s *Store) CreateToken(ctx context.Context, by alog.Principal, name, role s
 	if role != RoleAdmin && role != RoleApprover && role != RoleAuditor {
 		return nil, "", fmt.Errorf("%w: role %q: want admin, approver or auditor (agents use sessions)", ErrInvalid, role)
 	}
-	id, cred, h := newCredential(TokenPrefix)
+	id, cred, h := newCredential(agentlog.TokenPrefix)
 	t := &Token{ID: id, Name: name, Role: role, Hash: h[:], CreatedBy: by.ID, Created: s.cfg.Now().UTC()}
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
@@ -555,20 +556,11 @@ func (s *Store) RevokeToken(ctx context.Context, by alog.Principal, id string) (
 	return publicToken(n), nil
 }
 
-// Opened is the answer to a successful session request.
-type Opened struct {
-	Session    string    `json:"session"`
-	Credential string    `json:"credential"`
-	Agent      string    `json:"agent"`
-	Task       string    `json:"task"`
-	Expires    time.Time `json:"expires"`
-}
-
 // OpenSession checks a parsed session request (see ParseOpenRequest): the
 // agent's signature, the request time within the window, the nonce never
 // seen before, the agent approved and not revoked; then it records the
 // session and returns its credential.
-func (s *Store) OpenSession(ctx context.Context, r *OpenRequest, t time.Time, sig []byte) (*Opened, error) {
+func (s *Store) OpenSession(ctx context.Context, r *agentlog.SessionRequest, t time.Time, sig []byte) (*agentlog.SessionInfo, error) {
 	now := s.cfg.Now()
 	s.mu.RLock()
 	a, ok := s.agents[r.Agent]
@@ -618,7 +610,7 @@ func (s *Store) OpenSession(ctx context.Context, r *OpenRequest, t time.Time, si
 	s.sweepLocked(now)
 	s.mu.Unlock()
 
-	id, cred, h := newCredential(SessionPrefix)
+	id, cred, h := newCredential(agentlog.SessionPrefix)
 	se := &Session{ID: id, Agent: a.ID, Task: r.Task, Hash: h[:], Opened: now.UTC(), Expires: now.Add(ttl).UTC()}
 	p := alog.Principal{ID: a.ID, Role: RoleAgent, Agent: a.ID, Session: id, Task: r.Task}
 	if err := s.event(ctx, p, alog.KindSession, "session.opened", map[string]any{"expires": se.Expires, "ttl_seconds": int64(ttl / time.Second)}); err != nil {
@@ -639,7 +631,7 @@ func (s *Store) OpenSession(ctx context.Context, r *OpenRequest, t time.Time, si
 		return nil, fmt.Errorf("storing session %s: %w", id, err)
 	}
 	s.setLocked(func() { s.sessions[id] = se })
-	return &Opened{Session: id, Credential: cred, Agent: a.ID, Task: r.Task, Expires: se.Expires}, nil
+	return &agentlog.SessionInfo{Session: id, Credential: cred, Agent: a.ID, Task: r.Task, Expires: se.Expires}, nil
 }
 
 // CloseSession ends the session p authenticated with.

@@ -20,13 +20,12 @@ import (
 	"strings"
 	"time"
 	_ "time/tzdata" // zones must resolve on machines without a zoneinfo database
+
+	"github.com/agentlog/agentlog"
 )
 
 // ErrInvalid is wrapped by every filter parsing error.
 var ErrInvalid = errors.New("invalid query")
-
-// Fields that can be matched, in the order of the query API's parameters.
-var Fields = []string{"agent", "action", "tool", "resource", "outcome", "kind", "session", "task"}
 
 // Match is a condition on one field: an exact value, or a prefix when the
 // query value ends in '*'.
@@ -98,14 +97,14 @@ func (f *Filter) MatchEntry(t time.Time, get func(field string) string) bool {
 	return true
 }
 
-// Parse reads a filter from query parameters: the fields of [Fields]
+// Parse reads a filter from query parameters: the fields of [agentlog.QueryFields]
 // (each at most once; a trailing '*' asks for a prefix), from and to
 // (RFC 3339), outside_hours (HH:MM-HH:MM), tz (an IANA zone, default UTC)
 // and weekdays (default mon-fri). Parameters it does not know are left to
 // the caller (limit, cursor, proof).
 func Parse(q url.Values) (*Filter, error) {
 	f := &Filter{}
-	for _, field := range Fields {
+	for _, field := range agentlog.QueryFields {
 		vs := q[field]
 		if len(vs) == 0 {
 			continue

@@ -1,4 +1,4 @@
-package tree
+package agentlog
 
 import (
 	"fmt"
@@ -7,10 +7,42 @@ import (
 	"strings"
 )
 
+// Tile geometry of c2sp.org/tlog-tiles.
+const (
+	// TileHeight is the height of a tile: each tile spans 8 levels of the
+	// tree.
+	TileHeight = 8
+	// TileWidth is the number of hashes in a full tile and of entries in
+	// a full entry bundle.
+	TileWidth = 1 << TileHeight
+	// HashSize is the size of a tile hash (SHA-256), in bytes.
+	HashSize = 32
+	// MaxTileLevel is the largest tile level a tile path may name.
+	MaxTileLevel = 63
+)
+
+// TileWidthAt returns how many hashes tile (level, index) holds in a tree
+// of size leaves (for level 0 and entry bundles: how many entries): 0 if
+// the tile does not exist yet, TileWidth if it is full.
+func TileWidthAt(level, index, size uint64) int {
+	if level >= 64/TileHeight {
+		return 0
+	}
+	n := size >> (TileHeight * level) // hashes at this level
+	switch full := n >> TileHeight; {
+	case index < full:
+		return TileWidth
+	case index == full:
+		return int(n & (TileWidth - 1))
+	default:
+		return 0
+	}
+}
+
 // TilePath names a C2SP tlog-tiles resource: a hash tile <L>/<N>[.p/<W>] or
 // an entry bundle entries/<N>[.p/<W>], as found after "tile/" in a URL.
 type TilePath struct {
-	Level   uint64 // tile level, 0..MaxLevel; 0 for entry bundles
+	Level   uint64 // tile level, 0..MaxTileLevel; 0 for entry bundles
 	Index   uint64 // tile index N within the level
 	Width   int    // hashes or entries, 1..TileWidth; TileWidth is a full tile
 	Entries bool   // an entry bundle rather than a hash tile
@@ -36,7 +68,7 @@ func ParseTilePath(p string) (TilePath, error) {
 	if head == "entries" {
 		tp.Entries = true
 	} else {
-		l, ok := parseDecimal(head, MaxLevel)
+		l, ok := parseDecimal(head, MaxTileLevel)
 		if !ok {
 			return bad("level is not a decimal from 0 to 63")
 		}

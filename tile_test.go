@@ -1,4 +1,4 @@
-package tree
+package agentlog
 
 import (
 	"errors"
@@ -88,14 +88,14 @@ func FuzzTilePath(f *testing.F) {
 			if p.String() != s {
 				t.Fatalf("ParseTilePath(%q).String() = %q", s, p.String())
 			}
-			if p.Width < 1 || p.Width > TileWidth || p.Level > MaxLevel || p.Entries && p.Level != 0 {
+			if p.Width < 1 || p.Width > TileWidth || p.Level > MaxTileLevel || p.Entries && p.Level != 0 {
 				t.Fatalf("ParseTilePath(%q) = %+v: out of range", s, p)
 			}
 		} else if !errors.Is(err, ErrInvalid) {
 			t.Fatalf("ParseTilePath(%q): error %v does not wrap ErrInvalid", s, err)
 		}
 		// Any valid TilePath: String parses back to it.
-		p := TilePath{Level: level % (MaxLevel + 1), Index: index, Width: 1 + int(uint(width)%TileWidth), Entries: entries}
+		p := TilePath{Level: level % (MaxTileLevel + 1), Index: index, Width: 1 + int(uint(width)%TileWidth), Entries: entries}
 		if entries {
 			p.Level = 0
 		}

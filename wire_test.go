@@ -1,0 +1,165 @@
+package agentlog
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestRecordSignedBytes pins the documented example of the record signed
+// bytes (docs/identity.md).
+func TestRecordSignedBytes(t *testing.T) {
+	rec := Record{Action: "a", Tool: "t", Resource: "r/1", Outcome: "ok", Attributes: []byte(`{"k":"v"}`), Seq: 9}
+	got := RecordSignedBytes("bot-1", "0123456789abcdef", "task", &rec)
+	const doc = "agentlog record v1\nagent bot-1\nsession 0123456789abcdef\ntask task\nseq 9\naction a\ntool t\nresource r/1\noutcome ok\nattributes {\"k\":\"v\"}\n"
+	if string(got) != doc {
+		t.Fatalf("signed bytes %q differ from the documented example", got)
+	}
+}
+
+// TestLeafSignature signs a record, makes its leaf and checks the
+// signature from the leaf alone, and that a changed field breaks it.
+func TestLeafSignature(t *testing.T) {
+	key, _ := GenerateAgentKey("bot-1")
+	pub := key.Public().(ed25519.PublicKey)
+	rec := Record{Action: "payments.refund", Tool: "stripe", Resource: "charges/9", Outcome: "success", Attributes: []byte(`{"amount":"12.50"}`), Seq: 3}
+	SignRecord(key, "bot-1", "0123456789abcdef", "refund #7", &rec)
+	l := Leaf{Time: time.Unix(1e9, 0), Kind: KindAction, Principal: "bot-1", Role: "agent", Agent: "bot-1", Session: "0123456789abcdef", Task: "refund #7",
+		Seq: rec.Seq, Action: rec.Action, Tool: rec.Tool, Resource: rec.Resource, Outcome: rec.Outcome, Attributes: rec.Attributes, Sig: rec.Sig}
+	parsed, err := ParseLeaf(l.Append(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := parsed.VerifySignature(pub); err != nil {
+		t.Fatal(err)
+	}
+	parsed.Resource = "charges/10"
+	if parsed.VerifySignature(pub) == nil {
+		t.Fatal("a changed resource still verifies")
+	}
+	parsed.Sig = nil
+	if parsed.VerifySignature(pub) == nil {
+		t.Fatal("a leaf without a signature verifies")
+	}
+}
+
+// TestLeafEncoding holds the canonical encoder to encoding/json (without
+// HTML escaping) and ParseLeaf to its inverse.
+func TestLeafEncoding(t *testing.T) {
+	l := Leaf{Time: time.Date(2026, 11, 28, 3, 4, 5, 6, time.UTC), Kind: KindAction, Principal: "bot-1", Role: "agent", Agent: "bot-1",
+		Session: "0123456789abcdef", Task: "t \"q\" \\ <é> \u2028", Seq: 7, Action: "db.query", Tool: "sql", Resource: "customers/42",
+		Outcome: "success", Attributes: []byte(`{"rows":3}`), Sig: bytes.Repeat([]byte{1}, 64)}
+	got := l.Append(nil)
+	var want bytes.Buffer
+	enc := json.NewEncoder(&want)
+	enc.SetEscapeHTML(false)
+	ref := l
+	ref.Time = time.Time{}
+	if err := enc.Encode(struct {
+		Time string `json:"time"`
+		*Leaf
+	}{"2026-11-28T03:04:05.000000006Z", &ref}); err != nil {
+		t.Fatal(err)
+	}
+	if w := bytes.TrimSuffix(want.Bytes(), []byte("\n")); !bytes.Equal(got, w) {
+		t.Fatalf("leaf\n got %s\nwant %s", got, w)
+	}
+	back, err := ParseLeaf(got)
+	if err != nil || !back.Time.Equal(l.Time) || back.Task != l.Task || !bytes.Equal(back.Sig, l.Sig) || string(back.Attributes) != string(l.Attributes) {
+		t.Fatalf("ParseLeaf = %+v, %v", back, err)
+	}
+	if tm, err := LeafTime(got); err != nil || !tm.Equal(l.Time) {
+		t.Fatalf("LeafTime = %v, %v", tm, err)
+	}
+	var rf RawFields
+	if ReadRawFields(got, &rf) {
+		t.Fatal("ReadRawFields read a leaf with an escaped task")
+	}
+}
+
+func TestKeyFile(t *testing.T) {
+	_, key, _ := ed25519.GenerateKey(rand.Reader)
+	text := FormatKeyFile("bot-1", key)
+	id, k, err := ParseKeyFile(text)
+	if err != nil || id != "bot-1" || !k.Equal(key) {
+		t.Fatalf("ParseKeyFile: %v %v", id, err)
+	}
+	for _, bad := range []string{"", KeyFilePrefix + "bot", KeyFilePrefix + "+" + strings.Repeat("A", 43) + "=", KeyFilePrefix + "-bot+" + strings.Repeat("A", 43) + "=", KeyFilePrefix + "bot+AAAA"} {
+		if _, _, err := ParseKeyFile(bad); err == nil {
+			t.Errorf("ParseKeyFile(%q) accepted", bad)
+		}
+	}
+}
+
+func TestSessionRequest(t *testing.T) {
+	key, _ := GenerateAgentKey("bot-1")
+	now := time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)
+	r := NewSessionRequest("bot-1", "deploy", 90*time.Second, now, key)
+	want := "agentlog session open v1\nagent bot-1\ntask deploy\nttl 90\ntime 2026-01-02T03:04:05.000000006Z\nnonce " + r.Nonce + "\n"
+	if string(r.SignedBytes()) != want {
+		t.Fatalf("signed bytes %q, want %q", r.SignedBytes(), want)
+	}
+	b, _ := json.Marshal(r)
+	if !strings.HasPrefix(string(b), `{"agent":"bot-1","task":"deploy","ttl_seconds":90,"time":"2026-01-02T03:04:05.000000006Z","nonce":"`) {
+		t.Fatalf("session request JSON %s", b)
+	}
+}
+
+func FuzzParseCredential(f *testing.F) {
+	_, tok, _ := NewCredential(TokenPrefix)
+	_, sess, _ := NewCredential(SessionPrefix)
+	for _, s := range []string{tok, sess, "", TokenPrefix, SessionPrefix + "x.y", TokenPrefix + "0123456789abcdef.", "Bearer x"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		kind, id, secret, err := ParseCredential(s)
+		if err != nil {
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("error does not wrap ErrInvalid: %v", err)
+			}
+			return
+		}
+		if (kind != CredToken && kind != CredSession) || !validHexID(id) || len(secret) != credSecretLen {
+			t.Fatalf("accepted %q as %s %s", s, kind, id)
+		}
+	})
+}
+
+func FuzzParseKeyFile(f *testing.F) {
+	_, key, _ := ed25519.GenerateKey(rand.Reader)
+	f.Add(FormatKeyFile("bot", key))
+	f.Add(KeyFilePrefix + "a+")
+	f.Add("")
+	f.Fuzz(func(t *testing.T, s string) {
+		id, k, err := ParseKeyFile(s)
+		if err != nil {
+			return
+		}
+		if !ValidID(id) || len(k) != ed25519.PrivateKeySize {
+			t.Fatalf("accepted %q", s)
+		}
+	})
+}
+
+// FuzzParseLeaf: never a panic, and what parses has a time and a kind.
+func FuzzParseLeaf(f *testing.F) {
+	f.Add([]byte(`{"time":"2026-11-28T03:04:05.000000006Z","kind":"action","agent":"a","seq":1,"action":"x","attributes":{"k":1},"sig":"AAAA"}`))
+	f.Add([]byte(`{"time":"x","kind":"action"}`))
+	f.Add([]byte(`[]`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var rf RawFields
+		ReadRawFields(b, &rf)
+		l, err := ParseLeaf(b)
+		if err != nil {
+			return
+		}
+		if l.Time.IsZero() || l.Kind == "" {
+			t.Fatalf("ParseLeaf(%q) = %+v without a time or a kind", b, l)
+		}
+	})
+}
