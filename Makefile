@@ -4,8 +4,9 @@ PKGS := ./...
 
 .PHONY: build test interop bench lint fuzz clean
 
+# -buildvcs=true records the commit for "agentlog --version", whatever GOFLAGS says.
 build:
-	$(GO) build -o bin/ ./cmd/...
+	$(GO) build -buildvcs=true -o bin/ ./cmd/...
 
 # Race detector on; fuzz seed corpora run as ordinary tests.
 test: interop

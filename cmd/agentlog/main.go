@@ -9,7 +9,8 @@
 //	agentlog gateway --log URL [--listen ADDR] [--route NAME=URL]... [--config FILE]
 //	agentlog bench append --server URL --token-file F [--concurrency N] [--batch N] [--duration D] [--size B]
 //
-// Run "agentlog <verb> -h" for every flag of a verb.
+// Run "agentlog help" for every verb, "agentlog help VERB" (or "VERB -h")
+// for its flags and an example, "agentlog --version" for the build.
 package main
 
 import (
@@ -49,48 +50,42 @@ var verbs = map[string]func(args []string, stdout, stderr io.Writer) error{
 	"gateway":  runGateway,
 }
 
-const usage = `agentlog: a verifiable audit log for AI agents.
-
-Usage:
-  agentlog serve   [--data DIR] [--listen ADDR] [--origin ORIGIN] [--ntp HOST[:PORT]]... [--checkpoint-interval DUR]
-  agentlog verify  --server URL --log-key FILE [--time-key FILE] [--index N --token-file FILE]
-  agentlog token   create --admin-token-file F --role admin|approver|auditor --name NAME
-  agentlog token   list|revoke --admin-token-file F [--id ID]
-  agentlog agent   register --admin-token-file F --id ID [--owner O] [--scope S] --key-out FILE [--no-approve]
-  agentlog agent   approve|show|revoke|scope|list --admin-token-file F [--id ID] [--scope S]
-  agentlog session open --agent-key FILE --task TASK [--ttl DUR]    (prints the credential alone on stdout)
-  agentlog session close --session-token T
-  agentlog session list|end --admin-token-file F [--agent ID] [--id SESSION]
-  agentlog append  --server URL --session-token T --action A [--tool X] [--resource R] [--outcome O] [--attr k=v]...
-  agentlog query   --server URL --token-file F [--agent A] [--action A] [--tool X] [--resource R] [--from T1] [--to T2]
-                   [--outside-hours 09:00-17:00 --tz ZONE --weekdays mon-fri] [--limit N] [--json [--proof]]
-  agentlog reindex --data DIR [--check]    (offline: rebuild or check the query indexes)
-  agentlog dev synth --data DIR [--entries 10000000] [--agents 1000] [--days 365]
-  agentlog audit   --server URL --token-file F --policy FILE [--log-key FILE] [--from T --to T | --start N --end N] [--state FILE] [--json]
-  agentlog monitor --server URL --policy FILE [--log-key FILE] --state FILE [--interval D] [--once]
-  agentlog bench append --server URL --token-file FILE [--concurrency N] [--batch N] [--duration D] [--size BYTES]
-  agentlog gateway --log URL [--listen ADDR] [--route NAME=URL]... [--config FILE]   (mcp+URL for an MCP server)
-  agentlog evidence export --server URL --token-file F [query flags] --out DIR [--log-key FILE] [--policy FILE] | verify DIR --log-key FILE [--policy FILE]
-
-Run "agentlog <verb> -h" for the flags of a verb.
-`
-
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		fmt.Fprint(stderr, usage)
-		if len(args) == 0 {
+	switch {
+	case len(args) == 0:
+		overview(stderr)
+		return 2
+	case args[0] == "-h" || args[0] == "--help" || args[0] == "-help":
+		overview(stdout)
+		return 0
+	case args[0] == "--version" || args[0] == "-version" || args[0] == "version":
+		fmt.Fprintln(stdout, version())
+		return 0
+	}
+	if args[0] == "help" {
+		if err := runHelp(args[1:], stdout, stderr); err != nil {
+			fmt.Fprintf(stderr, "agentlog help: %s\n", err)
 			return 2
 		}
 		return 0
 	}
 	v, ok := verbs[args[0]]
 	if !ok {
-		fmt.Fprintf(stderr, "agentlog: unknown verb %q\n\n%s", args[0], usage)
+		fmt.Fprintf(stderr, "agentlog: unknown verb %q\n\n", args[0])
+		overview(stderr)
 		return 2
+	}
+	if _, isGroup := groups[args[0]]; isGroup && (len(args) == 1 || isHelpArg(args[1])) {
+		if len(args) == 1 {
+			groupHelp(stderr, args[0])
+			return 2
+		}
+		groupHelp(stdout, args[0])
+		return 0
 	}
 	err := v(args[1:], stdout, stderr)
 	switch {
@@ -126,8 +121,22 @@ func errorHint(err error) string {
 func newFlags(name string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("agentlog "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		if flagSetHook != nil {
+			flagSetHook(fs)
+		}
+		flagUsage(fs.Output(), name, fs)
+	}
 	return fs
 }
+
+// flagSetHook, if set by a test, receives each FlagSet whose usage is
+// printed.
+var flagSetHook func(*flag.FlagSet)
+
+func isHelpArg(s string) bool { return s == "-h" || s == "--help" || s == "-help" || s == "help" }
+
+func errorsIsHelp(err error) bool { return errors.Is(err, flag.ErrHelp) }
 
 // parseFlags parses args and rejects stray positional arguments.
 func parseFlags(fs *flag.FlagSet, args []string) error {

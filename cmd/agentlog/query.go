@@ -77,6 +77,8 @@ func runQuery(args []string, stdout, stderr io.Writer) error {
 	limit := fs.Int("limit", 0, "stop after this many matches (0: all)")
 	asJSON := fs.Bool("json", false, "print NDJSON (one match a line, then the summary) instead of a table")
 	withProof := fs.Bool("proof", false, "include each match's inclusion proof against the published checkpoint (with --json)")
+	follow := fs.Bool("follow", false, "after the matches so far, keep printing new matches as they are appended, until Ctrl-C")
+	interval := fs.Duration("interval", time.Second, "with --follow, how often to look for new entries")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -86,6 +88,9 @@ func runQuery(args []string, stdout, stderr io.Writer) error {
 	}
 	if *limit < 0 {
 		return usagef("--limit must not be negative")
+	}
+	if *follow && (*limit != 0 || *interval <= 0) {
+		return usagef("--follow takes no --limit, and a positive --interval")
 	}
 	if *withProof && !*asJSON {
 		return usagef("--proof needs --json: the proofs are part of the NDJSON output (or use agentlog evidence export)")
@@ -108,12 +113,15 @@ func runQuery(args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		return enc.Encode(map[string]any{"summary": sum})
+		if err := enc.Encode(map[string]any{"summary": sum}); err != nil || !*follow {
+			return err
+		}
+		return followQuery(ctx, c, p, sum.End, *interval, func(m client.QueryMatch) error { return enc.Encode(m) })
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "INDEX\tTIME\tKIND\tAGENT\tTASK\tACTION\tTOOL\tRESOURCE\tOUTCOME")
 	n := 0
-	sum, err = c.QueryAll(ctx, p, *limit, func(m client.QueryMatch) error {
+	row := func(m client.QueryMatch) error {
 		var l agentlog.Leaf
 		if err := json.Unmarshal(m.Entry, &l); err != nil {
 			return fmt.Errorf("entry %d: %w", m.Index, err)
@@ -126,10 +134,20 @@ func runQuery(args []string, stdout, stderr io.Writer) error {
 		_, err := fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.Index, l.Time.UTC().Format(time.RFC3339),
 			cell(l.Kind), cell(who), cell(l.Task), cell(l.Action), cell(l.Tool), cell(l.Resource), cell(l.Outcome))
 		return err
-	})
+	}
+	sum, err = c.QueryAll(ctx, p, *limit, row)
 	tw.Flush()
 	if err != nil {
 		return err
+	}
+	if *follow {
+		fmt.Fprintf(stdout, "%d matches up to index %d; following (Ctrl-C stops)\n", n, sum.End)
+		return followQuery(ctx, c, p, sum.End, *interval, func(m client.QueryMatch) error {
+			if err := row(m); err != nil {
+				return err
+			}
+			return tw.Flush()
+		})
 	}
 	complete := "complete"
 	if sum.Next < sum.End {
@@ -154,4 +172,57 @@ func cell(s string) string {
 		s = s[:57] + "..."
 	}
 	return s
+}
+
+// followQuery calls fn for each match at index next or later, as entries
+// are appended, until ctx ends (nil error: the user stopped it). Entry
+// times never decrease with the index, so the entries from next on are
+// those at or after the time of entry next-1: each round asks from that
+// time and drops what it already saw.
+func followQuery(ctx context.Context, c *client.Client, p url.Values, next uint64, interval time.Duration, fn func(client.QueryMatch) error) error {
+	userFrom := p.Get("from")
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+		q := url.Values{}
+		for k, v := range p {
+			q[k] = v
+		}
+		if next > 0 {
+			leaf, err := c.Entry(ctx, next-1)
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return err
+			}
+			var l agentlog.Leaf
+			if err := json.Unmarshal(leaf, &l); err != nil {
+				return fmt.Errorf("entry %d: %w", next-1, err)
+			}
+			from := l.Time.UTC().Format(time.RFC3339Nano)
+			if uf, err := time.Parse(time.RFC3339, userFrom); err == nil && uf.After(l.Time) {
+				from = userFrom
+			}
+			q.Set("from", from)
+		}
+		sum, err := c.QueryAll(ctx, q, 0, func(m client.QueryMatch) error {
+			if m.Index < next {
+				return nil
+			}
+			return fn(m)
+		})
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		next = max(next, sum.End)
+	}
 }

@@ -186,7 +186,7 @@ func parseAnnotation(s string) (*Block, error) {
 				return nil, fmt.Errorf("background takes no value")
 			}
 			if _, known := keys[k]; known {
-				return nil, fmt.Errorf("%s needs a value: %s=...", k, k)
+				return nil, fmt.Errorf("%s needs a value (%s=VALUE)", k, k)
 			}
 		}
 		switch k {
