@@ -139,11 +139,7 @@ func overview(w io.Writer) {
 // groupHelp is "agentlog help agent".
 func groupHelp(w io.Writer, v string) {
 	fmt.Fprintf(w, "agentlog %s: ", v)
-	var subs []string
-	for _, s := range groups[v] {
-		subs = append(subs, s)
-	}
-	fmt.Fprintf(w, "%s\n\n", strings.Join(subs, ", "))
+	fmt.Fprintf(w, "%s\n\n", strings.Join(groups[v], ", "))
 	for _, s := range groups[v] {
 		h := helps[v+" "+s]
 		fmt.Fprintf(w, "  agentlog %s\n      %s\n", h.usage, h.summary)
