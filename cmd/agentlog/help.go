@@ -94,6 +94,9 @@ var helps = map[string]verbHelp{
 	"gateway": {"run a recording reverse proxy in front of HTTP and MCP tools: each call is in the log before the agent gets the answer",
 		"gateway --log URL [--listen ADDR] [--route NAME=URL]... [--config FILE]",
 		"agentlog gateway --log http://127.0.0.1:8080 --listen 127.0.0.1:8091 --route crm=http://127.0.0.1:9000"},
+	"demo": {"the whole story in one command: a log and a witness on loopback, two agents, an out-of-scope and an off-hours action, and what an auditor sees",
+		"demo [--dir agentlog-demo] [--keep-running]",
+		"agentlog demo --dir /tmp/agentlog-demo && rm -rf /tmp/agentlog-demo"},
 	"dev synth": {"write a synthetic log (agents acting over a year) for benchmarks and demos",
 		"dev synth --data DIR [--entries N] [--agents N] [--days N]",
 		"agentlog dev synth --data /tmp/synth --entries 100000"},
@@ -110,7 +113,7 @@ var groups = map[string][]string{
 }
 
 // verbOrder is the order of the overview.
-var verbOrder = []string{"serve", "agent", "session", "append", "token", "query", "verify", "evidence", "audit", "monitor", "gateway", "reindex", "bench", "dev"}
+var verbOrder = []string{"demo", "serve", "agent", "session", "append", "token", "query", "verify", "evidence", "audit", "monitor", "gateway", "reindex", "bench", "dev"}
 
 // overview is "agentlog help": every verb with its summary.
 func overview(w io.Writer) {
