@@ -370,5 +370,3 @@ func (p *demoLog) stop() error {
 		return errors.New("the log server did not stop within 2 minutes of SIGTERM")
 	}
 }
-
-
