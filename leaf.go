@@ -24,6 +24,7 @@ const (
 	KindToken   = "token"
 	KindAlert   = "alert"  // raised by the anomaly rules
 	KindSystem  = "system" // the log's own configuration changes
+	KindChange  = "change" // configuration changes of agents (docs/changes.md)
 )
 
 // TimeLayout is the leaf time format: RFC 3339 in UTC with fixed-width
@@ -51,6 +52,10 @@ type Leaf struct {
 	Agent   string `json:"agent,omitempty"`
 	Session string `json:"session,omitempty"`
 	Task    string `json:"task,omitempty"`
+	// Config is the digest ("sha256:<hex>" of the RFC 8785 form) of the
+	// agent configuration the session declared, or a change entry is
+	// about (docs/changes.md).
+	Config string `json:"config,omitempty"`
 	// Seq is the record's number in its session (1 <= Seq), 0 for none.
 	Seq      uint64 `json:"seq,omitempty"`
 	Action   string `json:"action,omitempty"`
@@ -97,6 +102,8 @@ func (l *Leaf) Field(name string) string {
 		return l.Session
 	case "task":
 		return l.Task
+	case "config":
+		return l.Config
 	}
 	return ""
 }
@@ -131,7 +138,7 @@ func AppendLeafTail(dst []byte, l *Leaf) []byte {
 	dst = appendField(dst, `"kind":`, l.Kind)
 	for _, f := range [...]struct{ key, v string }{
 		{`,"principal":`, l.Principal}, {`,"role":`, l.Role}, {`,"agent":`, l.Agent},
-		{`,"session":`, l.Session}, {`,"task":`, l.Task},
+		{`,"session":`, l.Session}, {`,"task":`, l.Task}, {`,"config":`, l.Config},
 	} {
 		if f.v != "" {
 			dst = appendField(dst, f.key, f.v)
@@ -163,7 +170,7 @@ func AppendLeafTail(dst []byte, l *Leaf) []byte {
 // LeafTailSize bounds the length of AppendLeafTail's output for l, for
 // sizing a buffer.
 func LeafTailSize(l *Leaf) int {
-	return 128 + len(l.Kind) + len(l.Principal) + len(l.Role) + len(l.Agent) + len(l.Session) + len(l.Task) +
+	return 128 + len(l.Kind) + len(l.Principal) + len(l.Role) + len(l.Agent) + len(l.Session) + len(l.Task) + len(l.Config) +
 		len(l.Action) + len(l.Tool) + len(l.Resource) + len(l.Outcome) + len(l.Attributes) + 2*len(l.Sig)
 }
 
@@ -216,7 +223,7 @@ func LeafTime(leaf []byte) (time.Time, error) {
 // RawFields are a leaf's top-level string fields as slices of the leaf,
 // nil when absent.
 type RawFields struct {
-	Kind, Agent, Session, Task, Action, Tool, Resource, Outcome []byte
+	Kind, Agent, Session, Task, Config, Action, Tool, Resource, Outcome []byte
 }
 
 // ReadRawFields fills r from a canonical leaf in one pass over its
@@ -267,6 +274,8 @@ func ReadRawFields(leaf []byte, r *RawFields) bool {
 			r.Session = v
 		case "task":
 			r.Task = v
+		case "config":
+			r.Config = v
 		case "action":
 			r.Action = v
 		case "tool":

@@ -5,7 +5,7 @@ import "encoding/json"
 // QueryFields are the leaf fields GET /v1/query matches, in the order of
 // the query API's parameters. A value matches exactly, or as a prefix
 // when it ends in '*'.
-var QueryFields = []string{"agent", "action", "tool", "resource", "outcome", "kind", "session", "task"}
+var QueryFields = []string{"agent", "action", "tool", "resource", "outcome", "kind", "session", "task", "config"}
 
 // QueryParams are the parameters GET /v1/query accepts besides
 // [QueryFields].

@@ -38,12 +38,14 @@ const (
 	fieldKind     = 'k'
 	fieldSession  = 's'
 	fieldTask     = 'j'
+	fieldConfig   = 'g'
 )
 
 // FieldByte maps a query field name to its index byte.
 var FieldByte = map[string]byte{
 	"agent": fieldAgent, "action": fieldAction, "tool": fieldTool, "resource": fieldResource,
 	"outcome": fieldOutcome, "kind": fieldKind, "session": fieldSession, "task": fieldTask,
+	"config": fieldConfig,
 }
 
 // termPrefix is the key prefix of a term's postings: "x/" + field + value + 0x00.
@@ -73,6 +75,7 @@ func appendTerms(dst []byte, kind string, p Principal, r *Record) []byte {
 	add(fieldAgent, p.Agent)
 	add(fieldSession, p.Session)
 	add(fieldTask, p.Task)
+	add(fieldConfig, p.Config)
 	add(fieldAction, r.Action)
 	add(fieldTool, r.Tool)
 	add(fieldResource, r.Resource)

@@ -60,6 +60,9 @@ type Principal struct {
 	// entries written with a session.
 	Session string
 	Task    string
+	// Config is the digest ("sha256:<hex>", package config) of the agent
+	// configuration the session declared, or a change entry is about.
+	Config string
 }
 
 // wireRecord is a record as the strict decoder reads it: attributes stay
@@ -159,7 +162,7 @@ const leafPrefixLen = agentlog.LeafHeadLen
 // control characters) and attributes compacted by ParseAppendRequest, or
 // come from the log itself and are validated where they enter.
 func encodeTail(kind string, p Principal, r *Record) (leafTail, error) {
-	l := agentlog.Leaf{Kind: kind, Principal: p.ID, Role: p.Role, Agent: p.Agent, Session: p.Session, Task: p.Task,
+	l := agentlog.Leaf{Kind: kind, Principal: p.ID, Role: p.Role, Agent: p.Agent, Session: p.Session, Task: p.Task, Config: p.Config,
 		Seq: r.Seq, Action: r.Action, Tool: r.Tool, Resource: r.Resource, Outcome: r.Outcome, Attributes: r.Attributes, Sig: r.Sig}
 	b := agentlog.AppendLeafTail(make([]byte, 0, agentlog.LeafTailSize(&l)), &l)
 	if leafPrefixLen+len(b) > MaxLeafSize {

@@ -188,7 +188,7 @@ func FuzzParseAppendRequest(f *testing.F) {
 
 // fuzzPrincipal has every principal field, with characters that need
 // escaping in the task.
-var fuzzPrincipal = Principal{ID: "bot-1", Role: "agent", Agent: "bot-1", Session: "s_0123", Task: `t "q" \   <é>`}
+var fuzzPrincipal = Principal{ID: "bot-1", Role: "agent", Agent: "bot-1", Session: "s_0123", Task: `t "q" \   <é>`, Config: "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"}
 
 // stdTail encodes a leaf tail with encoding/json, the reference for the
 // hand-written encoder: same keys, same order.
@@ -201,6 +201,7 @@ func stdTail(t *testing.T, r *Record) []byte {
 		Agent      string          `json:"agent,omitempty"`
 		Session    string          `json:"session,omitempty"`
 		Task       string          `json:"task,omitempty"`
+		Config     string          `json:"config,omitempty"`
 		Seq        uint64          `json:"seq,omitempty"`
 		Action     string          `json:"action,omitempty"`
 		Tool       string          `json:"tool,omitempty"`
@@ -213,7 +214,7 @@ func stdTail(t *testing.T, r *Record) []byte {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
-	if err := enc.Encode(body{KindAction, p.ID, p.Role, p.Agent, p.Session, p.Task, r.Seq, r.Action, r.Tool, r.Resource, r.Outcome, r.Attributes, r.Sig}); err != nil {
+	if err := enc.Encode(body{KindAction, p.ID, p.Role, p.Agent, p.Session, p.Task, p.Config, r.Seq, r.Action, r.Tool, r.Resource, r.Outcome, r.Attributes, r.Sig}); err != nil {
 		t.Fatal(err)
 	}
 	return bytes.TrimSuffix(buf.Bytes(), []byte("\n"))[1:]
@@ -241,18 +242,18 @@ func TestAgentLeafEncoding(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := Principal{ID: "bot-1", Role: "agent", Agent: "bot-1", Session: "0123456789abcdef", Task: "T-1"}
+	p := Principal{ID: "bot-1", Role: "agent", Agent: "bot-1", Session: "0123456789abcdef", Task: "T-1", Config: "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"}
 	tail, err := encodeTail(KindAction, p, &recs[0])
 	if err != nil {
 		t.Fatal(err)
 	}
 	leaf := appendLeaf(nil, time.Date(2026, 11, 28, 3, 4, 5, 6, time.UTC), tail)
-	want := `{"time":"2026-11-28T03:04:05.000000006Z","kind":"action","principal":"bot-1","role":"agent","agent":"bot-1","session":"0123456789abcdef","task":"T-1","seq":7,"action":"db.query","tool":"sql","resource":"customers/42","outcome":"success","attributes":{"rows":3},"sig":"` + strings.Repeat("A", 86) + `=="}`
+	want := `{"time":"2026-11-28T03:04:05.000000006Z","kind":"action","principal":"bot-1","role":"agent","agent":"bot-1","session":"0123456789abcdef","task":"T-1","config":"sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08","seq":7,"action":"db.query","tool":"sql","resource":"customers/42","outcome":"success","attributes":{"rows":3},"sig":"` + strings.Repeat("A", 86) + `=="}`
 	if string(leaf) != want {
 		t.Fatalf("leaf\n got %s\nwant %s", leaf, want)
 	}
 	l, err := agentlog.ParseLeaf(leaf)
-	if err != nil || l.Seq != 7 || len(l.Sig) != 64 || l.Session != p.Session || l.Task != "T-1" {
+	if err != nil || l.Seq != 7 || len(l.Sig) != 64 || l.Session != p.Session || l.Task != "T-1" || l.Config != p.Config {
 		t.Fatalf("ParseLeaf = %+v, %v", l, err)
 	}
 	for _, bad := range []string{`"sig":"AAAA"`, `"sig":"` + strings.Repeat("A", 88) + `"`, `"seq":-1`, `"seq":1.5`} {

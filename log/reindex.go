@@ -20,7 +20,7 @@ func termsOfLeaf(leaf []byte) ([]byte, time.Time, error) {
 	if err != nil {
 		return nil, time.Time{}, err
 	}
-	p := Principal{Agent: f.Agent, Session: f.Session, Task: f.Task}
+	p := Principal{Agent: f.Agent, Session: f.Session, Task: f.Task, Config: f.Config}
 	r := Record{Action: f.Action, Tool: f.Tool, Resource: f.Resource, Outcome: f.Outcome}
 	return appendTerms(nil, f.Kind, p, &r), f.Time, nil
 }
