@@ -146,7 +146,11 @@ type SessionRequest struct {
 	TTL   int64  `json:"ttl_seconds,omitempty"`
 	Time  string `json:"time"`  // RFC 3339, the agent's clock when signing
 	Nonce string `json:"nonce"` // 16 to 64 random bytes in unpadded base64url
-	Sig   string `json:"sig"`   // Ed25519 signature of SignedBytes, standard base64
+	// Config is the digest ("sha256:<hex>" of the RFC 8785 form) of the
+	// agent configuration the session runs under; empty declares none.
+	// Every action of the session carries it (docs/changes.md).
+	Config string `json:"config,omitempty"`
+	Sig    string `json:"sig"` // Ed25519 signature of SignedBytes, standard base64
 }
 
 // Session-request nonce sizes, in bytes before encoding.
@@ -159,9 +163,15 @@ const (
 // with the agent's key at time now with a fresh 18-byte nonce. ttl is
 // rounded down to seconds.
 func NewSessionRequest(agent, task string, ttl time.Duration, now time.Time, key ed25519.PrivateKey) *SessionRequest {
+	return NewConfiguredSessionRequest(agent, task, "", ttl, now, key)
+}
+
+// NewConfiguredSessionRequest is NewSessionRequest for a session that
+// declares the configuration digest config ("" declares none).
+func NewConfiguredSessionRequest(agent, task, config string, ttl time.Duration, now time.Time, key ed25519.PrivateKey) *SessionRequest {
 	var nonce [18]byte
 	rand.Read(nonce[:])
-	r := &SessionRequest{Agent: agent, Task: task, TTL: int64(ttl / time.Second), Time: now.UTC().Format(time.RFC3339Nano), Nonce: base64.RawURLEncoding.EncodeToString(nonce[:])}
+	r := &SessionRequest{Agent: agent, Task: task, TTL: int64(ttl / time.Second), Time: now.UTC().Format(time.RFC3339Nano), Nonce: base64.RawURLEncoding.EncodeToString(nonce[:]), Config: config}
 	r.Sig = base64.StdEncoding.EncodeToString(ed25519.Sign(key, r.SignedBytes()))
 	return r
 }
@@ -175,13 +185,21 @@ func NewSessionRequest(agent, task string, ttl time.Duration, now time.Time, key
 //	ttl <ttl_seconds, decimal>
 //	time <time, exactly as sent>
 //	nonce <nonce, exactly as sent>
+//
+// and, only when the request declares a configuration, a seventh line
+//
+//	config <config digest>
 func (r *SessionRequest) SignedBytes() []byte {
-	return []byte("agentlog session open v1\n" +
+	b := "agentlog session open v1\n" +
 		"agent " + r.Agent + "\n" +
 		"task " + r.Task + "\n" +
 		"ttl " + strconv.FormatInt(r.TTL, 10) + "\n" +
 		"time " + r.Time + "\n" +
-		"nonce " + r.Nonce + "\n")
+		"nonce " + r.Nonce + "\n"
+	if r.Config != "" {
+		b += "config " + r.Config + "\n"
+	}
+	return []byte(b)
 }
 
 // SessionInfo is the answer to POST /v1/sessions: the session credential,

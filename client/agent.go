@@ -35,6 +35,10 @@ type AgentConfig struct {
 	Task string
 	// TTL is the session lifetime to ask for (0: the server's default).
 	TTL time.Duration
+	// Config is the digest ("sha256:<hex>") of the agent configuration the
+	// sessions run under (ConfigDigest computes it; docs/changes.md);
+	// every action appended in them carries it. Empty declares none.
+	Config string
 	// RenewBefore renews the session when less than this is left
 	// (default 1 minute).
 	RenewBefore time.Duration
@@ -89,6 +93,8 @@ func NewAgent(baseURL string, cfg AgentConfig) (*Agent, error) {
 		return nil, errors.New("an agent needs its Key or a session Credential")
 	case cfg.Key == nil && cfg.Sign:
 		return nil, errors.New("signing records needs the agent's Key")
+	case cfg.Config != "" && !validDigest(cfg.Config):
+		return nil, errors.New("Config must be a configuration digest, sha256: and 64 lowercase hex digits")
 	}
 	if cfg.RenewBefore <= 0 {
 		cfg.RenewBefore = time.Minute
@@ -127,7 +133,7 @@ func (a *Agent) openLocked(ctx context.Context) (*SessionInfo, error) {
 	if a.cfg.Key == nil {
 		return nil, fmt.Errorf("%w: no agent key to open a new session with", ErrSessionEnded)
 	}
-	body := SignSessionRequest(a.cfg.ID, a.cfg.Task, a.cfg.TTL, time.Now(), a.cfg.Key)
+	body := SignSessionRequestConfig(a.cfg.ID, a.cfg.Task, a.cfg.Config, a.cfg.TTL, time.Now(), a.cfg.Key)
 	b, err := a.client("").do(ctx, http.MethodPost, "/v1/sessions", body)
 	if err != nil {
 		return nil, err
@@ -344,6 +350,13 @@ func newIdempotencyKey() string {
 // (POST /v1/sessions) signed with the agent's key at time now
 // ([agentlog.NewSessionRequest]).
 func SignSessionRequest(agent, task string, ttl time.Duration, now time.Time, key ed25519.PrivateKey) []byte {
-	b, _ := json.Marshal(agentlog.NewSessionRequest(agent, task, ttl, now, key))
+	return SignSessionRequestConfig(agent, task, "", ttl, now, key)
+}
+
+// SignSessionRequestConfig is SignSessionRequest for a session that
+// declares the configuration digest config ("" declares none;
+// [agentlog.NewConfiguredSessionRequest]).
+func SignSessionRequestConfig(agent, task, config string, ttl time.Duration, now time.Time, key ed25519.PrivateKey) []byte {
+	b, _ := json.Marshal(agentlog.NewConfiguredSessionRequest(agent, task, config, ttl, now, key))
 	return b
 }

@@ -24,6 +24,8 @@ type AgentInfo struct {
 	Approved     *time.Time      `json:"approved,omitempty"`
 	RevokedBy    string          `json:"revoked_by,omitempty"`
 	Revoked      *time.Time      `json:"revoked,omitempty"`
+	Config       string          `json:"config,omitempty"`        // digest of the approved configuration
+	ConfigPolicy string          `json:"config_policy,omitempty"` // "enforce", or empty
 }
 
 // AgentRegistration is what registering an agent takes (admin).
@@ -35,6 +37,11 @@ type AgentRegistration struct {
 	// Scope is the declared scope as JSON (see docs/identity.md); nil
 	// declares none.
 	Scope json.RawMessage `json:"scope,omitempty"`
+	// Config is the agent's first configuration document (see
+	// LoadConfig), recorded as approved by the registering admin;
+	// ConfigPolicy "enforce" refuses sessions under any other.
+	Config       json.RawMessage `json:"config,omitempty"`
+	ConfigPolicy string          `json:"config_policy,omitempty"`
 }
 
 // TokenInfo describes an operator token (never its secret).

@@ -42,6 +42,7 @@ const (
 	KindToken   = agentlog.KindToken
 	KindAlert   = agentlog.KindAlert
 	KindSystem  = agentlog.KindSystem
+	KindChange  = agentlog.KindChange
 )
 
 // Record is one agent action as submitted by a client: the wire type

@@ -26,6 +26,7 @@ import (
 	alog "github.com/agentlog/agentlog/log"
 	"github.com/agentlog/agentlog/log/anomaly"
 	"github.com/agentlog/agentlog/log/api"
+	"github.com/agentlog/agentlog/log/change"
 	"github.com/agentlog/agentlog/log/identity"
 	"github.com/agentlog/agentlog/witness"
 )
@@ -60,6 +61,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	tlsCert := fs.String("tls-cert", "", "serve HTTPS with this PEM certificate chain (with --tls-key; re-read when it changes)")
 	tlsKey := fs.String("tls-key", "", "PEM private key of --tls-cert (mode 0600)")
 	policyFile := fs.String("witness-policy", "", "c2sp.org/tlog-policy file: push each checkpoint to its witnesses and serve it with their cosignatures once the quorum is met")
+	allowSelf := fs.Bool("allow-self-approval", false, "let a change's proposer approve it (breaks the two-person rule of CC8.1; recorded in the log)")
 	unwitnessed := fs.String("unwitnessed", unwitnessedHold, "with --witness-policy, what /checkpoint serves while the newest checkpoint lacks its quorum: hold (the last cosigned one) or publish (the log-signed one)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -133,6 +135,18 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer ids.Close()
+	changes, err := change.Open(l.DB(), l, ids, change.Options{AllowSelfApproval: *allowSelf})
+	if err != nil {
+		return err
+	}
+	if changed, err := change.RecordSettings(context.Background(), l, *allowSelf); err != nil {
+		return err
+	} else if changed {
+		logger.Info("change-management settings recorded in the log", "allow_self_approval", *allowSelf)
+	}
+	if *allowSelf {
+		logger.Warn("--allow-self-approval: proposers may approve their own changes (two-person rule off)")
+	}
 
 	var srv *api.Server
 	var wc *witness.Client
@@ -189,6 +203,8 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		Log:        l,
 		Auth:       tokens,
 		Identity:   ids,
+		Changes:    changes,
+		Origin:     keys.Origin,
 		Clock:      clock,
 		Loop:       loop,
 		Witnesses:  wc,

@@ -31,6 +31,7 @@ import (
 	"github.com/agentlog/agentlog/checkpoint"
 	alog "github.com/agentlog/agentlog/log"
 	"github.com/agentlog/agentlog/log/anomaly"
+	"github.com/agentlog/agentlog/log/change"
 	"github.com/agentlog/agentlog/log/identity"
 	"github.com/agentlog/agentlog/tree"
 	"github.com/agentlog/agentlog/witness"
@@ -106,6 +107,11 @@ type Config struct {
 	// Identity, if set, authenticates operator tokens and agent sessions
 	// and serves the /v1/tokens, /v1/agents and /v1/sessions routes.
 	Identity *identity.Store
+	// Changes, if set (with Identity), serves /v1/changes and /v1/configs
+	// and records the configuration agents are registered with.
+	Changes *change.Store
+	// Origin is the log's checkpoint origin, named in attestations.
+	Origin string
 	// DeniedRate and DeniedBurst bound how many denied-attempt entries
 	// the log records (per second, and at once); defaults 10 and 100.
 	// Denials beyond them are counted and the count is recorded with the
@@ -187,6 +193,9 @@ func New(cfg Config) *Server {
 	if cfg.Identity != nil {
 		s.identityRoutes(r)
 	}
+	if cfg.Changes != nil {
+		s.changeRoutes(r)
+	}
 	r.Handle("/metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{})).Methods(http.MethodGet)
 	s.router = r
 	return s
@@ -210,6 +219,8 @@ func (s *Server) handle(r *mux.Router, name, path, method string, h handlerFunc)
 		case name == "append":
 		case strings.HasPrefix(name, "identity."):
 			req.Body = http.MaxBytesReader(sw, req.Body, maxIdentityBodyBytes)
+		case strings.HasPrefix(name, "change."):
+			req.Body = http.MaxBytesReader(sw, req.Body, maxChangeBodyBytes)
 		default:
 			req.Body = http.MaxBytesReader(sw, req.Body, maxBodyBytes)
 		}
@@ -240,7 +251,7 @@ func writeError(l *slog.Logger, w http.ResponseWriter, err error) {
 	case errors.Is(err, ErrUnauthorized), errors.Is(err, identity.ErrDenied):
 		w.Header().Set("WWW-Authenticate", `Bearer realm="agentlog"`)
 		writeJSONError(w, http.StatusUnauthorized, err.Error())
-	case errors.Is(err, ErrForbidden), errors.Is(err, identity.ErrNotApproved):
+	case errors.Is(err, ErrForbidden), errors.Is(err, identity.ErrNotApproved), errors.Is(err, identity.ErrConfigRefused), errors.Is(err, change.ErrSelfApproval):
 		writeJSONError(w, http.StatusForbidden, err.Error())
 	case errors.Is(err, alog.ErrInvalid), errors.Is(err, tree.ErrInvalid), errors.Is(err, agentlog.ErrInvalid), errors.Is(err, errBadRequest), errors.Is(err, identity.ErrInvalid):
 		writeJSONError(w, http.StatusBadRequest, err.Error())

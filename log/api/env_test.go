@@ -16,6 +16,7 @@ import (
 	"github.com/agentlog/agentlog"
 	"github.com/agentlog/agentlog/client"
 	alog "github.com/agentlog/agentlog/log"
+	"github.com/agentlog/agentlog/log/change"
 	"github.com/agentlog/agentlog/log/identity"
 )
 
@@ -45,6 +46,12 @@ func baseOf(url string) uint64     { v, _ := bases.Load(url); return v.(uint64) 
 
 func newEnv(t *testing.T, cfg Config) *env {
 	t.Helper()
+	return newEnvWith(t, cfg, change.Options{})
+}
+
+// newEnvWith is newEnv with the change store's options.
+func newEnvWith(t *testing.T, cfg Config, co change.Options) *env {
+	t.Helper()
 	l, err := alog.Open(alog.Config{Dir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
@@ -56,6 +63,12 @@ func newEnv(t *testing.T, cfg Config) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	co.Now = clk.now
+	ch, err := change.Open(l.DB(), l, ids, co)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Changes = ch
 	toks := NewTokens()
 	toks.Add(adminTok, alog.Principal{ID: "admin", Role: RoleAdmin})
 	toks.Add(auditorTok, alog.Principal{ID: "aud", Role: RoleAuditor})

@@ -17,6 +17,7 @@ import (
 
 	"github.com/agentlog/agentlog"
 	alog "github.com/agentlog/agentlog/log"
+	"github.com/agentlog/agentlog/log/change"
 	"github.com/agentlog/agentlog/log/identity"
 )
 
@@ -60,7 +61,7 @@ func (s *Server) recordDenied(r *http.Request, route string, p alog.Principal, e
 		return
 	}
 	status := http.StatusUnauthorized
-	if errors.Is(err, ErrForbidden) || errors.Is(err, identity.ErrNotApproved) {
+	if errors.Is(err, ErrForbidden) || errors.Is(err, identity.ErrNotApproved) || errors.Is(err, identity.ErrConfigRefused) || errors.Is(err, change.ErrSelfApproval) {
 		status = http.StatusForbidden
 	}
 	pr := alog.Principal{ID: p.ID, Role: p.Role, Agent: p.Agent, Session: p.Session, Task: p.Task}
@@ -71,6 +72,10 @@ func (s *Server) recordDenied(r *http.Request, route string, p alog.Principal, e
 		reason, pr.Agent, pr.Session = d.Reason, d.Agent, d.Session
 	case errors.Is(err, identity.ErrNotApproved):
 		reason = "agent not approved"
+	case errors.Is(err, identity.ErrConfigRefused):
+		reason = "configuration not approved"
+	case errors.Is(err, change.ErrSelfApproval):
+		reason = "self-approval"
 	case status == http.StatusForbidden:
 		reason = "role not allowed"
 	}
@@ -243,9 +248,17 @@ func (s *Server) postAgent(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeStrict(r, &spec); err != nil {
 		return err
 	}
+	if len(spec.Config) > 0 && s.cfg.Changes == nil {
+		return fmt.Errorf("%w: this server does not manage agent configurations", errBadRequest)
+	}
 	a, err := s.cfg.Identity.Register(r.Context(), p, spec)
 	if err != nil {
 		return err
+	}
+	if d := spec.Document(); d != nil {
+		if _, err := s.cfg.Changes.RecordInitial(r.Context(), p, a, d); err != nil {
+			return err
+		}
 	}
 	return writeJSON(w, a)
 }
@@ -318,7 +331,7 @@ func (s *Server) postSession(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	o, err := s.cfg.Identity.OpenSession(r.Context(), req, t, sig)
-	if errors.Is(err, identity.ErrDenied) || errors.Is(err, identity.ErrNotApproved) {
+	if errors.Is(err, identity.ErrDenied) || errors.Is(err, identity.ErrNotApproved) || errors.Is(err, identity.ErrConfigRefused) {
 		s.recordDenied(r, "session.open", alog.Principal{}, err)
 	}
 	if err != nil {

@@ -11,6 +11,8 @@ import (
 
 	"github.com/agentlog/agentlog"
 	jsonv2 "github.com/go-json-experiment/json"
+
+	"github.com/agentlog/agentlog/log/config"
 )
 
 // newCredential returns a fresh credential with prefix
@@ -67,6 +69,9 @@ func ParseOpenRequest(body []byte) (*agentlog.SessionRequest, time.Time, []byte,
 	n, err := base64.RawURLEncoding.Strict().DecodeString(r.Nonce)
 	if err != nil || len(n) < agentlog.MinNonceLen || len(n) > agentlog.MaxNonceLen {
 		return nil, time.Time{}, nil, fmt.Errorf("%w: \"nonce\" must be %d to %d bytes in unpadded base64url", ErrInvalid, agentlog.MinNonceLen, agentlog.MaxNonceLen)
+	}
+	if r.Config != "" && !config.ValidDigest(r.Config) {
+		return nil, time.Time{}, nil, fmt.Errorf("%w: \"config\" must be a configuration digest, \"sha256:\" and 64 lowercase hex digits", ErrInvalid)
 	}
 	sig, err := base64.StdEncoding.Strict().DecodeString(r.Sig)
 	if err != nil || len(sig) != ed25519.SignatureSize {

@@ -32,9 +32,11 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/agentlog/agentlog"
 	alog "github.com/agentlog/agentlog/log"
+	"github.com/agentlog/agentlog/log/config"
 )
 
 // Errors callers branch on. The HTTP layer maps them to statuses.
@@ -44,6 +46,9 @@ var (
 	ErrExists      = errors.New("already exists")        // 409
 	ErrConflict    = errors.New("conflict")              // 409
 	ErrNotApproved = errors.New("agent is not approved") // 403
+	// ErrConfigRefused refuses a session whose declared configuration is
+	// not the agent's approved one, under the policy config=enforce (403).
+	ErrConfigRefused = errors.New("configuration not approved")
 	// ErrDenied is wrapped by every *DeniedError: a credential or signed
 	// request that must be refused (401).
 	ErrDenied = errors.New("credential refused")
@@ -108,7 +113,26 @@ type Agent struct {
 	Approved     *time.Time        `json:"approved,omitempty"`
 	RevokedBy    string            `json:"revoked_by,omitempty"`
 	Revoked      *time.Time        `json:"revoked,omitempty"`
+	// Config is the digest of the agent's approved configuration
+	// (package config; set at registration or by an approved change),
+	// empty if it has none; ConfigPolicy is PolicyEnforce or empty
+	// (sessions under another configuration are opened and alerted on).
+	Config       string `json:"config,omitempty"`
+	ConfigPolicy string `json:"config_policy,omitempty"`
 }
+
+// Configuration policies of an agent.
+const (
+	PolicyAlert   = "alert"   // sessions under another configuration raise alerts (the default)
+	PolicyEnforce = "enforce" // such sessions are refused with 403
+)
+
+// Configuration states of a session, recorded in its session.opened entry.
+const (
+	ConfigApproved   = "approved"   // the agent's approved configuration
+	ConfigUnapproved = "unapproved" // another configuration
+	ConfigUndeclared = "undeclared" // none declared, though the agent has an approved one
+)
 
 // Token is an operator token as stored (its secret is never kept).
 type Token struct {
@@ -131,6 +155,11 @@ type Session struct {
 	Opened  time.Time `json:"opened"`
 	Expires time.Time `json:"expires"`
 	Closed  bool      `json:"closed,omitempty"`
+	// Config is the configuration digest the session declared and
+	// ConfigStatus how it compared with the agent's approved one when
+	// the session was opened (empty: the agent has none and declared none).
+	Config       string `json:"config,omitempty"`
+	ConfigStatus string `json:"config_status,omitempty"`
 }
 
 // Appender is the part of the log the store writes lifecycle entries to.
@@ -313,7 +342,7 @@ func (s *Store) Authenticate(cred string) (alog.Principal, error) {
 	case !now.Before(se.Expires):
 		d.Reason = ReasonExpired
 	default:
-		return alog.Principal{ID: se.Agent, Role: RoleAgent, Agent: se.Agent, Session: se.ID, Task: se.Task}, nil
+		return alog.Principal{ID: se.Agent, Role: RoleAgent, Agent: se.Agent, Session: se.ID, Task: se.Task, Config: se.Config}, nil
 	}
 	return alog.Principal{}, d
 }
@@ -325,6 +354,30 @@ type AgentSpec struct {
 	Description string            `json:"description,omitempty"`
 	PublicKey   ed25519.PublicKey `json:"public_key"`
 	Scope       Scope             `json:"scope"`
+	// Config is the agent's first configuration document (package
+	// config), recorded as an approved change by the registering admin;
+	// ConfigPolicy is PolicyEnforce, PolicyAlert or empty.
+	Config       jsontext.Value `json:"config,omitempty"`
+	ConfigPolicy string         `json:"config_policy,omitempty"`
+
+	doc *config.Document // Config, parsed by validate
+}
+
+// Document returns the spec's parsed configuration (nil without one, or
+// if it is invalid, which Register refuses).
+func (sp *AgentSpec) Document() *config.Document {
+	if sp.doc == nil && len(sp.Config) > 0 {
+		sp.doc, _ = config.Parse(sp.Config)
+	}
+	return sp.doc
+}
+
+// ValidPolicy checks a configuration policy.
+func ValidPolicy(p string) error {
+	if p != "" && p != PolicyAlert && p != PolicyEnforce {
+		return fmt.Errorf("%w: configuration policy %q: want %q or %q", ErrInvalid, p, PolicyAlert, PolicyEnforce)
+	}
+	return nil
 }
 
 func (sp *AgentSpec) validate() error {
@@ -339,6 +392,18 @@ func (sp *AgentSpec) validate() error {
 	}
 	if len(sp.PublicKey) != ed25519.PublicKeySize {
 		return fmt.Errorf("%w: \"public_key\" must be a %d-byte Ed25519 public key", ErrInvalid, ed25519.PublicKeySize)
+	}
+	if err := ValidPolicy(sp.ConfigPolicy); err != nil {
+		return err
+	}
+	if len(sp.Config) > 0 {
+		d, err := config.Parse(sp.Config)
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalid, err)
+		}
+		sp.doc = d
+	} else if sp.ConfigPolicy == PolicyEnforce {
+		return fmt.Errorf("%w: config_policy %q needs a configuration", ErrInvalid, PolicyEnforce)
 	}
 	return sp.Scope.Validate()
 }
@@ -359,7 +424,15 @@ func (s *Store) Register(ctx context.Context, by alog.Principal, sp AgentSpec) (
 	if a.Description != "" {
 		attrs["description"] = a.Description
 	}
-	if err := s.event(ctx, principalAbout(by, a.ID), alog.KindAgent, "agent.registered", attrs); err != nil {
+	pa := principalAbout(by, a.ID)
+	if sp.doc != nil {
+		a.Config, a.ConfigPolicy = sp.doc.Digest, sp.ConfigPolicy
+		pa.Config = a.Config
+		if a.ConfigPolicy != "" {
+			attrs["config_policy"] = a.ConfigPolicy
+		}
+	}
+	if err := s.event(ctx, pa, alog.KindAgent, "agent.registered", attrs); err != nil {
 		return nil, err
 	}
 	if err := s.put("i/a/"+a.ID, a, 0); err != nil {
@@ -596,6 +669,13 @@ func (s *Store) OpenSession(ctx context.Context, r *agentlog.SessionRequest, t t
 	case StatusPending:
 		return nil, fmt.Errorf("%w: agent %q awaits approval", ErrNotApproved, a.ID)
 	}
+	if a.ConfigPolicy == PolicyEnforce && r.Config != a.Config {
+		declared := "no configuration"
+		if r.Config != "" {
+			declared = "configuration " + r.Config
+		}
+		return nil, fmt.Errorf("%w: the session declares %s, but agent %q runs only under its approved configuration %s (policy config=enforce)", ErrConfigRefused, declared, a.ID, a.Config)
+	}
 	// Remember the nonce until the request could no longer be fresh. It
 	// is taken in memory first, so two concurrent replays cannot both pass.
 	nk := a.ID + "/" + r.Nonce
@@ -611,9 +691,17 @@ func (s *Store) OpenSession(ctx context.Context, r *agentlog.SessionRequest, t t
 	s.mu.Unlock()
 
 	id, cred, h := newCredential(agentlog.SessionPrefix)
-	se := &Session{ID: id, Agent: a.ID, Task: r.Task, Hash: h[:], Opened: now.UTC(), Expires: now.Add(ttl).UTC()}
-	p := alog.Principal{ID: a.ID, Role: RoleAgent, Agent: a.ID, Session: id, Task: r.Task}
-	if err := s.event(ctx, p, alog.KindSession, "session.opened", map[string]any{"expires": se.Expires, "ttl_seconds": int64(ttl / time.Second)}); err != nil {
+	se := &Session{ID: id, Agent: a.ID, Task: r.Task, Hash: h[:], Opened: now.UTC(), Expires: now.Add(ttl).UTC(),
+		Config: r.Config, ConfigStatus: configStatus(a, r.Config)}
+	p := alog.Principal{ID: a.ID, Role: RoleAgent, Agent: a.ID, Session: id, Task: r.Task, Config: r.Config}
+	attrs := map[string]any{"expires": se.Expires, "ttl_seconds": int64(ttl / time.Second)}
+	if se.ConfigStatus != "" {
+		attrs["config_status"] = se.ConfigStatus
+	}
+	if se.ConfigStatus != ConfigApproved && se.ConfigStatus != "" && a.Config != "" {
+		attrs["approved_config"] = a.Config
+	}
+	if err := s.event(ctx, p, alog.KindSession, "session.opened", attrs); err != nil {
 		return nil, err
 	}
 	// The nonce and the session in one transaction: one fsync.
@@ -632,6 +720,48 @@ func (s *Store) OpenSession(ctx context.Context, r *agentlog.SessionRequest, t t
 	}
 	s.setLocked(func() { s.sessions[id] = se })
 	return &agentlog.SessionInfo{Session: id, Credential: cred, Agent: a.ID, Task: r.Task, Expires: se.Expires}, nil
+}
+
+// configStatus compares a session's declared configuration with the
+// agent's approved one.
+func configStatus(a *Agent, declared string) string {
+	switch {
+	case declared == "" && a.Config == "":
+		return ""
+	case declared == "":
+		return ConfigUndeclared
+	case declared == a.Config:
+		return ConfigApproved
+	}
+	return ConfigUnapproved
+}
+
+// SetConfig makes digest the agent's approved configuration and, when
+// policy is not empty, sets its configuration policy. It writes no entry:
+// the approved change that calls it is the record (package change).
+func (s *Store) SetConfig(id, digest, policy string) (*Agent, error) {
+	if err := ValidPolicy(policy); err != nil {
+		return nil, err
+	}
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	a, ok := s.agents[id]
+	if !ok {
+		return nil, fmt.Errorf("agent %q: %w", id, ErrNotFound)
+	}
+	n := clone(a)
+	n.Config = digest
+	if policy != "" {
+		n.ConfigPolicy = policy
+	}
+	if n.Config == a.Config && n.ConfigPolicy == a.ConfigPolicy {
+		return n, nil
+	}
+	if err := s.put("i/a/"+id, n, 0); err != nil {
+		return nil, err
+	}
+	s.setLocked(func() { s.agents[id] = n })
+	return clone(n), nil
 }
 
 // CloseSession ends the session p authenticated with.
