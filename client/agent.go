@@ -94,7 +94,7 @@ func NewAgent(baseURL string, cfg AgentConfig) (*Agent, error) {
 	case cfg.Key == nil && cfg.Sign:
 		return nil, errors.New("signing records needs the agent's Key")
 	case cfg.Config != "" && !validDigest(cfg.Config):
-		return nil, errors.New("Config must be a configuration digest, sha256: and 64 lowercase hex digits")
+		return nil, errors.New("the configuration digest must be sha256: and 64 lowercase hex digits")
 	}
 	if cfg.RenewBefore <= 0 {
 		cfg.RenewBefore = time.Minute

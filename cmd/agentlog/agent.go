@@ -36,6 +36,8 @@ func runAgent(args []string, stdout, stderr io.Writer) error {
 		fs.Var(&scope, "scope", "declared scope, e.g. 'actions=db.*;tools=sql;resources=customers/*;hours=09:00-17:00;tz=UTC;weekdays=mon-fri;rate=100/m' or its JSON form (repeatable: parts are joined)")
 		keyOut := fs.String("key-out", "", "file to write the agent's new private key to (mode 0600; give it to the agent)")
 		pubIn := fs.String("public-key-file", "", "register this agent key file's key instead of generating one (with no --key-out)")
+		cfgFile := fs.String("config", "", "the agent's configuration, JSON (docs/changes.md): recorded as its first approved change")
+		policy := fs.String("policy", "", "with --config: config=enforce refuses sessions under any other configuration")
 		noApprove := fs.Bool("no-approve", false, "only register; an approver approves later with \"agentlog agent approve\"")
 		if err := parseFlags(fs, args[1:]); err != nil {
 			return err
@@ -51,6 +53,19 @@ func runAgent(args []string, stdout, stderr io.Writer) error {
 			return usagef("--scope: %s", err)
 		}
 		scJSON, _ := json.Marshal(sc)
+		pol, err := parsePolicy(*policy)
+		if err != nil {
+			return err
+		}
+		var cfgDoc []byte
+		var digest string
+		if *cfgFile != "" {
+			if cfgDoc, digest, err = client.LoadConfig(*cfgFile); err != nil {
+				return err
+			}
+		} else if pol != "" {
+			return usagef("--policy needs --config")
+		}
 		if *owner == "" {
 			*owner = os.Getenv("USER")
 			if *owner == "" {
@@ -96,7 +111,7 @@ func runAgent(args []string, stdout, stderr io.Writer) error {
 			}
 			key = priv.Public().(ed25519.PublicKey)
 		}
-		a, err := c.RegisterAgent(ctx, client.AgentRegistration{ID: *id, Owner: *owner, Description: *desc, PublicKey: key, Scope: scJSON})
+		a, err := c.RegisterAgent(ctx, client.AgentRegistration{ID: *id, Owner: *owner, Description: *desc, PublicKey: key, Scope: scJSON, Config: cfgDoc, ConfigPolicy: pol})
 		if err != nil {
 			return err
 		}
@@ -104,6 +119,9 @@ func runAgent(args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("agent %s is registered, but its key could not be saved: %w", a.ID, err)
 		}
 		fmt.Fprintf(stdout, "registered agent %s (owner %s)\n", a.ID, a.Owner)
+		if digest != "" {
+			fmt.Fprintf(stdout, "approved configuration %s\n", digest)
+		}
 		if *noApprove {
 			fmt.Fprintf(stdout, "agent %s awaits approval\n", a.ID)
 			return nil

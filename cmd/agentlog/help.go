@@ -53,7 +53,7 @@ var helps = map[string]verbHelp{
 		"token revoke --admin-token-file F --id ID",
 		"agentlog token revoke --admin-token-file agentlog-data/admin.token --id 5f2c0e8a"},
 	"agent register": {"register an agent with a new key (written 0600 once the server accepts) and approve it",
-		"agent register --admin-token-file F --id ID [--owner O] [--scope S] --key-out FILE|--public-key-file FILE [--no-approve]",
+		"agent register --admin-token-file F --id ID [--owner O] [--scope S] [--config FILE [--policy config=enforce]] --key-out FILE|--public-key-file FILE [--no-approve]",
 		"agentlog agent register --admin-token-file agentlog-data/admin.token --id billing-bot --scope 'actions=db.*;tools=sql' --key-out billing-bot.key"},
 	"agent approve": {"approve a pending agent (an approver or admin)",
 		"agent approve --token-file F --id ID",
@@ -71,7 +71,7 @@ var helps = map[string]verbHelp{
 		"agent scope --admin-token-file F --id ID --scope S",
 		"agentlog agent scope --admin-token-file agentlog-data/admin.token --id billing-bot --scope 'actions=db.query;hours=08:00-18:00'"},
 	"session open": {"open a task session for an agent; prints the credential alone on stdout",
-		"session open --agent-key FILE --task TASK [--ttl DUR] [--out FILE]",
+		"session open --agent-key FILE --task TASK [--ttl DUR] [--config FILE|--config-digest sha256:HEX] [--out FILE]",
 		"SESSION=$(agentlog session open --agent-key billing-bot.key --task refund-7731 --ttl 30m)"},
 	"session close": {"close a session at the end of its task",
 		"session close --session-token T|--session-token-file F",
@@ -97,6 +97,27 @@ var helps = map[string]verbHelp{
 	"demo": {"the whole story in one command: a log and a witness on loopback, two agents, an out-of-scope and an off-hours action, and what an auditor sees",
 		"demo [--dir agentlog-demo] [--keep-running]",
 		"agentlog demo --dir /tmp/agentlog-demo && rm -rf /tmp/agentlog-demo"},
+	"change propose": {"propose a change of an agent's configuration; prints the change id alone on stdout",
+		"change propose --token-file F --agent ID --config FILE --description T --testing T --rollback T [--risk low|medium|high] [--ticket URL] [--policy config=enforce]",
+		"CHANGE=$(agentlog change propose --token-file agentlog-data/admin.token --agent billing-bot --config billing-bot-v2.json --description 'model 4.6' --testing 'eval suite passed' --rollback 'propose v1 again')"},
+	"change approve": {"approve a proposed change (an approver or admin other than its proposer)",
+		"change approve --token-file F --id CHANGE [--comment T]",
+		"agentlog change approve --token-file approver.token --id \"$CHANGE\" --comment 'reviewed the eval report'"},
+	"change reject": {"reject a proposed change (its proposer may withdraw it)",
+		"change reject --token-file F --id CHANGE [--comment T]",
+		"agentlog change reject --token-file approver.token --id \"$CHANGE\" --comment 'needs a rollback plan'"},
+	"change list": {"list changes, of one agent and in one state",
+		"change list --token-file F [--agent ID] [--state proposed|approved|rejected|superseded] [--json]",
+		"agentlog change list --token-file auditor.token --agent billing-bot"},
+	"change show": {"show a change and its diff against the configuration it replaces, field by field",
+		"change show --token-file F --id CHANGE [--json]",
+		"agentlog change show --token-file approver.token --id \"$CHANGE\""},
+	"change attest": {"print an approved change as an in-toto Statement v1 whose subject is the configuration digest",
+		"change attest --token-file F --id CHANGE [--out FILE]",
+		"agentlog change attest --token-file auditor.token --id \"$CHANGE\" --out change.intoto.json"},
+	"changes report": {"report every change of a period, the actions under each configuration and those under unapproved ones, with evidence",
+		"changes report --token-file F --from T1 --to T2 [--out DIR --log-key FILE] [--json]",
+		"agentlog changes report --token-file auditor.token --from 2026-01-01T00:00:00Z --to 2026-04-01T00:00:00Z --out cc81-q1 --log-key agentlog-data/log.pub"},
 	"dev synth": {"write a synthetic log (agents acting over a year) for benchmarks and demos",
 		"dev synth --data DIR [--entries N] [--agents N] [--days N]",
 		"agentlog dev synth --data /tmp/synth --entries 100000"},
@@ -110,10 +131,12 @@ var groups = map[string][]string{
 	"evidence": {"export", "verify"},
 	"bench":    {"append"},
 	"dev":      {"synth"},
+	"change":   {"propose", "approve", "reject", "list", "show", "attest"},
+	"changes":  {"report"},
 }
 
 // verbOrder is the order of the overview.
-var verbOrder = []string{"demo", "serve", "agent", "session", "append", "token", "query", "verify", "evidence", "audit", "monitor", "gateway", "reindex", "bench", "dev"}
+var verbOrder = []string{"demo", "serve", "agent", "session", "append", "token", "query", "verify", "evidence", "audit", "monitor", "change", "changes", "gateway", "reindex", "bench", "dev"}
 
 // overview is "agentlog help": every verb with its summary.
 func overview(w io.Writer) {

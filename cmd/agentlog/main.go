@@ -48,6 +48,8 @@ var verbs = map[string]func(args []string, stdout, stderr io.Writer) error{
 	"monitor":  runMonitor,
 	"evidence": runEvidence,
 	"gateway":  runGateway,
+	"change":   runChange,
+	"changes":  runChanges,
 }
 
 // demo runs other verbs through run, which reads verbs: it joins the map

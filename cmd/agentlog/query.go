@@ -29,7 +29,8 @@ func addQueryFlags(fs interface {
 	q := &queryFlags{fields: map[string]*string{}}
 	for _, f := range []struct{ name, usage string }{
 		{"agent", "agent id"}, {"action", "action"}, {"tool", "tool"}, {"resource", "resource"},
-		{"outcome", "outcome"}, {"kind", "leaf kind: action, agent, session, token, denied, alert, system"}, {"session", "session id"}, {"task", "task id"},
+		{"outcome", "outcome"}, {"kind", "leaf kind: action, agent, session, token, denied, alert, system, change"}, {"session", "session id"}, {"task", "task id"},
+		{"config", "configuration digest sha256:HEX (actions run under it, changes about it)"},
 	} {
 		q.fields[f.name] = fs.String(f.name, "", f.usage+" (exact, or a prefix ending in *)")
 	}

@@ -25,8 +25,21 @@ func runSession(args []string, stdout, stderr io.Writer) error {
 		task := fs.String("task", "", "the task this session is for, recorded in every entry (required)")
 		ttl := fs.Duration("ttl", 0, "session lifetime (default: the server's, 1h)")
 		out := fs.String("out", "", "write the credential to this new file (mode 0600; refuses to overwrite) instead of stdout; use it with --session-token-file")
+		cfgFile := fs.String("config", "", "the configuration the agent runs under (JSON file): its digest is declared and carried by every action")
+		cfgDigest := fs.String("config-digest", "", "the digest sha256:HEX of the configuration the agent runs under (instead of --config)")
 		if err := parseFlags(fs, args[1:]); err != nil {
 			return err
+		}
+		if *cfgFile != "" && *cfgDigest != "" {
+			return usagef("give --config or --config-digest, not both")
+		}
+		digest := *cfgDigest
+		if *cfgFile != "" {
+			_, d, err := client.LoadConfig(*cfgFile)
+			if err != nil {
+				return err
+			}
+			digest = d
 		}
 		if *keyFile == "" || *task == "" {
 			return usagef("--agent-key and --task are required")
@@ -42,7 +55,7 @@ func runSession(args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", *keyFile, err)
 		}
-		a, err := client.NewAgent(*server, client.AgentConfig{ID: id, Key: key, Task: *task, TTL: *ttl})
+		a, err := client.NewAgent(*server, client.AgentConfig{ID: id, Key: key, Task: *task, TTL: *ttl, Config: digest})
 		if err != nil {
 			return usagef("%s", err)
 		}
@@ -64,6 +77,9 @@ func runSession(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		fmt.Fprintf(stderr, "session %s for agent %s, task %q, expires %s\n", s.Session, s.Agent, s.Task, s.Expires.Format(time.RFC3339))
+		if digest != "" {
+			fmt.Fprintf(stderr, "declared configuration %s\n", digest)
+		}
 		if pending != nil {
 			err := pending.Commit([]byte(s.Credential + "\n"))
 			pending = nil
