@@ -365,6 +365,8 @@ type CurrentSession struct {
 	Task    string         `json:"task"`
 	Expires time.Time      `json:"expires"`
 	Scope   identity.Scope `json:"scope"`
+	// Config is the configuration digest the session declared, if any.
+	Config string `json:"config,omitempty"`
 }
 
 func (s *Server) getCurrentSession(w http.ResponseWriter, r *http.Request) error {
@@ -385,7 +387,7 @@ func (s *Server) getCurrentSession(w http.ResponseWriter, r *http.Request) error
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, CurrentSession{Agent: p.Agent, Session: p.Session, Task: p.Task, Expires: se.Expires, Scope: a.Scope})
+	return writeJSON(w, CurrentSession{Agent: p.Agent, Session: p.Session, Task: p.Task, Expires: se.Expires, Scope: a.Scope, Config: se.Config})
 }
 
 func (s *Server) getSessions(w http.ResponseWriter, r *http.Request) error {
