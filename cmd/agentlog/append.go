@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
@@ -20,8 +21,9 @@ func runAppend(args []string, stdout, stderr io.Writer) error {
 	tool := fs.String("tool", "", "tool the agent used")
 	resource := fs.String("resource", "", "resource the action touched")
 	outcome := fs.String("outcome", "", "outcome, e.g. success or error")
-	var attrs multiFlag
-	fs.Var(&attrs, "attr", "attribute key=value, stored as a JSON string (\"rows\": \"3\"); repeatable. Typed values: the HTTP API or an SDK")
+	var attrs, jsonAttrs multiFlag
+	fs.Var(&attrs, "attr", "attribute key=value, stored as a JSON string (rows=3 is \"rows\": \"3\"); repeatable")
+	fs.Var(&jsonAttrs, "attr-json", "attribute key=JSON, stored as that JSON value (rows=3 is \"rows\": 3); repeatable")
 	timeout := fs.Duration("timeout", 30*time.Second, "give up after this long")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -33,7 +35,7 @@ func runAppend(args []string, stdout, stderr io.Writer) error {
 	if strings.TrimSpace(*action) == "" {
 		return usagef("--action is required")
 	}
-	kv := map[string]string{}
+	kv := map[string]any{}
 	for _, a := range attrs {
 		k, v, ok := strings.Cut(a, "=")
 		if !ok || k == "" {
@@ -41,7 +43,24 @@ func runAppend(args []string, stdout, stderr io.Writer) error {
 		}
 		kv[k] = v
 	}
-	rec := client.Record{Action: *action, Tool: *tool, Resource: *resource, Outcome: *outcome, Attributes: client.Attributes(kv)}
+	for _, a := range jsonAttrs {
+		k, v, ok := strings.Cut(a, "=")
+		if !ok || k == "" || !json.Valid([]byte(v)) {
+			return usagef("--attr-json %q: want key=JSON, e.g. rows=3 or tags='[\"a\",\"b\"]' (for a string, --attr)", a)
+		}
+		if _, dup := kv[k]; dup {
+			return usagef("attribute %q is given twice", k)
+		}
+		kv[k] = json.RawMessage(v)
+	}
+	rec := client.Record{Action: *action, Tool: *tool, Resource: *resource, Outcome: *outcome}
+	if len(kv) > 0 {
+		b, err := json.Marshal(kv) // keys sorted; values strings or valid JSON
+		if err != nil {
+			return usagef("attributes: %s", err)
+		}
+		rec.Attributes = b
+	}
 	ag, err := client.NewAgent(*server, client.AgentConfig{Credential: tok})
 	if err != nil {
 		return usagef("%s", err)

@@ -61,7 +61,12 @@ func TestFirstHourDefects(t *testing.T) {
 	if fi, err := os.Stat(sessFile); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("session open --out: %v, mode %v", err, fi.Mode())
 	}
-	out := mustCLI(t, bin, at("append", "--session-token-file", sessFile, "--action", "db.query", "--resource", "customers/42")...)
+	// --attr stores strings, --attr-json typed values (docs/api.md).
+	if _, errs, code := cli(t, bin, at("append", "--session-token-file", sessFile, "--action", "db.query", "--attr-json", "rows=three")...); code != 2 || !strings.Contains(errs, "--attr-json") {
+		t.Errorf("append --attr-json with a value that is not JSON: exit %d, %s", code, errs)
+	}
+	out := mustCLI(t, bin, at("append", "--session-token-file", sessFile, "--action", "db.query", "--resource", "customers/42",
+		"--attr", "note=3", "--attr-json", "rows=3")...)
 	var index string
 	if f := strings.Fields(out); len(f) > 1 && f[0] == "index" {
 		index = f[1]
@@ -74,6 +79,9 @@ func TestFirstHourDefects(t *testing.T) {
 	out = mustCLI(t, bin, at("verify", "--log-key", filepath.Join(data, "log.pub"), "--index", index, "--token-file", aud)...)
 	if !strings.Contains(out, "entry "+index+" is included") {
 		t.Errorf("verify right after append: %s", out)
+	}
+	if !strings.Contains(out, `"note": "3"`) || !strings.Contains(out, `"rows": 3`) {
+		t.Errorf("the attributes of --attr note=3 --attr-json rows=3 are not a string and a number:\n%s", out)
 	}
 
 	// --proof without --json is refused with the fix, not ignored.
