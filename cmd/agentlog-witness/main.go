@@ -39,6 +39,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	fnote "github.com/transparency-dev/formats/note"
+
+	"github.com/agentlog/agentlog/internal/cmdhelp"
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/agentlog/agentlog/checkpoint"
@@ -51,7 +53,8 @@ const usage = `agentlog-witness: a C2SP transparency log witness.
 Usage:
   agentlog-witness serve --data DIR --listen ADDR --name NAME --log VKEY [--log VKEY]... [--ntp HOST[:PORT]]...
 
-Run "agentlog-witness serve -h" for every flag.
+Run "agentlog-witness help serve" (or "serve -h") for every flag and an example,
+"agentlog-witness --version" for the build.
 `
 
 // defaultNTP are public NTP services of different operators.
@@ -61,10 +64,24 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
+// serveHelp is what "agentlog-witness serve -h" says besides the flags.
+var serveHelp = cmdhelp.Verb{
+	Summary: "cosign the checkpoints of the logs it follows, after checking each is consistent with the last (c2sp.org/tlog-witness)",
+	Usage:   "agentlog-witness serve --data DIR [--listen ADDR] --name NAME --log VKEY [--log VKEY]... [--ntp HOST[:PORT]]...",
+	Example: `agentlog-witness serve --data wdata --name witness.example.com/w1 --log "$(cat log.pub)"`,
+}
+
 func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && (args[0] == "--version" || args[0] == "-version" || args[0] == "version") {
+		fmt.Fprintln(stdout, cmdhelp.Version("agentlog-witness"))
+		return 0
+	}
+	if len(args) > 1 && args[0] == "help" && args[1] == "serve" {
+		args = []string{"serve", "-h"}
+	}
 	if len(args) == 0 || args[0] != "serve" {
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
-			fmt.Fprint(stderr, usage)
+			fmt.Fprint(stdout, usage)
 			return 0
 		}
 		fmt.Fprint(stderr, usage)
@@ -96,13 +113,14 @@ func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
 func serve(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("agentlog-witness serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() { cmdhelp.Print(fs.Output(), "agentlog-witness serve", serveHelp, fs) }
 	data := fs.String("data", "agentlog-witness-data", "data directory (key and per-log state)")
 	listen := fs.String("listen", "127.0.0.1:8090", "address to listen on")
 	name := fs.String("name", "", "name of the witness key, for example witness.example.com/w1 (needed on first start)")
 	var logs, ntpServers multiFlag
-	fs.Var(&logs, "log", "verifier key of a log to witness; its name is the log's origin (repeatable)")
+	fs.Var(&logs, "log", "verifier key `VKEY` of a log to witness; its name is the log's origin (repeatable)")
 	logList := fs.String("log-list", "", "file of log verifier keys, one a line (# comments), in addition to --log")
-	fs.Var(&ntpServers, "ntp", "NTP server HOST[:PORT] (repeatable; default "+strings.Join(defaultNTP, ", ")+")")
+	fs.Var(&ntpServers, "ntp", "NTP server `HOST[:PORT]` (repeatable; default "+strings.Join(defaultNTP, ", ")+")")
 	ntpInterval := fs.Duration("ntp-interval", checkpoint.DefaultSyncInterval, "how often to re-synchronize with NTP")
 	rate := fs.Float64("rate", 4, "add-checkpoint requests allowed per second and log, on average")
 	burst := fs.Int("burst", 20, "add-checkpoint requests a log may make at once")

@@ -33,7 +33,7 @@ func runAgent(args []string, stdout, stderr io.Writer) error {
 		owner := fs.String("owner", "", "who is accountable for the agent (default: the operator running this)")
 		desc := fs.String("description", "", "what the agent is for")
 		var scope multiFlag
-		fs.Var(&scope, "scope", "declared scope, e.g. 'actions=db.*;tools=sql;resources=customers/*;hours=09:00-17:00;tz=UTC;weekdays=mon-fri;rate=100/m' or its JSON form (repeatable: parts are joined)")
+		fs.Var(&scope, "scope", "declared `scope`, e.g. 'actions=db.*;tools=sql;resources=customers/*;hours=09:00-17:00;tz=UTC;weekdays=mon-fri;rate=100/m' or its JSON form (repeatable: parts are joined)")
 		keyOut := fs.String("key-out", "", "file to write the agent's new private key to (mode 0600; give it to the agent)")
 		pubIn := fs.String("public-key-file", "", "register this agent key file's key instead of generating one (with no --key-out)")
 		cfgFile := fs.String("config", "", "the agent's configuration, JSON (docs/changes.md): recorded as its first approved change")
@@ -164,7 +164,7 @@ func runAgent(args []string, stdout, stderr io.Writer) error {
 		return nil
 	case "scope":
 		var scope multiFlag
-		fs.Var(&scope, "scope", "the new declared scope (same form as for register; repeatable)")
+		fs.Var(&scope, "scope", "the new declared `scope` (same form as for register; repeatable)")
 		if err := parseFlags(fs, args[1:]); err != nil {
 			return err
 		}

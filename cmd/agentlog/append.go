@@ -22,8 +22,8 @@ func runAppend(args []string, stdout, stderr io.Writer) error {
 	resource := fs.String("resource", "", "resource the action touched")
 	outcome := fs.String("outcome", "", "outcome, e.g. success or error")
 	var attrs, jsonAttrs multiFlag
-	fs.Var(&attrs, "attr", "attribute key=value, stored as a JSON string (rows=3 is \"rows\": \"3\"); repeatable")
-	fs.Var(&jsonAttrs, "attr-json", "attribute key=JSON, stored as that JSON value (rows=3 is \"rows\": 3); repeatable")
+	fs.Var(&attrs, "attr", "attribute `key=value`, stored as a JSON string (rows=3 is \"rows\": \"3\"); repeatable")
+	fs.Var(&jsonAttrs, "attr-json", "attribute `key=JSON`, stored as that JSON value (rows=3 is \"rows\": 3); repeatable")
 	timeout := fs.Duration("timeout", 30*time.Second, "give up after this long")
 	if err := parseFlags(fs, args); err != nil {
 		return err

@@ -34,7 +34,7 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("demo", stderr)
 	dir := fs.String("dir", "agentlog-demo", "new directory for everything the demo creates (log and witness data, keys, tokens, evidence)")
 	var ntpServers multiFlag
-	fs.Var(&ntpServers, "ntp", "NTP server HOST[:PORT] for the log (repeatable; default the log's)")
+	fs.Var(&ntpServers, "ntp", "NTP server `HOST[:PORT]` for the log (repeatable; default the log's)")
 	keep := fs.Bool("keep-running", false, "after the story, keep the log and the witness running until Ctrl-C, to explore them")
 	if err := parseFlags(fs, args); err != nil {
 		return err

@@ -4,9 +4,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"runtime/debug"
 	"slices"
 	"strings"
+
+	"github.com/agentlog/agentlog/internal/cmdhelp"
 )
 
 // verbHelp is what "agentlog help VERB" and "VERB -h" print besides the
@@ -201,71 +202,13 @@ func runHelp(args []string, stdout, stderr io.Writer) error {
 // flagUsage prints a verb's help: summary, usage, every flag with double
 // dashes and its default, an example.
 func flagUsage(w io.Writer, name string, fs *flag.FlagSet) {
-	h, ok := helps[name]
-	if ok {
-		fmt.Fprintf(w, "agentlog %s: %s\n\nUsage:\n  agentlog %s\n", name, h.summary, h.usage)
-	} else {
-		fmt.Fprintf(w, "Usage of agentlog %s:\n", name)
+	h := helps[name]
+	v := cmdhelp.Verb{Summary: h.summary, Usage: "agentlog " + h.usage, Example: h.example}
+	if h.summary == "" {
+		v = cmdhelp.Verb{}
 	}
-	fmt.Fprintln(w, "\nFlags:")
-	fs.VisitAll(func(f *flag.Flag) {
-		typ, usage := flag.UnquoteUsage(f)
-		line := "  --" + f.Name
-		if typ != "" {
-			line += " " + typ
-		}
-		fmt.Fprintln(w, line)
-		usage = strings.ReplaceAll(usage, "\n", "\n        ")
-		if def := f.DefValue; def != "" && def != "0" && def != "false" && def != "0s" && def != "[]" {
-			if typ == "string" || typ == "" && strings.ContainsAny(def, " ") {
-				def = fmt.Sprintf("%q", def)
-			}
-			usage += " (default " + def + ")"
-		}
-		fmt.Fprintf(w, "        %s\n", usage)
-	})
-	if ok && h.example != "" {
-		fmt.Fprintf(w, "\nExample:\n  %s\n", h.example)
-	}
+	cmdhelp.Print(w, "agentlog "+name, v, fs)
 }
 
-// version is "agentlog --version": the module version and the commit
-// the binary was built from, as the Go toolchain recorded them.
-func version() string {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "agentlog (no build information)"
-	}
-	return versionOf(bi)
-}
-
-func versionOf(bi *debug.BuildInfo) string {
-	v := bi.Main.Version
-	if v == "" {
-		v = "(devel)"
-	}
-	s := "agentlog " + v
-	var rev, when, modified string
-	for _, kv := range bi.Settings {
-		switch kv.Key {
-		case "vcs.revision":
-			rev = kv.Value
-		case "vcs.time":
-			when = kv.Value
-		case "vcs.modified":
-			modified = kv.Value
-		}
-	}
-	if rev != "" {
-		s += " commit " + rev
-		if modified == "true" {
-			s += " (modified)"
-		}
-		if when != "" {
-			s += " of " + when
-		}
-	} else {
-		s += " (no commit recorded: built outside a git clone or with -buildvcs=false; make build records it)"
-	}
-	return s + ", " + bi.GoVersion
-}
+// version is "agentlog --version".
+func version() string { return cmdhelp.Version("agentlog") }

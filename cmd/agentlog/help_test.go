@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"flag"
-	"runtime/debug"
 	"slices"
 	"strings"
 	"testing"
@@ -97,15 +96,6 @@ func captureFlags(t *testing.T, path string) *flag.FlagSet {
 }
 
 func TestVersion(t *testing.T) {
-	bi := &debug.BuildInfo{GoVersion: "go1.26.0", Main: debug.Module{Path: "github.com/agentlog/agentlog", Version: "v1.2.3"},
-		Settings: []debug.BuildSetting{{Key: "vcs.revision", Value: "3d590bea61ea"}, {Key: "vcs.time", Value: "2026-12-01T21:40:58Z"}, {Key: "vcs.modified", Value: "true"}}}
-	if got, want := versionOf(bi), "agentlog v1.2.3 commit 3d590bea61ea (modified) of 2026-12-01T21:40:58Z, go1.26.0"; got != want {
-		t.Errorf("versionOf = %q, want %q", got, want)
-	}
-	bi.Settings, bi.Main.Version = nil, ""
-	if got := versionOf(bi); !strings.Contains(got, "(devel)") || !strings.Contains(got, "no commit recorded") {
-		t.Errorf("versionOf without VCS information = %q", got)
-	}
 	var out bytes.Buffer
 	if code := run([]string{"--version"}, &out, &out); code != 0 || !strings.HasPrefix(out.String(), "agentlog ") {
 		t.Errorf("agentlog --version: exit %d, %q", code, out.String())

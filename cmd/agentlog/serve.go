@@ -43,7 +43,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	listen := fs.String("listen", "127.0.0.1:8080", "address to listen on")
 	origin := fs.String("origin", "", "log origin, a schemeless URL; default: the origin of the existing keys, or "+defaultOrigin)
 	var ntpServers multiFlag
-	fs.Var(&ntpServers, "ntp", "NTP server HOST[:PORT] (repeatable; default "+strings.Join(defaultNTP, ", ")+")")
+	fs.Var(&ntpServers, "ntp", "NTP server `HOST[:PORT]` (repeatable; default "+strings.Join(defaultNTP, ", ")+")")
 	interval := fs.Duration("checkpoint-interval", time.Second, "how often to sign a checkpoint when the tree has grown")
 	refresh := fs.Duration("checkpoint-refresh", 5*time.Minute, "how often to re-sign an unchanged tree")
 	requireNTP := fs.Bool("require-ntp", false, "refuse to sign checkpoints while the clock is not synchronized with NTP")

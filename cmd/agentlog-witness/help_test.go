@@ -1,0 +1,48 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+// TestHelp checks that "agentlog-witness help serve" and "serve -h" print
+// the summary, the usage, every flag with double dashes and a
+// description, and an example; and that --version answers.
+func TestHelp(t *testing.T) {
+	var viaHelp, viaH bytes.Buffer
+	if code := run([]string{"help", "serve"}, &viaHelp, &viaHelp); code != 0 {
+		t.Fatalf("help serve: exit %d", code)
+	}
+	if code := run([]string{"serve", "-h"}, &viaH, &viaH); code != 0 {
+		t.Fatalf("serve -h: exit %d", code)
+	}
+	out := viaHelp.String()
+	if out != viaH.String() {
+		t.Errorf("help serve and serve -h differ:\n%s\n---\n%s", out, viaH.String())
+	}
+	for _, want := range []string{"agentlog-witness serve: " + serveHelp.Summary, "Usage:\n  " + serveHelp.Usage, "Example:\n  " + serveHelp.Example} {
+		if !strings.Contains(out, want) {
+			t.Errorf("help serve lacks %q:\n%s", want, out)
+		}
+	}
+	// Every flag line is followed by a description line.
+	lines := strings.Split(out, "\n")
+	flags := 0
+	for i, l := range lines {
+		if !strings.HasPrefix(l, "  --") {
+			continue
+		}
+		flags++
+		if i+1 >= len(lines) || strings.TrimSpace(lines[i+1]) == "" || !strings.HasPrefix(lines[i+1], "        ") {
+			t.Errorf("flag %s has no description", strings.TrimSpace(l))
+		}
+	}
+	if flags < 10 {
+		t.Errorf("help serve lists %d flags:\n%s", flags, out)
+	}
+	var v bytes.Buffer
+	if code := run([]string{"--version"}, &v, &v); code != 0 || !strings.HasPrefix(v.String(), "agentlog-witness ") {
+		t.Errorf("--version: exit %d, %q", code, v.String())
+	}
+}
