@@ -89,13 +89,8 @@ func runAgent(args []string, stdout, stderr io.Writer) error {
 			if err != nil {
 				return err
 			}
-			committed := false
-			defer func() {
-				if !committed {
-					pending.Abort()
-				}
-			}()
-			commitKey = func() error { committed = true; return pending.Commit(nil) }
+			defer pending.Abort()
+			commitKey = func() error { return pending.Commit(nil) }
 			key = priv.Public().(ed25519.PublicKey)
 		} else {
 			text, err := readSecret(*pubIn)

@@ -164,5 +164,15 @@ type multiFlag []string
 func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
 func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
 
+// secretOut starts the --out file of a secret the server is about to
+// hand out (nil when path is empty): commit it once the server answered;
+// "defer p.Abort()" removes it otherwise.
+func secretOut(path string) (*secretfile.Pending, error) {
+	if path == "" {
+		return nil, nil
+	}
+	return secretfile.Create(path, nil)
+}
+
 // readSecret reads a token or key file, refusing files others can read.
 func readSecret(path string) (string, error) { return secretfile.Read(path) }

@@ -9,7 +9,6 @@ import (
 
 	"github.com/agentlog/agentlog"
 	"github.com/agentlog/agentlog/client"
-	"github.com/agentlog/agentlog/internal/secretfile"
 )
 
 func runSession(args []string, stdout, stderr io.Writer) error {
@@ -59,17 +58,11 @@ func runSession(args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return usagef("%s", err)
 		}
-		var pending *secretfile.Pending
-		if *out != "" {
-			if pending, err = secretfile.Create(*out, nil); err != nil {
-				return err
-			}
-			defer func() {
-				if pending != nil {
-					pending.Abort()
-				}
-			}()
+		pending, err := secretOut(*out)
+		if err != nil {
+			return err
 		}
+		defer pending.Abort()
 		ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 		defer cancel()
 		s, err := a.Open(ctx)
@@ -81,9 +74,7 @@ func runSession(args []string, stdout, stderr io.Writer) error {
 			fmt.Fprintf(stderr, "declared configuration %s\n", digest)
 		}
 		if pending != nil {
-			err := pending.Commit([]byte(s.Credential + "\n"))
-			pending = nil
-			if err != nil {
+			if err := pending.Commit([]byte(s.Credential + "\n")); err != nil {
 				return fmt.Errorf("session %s is open, but its credential could not be saved: %w", s.Session, err)
 			}
 			fmt.Fprintf(stderr, "credential written to %s (mode 0600)\n", *out)

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/agentlog/agentlog/client"
-	"github.com/agentlog/agentlog/internal/secretfile"
 )
 
 // operatorFlags are the flags every operator verb takes: the server and
@@ -70,25 +69,17 @@ func runToken(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		defer cancel()
-		var pending *secretfile.Pending
-		if *out != "" {
-			if pending, err = secretfile.Create(*out, nil); err != nil {
-				return err
-			}
-			defer func() {
-				if pending != nil {
-					pending.Abort()
-				}
-			}()
+		pending, err := secretOut(*out)
+		if err != nil {
+			return err
 		}
+		defer pending.Abort()
 		t, cred, err := c.CreateToken(ctx, *name, *role)
 		if err != nil {
 			return err
 		}
 		if pending != nil {
-			err := pending.Commit([]byte(cred + "\n"))
-			pending = nil
-			if err != nil {
+			if err := pending.Commit([]byte(cred + "\n")); err != nil {
 				return fmt.Errorf("created %s token %s, but could not save it (revoke it with \"agentlog token revoke --id %s\"): %w", t.Role, t.ID, t.ID, err)
 			}
 			fmt.Fprintf(stdout, "created %s token %s for %q in %s (mode 0600)\n", t.Role, t.ID, t.Name, *out)

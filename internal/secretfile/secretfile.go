@@ -62,6 +62,7 @@ func Read(path string) (string, error) {
 type Pending struct {
 	path string
 	tmp  *os.File
+	done bool // Commit was called: Abort keeps the file
 }
 
 // Create checks that path does not exist and that its directory is
@@ -103,6 +104,7 @@ func (p *Pending) TempPath() string { return p.tmp.Name() }
 // its path, failing if something appeared there meanwhile (the temporary
 // file is then kept and named in the error).
 func (p *Pending) Commit(more []byte) error {
+	p.done = true
 	tmp := p.tmp.Name()
 	if _, err := p.tmp.Write(more); err != nil {
 		p.tmp.Close()
@@ -129,8 +131,14 @@ func (p *Pending) Commit(more []byte) error {
 	return nil
 }
 
-// Abort removes the temporary file: nothing is left behind.
+// Abort removes the temporary file: nothing is left behind. It does
+// nothing on a nil Pending or after Commit (which keeps the temporary file
+// when it fails), so "defer p.Abort()" is always right.
 func (p *Pending) Abort() {
+	if p == nil || p.done {
+		return
+	}
+	p.done = true
 	p.tmp.Close()
 	os.Remove(p.tmp.Name())
 }

@@ -103,3 +103,22 @@ func TestCreate(t *testing.T) {
 		t.Errorf("the secret is not kept in %s: %q", p.TempPath(), b)
 	}
 }
+
+// TestAbortAfterCommit checks that a deferred Abort keeps a committed
+// file, and the temporary file of a Commit that failed.
+func TestAbortAfterCommit(t *testing.T) {
+	dir := t.TempDir()
+	p, err := Create(filepath.Join(dir, "a"), []byte("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Commit(nil); err != nil {
+		t.Fatal(err)
+	}
+	p.Abort()
+	if _, err := os.Stat(filepath.Join(dir, "a")); err != nil {
+		t.Errorf("Abort after Commit removed the file: %v", err)
+	}
+	var none *Pending
+	none.Abort() // no --out: nothing to do
+}
