@@ -27,7 +27,7 @@ import (
 const demoOrigin = "demo.agentlog.local/log"
 
 // runDemo is "agentlog demo": a log and a witness on loopback, two agents
-// with scopes, a scripted workload with one out-of-scope and one off-hours
+// with scopes and approved configurations, a scripted workload with one out-of-scope and one off-hours
 // action, then what an auditor sees. Every step is the CLI verb it prints,
 // run in this process; everything is written under --dir.
 func runDemo(args []string, stdout, stderr io.Writer) error {
@@ -86,22 +86,34 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	start := time.Now().UTC().Add(-time.Second).Truncate(time.Second)
 
 	admin := filepath.Join(logDir, "admin.token")
-	step("the admin provisions two agents with declared scopes")
+	step("the admin provisions two agents with declared scopes and approved configurations")
 	now := time.Now().UTC()
 	away := fmt.Sprintf("%02d:00-%02d:00", (now.Hour()+2)%24, (now.Hour()+4)%24)
 	billingKey, supportKey := filepath.Join(*dir, "billing-bot.key"), filepath.Join(*dir, "support-bot.key")
+	// Each agent's configuration (model, prompts) is recorded at
+	// registration as its first approved change; sessions declare it and
+	// every action carries its digest.
+	billingCfg, supportCfg := filepath.Join(*dir, "billing-bot.config.json"), filepath.Join(*dir, "support-bot.config.json")
+	for f, c := range map[string]string{
+		billingCfg: `{"model": {"provider": "anthropic", "name": "claude-sonnet", "version": "4.5"}, "prompts": {"system": {"text": "You issue refunds for billing disputes. Never touch anything but payments and customer records."}}}` + "\n",
+		supportCfg: `{"model": {"provider": "anthropic", "name": "claude-haiku", "version": "4.5"}, "prompts": {"system": {"text": "You read and answer support tickets."}}}` + "\n",
+	} {
+		if err := os.WriteFile(f, []byte(c), 0o644); err != nil {
+			return err
+		}
+	}
 	if _, err := d.cli("agent", "register", "--admin-token-file", admin, "--id", "billing-bot", "--owner", "payments-team",
-		"--scope", "actions=db.query,payments.refund;tools=sql,stripe;resources=customers/*,charges/*", "--key-out", billingKey); err != nil {
+		"--scope", "actions=db.query,payments.refund;tools=sql,stripe;resources=customers/*,charges/*", "--config", billingCfg, "--key-out", billingKey); err != nil {
 		return err
 	}
 	if _, err := d.cli("agent", "register", "--admin-token-file", admin, "--id", "support-bot", "--owner", "support-team",
-		"--scope", "actions=tickets.*;tools=zendesk;hours="+away+";tz=UTC", "--key-out", supportKey); err != nil {
+		"--scope", "actions=tickets.*;tools=zendesk;hours="+away+";tz=UTC", "--config", supportCfg, "--key-out", supportKey); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "(support-bot's declared hours, %s UTC, exclude now: its next action is off-hours)\n", away)
 
 	step("the agents work: billing-bot stays in scope three times, then runs a shell; support-bot acts off-hours")
-	bs, err := d.cli("session", "open", "--agent-key", billingKey, "--task", "refund-7731")
+	bs, err := d.cli("session", "open", "--agent-key", billingKey, "--task", "refund-7731", "--config", billingCfg)
 	if err != nil {
 		return err
 	}
@@ -126,7 +138,7 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	if _, err := d.cli("session", "close", "--session-token", billing); err != nil {
 		return err
 	}
-	ss, err := d.cli("session", "open", "--agent-key", supportKey, "--task", "ticket-981")
+	ss, err := d.cli("session", "open", "--agent-key", supportKey, "--task", "ticket-981", "--config", supportCfg)
 	if err != nil {
 		return err
 	}
@@ -143,6 +155,11 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	step("the auditor asks: what did billing-bot do?")
 	from := start.Format(time.RFC3339)
 	if _, err := d.cli("query", "--token-file", auditor, "--agent", "billing-bot", "--from", from); err != nil {
+		return err
+	}
+
+	step("the configurations the agents ran under, each approved and on record")
+	if _, err := d.cli("change", "list", "--token-file", auditor); err != nil {
 		return err
 	}
 

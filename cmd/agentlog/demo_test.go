@@ -10,7 +10,7 @@ import (
 )
 
 // TestDemo runs "agentlog demo" as a user would and checks what it shows:
-// two alerts (the out-of-scope and the off-hours action), an inclusion
+// both agents' configurations approved and on record, two alerts (the out-of-scope and the off-hours action), an inclusion
 // proof under a witnessed checkpoint, evidence verified offline, and how to
 // remove the one directory it wrote, outside of which it wrote nothing.
 func TestDemo(t *testing.T) {
@@ -34,6 +34,9 @@ func TestDemo(t *testing.T) {
 		regexp.MustCompile(`(?m)^\d+ +\S+ +alert +billing-bot +refund-7731 +alert\.scope +bash +/etc/passwd`),
 		regexp.MustCompile(`(?m)^\d+ +\S+ +alert +support-bot +ticket-981 +alert\.hours +zendesk +tickets/981`),
 		regexp.MustCompile(`(?m)^2 matches in `),
+		regexp.MustCompile(`(?m)^chg-\S+ +billing-bot +approved +sha256:`),
+		regexp.MustCompile(`(?m)^chg-\S+ +support-bot +approved +sha256:`),
+		regexp.MustCompile(`(?m)^    "config": "sha256:[0-9a-f]{64}",$`), // the shell command ran under the approved configuration
 		regexp.MustCompile(`(?m)^witness quorum OK: cosigned by W1$`),
 		regexp.MustCompile(`(?m)^entry \d+ is included in the checkpoint of size \d+:$`),
 		regexp.MustCompile(`(?m)^completeness OK: `),
@@ -50,7 +53,7 @@ func TestDemo(t *testing.T) {
 	if ls := listDir(t, cwd); len(ls) != 0 {
 		t.Errorf("the demo wrote %v outside --dir", ls)
 	}
-	for _, f := range []string{"log/log.pub", "log/admin.token", "witness/witness.pub", "policy.txt", "billing-bot.key", "support-bot.key", "auditor.token", "evidence/manifest.json", "log.out"} {
+	for _, f := range []string{"log/log.pub", "log/admin.token", "witness/witness.pub", "policy.txt", "billing-bot.key", "support-bot.key", "billing-bot.config.json", "auditor.token", "evidence/manifest.json", "log.out"} {
 		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
 			t.Errorf("the demo's directory lacks %s: %v", f, err)
 		}
