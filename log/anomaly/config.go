@@ -14,7 +14,11 @@
 //   - off_hours: the action is outside the operator's business hours, for
 //     every agent;
 //   - first_access: the agent's first action on a resource;
-//   - rate_spike: a minute far above the agent's own baseline.
+//   - rate_spike: a minute far above the agent's own baseline;
+//   - unapproved_config: an action in a session opened under a
+//     configuration that was not the agent's approved one;
+//   - undeclared_config: a session that declared no configuration though
+//     its agent has an approved one (once, on its session.opened entry).
 package anomaly
 
 import (
@@ -46,12 +50,17 @@ type Config struct {
 
 // Rules says which rules run.
 type Rules struct {
-	Scope       bool       `json:"scope"`
-	Hours       bool       `json:"hours"`
-	Rate        bool       `json:"rate"`
-	FirstAccess bool       `json:"first_access"`
-	OffHours    *OffHours  `json:"off_hours,omitempty"`
-	RateSpike   *RateSpike `json:"rate_spike,omitempty"`
+	Scope       bool `json:"scope"`
+	Hours       bool `json:"hours"`
+	Rate        bool `json:"rate"`
+	FirstAccess bool `json:"first_access"`
+	// Config raises unapproved_config for every action of a session
+	// opened under a configuration that was not its agent's approved one,
+	// and undeclared_config for a session that declared none though its
+	// agent has one (docs/changes.md).
+	Config    bool       `json:"config"`
+	OffHours  *OffHours  `json:"off_hours,omitempty"`
+	RateSpike *RateSpike `json:"rate_spike,omitempty"`
 }
 
 // RateSpike flags a minute in which an agent acts far more than its own
@@ -84,7 +93,7 @@ type Webhook struct {
 // DefaultConfig is what the server runs without a configuration file: the
 // rules that compare actions with the agents' declared scopes.
 func DefaultConfig() Config {
-	return Config{Rules: Rules{Scope: true, Hours: true, Rate: true}}
+	return Config{Rules: Rules{Scope: true, Hours: true, Rate: true, Config: true}}
 }
 
 // maxConfigBytes caps a configuration file.

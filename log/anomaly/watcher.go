@@ -20,6 +20,7 @@ import (
 
 	"github.com/agentlog/agentlog"
 	alog "github.com/agentlog/agentlog/log"
+	"github.com/agentlog/agentlog/log/change"
 	"github.com/agentlog/agentlog/log/identity"
 	"github.com/agentlog/agentlog/log/query"
 )
@@ -63,7 +64,10 @@ type Watcher struct {
 	scopes map[string]*identity.CompiledScope
 	spike  RateSpike       // with defaults filled in
 	seen   map[string]bool // first_access: agent + 0 + resource pairs known to have occurred
-	m      metrics
+	// sessions are the configuration states of sessions, from their
+	// session.opened entries (unapproved_config).
+	sessions *change.Sessions
+	m        metrics
 
 	examined atomic.Uint64
 	smu      sync.Mutex
@@ -187,7 +191,8 @@ func New(o Options) (*Watcher, error) {
 	if o.Scope == nil {
 		o.Scope = func(string) (identity.Scope, bool) { return identity.Scope{}, false }
 	}
-	w := &Watcher{o: o, rates: map[string]*window{}, spikes: map[string]*baseline{}, seen: map[string]bool{}, scopes: map[string]*identity.CompiledScope{}}
+	w := &Watcher{o: o, rates: map[string]*window{}, spikes: map[string]*baseline{}, seen: map[string]bool{}, scopes: map[string]*identity.CompiledScope{},
+		sessions: change.NewSessions(o.Log)}
 	if rs := o.Config.Rules.RateSpike; rs != nil {
 		w.spike = RateSpike{Factor: 5, MinActions: 60, WarmupMinutes: 30}
 		if rs.Factor != 0 {
@@ -339,8 +344,11 @@ func (w *Watcher) examine(ctx context.Context, from, to uint64) (uint64, error) 
 	err := w.o.Log.ForEachEntry(ctx, from, to, func(i uint64, leaf []byte) error {
 		var f *agentlog.Leaf
 		if agentlog.ReadRawFields(leaf, &rf) {
-			if string(rf.Kind) == alog.KindAgent {
+			switch string(rf.Kind) {
+			case alog.KindAgent:
 				return w.scopeEvent(i, leaf)
+			case alog.KindSession:
+				return w.sessionEvent(i, leaf, &alerts)
 			}
 			// The common case: decide from the raw fields whether any
 			// rule applies before decoding anything.
@@ -351,7 +359,11 @@ func (w *Watcher) examine(ctx context.Context, from, to uint64) (uint64, error) 
 			if !ok {
 				c = w.scopeOf(string(rf.Agent))
 			}
-			if !w.mayFlag(c) {
+			unapproved, err := w.unapproved(ctx, string(rf.Session), i)
+			if err != nil {
+				return err
+			}
+			if !w.mayFlag(c) && !unapproved {
 				return nil
 			}
 			// The leaves of a batch share their time: parse it once.
@@ -362,15 +374,18 @@ func (w *Watcher) examine(ctx context.Context, from, to uint64) (uint64, error) 
 				}
 				lastStamp, lastTime = append(lastStamp[:0], stamp...), t
 			}
-			f = &agentlog.Leaf{Time: lastTime, Kind: string(rf.Kind), Agent: string(rf.Agent), Session: string(rf.Session), Task: string(rf.Task),
+			f = &agentlog.Leaf{Time: lastTime, Kind: string(rf.Kind), Agent: string(rf.Agent), Session: string(rf.Session), Task: string(rf.Task), Config: string(rf.Config),
 				Action: string(rf.Action), Tool: string(rf.Tool), Resource: string(rf.Resource), Outcome: string(rf.Outcome)}
 		} else {
 			var err error
 			if f, err = query.DecodeLeaf(leaf); err != nil {
 				return fmt.Errorf("entry %d: %w", i, err)
 			}
-			if f.Kind == alog.KindAgent {
+			switch f.Kind {
+			case alog.KindAgent:
 				return w.scopeEvent(i, leaf)
+			case alog.KindSession:
+				return w.sessionEvent(i, leaf, &alerts)
 			}
 			if f.Kind != alog.KindAction || f.Agent == "" {
 				return nil
@@ -526,6 +541,11 @@ func (w *Watcher) check(ctx context.Context, i uint64, f *agentlog.Leaf, c *iden
 	if w.offHours != nil && !w.offHours.Inside(f.Time) {
 		add("off_hours", fmt.Sprintf("at %s, outside business hours", f.Time.UTC().Format(time.RFC3339)))
 	}
+	if unapproved, err := w.unapproved(ctx, f.Session, i); err != nil {
+		return nil, err
+	} else if unapproved {
+		add("unapproved_config", fmt.Sprintf("the session runs under configuration %s, which was not the agent's approved configuration when it opened", orNone(f.Config)))
+	}
 	if r.FirstAccess && f.Resource != "" {
 		first, err := w.firstAccess(ctx, i, f)
 		if err != nil {
@@ -536,6 +556,58 @@ func (w *Watcher) check(ctx context.Context, i uint64, f *agentlog.Leaf, c *iden
 		}
 	}
 	return out, nil
+}
+
+// unapproved reports whether the config rule flags the actions of session
+// (as of the entry at index before).
+func (w *Watcher) unapproved(ctx context.Context, session string, before uint64) (bool, error) {
+	if !w.o.Config.Rules.Config || session == "" {
+		return false, nil
+	}
+	st, err := w.sessions.Status(ctx, session, before)
+	if err != nil {
+		return false, fmt.Errorf("reading the configuration state of session %s: %w", session, err)
+	}
+	return st == identity.ConfigUnapproved, nil
+}
+
+// sessionEvent remembers a session.opened entry's configuration state and
+// raises undeclared_config for a session that declared none though its
+// agent has an approved configuration.
+func (w *Watcher) sessionEvent(i uint64, leaf []byte, alerts *[]alert) error {
+	if !w.o.Config.Rules.Config {
+		return nil
+	}
+	l, err := agentlog.ParseLeaf(leaf)
+	if err != nil {
+		return fmt.Errorf("entry %d: %w", i, err)
+	}
+	if l.Action != "session.opened" || l.Session == "" {
+		return nil
+	}
+	var a struct {
+		Status   string `json:"config_status"`
+		Approved string `json:"approved_config"`
+	}
+	if len(l.Attributes) > 0 {
+		if err := json.Unmarshal(l.Attributes, &a); err != nil {
+			return fmt.Errorf("entry %d: %w", i, err)
+		}
+	}
+	w.sessions.Set(l.Session, a.Status)
+	if a.Status == identity.ConfigUndeclared {
+		attrs, _ := json.Marshal(map[string]any{"rule": "undeclared_config", "entry": i,
+			"detail": fmt.Sprintf("the session declares no configuration, though the agent's approved configuration is %s", orNone(a.Approved))})
+		*alerts = append(*alerts, alert{rule: "undeclared_config", index: i, f: l, rec: alog.Record{Action: "alert.undeclared_config", Attributes: attrs}})
+	}
+	return nil
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
 }
 
 // countSpike counts an action of agent at t, and reports whether it makes

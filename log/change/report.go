@@ -105,6 +105,9 @@ func (s *Sessions) Observe(session string, leaf []byte) {
 	}
 }
 
+// Set records the configuration state of session.
+func (s *Sessions) Set(session, status string) { s.remember(session, status) }
+
 func (s *Sessions) remember(session, status string) {
 	if len(s.state) > 1<<20 {
 		clear(s.state) // bound memory; misses read the log again
