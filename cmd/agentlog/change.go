@@ -28,7 +28,7 @@ func parsePolicy(v string) (string, error) {
 
 func runChange(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return usagef("want \"agentlog change propose|approve|reject|list|show|attest [flags]\"")
+		return usagef("want \"agentlog change propose|approve|reject|list|show|attest|digest [flags]\"")
 	}
 	verb := args[0]
 	fs := newFlags("change "+verb, stderr)
@@ -39,6 +39,25 @@ func runChange(args []string, stdout, stderr io.Writer) error {
 	o := addOperatorFlags(fs, who)
 	id := fs.String("id", "", "the change id (from change propose or change list)")
 	switch verb {
+	case "digest":
+		cfgFile := fs.String("config", "", "the configuration file, JSON (docs/changes.md; required)")
+		canonical := fs.Bool("canonical", false, "print the RFC 8785 canonical form instead of the digest")
+		if err := parseFlags(fs, args[1:]); err != nil {
+			return err
+		}
+		if *cfgFile == "" {
+			return usagef("--config is required")
+		}
+		canon, digest, err := client.LoadConfig(*cfgFile)
+		if err != nil {
+			return err
+		}
+		if *canonical {
+			_, err = fmt.Fprintf(stdout, "%s\n", canon)
+			return err
+		}
+		_, err = fmt.Fprintln(stdout, digest)
+		return err
 	case "propose":
 		agent := fs.String("agent", "", "the agent whose configuration changes (required)")
 		cfgFile := fs.String("config", "", "the proposed configuration, JSON (docs/changes.md; required)")
@@ -176,7 +195,7 @@ func runChange(args []string, stdout, stderr io.Writer) error {
 		}
 		return atomicfile.Write(*out, st, 0o644)
 	}
-	return usagef("unknown change verb %q: want propose, approve, reject, list, show or attest", verb)
+	return usagef("unknown change verb %q: want propose, approve, reject, list, show, attest or digest", verb)
 }
 
 func printChange(w io.Writer, d *client.ChangeDetail) {

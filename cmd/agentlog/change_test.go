@@ -57,6 +57,9 @@ func TestChangeManagementE2E(t *testing.T) {
 		t.Fatalf("change show (the only difference is the model version):\n%s", show)
 	}
 	d2 := digestIn(t, show)
+	if dg := strings.TrimSpace(mustCLI(t, bin, "change", "digest", "--config", v2)); dg != d2 {
+		t.Fatalf("change digest %s, the server's %s", dg, d2)
+	}
 	if _, errs, code := cli(t, bin, "change", "approve", s, "--token-file", admin, "--id", id); code == 0 || !strings.Contains(errs, "403") || !strings.Contains(errs, "two-person rule") {
 		t.Fatalf("the proposer approved their own change: exit %d %s", code, errs)
 	}

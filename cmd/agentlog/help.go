@@ -116,6 +116,9 @@ var helps = map[string]verbHelp{
 	"change attest": {"print an approved change as an in-toto Statement v1 whose subject is the configuration digest",
 		"change attest --token-file F --id CHANGE [--out FILE]",
 		"agentlog change attest --token-file auditor.token --id \"$CHANGE\" --out change.intoto.json"},
+	"change digest": {"print a configuration file's digest (sha256: of its RFC 8785 form, prompt files by their SHA-256), offline",
+		"change digest --config FILE [--canonical]",
+		"agentlog change digest --config billing-bot-v2.json"},
 	"changes report": {"report every change of a period, the actions under each configuration and those under unapproved ones, with evidence",
 		"changes report --token-file F --from T1 --to T2 [--out DIR --log-key FILE] [--json]",
 		"agentlog changes report --token-file auditor.token --from 2026-01-01T00:00:00Z --to 2026-04-01T00:00:00Z --out cc81-q1 --log-key agentlog-data/log.pub"},
@@ -132,7 +135,7 @@ var groups = map[string][]string{
 	"evidence": {"export", "verify"},
 	"bench":    {"append"},
 	"dev":      {"synth"},
-	"change":   {"propose", "approve", "reject", "list", "show", "attest"},
+	"change":   {"propose", "approve", "reject", "list", "show", "attest", "digest"},
 	"changes":  {"report"},
 }
 
