@@ -18,7 +18,10 @@
 //   - unapproved_config: an action in a session opened under a
 //     configuration that was not the agent's approved one;
 //   - undeclared_config: a session that declared no configuration though
-//     its agent has an approved one (once, on its session.opened entry).
+//     its agent has an approved one (once, on its session.opened entry);
+//   - sequence_gap: an action's seq skips or repeats its session's numbers;
+//   - denied_burst: more than N refused requests from one agent or address
+//     in a window.
 package anomaly
 
 import (
@@ -58,9 +61,15 @@ type Rules struct {
 	// opened under a configuration that was not its agent's approved one,
 	// and undeclared_config for a session that declared none though its
 	// agent has one (docs/changes.md).
-	Config    bool       `json:"config"`
-	OffHours  *OffHours  `json:"off_hours,omitempty"`
-	RateSpike *RateSpike `json:"rate_spike,omitempty"`
+	Config bool `json:"config"`
+	// SequenceGap raises sequence_gap when an action's seq skips or
+	// repeats the numbers of its session.
+	SequenceGap bool `json:"sequence_gap"`
+	// DeniedBurst raises denied_burst when one agent or address is refused
+	// more than Max times in a window.
+	DeniedBurst *DeniedBurst `json:"denied_burst,omitempty"`
+	OffHours    *OffHours    `json:"off_hours,omitempty"`
+	RateSpike   *RateSpike   `json:"rate_spike,omitempty"`
 }
 
 // RateSpike flags a minute in which an agent acts far more than its own
@@ -72,6 +81,15 @@ type RateSpike struct {
 	Factor        float64 `json:"factor"`                   // default 5
 	MinActions    int     `json:"min_actions"`              // default 60
 	WarmupMinutes int     `json:"warmup_minutes,omitempty"` // default 30
+}
+
+// DeniedBurst flags more than Max refused requests (denied entries, with
+// the denials the log's rate limit suppressed) from one agent, or from one
+// address when no agent was proven, in a window of WindowSeconds aligned to
+// the clock; one alert per window.
+type DeniedBurst struct {
+	Max           int `json:"max"`                      // default 20
+	WindowSeconds int `json:"window_seconds,omitempty"` // default 60
 }
 
 // OffHours is the operator's business hours: actions outside them raise
@@ -93,7 +111,7 @@ type Webhook struct {
 // DefaultConfig is what the server runs without a configuration file: the
 // rules that compare actions with the agents' declared scopes.
 func DefaultConfig() Config {
-	return Config{Rules: Rules{Scope: true, Hours: true, Rate: true, Config: true}}
+	return Config{Rules: Rules{Scope: true, Hours: true, Rate: true, Config: true, SequenceGap: true, DeniedBurst: &DeniedBurst{Max: 20, WindowSeconds: 60}}}
 }
 
 // maxConfigBytes caps a configuration file.
@@ -129,6 +147,9 @@ func (c Config) Validate() error {
 		if rs.MinActions < 0 || rs.WarmupMinutes < 0 || rs.WarmupMinutes > 7*24*60 {
 			return fmt.Errorf("%w: rate_spike min_actions and warmup_minutes must be positive (warmup at most a week)", ErrInvalid)
 		}
+	}
+	if db := c.Rules.DeniedBurst; db != nil && (db.Max < 0 || db.WindowSeconds < 0 || db.WindowSeconds > 86400) {
+		return fmt.Errorf("%w: denied_burst max and window_seconds must be positive (the window at most a day)", ErrInvalid)
 	}
 	if len(c.Webhooks) > 16 {
 		return fmt.Errorf("%w: %d webhooks, at most 16", ErrInvalid, len(c.Webhooks))

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	alog "github.com/agentlog/agentlog/log"
+	"github.com/agentlog/agentlog/log/query"
 )
 
 const (
@@ -99,4 +100,143 @@ func TestConfigRules(t *testing.T) {
 			}
 		})
 	}
+}
+
+// seqAct appends an action numbered seq in session.
+func (f *fixture) seqAct(t *testing.T, at time.Time, session string, seq uint64) uint64 {
+	t.Helper()
+	f.setNow(at)
+	p := alog.Principal{ID: "open", Role: "agent", Agent: "open", Session: session, Task: "task"}
+	res, err := f.l.Append(context.Background(), p, alog.KindAction, []alog.Record{{Action: "db.query", Seq: seq}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res[0].Index
+}
+
+// TestSequenceGap: a skipped or repeated seq raises sequence_gap; in-order
+// numbers, unnumbered records and separate sessions do not; after a
+// restart the session's numbers are read back from the log.
+func TestSequenceGap(t *testing.T) {
+	for _, on := range []bool{true, false} {
+		t.Run(fmt.Sprintf("sequence_gap=%v", on), func(t *testing.T) {
+			f := newFixture(t)
+			cfg := Config{Rules: Rules{SequenceGap: on}}
+			w := newWatcher(t, f.l, cfg)
+			at := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
+			var want []string
+			exp := func(i uint64) {
+				if on {
+					want = append(want, fmt.Sprintf("sequence_gap@%d", i))
+				}
+			}
+			f.seqAct(t, at, "s1", 1)
+			f.seqAct(t, at, "s1", 2)
+			f.seqAct(t, at, "s2", 1)      // another session starts at 1
+			exp(f.seqAct(t, at, "s1", 5)) // skips 3 and 4
+			f.seqAct(t, at, "s1", 6)
+			exp(f.seqAct(t, at, "s1", 6)) // repeats
+			f.seqAct(t, at, "s1", 0)      // unnumbered
+			exp(f.seqAct(t, at, "s3", 3)) // a session whose first record is 3
+			next, err := w.examine(context.Background(), w.next, f.l.Size())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := f.got(t); !slices.Equal(got, want) {
+				t.Fatalf("alerts:\n got %v\nwant %v", got, want)
+			}
+			w2 := newWatcher(t, f.l, cfg)
+			if w2.next != next {
+				t.Fatalf("restarted at %d, stopped at %d", w2.next, next)
+			}
+			f.seqAct(t, at, "s1", 7)      // follows 6, read back from the log
+			exp(f.seqAct(t, at, "s2", 3)) // skips 2
+			if _, err := w2.examine(context.Background(), w2.next, f.l.Size()); err != nil {
+				t.Fatal(err)
+			}
+			if got := f.got(t); !slices.Equal(got, want) {
+				t.Fatalf("alerts after a restart:\n got %v\nwant %v", got, want)
+			}
+		})
+	}
+}
+
+// deny appends a denied entry of agent (or, with agent empty, of address).
+func (f *fixture) deny(t *testing.T, at time.Time, agent, remote string, suppressed int) uint64 {
+	t.Helper()
+	f.setNow(at)
+	a := map[string]any{"reason": "forged", "status": 401, "remote": remote}
+	if suppressed > 0 {
+		a["suppressed"] = suppressed
+	}
+	b, _ := json.Marshal(a)
+	res, err := f.l.Append(context.Background(), alog.Principal{Agent: agent}, alog.KindDenied, []alog.Record{{Action: "append", Outcome: "denied", Attributes: b}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res[0].Index
+}
+
+// TestDeniedBurst: more than max refusals of one agent, or one address
+// when no agent was proven, in a window raise one denied_burst; others in
+// the window do not, a new window counts again, suppressed denials count.
+func TestDeniedBurst(t *testing.T) {
+	for _, on := range []bool{true, false} {
+		t.Run(fmt.Sprintf("denied_burst=%v", on), func(t *testing.T) {
+			f := newFixture(t)
+			cfg := Config{}
+			if on {
+				cfg.Rules.DeniedBurst = &DeniedBurst{Max: 3, WindowSeconds: 60}
+			}
+			w := newWatcher(t, f.l, cfg)
+			at := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
+			var want []string
+			exp := func(i uint64) {
+				if on {
+					want = append(want, fmt.Sprintf("denied_burst@%d", i))
+				}
+			}
+			for k := range 3 {
+				f.deny(t, at.Add(time.Duration(k)*time.Second), "bot", "127.0.0.1", 0)
+			}
+			f.deny(t, at.Add(5*time.Second), "", "127.0.0.2", 0) // another key
+			exp(f.deny(t, at.Add(6*time.Second), "bot", "127.0.0.1", 0))
+			f.deny(t, at.Add(7*time.Second), "bot", "127.0.0.1", 0) // same window: once
+			// A new window; one entry standing for 9 (8 suppressed).
+			exp(f.deny(t, at.Add(time.Minute), "", "127.0.0.2", 8))
+			if _, err := w.examine(context.Background(), w.next, f.l.Size()); err != nil {
+				t.Fatal(err)
+			}
+			got := f.gotAll(t)
+			if !slices.Equal(got, want) {
+				t.Fatalf("alerts:\n got %v\nwant %v", got, want)
+			}
+		})
+	}
+}
+
+// gotAll lists every alert as "rule@entry", including those naming no
+// agent.
+func (f *fixture) gotAll(t *testing.T) []string {
+	t.Helper()
+	var out []string
+	flt := &query.Filter{Matches: []query.Match{{Field: "kind", Value: alog.KindAlert}}}
+	_, err := f.l.Search(context.Background(), flt, 0, f.l.Size(), 0, func(i uint64, leaf []byte) error {
+		var v struct {
+			Attributes struct {
+				Rule   string
+				Entry  uint64
+				Detail string
+			}
+		}
+		if err := json.Unmarshal(leaf, &v); err != nil || v.Attributes.Detail == "" {
+			return fmt.Errorf("alert %d is malformed: %s", i, leaf)
+		}
+		out = append(out, fmt.Sprintf("%s@%d", v.Attributes.Rule, v.Attributes.Entry))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }

@@ -67,6 +67,9 @@ type Watcher struct {
 	// sessions are the configuration states of sessions, from their
 	// session.opened entries (unapproved_config).
 	sessions *change.Sessions
+	seqs     map[string]uint64  // sequence_gap: session -> highest seq seen
+	denied   map[string]*window // denied_burst: agent or address -> window
+	burst    DeniedBurst        // with defaults filled in
 	m        metrics
 
 	examined atomic.Uint64
@@ -192,7 +195,16 @@ func New(o Options) (*Watcher, error) {
 		o.Scope = func(string) (identity.Scope, bool) { return identity.Scope{}, false }
 	}
 	w := &Watcher{o: o, rates: map[string]*window{}, spikes: map[string]*baseline{}, seen: map[string]bool{}, scopes: map[string]*identity.CompiledScope{},
-		sessions: change.NewSessions(o.Log)}
+		sessions: change.NewSessions(o.Log), seqs: map[string]uint64{}, denied: map[string]*window{}}
+	if db := o.Config.Rules.DeniedBurst; db != nil {
+		w.burst = DeniedBurst{Max: 20, WindowSeconds: 60}
+		if db.Max != 0 {
+			w.burst.Max = db.Max
+		}
+		if db.WindowSeconds != 0 {
+			w.burst.WindowSeconds = db.WindowSeconds
+		}
+	}
 	if rs := o.Config.Rules.RateSpike; rs != nil {
 		w.spike = RateSpike{Factor: 5, MinActions: 60, WarmupMinutes: 30}
 		if rs.Factor != 0 {
@@ -349,6 +361,8 @@ func (w *Watcher) examine(ctx context.Context, from, to uint64) (uint64, error) 
 				return w.scopeEvent(i, leaf)
 			case alog.KindSession:
 				return w.sessionEvent(i, leaf, &alerts)
+			case alog.KindDenied:
+				return w.deniedEvent(i, leaf, &alerts)
 			}
 			// The common case: decide from the raw fields whether any
 			// rule applies before decoding anything.
@@ -363,7 +377,8 @@ func (w *Watcher) examine(ctx context.Context, from, to uint64) (uint64, error) 
 			if err != nil {
 				return err
 			}
-			if !w.mayFlag(c) && !unapproved {
+			seq := leafSeq(leaf)
+			if !w.mayFlag(c) && !unapproved && (seq == 0 || !w.o.Config.Rules.SequenceGap) {
 				return nil
 			}
 			// The leaves of a batch share their time: parse it once.
@@ -374,7 +389,7 @@ func (w *Watcher) examine(ctx context.Context, from, to uint64) (uint64, error) 
 				}
 				lastStamp, lastTime = append(lastStamp[:0], stamp...), t
 			}
-			f = &agentlog.Leaf{Time: lastTime, Kind: string(rf.Kind), Agent: string(rf.Agent), Session: string(rf.Session), Task: string(rf.Task), Config: string(rf.Config),
+			f = &agentlog.Leaf{Time: lastTime, Kind: string(rf.Kind), Agent: string(rf.Agent), Session: string(rf.Session), Task: string(rf.Task), Config: string(rf.Config), Seq: seq,
 				Action: string(rf.Action), Tool: string(rf.Tool), Resource: string(rf.Resource), Outcome: string(rf.Outcome)}
 		} else {
 			var err error
@@ -386,6 +401,8 @@ func (w *Watcher) examine(ctx context.Context, from, to uint64) (uint64, error) 
 				return w.scopeEvent(i, leaf)
 			case alog.KindSession:
 				return w.sessionEvent(i, leaf, &alerts)
+			case alog.KindDenied:
+				return w.deniedEvent(i, leaf, &alerts)
 			}
 			if f.Kind != alog.KindAction || f.Agent == "" {
 				return nil
@@ -546,6 +563,15 @@ func (w *Watcher) check(ctx context.Context, i uint64, f *agentlog.Leaf, c *iden
 	} else if unapproved {
 		add("unapproved_config", fmt.Sprintf("the session runs under configuration %s, which was not the agent's approved configuration when it opened", orNone(f.Config)))
 	}
+	if r.SequenceGap && f.Seq != 0 && f.Session != "" {
+		detail, err := w.sequence(ctx, i, f)
+		if err != nil {
+			return nil, err
+		}
+		if detail != "" {
+			add("sequence_gap", detail)
+		}
+	}
 	if r.FirstAccess && f.Resource != "" {
 		first, err := w.firstAccess(ctx, i, f)
 		if err != nil {
@@ -599,6 +625,99 @@ func (w *Watcher) sessionEvent(i uint64, leaf []byte, alerts *[]alert) error {
 		attrs, _ := json.Marshal(map[string]any{"rule": "undeclared_config", "entry": i,
 			"detail": fmt.Sprintf("the session declares no configuration, though the agent's approved configuration is %s", orNone(a.Approved))})
 		*alerts = append(*alerts, alert{rule: "undeclared_config", index: i, f: l, rec: alog.Record{Action: "alert.undeclared_config", Attributes: attrs}})
+	}
+	return nil
+}
+
+// leafSeq reads the seq of a canonical leaf (0 when it has none): the key
+// comes before "action", where no string value can hold it unescaped.
+func leafSeq(leaf []byte) uint64 {
+	top := leaf
+	if i := bytes.Index(top, []byte(`,"action":"`)); i >= 0 {
+		top = top[:i]
+	}
+	i := bytes.Index(top, []byte(`,"seq":`))
+	if i < 0 {
+		return 0
+	}
+	var n uint64
+	for _, c := range top[i+len(`,"seq":`):] {
+		if c < '0' || c > '9' {
+			break
+		}
+		n = n*10 + uint64(c-'0')
+	}
+	return n
+}
+
+// sequence checks the seq of the action at index i against the highest
+// one its session had before; a session the watcher has not seen yet
+// (after a restart) is read back from the log through the indexes.
+func (w *Watcher) sequence(ctx context.Context, i uint64, f *agentlog.Leaf) (string, error) {
+	last, ok := w.seqs[f.Session]
+	if !ok && f.Seq != 1 {
+		flt := &query.Filter{Matches: []query.Match{{Field: "session", Value: f.Session}}}
+		_, err := w.o.Log.Search(ctx, flt, 0, i, 0, func(_ uint64, leaf []byte) error {
+			if len(leaf) > agentlog.LeafHeadLen && bytes.HasPrefix(leaf[agentlog.LeafHeadLen:], []byte(`"kind":"action"`)) {
+				last = max(last, leafSeq(leaf))
+			}
+			return nil
+		})
+		if err != nil {
+			return "", fmt.Errorf("reading session %s: %w", f.Session, err)
+		}
+	}
+	if len(w.seqs) > 1<<20 {
+		clear(w.seqs) // bound memory; misses read the log again
+	}
+	w.seqs[f.Session] = max(last, f.Seq)
+	switch {
+	case f.Seq <= last:
+		return fmt.Sprintf("seq %d repeats a number already used in the session (highest so far %d)", f.Seq, last), nil
+	case f.Seq > last+1:
+		return fmt.Sprintf("seq %d skips %d record(s) of the session after seq %d", f.Seq, f.Seq-last-1, last), nil
+	}
+	return "", nil
+}
+
+// deniedEvent counts a denied entry for denied_burst.
+func (w *Watcher) deniedEvent(i uint64, leaf []byte, alerts *[]alert) error {
+	if w.o.Config.Rules.DeniedBurst == nil {
+		return nil
+	}
+	l, err := agentlog.ParseLeaf(leaf)
+	if err != nil {
+		return fmt.Errorf("entry %d: %w", i, err)
+	}
+	var a struct {
+		Remote     string `json:"remote"`
+		Suppressed int    `json:"suppressed"`
+	}
+	if len(l.Attributes) > 0 {
+		if err := json.Unmarshal(l.Attributes, &a); err != nil {
+			return fmt.Errorf("entry %d: %w", i, err)
+		}
+	}
+	key, who := "a/"+l.Agent, "agent "+l.Agent
+	if l.Agent == "" {
+		key, who = "r/"+a.Remote, "address "+a.Remote
+	}
+	per := time.Duration(w.burst.WindowSeconds) * time.Second
+	win := w.denied[key]
+	if win == nil || !l.Time.Before(win.start.Add(per)) {
+		if len(w.denied) > 1<<16 {
+			clear(w.denied)
+		}
+		win = &window{start: l.Time.Truncate(per)}
+		w.denied[key] = win
+	}
+	win.n += 1 + max(a.Suppressed, 0)
+	if win.n > w.burst.Max && !win.fired {
+		win.fired = true
+		attrs, _ := json.Marshal(map[string]any{"rule": "denied_burst", "entry": i, "remote": a.Remote,
+			"detail": fmt.Sprintf("%s was refused %d times in the %v from %s, more than %d", who, win.n, per, win.start.UTC().Format(time.RFC3339), w.burst.Max)})
+		f := &agentlog.Leaf{Time: l.Time, Agent: l.Agent, Session: l.Session, Task: l.Task}
+		*alerts = append(*alerts, alert{rule: "denied_burst", index: i, f: f, rec: alog.Record{Action: "alert.denied_burst", Outcome: "denied", Attributes: attrs}})
 	}
 	return nil
 }
