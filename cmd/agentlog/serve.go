@@ -14,6 +14,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -61,6 +62,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	tlsCert := fs.String("tls-cert", "", "serve HTTPS with this PEM certificate chain (with --tls-key; re-read when it changes)")
 	tlsKey := fs.String("tls-key", "", "PEM private key of --tls-cert (mode 0600)")
 	policyFile := fs.String("witness-policy", "", "c2sp.org/tlog-policy file: push each checkpoint to its witnesses and serve it with their cosignatures once the quorum is met")
+	healthAfter := fs.Duration("health-alert-after", 2*time.Minute, "with --anomaly, raise ntp_unsynced, witness_quorum_lost and checkpoint_stalled alerts once the condition lasts this long")
 	allowSelf := fs.Bool("allow-self-approval", false, "let a change's proposer approve it (breaks the two-person rule of CC8.1; recorded in the log)")
 	unwitnessed := fs.String("unwitnessed", unwitnessedHold, "with --witness-policy, what /checkpoint serves while the newest checkpoint lacks its quorum: hold (the last cosigned one) or publish (the log-signed one)")
 	if err := parseFlags(fs, args); err != nil {
@@ -235,7 +237,10 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	go func() {
 		defer close(watcherDone)
 		if watcher != nil {
+			var wg sync.WaitGroup
+			wg.Go(func() { healthWatcher(l, clock, loop, wc, *healthAfter, max(10**interval, 30*time.Second), logger).Run(bg) })
 			watcher.Run(bg)
+			wg.Wait()
 		}
 	}()
 
@@ -333,4 +338,29 @@ func loadOrCreateToken(path string) (string, error) {
 		return "", err
 	}
 	return tok, nil
+}
+
+// healthWatcher raises the log's own health as alerts in the log: the
+// clock without NTP, the newest checkpoint without its witness quorum, and
+// a grown tree with no checkpoint signed for staleAfter (as /healthz
+// judges them), each once it has lasted after.
+func healthWatcher(l *alog.Log, clock *checkpoint.Clock, loop *checkpoint.Loop, wc *witness.Client, after, staleAfter time.Duration, logger *slog.Logger) *anomaly.HealthWatcher {
+	checks := map[string]anomaly.Check{
+		anomaly.RuleNTPUnsynced: func() (bool, string) {
+			st := clock.Status()
+			return !st.Synced || st.Degraded, fmt.Sprintf("the clock is not synchronized with NTP (%d of %d servers answered; last error %q)", st.Answered, st.Servers, st.LastError)
+		},
+		anomaly.RuleCheckpointStalled: func() (bool, string) {
+			ls := loop.Status()
+			stale := ls.Checked.IsZero() || time.Since(ls.Checked) > staleAfter
+			return ls.Refusing || (l.Size() > ls.Size && stale), fmt.Sprintf("no checkpoint signed for tree size %d (last signed size %d; %s)", l.Size(), ls.Size, ls.LastError)
+		},
+	}
+	if wc != nil {
+		checks[anomaly.RuleWitnessQuorumLost] = func() (bool, string) {
+			st := wc.Status()
+			return st.Lagging, fmt.Sprintf("checkpoint %d lacks its witness quorum (%d cosigners; newest cosigned size %d)", st.LatestSize, st.QuorumCount, st.CosignedSize)
+		}
+	}
+	return anomaly.NewHealthWatcher(anomaly.HealthOptions{Log: l, Checks: checks, After: after, Logger: logger})
 }
