@@ -238,7 +238,9 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		defer close(watcherDone)
 		if watcher != nil {
 			var wg sync.WaitGroup
-			wg.Go(func() { healthWatcher(l, clock, loop, wc, *healthAfter, max(10**interval, 30*time.Second), logger).Run(bg) })
+			wg.Go(func() {
+				healthWatcher(l, clock, loop, wc, *healthAfter, max(10**interval, 30*time.Second), logger).Run(bg)
+			})
 			watcher.Run(bg)
 			wg.Wait()
 		}
