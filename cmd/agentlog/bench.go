@@ -52,6 +52,7 @@ func runBenchAppend(args []string, stdout, stderr io.Writer) error {
 	dur := fs.Duration("duration", 10*time.Second, "how long to send")
 	size := fs.Int("size", 512, "approximate bytes of each record")
 	scope := fs.String("scope", "", "declared scope of the bench agents (agent register --scope form), so that the anomaly rules evaluate every entry")
+	cfgFile := fs.String("config", "", "register the bench agents with this configuration (docs/changes.md); their sessions declare it, so every entry carries its digest")
 	provable := fs.Bool("provable", true, "also measure the time from sending to being covered by a published checkpoint")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -84,7 +85,13 @@ func runBenchAppend(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
-	sessions, err := benchSessions(*server, admin, hc, min(*agents, *conc), scopeJSON)
+	var cfg benchConfig
+	if *cfgFile != "" {
+		if cfg.doc, cfg.digest, err = client.LoadConfig(*cfgFile); err != nil {
+			return err
+		}
+	}
+	sessions, err := benchSessions(*server, admin, hc, min(*agents, *conc), scopeJSON, cfg)
 	if err != nil {
 		return err
 	}
@@ -217,7 +224,13 @@ func runBenchAppend(args []string, stdout, stderr io.Writer) error {
 
 // benchSessions registers and approves n agents with fresh keys, and opens
 // one session for each; it returns the session credentials.
-func benchSessions(server string, admin *client.Client, hc *http.Client, n int, scope json.RawMessage) ([]string, error) {
+// benchConfig is the configuration bench agents are registered with.
+type benchConfig struct {
+	doc    []byte
+	digest string
+}
+
+func benchSessions(server string, admin *client.Client, hc *http.Client, n int, scope json.RawMessage, cfg benchConfig) ([]string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	run := strconv.FormatInt(time.Now().UnixNano(), 36)
@@ -228,13 +241,13 @@ func benchSessions(server string, admin *client.Client, hc *http.Client, n int, 
 			return nil, err
 		}
 		id := fmt.Sprintf("bench-%s-%d", run, i)
-		if _, err := admin.RegisterAgent(ctx, client.AgentRegistration{ID: id, Owner: "bench", Description: "agentlog bench append", PublicKey: pub, Scope: scope}); err != nil {
+		if _, err := admin.RegisterAgent(ctx, client.AgentRegistration{ID: id, Owner: "bench", Description: "agentlog bench append", PublicKey: pub, Scope: scope, Config: cfg.doc}); err != nil {
 			return nil, fmt.Errorf("registering bench agent %s: %w", id, err)
 		}
 		if _, err := admin.ApproveAgent(ctx, id); err != nil {
 			return nil, fmt.Errorf("approving bench agent %s: %w", id, err)
 		}
-		a, err := client.NewAgent(server, client.AgentConfig{ID: id, Key: priv, Task: "bench-" + run, HTTPClient: hc})
+		a, err := client.NewAgent(server, client.AgentConfig{ID: id, Key: priv, Task: "bench-" + run, HTTPClient: hc, Config: cfg.digest})
 		if err != nil {
 			return nil, err
 		}

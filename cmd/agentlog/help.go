@@ -90,7 +90,7 @@ var helps = map[string]verbHelp{
 		"evidence verify DIR --log-key FILE [--policy FILE]",
 		"agentlog evidence verify evidence-2026 --log-key agentlog-data/log.pub"},
 	"bench append": {"load the server with appends and report throughput and latency",
-		"bench append --token-file F [--concurrency N] [--batch N] [--duration D] [--size BYTES]",
+		"bench append --token-file F [--concurrency N] [--batch N] [--duration D] [--size BYTES] [--scope S] [--config FILE]",
 		"agentlog bench append --token-file agentlog-data/admin.token --concurrency 64 --batch 256 --duration 10s"},
 	"gateway": {"run a recording reverse proxy in front of HTTP and MCP tools: each call is in the log before the agent gets the answer",
 		"gateway --log URL [--listen ADDR] [--route NAME=URL]... [--config FILE]",
