@@ -157,14 +157,39 @@ func TestChangeRoleMatrix(t *testing.T) {
 			}
 		})
 	}
-	// Reading changes: admin, approver, auditor.
-	for _, r := range roles {
-		want := r.status
-		if r.name == "auditor token" {
-			want = 200
-		}
-		if code, _, b := do(t, "GET", e.hs.URL+"/v1/changes", r.tok, ""); code != want {
-			t.Errorf("%s lists changes: %d %s, want %d", r.name, code, b, want)
+	// Reading changes: admin, approver, auditor; the report: auditor and
+	// admin only.
+	approved := e.propose(t, approver, "bot-1", doc())
+	if code, _, b := do(t, "POST", e.hs.URL+"/v1/changes/"+approved.ID+"/approve", approver2, ""); code != 200 {
+		t.Fatalf("approve: %d %s", code, b)
+	}
+	reads := []struct {
+		path    string
+		readers map[string]bool
+	}{
+		{"/v1/changes", nil},
+		{"/v1/changes/" + approved.ID, nil},
+		{"/v1/changes/" + approved.ID + "/attestation", nil},
+		{"/v1/configs/" + approved.Config, nil},
+		{"/v1/changes/report", map[string]bool{"bootstrap admin": true, "admin token": true, "auditor token": true}},
+	}
+	for _, rd := range reads {
+		for _, r := range roles {
+			want := r.status
+			if r.name == "auditor token" {
+				want = 200
+			}
+			if rd.readers != nil && want != 401 {
+				want = map[bool]int{true: 200, false: 403}[rd.readers[r.name]]
+			}
+			before := e.l.Size()
+			code, _, b := do(t, "GET", e.hs.URL+rd.path, r.tok, "")
+			if code != want {
+				t.Errorf("%s GET %s: %d %s, want %d", r.name, rd.path, code, b, want)
+			}
+			if code == 200 && e.l.Size() != before {
+				t.Errorf("%s GET %s wrote %d entries", r.name, rd.path, e.l.Size()-before)
+			}
 		}
 	}
 }
