@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/pprof"
 	"os"
@@ -23,6 +24,7 @@ import (
 
 	"github.com/agentlog/agentlog/checkpoint"
 	"github.com/agentlog/agentlog/internal/atomicfile"
+	"github.com/agentlog/agentlog/internal/listener"
 	"github.com/agentlog/agentlog/internal/tlsfile"
 	alog "github.com/agentlog/agentlog/log"
 	"github.com/agentlog/agentlog/log/anomaly"
@@ -38,6 +40,10 @@ var defaultNTP = []string{"time.cloudflare.com", "time.google.com", "pool.ntp.or
 
 const defaultOrigin = "agentlog.local/log"
 
+// connReserve is how many connections beyond --max-connections are
+// accepted for health checks and metrics only.
+const connReserve = 32
+
 func runServe(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("serve", stderr)
 	data := fs.String("data", "agentlog-data", "data directory (keys, tokens, database)")
@@ -52,6 +58,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	maxBatch := fs.Int("max-batch", 8192, "most entries committed in one batch")
 	tileCache := fs.Int("tile-cache", 16384, "full hash tiles kept in memory for proofs and tiles (16 KiB each, so at most 256 MiB by default)")
 	maxPending := fs.Int("max-pending", 1<<18, "most entries waiting to be committed before appends get 503")
+	maxConns := fs.Int("max-connections", 4096, fmt.Sprintf("most HTTP connections served at once; %d more are kept for /healthz and /metrics, and beyond those connections are closed on accept", connReserve))
 	sessionTTL := fs.Duration("session-ttl", time.Hour, "lifetime of a session when the agent asks for none")
 	sessionMaxTTL := fs.Duration("session-max-ttl", 12*time.Hour, "longest session lifetime an agent may ask for")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
@@ -219,7 +226,9 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		publishCheckpoint(srv, wc, c)
 	}
 
-	ln, scheme, err := tlsfile.Listen(*listen, tlsPair)
+	ln, scheme, err := tlsfile.ListenWrapped(*listen, tlsPair, func(ln net.Listener) net.Listener {
+		return listener.Wrap(ln, listener.Config{Max: *maxConns, Reserve: connReserve, Registerer: reg})
+	})
 	if err != nil {
 		return err
 	}
@@ -254,6 +263,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		ConnContext:       listener.ConnContext,
 	}
 	if *debugAddr != "" {
 		dm := http.NewServeMux()

@@ -125,9 +125,18 @@ func LoadIfSet(certFile, keyFile string, logger *slog.Logger) (*Pair, error) {
 // Listen listens on the TCP address addr, with TLS from p unless it is
 // nil, and returns the listener and its URL scheme.
 func Listen(addr string, p *Pair) (net.Listener, string, error) {
+	return ListenWrapped(addr, p, nil)
+}
+
+// ListenWrapped is Listen with wrap (if not nil) applied to the TCP
+// listener, below TLS.
+func ListenWrapped(addr string, p *Pair, wrap func(net.Listener) net.Listener) (net.Listener, string, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, "", fmt.Errorf("listening on %s: %w", addr, err)
+	}
+	if wrap != nil {
+		ln = wrap(ln)
 	}
 	if p == nil {
 		return ln, "http", nil

@@ -15,7 +15,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -29,6 +28,7 @@ import (
 
 	"github.com/agentlog/agentlog"
 	"github.com/agentlog/agentlog/checkpoint"
+	"github.com/agentlog/agentlog/internal/listener"
 	alog "github.com/agentlog/agentlog/log"
 	"github.com/agentlog/agentlog/log/anomaly"
 	"github.com/agentlog/agentlog/log/change"
@@ -43,6 +43,7 @@ var (
 	ErrForbidden    = errors.New("credential not allowed here")
 	errBadRequest   = errors.New("bad request")
 	errUnavailable  = errors.New("not available yet")
+	errOverBudget   = errors.New("server is busy")
 )
 
 // Roles of principals.
@@ -145,6 +146,10 @@ type Server struct {
 	reqDur *prometheus.HistogramVec
 }
 
+// statusClientClosed is the status recorded in metrics for a request
+// whose client disconnected before the answer.
+const statusClientClosed = 499
+
 // maxBodyBytes caps request bodies other than appends.
 const maxBodyBytes = 1 << 10
 
@@ -224,7 +229,21 @@ func (s *Server) handle(r *mux.Router, name, path, method string, h handlerFunc)
 		default:
 			req.Body = http.MaxBytesReader(sw, req.Body, maxBodyBytes)
 		}
-		if err := h(sw, req); err != nil {
+		if listener.Overflow(req.Context()) {
+			// Free the reserve place once answered.
+			sw.Header().Set("Connection", "close")
+		}
+		err := s.checkRequest(req, name)
+		if err == nil {
+			err = h(sw, req)
+		}
+		switch {
+		case err == nil:
+		case req.Context().Err() != nil && errors.Is(err, context.Canceled):
+			// The client went away: nobody reads the answer, and it is
+			// not the server's failure (499, as nginx counts it).
+			sw.code = statusClientClosed
+		default:
 			writeError(s.log, sw, err)
 		}
 		s.reqDur.WithLabelValues(name, strconv.Itoa(sw.code)).Observe(time.Since(start).Seconds())
@@ -248,6 +267,14 @@ func writeError(l *slog.Logger, w http.ResponseWriter, err error) {
 	switch {
 	case errors.As(err, &mbe):
 		writeJSONError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", mbe.Limit))
+	case errors.Is(err, errBodyTimeout):
+		w.Header().Set("Connection", "close")
+		writeJSONError(w, http.StatusRequestTimeout, err.Error())
+	case errors.Is(err, errMediaType):
+		writeJSONError(w, http.StatusUnsupportedMediaType, err.Error())
+	case errors.Is(err, errOverBudget):
+		w.Header().Set("Retry-After", "1")
+		writeJSONError(w, http.StatusServiceUnavailable, err.Error())
 	case errors.Is(err, ErrUnauthorized), errors.Is(err, identity.ErrDenied):
 		w.Header().Set("WWW-Authenticate", `Bearer realm="agentlog"`)
 		writeJSONError(w, http.StatusUnauthorized, err.Error())
@@ -347,12 +374,13 @@ func (s *Server) getTile(w http.ResponseWriter, r *http.Request) error {
 // bundle assembles a C2SP entry bundle: each entry as a 2-byte big-endian
 // length and its bytes.
 func (s *Server) bundle(p agentlog.TilePath) ([]byte, error) {
-	start := p.Index * agentlog.TileWidth
+	// WidthAt compares the index with size/TileWidth, so an index of 2^56
+	// or more cannot wrap around in the multiplication below.
 	size := s.cfg.Log.Size()
-	if start >= size || start+uint64(p.Width) > size {
+	if agentlog.TileWidthAt(0, p.Index, size) < p.Width {
 		return nil, fmt.Errorf("entry bundle %d of width %d: %w (tree size %d)", p.Index, p.Width, tree.ErrNotFound, size)
 	}
-	return s.cfg.Log.EntryBundle(start, uint64(p.Width))
+	return s.cfg.Log.EntryBundle(p.Index*agentlog.TileWidth, uint64(p.Width))
 }
 
 func (s *Server) postEntries(w http.ResponseWriter, r *http.Request) error {
@@ -367,10 +395,7 @@ func (s *Server) postEntries(w http.ResponseWriter, r *http.Request) error {
 		s.recordDenied(r, "append", p, err)
 		return err
 	}
-	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
-		return fmt.Errorf("%w: Content-Type must be application/json, not %q", errBadRequest, ct)
-	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, alog.MaxRequestBytes))
+	body, err := readBody(http.MaxBytesReader(w, r.Body, alog.MaxRequestBytes))
 	if err != nil {
 		return err
 	}

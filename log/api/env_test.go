@@ -44,7 +44,7 @@ var sessionToks, bases sync.Map
 func sessionTok(url string) string { v, _ := sessionToks.Load(url); return v.(string) }
 func baseOf(url string) uint64     { v, _ := bases.Load(url); return v.(uint64) }
 
-func newEnv(t *testing.T, cfg Config) *env {
+func newEnv(t *testing.T, cfg Config, opts ...func(*httptest.Server)) *env {
 	t.Helper()
 	return newEnvWith(t, cfg, change.Options{})
 }
@@ -78,7 +78,11 @@ func newEnvWith(t *testing.T, cfg Config, co change.Options) *env {
 		cfg.DeniedBurst = 1 << 20
 	}
 	srv := New(cfg)
-	hs := httptest.NewServer(srv)
+	hs := httptest.NewUnstartedServer(srv)
+	for _, o := range opts {
+		o(hs)
+	}
+	hs.Start()
 	t.Cleanup(hs.Close)
 	return &env{srv: srv, hs: hs, l: l, ids: ids, clock: clk}
 }

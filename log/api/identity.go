@@ -5,7 +5,6 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -180,7 +179,7 @@ func (s *Server) identityRoutes(r *mux.Router) {
 // decodeStrict decodes a JSON body, refusing unknown members, duplicate
 // names and invalid UTF-8.
 func decodeStrict(r *http.Request, v any) error {
-	b, err := io.ReadAll(r.Body)
+	b, err := readBody(r.Body)
 	if err != nil {
 		return err
 	}
@@ -322,7 +321,7 @@ func (s *Server) putScope(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) postSession(w http.ResponseWriter, r *http.Request) error {
-	body, err := io.ReadAll(r.Body)
+	body, err := readBody(r.Body)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,72 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net"
+	"net/http"
+	"strings"
+
+	"github.com/agentlog/agentlog/internal/listener"
+)
+
+// Client faults in reading a request; writeError maps them.
+var (
+	// errBodyTimeout: the body did not arrive within the server's read
+	// timeout (408).
+	errBodyTimeout = errors.New("request body not received in time")
+	// errMediaType: a JSON route was sent another Content-Type (415).
+	errMediaType = errors.New("unsupported Content-Type")
+)
+
+// checkRequest refuses what no route accepts, before any handler runs: more
+// than one Authorization header (which one would count is ambiguous, and
+// proxies disagree), and a JSON route's body sent as another media type
+// (a browser's cross-origin form post is text/plain or a form encoding).
+func (s *Server) checkRequest(r *http.Request, route string) error {
+	if listener.Overflow(r.Context()) && route != "healthz" {
+		return fmt.Errorf("%w: too many connections are open; retry later", errOverBudget)
+	}
+	if len(r.Header.Values("Authorization")) > 1 {
+		return fmt.Errorf("%w: more than one Authorization header", errBadRequest)
+	}
+	if r.Method != http.MethodPost && r.Method != http.MethodPut {
+		return nil
+	}
+	if route != "append" && !strings.HasPrefix(route, "identity.") {
+		return nil
+	}
+	ct := r.Header.Get("Content-Type")
+	if ct == "" {
+		return nil
+	}
+	if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
+		return fmt.Errorf("%w: %s takes application/json, not %q", errMediaType, r.URL.Path, ct)
+	}
+	return nil
+}
+
+// readBody reads a whole request body (already capped by a MaxBytesReader).
+// Every way a body can fail to arrive is the client's: one larger than the
+// cap stays an *http.MaxBytesError (413), one that outlasts the server's
+// read timeout is errBodyTimeout (408), and one cut short (a Content-Length
+// not met, a broken chunked encoding, a closed connection) is a bad request
+// (400). None of them is a 500.
+func readBody(body io.Reader) ([]byte, error) {
+	b, err := io.ReadAll(body)
+	if err == nil {
+		return b, nil
+	}
+	var mbe *http.MaxBytesError
+	var ne net.Error
+	switch {
+	case errors.As(err, &mbe):
+		return nil, err
+	case errors.As(err, &ne) && ne.Timeout():
+		return nil, fmt.Errorf("%w (after %d bytes)", errBodyTimeout, len(b))
+	default:
+		return nil, fmt.Errorf("%w: request body ended early after %d bytes: %v", errBadRequest, len(b), err)
+	}
+}

@@ -1,0 +1,293 @@
+package api
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"math/big"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/agentlog/agentlog"
+	"github.com/agentlog/agentlog/client"
+)
+
+// rawRequest sends head (the request line and headers, without the blank
+// line) and body over a fresh connection, half-closes it when closeWrite is
+// set, and returns the response.
+func rawRequest(t *testing.T, url, head, body string, closeWrite bool) (*http.Response, []byte) {
+	t.Helper()
+	c, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, head+"\r\n\r\n"+body); err != nil {
+		t.Fatal(err)
+	}
+	if closeWrite {
+		c.(*net.TCPConn).CloseWrite()
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, b
+}
+
+func wantJSONError(t *testing.T, what string, resp *http.Response, b []byte, code int) {
+	t.Helper()
+	var e struct{ Error string }
+	if resp.StatusCode != code || json.Unmarshal(b, &e) != nil || e.Error == "" || resp.Header.Get("Content-Type") != "application/json" {
+		t.Fatalf("%s: %d %s %q, want %d with a JSON error", what, resp.StatusCode, resp.Header.Get("Content-Type"), b, code)
+	}
+}
+
+// TestClientBodyFaults: a body cut short or too slow is the client's fault,
+// answered 400 or 408 (never 500), before authentication as after, and
+// writes nothing.
+func TestClientBodyFaults(t *testing.T) {
+	e := newEnv(t, Config{}, func(hs *httptest.Server) { hs.Config.ReadTimeout = 300 * time.Millisecond })
+	sess := e.openSession(t, e.agent(t, "bot"), "bot", "task", 0)
+	host := strings.TrimPrefix(e.hs.URL, "http://")
+	before := e.l.Size()
+	for _, tc := range []struct {
+		name, path, auth, body string
+		closeWrite             bool
+		want                   int
+	}{
+		{"append truncated", "/v1/entries", sess, `{"entries":[{"action":`, true, 400},
+		{"session truncated", "/v1/sessions", "", `{"agent":"bot",`, true, 400},
+		{"append slow", "/v1/entries", sess, `{"entries":[`, false, 408},
+		{"session slow", "/v1/sessions", "", `{"agent":`, false, 408},
+		{"token truncated", "/v1/tokens", adminTok, `{"name":`, true, 400},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			head := fmt.Sprintf("POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: 1000", tc.path, host)
+			if tc.auth != "" {
+				head += "\r\nAuthorization: Bearer " + tc.auth
+			}
+			resp, b := rawRequest(t, e.hs.URL, head, tc.body, tc.closeWrite)
+			wantJSONError(t, tc.name, resp, b, tc.want)
+		})
+	}
+	if e.l.Size() != before {
+		t.Fatalf("client faults wrote %d entries", e.l.Size()-before)
+	}
+}
+
+// TestRequestChecks: two Authorization headers, a JSON route sent another
+// media type, all refused before the handler runs; nothing written.
+func TestRequestChecks(t *testing.T) {
+	e := newEnv(t, Config{})
+	key := e.agent(t, "bot")
+	sess := e.openSession(t, key, "bot", "task", 0)
+	host := strings.TrimPrefix(e.hs.URL, "http://")
+	sessBody := string(client.SignSessionRequest("bot", "t2", 0, e.clock.now(), key))
+	before := e.l.Size()
+	for _, tc := range []struct {
+		name, head, body string
+		want             int
+	}{
+		{"two authorizations", "POST /v1/entries HTTP/1.1\r\nAuthorization: Bearer " + sess + "\r\nAuthorization: Bearer " + adminTok, `{"entries":[{"action":"a"}]}`, 400},
+		{"two authorizations on a read", "GET /v1/entries/0 HTTP/1.1\r\nAuthorization: Bearer " + auditorTok + "\r\nAuthorization: Bearer x", "", 400},
+		{"append as text", "POST /v1/entries HTTP/1.1\r\nContent-Type: text/plain\r\nAuthorization: Bearer " + sess, `{"entries":[{"action":"a"}]}`, 415},
+		{"session as a form", "POST /v1/sessions HTTP/1.1\r\nContent-Type: application/x-www-form-urlencoded", sessBody, 415},
+		{"token as text", "POST /v1/tokens HTTP/1.1\r\nContent-Type: text/plain\r\nAuthorization: Bearer " + adminTok, `{"name":"n","role":"auditor"}`, 415},
+		{"agent as multipart", "POST /v1/agents HTTP/1.1\r\nContent-Type: multipart/form-data; boundary=x\r\nAuthorization: Bearer " + adminTok, `{}`, 415},
+		{"scope as text", "PUT /v1/agents/bot/scope HTTP/1.1\r\nContent-Type: text/plain\r\nAuthorization: Bearer " + adminTok, `{}`, 415},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			head := tc.head + "\r\nHost: " + host + fmt.Sprintf("\r\nContent-Length: %d", len(tc.body))
+			resp, b := rawRequest(t, e.hs.URL, head, tc.body, false)
+			wantJSONError(t, tc.name, resp, b, tc.want)
+		})
+	}
+	if e.l.Size() != before {
+		t.Fatalf("refused requests wrote %d entries", e.l.Size()-before)
+	}
+	// JSON with parameters is JSON.
+	code, _, b := doHeaders(t, "POST", e.hs.URL+"/v1/entries", sess, `{"entries":[{"action":"a"}]}`, map[string]string{"Content-Type": "application/json; charset=utf-8"})
+	if code != 200 {
+		t.Fatalf("application/json; charset=utf-8: %d %s", code, b)
+	}
+}
+
+// TestBundleIndexOverflow: an entry bundle index whose first entry is beyond
+// 2^64 is not found; it used to wrap around and serve bundle N mod 2^56
+// marked immutable.
+func TestBundleIndexOverflow(t *testing.T) {
+	hs, _ := newTestServer(t)
+	for _, n := range []uint64{1 << 56, 1<<56 + 1, 1 << 63, math.MaxUint64} {
+		p := agentlog.TilePath{Entries: true, Index: n, Width: 1}
+		code, h, b := do(t, "GET", hs.URL+"/tile/"+p.String(), auditorTok, "")
+		if code != 404 || h.Get("Cache-Control") != "no-store" {
+			t.Fatalf("bundle %d: %d %q %q, want 404 not cached", n, code, h.Get("Cache-Control"), b)
+		}
+	}
+}
+
+// TestNumbersProperty: for random client-supplied numbers (biased to the
+// edges of uint64 and of the tree), every endpoint taking a number answers
+// either a correct 200 or a 4xx that follows from exact (big integer)
+// arithmetic, never a 500 nor an answer for another number.
+func TestNumbersProperty(t *testing.T) {
+	hs, l := newTestServer(t)
+	appendN(t, hs.URL, 300)
+	size := l.Size()
+	rng := rand.New(rand.NewPCG(1, 2))
+	pick := func() uint64 {
+		switch rng.IntN(6) {
+		case 0:
+			return rng.Uint64()
+		case 1:
+			return math.MaxUint64 - rng.Uint64N(4)
+		case 2:
+			return 1<<uint(rng.IntN(64)) + rng.Uint64N(3) - 1
+		case 3:
+			return size - 2 + rng.Uint64N(4)
+		default:
+			return rng.Uint64N(size + 2)
+		}
+	}
+	big256 := big.NewInt(agentlog.TileWidth)
+	bigSize := new(big.Int).SetUint64(size)
+	for range 400 {
+		a, b := pick(), pick()
+		w := 1 + rng.IntN(agentlog.TileWidth)
+
+		// Entry bundles: found exactly when a*256 + w <= size.
+		p := agentlog.TilePath{Entries: true, Index: a, Width: w}
+		if rng.IntN(2) == 0 {
+			p.Width = agentlog.TileWidth
+		}
+		end := new(big.Int).Mul(new(big.Int).SetUint64(a), big256)
+		end.Add(end, big.NewInt(int64(p.Width)))
+		code, _, body := do(t, "GET", hs.URL+"/tile/"+p.String(), auditorTok, "")
+		switch want := end.Cmp(bigSize) <= 0; {
+		case want && code == 200:
+			first := a * agentlog.TileWidth
+			leaf, err := l.Entry(first)
+			if err != nil || len(body) < 2+len(leaf) || string(body[2:2+len(leaf)]) != string(leaf) {
+				t.Fatalf("bundle %s does not start with entry %d", p, first)
+			}
+		case !want && code == 404:
+		default:
+			t.Fatalf("bundle %s at size %d: %d %s", p, size, code, body)
+		}
+
+		// Hash tiles at level 0 and 1.
+		for _, level := range []uint64{0, 1} {
+			tp := agentlog.TilePath{Level: level, Index: a, Width: p.Width}
+			hashes := new(big.Int).Rsh(bigSize, uint(8*level))
+			tend := new(big.Int).Mul(new(big.Int).SetUint64(a), big256)
+			tend.Add(tend, big.NewInt(int64(tp.Width)))
+			code, _, body := do(t, "GET", hs.URL+"/tile/"+tp.String(), "", "")
+			switch want := tend.Cmp(hashes) <= 0; {
+			case want && code == 200 && len(body) == 32*tp.Width:
+			case !want && code == 404:
+			default:
+				t.Fatalf("tile %s at size %d: %d %s", tp, size, code, body)
+			}
+		}
+
+		// Entries: found exactly below size.
+		code, _, body = do(t, "GET", fmt.Sprintf("%s/v1/entries/%d", hs.URL, a), auditorTok, "")
+		switch {
+		case a < size && code == 200:
+			var er agentlog.EntryResponse
+			if json.Unmarshal(body, &er) != nil || er.Index != a {
+				t.Fatalf("entry %d answered %s", a, body)
+			}
+		case a >= size && code == 404:
+		default:
+			t.Fatalf("entry %d at size %d: %d %s", a, size, code, body)
+		}
+
+		// Inclusion: 400 unless a < b, 404 beyond the tree.
+		code, _, body = do(t, "GET", fmt.Sprintf("%s/v1/proof/inclusion?index=%d&size=%d", hs.URL, a, b), "", "")
+		switch {
+		case a >= b && code == 400, a < b && b > size && code == 404:
+		case a < b && b <= size && code == 200:
+			var pr agentlog.ProofResponse
+			if json.Unmarshal(body, &pr) != nil || pr.Index == nil || *pr.Index != a || pr.Size != b {
+				t.Fatalf("inclusion %d in %d answered %s", a, b, body)
+			}
+		default:
+			t.Fatalf("inclusion %d in %d at size %d: %d %s", a, b, size, code, body)
+		}
+
+		// Consistency: 400 unless a <= b, 404 beyond the tree.
+		code, _, body = do(t, "GET", fmt.Sprintf("%s/v1/proof/consistency?old=%d&size=%d", hs.URL, a, b), "", "")
+		switch {
+		case a > b && code == 400, a <= b && b > size && code == 404:
+		case a <= b && b <= size && code == 200:
+		default:
+			t.Fatalf("consistency %d to %d at size %d: %d %s", a, b, size, code, body)
+		}
+
+		// Query limits: 1..maxQueryLimit; cursors of any numbers.
+		code, _, body = do(t, "GET", fmt.Sprintf("%s/v1/query?limit=%d", hs.URL, a), auditorTok, "")
+		switch {
+		case a >= 1 && a <= maxQueryLimit && code == 200:
+		case (a == 0 || a > maxQueryLimit) && code == 400:
+		default:
+			t.Fatalf("query limit %d: %d %s", a, code, body)
+		}
+		code, _, body = do(t, "GET", fmt.Sprintf("%s/v1/query?limit=5&cursor=%s", hs.URL, encodeCursor(a, b)), auditorTok, "")
+		switch {
+		case b <= a && a <= size && code == 200:
+			if lines := strings.Count(string(body), "\n"); lines-1 > 5 || lines-1 > int(a-b) {
+				t.Fatalf("cursor (%d, %d): %d lines", a, b, lines)
+			}
+		case (b > a || a > size) && code == 400:
+		default:
+			t.Fatalf("cursor (%d, %d) at size %d: %d %s", a, b, size, code, body)
+		}
+	}
+}
+
+// TestTimesAndTTLsProperty: session TTLs and request times of any
+// magnitude are refused with a 4xx or accepted within bounds, never a 500;
+// query times far from now likewise.
+func TestTimesAndTTLsProperty(t *testing.T) {
+	e := newEnv(t, Config{})
+	key := e.agent(t, "bot")
+	rng := rand.New(rand.NewPCG(3, 4))
+	for i := range 100 {
+		ttl := time.Duration(rng.Int64())
+		switch i % 4 {
+		case 0:
+			ttl = time.Duration(math.MaxInt64 - rng.Int64N(1e9))
+		case 1:
+			ttl = time.Duration(rng.Int64N(int64(3 * time.Hour)))
+		}
+		ttl = ttl.Truncate(time.Second)
+		at := e.clock.now().Add(time.Duration(rng.Int64N(2*int64(10*time.Minute))) - 10*time.Minute)
+		if i%5 == 0 {
+			at = time.Unix(rng.Int64N(253402300799), 0) // any time up to year 9999
+		}
+		body := client.SignSessionRequest("bot", fmt.Sprintf("t%d", i), ttl, at, key)
+		code, _, b := do(t, "POST", e.hs.URL+"/v1/sessions", "", string(body))
+		if code >= 500 || code == 200 && ttl > 2*time.Hour {
+			t.Fatalf("session ttl %v at %v: %d %s", ttl, at, code, b)
+		}
+	}
+	for range 50 {
+		from := time.Unix(rng.Int64N(253402300799), 0).UTC().Format(time.RFC3339)
+		to := time.Unix(rng.Int64N(253402300799), 0).UTC().Format(time.RFC3339)
+		code, _, b := do(t, "GET", e.hs.URL+"/v1/query?from="+from+"&to="+to, auditorTok, "")
+		if code != 200 && code != 400 {
+			t.Fatalf("query from %s to %s: %d %s", from, to, code, b)
+		}
+	}
+}
