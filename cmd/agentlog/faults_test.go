@@ -2,12 +2,19 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -121,4 +128,143 @@ func TestFaultHugeHeaders(t *testing.T) {
 	if err != nil || resp.StatusCode != 431 || resp.Header.Get("Content-Type") != "application/json" || json.Unmarshal(b, &e) != nil || e.Error == "" {
 		t.Fatalf("huge headers: %v %v %q, want a JSON 431", resp, err, b)
 	}
+}
+
+// procStatus reads a field of /proc/PID/status in bytes (VmRSS is the
+// resident set now, VmHWM its peak since start).
+func procStatus(t *testing.T, pid int, field string) int64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
+			f := strings.Fields(v)
+			n, err := strconv.ParseInt(f[0], 10, 64)
+			if err != nil || len(f) != 2 || f[1] != "kB" {
+				t.Fatalf("%s: %q", field, line)
+			}
+			return n << 10
+		}
+	}
+	t.Fatalf("no %s in /proc/%d/status", field, pid)
+	return 0
+}
+
+// TestFaultMemoryBounded: concurrent 15 MB appends, from one agent and
+// from many at once, keep the server's peak RSS (VmHWM of the real
+// process) under 1 GiB; every request is answered 200 or 503 with
+// Retry-After (the byte budget), never 5xx otherwise; the entries of every
+// 200 are in the log; and the resident memory falls back afterwards.
+func TestFaultMemoryBounded(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("reads /proc")
+	}
+	srv, data := startFaultServer(t)
+	pid := srv.Cmd.Process.Pid
+	tok, err := os.ReadFile(filepath.Join(data, "admin.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 15 MB: 240 records of about 64 KB each.
+	var sb strings.Builder
+	sb.WriteString(`{"entries":[`)
+	for i := range 240 {
+		if i > 0 {
+			sb.WriteByte(',')
+		}
+		fmt.Fprintf(&sb, `{"action":"bulk.upload","resource":"r/%d","attributes":{"blob":"%s"}}`, i, strings.Repeat("z", 62000))
+	}
+	sb.WriteString(`]}`)
+	body := sb.String()
+	const agents, perAgent = 6, 15
+	sessions := make([]string, agents)
+	for i := range sessions {
+		sessions[i] = provisionSession(t, srv.url, string(tok), fmt.Sprintf("bulk-%d", i), "memory")
+	}
+	base := procStatus(t, pid, "VmRSS")
+	var mu sync.Mutex
+	codes := map[int]int{}
+	var acked []uint64 // first index of each acknowledged request
+	round := func(sessions []string, n int) {
+		var wg sync.WaitGroup
+		for _, s := range sessions {
+			for range n {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					req, _ := http.NewRequest("POST", srv.url+"/v1/entries", strings.NewReader(body))
+					req.Header.Set("Authorization", "Bearer "+s)
+					req.Header.Set("Content-Type", "application/json")
+					resp, err := http.DefaultClient.Do(req)
+					if err != nil {
+						t.Errorf("append: %v", err)
+						return
+					}
+					defer resp.Body.Close()
+					var ar struct {
+						Entries []struct{ Index uint64 }
+					}
+					b, _ := io.ReadAll(resp.Body)
+					mu.Lock()
+					defer mu.Unlock()
+					codes[resp.StatusCode]++
+					switch {
+					case resp.StatusCode == 200 && json.Unmarshal(b, &ar) == nil && len(ar.Entries) == 240:
+						acked = append(acked, ar.Entries[0].Index)
+					case resp.StatusCode == 503 && resp.Header.Get("Retry-After") != "":
+					default:
+						t.Errorf("append: %d %.200s", resp.StatusCode, b)
+					}
+				}()
+			}
+		}
+		wg.Wait()
+	}
+	// Sample the anonymous memory (the heap's share of RSS) under load.
+	var anonPeak atomic.Int64
+	stop := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			anonPeak.Store(max(anonPeak.Load(), procStatus(t, pid, "RssAnon")))
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	round(sessions[:1], perAgent) // one agent, as the issue's report
+	round(sessions, perAgent/5)   // many agents at once
+	close(stop)
+	<-sampled
+	peak := procStatus(t, pid, "VmHWM")
+	t.Logf("RSS %d MiB before, peak %d MiB; answers %v", base>>20, peak>>20, codes)
+	if peak >= 1<<30 {
+		t.Fatalf("peak RSS %d MiB, want under 1 GiB", peak>>20)
+	}
+	if codes[200] == 0 || codes[503] == 0 {
+		t.Fatalf("answers %v: want some appends through and some refused by the budget", codes)
+	}
+	// Every acknowledged request's entries are there.
+	admin := mustClient(t, srv.url, string(tok))
+	for _, i := range acked {
+		for _, j := range []uint64{i, i + 239} {
+			e, err := admin.Entry(context.Background(), j)
+			if err != nil || !strings.Contains(string(e), `"action":"bulk.upload"`) {
+				t.Fatalf("acknowledged entry %d: %v", j, err)
+			}
+		}
+	}
+	// The heap's share (anonymous memory; the rest is the value log's
+	// file pages, which the kernel reclaims as it needs) goes back.
+	waitFor(t, "anonymous memory to fall back", func() bool {
+		return procStatus(t, pid, "RssAnon") < anonPeak.Load()/2
+	})
+	t.Logf("anonymous memory: peak %d MiB, after %d MiB; file-backed %d MiB", anonPeak.Load()>>20, procStatus(t, pid, "RssAnon")>>20, procStatus(t, pid, "RssFile")>>20)
 }

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"syscall"
@@ -59,6 +60,9 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	tileCache := fs.Int("tile-cache", 16384, "full hash tiles kept in memory for proofs and tiles (16 KiB each, so at most 256 MiB by default)")
 	maxPending := fs.Int("max-pending", 1<<18, "most entries waiting to be committed before appends get 503")
 	maxConns := fs.Int("max-connections", 4096, fmt.Sprintf("most HTTP connections served at once; %d more are kept for /healthz and /metrics, and beyond those connections are closed on accept", connReserve))
+	appendBudget := fs.Int("append-budget-mib", api.DefaultInflightBytes>>20, "MiB of append request bodies in flight (being read, decoded or committed) beyond which appends get 503 with Retry-After")
+	agentBudget := fs.Int("append-budget-agent-mib", api.DefaultInflightBytesPerAgent>>20, "the same for each agent's appends (all its sessions together); at least 16")
+	memoryLimit := fs.Int("memory-limit-mib", 768, "soft limit of the Go heap (runtime/debug.SetMemoryLimit): the GC works harder near it; 0 for none; GOMEMLIMIT, if set, takes precedence")
 	sessionTTL := fs.Duration("session-ttl", time.Hour, "lifetime of a session when the agent asks for none")
 	sessionMaxTTL := fs.Duration("session-max-ttl", 12*time.Hour, "longest session lifetime an agent may ask for")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
@@ -83,6 +87,12 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		return usagef("--checkpoint-interval, --checkpoint-refresh and --ntp-interval must be positive")
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	if *appendBudget < 0 || *agentBudget < 0 || *memoryLimit < 0 {
+		return usagef("--append-budget-mib, --append-budget-agent-mib and --memory-limit-mib must not be negative")
+	}
+	if *memoryLimit > 0 && os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(int64(*memoryLimit) << 20)
+	}
 	if len(ntpServers) == 0 {
 		ntpServers = defaultNTP
 	}
@@ -219,6 +229,9 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		Witnesses:  wc,
 		Anomaly:    watcher,
 		StaleAfter: max(10**interval, 30*time.Second),
+
+		InflightBytes:         int64(*appendBudget) << 20,
+		InflightBytesPerAgent: int64(*agentBudget) << 20,
 		Registry:   reg,
 		Logger:     logger,
 	})

@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -119,8 +120,16 @@ type Config struct {
 	// next denial that is.
 	DeniedRate  float64
 	DeniedBurst int
-	Clock       *checkpoint.Clock // may be nil
-	Loop        *checkpoint.Loop  // may be nil before checkpoints are wired
+	// InflightBytes and InflightBytesPerAgent bound the bytes of append
+	// request bodies in flight (from authentication to the answer, so
+	// decoding and the wait for the commit included), for the server and
+	// for each agent; beyond them an append gets 503 with Retry-After.
+	// Defaults DefaultInflightBytes and DefaultInflightBytesPerAgent;
+	// both are raised to at least one largest request.
+	InflightBytes         int64
+	InflightBytesPerAgent int64
+	Clock                 *checkpoint.Clock // may be nil
+	Loop                  *checkpoint.Loop  // may be nil before checkpoints are wired
 	// Witnesses, if set, is the client collecting witness cosignatures;
 	// /healthz reports its state, degraded while the newest checkpoint lacks
 	// its quorum for longer than the client tolerates, failing if the
@@ -143,6 +152,7 @@ type Server struct {
 	router *mux.Router
 	log    *slog.Logger
 	latest atomic.Pointer[checkpoint.Signed]
+	budget *budget
 	reqDur *prometheus.HistogramVec
 }
 
@@ -170,7 +180,16 @@ func New(cfg Config) *Server {
 	if cfg.DeniedBurst <= 0 {
 		cfg.DeniedBurst = 100
 	}
+	if cfg.InflightBytes <= 0 {
+		cfg.InflightBytes = DefaultInflightBytes
+	}
+	if cfg.InflightBytesPerAgent <= 0 {
+		cfg.InflightBytesPerAgent = DefaultInflightBytesPerAgent
+	}
+	cfg.InflightBytesPerAgent = max(cfg.InflightBytesPerAgent, alog.MaxRequestBytes)
+	cfg.InflightBytes = max(cfg.InflightBytes, cfg.InflightBytesPerAgent)
 	s := &Server{cfg: cfg, log: cfg.Logger}
+	s.budget = newBudget(cfg.InflightBytes, cfg.InflightBytesPerAgent, cfg.Registry)
 	s.denied.init(cfg.DeniedRate, cfg.DeniedBurst)
 	s.reqDur = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "agentlog_http_request_seconds",
@@ -242,7 +261,7 @@ func (s *Server) handle(r *mux.Router, name, path, method string, h handlerFunc)
 		case req.Context().Err() != nil && errors.Is(err, context.Canceled):
 			// The client went away: nobody reads the answer, and it is
 			// not the server's failure (499, as nginx counts it).
-			sw.code = statusClientClosed
+			writeJSONError(sw, statusClientClosed, "the client closed the request")
 		default:
 			writeError(s.log, sw, err)
 		}
@@ -395,7 +414,21 @@ func (s *Server) postEntries(w http.ResponseWriter, r *http.Request) error {
 		s.recordDenied(r, "append", p, err)
 		return err
 	}
-	body, err := readBody(http.MaxBytesReader(w, r.Body, alog.MaxRequestBytes))
+	// Reserve the body's bytes before reading them (as they are read when
+	// the length is not declared), and hold them until the answer.
+	if r.ContentLength > alog.MaxRequestBytes {
+		return &http.MaxBytesError{Limit: alog.MaxRequestBytes}
+	}
+	resv, err := s.budget.take(p.Agent, max(r.ContentLength, 0))
+	if err != nil {
+		return err
+	}
+	defer resv.release()
+	var rd io.Reader = http.MaxBytesReader(w, r.Body, alog.MaxRequestBytes)
+	if r.ContentLength < 0 {
+		rd = &reader{r: rd, res: resv}
+	}
+	body, err := readBody(rd, r.ContentLength)
 	if err != nil {
 		return err
 	}

@@ -54,15 +54,27 @@ func (s *Server) checkRequest(r *http.Request, route string) error {
 // read timeout is errBodyTimeout (408), and one cut short (a Content-Length
 // not met, a broken chunked encoding, a closed connection) is a bad request
 // (400). None of them is a 500.
-func readBody(body io.Reader) ([]byte, error) {
-	b, err := io.ReadAll(body)
+//
+// A size of 0 or more is the declared Content-Length: the body is read into
+// one buffer of that size instead of a growing one.
+func readBody(body io.Reader, size int64) ([]byte, error) {
+	var b []byte
+	var err error
+	if size >= 0 {
+		b = make([]byte, size)
+		var n int
+		n, err = io.ReadFull(body, b)
+		b = b[:n]
+	} else {
+		b, err = io.ReadAll(body)
+	}
 	if err == nil {
 		return b, nil
 	}
 	var mbe *http.MaxBytesError
 	var ne net.Error
 	switch {
-	case errors.As(err, &mbe):
+	case errors.As(err, &mbe), errors.Is(err, errOverBudget):
 		return nil, err
 	case errors.As(err, &ne) && ne.Timeout():
 		return nil, fmt.Errorf("%w (after %d bytes)", errBodyTimeout, len(b))

@@ -291,3 +291,107 @@ func TestTimesAndTTLsProperty(t *testing.T) {
 		}
 	}
 }
+
+// TestAppendBudget: append bytes in flight are bounded per agent and per
+// server: beyond either, 503 with Retry-After and nothing written; the
+// bytes are given back when the request ends, however it ends.
+func TestAppendBudget(t *testing.T) {
+	e := newEnv(t, Config{InflightBytes: 40 << 20, InflightBytesPerAgent: 16 << 20})
+	a := e.openSession(t, e.agent(t, "agent-a"), "agent-a", "t", 0)
+	b := e.openSession(t, e.agent(t, "agent-b"), "agent-b", "t", 0)
+	a2 := e.openSession(t, e.agent(t, "agent-a2"), "agent-a2", "t", 0)
+	host := strings.TrimPrefix(e.hs.URL, "http://")
+	// hold starts an append declaring 16 MiB and sends none of it: its
+	// reservation lasts until the connection closes.
+	hold := func(sess string) net.Conn {
+		c, err := net.Dial("tcp", host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(c, "POST /v1/entries HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nContent-Length: %d\r\n\r\n{", host, sess, 16<<20)
+		return c
+	}
+	waitUsed := func(n int64) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			e.srv.budget.mu.Lock()
+			used := e.srv.budget.used
+			e.srv.budget.mu.Unlock()
+			if used == n {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d bytes in flight, want %d", used, n)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	small := `{"entries":[{"action":"a"}]}`
+	before := e.l.Size()
+	ca := hold(a)
+	waitUsed(16 << 20)
+	if code, h, body := do(t, "POST", e.hs.URL+"/v1/entries", a, small); code != 503 || h.Get("Retry-After") == "" {
+		t.Fatalf("agent over its budget: %d %s", code, body)
+	}
+	cb := hold(b)
+	waitUsed(32 << 20)
+	// The server has 8 MiB left: a small append of a third agent fits, a
+	// declared 9 MiB one does not.
+	if code, _, body := do(t, "POST", e.hs.URL+"/v1/entries", a2, small); code != 200 {
+		t.Fatalf("small append within the server budget: %d %s", code, body)
+	}
+	resp, body := rawRequest(t, e.hs.URL, fmt.Sprintf("POST /v1/entries HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nContent-Length: %d", host, a2, 9<<20), "", true)
+	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("append over the server budget: %d %s", resp.StatusCode, body)
+	}
+	if e.l.Size() != before+1 {
+		t.Fatalf("%d entries written, want the one small append", e.l.Size()-before)
+	}
+	ca.Close()
+	cb.Close()
+	waitUsed(0)
+	if code, _, body := do(t, "POST", e.hs.URL+"/v1/entries", a, small); code != 200 {
+		t.Fatalf("after the held requests ended: %d %s", code, body)
+	}
+}
+
+// TestAppendBudgetChunked: a body of undeclared length takes the budget as
+// it is read, so chunked appends are not charged the 16 MiB cap up front,
+// and one that outgrows the budget is refused with 503.
+func TestAppendBudgetChunked(t *testing.T) {
+	e := newEnv(t, Config{InflightBytes: 16 << 20, InflightBytesPerAgent: 16 << 20})
+	a := e.openSession(t, e.agent(t, "agent-a"), "agent-a", "t", 0)
+	post := func(body io.Reader) (int, string) {
+		req, _ := http.NewRequest("POST", e.hs.URL+"/v1/entries", body)
+		req.Header.Set("Authorization", "Bearer "+a)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	// Two chunked appends at once: the first is held open half-sent.
+	pr, pw := io.Pipe()
+	first := make(chan int)
+	go func() { c, _ := post(pr); first <- c }()
+	pw.Write([]byte(`{"entries":[{"action":"a","attributes":{"k":"`))
+	if code, b := post(io.MultiReader(strings.NewReader(`{"entries":[{"action":"b"}]}`))); code != 200 {
+		t.Fatalf("second chunked append beside a held one: %d %s", code, b)
+	}
+	// The held one grows past 16 MiB of budget: refused.
+	big := strings.Repeat("x", 1<<20)
+	go func() {
+		for range 17 {
+			if _, err := pw.Write([]byte(big)); err != nil {
+				return
+			}
+		}
+		pw.Close()
+	}()
+	if code := <-first; code != 503 {
+		t.Fatalf("chunked append outgrowing the budget: %d", code)
+	}
+}

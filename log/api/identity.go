@@ -179,7 +179,7 @@ func (s *Server) identityRoutes(r *mux.Router) {
 // decodeStrict decodes a JSON body, refusing unknown members, duplicate
 // names and invalid UTF-8.
 func decodeStrict(r *http.Request, v any) error {
-	b, err := readBody(r.Body)
+	b, err := readBody(r.Body, -1)
 	if err != nil {
 		return err
 	}
@@ -321,7 +321,7 @@ func (s *Server) putScope(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) postSession(w http.ResponseWriter, r *http.Request) error {
-	body, err := readBody(r.Body)
+	body, err := readBody(r.Body, -1)
 	if err != nil {
 		return err
 	}
