@@ -69,6 +69,15 @@ type Config struct {
 	// each with their interior nodes); 0 takes tree.DefaultCacheTiles.
 	TileCache int
 
+	// DiskReserve is the free space, beyond what Badger's open files may
+	// still grow by, below which appends fail with ErrDiskFull (default
+	// DefaultDiskReserve): room for memtable flushes and compactions.
+	DiskReserve int64
+	// ValueLogFileSize is the size of Badger's value log files (default
+	// Badger's, 1 GiB). The newest one grows into sparse space, so the
+	// free space appends need includes what it may still take.
+	ValueLogFileSize int64
+
 	// BulkLoad turns off the fsync of every batch. It is for building
 	// synthetic logs only: an acknowledged entry is then not durable until
 	// Close.
@@ -87,8 +96,10 @@ type Log struct {
 	m       *metrics
 	log     *slog.Logger
 
-	stopGC chan struct{}
-	gcDone chan struct{}
+	disk     *diskGuard
+	stopGC   chan struct{} // stops the GC and disk loops
+	gcDone   chan struct{}
+	diskDone chan struct{}
 
 	closeOnce sync.Once
 	closeErr  error
@@ -137,6 +148,9 @@ func Open(cfg Config) (*Log, error) {
 		WithMetricsEnabled(false).
 		WithCompression(options.None).
 		WithValueThreshold(256)
+	if cfg.ValueLogFileSize > 0 {
+		opts = opts.WithValueLogFileSize(cfg.ValueLogFileSize)
+	}
 	if cfg.valueLogFileSize > 0 {
 		// Small files and memtables, so tests see flushes, compactions
 		// and several value log files.
@@ -155,15 +169,21 @@ func Open(cfg Config) (*Log, error) {
 		db.Close()
 		return nil, err
 	}
+	if cfg.DiskReserve <= 0 {
+		cfg.DiskReserve = DefaultDiskReserve
+	}
+	disk := newDiskGuard(cfg.Dir, cfg.DiskReserve, db.Opts().ValueLogFileSize, db.Opts().MemTableSize)
 	m := newMetrics(cfg.Registerer)
 	m.treeSize.Set(float64(t.Size()))
-	seq, err := newSequencer(db, t, cfg.Clock, m, cfg)
+	m.registerDisk(cfg.Registerer, disk)
+	seq, err := newSequencer(db, t, cfg.Clock, m, disk, cfg)
 	if err != nil {
 		db.Close()
 		return nil, err
 	}
-	l := &Log{noIndex: cfg.noIndex, db: db, tree: t, seq: seq, m: m, log: cfg.Logger, stopGC: make(chan struct{}), gcDone: make(chan struct{})}
+	l := &Log{noIndex: cfg.noIndex, db: db, tree: t, seq: seq, m: m, log: cfg.Logger, disk: disk, stopGC: make(chan struct{}), gcDone: make(chan struct{}), diskDone: make(chan struct{})}
 	go l.gcLoop(cfg.GCInterval)
+	go func() { defer close(l.diskDone); disk.run(time.Second, l.stopGC) }()
 	return l, nil
 }
 
@@ -177,6 +197,11 @@ func (l *Log) gcLoop(every time.Duration) {
 		case <-l.stopGC:
 			return
 		case <-t.C:
+			if l.disk.full.Load() {
+				// GC writes a new value log file before it deletes
+				// the old one.
+				continue
+			}
 			if n, err := l.collectGarbage(); err != nil {
 				l.log.Warn("value log garbage collection", "err", err)
 			} else if n > 0 {
@@ -315,6 +340,11 @@ func (l *Log) EntryBundle(start, n uint64) ([]byte, error) {
 	return out, nil
 }
 
+// Disk returns the free space of the database's file system as of the
+// last check (every second and before every batch) and the space appends
+// need.
+func (l *Log) Disk() DiskStatus { return l.disk.status() }
+
 // QueueDepth returns the number of entries waiting to be committed.
 func (l *Log) QueueDepth() int64 { return l.seq.queued.Load() }
 
@@ -325,6 +355,7 @@ func (l *Log) Close() error {
 		l.seq.close()
 		close(l.stopGC)
 		<-l.gcDone
+		<-l.diskDone
 		if err := l.db.Close(); err != nil {
 			l.closeErr = fmt.Errorf("closing the database: %w", err)
 		}

@@ -52,3 +52,16 @@ func newMetrics(r prometheus.Registerer) *metrics {
 	}
 	return m
 }
+
+func (m *metrics) registerDisk(r prometheus.Registerer, g *diskGuard) {
+	if r == nil {
+		return
+	}
+	r.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "agentlog_disk_free_bytes",
+		Help: "Free bytes in the database's file system at the last check.",
+	}, func() float64 { return float64(g.free.Load()) }), prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "agentlog_disk_need_bytes",
+		Help: "Free bytes appends need (the reserve plus what the database's open files may still grow by); below it appends get 507.",
+	}, func() float64 { return float64(g.need.Load()) }))
+}

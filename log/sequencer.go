@@ -46,6 +46,10 @@ type sequencer struct {
 	tree  *tree.Tree
 	clock func() time.Time
 	m     *metrics
+	disk  *diskGuard
+	// failCommit, if set, is called in place of the transaction's commit
+	// (tests inject storage errors with it: export_test.go).
+	failCommit atomic.Pointer[func() error]
 
 	maxBatch   int // entries per batch
 	maxBytes   int // leaf bytes per batch
@@ -62,12 +66,13 @@ type sequencer struct {
 	postings *batchPostings // reused per batch; sequencer goroutine only
 }
 
-func newSequencer(db *badger.DB, t *tree.Tree, clock func() time.Time, m *metrics, cfg Config) (*sequencer, error) {
+func newSequencer(db *badger.DB, t *tree.Tree, clock func() time.Time, m *metrics, disk *diskGuard, cfg Config) (*sequencer, error) {
 	s := &sequencer{
 		db:         db,
 		tree:       t,
 		clock:      clock,
 		m:          m,
+		disk:       disk,
 		maxBatch:   cfg.MaxBatch,
 		maxBytes:   cfg.MaxBatchBytes,
 		maxPending: int64(cfg.MaxPending),
@@ -202,6 +207,9 @@ func (s *sequencer) commit(batch []*pending, n int) {
 
 func (s *sequencer) commitBatch(batch []*pending, n int) error {
 	defer s.postings.reset() // after the transaction is committed or discarded
+	if err := s.disk.check(); err != nil {
+		return err
+	}
 	now := s.clock()
 	if now.Before(s.lastTime) {
 		now = s.lastTime
@@ -276,7 +284,11 @@ func (s *sequencer) commitBatch(batch []*pending, n int) error {
 		return fmt.Errorf("writing tiles: %w", err)
 	}
 	// The DB is opened with SyncWrites, so Commit returns after fsync.
-	if err := txn.Commit(); err != nil {
+	commit := txn.Commit
+	if f := s.failCommit.Load(); f != nil {
+		commit = *f
+	}
+	if err := commit(); err != nil {
 		return fmt.Errorf("committing batch at index %d: %w", base, err)
 	}
 	s.tree.Apply(upd)

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -267,4 +268,127 @@ func TestFaultMemoryBounded(t *testing.T) {
 		return procStatus(t, pid, "RssAnon") < anonPeak.Load()/2
 	})
 	t.Logf("anonymous memory: peak %d MiB, after %d MiB; file-backed %d MiB", anonPeak.Load()>>20, procStatus(t, pid, "RssAnon")>>20, procStatus(t, pid, "RssFile")>>20)
+}
+
+// TestFaultDiskFull runs the log on a small tmpfs (root only: CI runs as
+// root) and fills it, with its own appends and with another file. What
+// must hold: the process never dies (Badger writes through memory maps,
+// and a write the file system cannot back is a SIGBUS); appends get 507
+// with Retry-After and write nothing; reads, proofs and /checkpoint keep
+// working; /healthz fails and says why; a restart on the still-full disk
+// serves reads; every acknowledged entry survives; and appends resume by
+// themselves once space is freed.
+func TestFaultDiskFull(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a tmpfs needs root (CI runs as root)")
+	}
+	if testing.Short() {
+		t.Skip("fault-injection tests build and run the binary")
+	}
+	mnt := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=320m", "tmpfs", mnt).CombinedOutput(); err != nil {
+		t.Fatalf("mount: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", "-l", mnt).Run() })
+	data := filepath.Join(mnt, "data")
+	ntp := ntptest.Start(t, 0)
+	args := []string{"--data", data, "--ntp", ntp.Addr(), "--checkpoint-interval", "100ms", "--anomaly=false", "--value-log-file-mib", "16", "--disk-reserve-mib", "32"}
+	srv := startServer(t, agentlogBinary(t), args...)
+	tok, err := os.ReadFile(filepath.Join(data, "admin.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sess := provisionSession(t, srv.url, string(tok), "filler", "disk")
+	blob := strings.Repeat("d", 60000)
+	var body strings.Builder
+	body.WriteString(`{"entries":[`)
+	for i := range 16 {
+		if i > 0 {
+			body.WriteByte(',')
+		}
+		fmt.Fprintf(&body, `{"action":"fill","attributes":{"b":"%s"}}`, blob)
+	}
+	body.WriteString(`]}`)
+	var acked []uint64
+	appendOnce := func(url string) (int, http.Header) {
+		req, _ := http.NewRequest("POST", url+"/v1/entries", strings.NewReader(body.String()))
+		req.Header.Set("Authorization", "Bearer "+sess)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("append: %v (the server died?)\n%s", err, srv.stderr)
+		}
+		defer resp.Body.Close()
+		var ar struct{ Entries []struct{ Index uint64 } }
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode == 200 {
+			if json.Unmarshal(b, &ar) != nil || len(ar.Entries) != 16 {
+				t.Fatalf("append answer %s", b)
+			}
+			acked = append(acked, ar.Entries[0].Index)
+		}
+		return resp.StatusCode, resp.Header
+	}
+	// Our own appends fill the disk until they are refused.
+	var code int
+	var hdr http.Header
+	for range 1000 {
+		if code, hdr = appendOnce(srv.url); code != 200 {
+			break
+		}
+	}
+	if code != 507 || hdr.Get("Retry-After") == "" || len(acked) == 0 {
+		t.Fatalf("appends on a filling disk ended with %d (Retry-After %q) after %d acknowledged, want 507", code, hdr.Get("Retry-After"), len(acked))
+	}
+	checkFull := func(url string) {
+		t.Helper()
+		h, err := healthz(url)
+		if err != nil || h["status"] != "failing" || !strings.Contains(fmt.Sprint(h["problems"]), "disk full") {
+			t.Fatalf("/healthz on a full disk: %v %v", h, err)
+		}
+		for _, path := range []string{"/checkpoint", "/v1/proof/inclusion?index=0&size=2", "/tile/0/000.p/2"} {
+			resp, err := http.Get(url + path)
+			if err != nil || resp.StatusCode != 200 {
+				t.Fatalf("GET %s on a full disk: %v %v", path, resp, err)
+			}
+			resp.Body.Close()
+		}
+		admin := mustClient(t, url, string(tok))
+		for _, i := range acked {
+			if _, err := admin.Entry(context.Background(), i+15); err != nil {
+				t.Fatalf("acknowledged entry %d: %v", i+15, err)
+			}
+		}
+	}
+	checkFull(srv.url)
+	size := func(url string) float64 { h, _ := healthz(url); return h["tree_size"].(float64) }
+	before := size(srv.url)
+	if code, _ := appendOnce(srv.url); code != 507 || size(srv.url) != before {
+		t.Fatalf("append on a full disk: %d, size %v -> %v", code, before, size(srv.url))
+	}
+
+	// Killed and restarted on the still-full disk: it serves reads.
+	srv.kill()
+	srv = startServer(t, agentlogBinary(t), args...)
+	waitFor(t, "the restarted server to see the full disk", func() bool {
+		h, err := healthz(srv.url)
+		return err == nil && h["status"] == "failing"
+	})
+	checkFull(srv.url)
+
+	// Space returns: appends resume without an operator.
+	if out, err := exec.Command("mount", "-o", "remount,size=640m", mnt).CombinedOutput(); err != nil {
+		t.Fatalf("remount: %v %s", err, out)
+	}
+	waitFor(t, "appends to resume", func() bool {
+		c, _ := appendOnce(srv.url)
+		return c == 200
+	})
+	if h, _ := healthz(srv.url); strings.Contains(fmt.Sprint(h["problems"]), "disk full") {
+		t.Fatalf("/healthz after space returned: %v", h)
+	}
+	select {
+	case <-srv.done:
+		t.Fatalf("server exited:\n%s", srv.stderr)
+	default:
+	}
 }

@@ -63,6 +63,8 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	appendBudget := fs.Int("append-budget-mib", api.DefaultInflightBytes>>20, "MiB of append request bodies in flight (being read, decoded or committed) beyond which appends get 503 with Retry-After")
 	agentBudget := fs.Int("append-budget-agent-mib", api.DefaultInflightBytesPerAgent>>20, "the same for each agent's appends (all its sessions together); at least 16")
 	memoryLimit := fs.Int("memory-limit-mib", 768, "soft limit of the Go heap (runtime/debug.SetMemoryLimit): the GC works harder near it; 0 for none; GOMEMLIMIT, if set, takes precedence")
+	diskReserve := fs.Int("disk-reserve-mib", alog.DefaultDiskReserve>>20, "MiB of free disk kept for the database's flushes and compactions, beyond what its open files may still grow by; below it appends get 507")
+	vlogSize := fs.Int("value-log-file-mib", 1024, "size of the database's value log files in MiB (the newest grows into the free space: the space appends need includes it)")
 	sessionTTL := fs.Duration("session-ttl", time.Hour, "lifetime of a session when the agent asks for none")
 	sessionMaxTTL := fs.Duration("session-max-ttl", 12*time.Hour, "longest session lifetime an agent may ask for")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
@@ -87,6 +89,9 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		return usagef("--checkpoint-interval, --checkpoint-refresh and --ntp-interval must be positive")
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	if *vlogSize < 1 || *vlogSize > 2047 || *diskReserve < 1 {
+		return usagef("--value-log-file-mib must be 1 to 2047 and --disk-reserve-mib at least 1")
+	}
 	if *appendBudget < 0 || *agentBudget < 0 || *memoryLimit < 0 {
 		return usagef("--append-budget-mib, --append-budget-agent-mib and --memory-limit-mib must not be negative")
 	}
@@ -142,8 +147,11 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		MaxBatch:   *maxBatch,
 		MaxPending: *maxPending,
 		TileCache:  *tileCache,
-		Logger:     logger,
-		Registerer: reg,
+
+		DiskReserve:      int64(*diskReserve) << 20,
+		ValueLogFileSize: int64(*vlogSize) << 20,
+		Logger:           logger,
+		Registerer:       reg,
 	})
 	if err != nil {
 		return err
@@ -190,6 +198,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("refusing to start: %w", err)
 	}
 	var watcher *anomaly.Watcher
+	var recordLater func(context.Context) // set when the disk was full at start
 	if *anomalyOn {
 		watcher, err = anomaly.New(anomaly.Options{
 			Log: l, Config: acfg, Logger: logger, Registerer: reg,
@@ -211,10 +220,36 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 			c := watcher.Config()
 			recorded = &c
 		}
-		if changed, err := anomaly.RecordConfig(context.Background(), l, recorded); err != nil {
+		record := func() error {
+			changed, err := anomaly.RecordConfig(context.Background(), l, recorded)
+			if err == nil && changed {
+				logger.Info("alerting configuration recorded in the log", "enabled", recorded != nil)
+			}
 			return err
-		} else if changed {
-			logger.Info("alerting configuration recorded in the log", "enabled", recorded != nil)
+		}
+		switch err := record(); {
+		case errors.Is(err, alog.ErrDiskFull):
+			// Serve reads meanwhile; record it once there is room.
+			logger.Warn("disk full: the alerting configuration will be recorded once space is freed", "err", err)
+			recordLater = func(ctx context.Context) {
+				t := time.NewTicker(5 * time.Second)
+				defer t.Stop()
+				for {
+					select {
+					case <-ctx.Done():
+						return
+					case <-t.C:
+						if err := record(); !errors.Is(err, alog.ErrDiskFull) {
+							if err != nil {
+								logger.Error("recording the alerting configuration", "err", err)
+							}
+							return
+						}
+					}
+				}
+			}
+		case err != nil:
+			return err
 		}
 	}
 
@@ -232,8 +267,8 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 
 		InflightBytes:         int64(*appendBudget) << 20,
 		InflightBytesPerAgent: int64(*agentBudget) << 20,
-		Registry:   reg,
-		Logger:     logger,
+		Registry:              reg,
+		Logger:                logger,
 	})
 	if c := loop.Latest(); c != nil {
 		publishCheckpoint(srv, wc, c)
@@ -250,6 +285,9 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	bg, cancelBG := context.WithCancel(context.Background())
 	defer cancelBG()
 	go clock.Run(bg)
+	if recordLater != nil {
+		go recordLater(bg)
+	}
 	if wc != nil {
 		go wc.Run(bg)
 	}

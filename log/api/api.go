@@ -305,6 +305,9 @@ func writeError(l *slog.Logger, w http.ResponseWriter, err error) {
 		writeJSONError(w, http.StatusNotFound, err.Error())
 	case errors.Is(err, identity.ErrExists), errors.Is(err, identity.ErrConflict):
 		writeJSONError(w, http.StatusConflict, err.Error())
+	case errors.Is(err, alog.ErrDiskFull):
+		w.Header().Set("Retry-After", "10")
+		writeJSONError(w, http.StatusInsufficientStorage, err.Error())
 	case errors.Is(err, alog.ErrPushback):
 		w.Header().Set("Retry-After", "1")
 		writeJSONError(w, http.StatusServiceUnavailable, err.Error())
@@ -557,6 +560,7 @@ type Health struct {
 	Clock      *checkpoint.ClockStatus `json:"clock,omitempty"`
 	Witnesses  *witness.ClientStatus   `json:"witnesses,omitempty"`
 	Anomaly    *anomaly.Status         `json:"anomaly,omitempty"`
+	Disk       alog.DiskStatus         `json:"disk"`
 	Problems   []string                `json:"problems,omitempty"`
 }
 
@@ -571,7 +575,11 @@ type checkpointHealth struct {
 // health computes the server's health. It is failing when checkpoints stop
 // being signed for a grown tree, and degraded when the clock has no NTP.
 func (s *Server) health() Health {
-	h := Health{Status: "ok", TreeSize: s.cfg.Log.Size(), QueueDepth: s.cfg.Log.QueueDepth()}
+	h := Health{Status: "ok", TreeSize: s.cfg.Log.Size(), QueueDepth: s.cfg.Log.QueueDepth(), Disk: s.cfg.Log.Disk()}
+	if h.Disk.Full {
+		h.Status = "failing"
+		h.Problems = append(h.Problems, fmt.Sprintf("disk full: %d MiB free, appends need %d MiB; appends are refused (507) until space is freed, reads and proofs are served", h.Disk.FreeBytes>>20, h.Disk.NeedBytes>>20))
+	}
 	if s.cfg.Clock != nil {
 		st := s.cfg.Clock.Status()
 		h.Clock = &st
