@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -339,8 +340,34 @@ func TestFaultDiskFull(t *testing.T) {
 	if code != 507 || hdr.Get("Retry-After") == "" || len(acked) == 0 {
 		t.Fatalf("appends on a filling disk ended with %d (Retry-After %q) after %d acknowledged, want 507", code, hdr.Get("Retry-After"), len(acked))
 	}
+	// Badger frees space by itself now and then (a flushed memtable log,
+	// a compaction's inputs): another file keeps the free space just
+	// under what appends need, which leaves the database its reserve.
+	filler, err := os.Create(filepath.Join(mnt, "filler"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer filler.Close()
+	keepFull := func(url string) {
+		t.Helper()
+		h, err := healthz(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		need := int64(h["disk"].(map[string]any)["need_bytes"].(float64))
+		var st syscall.Statfs_t
+		if err := syscall.Statfs(mnt, &st); err != nil {
+			t.Fatal(err)
+		}
+		if free := int64(st.Bavail) * int64(st.Bsize); free >= need {
+			if _, err := filler.Write(make([]byte, free-need+1<<20)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 	checkFull := func(url string) {
 		t.Helper()
+		keepFull(url)
 		h, err := healthz(url)
 		if err != nil || h["status"] != "failing" || !strings.Contains(fmt.Sprint(h["problems"]), "disk full") {
 			t.Fatalf("/healthz on a full disk: %v %v", h, err)
@@ -361,6 +388,7 @@ func TestFaultDiskFull(t *testing.T) {
 	}
 	checkFull(srv.url)
 	size := func(url string) float64 { h, _ := healthz(url); return h["tree_size"].(float64) }
+	keepFull(srv.url)
 	before := size(srv.url)
 	if code, _ := appendOnce(srv.url); code != 507 || size(srv.url) != before {
 		t.Fatalf("append on a full disk: %d, size %v -> %v", code, before, size(srv.url))
@@ -370,12 +398,15 @@ func TestFaultDiskFull(t *testing.T) {
 	srv.kill()
 	srv = startServer(t, agentlogBinary(t), args...)
 	waitFor(t, "the restarted server to see the full disk", func() bool {
+		keepFull(srv.url)
 		h, err := healthz(srv.url)
 		return err == nil && h["status"] == "failing"
 	})
 	checkFull(srv.url)
 
 	// Space returns: appends resume without an operator.
+	filler.Close()
+	os.Remove(filler.Name())
 	if out, err := exec.Command("mount", "-o", "remount,size=640m", mnt).CombinedOutput(); err != nil {
 		t.Fatalf("remount: %v %s", err, out)
 	}
