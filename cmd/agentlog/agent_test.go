@@ -152,7 +152,7 @@ func TestProvisioningCLI(t *testing.T) {
 		"token token.created by=admin agent= task=",
 		"denied token.create by=carol agent= task=",
 		"agent agent.registered by=admin agent=bot-1 task=",
-		"denied session.open by= agent= task=",
+		"denied session.open by= agent=bot-1 task=",
 		"agent agent.approved by=alice agent=bot-1 task=",
 		"agent agent.registered by=admin agent=bot-2 task=",
 		"agent agent.approved by=admin agent=bot-2 task=",

@@ -291,6 +291,9 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	if wc != nil {
 		go wc.Run(bg)
 	}
+	// Denied-attempt summaries, every minute and at shutdown.
+	srvDone := make(chan struct{})
+	go func() { defer close(srvDone); srv.Run(bg) }()
 	loopDone := make(chan struct{})
 	go func() { defer close(loopDone); loop.Run(bg) }()
 	watcherDone := make(chan struct{})
@@ -351,6 +354,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		logger.Warn("HTTP shutdown", "err", err)
 	}
 	cancelBG()
+	<-srvDone
 	<-loopDone
 	<-watcherDone
 	// Every acknowledged append is committed: sign a last checkpoint that

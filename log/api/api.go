@@ -115,11 +115,13 @@ type Config struct {
 	// Origin is the log's checkpoint origin, named in attestations.
 	Origin string
 	// DeniedRate and DeniedBurst bound how many denied-attempt entries
-	// the log records (per second, and at once); defaults 10 and 100.
-	// Denials beyond them are counted and the count is recorded with the
-	// next denial that is.
-	DeniedRate  float64
-	DeniedBurst int
+	// the log records for one identity (per second, and at once); defaults
+	// 1 and 20. Its denials beyond them, and every denial that proves no
+	// identity, are counted in the summary written every DeniedInterval
+	// (default 1m) by Run (denied.go).
+	DeniedRate     float64
+	DeniedBurst    int
+	DeniedInterval time.Duration
 	// InflightBytes and InflightBytesPerAgent bound the bytes of append
 	// request bodies in flight (from authentication to the answer, so
 	// decoding and the wait for the commit included), for the server and
@@ -148,7 +150,7 @@ type Config struct {
 // Server serves the log over HTTP.
 type Server struct {
 	cfg    Config
-	denied deniedLimiter
+	denied deniedRecorder
 	router *mux.Router
 	log    *slog.Logger
 	latest atomic.Pointer[checkpoint.Signed]
@@ -175,10 +177,13 @@ func New(cfg Config) *Server {
 		cfg.StaleAfter = 30 * time.Second
 	}
 	if cfg.DeniedRate <= 0 {
-		cfg.DeniedRate = 10
+		cfg.DeniedRate = 1
 	}
 	if cfg.DeniedBurst <= 0 {
-		cfg.DeniedBurst = 100
+		cfg.DeniedBurst = 20
+	}
+	if cfg.DeniedInterval <= 0 {
+		cfg.DeniedInterval = time.Minute
 	}
 	if cfg.InflightBytes <= 0 {
 		cfg.InflightBytes = DefaultInflightBytes
@@ -190,7 +195,7 @@ func New(cfg Config) *Server {
 	cfg.InflightBytes = max(cfg.InflightBytes, cfg.InflightBytesPerAgent)
 	s := &Server{cfg: cfg, log: cfg.Logger}
 	s.budget = newBudget(cfg.InflightBytes, cfg.InflightBytesPerAgent, cfg.Registry)
-	s.denied.init(cfg.DeniedRate, cfg.DeniedBurst)
+	s.denied.init(cfg.DeniedRate, cfg.DeniedBurst, time.Now())
 	s.reqDur = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "agentlog_http_request_seconds",
 		Help:    "HTTP request latency by route and status code.",

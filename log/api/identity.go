@@ -1,14 +1,11 @@
 package api
 
 import (
-	"context"
 	"crypto/ed25519"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	jsonv2 "github.com/go-json-experiment/json"
@@ -16,7 +13,6 @@ import (
 
 	"github.com/agentlog/agentlog"
 	alog "github.com/agentlog/agentlog/log"
-	"github.com/agentlog/agentlog/log/change"
 	"github.com/agentlog/agentlog/log/identity"
 )
 
@@ -45,93 +41,6 @@ func (s *Server) authenticate(r *http.Request) (alog.Principal, error) {
 		return alog.Principal{}, ErrUnauthorized
 	}
 	return s.cfg.Auth.Authenticate(r)
-}
-
-// recordDenied writes a "denied" entry for a refused request that
-// presented a credential (or a signed session request), within the
-// denied-entry rate limit. The entry names the agent and session only when
-// the credential proved them (a forged one names nothing it claims).
-func (s *Server) recordDenied(r *http.Request, route string, p alog.Principal, err error) {
-	if _, ok := bearer(r); !ok && route != "session.open" {
-		return
-	}
-	ok, suppressed := s.denied.allow(time.Now())
-	if !ok {
-		return
-	}
-	status := http.StatusUnauthorized
-	if errors.Is(err, ErrForbidden) || errors.Is(err, identity.ErrNotApproved) || errors.Is(err, identity.ErrConfigRefused) || errors.Is(err, change.ErrSelfApproval) {
-		status = http.StatusForbidden
-	}
-	pr := alog.Principal{ID: p.ID, Role: p.Role, Agent: p.Agent, Session: p.Session, Task: p.Task}
-	reason := "unknown credential"
-	var d *identity.DeniedError
-	switch {
-	case errors.As(err, &d):
-		reason, pr.Agent, pr.Session = d.Reason, d.Agent, d.Session
-	case errors.Is(err, identity.ErrNotApproved):
-		reason = "agent not approved"
-	case errors.Is(err, identity.ErrConfigRefused):
-		reason = "configuration not approved"
-	case errors.Is(err, change.ErrSelfApproval):
-		reason = "self-approval"
-	case status == http.StatusForbidden:
-		reason = "role not allowed"
-	}
-	path := r.URL.EscapedPath()
-	if len(path) > 256 {
-		path = path[:256]
-	}
-	host, _, _ := net.SplitHostPort(r.RemoteAddr)
-	attrs := map[string]any{"reason": reason, "status": status, "method": r.Method, "path": path, "remote": host}
-	if d != nil && d.Token != "" {
-		attrs["token"] = d.Token
-	}
-	if suppressed > 0 {
-		attrs["suppressed"] = suppressed
-	}
-	b, _ := jsonMarshal(attrs)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if _, err := s.cfg.Log.Append(ctx, pr, alog.KindDenied, []alog.Record{{Action: route, Outcome: "denied", Attributes: b}}); err != nil {
-		s.log.Warn("recording a denied attempt", "route", route, "err", err)
-	}
-}
-
-// deniedLimiter is a token bucket bounding denied-attempt entries, so that
-// an attacker cannot flood the log by failing to authenticate.
-type deniedLimiter struct {
-	mu         sync.Mutex
-	rate       float64 // tokens per second
-	burst      float64
-	tokens     float64
-	last       time.Time
-	suppressed int
-}
-
-func (l *deniedLimiter) init(rate float64, burst int) {
-	l.rate, l.burst, l.tokens = rate, float64(burst), float64(burst)
-}
-
-// allow takes a token; when it can, it also returns (and resets) how many
-// denials were dropped since the last one recorded.
-func (l *deniedLimiter) allow(now time.Time) (bool, int) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if !l.last.IsZero() && now.After(l.last) {
-		l.tokens = min(l.burst, l.tokens+now.Sub(l.last).Seconds()*l.rate)
-	}
-	if now.After(l.last) {
-		l.last = now
-	}
-	if l.tokens < 1 {
-		l.suppressed++
-		return false, 0
-	}
-	l.tokens--
-	n := l.suppressed
-	l.suppressed = 0
-	return true, n
 }
 
 // checkSignatures verifies the agent signatures records carry against the
@@ -330,7 +239,11 @@ func (s *Server) postSession(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	o, err := s.cfg.Identity.OpenSession(r.Context(), req, t, sig)
-	if errors.Is(err, identity.ErrDenied) || errors.Is(err, identity.ErrNotApproved) || errors.Is(err, identity.ErrConfigRefused) {
+	switch {
+	case errors.Is(err, identity.ErrNotApproved), errors.Is(err, identity.ErrConfigRefused):
+		// The request's signature verified: it is the agent's own.
+		s.recordDenied(r, "session.open", alog.Principal{Agent: req.Agent}, err)
+	case errors.Is(err, identity.ErrDenied):
 		s.recordDenied(r, "session.open", alog.Principal{}, err)
 	}
 	if err != nil {

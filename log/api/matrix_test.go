@@ -145,7 +145,9 @@ func TestAuthorizationMatrix(t *testing.T) {
 				case c.name == "none":
 					want = 401
 				case c.role == "":
-					want, wantDenied = 401, true
+					// A forged credential proves no identity: it is only
+					// counted in the next summary (TestDeniedSummary).
+					want, wantDenied = 401, !strings.Contains(c.name, "forged") && c.name != "garbage"
 				case !contains(rt.roles, c.role):
 					want, wantDenied = 403, true
 				}
@@ -168,10 +170,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 					if d.Outcome != "denied" || d.Action == "" || !strings.Contains(string(d.Attributes), `"status":`+fmt.Sprint(want)) {
 						t.Fatalf("denied entry %+v", d)
 					}
-					// A forged credential names no agent; a real one names its agent.
-					if strings.Contains(c.name, "forged") && d.Agent != "" {
-						t.Fatalf("forged credential attributed to %q", d.Agent)
-					}
+					// A real credential names its agent.
 					if c.name == "revoked token" && !strings.Contains(string(d.Attributes), `"token":"gone"`) {
 						t.Fatalf("denied entry of a revoked token does not name it: %s", d.Attributes)
 					}
@@ -238,9 +237,10 @@ func TestSessionOpen(t *testing.T) {
 		{"replay", replayed, 401, true, identity.ReasonReplayed},
 		{"stale", string(client.SignSessionRequest("agent-a", "t", 0, now.Add(-10*time.Minute), keyA)), 401, true, identity.ReasonStale},
 		{"future", string(client.SignSessionRequest("agent-a", "t", 0, now.Add(10*time.Minute), keyA)), 401, true, identity.ReasonStale},
-		{"tampered", tampered, 401, true, identity.ReasonBadSig},
-		{"another agent's key", string(client.SignSessionRequest("agent-a", "t", 0, now, keyB)), 401, true, identity.ReasonBadSig},
-		{"unknown agent", string(client.SignSessionRequest("ghost", "t", 0, now, keyA)), 401, true, identity.ReasonUnknown},
+		// Requests that prove no identity are only counted in the summary.
+		{"tampered", tampered, 401, false, identity.ReasonBadSig},
+		{"another agent's key", string(client.SignSessionRequest("agent-a", "t", 0, now, keyB)), 401, false, identity.ReasonBadSig},
+		{"unknown agent", string(client.SignSessionRequest("ghost", "t", 0, now, keyA)), 401, false, identity.ReasonUnknown},
 		{"pending agent", string(client.SignSessionRequest("agent-p", "t", 0, now, pendingKey)), 403, true, "agent not approved"},
 		{"revoked agent", string(client.SignSessionRequest("agent-r", "t", 0, now, revokedKey)), 401, true, identity.ReasonRevoked},
 		{"ttl above max", string(client.SignSessionRequest("agent-a", "t", 3*time.Hour, now, keyA)), 400, false, ""},
@@ -353,36 +353,6 @@ func TestAttributedAppends(t *testing.T) {
 	json.Unmarshal(b, &r4)
 	if code != 200 || r4.Entries[0].Index == r1[0].Index {
 		t.Fatalf("other session with the same key: %d %s", code, b)
-	}
-}
-
-// TestDeniedRateLimit checks an attacker cannot flood the log with failed
-// attempts: beyond the burst no entry is written.
-func TestDeniedRateLimit(t *testing.T) {
-	e := newEnv(t, Config{DeniedRate: 1e-9, DeniedBurst: 3})
-	before := e.l.Size()
-	for i := 0; i < 50; i++ {
-		if code, _, _ := do(t, "POST", e.hs.URL+"/v1/entries", "forged-"+fmt.Sprint(i), `{"entries":[{"action":"a"}]}`); code != 401 {
-			t.Fatalf("forged credential: %d", code)
-		}
-	}
-	if got := e.l.Size() - before; got != 3 {
-		t.Fatalf("%d denied entries written, want the burst of 3", got)
-	}
-}
-
-func TestDeniedLimiterCountsSuppressed(t *testing.T) {
-	var l deniedLimiter
-	l.init(1, 2)
-	t0 := time.Unix(1000, 0)
-	for i, want := range []bool{true, true, false, false, false} {
-		if ok, _ := l.allow(t0); ok != want {
-			t.Fatalf("attempt %d: allowed %v", i, ok)
-		}
-	}
-	ok, n := l.allow(t0.Add(time.Second))
-	if !ok || n != 3 {
-		t.Fatalf("after a second: allowed %v, suppressed %d; want true, 3", ok, n)
 	}
 }
 
