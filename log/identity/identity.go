@@ -415,8 +415,8 @@ func (s *Store) Register(ctx context.Context, by alog.Principal, sp AgentSpec) (
 	}
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	if _, ok := s.agents[sp.ID]; ok {
-		return nil, fmt.Errorf("agent %q: %w", sp.ID, ErrExists)
+	if err := s.nameFreeLocked("agent id", sp.ID); err != nil {
+		return nil, err
 	}
 	a := &Agent{ID: sp.ID, Owner: sp.Owner, Description: sp.Description, PublicKey: sp.PublicKey, Scope: sp.Scope,
 		Status: StatusPending, RegisteredBy: by.ID, Registered: s.cfg.Now().UTC()}
@@ -571,8 +571,8 @@ func (s *Store) CreateToken(ctx context.Context, by alog.Principal, name, role s
 	if !agentlog.ValidID(name) {
 		return nil, "", fmt.Errorf("%w: token name %q must be 1 to 64 letters, digits, '.', '_' or '-'", ErrInvalid, name)
 	}
-	if name == BootstrapAdmin {
-		return nil, "", fmt.Errorf("%w: token name %q is the bootstrap admin's", ErrInvalid, name)
+	if strings.EqualFold(name, BootstrapAdmin) || strings.EqualFold(name, systemPrincipal) {
+		return nil, "", fmt.Errorf("%w: token name %q is reserved", ErrInvalid, name)
 	}
 	if role != RoleAdmin && role != RoleApprover && role != RoleAuditor {
 		return nil, "", fmt.Errorf("%w: role %q: want admin, approver or auditor (agents use sessions)", ErrInvalid, role)
@@ -581,6 +581,9 @@ func (s *Store) CreateToken(ctx context.Context, by alog.Principal, name, role s
 	t := &Token{ID: id, Name: name, Role: role, Hash: h[:], CreatedBy: by.ID, Created: s.cfg.Now().UTC()}
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
+	if err := s.nameFreeLocked("token name", name); err != nil {
+		return nil, "", err
+	}
 	if err := s.event(ctx, alog.Principal{ID: by.ID, Role: by.Role}, alog.KindToken, "token.created", map[string]string{"id": id, "name": name, "role": role}); err != nil {
 		return nil, "", err
 	}
@@ -589,6 +592,33 @@ func (s *Store) CreateToken(ctx context.Context, by alog.Principal, name, role s
 	}
 	s.setLocked(func() { s.tokens[id] = t })
 	return publicToken(t), cred, nil
+}
+
+// systemPrincipal is the principal of the entries the log writes by
+// itself (package anomaly's alerts and configuration).
+const systemPrincipal = "agentlog"
+
+// nameFreeLocked checks that name can identify a new token or agent: a
+// principal in the log is a token's name or an agent's id, so no two live
+// tokens, no token and agent, and no two agents (revoked ones included,
+// since their entries stay) may share one, compared case-insensitively;
+// nor may one be named like the bootstrap admin or the log itself. Call
+// with s.wmu held.
+func (s *Store) nameFreeLocked(what, name string) error {
+	if strings.EqualFold(name, BootstrapAdmin) || strings.EqualFold(name, systemPrincipal) {
+		return fmt.Errorf("%w: %s %q is reserved", ErrExists, what, name)
+	}
+	for _, t := range s.tokens {
+		if t.Revoked == nil && strings.EqualFold(t.Name, name) {
+			return fmt.Errorf("%s %q: %w: operator token %s is named %q", what, name, ErrExists, t.ID, t.Name)
+		}
+	}
+	for id := range s.agents {
+		if strings.EqualFold(id, name) {
+			return fmt.Errorf("%s %q: %w: agent %q is registered", what, name, ErrExists, id)
+		}
+	}
+	return nil
 }
 
 func publicToken(t *Token) *Token { c := clone(t); c.Hash = nil; return c }

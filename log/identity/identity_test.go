@@ -395,3 +395,45 @@ func BenchmarkAuthenticate(b *testing.B) {
 		}
 	})
 }
+
+// TestNamesUnique: a principal in the log is a token's name or an agent's
+// id, so no two live tokens, no token and agent and no two agents share
+// one, case-insensitively, and none is named like the bootstrap admin or
+// the log; a revoked token's name can be given again, and nothing refused
+// is logged.
+func TestNamesUnique(t *testing.T) {
+	l, s := openStore(t, t.TempDir(), &clock{})
+	defer l.Close()
+	ctx := context.Background()
+	newAgent(t, s, "bot-1", false)
+	tok, _, err := s.CreateToken(ctx, admin, "t-auditor", RoleAuditor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := l.Size()
+	for _, name := range []string{"t-auditor", "T-AUDITOR", "Bot-1", "bot-1"} {
+		if _, _, err := s.CreateToken(ctx, admin, name, RoleAuditor); !errors.Is(err, ErrExists) {
+			t.Errorf("token named %q: %v, want ErrExists", name, err)
+		}
+	}
+	for _, name := range []string{"ADMIN", "Admin", "agentlog", "AgentLog"} {
+		if _, _, err := s.CreateToken(ctx, admin, name, RoleAuditor); !errors.Is(err, ErrInvalid) {
+			t.Errorf("token named %q: %v, want ErrInvalid", name, err)
+		}
+	}
+	pub, _, _ := ed25519.GenerateKey(rand.Reader)
+	for _, id := range []string{"BOT-1", "t-Auditor", "admin", "Admin", "agentlog"} {
+		if _, err := s.Register(ctx, admin, AgentSpec{ID: id, Owner: "o", PublicKey: pub}); !errors.Is(err, ErrExists) {
+			t.Errorf("agent %q: %v, want ErrExists", id, err)
+		}
+	}
+	if l.Size() != before {
+		t.Fatalf("refused names wrote %d entries", l.Size()-before)
+	}
+	if _, err := s.RevokeToken(ctx, admin, tok.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.CreateToken(ctx, admin, "T-Auditor", RoleAuditor); err != nil {
+		t.Fatalf("the name of a revoked token: %v", err)
+	}
+}
