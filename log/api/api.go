@@ -429,6 +429,10 @@ func (s *Server) postEntries(w http.ResponseWriter, r *http.Request) error {
 	}
 	resv, err := s.budget.take(p.Agent, max(r.ContentLength, 0))
 	if err != nil {
+		// Read the body through (into no buffer) before answering: a
+		// client still sending it would otherwise see its connection
+		// reset instead of the 503.
+		io.Copy(io.Discard, http.MaxBytesReader(w, r.Body, alog.MaxRequestBytes))
 		return err
 	}
 	defer resv.release()
@@ -437,6 +441,9 @@ func (s *Server) postEntries(w http.ResponseWriter, r *http.Request) error {
 		rd = &reader{r: rd, res: resv}
 	}
 	body, err := readBody(rd, r.ContentLength)
+	if errors.Is(err, errOverBudget) {
+		io.Copy(io.Discard, http.MaxBytesReader(w, r.Body, alog.MaxRequestBytes))
+	}
 	if err != nil {
 		return err
 	}
