@@ -2,7 +2,7 @@
 GO ?= go
 PKGS := ./...
 
-.PHONY: build test interop bench lint fuzz clean
+.PHONY: build test interop bench lint fuzz clean faults soak
 
 # -buildvcs=true records the commit for "agentlog --version", whatever GOFLAGS says.
 build:
@@ -17,6 +17,19 @@ test: interop
 # witness): a separate module so their dependencies stay out of go.mod.
 interop:
 	cd witness/interop && $(GO) test -race -count=1 -timeout 10m ./...
+
+# The fault-injection suite alone (make test runs it too): the real
+# binary under full disks (a tmpfs, as root), storage errors, lying NTP,
+# misbehaving witnesses, connection floods, huge headers, departing
+# clients and concurrent large appends.
+faults:
+	$(GO) test -race -count=1 -timeout 20m -run 'Fault|Commit|DiskFull|DiskNeed|ClientBody|RequestChecks|AppendBudget|Numbers|TimesAndTTLs|Denied' ./cmd/agentlog ./log ./log/api ./internal/listener
+
+# A 30-minute soak under mixed load with memory and descriptors sampled and
+# asserted flat; not part of make test (SOAK=10m for a shorter one).
+SOAK ?= 30m
+soak:
+	AGENTLOG_SOAK=$(SOAK) $(GO) test -count=1 -timeout 0 -run '^TestSoak$$' -v ./cmd/agentlog
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m $(PKGS)

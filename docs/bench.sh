@@ -51,6 +51,18 @@ server=$!
 for _ in $(seq 100); do [ -f "$data/admin.token" ] && curl -sf http://127.0.0.1:18123/healthz >/dev/null 2>&1 && break; sleep 0.1; done
 "$work/agentlog" bench append --server http://127.0.0.1:18123 --token-file "$data/admin.token" --concurrency 256 --batch 1 --duration 10s
 "$work/agentlog" bench append --server http://127.0.0.1:18123 --token-file "$data/admin.token" --concurrency 16 --batch 256 --duration 10s
+httppeer=${HTTP_PEER:-../shared/bench/tessera-http}
+if [ -x "$httppeer/run.sh" ]; then
+  echo "== HTTP single-entry append, 256 clients, ours then Tessera's POSIX conformance server (POST /add), twice, same load generator"
+  "$httppeer/run.sh" "$work/tessera-http" 18200 >"$work/tessera-http.out" 2>&1 &
+  peerpid=$!
+  for _ in $(seq 3000); do curl -s -o /dev/null http://127.0.0.1:18200/ 2>/dev/null && break; sleep 0.1; done
+  for round in 1 2; do
+    "$work/agentlog" bench append --server http://127.0.0.1:18123 --token-file "$data/admin.token" --concurrency 256 --batch 1 --duration 10s --provable=false
+    "$work/agentlog" bench peer --url http://127.0.0.1:18200/add --concurrency 256 --size 512 --duration 10s
+  done
+  kill "$peerpid" 2>/dev/null; wait "$peerpid" 2>/dev/null || true
+fi
 if command -v wrk >/dev/null; then
   echo "== HTTP single-entry append with wrk (1 thread, 256 connections, one agent session)"
   "$work/agentlog" agent register --server http://127.0.0.1:18123 --admin-token-file "$data/admin.token" --id wrk-bot --key-out "$work/wrk-bot.key" >/dev/null

@@ -23,10 +23,90 @@ import (
 )
 
 func runBench(args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] != "append" {
-		return usagef("want \"agentlog bench append [flags]\"")
+	switch {
+	case len(args) > 0 && args[0] == "append":
+		return runBenchAppend(args[1:], stdout, stderr)
+	case len(args) > 0 && args[0] == "peer":
+		return runBenchPeer(args[1:], stdout, stderr)
 	}
-	return runBenchAppend(args[1:], stdout, stderr)
+	return usagef("want \"agentlog bench append [flags]\" or \"agentlog bench peer [flags]\"")
+}
+
+// runBenchPeer drives a peer's single-entry HTTP append (Tessera's POSIX
+// conformance server: POST /add, the body is the entry) with the same
+// closed-loop clients and HTTP transport as "bench append --batch 1", so
+// the two figures of one run compare.
+func runBenchPeer(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("bench peer", stderr)
+	url := fs.String("url", "http://127.0.0.1:18200/add", "the peer's append URL (one entry per POST, the body is the entry)")
+	conc := fs.Int("concurrency", 256, "concurrent clients")
+	dur := fs.Duration("duration", 10*time.Second, "how long to send")
+	size := fs.Int("size", 512, "bytes of each entry")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *conc < 1 || *size < 1 || *dur <= 0 {
+		return usagef("--concurrency >= 1, --size >= 1 and a positive --duration are required")
+	}
+	hc := &http.Client{
+		Timeout:   60 * time.Second,
+		Transport: &http.Transport{MaxIdleConns: *conc * 2, MaxIdleConnsPerHost: *conc * 2, IdleConnTimeout: time.Minute},
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), *dur)
+	defer cancel()
+	var (
+		mu       sync.Mutex
+		lats     []time.Duration
+		failures atomic.Int64
+		firstErr atomic.Value
+	)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for w := 0; w < *conc; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var my []time.Duration
+			body := make([]byte, *size)
+			for n := 0; ctx.Err() == nil; n++ {
+				// Distinct entries: the peer may deduplicate.
+				copy(body, fmt.Sprintf("%d-%d-%s", w, n, strings.Repeat("x", *size)))
+				t0 := time.Now()
+				req, _ := http.NewRequestWithContext(ctx, http.MethodPost, *url, bytes.NewReader(body))
+				resp, err := hc.Do(req)
+				if err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != http.StatusOK {
+						err = fmt.Errorf("status %s", resp.Status)
+					}
+				}
+				if err != nil {
+					if ctx.Err() != nil {
+						break
+					}
+					failures.Add(1)
+					firstErr.CompareAndSwap(nil, err.Error())
+					continue
+				}
+				my = append(my, time.Since(t0))
+			}
+			mu.Lock()
+			lats = append(lats, my...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	slices.Sort(lats)
+	fmt.Fprintf(stdout, "agentlog bench peer %s concurrency=%d size=%d duration=%s\n", *url, *conc, *size, elapsed.Round(time.Millisecond))
+	fmt.Fprintf(stdout, "  requests=%d requests_per_s=%.0f\n", len(lats), float64(len(lats))/elapsed.Seconds())
+	fmt.Fprintf(stdout, "  latency p50=%s p99=%s max=%s\n", pct(lats, 50), pct(lats, 99), pct(lats, 100))
+	fmt.Fprintf(stdout, "  failures=%d\n", failures.Load())
+	if f := failures.Load(); f > 0 {
+		return fmt.Errorf("%d requests failed; first: %v", f, firstErr.Load())
+	}
+	return nil
 }
 
 // benchSample is one acknowledged request: the largest index it got and

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentlog/agentlog/checkpoint"
 	"github.com/agentlog/agentlog/checkpoint/ntptest"
 )
 
@@ -422,4 +424,225 @@ func TestFaultDiskFull(t *testing.T) {
 		t.Fatalf("server exited:\n%s", srv.stderr)
 	default:
 	}
+}
+
+// appendTimes appends n one-record requests with sess and returns the
+// times the log stamped.
+func appendTimes(t *testing.T, url, sess string, n int) []time.Time {
+	t.Helper()
+	var out []time.Time
+	for range n {
+		req, _ := http.NewRequest("POST", url+"/v1/entries", strings.NewReader(`{"entries":[{"action":"clock.check"}]}`))
+		req.Header.Set("Authorization", "Bearer "+sess)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ar struct{ Entries []struct{ Time time.Time } }
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || json.Unmarshal(b, &ar) != nil || len(ar.Entries) != 1 {
+			t.Fatalf("append: %d %s", resp.StatusCode, b)
+		}
+		out = append(out, ar.Entries[0].Time)
+	}
+	return out
+}
+
+// TestFaultLyingNTP: NTP servers that lie. What must hold: one server far
+// off is outvoted (times stay within a second of the honest majority's);
+// when every server becomes unreachable the log keeps accepting appends and
+// /healthz says the clock is degraded; when a majority starts lying an hour
+// behind, time never goes backwards (it holds, then moves on); entry times
+// never decrease; checkpoints keep being signed throughout.
+func TestFaultLyingNTP(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fault-injection tests build and run the binary")
+	}
+	var ntps []*ntptest.Server
+	var args []string
+	for _, off := range []time.Duration{0, 0, 0, 10 * 365 * 24 * time.Hour} {
+		s := ntptest.Start(t, off)
+		ntps = append(ntps, s)
+		args = append(args, "--ntp", s.Addr())
+	}
+	data := t.TempDir()
+	srv := startServer(t, agentlogBinary(t), append(args, "--data", data, "--checkpoint-interval", "100ms", "--ntp-interval", "200ms", "--anomaly=false")...)
+	waitFor(t, "the clock to sync", func() bool { return clockSynced(srv.url) })
+	tok, err := os.ReadFile(filepath.Join(data, "admin.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sess := provisionSession(t, srv.url, string(tok), "clock-bot", "ntp")
+	var all []time.Time
+	ts := appendTimes(t, srv.url, sess, 5)
+	for _, tm := range ts {
+		if d := time.Since(tm); d < -time.Second || d > 5*time.Second {
+			t.Fatalf("entry time %v is %v from now: the far-off server was not outvoted", tm, d)
+		}
+	}
+	all = append(all, ts...)
+
+	for _, s := range ntps {
+		s.SetSilent(true)
+	}
+	waitFor(t, "/healthz to report the clock degraded", func() bool {
+		h, err := healthz(srv.url)
+		return err == nil && h["status"] != "ok" && strings.Contains(fmt.Sprint(h["problems"]), "clock")
+	})
+	all = append(all, appendTimes(t, srv.url, sess, 5)...)
+
+	// A majority of falsetickers an hour behind, after a silence.
+	for i, s := range ntps {
+		if i < 3 {
+			s.SetOffset(-time.Hour)
+		}
+		s.SetSilent(false)
+	}
+	seen := ntps[0].Requests()
+	waitFor(t, "the liars to be asked", func() bool { return ntps[0].Requests() > seen+2 })
+	all = append(all, appendTimes(t, srv.url, sess, 5)...)
+	for i := 1; i < len(all); i++ {
+		if all[i].Before(all[i-1]) {
+			t.Fatalf("entry time went backwards: %v then %v", all[i-1], all[i])
+		}
+	}
+	waitFor(t, "a checkpoint covering every append", func() bool {
+		h, err := healthz(srv.url)
+		if err != nil {
+			return false
+		}
+		cp, _ := h["checkpoint"].(map[string]any)
+		return cp != nil && cp["size"] == h["tree_size"]
+	})
+}
+
+// TestFaultWitnessesMisbehave: of a policy's two witnesses one hangs (never
+// answers) and one answers garbage. What must hold: the quorum is never
+// met, yet checkpoints keep being signed and published log-signed (with
+// --unwitnessed publish), appends are unaffected, /healthz says why, and
+// the hanging witness does not hold up the signing loop.
+func TestFaultWitnessesMisbehave(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fault-injection tests build and run the binary")
+	}
+	data := t.TempDir()
+	const origin = "faults.example/witnessed"
+	keys, _, err := checkpoint.LoadOrCreateKeys(data, origin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := make(chan struct{})
+	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer hang.Close()
+	defer close(release)
+	garbage := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Write([]byte("\x00\xffnot a cosignature\n"))
+	}))
+	defer garbage.Close()
+	_, hkey, _ := checkpoint.GenerateTimeKey(nil, "hang.faults.example")
+	_, gkey, _ := checkpoint.GenerateTimeKey(nil, "garbage.faults.example")
+	policy := fmt.Sprintf("log %s\nwitness H %s %s\nwitness G %s %s\ngroup Q 1 H G\nquorum Q\n", keys.LogVKey, hkey, hang.URL, gkey, garbage.URL)
+	policyFile := filepath.Join(t.TempDir(), "policy")
+	if err := os.WriteFile(policyFile, []byte(policy), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ntp := ntptest.Start(t, 0)
+	srv := startServer(t, agentlogBinary(t), "--data", data, "--origin", origin, "--ntp", ntp.Addr(), "--checkpoint-interval", "100ms", "--anomaly=false", "--witness-policy", policyFile, "--unwitnessed", "publish")
+	tok, err := os.ReadFile(filepath.Join(data, "admin.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sess := provisionSession(t, srv.url, string(tok), "witnessed", "faults")
+	for round := range 3 {
+		appendTimes(t, srv.url, sess, 3)
+		h, _ := healthz(srv.url)
+		want := h["tree_size"].(float64)
+		waitFor(t, fmt.Sprintf("round %d: /checkpoint at size %v", round, want), func() bool {
+			code, raw, err := getBody(srv.url + "/checkpoint")
+			if err != nil || code != 200 {
+				return false
+			}
+			c, err := checkpoint.Open(raw, keys.LogVerifier, nil)
+			return err == nil && float64(c.Size) >= want
+		})
+	}
+	waitFor(t, "/healthz to report the missing quorum", func() bool {
+		h, err := healthz(srv.url)
+		return err == nil && h["status"] == "degraded" && strings.Contains(fmt.Sprint(h["problems"]), "witness quorum")
+	})
+}
+
+// TestFaultClientsDisconnect: clients that go away mid-request (half a body
+// sent; a whole body sent, then gone before the answer). What must hold:
+// the server stays healthy, a half-sent append writes nothing, and no
+// request is counted as a 5xx (the operations guide alerts on those).
+func TestFaultClientsDisconnect(t *testing.T) {
+	srv, data := startFaultServer(t)
+	tok, err := os.ReadFile(filepath.Join(data, "admin.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sess := provisionSession(t, srv.url, string(tok), "leaver", "faults")
+	addr := strings.TrimPrefix(srv.url, "http://")
+	h, _ := healthz(srv.url)
+	before := h["tree_size"].(float64)
+	body := `{"entries":[{"action":"gone.early"}]}`
+	for i := range 40 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(c, "POST /v1/entries HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", sess, len(body)+100)
+		if i%2 == 0 {
+			io.WriteString(c, body[:len(body)/2]) // half, then gone
+		} else {
+			io.WriteString(c, body+strings.Repeat(" ", 100)) // all, then gone before the answer
+		}
+		c.Close()
+	}
+	defer func() {
+		if t.Failed() {
+			t.Logf("metrics:\n%s", metricsText(t, srv.url))
+		}
+	}()
+	waitFor(t, "the server to finish with the departed clients", func() bool {
+		m := metricsText(t, srv.url)
+		n := 0
+		for _, line := range strings.Split(m, "\n") {
+			if strings.HasPrefix(line, `agentlog_http_request_seconds_count{code=`) && strings.Contains(line, `route="append"`) {
+				v, _ := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
+				n += int(v)
+			}
+		}
+		return n >= 40
+	})
+	m := metricsText(t, srv.url)
+	for _, line := range strings.Split(m, "\n") {
+		if strings.HasPrefix(line, "agentlog_http_request_seconds_count{code=\"5") {
+			t.Fatalf("a departed client was counted as a server error: %s", line)
+		}
+	}
+	h, err = healthz(srv.url)
+	if err != nil || h["status"] != "ok" {
+		t.Fatalf("/healthz after departed clients: %v %v", h, err)
+	}
+	if got := h["tree_size"].(float64) - before; got > 20 {
+		t.Fatalf("%v entries written, at most the 20 whole bodies", got)
+	}
+}
+
+func metricsText(t *testing.T, url string) string {
+	t.Helper()
+	_, b, err := getBody(url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

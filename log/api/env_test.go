@@ -46,11 +46,11 @@ func baseOf(url string) uint64     { v, _ := bases.Load(url); return v.(uint64) 
 
 func newEnv(t *testing.T, cfg Config, opts ...func(*httptest.Server)) *env {
 	t.Helper()
-	return newEnvWith(t, cfg, change.Options{})
+	return newEnvWith(t, cfg, change.Options{}, opts...)
 }
 
 // newEnvWith is newEnv with the change store's options.
-func newEnvWith(t *testing.T, cfg Config, co change.Options) *env {
+func newEnvWith(t *testing.T, cfg Config, co change.Options, opts ...func(*httptest.Server)) *env {
 	t.Helper()
 	l, err := alog.Open(alog.Config{Dir: t.TempDir()})
 	if err != nil {

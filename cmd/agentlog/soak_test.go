@@ -1,0 +1,150 @@
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// TestSoak runs the server under steady mixed load (single-entry and
+// batched appends, queries, proofs, refused credentials) for
+// AGENTLOG_SOAK (a duration; `make soak` sets 30m) and samples its
+// resident memory, heap share and open file descriptors every 10 s. What
+// must hold: after the first fifth (warm-up), memory and descriptors are
+// flat (the last quarter's mean within 25% + 32 MiB, and 16 descriptors,
+// of the second quarter's), and no request failed. Not part of make test.
+func TestSoak(t *testing.T) {
+	d, err := time.ParseDuration(os.Getenv("AGENTLOG_SOAK"))
+	if err != nil || d <= 0 {
+		t.Skip("set AGENTLOG_SOAK=30m (make soak) to run the soak test")
+	}
+	srv, data := startFaultServer(t)
+	pid := srv.Cmd.Process.Pid
+	tok, err := os.ReadFile(filepath.Join(data, "admin.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := strings.TrimSpace(string(tok))
+	var sessions []string
+	for i := range 4 {
+		sessions = append(sessions, provisionSession(t, srv.url, admin, fmt.Sprintf("soak-%d", i), "soak"))
+	}
+	pad := strings.Repeat("s", 400)
+	single := `{"entries":[{"action":"soak.single","resource":"r/1","attributes":{"pad":"` + pad + `"}}]}`
+	var batch strings.Builder
+	batch.WriteString(`{"entries":[`)
+	for i := range 100 {
+		if i > 0 {
+			batch.WriteByte(',')
+		}
+		fmt.Fprintf(&batch, `{"action":"soak.batch","resource":"r/%d","attributes":{"pad":"%s"}}`, i, pad)
+	}
+	batch.WriteString(`]}`)
+	stop := make(chan struct{})
+	var sent, failed atomic.Int64
+	do := func(method, path, tok, body string) {
+		var rd *strings.Reader
+		if body != "" {
+			rd = strings.NewReader(body)
+		}
+		var req *http.Request
+		if rd != nil {
+			req, _ = http.NewRequest(method, srv.url+path, rd)
+		} else {
+			req, _ = http.NewRequest(method, srv.url+path, nil)
+		}
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := http.DefaultClient.Do(req)
+		sent.Add(1)
+		if err != nil {
+			failed.Add(1)
+			return
+		}
+		resp.Body.Close()
+		if resp.StatusCode >= 500 && resp.StatusCode != 503 {
+			failed.Add(1)
+		}
+	}
+	var wg sync.WaitGroup
+	for i := range 24 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sess := sessions[i%len(sessions)]
+			for n := 0; ; n++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				switch {
+				case i < 16:
+					do("POST", "/v1/entries", sess, single)
+				case i < 20:
+					do("POST", "/v1/entries", sess, batch.String())
+				case i < 22:
+					do("GET", "/v1/query?action=soak.single&limit=100", admin, "")
+				case i < 23:
+					do("GET", "/v1/proof/inclusion?index=1&size=2", "", "")
+				default:
+					do("POST", "/v1/entries", "junk-credential", single)
+				}
+			}
+		}()
+	}
+	type sample struct {
+		at             time.Duration
+		rss, anon, fds int64
+		requests, size int64
+	}
+	var samples []sample
+	start := time.Now()
+	tick := time.NewTicker(10 * time.Second)
+	for time.Since(start) < d {
+		<-tick.C
+		fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+		h, _ := healthz(srv.url)
+		size, _ := h["tree_size"].(float64)
+		s := sample{time.Since(start).Round(time.Second), procStatus(t, pid, "VmRSS"), procStatus(t, pid, "RssAnon"), int64(len(fds)), sent.Load(), int64(size)}
+		samples = append(samples, s)
+		t.Logf("%6v rss %4d MiB anon %4d MiB fds %4d requests %9d entries %10d", s.at, s.rss>>20, s.anon>>20, s.fds, s.requests, s.size)
+	}
+	tick.Stop()
+	close(stop)
+	wg.Wait()
+	if f := failed.Load(); f > 0 {
+		t.Fatalf("%d of %d requests failed", f, sent.Load())
+	}
+	if len(samples) < 8 {
+		t.Fatalf("%d samples: run for at least 80 s", len(samples))
+	}
+	mean := func(ss []sample, f func(sample) int64) float64 {
+		var sum int64
+		for _, s := range ss {
+			sum += f(s)
+		}
+		return float64(sum) / float64(len(ss))
+	}
+	n := len(samples)
+	second, last := samples[n/4:n/2], samples[3*n/4:]
+	for _, m := range []struct {
+		name  string
+		f     func(sample) int64
+		slack float64
+	}{
+		{"anonymous memory", func(s sample) int64 { return s.anon }, 32 << 20},
+		{"file descriptors", func(s sample) int64 { return s.fds }, 16},
+	} {
+		a, b := mean(second, m.f), mean(last, m.f)
+		t.Logf("%s: mean of the second quarter %.0f, of the last quarter %.0f", m.name, a, b)
+		if b > a*1.25+m.slack {
+			t.Errorf("%s grew from %.0f to %.0f", m.name, a, b)
+		}
+	}
+}
