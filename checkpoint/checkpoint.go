@@ -145,11 +145,11 @@ func findSig(n *note.Note, v note.Verifier) *note.Signature {
 	return nil
 }
 
-// openOwn opens a checkpoint signed with k, taking the time from the
+// OpenOwn opens a checkpoint signed with k, taking the time from the
 // timestamp signature when it verifies with k's timestamp key (a checkpoint
 // signed before the timestamp key was replaced still opens, with a zero
 // Time).
-func openOwn(raw []byte, k *Keys) (*Signed, error) {
+func (k *Keys) OpenOwn(raw []byte) (*Signed, error) {
 	s, err := Open(raw, k.LogVerifier, k.TimeVerifier)
 	if errors.Is(err, ErrNoTimestamp) {
 		return Open(raw, k.LogVerifier, nil)

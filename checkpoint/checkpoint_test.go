@@ -37,10 +37,9 @@ func testRoot(s string) []byte {
 }
 
 func TestSignOpenRoundTrip(t *testing.T) {
-	// The timestamp comes from a Clock, here one with a fake system time.
+	// The timestamp comes from the keys' clock, here a fixed time.
 	at := time.Date(2026, 3, 4, 5, 6, 7, 890000000, time.UTC)
-	c, _ := newFakeClock(ClockConfig{}, at)
-	k := testKeys(t, c.Now)
+	k := testKeys(t, func() time.Time { return at })
 	root := testRoot("root")
 	raw, err := Sign(k, 12345, root)
 	if err != nil {
@@ -102,8 +101,7 @@ func TestSignOpenRoundTrip(t *testing.T) {
 // log and cosignature packages, and by hand from the C2SP specs.
 func TestIndependentVerifiers(t *testing.T) {
 	at := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
-	c, _ := newFakeClock(ClockConfig{}, at)
-	k := testKeys(t, c.Now)
+	k := testKeys(t, func() time.Time { return at })
 	root := testRoot("independent")
 	raw, err := Sign(k, 7, root)
 	if err != nil {

@@ -1,5 +1,9 @@
-// Package checkpoint signs and verifies the log's checkpoints, keeps the
-// NTP-anchored time they carry, and runs the signing schedule.
+// Package checkpoint is the format of the log's checkpoints: it signs and
+// verifies them, with the time they carry, and checks a tree head against
+// the last signed one. The NTP-anchored clock is package
+// checkpoint/clock, the signing schedule package checkpoint/signer; this
+// package depends on neither, so verifiers (the Go SDK) can import it
+// alone.
 //
 // # Format
 //
@@ -22,8 +26,8 @@
 //
 // so standard tools read and verify the time like any witness cosignature
 // (github.com/transparency-dev/formats/note.NewVerifierForCosignatureV1 and
-// CoSigV1Timestamp). The time comes from a [Clock] disciplined by several NTP
-// servers, not from the host's clock. Witness cosignatures are added after
+// CoSigV1Timestamp). The time comes from a clock disciplined by several NTP
+// servers (package checkpoint/clock), not from the host's clock. Witness cosignatures are added after
 // these two lines by the witness client.
 //
 // # Example
@@ -64,7 +68,7 @@
 // A log must never sign two inconsistent checkpoints. [CheckConsistent]
 // compares a candidate tree head with the last signed checkpoint using the
 // tree's consistency proof and returns an [*InconsistentError] holding both
-// as evidence. The [Loop] runs it when it starts (so a restored old data
+// as evidence. The signing loop (package checkpoint/signer) runs it when it starts (so a restored old data
 // directory is refused) and before every signature, stores each checkpoint
 // durably before publishing it, and signs again at least every Refresh
 // interval so the timestamp stays fresh when the log is idle.

@@ -35,7 +35,7 @@
 // The cosignature is a https://c2sp.org/tlog-cosignature v1 signature: an
 // 8-byte big-endian POSIX time then an Ed25519 signature over
 // "cosignature/v1\ntime <seconds>\n" and the checkpoint body. agentlog's
-// witness takes the time from the NTP-anchored [checkpoint.Clock] through a
+// witness takes the time from the NTP-anchored clock.Clock (package checkpoint/clock) through a
 // [checkpoint.TimeSigner]; standard tools verify it with
 // github.com/transparency-dev/formats/note.NewVerifierForCosignatureV1.
 //

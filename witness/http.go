@@ -11,10 +11,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/agentlog/agentlog/checkpoint/clock"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-
-	"github.com/agentlog/agentlog/checkpoint"
 )
 
 // DefaultMaxBodyBytes caps an add-checkpoint request body: an old size
@@ -25,7 +24,7 @@ const DefaultMaxBodyBytes = 64 << 10
 // ServerConfig configures a [Server].
 type ServerConfig struct {
 	Witness      *Witness
-	Clock        *checkpoint.Clock    // for /healthz and metrics; may be nil
+	Clock        *clock.Clock         // for /healthz; may be nil (the clock registers its own metrics)
 	Registry     *prometheus.Registry // nil means a new one, served at /metrics
 	MaxBodyBytes int64                // default DefaultMaxBodyBytes
 	Logger       *slog.Logger         // nil discards
@@ -69,21 +68,6 @@ func NewServer(cfg ServerConfig) *Server {
 		Help: "Tree size of the latest checkpoint cosigned, by log origin.",
 	}, []string{"origin"})
 	cfg.Registry.MustRegister(s.reqs, s.size)
-	if c := cfg.Clock; c != nil {
-		cfg.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "agentlog_witness_ntp_synced",
-			Help: "1 when the witness clock is synchronized with NTP, 0 otherwise.",
-		}, func() float64 {
-			if st := c.Status(); st.Synced && !st.Degraded {
-				return 1
-			}
-			return 0
-		}))
-		cfg.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "agentlog_witness_ntp_offset_seconds",
-			Help: "Offset applied to the local clock, from NTP.",
-		}, func() float64 { return c.Status().Offset.Seconds() }))
-	}
 	for _, o := range cfg.Witness.Origins() {
 		if b, err := cfg.Witness.Latest(o); err == nil && b != nil {
 			if cp, err := parseBody(noteText(b)); err == nil {
@@ -207,12 +191,12 @@ func (s *Server) getCheckpoint(w http.ResponseWriter, r *http.Request) {
 
 // Health is the body of the witness's /healthz.
 type Health struct {
-	Status       string                  `json:"status"` // "ok" or "degraded" (NTP not synced)
-	Name         string                  `json:"name"`
-	Logs         int                     `json:"logs"`
-	LastCosigned time.Time               `json:"last_cosigned,omitzero"`
-	Clock        *checkpoint.ClockStatus `json:"clock,omitempty"`
-	Problems     []string                `json:"problems,omitempty"`
+	Status       string        `json:"status"` // "ok" or "degraded" (NTP not synced)
+	Name         string        `json:"name"`
+	Logs         int           `json:"logs"`
+	LastCosigned time.Time     `json:"last_cosigned,omitzero"`
+	Clock        *clock.Status `json:"clock,omitempty"`
+	Problems     []string      `json:"problems,omitempty"`
 }
 
 func (s *Server) getHealth(w http.ResponseWriter, r *http.Request) {

@@ -23,7 +23,7 @@ const (
 // LoadOrCreateKey loads the witness's cosignature v1 key from dir, or on
 // first start generates one named name and writes [KeyFile] (mode 0600) and
 // [PubFile]. If name is not empty it must be the existing key's name. The
-// returned signer takes its time from now (normally [checkpoint.Clock.Now]).
+// returned signer takes its time from now (normally clock.Clock.Now (package checkpoint/clock)).
 // It refuses a key file that others may read, and a public file without its
 // key (a new key would silently change the witness's identity).
 func LoadOrCreateKey(dir, name string, now func() time.Time) (s *checkpoint.TimeSigner, created bool, err error) {

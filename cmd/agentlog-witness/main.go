@@ -43,7 +43,7 @@ import (
 	"github.com/agentlog/agentlog/internal/cmdhelp"
 	"golang.org/x/mod/sumdb/note"
 
-	"github.com/agentlog/agentlog/checkpoint"
+	"github.com/agentlog/agentlog/checkpoint/clock"
 	"github.com/agentlog/agentlog/internal/tlsfile"
 	"github.com/agentlog/agentlog/witness"
 )
@@ -121,7 +121,7 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	fs.Var(&logs, "log", "verifier key `VKEY` of a log to witness; its name is the log's origin (repeatable)")
 	logList := fs.String("log-list", "", "file of log verifier keys, one a line (# comments), in addition to --log")
 	fs.Var(&ntpServers, "ntp", "NTP server `HOST[:PORT]` (repeatable; default "+strings.Join(defaultNTP, ", ")+")")
-	ntpInterval := fs.Duration("ntp-interval", checkpoint.DefaultSyncInterval, "how often to re-synchronize with NTP")
+	ntpInterval := fs.Duration("ntp-interval", clock.DefaultSyncInterval, "how often to re-synchronize with NTP")
 	rate := fs.Float64("rate", 4, "add-checkpoint requests allowed per second and log, on average")
 	burst := fs.Int("burst", 20, "add-checkpoint requests a log may make at once")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
@@ -174,9 +174,9 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	if len(ntpServers) == 0 {
 		ntpServers = defaultNTP
 	}
-	clock := checkpoint.NewClock(checkpoint.ClockConfig{Servers: ntpServers, SyncInterval: *ntpInterval, Logger: logger})
+	clk := clock.New(clock.Config{Servers: ntpServers, SyncInterval: *ntpInterval, Logger: logger})
 
-	signer, created, err := witness.LoadOrCreateKey(*data, *name, clock.Now)
+	signer, created, err := witness.LoadOrCreateKey(*data, *name, clk.Now)
 	if err != nil {
 		return err
 	}
@@ -200,18 +200,19 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	srv := witness.NewServer(witness.ServerConfig{Witness: w, Clock: clock, Registry: reg, Logger: logger})
+	clk.Register(reg, "agentlog_witness")
+	srv := witness.NewServer(witness.ServerConfig{Witness: w, Clock: clk, Registry: reg, Logger: logger})
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	// Sync once before answering, so the first cosignatures carry NTP time
 	// when NTP answers; Run keeps it synced (and logs failures).
-	sctx, cancel := context.WithTimeout(ctx, 2*checkpoint.DefaultNTPTimeout)
-	if err := clock.Sync(sctx); err != nil {
+	sctx, cancel := context.WithTimeout(ctx, 2*clock.DefaultNTPTimeout)
+	if err := clk.Sync(sctx); err != nil {
 		logger.Warn("NTP is not answering; cosigning with the host clock until it does", "err", err)
 	}
 	cancel()
-	go clock.Run(ctx)
+	go clk.Run(ctx)
 
 	ln, scheme, err := tlsfile.Listen(*listen, tlsPair)
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/agentlog/agentlog/checkpoint"
+	"github.com/agentlog/agentlog/checkpoint/signer"
 	alog "github.com/agentlog/agentlog/log"
 )
 
@@ -144,11 +145,11 @@ func runSynth(args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	// Sign a checkpoint of the whole log so the directory serves at once.
-	loop, err := checkpoint.NewLoop(checkpoint.LoopConfig{Keys: keys, Source: l.Tree(), Store: checkpoint.FileStore{Path: filepath.Join(*data, "checkpoint")}})
+	loop, err := signer.New(signer.Config{Keys: keys, Source: l.Tree(), Store: signer.FileStore{Path: filepath.Join(*data, "checkpoint")}})
 	if err != nil {
 		return err
 	}
-	if _, err := loop.SignNow(); err != nil && !errors.Is(err, checkpoint.ErrClockNotSynced) {
+	if _, err := loop.SignNow(); err != nil && !errors.Is(err, signer.ErrClockNotSynced) {
 		return err
 	}
 	if err := l.Close(); err != nil {

@@ -24,6 +24,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/agentlog/agentlog/checkpoint"
+	"github.com/agentlog/agentlog/checkpoint/clock"
+	"github.com/agentlog/agentlog/checkpoint/signer"
 	"github.com/agentlog/agentlog/internal/atomicfile"
 	"github.com/agentlog/agentlog/internal/listener"
 	"github.com/agentlog/agentlog/internal/tlsfile"
@@ -139,11 +141,11 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	clock := checkpoint.NewClock(checkpoint.ClockConfig{Servers: ntpServers, SyncInterval: *ntpInterval, Logger: logger})
+	clk := clock.New(clock.Config{Servers: ntpServers, SyncInterval: *ntpInterval, Logger: logger})
 
 	l, err := alog.Open(alog.Config{
 		Dir:        filepath.Join(*data, "db"),
-		Clock:      clock.Now,
+		Clock:      clk.Now,
 		MaxBatch:   *maxBatch,
 		MaxPending: *maxPending,
 		TileCache:  *tileCache,
@@ -183,11 +185,11 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
-	loop, err := checkpoint.NewLoop(checkpoint.LoopConfig{
+	loop, err := signer.New(signer.Config{
 		Keys:       keys,
 		Source:     l.Tree(),
-		Store:      checkpoint.FileStore{Path: filepath.Join(*data, "checkpoint")},
-		Clock:      clock,
+		Store:      signer.FileStore{Path: filepath.Join(*data, "checkpoint")},
+		Clock:      clk,
 		Interval:   *interval,
 		Refresh:    *refresh,
 		RequireNTP: *requireNTP,
@@ -253,13 +255,15 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		}
 	}
 
+	clk.Register(reg, "agentlog")
+	loop.Register(reg)
 	srv = api.New(api.Config{
 		Log:        l,
 		Auth:       tokens,
 		Identity:   ids,
 		Changes:    changes,
 		Origin:     keys.Origin,
-		Clock:      clock,
+		Clock:      clk,
 		Loop:       loop,
 		Witnesses:  wc,
 		Anomaly:    watcher,
@@ -284,7 +288,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	defer stop()
 	bg, cancelBG := context.WithCancel(context.Background())
 	defer cancelBG()
-	go clock.Run(bg)
+	go clk.Run(bg)
 	if recordLater != nil {
 		go recordLater(bg)
 	}

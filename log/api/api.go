@@ -29,6 +29,8 @@ import (
 
 	"github.com/agentlog/agentlog"
 	"github.com/agentlog/agentlog/checkpoint"
+	"github.com/agentlog/agentlog/checkpoint/clock"
+	"github.com/agentlog/agentlog/checkpoint/signer"
 	"github.com/agentlog/agentlog/internal/listener"
 	alog "github.com/agentlog/agentlog/log"
 	"github.com/agentlog/agentlog/log/anomaly"
@@ -130,8 +132,8 @@ type Config struct {
 	// both are raised to at least one largest request.
 	InflightBytes         int64
 	InflightBytesPerAgent int64
-	Clock                 *checkpoint.Clock // may be nil
-	Loop                  *checkpoint.Loop  // may be nil before checkpoints are wired
+	Clock                 *clock.Clock // may be nil
+	Loop                  *signer.Loop // may be nil before checkpoints are wired
 	// Witnesses, if set, is the client collecting witness cosignatures;
 	// /healthz reports its state, degraded while the newest checkpoint lacks
 	// its quorum for longer than the client tolerates, failing if the
@@ -202,7 +204,6 @@ func New(cfg Config) *Server {
 		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
 	}, []string{"route", "code"})
 	cfg.Registry.MustRegister(s.reqDur)
-	s.registerGauges()
 
 	r := mux.NewRouter()
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -565,15 +566,15 @@ func parseUint(v, name string) (uint64, error) {
 
 // Health is the body of /healthz.
 type Health struct {
-	Status     string                  `json:"status"` // "ok", "degraded" or "failing"
-	TreeSize   uint64                  `json:"tree_size"`
-	QueueDepth int64                   `json:"queue_entries"`
-	Checkpoint *checkpointHealth       `json:"checkpoint,omitempty"`
-	Clock      *checkpoint.ClockStatus `json:"clock,omitempty"`
-	Witnesses  *witness.ClientStatus   `json:"witnesses,omitempty"`
-	Anomaly    *anomaly.Status         `json:"anomaly,omitempty"`
-	Disk       alog.DiskStatus         `json:"disk"`
-	Problems   []string                `json:"problems,omitempty"`
+	Status     string                `json:"status"` // "ok", "degraded" or "failing"
+	TreeSize   uint64                `json:"tree_size"`
+	QueueDepth int64                 `json:"queue_entries"`
+	Checkpoint *checkpointHealth     `json:"checkpoint,omitempty"`
+	Clock      *clock.Status         `json:"clock,omitempty"`
+	Witnesses  *witness.ClientStatus `json:"witnesses,omitempty"`
+	Anomaly    *anomaly.Status       `json:"anomaly,omitempty"`
+	Disk       alog.DiskStatus       `json:"disk"`
+	Problems   []string              `json:"problems,omitempty"`
 }
 
 type checkpointHealth struct {
@@ -654,39 +655,4 @@ func (s *Server) getHealth(w http.ResponseWriter, r *http.Request) error {
 		w.WriteHeader(http.StatusServiceUnavailable)
 	}
 	return json.NewEncoder(w).Encode(h)
-}
-
-func (s *Server) registerGauges() {
-	reg := s.cfg.Registry
-	if s.cfg.Loop != nil {
-		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "agentlog_checkpoint_age_seconds",
-			Help: "Seconds since the last checkpoint was signed.",
-		}, func() float64 {
-			t := s.cfg.Loop.Status().LastSigned
-			if t.IsZero() {
-				return -1
-			}
-			return time.Since(t).Seconds()
-		}))
-		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "agentlog_checkpoint_size",
-			Help: "Tree size of the last signed checkpoint.",
-		}, func() float64 { return float64(s.cfg.Loop.Status().Size) }))
-	}
-	if s.cfg.Clock != nil {
-		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "agentlog_ntp_offset_seconds",
-			Help: "Offset applied to the local clock, from NTP.",
-		}, func() float64 { return s.cfg.Clock.Status().Offset.Seconds() }))
-		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "agentlog_ntp_synced",
-			Help: "1 when the clock is synchronized with NTP, 0 when degraded.",
-		}, func() float64 {
-			if st := s.cfg.Clock.Status(); st.Synced && !st.Degraded {
-				return 1
-			}
-			return 0
-		}))
-	}
 }

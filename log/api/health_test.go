@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/agentlog/agentlog/checkpoint"
+	"github.com/agentlog/agentlog/checkpoint/signer"
 	alog "github.com/agentlog/agentlog/log"
 )
 
@@ -32,7 +33,7 @@ func TestHealthAfterIdleness(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The last checkpoint was signed an hour ago, and nothing happened since.
-	store := checkpoint.FileStore{Path: filepath.Join(dir, "checkpoint")}
+	store := signer.FileStore{Path: filepath.Join(dir, "checkpoint")}
 	raw, err := checkpoint.SignAt(keys, 0, root, time.Now().Add(-time.Hour))
 	if err != nil {
 		t.Fatal(err)
@@ -40,7 +41,7 @@ func TestHealthAfterIdleness(t *testing.T) {
 	if err := store.Save(raw); err != nil {
 		t.Fatal(err)
 	}
-	loop, err := checkpoint.NewLoop(checkpoint.LoopConfig{Keys: keys, Source: l.Tree(), Store: store, Refresh: 24 * time.Hour})
+	loop, err := signer.New(signer.Config{Keys: keys, Source: l.Tree(), Store: store, Refresh: 24 * time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,9 @@
-package checkpoint
+// Package clock is the NTP-anchored clock that dates the log's entries and
+// checkpoints and a witness's cosignatures: the local monotonic clock plus
+// an offset measured against several NTP servers (RFC 5905, through
+// github.com/beevik/ntp), combined robustly and never stepping backwards.
+// See [Clock] for the rules.
+package clock
 
 import (
 	"context"
@@ -13,17 +18,18 @@ import (
 	"time"
 
 	"github.com/beevik/ntp"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Defaults of [ClockConfig].
+// Defaults of [Config].
 const (
 	DefaultSyncInterval     = 64 * time.Second
 	DefaultNTPTimeout       = 2 * time.Second
 	DefaultOutlierThreshold = time.Second
 )
 
-// ClockConfig configures a [Clock].
-type ClockConfig struct {
+// Config configures a [Clock].
+type Config struct {
 	Servers      []string      // NTP servers, "host" or "host:port" (port 123 by default; IPv6 as "[addr]:port")
 	SyncInterval time.Duration // time between syncs in Run; default 64s
 	Timeout      time.Duration // per query; default 2s
@@ -34,6 +40,9 @@ type ClockConfig struct {
 	// counts as synced; default 4 × SyncInterval.
 	MaxAge time.Duration
 	Logger *slog.Logger // nil discards
+	// SystemTime reads the local clock, with a monotonic reading; nil
+	// means time.Now. Tests pass a fake.
+	SystemTime func() time.Time
 }
 
 // A Clock tells NTP-anchored time: the local monotonic clock plus an offset
@@ -63,7 +72,7 @@ type ClockConfig struct {
 // Between syncs time advances with the local monotonic clock, so a step of
 // the system's wall clock does not move Now.
 type Clock struct {
-	cfg       ClockConfig
+	cfg       Config
 	log       *slog.Logger
 	sys       func() time.Time // system time with a monotonic reading; a test hook
 	afterSync func(error)      // called by Run after each Sync; a test hook
@@ -89,9 +98,9 @@ type anchor struct {
 	true time.Time
 }
 
-// NewClock returns a clock reading the system time (offset zero, not synced)
+// New returns a clock reading the system time (offset zero, not synced)
 // until the first successful [Clock.Sync].
-func NewClock(cfg ClockConfig) *Clock {
+func New(cfg Config) *Clock {
 	if cfg.SyncInterval <= 0 {
 		cfg.SyncInterval = DefaultSyncInterval
 	}
@@ -106,6 +115,9 @@ func NewClock(cfg ClockConfig) *Clock {
 	}
 	cfg.Servers = slices.Clone(cfg.Servers)
 	c := &Clock{cfg: cfg, log: cfg.Logger, sys: time.Now}
+	if cfg.SystemTime != nil {
+		c.sys = cfg.SystemTime
+	}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}
@@ -137,8 +149,8 @@ func (c *Clock) offset() time.Duration {
 	return a.true.Sub(a.sys.Round(0))
 }
 
-// ClockStatus describes a Clock for health checks and metrics.
-type ClockStatus struct {
+// Status describes a Clock for health checks and metrics.
+type Status struct {
 	Synced    bool          `json:"synced"`     // a sync succeeded within MaxAge
 	Degraded  bool          `json:"degraded"`   // never synced, or the last sync attempt failed
 	Offset    time.Duration `json:"offset_ns"`  // correction applied to the system clock
@@ -150,10 +162,10 @@ type ClockStatus struct {
 }
 
 // Status returns the clock's current state.
-func (c *Clock) Status() ClockStatus {
+func (c *Clock) Status() Status {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	st := ClockStatus{
+	st := Status{
 		Synced:    c.synced && c.sys().Sub(c.lastOK) <= c.cfg.MaxAge,
 		Degraded:  !c.synced || (c.tried && !c.lastTry),
 		Offset:    c.offset(),
@@ -311,4 +323,23 @@ func (c *Clock) Run(ctx context.Context) {
 		case <-t.C:
 		}
 	}
+}
+
+// Register registers the clock's gauges with reg, named prefix +
+// "_ntp_synced" (1 when synchronized with NTP, 0 otherwise) and prefix +
+// "_ntp_offset_seconds" (the offset applied to the local clock).
+func (c *Clock) Register(reg prometheus.Registerer, prefix string) {
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: prefix + "_ntp_offset_seconds",
+		Help: "Offset applied to the local clock, from NTP.",
+	}, func() float64 { return c.Status().Offset.Seconds() }))
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: prefix + "_ntp_synced",
+		Help: "1 when the clock is synchronized with NTP, 0 when degraded.",
+	}, func() float64 {
+		if st := c.Status(); st.Synced && !st.Degraded {
+			return 1
+		}
+		return 0
+	}))
 }

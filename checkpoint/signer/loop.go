@@ -1,4 +1,11 @@
-package checkpoint
+// Package signer runs the log's checkpoint signing schedule: it signs a
+// c2sp.org/tlog-checkpoint (package checkpoint) of the growing tree every
+// interval and refreshes an unchanged one, dated by the NTP-anchored clock,
+// and refuses, at start and at every signing, to sign a checkpoint that is
+// not consistent with the last one it signed. The last signed checkpoint
+// is kept durable in a [Store] ([FileStore] on disk) before it is
+// published.
+package signer
 
 import (
 	"context"
@@ -10,10 +17,13 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/agentlog/agentlog/checkpoint"
+	"github.com/agentlog/agentlog/checkpoint/clock"
 	"github.com/agentlog/agentlog/internal/atomicfile"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Defaults of [LoopConfig].
+// Defaults of [Config].
 const (
 	DefaultInterval = time.Second
 	DefaultRefresh  = 5 * time.Minute
@@ -25,7 +35,7 @@ var ErrClockNotSynced = errors.New("refusing to sign: the NTP clock is not synce
 
 // Source is the log's tree as the signing loop sees it.
 type Source interface {
-	Prover
+	checkpoint.Prover
 	// Size returns the number of durable leaves. RootAt(Size()) must succeed.
 	Size() uint64
 }
@@ -40,20 +50,20 @@ type Store interface {
 	Save(raw []byte) error
 }
 
-// LoopConfig configures a [Loop].
-type LoopConfig struct {
-	Keys   *Keys
+// Config configures a [Loop].
+type Config struct {
+	Keys   *checkpoint.Keys
 	Source Source
 	Store  Store
 	// Clock times the checkpoints; nil means the system clock (time.Now).
-	Clock      *Clock
+	Clock      *clock.Clock
 	Interval   time.Duration // how often to check for growth; default 1s
 	Refresh    time.Duration // re-sign an unchanged tree after this long; default 5m
 	RequireNTP bool          // refuse to sign while Clock is not synced
 	// Publish is called with each new checkpoint after it is durably saved,
 	// in signing order, while the loop holds its lock: it must not block for
 	// long nor call SignNow. May be nil.
-	Publish func(*Signed)
+	Publish func(*checkpoint.Signed)
 	Logger  *slog.Logger // nil discards
 }
 
@@ -61,31 +71,31 @@ type LoopConfig struct {
 // that is inconsistent with the last it signed. Its methods are safe for
 // concurrent use.
 type Loop struct {
-	cfg LoopConfig
+	cfg Config
 	log *slog.Logger
 	now func() time.Time
 
 	mu     sync.Mutex // serializes SignNow
-	latest atomic.Pointer[Signed]
+	latest atomic.Pointer[checkpoint.Signed]
 
 	smu    sync.Mutex // guards status
-	status LoopStatus
+	status Status
 }
 
-// NewLoop loads the last signed checkpoint from the Store, verifies it with
+// New loads the last signed checkpoint from the Store, verifies it with
 // the keys, and checks that the current tree is consistent with it. A tree
 // that is smaller than the checkpoint (an old data directory restored) or
 // that forked from it fails with an *InconsistentError. With no stored
 // checkpoint, nothing is signed until the first SignNow.
-func NewLoop(cfg LoopConfig) (*Loop, error) {
+func New(cfg Config) (*Loop, error) {
 	if cfg.Keys == nil || cfg.Source == nil || cfg.Store == nil {
-		return nil, errors.New("checkpoint: NewLoop needs Keys, Source and Store")
+		return nil, errors.New("signer: New needs Keys, Source and Store")
 	}
 	if cfg.Keys.LogSigner == nil || cfg.Keys.LogVerifier == nil || cfg.Keys.TimeSigner == nil || cfg.Keys.TimeVerifier == nil {
-		return nil, errors.New("checkpoint: NewLoop needs Keys with both the log key and the timestamp key (see NewKeys)")
+		return nil, errors.New("signer: New needs Keys with both the log key and the timestamp key (see checkpoint.NewKeys)")
 	}
 	if cfg.RequireNTP && cfg.Clock == nil {
-		return nil, errors.New("checkpoint: RequireNTP needs a Clock")
+		return nil, errors.New("signer: RequireNTP needs a Clock")
 	}
 	if cfg.Interval <= 0 {
 		cfg.Interval = DefaultInterval
@@ -108,7 +118,7 @@ func NewLoop(cfg LoopConfig) (*Loop, error) {
 		l.status.Checked = time.Now()
 		return l, nil
 	}
-	last, err := openOwn(raw, cfg.Keys)
+	last, err := cfg.Keys.OpenOwn(raw)
 	if err != nil {
 		return nil, fmt.Errorf("the stored checkpoint does not verify with this log's key: %w", err)
 	}
@@ -117,7 +127,7 @@ func NewLoop(cfg LoopConfig) (*Loop, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot compute the tree root at size %d: %w", size, err)
 	}
-	if err := CheckConsistent(last, size, root, cfg.Source); err != nil {
+	if err := checkpoint.CheckConsistent(last, size, root, cfg.Source); err != nil {
 		return nil, err
 	}
 	l.latest.Store(last)
@@ -131,7 +141,7 @@ func NewLoop(cfg LoopConfig) (*Loop, error) {
 // consistency with the last checkpoint first, saves the new one to the
 // Store, then calls Publish. It returns the latest checkpoint, which is the
 // previous one if nothing was due. Calls are serialized.
-func (l *Loop) SignNow() (*Signed, error) {
+func (l *Loop) SignNow() (*checkpoint.Signed, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	s, err := l.signLocked()
@@ -139,7 +149,7 @@ func (l *Loop) SignNow() (*Signed, error) {
 	defer l.smu.Unlock()
 	if err != nil {
 		l.status.LastError = err.Error()
-		var ie *InconsistentError
+		var ie *checkpoint.InconsistentError
 		l.status.Refusing = errors.Is(err, ErrClockNotSynced) || errors.As(err, &ie)
 		return nil, err
 	}
@@ -148,7 +158,7 @@ func (l *Loop) SignNow() (*Signed, error) {
 	return s, nil
 }
 
-func (l *Loop) signLocked() (*Signed, error) {
+func (l *Loop) signLocked() (*checkpoint.Signed, error) {
 	last := l.latest.Load()
 	size := l.cfg.Source.Size()
 	now := l.now()
@@ -162,17 +172,17 @@ func (l *Loop) signLocked() (*Signed, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot compute the tree root at size %d: %w", size, err)
 	}
-	if err := CheckConsistent(last, size, root, l.cfg.Source); err != nil {
+	if err := checkpoint.CheckConsistent(last, size, root, l.cfg.Source); err != nil {
 		return nil, err
 	}
 	if last != nil && now.Before(last.Time) {
 		now = last.Time // never date a checkpoint before the previous one
 	}
-	raw, err := SignAt(l.cfg.Keys, size, root, now)
+	raw, err := checkpoint.SignAt(l.cfg.Keys, size, root, now)
 	if err != nil {
 		return nil, fmt.Errorf("cannot sign the checkpoint: %w", err)
 	}
-	s, err := Open(raw, l.cfg.Keys.LogVerifier, l.cfg.Keys.TimeVerifier)
+	s, err := checkpoint.Open(raw, l.cfg.Keys.LogVerifier, l.cfg.Keys.TimeVerifier)
 	if err != nil {
 		return nil, fmt.Errorf("the checkpoint just signed does not verify: %w", err)
 	}
@@ -215,17 +225,17 @@ func (l *Loop) Run(ctx context.Context) {
 }
 
 // Latest returns the latest signed checkpoint, or nil before the first.
-func (l *Loop) Latest() *Signed { return l.latest.Load() }
+func (l *Loop) Latest() *checkpoint.Signed { return l.latest.Load() }
 
-// LoopStatus describes a Loop for health checks and metrics.
-type LoopStatus struct {
+// Status describes a Loop for health checks and metrics.
+type Status struct {
 	LastSigned time.Time // timestamp of the latest checkpoint; zero if none
 	Size       uint64    // tree size of the latest checkpoint
 	LastError  string    // error of the last SignNow; empty after a success
 	Refusing   bool      // the last SignNow refused to sign (inconsistent tree, or NTP required but not synced)
-	Signed     uint64    // checkpoints signed since NewLoop
+	Signed     uint64    // checkpoints signed since New
 	// Checked is the system time of the last SignNow that succeeded, whether
-	// it signed or found nothing due (NewLoop's check at first). A tree that
+	// it signed or found nothing due (New's check at first). A tree that
 	// grew after Checked is covered at the next tick, so a health check
 	// compares the time since Checked, not the checkpoint's age, with its
 	// tolerance: an idle log that just grew is not stale.
@@ -233,7 +243,7 @@ type LoopStatus struct {
 }
 
 // Status returns the loop's current state.
-func (l *Loop) Status() LoopStatus {
+func (l *Loop) Status() Status {
 	l.smu.Lock()
 	defer l.smu.Unlock()
 	return l.status
@@ -256,3 +266,23 @@ func (f FileStore) Load() ([]byte, error) {
 
 // Save atomically replaces the file with raw.
 func (f FileStore) Save(raw []byte) error { return atomicfile.Write(f.Path, raw, 0o644) }
+
+// Register registers the loop's gauges with reg:
+// agentlog_checkpoint_age_seconds (since the last checkpoint was signed,
+// -1 before the first) and agentlog_checkpoint_size (its tree size).
+func (l *Loop) Register(reg prometheus.Registerer) {
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "agentlog_checkpoint_age_seconds",
+		Help: "Seconds since the last checkpoint was signed.",
+	}, func() float64 {
+		t := l.Status().LastSigned
+		if t.IsZero() {
+			return -1
+		}
+		return time.Since(t).Seconds()
+	}))
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "agentlog_checkpoint_size",
+		Help: "Tree size of the last signed checkpoint.",
+	}, func() float64 { return float64(l.Status().Size) }))
+}

@@ -1,4 +1,4 @@
-package checkpoint
+package signer
 
 import (
 	"context"
@@ -7,6 +7,10 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/agentlog/agentlog/checkpoint"
+	"github.com/agentlog/agentlog/checkpoint/clock"
+	"github.com/agentlog/agentlog/checkpoint/ntptest"
 )
 
 // memStore is a Store recording calls into a shared event log.
@@ -39,27 +43,28 @@ func (s *memStore) Save(raw []byte) error {
 }
 
 type loopFixture struct {
-	keys   *Keys
+	keys   *checkpoint.Keys
 	tree   *memTree
 	store  *memStore
-	clock  *Clock
+	clock  *clock.Clock
 	ft     *fakeTime
 	events []string
-	pubs   []*Signed
+	pubs   []*checkpoint.Signed
 }
 
 func newLoopFixture(t *testing.T, leaves int) *loopFixture {
 	f := &loopFixture{keys: testKeys(t, nil), tree: newMemTree("a", leaves)}
 	f.store = &memStore{events: &f.events}
-	f.clock, f.ft = newFakeClock(ClockConfig{}, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	f.ft = &fakeTime{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	f.clock = clock.New(clock.Config{SystemTime: f.ft.now})
 	return f
 }
 
-func (f *loopFixture) config() LoopConfig {
-	return LoopConfig{
+func (f *loopFixture) config() Config {
+	return Config{
 		Keys: f.keys, Source: f.tree, Store: f.store, Clock: f.clock,
 		Refresh: time.Minute,
-		Publish: func(s *Signed) {
+		Publish: func(s *checkpoint.Signed) {
 			f.events = append(f.events, "publish")
 			f.pubs = append(f.pubs, s)
 		},
@@ -68,12 +73,12 @@ func (f *loopFixture) config() LoopConfig {
 
 func TestLoopSignsOnGrowthAndRefresh(t *testing.T) {
 	f := newLoopFixture(t, 0)
-	l, err := NewLoop(f.config())
+	l, err := New(f.config())
 	if err != nil {
 		t.Fatal(err)
 	}
 	if l.Latest() != nil || f.store.saves != 0 {
-		t.Fatal("NewLoop signed without a stored checkpoint")
+		t.Fatal("New signed without a stored checkpoint")
 	}
 	// First call signs even the empty tree.
 	s, err := l.SignNow()
@@ -118,7 +123,7 @@ func TestLoopSignsOnGrowthAndRefresh(t *testing.T) {
 		t.Errorf("status %+v", st)
 	}
 	// The stored checkpoint is the latest, with its time.
-	stored, err := Open(f.store.raw, f.keys.LogVerifier, f.keys.TimeVerifier)
+	stored, err := checkpoint.Open(f.store.raw, f.keys.LogVerifier, f.keys.TimeVerifier)
 	if err != nil || stored.Size != 3 || !stored.Time.Equal(s.Time) {
 		t.Errorf("stored checkpoint: %+v, %v", stored, err)
 	}
@@ -126,7 +131,7 @@ func TestLoopSignsOnGrowthAndRefresh(t *testing.T) {
 
 func TestLoopRestart(t *testing.T) {
 	f := newLoopFixture(t, 5)
-	l, err := NewLoop(f.config())
+	l, err := New(f.config())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +140,7 @@ func TestLoopRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A restart with the same data picks up the stored checkpoint.
-	l2, err := NewLoop(f.config())
+	l2, err := New(f.config())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,8 +153,9 @@ func TestLoopRestart(t *testing.T) {
 	// A later checkpoint is never dated before the previous one, even if the
 	// clock is behind it.
 	f.tree.add("a", 1)
-	f.clock, f.ft = newFakeClock(ClockConfig{}, first.Time.Add(-time.Hour))
-	l3, err := NewLoop(f.config())
+	f.ft = &fakeTime{t: first.Time.Add(-time.Hour)}
+	f.clock = clock.New(clock.Config{SystemTime: f.ft.now})
+	l3, err := New(f.config())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,7 +167,7 @@ func TestLoopRestart(t *testing.T) {
 
 func TestNewLoopRefusesRestoredOldTree(t *testing.T) {
 	f := newLoopFixture(t, 20)
-	l, err := NewLoop(f.config())
+	l, err := New(f.config())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,10 +175,10 @@ func TestNewLoopRefusesRestoredOldTree(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.tree = newMemTree("a", 12) // an old copy of the data directory
-	_, err = NewLoop(f.config())
-	var ie *InconsistentError
+	_, err = New(f.config())
+	var ie *checkpoint.InconsistentError
 	if !errors.As(err, &ie) {
-		t.Fatalf("NewLoop with a smaller tree: %v, want an *InconsistentError", err)
+		t.Fatalf("New with a smaller tree: %v, want an *InconsistentError", err)
 	}
 	if ie.LastSize != 20 || ie.CandidateSize != 12 {
 		t.Errorf("evidence %+v", ie)
@@ -180,8 +186,8 @@ func TestNewLoopRefusesRestoredOldTree(t *testing.T) {
 
 	// A fork of the same size is refused as well.
 	f.tree = newMemTree("b", 20)
-	if _, err := NewLoop(f.config()); !errors.As(err, &ie) {
-		t.Fatalf("NewLoop with a forked tree: %v", err)
+	if _, err := New(f.config()); !errors.As(err, &ie) {
+		t.Fatalf("New with a forked tree: %v", err)
 	}
 
 	// And a stored checkpoint from another log key.
@@ -189,14 +195,14 @@ func TestNewLoopRefusesRestoredOldTree(t *testing.T) {
 	other.keys = testKeys(t, nil)
 	other.keys.LogVerifier = mustOtherKeys(t).LogVerifier
 	other.store.raw = f.store.raw
-	if _, err := NewLoop(other.config()); err == nil {
-		t.Error("NewLoop accepted a checkpoint that does not verify")
+	if _, err := New(other.config()); err == nil {
+		t.Error("New accepted a checkpoint that does not verify")
 	}
 }
 
 func TestLoopRefusesFork(t *testing.T) {
 	f := newLoopFixture(t, 4)
-	l, err := NewLoop(f.config())
+	l, err := New(f.config())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,7 +211,7 @@ func TestLoopRefusesFork(t *testing.T) {
 	}
 	f.tree.t = newMemTree("b", 8).t // the tree is swapped under the loop
 	_, err = l.SignNow()
-	var ie *InconsistentError
+	var ie *checkpoint.InconsistentError
 	if !errors.As(err, &ie) {
 		t.Fatalf("SignNow after a fork: %v", err)
 	}
@@ -218,12 +224,12 @@ func TestLoopRefusesFork(t *testing.T) {
 }
 
 func TestLoopRequireNTP(t *testing.T) {
-	_, addrs := startServers(t, 0)
+	ntp := ntptest.Start(t, 0)
 	f := newLoopFixture(t, 3)
-	f.clock = NewClock(ClockConfig{Servers: addrs, Timeout: 5 * time.Second})
+	f.clock = clock.New(clock.Config{Servers: []string{ntp.Addr()}, Timeout: 5 * time.Second})
 	cfg := f.config()
 	cfg.RequireNTP = true
-	l, err := NewLoop(cfg)
+	l, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -244,15 +250,15 @@ func TestLoopRequireNTP(t *testing.T) {
 	}
 
 	cfg.Clock = nil
-	if _, err := NewLoop(cfg); err == nil {
-		t.Error("NewLoop accepted RequireNTP without a Clock")
+	if _, err := New(cfg); err == nil {
+		t.Error("New accepted RequireNTP without a Clock")
 	}
 }
 
 func TestLoopSaveFailure(t *testing.T) {
 	f := newLoopFixture(t, 3)
 	f.store.fail = errors.New("disk full")
-	l, err := NewLoop(f.config())
+	l, err := New(f.config())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -267,10 +273,10 @@ func TestLoopSaveFailure(t *testing.T) {
 func TestLoopRun(t *testing.T) {
 	f := newLoopFixture(t, 2)
 	cfg := f.config()
-	published := make(chan *Signed, 1)
-	cfg.Publish = func(s *Signed) { published <- s }
+	published := make(chan *checkpoint.Signed, 1)
+	cfg.Publish = func(s *checkpoint.Signed) { published <- s }
 	cfg.Interval = time.Hour // only the immediate first SignNow runs
-	l, err := NewLoop(cfg)
+	l, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -300,8 +306,8 @@ func TestFileStore(t *testing.T) {
 	}
 }
 
-func mustOtherKeys(t *testing.T) *Keys {
-	k, _, err := LoadOrCreateKeys(t.TempDir(), testOrigin)
+func mustOtherKeys(t *testing.T) *checkpoint.Keys {
+	k, _, err := checkpoint.LoadOrCreateKeys(t.TempDir(), testOrigin)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package checkpoint
+package clock
 
 import (
 	"context"
@@ -29,12 +29,10 @@ func (f *fakeTime) advance(d time.Duration) {
 }
 
 // newFakeClock returns a Clock whose system time is start until advanced.
-func newFakeClock(cfg ClockConfig, start time.Time) (*Clock, *fakeTime) {
+func newFakeClock(cfg Config, start time.Time) (*Clock, *fakeTime) {
 	ft := &fakeTime{t: start}
-	c := NewClock(cfg)
-	c.sys = ft.now
-	c.anchor.Store(&anchor{sys: start, true: start})
-	return c, ft
+	cfg.SystemTime = ft.now
+	return New(cfg), ft
 }
 
 // within reports whether got is within tol of want.
@@ -55,7 +53,7 @@ func startServers(t *testing.T, offsets ...time.Duration) ([]*ntptest.Server, []
 
 func TestClockSync(t *testing.T) {
 	servers, addrs := startServers(t, 90*time.Second, 90*time.Second, 90*time.Second)
-	c := NewClock(ClockConfig{Servers: addrs, Timeout: 5 * time.Second})
+	c := New(Config{Servers: addrs, Timeout: 5 * time.Second})
 	if st := c.Status(); st.Synced || !st.Degraded || st.Servers != 3 {
 		t.Errorf("before sync: %+v", st)
 	}
@@ -81,7 +79,7 @@ func TestClockSync(t *testing.T) {
 
 func TestClockDiscardsOutlier(t *testing.T) {
 	_, addrs := startServers(t, 90*time.Second, time.Hour, 90*time.Second)
-	c := NewClock(ClockConfig{Servers: addrs, Timeout: 5 * time.Second})
+	c := New(Config{Servers: addrs, Timeout: 5 * time.Second})
 	if err := c.Sync(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +93,7 @@ func TestClockDiscardsOutlier(t *testing.T) {
 
 func TestClockNoAnswer(t *testing.T) {
 	servers, addrs := startServers(t, 90*time.Second, 90*time.Second)
-	c := NewClock(ClockConfig{Servers: addrs, Timeout: 5 * time.Second})
+	c := New(Config{Servers: addrs, Timeout: 5 * time.Second})
 	if err := c.Sync(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -119,7 +117,7 @@ func TestClockNoAnswer(t *testing.T) {
 	}
 
 	// A clock that never synced.
-	c = NewClock(ClockConfig{Servers: addrs, Timeout: 100 * time.Millisecond})
+	c = New(Config{Servers: addrs, Timeout: 100 * time.Millisecond})
 	if err := c.Sync(context.Background()); err == nil {
 		t.Fatal("Sync succeeded with no server answering")
 	}
@@ -131,7 +129,7 @@ func TestClockNoAnswer(t *testing.T) {
 	}
 
 	// No servers at all.
-	c = NewClock(ClockConfig{})
+	c = New(Config{})
 	if err := c.Sync(context.Background()); err == nil || !c.Status().Degraded {
 		t.Errorf("Sync with no servers: %v, %+v", err, c.Status())
 	}
@@ -141,7 +139,7 @@ func TestClockNoAnswer(t *testing.T) {
 // read the clock.
 func TestClockNeverBackwards(t *testing.T) {
 	servers, addrs := startServers(t, 90*time.Second, 90*time.Second, 90*time.Second)
-	c := NewClock(ClockConfig{Servers: addrs, Timeout: 5 * time.Second})
+	c := New(Config{Servers: addrs, Timeout: 5 * time.Second})
 	if err := c.Sync(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -199,7 +197,7 @@ func TestClockNeverBackwards(t *testing.T) {
 // TestClockHoldsThenCatchesUp drives the clock with a fake system time.
 func TestClockHoldsThenCatchesUp(t *testing.T) {
 	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	c, ft := newFakeClock(ClockConfig{}, start)
+	c, ft := newFakeClock(Config{}, start)
 	ft.advance(time.Second)
 	if got := c.Now(); !got.Equal(start.Add(time.Second)) {
 		t.Fatalf("Now = %v, want start+1s", got)
@@ -223,7 +221,7 @@ func TestClockHoldsThenCatchesUp(t *testing.T) {
 
 func TestClockStaleIsNotSynced(t *testing.T) {
 	_, addrs := startServers(t, 0)
-	c := NewClock(ClockConfig{Servers: addrs, Timeout: 5 * time.Second, SyncInterval: time.Minute})
+	c := New(Config{Servers: addrs, Timeout: 5 * time.Second, SyncInterval: time.Minute})
 	ft := &fakeTime{t: time.Now()}
 	c.sys = ft.now
 	if err := c.Sync(context.Background()); err != nil {
@@ -240,7 +238,7 @@ func TestClockStaleIsNotSynced(t *testing.T) {
 
 func TestClockRun(t *testing.T) {
 	servers, addrs := startServers(t, 0)
-	c := NewClock(ClockConfig{Servers: addrs, Timeout: 5 * time.Second, SyncInterval: time.Hour})
+	c := New(Config{Servers: addrs, Timeout: 5 * time.Second, SyncInterval: time.Hour})
 	synced := make(chan error, 1)
 	c.afterSync = func(err error) { synced <- err }
 	ctx, cancel := context.WithCancel(context.Background())
