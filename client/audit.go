@@ -20,7 +20,7 @@ import (
 	"github.com/transparency-dev/merkle/rfc6962"
 
 	"github.com/agentlog/agentlog"
-	"github.com/agentlog/agentlog/witness"
+	"github.com/agentlog/agentlog/witness/policy"
 )
 
 // Tile geometry of c2sp.org/tlog-tiles (package agentlog).
@@ -161,7 +161,7 @@ type sessionSeq struct {
 // AuditConfig says what to audit.
 type AuditConfig struct {
 	// Policy decides which checkpoint to trust (log key and witness quorum).
-	Policy *witness.Policy
+	Policy *policy.Policy
 	// Start and End bound the entries audited, [Start, End); End 0 means
 	// the checkpoint's size. From and To, if not zero, choose the range by
 	// entry time instead: entries with From <= time < To.

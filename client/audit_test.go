@@ -23,7 +23,7 @@ import (
 	alog "github.com/agentlog/agentlog/log"
 	"github.com/agentlog/agentlog/log/api"
 	"github.com/agentlog/agentlog/log/identity"
-	"github.com/agentlog/agentlog/witness"
+	"github.com/agentlog/agentlog/witness/policy"
 )
 
 const auditAdmin = "audit-admin-secret"
@@ -37,7 +37,7 @@ type auditEnv struct {
 	direct  string // the server
 	proxy   string // the proxy in front of it
 	rewrite atomic.Pointer[func(path string, body []byte) []byte]
-	policy  *witness.Policy
+	policy  *policy.Policy
 }
 
 func newAuditEnv(t *testing.T) *auditEnv {
@@ -78,7 +78,7 @@ func newAuditEnv(t *testing.T) *auditEnv {
 	ps := httptest.NewServer(rp)
 	e.proxy = ps.URL
 	t.Cleanup(func() { ps.Close(); hs.Close(); l.Close() })
-	e.policy, err = witness.ParsePolicy([]byte("log " + e.keys.LogVKey + "\nquorum none\n"))
+	e.policy, err = policy.Parse([]byte("log " + e.keys.LogVKey + "\nquorum none\n"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,7 +22,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/agentlog/agentlog/checkpoint"
-	"github.com/agentlog/agentlog/witness"
+	"github.com/agentlog/agentlog/witness/policy"
 )
 
 // ExportOptions are the keys an export is checked against and bundles.
@@ -74,9 +74,9 @@ func Export(ctx context.Context, c *Client, q url.Values, dir string, opts Expor
 	} else if strings.TrimSpace(opts.TimeVKey) != "" {
 		return nil, errors.New("a time key needs the log key")
 	}
-	var pol *witness.Policy
+	var pol *policy.Policy
 	if opts.Policy != nil {
-		if pol, err = witness.ParsePolicy(opts.Policy); err != nil {
+		if pol, err = policy.Parse(opts.Policy); err != nil {
 			return nil, err
 		}
 	}

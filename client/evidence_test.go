@@ -28,6 +28,7 @@ import (
 	"github.com/agentlog/agentlog/log/api"
 	"github.com/agentlog/agentlog/log/query"
 	"github.com/agentlog/agentlog/witness"
+	"github.com/agentlog/agentlog/witness/policy"
 )
 
 // evTestLog is a real log behind a real HTTP server, with the leaf clock
@@ -166,7 +167,7 @@ func (tl *evTestLog) fullOpts() ExportOptions {
 func TestEvidenceExportVerify(t *testing.T) {
 	tl := newEvTestLog(t)
 	tl.fill(t)
-	pol, err := witness.ParsePolicy(tl.policy("w1"))
+	pol, err := policy.Parse(tl.policy("w1"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -368,14 +369,14 @@ func TestEvidenceTampering(t *testing.T) {
 	if ev.Manifest.Start != 4 || ev.Manifest.End != 24 || ev.Manifest.Matches != 10 {
 		t.Fatalf("range [%d, %d) with %d matches, want [4, 24) with 10", ev.Manifest.Start, ev.Manifest.End, ev.Manifest.Matches)
 	}
-	pol, _ := witness.ParsePolicy(tl.policy("w1"))
+	pol, _ := policy.Parse(tl.policy("w1"))
 	other, _, _ := checkpoint.LoadOrCreateKeys(t.TempDir(), "evidence.test/log")
 
 	for _, tc := range []struct {
 		name   string
 		tamper func(t *testing.T, dir string)
 		key    string
-		policy *witness.Policy
+		policy *policy.Policy
 		want   string // in the error
 	}{
 		{name: "entry byte", tamper: func(t *testing.T, dir string) { flip(t, dir, evEntries, `"db.read"`, `"db.reae"`) },
@@ -501,9 +502,9 @@ func TestEvidenceTampering(t *testing.T) {
 	}
 }
 
-func mustPolicy(t *testing.T, s string) *witness.Policy {
+func mustPolicy(t *testing.T, s string) *policy.Policy {
 	t.Helper()
-	p, err := witness.ParsePolicy([]byte(s))
+	p, err := policy.Parse([]byte(s))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,7 +24,7 @@ import (
 	"github.com/agentlog/agentlog"
 	"github.com/agentlog/agentlog/checkpoint"
 	"github.com/agentlog/agentlog/log/query"
-	"github.com/agentlog/agentlog/witness"
+	"github.com/agentlog/agentlog/witness/policy"
 )
 
 // ErrEvidence is wrapped by every error of [VerifyEvidence] that is about
@@ -69,7 +69,7 @@ type Evidence struct {
 // The checkpoint time is read with keys/time.pub from the directory, which
 // is not an independently trusted key: compare it with the log's time.pub
 // when the time matters.
-func VerifyEvidence(dir, logVKey string, policy *witness.Policy) (*Evidence, error) {
+func VerifyEvidence(dir, logVKey string, pol *policy.Policy) (*Evidence, error) {
 	lv, err := note.NewVerifier(strings.TrimSpace(logVKey))
 	if err != nil {
 		return nil, fmt.Errorf("the log key is not a note verifier key: %w", err)
@@ -81,13 +81,13 @@ func VerifyEvidence(dir, logVKey string, policy *witness.Policy) (*Evidence, err
 	if !st.IsDir() {
 		return nil, fmt.Errorf("%s is not a directory", dir)
 	}
-	return verifyEvidence(os.DirFS(dir), lv, strings.TrimSpace(logVKey), policy)
+	return verifyEvidence(os.DirFS(dir), lv, strings.TrimSpace(logVKey), pol)
 }
 
 // verifyEvidence is VerifyEvidence over any file system. A nil lv skips
 // the signature checks (an export without the log key checks its own
 // output this way).
-func verifyEvidence(fsys fs.FS, lv note.Verifier, logVKey string, policy *witness.Policy) (*Evidence, error) {
+func verifyEvidence(fsys fs.FS, lv note.Verifier, logVKey string, pol *policy.Policy) (*Evidence, error) {
 	raw, err := fs.ReadFile(fsys, evManifest)
 	if err != nil {
 		return nil, evErr(evManifest, "cannot be read: %v", err)
@@ -101,7 +101,7 @@ func verifyEvidence(fsys fs.FS, lv note.Verifier, logVKey string, policy *witnes
 		return nil, err
 	}
 	v := &evVerifier{m: m, files: files, expected: map[string]bool{}}
-	ev, err := v.run(lv, logVKey, policy)
+	ev, err := v.run(lv, logVKey, pol)
 	if err != nil {
 		return nil, err
 	}
@@ -174,7 +174,7 @@ func (v *evVerifier) need(p string) ([]byte, error) {
 	return b, nil
 }
 
-func (v *evVerifier) run(lv note.Verifier, logVKey string, policy *witness.Policy) (*Evidence, error) {
+func (v *evVerifier) run(lv note.Verifier, logVKey string, pol *policy.Policy) (*Evidence, error) {
 	m := v.m
 	ev := &Evidence{Manifest: m}
 
@@ -188,7 +188,7 @@ func (v *evVerifier) run(lv note.Verifier, logVKey string, policy *witness.Polic
 	}
 	if b, ok := v.files[evPolicy]; ok {
 		v.expected[evPolicy] = true
-		if _, err := witness.ParsePolicy(b); err != nil {
+		if _, err := policy.Parse(b); err != nil {
 			return nil, evErr(evPolicy, "is not a valid policy: %v", err)
 		}
 	}
@@ -214,8 +214,8 @@ func (v *evVerifier) run(lv note.Verifier, logVKey string, policy *witness.Polic
 		}
 	}
 	ev.Checkpoint = cp
-	if policy != nil {
-		pv, err := policy.Verify(raw)
+	if pol != nil {
+		pv, err := pol.Verify(raw)
 		if err != nil {
 			return nil, evErr(evCheckpoint, "does not satisfy the policy: %v", err)
 		}

@@ -11,9 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/agentlog/agentlog/witness/policy"
 	"github.com/transparency-dev/merkle/proof"
-
-	"github.com/agentlog/agentlog/witness"
 )
 
 // ErrInconsistent is wrapped by *InconsistencyError: two checkpoints signed
@@ -48,7 +47,7 @@ func indentNote(b []byte) string {
 type MonitorConfig struct {
 	// Policy decides which checkpoints to trust; its witnesses with a URL
 	// are asked for their view of the log.
-	Policy *witness.Policy
+	Policy *policy.Policy
 	// Trusted is the last checkpoint trusted (verbatim), nil on first use:
 	// then the first checkpoint that satisfies the policy is trusted.
 	Trusted []byte
@@ -66,7 +65,7 @@ type MonitorConfig struct {
 type Monitor struct {
 	c          *Client
 	cfg        MonitorConfig
-	trusted    *witness.Verified
+	trusted    *policy.Verified
 	trustedRaw []byte
 }
 
@@ -163,7 +162,7 @@ func (m *Monitor) Check(ctx context.Context) (*MonitorResult, error) {
 // consistent proves a and b (both verified) views of one tree. A proof
 // that fails, or two roots for one size, is an *InconsistencyError; a
 // proof the log does not give is a plain error.
-func (m *Monitor) consistent(ctx context.Context, trusted, other *witness.Verified, trustedRaw, otherRaw []byte, kind, source string) error {
+func (m *Monitor) consistent(ctx context.Context, trusted, other *policy.Verified, trustedRaw, otherRaw []byte, kind, source string) error {
 	bad := func(reason string) error {
 		return &InconsistencyError{Kind: kind, Source: source, Trusted: trustedRaw, Other: otherRaw, Reason: reason}
 	}
@@ -196,9 +195,9 @@ func (m *Monitor) consistent(ctx context.Context, trusted, other *witness.Verifi
 // maxWitnessAnswer caps a witness's monitoring answer.
 const maxWitnessAnswer = 64 << 10
 
-func (m *Monitor) witnessView(ctx context.Context, w *witness.PolicyWitness) (WitnessView, error) {
+func (m *Monitor) witnessView(ctx context.Context, w *policy.Witness) (WitnessView, error) {
 	view := WitnessView{Name: w.Name}
-	url := strings.TrimSuffix(w.URL, "/") + "/" + witness.OriginHash(m.trusted.Origin) + "/checkpoint"
+	url := strings.TrimSuffix(w.URL, "/") + "/" + policy.OriginHash(m.trusted.Origin) + "/checkpoint"
 	source := fmt.Sprintf("witness %s (%s)", w.Name, url)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
@@ -223,7 +222,7 @@ func (m *Monitor) witnessView(ctx context.Context, w *witness.PolicyWitness) (Wi
 	// One witness alone need not meet the quorum; what matters is that
 	// the log signed it.
 	v, err := m.cfg.Policy.Verify(raw)
-	if v == nil || err != nil && !errors.Is(err, witness.ErrQuorum) {
+	if v == nil || err != nil && !errors.Is(err, policy.ErrQuorum) {
 		view.Note = fmt.Sprintf("not a checkpoint signed by the log: %v", err)
 		return view, nil
 	}

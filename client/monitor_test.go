@@ -16,6 +16,7 @@ import (
 	"github.com/agentlog/agentlog/checkpoint"
 	"github.com/agentlog/agentlog/client"
 	"github.com/agentlog/agentlog/witness"
+	"github.com/agentlog/agentlog/witness/policy"
 	"github.com/agentlog/agentlog/witness/witnesstest"
 )
 
@@ -82,9 +83,9 @@ func (w *testWitness) cosign(t *testing.T, tl *testLog, old uint64, cp *checkpoi
 	}
 }
 
-func monitorPolicy(t *testing.T, keys *checkpoint.Keys, w *testWitness) *witness.Policy {
+func monitorPolicy(t *testing.T, keys *checkpoint.Keys, w *testWitness) *policy.Policy {
 	t.Helper()
-	p, err := witness.ParsePolicy([]byte("log " + keys.LogVKey + "\nwitness w1 " + w.vkey + " " + w.url + "\nquorum none\n"))
+	p, err := policy.Parse([]byte("log " + keys.LogVKey + "\nwitness w1 " + w.vkey + " " + w.url + "\nquorum none\n"))
 	if err != nil {
 		t.Fatal(err)
 	}

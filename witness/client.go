@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/agentlog/agentlog/checkpoint"
+	"github.com/agentlog/agentlog/witness/policy"
 )
 
 // Prover gives the consistency proofs of the log's tree; the tree package's
@@ -40,7 +41,7 @@ const (
 type ClientConfig struct {
 	// Policy lists the witnesses (those with a URL are contacted) and the
 	// quorum a checkpoint needs before it is published as cosigned.
-	Policy *Policy
+	Policy *policy.Policy
 	Prover Prover
 	// Publish is called with each checkpoint to serve: the newest checkpoint
 	// that met the quorum, its Raw carrying the witnesses' cosignatures after
@@ -92,12 +93,12 @@ type Client struct {
 type pending struct {
 	cp   *checkpoint.Signed
 	text string
-	sigs map[*PolicyWitness][]byte // verified cosignature lines
+	sigs map[*policy.Witness][]byte // verified cosignature lines
 }
 
 type worker struct {
 	c    *Client
-	w    *PolicyWitness
+	w    *policy.Witness
 	url  string
 	wake chan struct{}
 
@@ -129,7 +130,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}
-	var reachable []*PolicyWitness
+	var reachable []*policy.Witness
 	for _, w := range cfg.Policy.Witnesses {
 		if w.URL == "" {
 			continue
@@ -182,7 +183,7 @@ func (c *Client) Submit(cp *checkpoint.Signed) {
 	if c.lagSince.IsZero() {
 		c.lagSince = time.Now() // cleared when the quorum cosigns the newest checkpoint
 	}
-	p := &pending{cp: cp, text: text, sigs: map[*PolicyWitness][]byte{}}
+	p := &pending{cp: cp, text: text, sigs: map[*policy.Witness][]byte{}}
 	c.latest = p
 	c.pend[text] = p
 	c.prune()
@@ -228,7 +229,7 @@ func (c *Client) publish(cp *checkpoint.Signed) {
 
 // record keeps a verified cosignature of w on p and publishes p if the
 // quorum is met.
-func (c *Client) record(p *pending, w *PolicyWitness, line []byte) {
+func (c *Client) record(p *pending, w *policy.Witness, line []byte) {
 	c.mu.Lock()
 	p.sigs[w] = line
 	c.mu.Unlock()
@@ -238,7 +239,7 @@ func (c *Client) record(p *pending, w *PolicyWitness, line []byte) {
 
 func (c *Client) tryPublish(p *pending) {
 	c.mu.Lock()
-	var ws []*PolicyWitness
+	var ws []*policy.Witness
 	for _, w := range c.cfg.Policy.Witnesses { // policy order, so the output is stable
 		if p.sigs[w] != nil {
 			ws = append(ws, w)

@@ -12,13 +12,14 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/agentlog/agentlog/checkpoint"
+	"github.com/agentlog/agentlog/witness/policy"
 )
 
 // cluster is a test log with witnesses on loopback HTTP servers.
 type cluster struct {
 	t      *testing.T
 	log    *testLog
-	policy *Policy
+	policy *policy.Policy
 	urls   []string
 	stores []*MemStore
 }
@@ -51,7 +52,7 @@ func newCluster(t *testing.T, n, k int, extra ...[3]string) *cluster {
 		fmt.Fprintf(&b, "witness %s %s %s\n", e[0], e[1], e[2])
 	}
 	fmt.Fprintf(&b, "group Q %d %s\nquorum Q\n", k, strings.Join(names, " "))
-	p, err := ParsePolicy([]byte(b.String()))
+	p, err := policy.Parse([]byte(b.String()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,11 +88,11 @@ func (c *cluster) startClient(unwitnessed bool) (*Client, chan *checkpoint.Signe
 
 // waitCosigned reads published checkpoints until one of size verifies
 // against the policy.
-func (c *cluster) waitCosigned(pub chan *checkpoint.Signed, size uint64) *Verified {
+func (c *cluster) waitCosigned(pub chan *checkpoint.Signed, size uint64) *policy.Verified {
 	c.t.Helper()
 	for s := range pub {
 		v, err := c.policy.Verify(s.Raw)
-		if errors.Is(err, ErrQuorum) && s.Size <= size {
+		if errors.Is(err, policy.ErrQuorum) && s.Size <= size {
 			continue // a log-signed checkpoint published before its quorum
 		}
 		if err != nil {
@@ -184,10 +185,10 @@ func TestClientPublishUnwitnessed(t *testing.T) {
 	c.log.Grow(3, "a")
 	cl.Submit(c.signed()) // must not block on the slow witness
 	first := <-pub
-	if _, err := c.policy.Verify(first.Raw); !errors.Is(err, ErrQuorum) || first.Size != 3 {
+	if _, err := c.policy.Verify(first.Raw); !errors.Is(err, policy.ErrQuorum) || first.Size != 3 {
 		t.Fatalf("first published: size %d, %v", first.Size, err)
 	}
-	none, err := ParsePolicy([]byte("log " + c.log.VKey + "\nquorum none\n"))
+	none, err := policy.Parse([]byte("log " + c.log.VKey + "\nquorum none\n"))
 	if err != nil {
 		t.Fatal(err)
 	}

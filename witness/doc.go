@@ -35,8 +35,8 @@
 // The cosignature is a https://c2sp.org/tlog-cosignature v1 signature: an
 // 8-byte big-endian POSIX time then an Ed25519 signature over
 // "cosignature/v1\ntime <seconds>\n" and the checkpoint body. agentlog's
-// witness takes the time from the NTP-anchored clock.Clock (package checkpoint/clock) through a
-// [checkpoint.TimeSigner]; standard tools verify it with
+// witness takes the time from the NTP-anchored clock of package
+// checkpoint/clock through a [checkpoint.TimeSigner]; standard tools verify it with
 // github.com/transparency-dev/formats/note.NewVerifierForCosignatureV1.
 //
 // The check of the old size and the update of the latest cosigned
@@ -71,7 +71,7 @@
 // has a URL, one goroutine per witness, with the consistency proof from
 // the size that witness holds (learnt from a 409 when unknown); failures are
 // retried with exponential backoff, so a dead witness costs nothing but its
-// own retries. Verified cosignatures are merged into the checkpoint
+// own retries. policy.Verified cosignatures are merged into the checkpoint
 // ([AddSignatures]) and the result is published once it meets the quorum.
 // Whether a checkpoint is published log-signed while its quorum is missing
 // is [ClientConfig.PublishUnwitnessed].

@@ -8,7 +8,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/agentlog/agentlog/checkpoint"
-	"github.com/agentlog/agentlog/witness"
+	"github.com/agentlog/agentlog/witness/policy"
 )
 
 // A policy needing one of two witnesses, and a checkpoint of the empty tree
@@ -20,7 +20,7 @@ func ExamplePolicy_Verify() {
 	w1SKey, w1VKey, _ := checkpoint.GenerateTimeKey(seed(2), "w1.example")
 	_, w2VKey, _ := checkpoint.GenerateTimeKey(seed(3), "w2.example")
 
-	p, err := witness.ParsePolicy(fmt.Appendf(nil, `# example policy
+	p, err := policy.Parse(fmt.Appendf(nil, `# example policy
 log %s https://log.example.com
 witness W1 %s https://w1.example
 witness W2 %s https://w2.example

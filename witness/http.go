@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/agentlog/agentlog/checkpoint/clock"
+	"github.com/agentlog/agentlog/witness/policy"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -169,7 +170,7 @@ func (s *Server) writeError(w http.ResponseWriter, err error) {
 func (s *Server) getCheckpoint(w http.ResponseWriter, r *http.Request) {
 	h := r.PathValue("hash")
 	for _, o := range s.cfg.Witness.Origins() {
-		if OriginHash(o) != h {
+		if policy.OriginHash(o) != h {
 			continue
 		}
 		b, err := s.cfg.Witness.Latest(o)

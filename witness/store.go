@@ -10,6 +10,7 @@ import (
 	"syscall"
 
 	"github.com/agentlog/agentlog/internal/atomicfile"
+	"github.com/agentlog/agentlog/witness/policy"
 )
 
 // A Store keeps the latest cosigned checkpoint of each log.
@@ -73,7 +74,9 @@ func OpenFileStore(dir string) (*FileStore, error) {
 // Close releases the directory lock.
 func (s *FileStore) Close() error { return s.lock.Close() }
 
-func (s *FileStore) path(origin string) string { return filepath.Join(s.dir, OriginHash(origin)) }
+func (s *FileStore) path(origin string) string {
+	return filepath.Join(s.dir, policy.OriginHash(origin))
+}
 
 // Load implements [Store].
 func (s *FileStore) Load(origin string) ([]byte, error) {

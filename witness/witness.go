@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"sync"
 
+	"github.com/agentlog/agentlog/checkpoint"
 	"github.com/transparency-dev/formats/log"
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
@@ -20,10 +21,6 @@ import (
 // (c2sp.org/tlog-witness). A proof between trees of at most 2^63 leaves
 // never needs more.
 const MaxProofLines = 63
-
-// maxNoteBytes bounds a signed checkpoint; it leaves room for many large
-// (ML-DSA) signatures.
-const maxNoteBytes = 1 << 20
 
 // Errors of [Witness.Add]; the HTTP handler maps each to its status code.
 var (
@@ -176,14 +173,11 @@ func parseSize(s string) (uint64, error) {
 // parseBody parses a checkpoint body (origin, size, root, optional
 // extension lines).
 func parseBody(text []byte) (*log.Checkpoint, error) {
-	var cp log.Checkpoint
-	if _, err := cp.Unmarshal(text); err != nil {
+	cp, err := checkpoint.ParseBody(text)
+	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
-	if len(cp.Hash) != rfc6962.DefaultHasher.Size() {
-		return nil, fmt.Errorf("%w: the root hash has %d bytes, not 32", ErrMalformed, len(cp.Hash))
-	}
-	return &cp, nil
+	return cp, nil
 }
 
 // Add checks the checkpoint of r against the latest one cosigned for its
@@ -207,8 +201,8 @@ func (w *Witness) Add(ctx context.Context, r *Request) ([]byte, error) {
 	if !ok {
 		return nil, fmt.Errorf("%w %q", ErrUnknownLog, origin)
 	}
-	if len(r.Checkpoint) > maxNoteBytes {
-		return nil, fmt.Errorf("%w: the checkpoint is larger than %d bytes", ErrMalformed, maxNoteBytes)
+	if len(r.Checkpoint) > checkpoint.MaxSize {
+		return nil, fmt.Errorf("%w: the checkpoint is larger than %d bytes", ErrMalformed, checkpoint.MaxSize)
 	}
 	n, err := note.Open(r.Checkpoint, note.VerifierList(vs...))
 	if err != nil {

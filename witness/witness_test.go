@@ -13,6 +13,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/agentlog/agentlog/witness/witnesstest"
 	fnote "github.com/transparency-dev/formats/note"
 	"golang.org/x/mod/sumdb/note"
 )
@@ -65,7 +66,7 @@ func TestAddCheckpointConformance(t *testing.T) {
 
 	other := newTestLog(t, "example.com/log") // same origin, untrusted key
 	other.Grow(5, "a")
-	badSig := lg.Sign(5, lg.Root(5), corruptSigner{lg.Signer})
+	badSig := lg.Sign(5, lg.Root(5), witnesstest.CorruptSigner{Signer: lg.Signer})
 	unknown := newTestLog(t, "example.com/unknown")
 	unknown.Grow(1, "x")
 
@@ -295,15 +296,6 @@ func TestFileStoreRestart(t *testing.T) {
 	if code, _, out := post(t, w2.url, body(7, lg.Proof(7, 9), lg.Checkpoint())); code != 200 {
 		t.Fatalf("after restart, consistent growth: %d %s", code, out)
 	}
-}
-
-// corruptSigner signs with the right key ID but a wrong signature.
-type corruptSigner struct{ note.Signer }
-
-func (c corruptSigner) Sign(msg []byte) ([]byte, error) {
-	sig, err := c.Signer.Sign(msg)
-	sig[0] ^= 1
-	return sig, err
 }
 
 // FuzzParseRequest: the request parser never panics, and what it accepts

@@ -18,6 +18,7 @@ import (
 	"github.com/agentlog/agentlog/checkpoint/ntptest"
 	"github.com/agentlog/agentlog/internal/proctest"
 	"github.com/agentlog/agentlog/witness"
+	"github.com/agentlog/agentlog/witness/policy"
 	"github.com/agentlog/agentlog/witness/witnesstest"
 )
 
@@ -165,7 +166,7 @@ func TestWitnessProcess(t *testing.T) {
 	if code, out := post(t, w.url, witnesstest.Body(held, lg.Proof(held, lg.Size()), lg.Checkpoint())); code != 200 {
 		t.Fatalf("consistent growth after restart: %d %s", code, out)
 	}
-	resp, err := http.Get(w.url + "/" + witness.OriginHash(lg.Origin) + "/checkpoint")
+	resp, err := http.Get(w.url + "/" + policy.OriginHash(lg.Origin) + "/checkpoint")
 	if err != nil {
 		t.Fatal(err)
 	}

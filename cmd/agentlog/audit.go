@@ -20,7 +20,7 @@ import (
 
 	"github.com/agentlog/agentlog/client"
 	"github.com/agentlog/agentlog/internal/atomicfile"
-	"github.com/agentlog/agentlog/witness"
+	"github.com/agentlog/agentlog/witness/policy"
 )
 
 func runAudit(args []string, stdout, stderr io.Writer) error {
@@ -162,12 +162,12 @@ const noPolicyHint = `--policy FILE is required: the witness policy checkpoints 
 
 // loadPolicy reads a c2sp.org/tlog-policy file, adding the log key of
 // logKeyFile (if given) to its logs.
-func loadPolicy(path, logKeyFile string) (*witness.Policy, error) {
+func loadPolicy(path, logKeyFile string) (*policy.Policy, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("reading the policy: %w", err)
 	}
-	p, err := witness.ParsePolicy(b)
+	p, err := policy.Parse(b)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
@@ -186,7 +186,7 @@ func loadPolicy(path, logKeyFile string) (*witness.Policy, error) {
 			found = found || l.VKey == vkey
 		}
 		if !found {
-			p.Logs = append(p.Logs, &witness.PolicyLog{VKey: vkey, Verifier: v})
+			p.Logs = append(p.Logs, &policy.Log{VKey: vkey, Verifier: v})
 		}
 	}
 	if len(p.Logs) == 0 {

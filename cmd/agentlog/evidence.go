@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/agentlog/agentlog/client"
-	"github.com/agentlog/agentlog/witness"
+	"github.com/agentlog/agentlog/witness/policy"
 )
 
 const evidenceUsage = `Usage:
@@ -165,13 +165,13 @@ func runEvidenceVerify(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("reading the log key: %w", err)
 	}
-	var pol *witness.Policy
+	var pol *policy.Policy
 	if *policyFile != "" {
 		b, err := os.ReadFile(*policyFile)
 		if err != nil {
 			return fmt.Errorf("reading the policy: %w", err)
 		}
-		if pol, err = witness.ParsePolicy(b); err != nil {
+		if pol, err = policy.Parse(b); err != nil {
 			return fmt.Errorf("%s: %w", *policyFile, err)
 		}
 	}

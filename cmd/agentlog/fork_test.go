@@ -15,6 +15,7 @@ import (
 	"github.com/agentlog/agentlog/checkpoint"
 	"github.com/agentlog/agentlog/checkpoint/ntptest"
 	"github.com/agentlog/agentlog/witness"
+	"github.com/agentlog/agentlog/witness/policy"
 )
 
 // TestForkedLogRefused forces a fork with real processes: a log publishes
@@ -36,8 +37,8 @@ func TestForkedLogRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var policy strings.Builder
-	fmt.Fprintf(&policy, "log %s\n", keys.LogVKey)
+	var policyText strings.Builder
+	fmt.Fprintf(&policyText, "log %s\n", keys.LogVKey)
 	var wurls []string
 	for i := 0; i < 3; i++ {
 		wdir := t.TempDir()
@@ -46,19 +47,19 @@ func TestForkedLogRefused(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		fmt.Fprintf(&policy, "witness W%d %s %s\n", i, strings.TrimSpace(string(pub)), w.url)
+		fmt.Fprintf(&policyText, "witness W%d %s %s\n", i, strings.TrimSpace(string(pub)), w.url)
 		wurls = append(wurls, w.url)
 	}
-	policy.WriteString("group Q 2 W0 W1 W2\nquorum Q\n")
+	policyText.WriteString("group Q 2 W0 W1 W2\nquorum Q\n")
 	policyFile := filepath.Join(t.TempDir(), "policy")
-	if err := os.WriteFile(policyFile, []byte(policy.String()), 0o644); err != nil {
+	if err := os.WriteFile(policyFile, []byte(policyText.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	pol, err := witness.ParsePolicy([]byte(policy.String()))
+	pol, err := policy.Parse([]byte(policyText.String()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	served := func(url string) (*witness.Verified, []byte, bool) {
+	served := func(url string) (*policy.Verified, []byte, bool) {
 		code, raw, err := getBody(url + "/checkpoint")
 		if err != nil || code != http.StatusOK {
 			return nil, nil, false
@@ -78,7 +79,7 @@ func TestForkedLogRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	sizeA := appendEntries(t, a.url, provisionSession(t, a.url, string(adminTok), "honest-bot", "t1"), 10)
-	var trusted *witness.Verified
+	var trusted *policy.Verified
 	var trustedRaw []byte
 	waitFor(t, "a cosigned checkpoint of the honest log", func() bool {
 		v, raw, ok := served(a.url)

@@ -18,6 +18,7 @@ import (
 	"github.com/agentlog/agentlog/checkpoint/ntptest"
 	"github.com/agentlog/agentlog/client"
 	"github.com/agentlog/agentlog/witness"
+	"github.com/agentlog/agentlog/witness/policy"
 )
 
 // witnessProc is a running "agentlog-witness serve".
@@ -74,8 +75,8 @@ func TestWitnessedLog(t *testing.T) {
 
 	var procs [3]*witnessProc
 	var wargs [3][]string
-	var policy strings.Builder
-	fmt.Fprintf(&policy, "# e2e policy\nlog %s\n", keys.LogVKey)
+	var policyText strings.Builder
+	fmt.Fprintf(&policyText, "# e2e policy\nlog %s\n", keys.LogVKey)
 	for i := range procs {
 		wdir := t.TempDir()
 		wargs[i] = []string{"--data", wdir, "--listen", "127.0.0.1:0", "--name", fmt.Sprintf("w%d.e2e.example", i), "--log", keys.LogVKey, "--ntp", ntp.Addr()}
@@ -84,7 +85,7 @@ func TestWitnessedLog(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		fmt.Fprintf(&policy, "witness W%d %s %s\n", i, strings.TrimSpace(string(pub)), procs[i].url)
+		fmt.Fprintf(&policyText, "witness W%d %s %s\n", i, strings.TrimSpace(string(pub)), procs[i].url)
 		// Restarts keep the address, so the policy stays right.
 		wargs[i][3] = strings.TrimPrefix(procs[i].url, "http://")
 	}
@@ -99,13 +100,13 @@ func TestWitnessedLog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fmt.Fprintf(&policy, "witness G %s %s\n", gkey, garbage.URL)
-	policy.WriteString("group Q 2 W0 W1 W2 G\nquorum Q\n")
+	fmt.Fprintf(&policyText, "witness G %s %s\n", gkey, garbage.URL)
+	policyText.WriteString("group Q 2 W0 W1 W2 G\nquorum Q\n")
 	policyFile := filepath.Join(t.TempDir(), "policy")
-	if err := os.WriteFile(policyFile, []byte(policy.String()), 0o644); err != nil {
+	if err := os.WriteFile(policyFile, []byte(policyText.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	p, err := witness.ParsePolicy([]byte(policy.String()))
+	p, err := policy.Parse([]byte(policyText.String()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +121,7 @@ func TestWitnessedLog(t *testing.T) {
 
 	// served returns /checkpoint verified against the policy; every
 	// checkpoint served must meet the quorum (the default is to hold back).
-	served := func() (*witness.Verified, bool) {
+	served := func() (*policy.Verified, bool) {
 		code, raw, err := getBody(srv.url + "/checkpoint")
 		if err != nil || code == http.StatusServiceUnavailable {
 			return nil, false // nothing cosigned yet
@@ -131,8 +132,8 @@ func TestWitnessedLog(t *testing.T) {
 		}
 		return v, true
 	}
-	waitSize := func(size uint64) *witness.Verified {
-		var v *witness.Verified
+	waitSize := func(size uint64) *policy.Verified {
+		var v *policy.Verified
 		waitFor(t, fmt.Sprintf("a cosigned checkpoint of size %d", size), func() bool {
 			var ok bool
 			v, ok = served()
@@ -187,7 +188,7 @@ func TestWitnessedLog(t *testing.T) {
 	if len(v.Cosigners) != 2 {
 		t.Fatalf("cosigners %v", v.Cosigners)
 	}
-	if _, err := p.Verify([]byte("not a checkpoint")); err == nil || errors.Is(err, witness.ErrQuorum) {
+	if _, err := p.Verify([]byte("not a checkpoint")); err == nil || errors.Is(err, policy.ErrQuorum) {
 		t.Fatal("garbage verified")
 	}
 
@@ -198,7 +199,7 @@ func TestWitnessedLog(t *testing.T) {
 		t.Fatalf("agentlog verify --policy: %v\n%s", err, out)
 	}
 	strict := filepath.Join(t.TempDir(), "strict")
-	os.WriteFile(strict, []byte(strings.Replace(policy.String(), "group Q 2", "group Q 3", 1)), 0o644)
+	os.WriteFile(strict, []byte(strings.Replace(policyText.String(), "group Q 2", "group Q 3", 1)), 0o644)
 	out, err = exec.Command(bin, "verify", "--server", srv.url, "--log-key", filepath.Join(data, "log.pub"), "--policy", strict).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "quorum") {
 		t.Fatalf("agentlog verify with an unmet policy: %v\n%s", err, out)

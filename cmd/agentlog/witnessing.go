@@ -11,6 +11,7 @@ import (
 	"github.com/agentlog/agentlog/checkpoint"
 	"github.com/agentlog/agentlog/log/api"
 	"github.com/agentlog/agentlog/witness"
+	"github.com/agentlog/agentlog/witness/policy"
 )
 
 // Values of serve's --unwitnessed flag: what /checkpoint serves while the
@@ -33,7 +34,7 @@ func newWitnessClient(path, unwitnessed string, keys *checkpoint.Keys, prover wi
 	if err != nil {
 		return nil, fmt.Errorf("reading the witness policy: %w", err)
 	}
-	p, err := witness.ParsePolicy(b)
+	p, err := policy.Parse(b)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
@@ -87,7 +88,7 @@ func verifyPolicy(path string, raw []byte) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("reading the policy: %w", err)
 	}
-	p, err := witness.ParsePolicy(b)
+	p, err := policy.Parse(b)
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", path, err)
 	}

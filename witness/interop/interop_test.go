@@ -18,6 +18,7 @@ import (
 
 	"github.com/agentlog/agentlog/checkpoint"
 	"github.com/agentlog/agentlog/witness"
+	"github.com/agentlog/agentlog/witness/policy"
 	"github.com/agentlog/agentlog/witness/witnesstest"
 )
 
@@ -80,7 +81,7 @@ func TestOurClientWithReferenceWitness(t *testing.T) {
 	lg := witnesstest.NewLog(t, "interop.example/log")
 	refURL, refKey := startReference(t, lg)
 	ourURL, ourKey := startOurs(t, lg)
-	p, err := witness.ParsePolicy(fmt.Appendf(nil, "log %s\nwitness ref %s %s\nwitness ours %s %s\ngroup both all ref ours\nquorum both\n",
+	p, err := policy.Parse(fmt.Appendf(nil, "log %s\nwitness ref %s %s\nwitness ours %s %s\ngroup both all ref ours\nquorum both\n",
 		lg.VKey, refKey, refURL, ourKey, ourURL))
 	if err != nil {
 		t.Fatal(err)

@@ -25,6 +25,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/agentlog/agentlog/witness"
+	"github.com/agentlog/agentlog/witness/policy"
 )
 
 // A served is an agentlog witness behind a real HTTP server on loopback,
@@ -279,12 +280,12 @@ func TestTesseraWithOurWitness(t *testing.T) {
 	hc := &http.Client{Transport: &http.Transport{}, Timeout: 30 * time.Second}
 	t.Cleanup(hc.CloseIdleConnections)
 
-	policy := fmt.Appendf(nil, "log %s\nwitness A %s %s\nquorum A\n", vkey, wa.VKey, wa.URL)
-	ours, err := witness.ParsePolicy(policy)
+	policyText := fmt.Appendf(nil, "log %s\nwitness A %s %s\nquorum A\n", vkey, wa.VKey, wa.URL)
+	ours, err := policy.Parse(policyText)
 	if err != nil {
 		t.Fatal(err)
 	}
-	lg := openTessera(t, dir, logS, policy, hc)
+	lg := openTessera(t, dir, logS, policyText, hc)
 	closed := false
 	defer func() {
 		if !closed {
@@ -316,12 +317,12 @@ func TestTesseraWithOurWitness(t *testing.T) {
 	closed = true
 
 	wb := serveWitness(t, "b.interop.example/witness", logV)
-	policy = fmt.Appendf(nil, "log %s\nwitness A %s %s\nwitness B %s %s\ngroup both all A B\nquorum both\n",
+	policyText = fmt.Appendf(nil, "log %s\nwitness A %s %s\nwitness B %s %s\ngroup both all A B\nquorum both\n",
 		vkey, wa.VKey, wa.URL, wb.VKey, wb.URL)
-	if ours, err = witness.ParsePolicy(policy); err != nil {
+	if ours, err = policy.Parse(policyText); err != nil {
 		t.Fatal(err)
 	}
-	lg = openTessera(t, dir, logS, policy, hc)
+	lg = openTessera(t, dir, logS, policyText, hc)
 	closed = false
 	size += 5
 	cp := lg.append(t, 5, "after restart")

@@ -156,3 +156,13 @@ func (l *Log) Signed() *checkpoint.Signed {
 	size := l.Size()
 	return &checkpoint.Signed{Origin: l.Origin, Size: size, Root: l.Root(size), Raw: raw}
 }
+
+// CorruptSigner signs with the right key ID but a wrong signature.
+type CorruptSigner struct{ note.Signer }
+
+// Sign returns the signature of the embedded signer with one bit flipped.
+func (c CorruptSigner) Sign(msg []byte) ([]byte, error) {
+	sig, err := c.Signer.Sign(msg)
+	sig[0] ^= 1
+	return sig, err
+}

@@ -1,4 +1,4 @@
-package witness
+package policy
 
 import (
 	"errors"
@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/agentlog/agentlog/witness/witnesstest"
 	"golang.org/x/mod/sumdb/note"
 )
 
@@ -31,7 +32,7 @@ func TestParsePolicy(t *testing.T) {
 			func(p *Policy) bool { return p.Quorum.K == 2 && p.Quorum.Members[0].Group.K == 2 }},
 	}
 	for _, c := range ok {
-		p, err := ParsePolicy([]byte(c.text))
+		p, err := Parse([]byte(c.text))
 		if err != nil {
 			t.Errorf("%s: %v", c.name, err)
 			continue
@@ -62,7 +63,7 @@ func TestParsePolicy(t *testing.T) {
 		{"extra field", fmt.Sprintf("witness A %s url extra\nquorum A\n", wk[0])},
 	}
 	for _, c := range bad {
-		if p, err := ParsePolicy([]byte(c.text)); err == nil {
+		if p, err := Parse([]byte(c.text)); err == nil {
 			t.Errorf("%s: accepted %+v", c.name, p)
 		}
 	}
@@ -76,7 +77,7 @@ func TestPolicyVerify(t *testing.T) {
 	for i := range signers {
 		signers[i], vkeys[i] = newTestSigner(t, fmt.Sprintf("w%d.example", i))
 	}
-	p, err := ParsePolicy(fmt.Appendf(nil, "log %s\nwitness A %s\nwitness B %s\nwitness C %s\ngroup Q 2 A B C\nquorum Q\n",
+	p, err := Parse(fmt.Appendf(nil, "log %s\nwitness A %s\nwitness B %s\nwitness C %s\ngroup Q 2 A B C\nquorum Q\n",
 		lg.VKey, vkeys[0], vkeys[1], vkeys[2]))
 	if err != nil {
 		t.Fatal(err)
@@ -91,7 +92,7 @@ func TestPolicyVerify(t *testing.T) {
 		{"one witness", lg.Sign(3, root, lg.Signer, signers[0]), ErrQuorum},
 		{"two witnesses", lg.Sign(3, root, lg.Signer, signers[0], signers[2]), nil},
 		{"three witnesses", lg.Sign(3, root, lg.Signer, signers[0], signers[1], signers[2]), nil},
-		{"one good, one bad cosignature", lg.Sign(3, root, lg.Signer, signers[0], corruptSigner{signers[1]}), ErrQuorum},
+		{"one good, one bad cosignature", lg.Sign(3, root, lg.Signer, signers[0], witnesstest.CorruptSigner{Signer: signers[1]}), ErrQuorum},
 		{"witnesses without the log", lg.Sign(3, root, signers[0], signers[1]), errAny},
 		{"another log key", func() []byte { o := newTestLog(t, lg.Origin); return o.Sign(3, root, o.Signer, signers[0], signers[1]) }(), errAny},
 	}
@@ -110,7 +111,7 @@ func TestPolicyVerify(t *testing.T) {
 			t.Errorf("%s: verified", c.name)
 		}
 	}
-	none, err := ParsePolicy([]byte("log " + lg.VKey + "\nquorum none\n"))
+	none, err := Parse([]byte("log " + lg.VKey + "\nquorum none\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +130,7 @@ func FuzzParsePolicy(f *testing.F) {
 	f.Add(fmt.Appendf(nil, "log %s https://x\nwitness A %s\nwitness B %s\ngroup G 1 A B\ngroup H all G\nquorum H\n", lg.VKey, wk, wk2))
 	f.Add([]byte("group a any b\n# c\n\t\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		p, err := ParsePolicy(b)
+		p, err := Parse(b)
 		if err != nil {
 			return
 		}

@@ -1,4 +1,8 @@
-package witness
+// Package policy reads and applies c2sp.org/tlog-policy files: which log
+// keys sign checkpoints, which witnesses cosign them and how many of them
+// make a quorum. It depends only on the note formats, so the Go SDK's
+// verifiers import it without the witness server.
+package policy
 
 import (
 	"crypto/sha256"
@@ -8,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/agentlog/agentlog/checkpoint"
 	fnote "github.com/transparency-dev/formats/note"
 	"golang.org/x/mod/sumdb/note"
 )
@@ -24,24 +29,24 @@ const (
 // c2sp.org/tlog-policy: a checkpoint is valid if one of Logs signed it and
 // the witnesses that cosigned it satisfy the quorum.
 type Policy struct {
-	Logs      []*PolicyLog
-	Witnesses []*PolicyWitness // in the order of the file
+	Logs      []*Log
+	Witnesses []*Witness // in the order of the file
 	// Quorum is nil for "quorum none": no cosignature is needed.
 	Quorum *Group
 }
 
-// PolicyLog is a "log <vkey> [<url>]" line.
-type PolicyLog struct {
+// Log is a "log <vkey> [<url>]" line.
+type Log struct {
 	VKey     string
 	URL      string // empty if not given
 	Verifier note.Verifier
 }
 
 // Origin is the log's origin line, which is its key name.
-func (l *PolicyLog) Origin() string { return l.Verifier.Name() }
+func (l *Log) Origin() string { return l.Verifier.Name() }
 
-// PolicyWitness is a "witness <name> <vkey> [<url>]" line.
-type PolicyWitness struct {
+// Witness is a "witness <name> <vkey> [<url>]" line.
+type Witness struct {
 	Name     string // the name in the policy, which need not be the key name
 	VKey     string
 	URL      string // submission prefix of c2sp.org/tlog-witness; empty if not given
@@ -59,13 +64,13 @@ type Group struct {
 
 // Member is exactly one of a witness or a group.
 type Member struct {
-	Witness *PolicyWitness
+	Witness *Witness
 	Group   *Group
 }
 
 // satisfied reports whether g is satisfied when the witnesses in cosigned
 // have cosigned.
-func (g *Group) satisfied(cosigned map[*PolicyWitness]bool) bool {
+func (g *Group) satisfied(cosigned map[*Witness]bool) bool {
 	n := 0
 	for _, m := range g.Members {
 		if (m.Witness != nil && cosigned[m.Witness]) || (m.Group != nil && m.Group.satisfied(cosigned)) {
@@ -75,7 +80,7 @@ func (g *Group) satisfied(cosigned map[*PolicyWitness]bool) bool {
 	return n >= g.K
 }
 
-// ParsePolicy parses a policy in the c2sp.org/tlog-policy format:
+// Parse parses a policy in the c2sp.org/tlog-policy format:
 //
 //	log <vkey> [<url>]
 //	witness <name> <vkey> [<url>]
@@ -88,7 +93,7 @@ func (g *Group) satisfied(cosigned map[*PolicyWitness]bool) bool {
 // exactly one quorum line; two logs or two witnesses may not share a public
 // key. Log and witness keys are parsed with formats/note.NewVerifier
 // (Ed25519, cosignature v1, ML-DSA, ECDSA and RFC 6962 keys).
-func ParsePolicy(b []byte) (*Policy, error) {
+func Parse(b []byte) (*Policy, error) {
 	if len(b) > maxPolicyBytes {
 		return nil, fmt.Errorf("policy: %d bytes is more than the %d allowed", len(b), maxPolicyBytes)
 	}
@@ -98,7 +103,7 @@ func ParsePolicy(b []byte) (*Policy, error) {
 		}
 	}
 	p := &Policy{}
-	names := map[string]any{}   // *PolicyWitness or *Group
+	names := map[string]any{}   // *Witness or *Group
 	keys := map[string]string{} // public key material -> what defined it
 	quorumSeen := false
 	lines := strings.Split(string(b), "\n")
@@ -126,7 +131,7 @@ func ParsePolicy(b []byte) (*Policy, error) {
 			if len(p.Logs) >= maxPolicyEntries {
 				return nil, fail("more than %d logs", maxPolicyEntries)
 			}
-			l := &PolicyLog{VKey: f[1], Verifier: v}
+			l := &Log{VKey: f[1], Verifier: v}
 			if len(f) == 3 {
 				l.URL = f[2]
 			}
@@ -150,7 +155,7 @@ func ParsePolicy(b []byte) (*Policy, error) {
 			if len(p.Witnesses) >= maxPolicyEntries {
 				return nil, fail("more than %d witnesses", maxPolicyEntries)
 			}
-			w := &PolicyWitness{Name: name, VKey: f[2], Verifier: v}
+			w := &Witness{Name: name, VKey: f[2], Verifier: v}
 			if len(f) == 4 {
 				w.URL = f[3]
 			}
@@ -172,7 +177,7 @@ func ParsePolicy(b []byte) (*Policy, error) {
 				}
 				seen[m] = true
 				switch d := names[m].(type) {
-				case *PolicyWitness:
+				case *Witness:
 					g.Members = append(g.Members, Member{Witness: d})
 				case *Group:
 					g.Members = append(g.Members, Member{Group: d})
@@ -205,7 +210,7 @@ func ParsePolicy(b []byte) (*Policy, error) {
 			}
 			quorumSeen = true
 			switch d := names[f[1]].(type) {
-			case *PolicyWitness:
+			case *Witness:
 				p.Quorum = &Group{Name: d.Name, K: 1, Members: []Member{{Witness: d}}}
 			case *Group:
 				p.Quorum = d
@@ -261,12 +266,12 @@ func parseVKey(vkey string) (note.Verifier, string, error) {
 
 // Verified is a checkpoint that satisfied a [Policy].
 type Verified struct {
-	Log       *PolicyLog       // the log whose signature verified
-	Text      []byte           // the checkpoint body (origin, size, root, extensions)
-	Origin    string           // first line of Text
-	Size      uint64           // tree size
-	Root      []byte           // root hash
-	Cosigners []*PolicyWitness // witnesses of the policy whose cosignature verified
+	Log       *Log       // the log whose signature verified
+	Text      []byte     // the checkpoint body (origin, size, root, extensions)
+	Origin    string     // first line of Text
+	Size      uint64     // tree size
+	Root      []byte     // root hash
+	Cosigners []*Witness // witnesses of the policy whose cosignature verified
 }
 
 // ErrQuorum is wrapped by the error of [Policy.Verify] when the checkpoint
@@ -279,8 +284,8 @@ var ErrQuorum = errors.New("the witness quorum is not met")
 // ignored, and so are cosignatures that do not verify: they cannot help
 // meet the quorum.
 func (p *Policy) Verify(raw []byte) (*Verified, error) {
-	if len(raw) > maxNoteBytes {
-		return nil, fmt.Errorf("the checkpoint is %d bytes, more than the %d allowed", len(raw), maxNoteBytes)
+	if len(raw) > checkpoint.MaxSize {
+		return nil, fmt.Errorf("the checkpoint is %d bytes, more than the %d allowed", len(raw), checkpoint.MaxSize)
 	}
 	vs := make([]note.Verifier, len(p.Logs))
 	for i, l := range p.Logs {
@@ -302,12 +307,12 @@ func (p *Policy) Verify(raw []byte) (*Verified, error) {
 	if v.Log == nil {
 		return nil, fmt.Errorf("the checkpoint of origin %q is not signed by a log key of that name in the policy", origin)
 	}
-	cp, err := parseBody(v.Text)
+	cp, err := checkpoint.ParseBody(v.Text)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("the checkpoint body is malformed: %w", err)
 	}
 	v.Size, v.Root = cp.Size, cp.Hash
-	cosigned := map[*PolicyWitness]bool{}
+	cosigned := map[*Witness]bool{}
 	for _, s := range n.UnverifiedSigs {
 		sig, err := base64.StdEncoding.DecodeString(s.Base64)
 		if err != nil || len(sig) < 5 {
@@ -331,11 +336,11 @@ func (p *Policy) Verify(raw []byte) (*Verified, error) {
 }
 
 // QuorumMet reports whether the witnesses in cosigned satisfy the quorum.
-func (p *Policy) QuorumMet(cosigned []*PolicyWitness) bool {
+func (p *Policy) QuorumMet(cosigned []*Witness) bool {
 	if p.Quorum == nil {
 		return true
 	}
-	m := map[*PolicyWitness]bool{}
+	m := map[*Witness]bool{}
 	for _, w := range cosigned {
 		m[w] = true
 	}
@@ -343,7 +348,7 @@ func (p *Policy) QuorumMet(cosigned []*PolicyWitness) bool {
 }
 
 // LogFor returns the policy's log whose key name is origin, or nil.
-func (p *Policy) LogFor(origin string) *PolicyLog {
+func (p *Policy) LogFor(origin string) *Log {
 	for _, l := range p.Logs {
 		if l.Origin() == origin {
 			return l
