@@ -7,10 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -22,75 +20,6 @@ import (
 	"github.com/agentlog/agentlog"
 	"github.com/agentlog/agentlog/witness/policy"
 )
-
-// Tile geometry of c2sp.org/tlog-tiles (package agentlog).
-const (
-	tileHeight = agentlog.TileHeight
-	tileWidth  = agentlog.TileWidth // hashes in a full tile, entries in a full bundle
-	hashSize   = agentlog.HashSize
-)
-
-// tilePath formats the part of a tile URL after "/tile/"; a width of 0 or
-// tileWidth is a full tile.
-func tilePath(level, index uint64, width int, entries bool) string {
-	return agentlog.TilePath{Level: level, Index: index, Width: width, Entries: entries}.String()
-}
-
-// fetchTile fetches a hash tile or entry bundle of the given width. A
-// partial tile that is no longer served (the tile has since filled up) is
-// read from the full tile, as c2sp.org/tlog-tiles allows.
-func (c *Client) fetchTile(ctx context.Context, level, index uint64, width int, entries bool) ([]byte, error) {
-	b, err := c.do(ctx, http.MethodGet, "/tile/"+tilePath(level, index, width, entries), nil)
-	var he *HTTPError
-	if err != nil && width < tileWidth && errors.As(err, &he) && he.Status == http.StatusNotFound {
-		b, err = c.do(ctx, http.MethodGet, "/tile/"+tilePath(level, index, tileWidth, entries), nil)
-		if err == nil && entries {
-			return b, nil // the caller splits and keeps the first width entries
-		}
-		if err == nil && len(b) == tileWidth*hashSize {
-			b = b[:width*hashSize]
-		}
-	}
-	return b, err
-}
-
-// HashTile fetches hash tile (level, index) of width hashes (1..256, 256
-// is a full tile), unverified.
-func (c *Client) HashTile(ctx context.Context, level, index uint64, width int) ([]byte, error) {
-	b, err := c.fetchTile(ctx, level, index, width, false)
-	if err != nil {
-		return nil, err
-	}
-	if len(b) != width*hashSize {
-		return nil, fmt.Errorf("hash tile %s is %d bytes, want %d", tilePath(level, index, width, false), len(b), width*hashSize)
-	}
-	return b, nil
-}
-
-// EntryBundle fetches entry bundle index holding width entries (1..256),
-// unverified, and splits it (auditor or admin credential).
-func (c *Client) EntryBundle(ctx context.Context, index uint64, width int) ([][]byte, error) {
-	b, err := c.fetchTile(ctx, 0, index, width, true)
-	if err != nil {
-		return nil, err
-	}
-	var out [][]byte
-	for len(b) > 0 && len(out) < width {
-		if len(b) < 2 {
-			return nil, fmt.Errorf("entry bundle %d: truncated length prefix", index)
-		}
-		n := int(b[0])<<8 | int(b[1])
-		if len(b) < 2+n {
-			return nil, fmt.Errorf("entry bundle %d: entry %d is truncated", index, len(out))
-		}
-		out = append(out, b[2:2+n])
-		b = b[2+n:]
-	}
-	if len(out) != width {
-		return nil, fmt.Errorf("entry bundle %d holds %d entries, want %d", index, len(out), width)
-	}
-	return out, nil
-}
 
 // Kinds of audit findings.
 const (
@@ -143,19 +72,6 @@ type AuditState struct {
 	Findings   []Finding              `json:"findings"`
 	Signed     uint64                 `json:"signed"`           // entries whose agent signature verified
 	Alerts     map[string]uint64      `json:"alerts,omitempty"` // alerts recorded in the range, by action (alert.<rule>)
-}
-
-// sessionSeq tracks the sequence numbers seen in one session: every number
-// in [Low, Next) was seen, Pending holds the others seen (sorted), and
-// Opened says the session began inside the audited range, so numbering
-// must start at 1.
-type sessionSeq struct {
-	Agent   string   `json:"agent"`
-	Opened  bool     `json:"opened,omitempty"`
-	Low     uint64   `json:"low"`
-	Next    uint64   `json:"next"`
-	Pending []uint64 `json:"pending,omitempty"`
-	Last    uint64   `json:"last"` // index of the session's latest entry
 }
 
 // AuditConfig says what to audit.
@@ -598,86 +514,6 @@ func (a *auditor) leaf(ctx context.Context, i uint64, l *agentlog.Leaf, badKey m
 				Message: fmt.Sprintf("sequence number %d of session %s appears again", l.Seq, l.Session)})
 		}
 	}
-}
-
-// add records seq, reporting false if it was seen before.
-func (s *sessionSeq) add(seq uint64) bool {
-	if seq >= s.Low && seq < s.Next {
-		return false
-	}
-	i, found := slices.BinarySearch(s.Pending, seq)
-	if found {
-		return false
-	}
-	switch {
-	case seq == s.Next:
-		s.Next++
-		j, _ := slices.BinarySearch(s.Pending, s.Next)
-		for j < len(s.Pending) && s.Pending[j] == s.Next {
-			s.Pending = slices.Delete(s.Pending, j, j+1)
-			s.Next++
-		}
-	case !s.Opened && seq+1 == s.Low:
-		s.Low--
-		for j := i - 1; j >= 0 && s.Pending[j] == s.Low-1; j-- {
-			s.Pending = slices.Delete(s.Pending, j, j+1)
-			s.Low--
-		}
-	default:
-		s.Pending = slices.Insert(s.Pending, i, seq)
-	}
-	return true
-}
-
-// gaps reports the numbers missing between the lowest (1 if the session
-// was opened in the audited range) and the highest seen.
-func (s *sessionSeq) gaps(session string) []Finding {
-	seen := func(n uint64) bool {
-		if n >= s.Low && n < s.Next {
-			return true
-		}
-		_, ok := slices.BinarySearch(s.Pending, n)
-		return ok
-	}
-	lo, hi := s.Low, s.Next // [lo, hi) spans everything seen
-	if len(s.Pending) > 0 {
-		lo = min(lo, s.Pending[0])
-		hi = max(hi, s.Pending[len(s.Pending)-1]+1)
-	}
-	if s.Opened {
-		lo = 1
-	}
-	var missing []string
-	var count uint64
-	for n := lo; n < hi; {
-		if seen(n) {
-			// Skip the contiguous run quickly.
-			if n >= s.Low && n < s.Next {
-				n = s.Next
-			} else {
-				n++
-			}
-			continue
-		}
-		m := n
-		for m+1 < hi && !seen(m+1) {
-			m++
-		}
-		count += m - n + 1
-		if len(missing) < 100 {
-			if m == n {
-				missing = append(missing, strconv.FormatUint(n, 10))
-			} else {
-				missing = append(missing, fmt.Sprintf("%d-%d", n, m))
-			}
-		}
-		n = m + 1
-	}
-	if count == 0 {
-		return nil
-	}
-	return []Finding{{Kind: FindingSeqGap, Index: atIndex(s.Last), Agent: s.Agent, Session: session, Missing: missing,
-		Message: fmt.Sprintf("session %s of %q is missing %d record(s) by sequence number: %s", session, s.Agent, count, strings.Join(missing, ", "))}}
 }
 
 // finish checks the recomputed tree against the checkpoint and closes the
