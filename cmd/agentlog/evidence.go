@@ -6,13 +6,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/agentlog/agentlog/client"
+	"github.com/agentlog/agentlog/client/evidence"
 	"github.com/agentlog/agentlog/witness/policy"
 )
 
@@ -74,7 +74,7 @@ func runEvidenceExport(args []string, stdout, stderr io.Writer) error {
 		return usagef("--token or --token-file (an auditor or admin token) is required")
 	}
 	q := qf.params()
-	var opts client.ExportOptions
+	var opts evidence.ExportOptions
 	if *logKey != "" {
 		b, err := os.ReadFile(*logKey)
 		if err != nil {
@@ -103,13 +103,13 @@ func runEvidenceExport(args []string, stdout, stderr io.Writer) error {
 		}
 		opts.Policy = b
 	}
-	c, err := client.New(*server, client.WithToken(tok), client.WithHTTPClient(httpClientNoTimeout()))
+	c, err := client.New(*server, client.WithToken(tok))
 	if err != nil {
 		return usagef("%s", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
-	ev, err := client.Export(ctx, c, q, *out, opts)
+	ev, err := evidence.Export(ctx, c, q, *out, opts)
 	if err != nil {
 		return err
 	}
@@ -125,10 +125,6 @@ func runEvidenceExport(args []string, stdout, stderr io.Writer) error {
 	}
 	return nil
 }
-
-// httpClientNoTimeout leaves the deadline to --timeout: an export streams
-// answers far larger than the client's default per-request timeout allows.
-func httpClientNoTimeout() *http.Client { return &http.Client{} }
 
 func fileExists(p string) bool {
 	st, err := os.Stat(p)
@@ -175,9 +171,9 @@ func runEvidenceVerify(args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("%s: %w", *policyFile, err)
 		}
 	}
-	ev, err := client.VerifyEvidence(dir, string(lk), pol)
+	ev, err := evidence.Verify(dir, string(lk), pol)
 	if err != nil {
-		if errors.Is(err, client.ErrEvidence) {
+		if errors.Is(err, evidence.ErrInvalid) {
 			return fmt.Errorf("FAILED: %s: %w", dir, err)
 		}
 		return err

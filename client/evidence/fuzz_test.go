@@ -1,4 +1,4 @@
-package client
+package evidence
 
 import (
 	"bytes"
@@ -143,8 +143,8 @@ func FuzzParseTLogProof(f *testing.F) {
 }
 
 func validManifest() []byte {
-	return marshalManifest(&EvidenceManifest{
-		Format: EvidenceFormat, Origin: "o", TreeSize: 3, Root: make([]byte, 32), Query: "agent=a",
+	return marshalManifest(&Manifest{
+		Format: Format, Origin: "o", TreeSize: 3, Root: make([]byte, 32), Query: "agent=a",
 		End: 3, Matches: 1, Files: map[string]string{"entries.ndjson": fmt.Sprintf("%x", sha256.Sum256(nil)), "proofs/1.tlog-proof": fmt.Sprintf("%x", sha256.Sum256([]byte("p")))},
 	})
 }

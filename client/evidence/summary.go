@@ -1,4 +1,4 @@
-package client
+package evidence
 
 import (
 	"bytes"
@@ -26,7 +26,7 @@ type evSummaryRow struct {
 }
 
 type evSummaryData struct {
-	M        *EvidenceManifest
+	M        *Manifest
 	Root     string
 	Signers  []string
 	Params   [][2]string
@@ -39,7 +39,7 @@ type evSummaryData struct {
 // renderSummary is summary.html: a deterministic function of the verified
 // manifest fields, the checkpoint and the entries, so verification can
 // recompute it and detect edits.
-func renderSummary(m *EvidenceManifest, rawCP []byte, f *query.Filter, entries []evEntry) []byte {
+func renderSummary(m *Manifest, rawCP []byte, f *query.Filter, entries []evEntry) []byte {
 	d := evSummaryData{M: m, Root: base64.StdEncoding.EncodeToString(m.Root), Signers: signerNames(rawCP)}
 	q, _ := url.ParseQuery(m.Query)
 	keys := make([]string, 0, len(q))

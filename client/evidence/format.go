@@ -1,4 +1,4 @@
-package client
+package evidence
 
 import (
 	"bytes"
@@ -18,8 +18,8 @@ import (
 	"github.com/agentlog/agentlog/log/query"
 )
 
-// EvidenceFormat names the layout of an evidence directory (docs/evidence.md).
-const EvidenceFormat = "agentlog-evidence/v1"
+// Format names the layout of an evidence directory (docs/evidence.md).
+const Format = "agentlog-evidence/v1"
 
 // Names inside an evidence directory, slash-separated.
 const (
@@ -44,11 +44,11 @@ const (
 	maxKeyBytes      = 1 << 20
 )
 
-// EvidenceManifest is manifest.json. Every field is recomputed from the
+// Manifest is manifest.json. Every field is recomputed from the
 // rest of the directory when it is verified, and the file must be exactly
 // the indented encoding [marshalManifest] produces.
-type EvidenceManifest struct {
-	Format string `json:"format"` // EvidenceFormat
+type Manifest struct {
+	Format string `json:"format"` // Format
 	Origin string `json:"origin"` // the checkpoint's origin
 	// TreeSize and Root are the checkpoint's; every proof refers to them.
 	TreeSize uint64 `json:"tree_size"`
@@ -74,7 +74,7 @@ type EvidenceManifest struct {
 	Files map[string]string `json:"files"`
 }
 
-func marshalManifest(m *EvidenceManifest) []byte {
+func marshalManifest(m *Manifest) []byte {
 	b, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		panic(err) // a struct of plain values always encodes
@@ -85,21 +85,21 @@ func marshalManifest(m *EvidenceManifest) []byte {
 // parseManifest decodes manifest.json, refusing unknown fields, trailing
 // data, malformed paths and digests, and any encoding other than the
 // canonical one.
-func parseManifest(b []byte) (*EvidenceManifest, error) {
+func parseManifest(b []byte) (*Manifest, error) {
 	if len(b) > maxManifestBytes {
 		return nil, fmt.Errorf("it is %d bytes, more than the %d allowed", len(b), maxManifestBytes)
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
-	var m EvidenceManifest
+	var m Manifest
 	if err := dec.Decode(&m); err != nil {
 		return nil, fmt.Errorf("it is not a valid manifest: %w", err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return nil, errors.New("it has data after the manifest object")
 	}
-	if m.Format != EvidenceFormat {
-		return nil, fmt.Errorf("its format is %q, not %q", m.Format, EvidenceFormat)
+	if m.Format != Format {
+		return nil, fmt.Errorf("its format is %q, not %q", m.Format, Format)
 	}
 	for p, d := range m.Files {
 		if err := checkEvidencePath(p); err != nil {

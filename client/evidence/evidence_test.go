@@ -1,4 +1,4 @@
-package client
+package evidence
 
 import (
 	"bytes"
@@ -24,6 +24,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/agentlog/agentlog/checkpoint"
+	"github.com/agentlog/agentlog/client"
 	alog "github.com/agentlog/agentlog/log"
 	"github.com/agentlog/agentlog/log/api"
 	"github.com/agentlog/agentlog/log/query"
@@ -38,7 +39,7 @@ type evTestLog struct {
 	srv  *api.Server
 	keys *checkpoint.Keys
 	now  atomic.Int64 // leaf time, Unix ns
-	c    *Client
+	c    *client.Client
 	wit  *checkpoint.TimeSigner // witness "w1"
 }
 
@@ -67,7 +68,7 @@ func newEvTestLog(t *testing.T) *evTestLog {
 	if tl.wit, _, err = witness.LoadOrCreateKey(t.TempDir(), "w1.example", time.Now); err != nil {
 		t.Fatal(err)
 	}
-	if tl.c, err = New(hs.URL, WithToken(evToken)); err != nil {
+	if tl.c, err = client.New(hs.URL, client.WithToken(evToken)); err != nil {
 		t.Fatal(err)
 	}
 	return tl
@@ -150,7 +151,7 @@ func (tl *evTestLog) bruteForce(t *testing.T, q url.Values) []uint64 {
 	return out
 }
 
-func (tl *evTestLog) export(t *testing.T, q url.Values, opts ExportOptions) (string, *Evidence) {
+func (tl *evTestLog) export(t *testing.T, q url.Values, opts ExportOptions) (string, *Verified) {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "evidence")
 	ev, err := Export(context.Background(), tl.c, q, dir, opts)
@@ -192,7 +193,7 @@ func TestEvidenceExportVerify(t *testing.T) {
 			if ev.Manifest.Matches != len(want) || ev.Complete != tc.complete {
 				t.Fatalf("export: %d matches complete=%v, want %d complete=%v", ev.Manifest.Matches, ev.Complete, len(want), tc.complete)
 			}
-			ev2, err := VerifyEvidence(dir, tl.keys.LogVKey, pol)
+			ev2, err := Verify(dir, tl.keys.LogVKey, pol)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -276,7 +277,7 @@ func copyTree(t *testing.T, from, to string) {
 
 // redigest rewrites manifest.json with the digests of the files as they
 // are now, as someone covering their tracks would.
-func redigest(t *testing.T, dir string, edit func(m *EvidenceManifest)) {
+func redigest(t *testing.T, dir string, edit func(m *Manifest)) {
 	t.Helper()
 	m, err := parseManifest(mustRead(t, dir, evManifest))
 	if err != nil {
@@ -434,13 +435,13 @@ func TestEvidenceTampering(t *testing.T) {
 		{name: "matching entry dropped, everything redone", tamper: func(t *testing.T, dir string) {
 			removeLine(t, dir, evEntries, 12)
 			os.Remove(filepath.Join(dir, "proofs/12.tlog-proof"))
-			redigest(t, dir, func(m *EvidenceManifest) { m.Matches-- })
+			redigest(t, dir, func(m *Manifest) { m.Matches-- })
 			resummarize(t, dir)
 			redigest(t, dir, nil)
 		}, want: "range.ndjson line 10 (entry 12): matches the query but is missing from entries.ndjson"},
 		{name: "entry removed from the range", tamper: func(t *testing.T, dir string) {
 			removeLine(t, dir, evRange, 13)
-			redigest(t, dir, func(m *EvidenceManifest) { m.RangeEntries-- })
+			redigest(t, dir, func(m *Manifest) { m.RangeEntries-- })
 		}, want: "manifest.json: says 21 range entries"},
 		{name: "entry removed from the range, count kept", tamper: func(t *testing.T, dir string) {
 			removeLine(t, dir, evRange, 13)
@@ -453,7 +454,7 @@ func TestEvidenceTampering(t *testing.T) {
 		{name: "range shrunk", tamper: func(t *testing.T, dir string) {
 			flip(t, dir, evManifest, `"end": 24`, `"end": 23`)
 			removeLine(t, dir, evRange, 24)
-			redigest(t, dir, func(m *EvidenceManifest) { m.RangeEntries-- })
+			redigest(t, dir, func(m *Manifest) { m.RangeEntries-- })
 		}, want: "range/23.tlog-proof: is missing"},
 		{name: "summary edited", tamper: func(t *testing.T, dir string) {
 			flip(t, dir, evSummary, "alice", "carol")
@@ -488,12 +489,12 @@ func TestEvidenceTampering(t *testing.T) {
 			if tc.policy != nil {
 				p = tc.policy
 			}
-			_, err := VerifyEvidence(dir, key, p)
+			_, err := Verify(dir, key, p)
 			if err == nil {
 				t.Fatal("tampered evidence verified")
 			}
-			if !errors.Is(err, ErrEvidence) {
-				t.Errorf("error %v is not ErrEvidence", err)
+			if !errors.Is(err, ErrInvalid) {
+				t.Errorf("error %v is not ErrInvalid", err)
 			}
 			if !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("error %q\nwant it to contain %q", err, tc.want)
@@ -546,14 +547,14 @@ func TestEvidenceEveryByte(t *testing.T) {
 			b := bytes.Clone(orig)
 			b[i] ^= 0x01
 			os.WriteFile(filepath.Join(dir, name), b, 0o600)
-			_, err := VerifyEvidence(dir, tl.keys.LogVKey, nil)
+			_, err := Verify(dir, tl.keys.LogVKey, nil)
 			if err == nil && !(name == evManifest && i > qStart && i < qEnd) {
 				t.Errorf("%s: flipping byte %d (%q) went unnoticed", name, i, orig[i])
 			}
 		}
 		os.WriteFile(filepath.Join(dir, name), orig, 0o600)
 	}
-	if _, err := VerifyEvidence(dir, tl.keys.LogVKey, nil); err != nil {
+	if _, err := Verify(dir, tl.keys.LogVKey, nil); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -588,7 +589,7 @@ func TestEvidenceExportRefuses(t *testing.T) {
 	if ev.Manifest.Matches != 20 {
 		t.Errorf("%d matches", ev.Manifest.Matches)
 	}
-	if _, err := VerifyEvidence(out, tl.keys.LogVKey, nil); err != nil {
+	if _, err := Verify(out, tl.keys.LogVKey, nil); err != nil {
 		t.Error(err)
 	}
 }
@@ -606,7 +607,7 @@ func TestEvidenceExportPages(t *testing.T) {
 	if m := ev.Manifest; m.Matches != 19 || m.TreeSize != 40 || m.Start != 2 || m.End != 40 || m.RangeEntries != 39 {
 		t.Errorf("manifest %+v", ev.Manifest)
 	}
-	if _, err := VerifyEvidence(dir, tl.keys.LogVKey, nil); err != nil {
+	if _, err := Verify(dir, tl.keys.LogVKey, nil); err != nil {
 		t.Fatal(err)
 	}
 }

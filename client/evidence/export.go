@@ -1,15 +1,20 @@
-package client
+// Package evidence exports the answer to an auditor's query as a
+// directory that verifies offline, and verifies such a directory: the
+// entries, a c2sp.org/tlog-proof for each, the signed checkpoint
+// (c2sp.org/tlog-checkpoint, with its c2sp.org/tlog-cosignature witness
+// lines), the keys and a c2sp.org/tlog-policy, a manifest of digests and
+// an HTML summary. For a time-bounded query it also bundles every entry of
+// the index range the bounds select and its two neighbours, proving the
+// answer complete. docs/evidence.md describes the layout. Export talks to
+// the server through [client.Client.Query]; Verify reads only files.
+package evidence
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -22,6 +27,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/agentlog/agentlog/checkpoint"
+	"github.com/agentlog/agentlog/client"
 	"github.com/agentlog/agentlog/witness/policy"
 )
 
@@ -56,9 +62,9 @@ var queryPageLimit = 100000
 // neighbours, which proves the export complete.
 //
 // The credential of c must be an auditor's or an admin's. The export is
-// verified before it is moved into place; the returned Evidence is the
+// verified before it is moved into place; the returned Verified is the
 // result of that verification.
-func Export(ctx context.Context, c *Client, q url.Values, dir string, opts ExportOptions) (*Evidence, error) {
+func Export(ctx context.Context, c *client.Client, q url.Values, dir string, opts ExportOptions) (*Verified, error) {
 	canon, f, err := canonicalQuery(q)
 	if err != nil {
 		return nil, fmt.Errorf("query: %w", err)
@@ -66,7 +72,7 @@ func Export(ctx context.Context, c *Client, q url.Values, dir string, opts Expor
 	var lv, tv note.Verifier
 	logVKey := strings.TrimSpace(opts.LogVKey)
 	if logVKey != "" {
-		v, err := NewVerifier(logVKey, opts.TimeVKey)
+		v, err := client.NewVerifier(logVKey, opts.TimeVKey)
 		if err != nil {
 			return nil, err
 		}
@@ -96,7 +102,7 @@ func Export(ctx context.Context, c *Client, q url.Values, dir string, opts Expor
 	params := cloneValues(q)
 	params.Set("proof", "true")
 	params.Set("limit", strconv.Itoa(queryPageLimit))
-	sum, err := c.evQuery(ctx, params, func(i uint64, leaf []byte, p [][]byte) error {
+	sum, err := queryPage(ctx, c, params, func(i uint64, leaf []byte, p [][]byte) error {
 		matches = append(matches, match{i, leaf, p})
 		return nil
 	})
@@ -129,7 +135,7 @@ func Export(ctx context.Context, c *Client, q url.Values, dir string, opts Expor
 		p := cloneValues(q)
 		p.Set("cursor", cursor)
 		p.Set("limit", strconv.Itoa(queryPageLimit))
-		s, err := c.evQuery(ctx, p, func(i uint64, leaf []byte, _ [][]byte) error {
+		s, err := queryPage(ctx, c, p, func(i uint64, leaf []byte, _ [][]byte) error {
 			matches = append(matches, match{i, leaf, nil})
 			return nil
 		})
@@ -176,7 +182,7 @@ func Export(ctx context.Context, c *Client, q url.Values, dir string, opts Expor
 		if hi < cp.Size {
 			hi++
 		}
-		if rng, err = c.evRange(ctx, q, start, end, lo, hi); err != nil {
+		if rng, err = fetchRange(ctx, c, q, start, end, lo, hi); err != nil {
 			return nil, err
 		}
 		for k, i := range []uint64{lo, hi - 1} {
@@ -271,8 +277,8 @@ func Export(ctx context.Context, c *Client, q url.Values, dir string, opts Expor
 			return nil, err
 		}
 	}
-	m := &EvidenceManifest{
-		Format: EvidenceFormat, Origin: cp.Origin, TreeSize: cp.Size, Root: cp.Root,
+	m := &Manifest{
+		Format: Format, Origin: cp.Origin, TreeSize: cp.Size, Root: cp.Root,
 		Query: canon, Start: start, End: end, Complete: complete,
 		Matches: len(matches), RangeEntries: len(rng),
 	}
@@ -321,17 +327,17 @@ func checkServedLeaf(i uint64, leaf []byte, p [][]byte, cp *checkpoint.Signed) e
 	if err := checkLeafBytes(leaf); err != nil {
 		return fmt.Errorf("entry %d from the server: %w", i, err)
 	}
-	if err := proof.VerifyInclusion(rfc6962.DefaultHasher, i, cp.Size, LeafHash(leaf), p, cp.Root); err != nil {
+	if err := proof.VerifyInclusion(rfc6962.DefaultHasher, i, cp.Size, client.LeafHash(leaf), p, cp.Root); err != nil {
 		return fmt.Errorf("entry %d from the server does not verify against the checkpoint of size %d (were its bytes re-encoded, for example with <, > or & escaped?): %w", i, cp.Size, err)
 	}
 	return nil
 }
 
-// evRange fetches the entries [lo, hi): those of [start, end) through a
+// fetchRange fetches the entries [lo, hi): those of [start, end) through a
 // query with the time bounds of q alone (at the tree size of that query,
 // which may have grown, so only indexes below end are kept), and the
 // neighbours lo and hi-1 outside it one by one.
-func (c *Client) evRange(ctx context.Context, q url.Values, start, end, lo, hi uint64) ([][]byte, error) {
+func fetchRange(ctx context.Context, c *client.Client, q url.Values, start, end, lo, hi uint64) ([][]byte, error) {
 	out := make([][]byte, 0, hi-lo)
 	if lo < start {
 		leaf, err := c.Entry(ctx, lo)
@@ -349,7 +355,7 @@ func (c *Client) evRange(ctx context.Context, q url.Values, start, end, lo, hi u
 	}
 	p.Set("limit", strconv.Itoa(queryPageLimit))
 	for next < end {
-		s, err := c.evQuery(ctx, p, func(i uint64, leaf []byte, _ [][]byte) error {
+		s, err := queryPage(ctx, c, p, func(i uint64, leaf []byte, _ [][]byte) error {
 			if i >= end {
 				return nil
 			}
@@ -381,70 +387,15 @@ func (c *Client) evRange(ctx context.Context, q url.Values, start, end, lo, hi u
 	return out, nil
 }
 
-// evQuerySummary is the final line of a GET /v1/query answer.
-type evQuerySummary struct {
-	TreeSize   uint64 `json:"tree_size"`
-	Start      uint64 `json:"start"`
-	End        uint64 `json:"end"`
-	Next       uint64 `json:"next"`
-	Matches    int    `json:"matches"`
-	Cursor     string `json:"cursor"`
-	Checkpoint string `json:"checkpoint"`
-	Error      string `json:"error"`
-}
-
-// evQuery streams one page of GET /v1/query, calling emit for each match
-// with the leaf bytes as sent, and returns the summary line.
-func (c *Client) evQuery(ctx context.Context, params url.Values, emit func(i uint64, leaf []byte, proof [][]byte) error) (*evQuerySummary, error) {
-	path := "/v1/query?" + params.Encode()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+path, nil)
-	if err != nil {
-		return nil, fmt.Errorf("building request: %w", err)
-	}
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("GET /v1/query: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-		he := &HTTPError{Status: resp.StatusCode, Message: strings.TrimSpace(string(b))}
-		var j struct{ Error string }
-		if json.Unmarshal(b, &j) == nil && j.Error != "" {
-			he.Message = j.Error
+// queryPage runs one page of GET /v1/query through [client.Client.Query],
+// calling emit for each match with the leaf bytes as sent.
+func queryPage(ctx context.Context, c *client.Client, params url.Values, emit func(i uint64, leaf []byte, proof [][]byte) error) (*client.QuerySummary, error) {
+	return c.Query(ctx, params, func(m client.QueryMatch) error {
+		if m.Entry == nil {
+			return errors.New("GET /v1/query: a line has no entry")
 		}
-		return nil, fmt.Errorf("GET /v1/query: %w", he)
-	}
-	dec := json.NewDecoder(resp.Body)
-	for {
-		var line struct {
-			Index          *uint64         `json:"index"`
-			Entry          json.RawMessage `json:"entry"`
-			InclusionProof [][]byte        `json:"inclusion_proof"`
-			Summary        *evQuerySummary `json:"summary"`
-		}
-		if err := dec.Decode(&line); err != nil {
-			if err == io.EOF {
-				return nil, errors.New("GET /v1/query: the answer ended without its summary line")
-			}
-			return nil, fmt.Errorf("GET /v1/query: reading the answer: %w", err)
-		}
-		if line.Summary != nil {
-			if line.Summary.Error != "" {
-				return nil, fmt.Errorf("GET /v1/query: the server stopped: %s", line.Summary.Error)
-			}
-			return line.Summary, nil
-		}
-		if line.Index == nil || line.Entry == nil {
-			return nil, errors.New("GET /v1/query: a line has no index or entry")
-		}
-		if err := emit(*line.Index, bytes.Clone(line.Entry), line.InclusionProof); err != nil {
-			return nil, err
-		}
-	}
+		return emit(m.Index, m.Entry, m.InclusionProof)
+	})
 }
 
 func cloneValues(q url.Values) url.Values {

@@ -1,4 +1,4 @@
-package client
+package evidence
 
 import (
 	"bytes"
@@ -23,32 +23,33 @@ import (
 
 	"github.com/agentlog/agentlog"
 	"github.com/agentlog/agentlog/checkpoint"
+	"github.com/agentlog/agentlog/client"
 	"github.com/agentlog/agentlog/log/query"
 	"github.com/agentlog/agentlog/witness/policy"
 )
 
-// ErrEvidence is wrapped by every error of [VerifyEvidence] that is about
+// ErrInvalid is wrapped by every error of [Verify] that is about
 // the contents of the directory (as opposed to, say, a bad key argument).
-var ErrEvidence = errors.New("the evidence does not verify")
+var ErrInvalid = errors.New("the evidence does not verify")
 
-// EvidenceError says which check failed and in which file.
-type EvidenceError struct {
+// Error says which check failed and in which file.
+type Error struct {
 	Path string // slash-separated, relative to the evidence directory
 	Msg  string // a sentence saying what is wrong
 }
 
-func (e *EvidenceError) Error() string { return e.Path + ": " + e.Msg }
+func (e *Error) Error() string { return e.Path + ": " + e.Msg }
 
-// Is makes errors.Is(err, ErrEvidence) true.
-func (e *EvidenceError) Is(target error) bool { return target == ErrEvidence }
+// Is makes errors.Is(err, ErrInvalid) true.
+func (e *Error) Is(target error) bool { return target == ErrInvalid }
 
 func evErr(p, format string, a ...any) error {
-	return &EvidenceError{Path: p, Msg: fmt.Sprintf(format, a...)}
+	return &Error{Path: p, Msg: fmt.Sprintf(format, a...)}
 }
 
-// Evidence is what a verified evidence directory proves.
-type Evidence struct {
-	Manifest   *EvidenceManifest
+// Verified is what a verified evidence directory proves.
+type Verified struct {
+	Manifest   *Manifest
 	Checkpoint *checkpoint.Signed // verified with the log key; Time from keys/time.pub if present
 	// Cosigners are the policy's witnesses whose cosignatures verified
 	// (with a policy).
@@ -58,18 +59,18 @@ type Evidence struct {
 	Complete bool
 }
 
-// VerifyEvidence checks an evidence directory offline: the digest of every
+// Verify checks an evidence directory offline: the digest of every
 // file against manifest.json, the checkpoint's signature by logVKey (and,
 // if policy is not nil, its witness quorum), every tlog-proof (leaf hash,
 // checkpoint, inclusion), that every entry matches the recorded query, and
 // for a time-range export that the range is exactly the query's time range
 // and that no entry in it matching the query is missing. The first failure
-// is returned as an *[EvidenceError] naming the file.
+// is returned as an *[Error] naming the file.
 //
 // The checkpoint time is read with keys/time.pub from the directory, which
 // is not an independently trusted key: compare it with the log's time.pub
 // when the time matters.
-func VerifyEvidence(dir, logVKey string, pol *policy.Policy) (*Evidence, error) {
+func Verify(dir, logVKey string, pol *policy.Policy) (*Verified, error) {
 	lv, err := note.NewVerifier(strings.TrimSpace(logVKey))
 	if err != nil {
 		return nil, fmt.Errorf("the log key is not a note verifier key: %w", err)
@@ -84,10 +85,10 @@ func VerifyEvidence(dir, logVKey string, pol *policy.Policy) (*Evidence, error) 
 	return verifyEvidence(os.DirFS(dir), lv, strings.TrimSpace(logVKey), pol)
 }
 
-// verifyEvidence is VerifyEvidence over any file system. A nil lv skips
+// verifyEvidence is Verify over any file system. A nil lv skips
 // the signature checks (an export without the log key checks its own
 // output this way).
-func verifyEvidence(fsys fs.FS, lv note.Verifier, logVKey string, pol *policy.Policy) (*Evidence, error) {
+func verifyEvidence(fsys fs.FS, lv note.Verifier, logVKey string, pol *policy.Policy) (*Verified, error) {
 	raw, err := fs.ReadFile(fsys, evManifest)
 	if err != nil {
 		return nil, evErr(evManifest, "cannot be read: %v", err)
@@ -115,7 +116,7 @@ func verifyEvidence(fsys fs.FS, lv note.Verifier, logVKey string, pol *policy.Po
 
 // readEvidenceFiles reads every file of fsys but the manifest and checks
 // it against the manifest's digests.
-func readEvidenceFiles(fsys fs.FS, m *EvidenceManifest) (map[string][]byte, error) {
+func readEvidenceFiles(fsys fs.FS, m *Manifest) (map[string][]byte, error) {
 	files := map[string][]byte{}
 	err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -159,7 +160,7 @@ func readEvidenceFiles(fsys fs.FS, m *EvidenceManifest) (map[string][]byte, erro
 }
 
 type evVerifier struct {
-	m        *EvidenceManifest
+	m        *Manifest
 	files    map[string][]byte
 	expected map[string]bool // files the contents call for
 }
@@ -174,9 +175,9 @@ func (v *evVerifier) need(p string) ([]byte, error) {
 	return b, nil
 }
 
-func (v *evVerifier) run(lv note.Verifier, logVKey string, pol *policy.Policy) (*Evidence, error) {
+func (v *evVerifier) run(lv note.Verifier, logVKey string, pol *policy.Policy) (*Verified, error) {
 	m := v.m
-	ev := &Evidence{Manifest: m}
+	ev := &Verified{Manifest: m}
 
 	var tv note.Verifier
 	if b, ok := v.files[evTimePub]; ok {
@@ -316,7 +317,7 @@ func proofPath(dir string, i uint64) string {
 
 // checkProof verifies a tlog-proof file for leaf at index i.
 func (v *evVerifier) checkProof(p string, i uint64, leaf, rawCP []byte, cp *checkpoint.Signed) error {
-	_, err := v.proofHashes(p, i, LeafHash(leaf), rawCP, cp)
+	_, err := v.proofHashes(p, i, client.LeafHash(leaf), rawCP, cp)
 	return err
 }
 
@@ -386,7 +387,7 @@ func (v *evVerifier) checkRange(f *query.Filter, cp *checkpoint.Signed, rawCP []
 	}
 	hashes := make([][]byte, len(rng))
 	for k, e := range rng {
-		hashes[k] = LeafHash(e.Leaf)
+		hashes[k] = client.LeafHash(e.Leaf)
 	}
 	first, err := v.proofHashes(proofPath(evRangeDir, lo), lo, hashes[0], rawCP, cp)
 	if err != nil {
