@@ -1,13 +1,30 @@
 // Command agentlog runs the agentlog server and is its command-line client.
 //
-//	agentlog serve   [--data DIR] [--listen ADDR] [--origin ORIGIN] [--ntp HOST[:PORT]]... [--checkpoint-interval DUR]
-//	agentlog verify  --server URL --log-key FILE [--time-key FILE] [--index N --token-file F]
-//	agentlog token   create|list|revoke --admin-token-file F [--role R --name N] [--id ID]
-//	agentlog agent   register|approve|list|show|revoke|scope --admin-token-file F --id ID [--scope S] [--key-out FILE]
-//	agentlog session open --agent-key FILE --task TASK [--ttl DUR] | close --session-token T | list|end --admin-token-file F [--agent A] [--id ID]
-//	agentlog append  --server URL --session-token T --action A [--tool X] [--resource R] [--outcome O] [--attr k=v]...
-//	agentlog gateway --log URL [--listen ADDR] [--route NAME=URL]... [--config FILE]
-//	agentlog bench append --server URL --token-file F [--concurrency N] [--batch N] [--duration D] [--size B]
+// The server and the recording proxy:
+//
+//	agentlog serve    run the log server (serve.go)
+//	agentlog gateway  record the calls agents make to HTTP and MCP tools (gateway.go)
+//
+// Operators and agents:
+//
+//	agentlog token    create, list and revoke operator tokens (token.go)
+//	agentlog agent    register, approve, show, list, scope and revoke agents (agent.go)
+//	agentlog session  open and close an agent's task session; list and end sessions (session.go)
+//	agentlog append   append one action under a session (append.go)
+//
+// Auditors:
+//
+//	agentlog query    run a filtered query (query.go)
+//	agentlog verify   verify the checkpoint and an entry's inclusion (verify.go)
+//	agentlog audit    recompute the tree from the entries and check every entry (audit.go)
+//	agentlog monitor  follow the checkpoints and check each is consistent with the last (monitor.go)
+//	agentlog evidence export and verify offline evidence (evidence.go)
+//
+// Maintenance and development:
+//
+//	agentlog reindex  rebuild or check the query indexes offline (reindex.go)
+//	agentlog dev      synthetic data for benchmarks (dev.go)
+//	agentlog bench    load generator for the HTTP append path (bench.go)
 //
 // Run "agentlog help" for every verb, "agentlog help VERB" (or "VERB -h")
 // for its flags and an example, "agentlog --version" for the build.
@@ -25,8 +42,8 @@ import (
 	"github.com/agentlog/agentlog/internal/secretfile"
 )
 
-// usageError is a command-line mistake; main prints it with the usage hint
-// and exits 2.
+// usageError is a command-line mistake; run prints it with a hint to the
+// verb's help and exits 2.
 type usageError struct{ msg string }
 
 func (e usageError) Error() string { return e.msg }
@@ -102,7 +119,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	default:
 		var ue usageError
 		if errors.As(err, &ue) {
-			fmt.Fprintf(stderr, "agentlog %s: %s\n", args[0], err)
+			fmt.Fprintf(stderr, "agentlog %s: %s\nRun \"agentlog help %s\" for its flags.\n", args[0], err, args[0])
 			return 2
 		}
 		fmt.Fprintf(stderr, "agentlog %s: %s\n", args[0], err)
