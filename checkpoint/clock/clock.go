@@ -21,6 +21,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
+// DefaultServers are public NTP services run by different operators, so
+// that one bad source is outvoted: the servers a daemon uses when it is
+// given none.
+var DefaultServers = []string{"time.cloudflare.com", "time.google.com", "pool.ntp.org", "time.apple.com"}
+
 // Defaults of [Config].
 const (
 	DefaultSyncInterval     = 64 * time.Second

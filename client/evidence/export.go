@@ -85,6 +85,9 @@ func Export(ctx context.Context, c *client.Client, q url.Values, dir string, opt
 		if pol, err = policy.Parse(opts.Policy); err != nil {
 			return nil, err
 		}
+		if err := pol.RequireLog(logVKey); err != nil {
+			return nil, err
+		}
 	}
 	if err := checkOutDir(dir); err != nil {
 		return nil, err

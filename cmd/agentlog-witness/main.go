@@ -57,9 +57,6 @@ Run "agentlog-witness help serve" (or "serve -h") for every flag and an example,
 "agentlog-witness --version" for the build.
 `
 
-// defaultNTP are public NTP services of different operators.
-var defaultNTP = []string{"time.cloudflare.com", "time.google.com", "pool.ntp.org", "time.apple.com"}
-
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
@@ -120,7 +117,7 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	var logs, ntpServers multiFlag
 	fs.Var(&logs, "log", "verifier key `VKEY` of a log to witness; its name is the log's origin (repeatable)")
 	logList := fs.String("log-list", "", "file of log verifier keys, one a line (# comments), in addition to --log")
-	fs.Var(&ntpServers, "ntp", "NTP server `HOST[:PORT]` (repeatable; default "+strings.Join(defaultNTP, ", ")+")")
+	fs.Var(&ntpServers, "ntp", "NTP server `HOST[:PORT]` (repeatable; default "+strings.Join(clock.DefaultServers, ", ")+")")
 	ntpInterval := fs.Duration("ntp-interval", clock.DefaultSyncInterval, "how often to re-synchronize with NTP")
 	rate := fs.Float64("rate", 4, "add-checkpoint requests allowed per second and log, on average")
 	burst := fs.Int("burst", 20, "add-checkpoint requests a log may make at once")
@@ -172,7 +169,7 @@ func serve(args []string, stdout, stderr io.Writer) error {
 		verifiers[v.Name()] = append(verifiers[v.Name()], v)
 	}
 	if len(ntpServers) == 0 {
-		ntpServers = defaultNTP
+		ntpServers = clock.DefaultServers
 	}
 	clk := clock.New(clock.Config{Servers: ntpServers, SyncInterval: *ntpInterval, Logger: logger})
 

@@ -16,8 +16,6 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/mod/sumdb/note"
-
 	"github.com/agentlog/agentlog/client"
 	"github.com/agentlog/agentlog/internal/atomicfile"
 	"github.com/agentlog/agentlog/witness/policy"
@@ -160,39 +158,14 @@ const noPolicyHint = `--policy FILE is required: the witness policy checkpoints 
 	`For a log without witnesses, write a file holding the one line "quorum none" ` +
 	`(echo "quorum none" > no-witnesses.policy) and pass it with --log-key log.pub`
 
-// loadPolicy reads a c2sp.org/tlog-policy file, adding the log key of
-// logKeyFile (if given) to its logs.
+// loadPolicy reads the --policy file of audit and monitor for the log of
+// the --log-key file (if given).
 func loadPolicy(path, logKeyFile string) (*policy.Policy, error) {
-	b, err := os.ReadFile(path)
+	vkey, err := readLogKey(logKeyFile)
 	if err != nil {
-		return nil, fmt.Errorf("reading the policy: %w", err)
+		return nil, err
 	}
-	p, err := policy.Parse(b)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	if logKeyFile != "" {
-		k, err := os.ReadFile(logKeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("reading the log key: %w", err)
-		}
-		vkey := strings.TrimSpace(string(k))
-		v, err := note.NewVerifier(vkey)
-		if err != nil {
-			return nil, fmt.Errorf("%s: not a note verifier key: %w", logKeyFile, err)
-		}
-		found := false
-		for _, l := range p.Logs {
-			found = found || l.VKey == vkey
-		}
-		if !found {
-			p.Logs = append(p.Logs, &policy.Log{VKey: vkey, Verifier: v})
-		}
-	}
-	if len(p.Logs) == 0 {
-		return nil, usagef("%s has no log line; add \"log <vkey>\" or give --log-key", path)
-	}
-	return p, nil
+	return readPolicy(path, vkey)
 }
 
 func loadAuditState(path string) (*client.AuditState, error) {

@@ -61,17 +61,9 @@ func runEvidenceExport(args []string, stdout, stderr io.Writer) error {
 	if *out == "" {
 		return usagef("--out is required")
 	}
-	tok := *token
-	switch {
-	case tok != "" && *tokenFile != "":
-		return usagef("give --token or --token-file, not both")
-	case *tokenFile != "":
-		var err error
-		if tok, err = readSecret(*tokenFile); err != nil {
-			return err
-		}
-	case tok == "":
-		return usagef("--token or --token-file (an auditor or admin token) is required")
+	tok, err := credential(*token, *tokenFile, "token", "token-file", "--token or --token-file (an auditor or admin token) is required")
+	if err != nil {
+		return err
 	}
 	q := qf.params()
 	var opts evidence.ExportOptions
@@ -163,12 +155,8 @@ func runEvidenceVerify(args []string, stdout, stderr io.Writer) error {
 	}
 	var pol *policy.Policy
 	if *policyFile != "" {
-		b, err := os.ReadFile(*policyFile)
-		if err != nil {
-			return fmt.Errorf("reading the policy: %w", err)
-		}
-		if pol, err = policy.Parse(b); err != nil {
-			return fmt.Errorf("%s: %w", *policyFile, err)
+		if pol, err = readPolicy(*policyFile, string(lk)); err != nil {
+			return err
 		}
 	}
 	ev, err := evidence.Verify(dir, string(lk), pol)

@@ -191,5 +191,20 @@ func secretOut(path string) (*secretfile.Pending, error) {
 	return secretfile.Create(path, nil)
 }
 
+// credential is the one reader of credential flags: the value of
+// --valueFlag, or the content of the --fileFlag file (a secret file, see
+// readSecret), never both; missing is the usage error when neither is given.
+func credential(value, file, valueFlag, fileFlag, missing string) (string, error) {
+	switch {
+	case value != "" && file != "":
+		return "", usagef("give --%s or --%s, not both", valueFlag, fileFlag)
+	case file != "":
+		return readSecret(file)
+	case value == "":
+		return "", usagef("%s", missing)
+	}
+	return value, nil
+}
+
 // readSecret reads a token or key file, refusing files others can read.
 func readSecret(path string) (string, error) { return secretfile.Read(path) }

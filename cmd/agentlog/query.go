@@ -58,17 +58,6 @@ func (q *queryFlags) params() url.Values {
 	return p
 }
 
-// tokenFlag reads --token or --token-file.
-func tokenFlag(tok, file string) (string, error) {
-	if file != "" {
-		return readSecret(file)
-	}
-	if tok == "" {
-		return "", usagef("a credential is required: --token-file FILE or --token T")
-	}
-	return tok, nil
-}
-
 func runQuery(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("query", stderr)
 	server := fs.String("server", "http://127.0.0.1:8080", "log server URL")
@@ -83,7 +72,7 @@ func runQuery(args []string, stdout, stderr io.Writer) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	tok, err := tokenFlag(*token, *tokenFile)
+	tok, err := credential(*token, *tokenFile, "token", "token-file", "a credential is required: --token-file FILE or --token T")
 	if err != nil {
 		return err
 	}

@@ -37,10 +37,6 @@ import (
 	"github.com/agentlog/agentlog/witness"
 )
 
-// defaultNTP are public NTP services run by different operators, so that
-// one bad source is outvoted.
-var defaultNTP = []string{"time.cloudflare.com", "time.google.com", "pool.ntp.org", "time.apple.com"}
-
 const defaultOrigin = "agentlog.local/log"
 
 // connReserve is how many connections beyond --max-connections are
@@ -53,7 +49,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	listen := fs.String("listen", "127.0.0.1:8080", "address to listen on")
 	origin := fs.String("origin", "", "log origin, a schemeless URL; default: the origin of the existing keys, or "+defaultOrigin)
 	var ntpServers multiFlag
-	fs.Var(&ntpServers, "ntp", "NTP server `HOST[:PORT]` (repeatable; default "+strings.Join(defaultNTP, ", ")+")")
+	fs.Var(&ntpServers, "ntp", "NTP server `HOST[:PORT]` (repeatable; default "+strings.Join(clock.DefaultServers, ", ")+")")
 	interval := fs.Duration("checkpoint-interval", time.Second, "how often to sign a checkpoint when the tree has grown")
 	refresh := fs.Duration("checkpoint-refresh", 5*time.Minute, "how often to re-sign an unchanged tree")
 	requireNTP := fs.Bool("require-ntp", false, "refuse to sign checkpoints while the clock is not synchronized with NTP")
@@ -101,7 +97,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		debug.SetMemoryLimit(int64(*memoryLimit) << 20)
 	}
 	if len(ntpServers) == 0 {
-		ntpServers = defaultNTP
+		ntpServers = clock.DefaultServers
 	}
 	// Check the files the flags name before anything is written to the
 	// data directory: a bad one stops the server with nothing created.

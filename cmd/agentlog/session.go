@@ -163,13 +163,8 @@ func runSession(args []string, stdout, stderr io.Writer) error {
 	return usagef("unknown session verb %q: want open, close, list or end", args[0])
 }
 
-// sessionCredential takes the credential from a flag or a file.
+// sessionCredential takes the session credential from --session-token or
+// --session-token-file.
 func sessionCredential(tok, file string) (string, error) {
-	if file != "" {
-		return readSecret(file)
-	}
-	if tok == "" {
-		return "", usagef("a session credential is required: --session-token T or --session-token-file FILE")
-	}
-	return tok, nil
+	return credential(tok, file, "session-token", "session-token-file", "a session credential is required: --session-token T or --session-token-file FILE")
 }

@@ -64,7 +64,7 @@ func runVerify(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	cosigners, err := verifyPolicy(*policyFile, cp.Raw)
+	cosigners, err := verifyPolicy(*policyFile, string(lk), cp.Raw)
 	if err != nil {
 		return err
 	}

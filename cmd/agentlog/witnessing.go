@@ -30,22 +30,9 @@ func newWitnessClient(path, unwitnessed string, keys *checkpoint.Keys, prover wi
 	if unwitnessed != unwitnessedHold && unwitnessed != unwitnessedPublish {
 		return nil, usagef("--unwitnessed %q: want %s or %s", unwitnessed, unwitnessedHold, unwitnessedPublish)
 	}
-	b, err := os.ReadFile(path)
+	p, err := readPolicy(path, keys.LogVKey)
 	if err != nil {
-		return nil, fmt.Errorf("reading the witness policy: %w", err)
-	}
-	p, err := policy.Parse(b)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	if len(p.Logs) > 0 {
-		found := false
-		for _, l := range p.Logs {
-			found = found || l.VKey == keys.LogVKey
-		}
-		if !found {
-			return nil, fmt.Errorf("%s lists logs, but not this log's key %s", path, keys.LogVKey)
-		}
+		return nil, err
 	}
 	c, err := witness.NewClient(witness.ClientConfig{
 		Policy:             p,
@@ -80,17 +67,13 @@ func publishCheckpoint(srv *api.Server, wc *witness.Client, c *checkpoint.Signed
 // verifyPolicy checks a signed checkpoint against the --policy file of
 // verify, if one is given, and returns the names of the witnesses whose
 // cosignatures count.
-func verifyPolicy(path string, raw []byte) (string, error) {
+func verifyPolicy(path, logVKey string, raw []byte) (string, error) {
 	if path == "" {
 		return "", nil
 	}
-	b, err := os.ReadFile(path)
+	p, err := readPolicy(path, logVKey)
 	if err != nil {
-		return "", fmt.Errorf("reading the policy: %w", err)
-	}
-	p, err := policy.Parse(b)
-	if err != nil {
-		return "", fmt.Errorf("%s: %w", path, err)
+		return "", err
 	}
 	v, err := p.Verify(raw)
 	if err != nil {
@@ -104,4 +87,34 @@ func verifyPolicy(path string, raw []byte) (string, error) {
 		return "(none needed)", nil
 	}
 	return strings.Join(names, ", "), nil
+}
+
+// readPolicy is the one reader of policy files (c2sp.org/tlog-policy) for
+// every verb: it parses the file and applies policy.RequireLog for the log
+// whose verifier key is logVKey ("" when the verb was given none).
+func readPolicy(path, logVKey string) (*policy.Policy, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading the policy: %w", err)
+	}
+	p, err := policy.Parse(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if err := p.RequireLog(logVKey); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return p, nil
+}
+
+// readLogKey reads a log's verifier key file (log.pub); "" for no file.
+func readLogKey(path string) (string, error) {
+	if path == "" {
+		return "", nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("reading the log key: %w", err)
+	}
+	return strings.TrimSpace(string(b)), nil
 }

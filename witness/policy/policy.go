@@ -347,6 +347,35 @@ func (p *Policy) QuorumMet(cosigned []*Witness) bool {
 	return p.Quorum.satisfied(m)
 }
 
+// RequireLog applies the one rule of which logs a policy must name, for
+// every reader of a policy (audit, monitor, verify, evidence, serve): a
+// policy may leave out log lines, and then the log whose note verifier key
+// is vkey is its one log; a policy that lists logs must list vkey. With
+// vkey empty (the log's key is not known), the policy must list a log.
+func (p *Policy) RequireLog(vkey string) error {
+	vkey = strings.TrimSpace(vkey)
+	if vkey == "" {
+		if len(p.Logs) == 0 {
+			return errors.New(`the policy has no log line: add "log <vkey>" or give the log's key`)
+		}
+		return nil
+	}
+	for _, l := range p.Logs {
+		if l.VKey == vkey {
+			return nil
+		}
+	}
+	if len(p.Logs) > 0 {
+		return fmt.Errorf("the policy lists logs, but not the log key %s", vkey)
+	}
+	v, err := note.NewVerifier(vkey)
+	if err != nil {
+		return fmt.Errorf("the log key is not a note verifier key: %w", err)
+	}
+	p.Logs = append(p.Logs, &Log{VKey: vkey, Verifier: v})
+	return nil
+}
+
 // LogFor returns the policy's log whose key name is origin, or nil.
 func (p *Policy) LogFor(origin string) *Log {
 	for _, l := range p.Logs {

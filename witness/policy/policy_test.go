@@ -151,3 +151,38 @@ func FuzzParsePolicy(f *testing.F) {
 		}
 	})
 }
+
+func TestRequireLog(t *testing.T) {
+	lg := newTestLog(t, "example.com/log")
+	other := newTestLog(t, "example.com/other")
+	for _, tc := range []struct {
+		name, text, vkey string
+		ok               bool
+		logs             int
+	}{
+		{"no log line, key given", "quorum none\n", lg.VKey, true, 1},
+		{"no log line, no key", "quorum none\n", "", false, 0},
+		{"the log listed", "log " + lg.VKey + "\nquorum none\n", lg.VKey, true, 1},
+		{"the log listed, no key", "log " + lg.VKey + "\nquorum none\n", "", true, 1},
+		{"another log listed", "log " + other.VKey + "\nquorum none\n", lg.VKey, false, 1},
+		{"not a key", "quorum none\n", "not a key", false, 0},
+	} {
+		p, err := Parse([]byte(tc.text))
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = p.RequireLog(tc.vkey)
+		if (err == nil) != tc.ok || len(p.Logs) != tc.logs {
+			t.Errorf("%s: RequireLog = %v with %d logs; want ok %v, %d logs", tc.name, err, len(p.Logs), tc.ok, tc.logs)
+		}
+	}
+	// The log added verifies its checkpoints.
+	p, _ := Parse([]byte("quorum none\n"))
+	if err := p.RequireLog(lg.VKey); err != nil {
+		t.Fatal(err)
+	}
+	lg.Grow(3, "a")
+	if _, err := p.Verify(lg.Checkpoint()); err != nil {
+		t.Fatalf("a checkpoint of the added log: %v", err)
+	}
+}
