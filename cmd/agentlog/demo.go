@@ -20,6 +20,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/agentlog/agentlog/checkpoint"
+	"github.com/agentlog/agentlog/checkpoint/clock"
 	"github.com/agentlog/agentlog/client"
 	"github.com/agentlog/agentlog/witness"
 )
@@ -288,8 +289,8 @@ func (d *demo) waitAlerts(tokenFile string, n int) error {
 // startDemoWitness runs a witness for the demo's log on a free loopback
 // port, keeping its key and state in dir.
 func startDemoWitness(dir string) (*http.Server, string, string, error) {
-	clock := checkpoint.NewClock(checkpoint.ClockConfig{})
-	signer, _, err := witness.LoadOrCreateKey(dir, "witness.demo.agentlog.local/w1", clock.Now)
+	clk := clock.New(clock.Config{})
+	signer, _, err := witness.LoadOrCreateKey(dir, "witness.demo.agentlog.local/w1", clk.Now)
 	if err != nil {
 		return nil, "", "", err
 	}
@@ -313,7 +314,7 @@ func startDemoWitness(dir string) (*http.Server, string, string, error) {
 	if err != nil {
 		return nil, "", "", err
 	}
-	hs := &http.Server{Handler: witness.NewServer(witness.ServerConfig{Witness: w, Clock: clock}), ReadHeaderTimeout: 10 * time.Second}
+	hs := &http.Server{Handler: witness.NewServer(witness.ServerConfig{Witness: w, Clock: clk}), ReadHeaderTimeout: 10 * time.Second}
 	go hs.Serve(ln)
 	hs.RegisterOnShutdown(func() { store.Close() })
 	return hs, "http://" + ln.Addr().String(), strings.TrimSpace(string(pub)), nil
