@@ -1,7 +1,6 @@
 package api
 
 import (
-	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"net/http"
@@ -43,29 +42,18 @@ func (s *Server) authenticate(r *http.Request) (alog.Principal, error) {
 	return s.cfg.Auth.Authenticate(r)
 }
 
-// checkSignatures verifies the agent signatures records carry against the
-// agent's registered key.
+// checkSignatures verifies the agent signatures records carry
+// ([identity.Store.CheckSignatures]).
 func (s *Server) checkSignatures(p alog.Principal, recs []alog.Record) error {
-	var pub ed25519.PublicKey
-	for i := range recs {
-		if recs[i].Sig == nil {
-			continue
-		}
-		if pub == nil {
-			if s.cfg.Identity == nil {
+	if s.cfg.Identity == nil {
+		for i := range recs {
+			if recs[i].Sig != nil {
 				return fmt.Errorf("%w: entries[%d]: this server cannot check agent signatures", alog.ErrInvalid, i)
 			}
-			a, err := s.cfg.Identity.Agent(p.Agent)
-			if err != nil {
-				return err
-			}
-			pub = a.PublicKey
 		}
-		if !ed25519.Verify(pub, agentlog.RecordSignedBytes(p.Agent, p.Session, p.Task, &recs[i]), recs[i].Sig) {
-			return fmt.Errorf("%w: entries[%d]: \"sig\" does not verify with the agent's registered key (signed bytes: docs/identity.md)", alog.ErrInvalid, i)
-		}
+		return nil
 	}
-	return nil
+	return s.cfg.Identity.CheckSignatures(p, recs)
 }
 
 func (s *Server) identityRoutes(r *mux.Router) {

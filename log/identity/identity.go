@@ -347,6 +347,31 @@ func (s *Store) Authenticate(cred string) (alog.Principal, error) {
 	return alog.Principal{}, d
 }
 
+// CheckSignatures verifies the agent signatures records carry (those with
+// a Sig) against the registered key of p's agent, over the signed bytes of
+// each record in p's session ([agentlog.RecordSignedBytes]). A signature
+// that does not verify is an error wrapping log.ErrInvalid naming the
+// record.
+func (s *Store) CheckSignatures(p alog.Principal, recs []alog.Record) error {
+	var pub ed25519.PublicKey
+	for i := range recs {
+		if recs[i].Sig == nil {
+			continue
+		}
+		if pub == nil {
+			a, err := s.Agent(p.Agent)
+			if err != nil {
+				return err
+			}
+			pub = a.PublicKey
+		}
+		if !ed25519.Verify(pub, agentlog.RecordSignedBytes(p.Agent, p.Session, p.Task, &recs[i]), recs[i].Sig) {
+			return fmt.Errorf("%w: entries[%d]: \"sig\" does not verify with the agent's registered key (signed bytes: docs/identity.md)", alog.ErrInvalid, i)
+		}
+	}
+	return nil
+}
+
 // AgentSpec is what registering an agent takes.
 type AgentSpec struct {
 	ID          string            `json:"id"`
