@@ -12,7 +12,9 @@ import (
 	"time"
 
 	"github.com/agentlog/agentlog/checkpoint/clock"
+	"github.com/agentlog/agentlog/internal/httpstatus"
 	"github.com/agentlog/agentlog/witness/policy"
+	"github.com/gorilla/mux"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -40,7 +42,7 @@ type ServerConfig struct {
 type Server struct {
 	cfg  ServerConfig
 	log  *slog.Logger
-	mux  *http.ServeMux
+	mux  *mux.Router
 	reqs *prometheus.CounterVec
 	size *prometheus.GaugeVec
 
@@ -56,7 +58,7 @@ func NewServer(cfg ServerConfig) *Server {
 	if cfg.Registry == nil {
 		cfg.Registry = prometheus.NewRegistry()
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux()}
+	s := &Server{cfg: cfg, log: cfg.Logger, mux: mux.NewRouter()}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -76,33 +78,23 @@ func NewServer(cfg ServerConfig) *Server {
 			}
 		}
 	}
-	s.route("add-checkpoint", "POST /add-checkpoint", s.addCheckpoint)
-	s.route("checkpoint", "GET /{hash}/checkpoint", s.getCheckpoint)
-	s.route("healthz", "GET /healthz", s.getHealth)
-	s.mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{}))
+	s.route("add-checkpoint", http.MethodPost, "/add-checkpoint", s.addCheckpoint)
+	s.route("checkpoint", http.MethodGet, "/{hash}/checkpoint", s.getCheckpoint)
+	s.route("healthz", http.MethodGet, "/healthz", s.getHealth)
+	s.mux.Handle("/metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{})).Methods(http.MethodGet)
 	return s
 }
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
 
-// route registers h and counts its answers.
-func (s *Server) route(name, pattern string, h http.HandlerFunc) {
-	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
-		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
+// route registers h for method and path and counts its answers.
+func (s *Server) route(name, method, path string, h http.HandlerFunc) {
+	s.mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+		sw := httpstatus.New(w)
 		h(sw, r)
-		s.reqs.WithLabelValues(name, strconv.Itoa(sw.code)).Inc()
-	})
-}
-
-type statusWriter struct {
-	http.ResponseWriter
-	code int
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	w.code = code
-	w.ResponseWriter.WriteHeader(code)
+		s.reqs.WithLabelValues(name, strconv.Itoa(sw.Code)).Inc()
+	}).Methods(method)
 }
 
 func (s *Server) addCheckpoint(w http.ResponseWriter, r *http.Request) {
@@ -168,7 +160,7 @@ func (s *Server) writeError(w http.ResponseWriter, err error) {
 }
 
 func (s *Server) getCheckpoint(w http.ResponseWriter, r *http.Request) {
-	h := r.PathValue("hash")
+	h := mux.Vars(r)["hash"]
 	for _, o := range s.cfg.Witness.Origins() {
 		if policy.OriginHash(o) != h {
 			continue

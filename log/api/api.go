@@ -31,6 +31,7 @@ import (
 	"github.com/agentlog/agentlog/checkpoint"
 	"github.com/agentlog/agentlog/checkpoint/clock"
 	"github.com/agentlog/agentlog/checkpoint/signer"
+	"github.com/agentlog/agentlog/internal/httpstatus"
 	"github.com/agentlog/agentlog/internal/listener"
 	alog "github.com/agentlog/agentlog/log"
 	"github.com/agentlog/agentlog/log/anomaly"
@@ -244,7 +245,7 @@ type handlerFunc func(w http.ResponseWriter, r *http.Request) error
 func (s *Server) handle(r *mux.Router, name, path, method string, h handlerFunc) {
 	r.Handle(path, http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		start := time.Now()
-		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
+		sw := httpstatus.New(w)
 		switch {
 		case name == "append":
 		case strings.HasPrefix(name, "identity."):
@@ -271,18 +272,8 @@ func (s *Server) handle(r *mux.Router, name, path, method string, h handlerFunc)
 		default:
 			writeError(s.log, sw, err)
 		}
-		s.reqDur.WithLabelValues(name, strconv.Itoa(sw.code)).Observe(time.Since(start).Seconds())
+		s.reqDur.WithLabelValues(name, strconv.Itoa(sw.Code)).Observe(time.Since(start).Seconds())
 	})).Methods(method)
-}
-
-type statusWriter struct {
-	http.ResponseWriter
-	code int
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	w.code = code
-	w.ResponseWriter.WriteHeader(code)
 }
 
 // writeError is the one place where errors become HTTP statuses.
