@@ -2,6 +2,7 @@ package checkpoint
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -21,6 +22,12 @@ type Prover interface {
 	ConsistencyProof(old, size uint64) ([][]byte, error)
 }
 
+// ErrInconsistent is wrapped by every error that holds two checkpoints
+// (or a checkpoint and a tree head) no single append-only tree explains:
+// the log's refusal to sign ([InconsistentError]) and a monitor's finding
+// of a fork or split view (client.InconsistencyError).
+var ErrInconsistent = errors.New("inconsistent checkpoints")
+
 // InconsistentError is the evidence that signing a candidate tree head would
 // contradict the last signed checkpoint: the log would fork or roll back. The
 // log must not sign the candidate; an operator has to look at both.
@@ -32,6 +39,9 @@ type InconsistentError struct {
 	CandidateRoot []byte
 	Reason        string // what does not match, as a sentence fragment
 }
+
+// Unwrap makes errors.Is(err, ErrInconsistent) true.
+func (e *InconsistentError) Unwrap() error { return ErrInconsistent }
 
 func (e *InconsistentError) Error() string {
 	var b strings.Builder

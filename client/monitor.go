@@ -11,13 +11,16 @@ import (
 	"strings"
 	"time"
 
+	"github.com/agentlog/agentlog/checkpoint"
 	"github.com/agentlog/agentlog/witness/policy"
 	"github.com/transparency-dev/merkle/proof"
 )
 
 // ErrInconsistent is wrapped by *InconsistencyError: two checkpoints signed
-// by the log cannot both be views of one append-only tree.
-var ErrInconsistent = errors.New("inconsistent checkpoints")
+// by the log cannot both be views of one append-only tree. It is
+// [checkpoint.ErrInconsistent], which the log's own refusal to sign
+// (*checkpoint.InconsistentError) wraps too.
+var ErrInconsistent = checkpoint.ErrInconsistent
 
 // An InconsistencyError is proof that a log forked or showed a split view:
 // two checkpoints it signed that no single append-only tree explains.
