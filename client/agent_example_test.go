@@ -23,9 +23,8 @@ func ExampleAgent() {
 	l, _ := alog.Open(alog.Config{Dir: dir})
 	defer l.Close()
 	ids, _ := identity.Open(l.DB(), l, identity.Config{})
-	toks := api.NewTokens()
-	toks.Add("admin-token", alog.Principal{ID: "admin", Role: api.RoleAdmin})
-	srv := httptest.NewServer(api.New(api.Config{Log: l, Auth: toks, Identity: ids}))
+	ids.AddStatic("admin-token", alog.Principal{ID: "admin", Role: api.RoleAdmin})
+	srv := httptest.NewServer(api.New(api.Config{Log: l, Identity: ids}))
 	defer srv.Close()
 	ctx := context.Background()
 

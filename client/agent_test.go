@@ -40,9 +40,8 @@ func newAgentTestLog(t testing.TB, wrap func(http.Handler) http.Handler) *agentT
 	if err != nil {
 		t.Fatal(err)
 	}
-	toks := api.NewTokens()
-	toks.Add(adminToken, alog.Principal{ID: "admin", Role: api.RoleAdmin})
-	var h http.Handler = api.New(api.Config{Log: l, Auth: toks, Identity: tl.ids})
+	tl.ids.AddStatic(adminToken, alog.Principal{ID: "admin", Role: api.RoleAdmin})
+	var h http.Handler = api.New(api.Config{Log: l, Identity: tl.ids})
 	if wrap != nil {
 		h = wrap(h)
 	}

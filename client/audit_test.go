@@ -52,9 +52,8 @@ func newAuditEnv(t *testing.T) *auditEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	toks := api.NewTokens()
-	toks.Add(auditAdmin, alog.Principal{ID: "admin", Role: api.RoleAdmin})
-	e.srv = api.New(api.Config{Log: l, Auth: toks, Identity: ids})
+	ids.AddStatic(auditAdmin, alog.Principal{ID: "admin", Role: api.RoleAdmin})
+	e.srv = api.New(api.Config{Log: l, Identity: ids})
 	hs := httptest.NewServer(e.srv)
 	e.direct = hs.URL
 	u, _ := url.Parse(hs.URL)

@@ -27,6 +27,7 @@ import (
 	"github.com/agentlog/agentlog/client"
 	alog "github.com/agentlog/agentlog/log"
 	"github.com/agentlog/agentlog/log/api"
+	"github.com/agentlog/agentlog/log/identity"
 	"github.com/agentlog/agentlog/log/query"
 	"github.com/agentlog/agentlog/witness"
 	"github.com/agentlog/agentlog/witness/policy"
@@ -57,9 +58,12 @@ func newEvTestLog(t *testing.T) *evTestLog {
 		t.Fatal(err)
 	}
 	tl.l = l
-	toks := api.NewTokens()
-	toks.Add(evToken, alog.Principal{ID: "auditor", Role: api.RoleAuditor})
-	tl.srv = api.New(api.Config{Log: l, Auth: toks})
+	ids, err := identity.Open(l.DB(), l, identity.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids.AddStatic(evToken, alog.Principal{ID: "auditor", Role: api.RoleAuditor})
+	tl.srv = api.New(api.Config{Log: l, Identity: ids})
 	hs := httptest.NewServer(tl.srv)
 	t.Cleanup(func() { hs.Close(); l.Close() })
 	if tl.keys, _, err = checkpoint.LoadOrCreateKeys(t.TempDir(), "evidence.test/log"); err != nil {

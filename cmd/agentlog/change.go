@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/agentlog/agentlog/client"
+	"github.com/agentlog/agentlog/client/evidence"
 	"github.com/agentlog/agentlog/internal/atomicfile"
 )
 
@@ -368,7 +369,7 @@ func runChanges(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
-	var opts client.ExportOptions
+	var opts evidence.ExportOptions
 	if *logKey != "" {
 		b, err := os.ReadFile(*logKey)
 		if err != nil {
@@ -380,12 +381,12 @@ func runChanges(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ec, err := client.New(*o.server, client.WithToken(tok), client.WithHTTPClient(httpClientNoTimeout()))
+	ec, err := client.New(*o.server, client.WithToken(tok))
 	if err != nil {
 		return err
 	}
 	q := map[string][]string{"from": {*from}, "to": {*to}}
-	ev, err := client.Export(ctx, ec, q, filepath.Join(*out, "evidence"), opts)
+	ev, err := evidence.Export(ctx, ec, q, filepath.Join(*out, "evidence"), opts)
 	if err != nil {
 		return fmt.Errorf("exporting the evidence of the period: %w", err)
 	}

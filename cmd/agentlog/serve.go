@@ -132,8 +132,6 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	tokens := api.NewTokens()
-	tokens.Add(adminToken, alog.Principal{ID: "admin", Role: api.RoleAdmin})
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -160,6 +158,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer ids.Close()
+	ids.AddStatic(adminToken, alog.Principal{ID: "admin", Role: api.RoleAdmin})
 	changes, err := change.Open(l.DB(), l, ids, change.Options{AllowSelfApproval: *allowSelf})
 	if err != nil {
 		return err
@@ -255,7 +254,6 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	loop.Register(reg)
 	srv = api.New(api.Config{
 		Log:        l,
-		Auth:       tokens,
 		Identity:   ids,
 		Changes:    changes,
 		Origin:     keys.Origin,

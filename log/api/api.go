@@ -11,7 +11,6 @@ package api
 import (
 	"context"
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -58,43 +57,6 @@ const (
 	RoleAgent    = identity.RoleAgent
 )
 
-// Authenticator resolves a request's credential to a principal. It returns
-// an error wrapping ErrUnauthorized when the credential is missing, unknown
-// or no longer valid.
-type Authenticator interface {
-	Authenticate(r *http.Request) (alog.Principal, error)
-}
-
-// Tokens authenticates static bearer tokens. Only SHA-256 hashes of the
-// tokens are held.
-type Tokens struct {
-	byHash map[[32]byte]alog.Principal
-}
-
-// NewTokens returns an empty token set.
-func NewTokens() *Tokens { return &Tokens{byHash: map[[32]byte]alog.Principal{}} }
-
-// Add registers token as a credential of p.
-func (t *Tokens) Add(token string, p alog.Principal) {
-	t.byHash[sha256.Sum256([]byte(token))] = p
-}
-
-// Authenticate implements Authenticator.
-func (t *Tokens) Authenticate(r *http.Request) (alog.Principal, error) {
-	tok, ok := bearer(r)
-	if !ok {
-		return alog.Principal{}, fmt.Errorf("%w: send Authorization: Bearer <token>", ErrUnauthorized)
-	}
-	h := sha256.Sum256([]byte(tok))
-	for k, p := range t.byHash {
-		// Compare every hash in constant time so timing reveals nothing.
-		if subtle.ConstantTimeCompare(k[:], h[:]) == 1 {
-			return p, nil
-		}
-	}
-	return alog.Principal{}, ErrUnauthorized
-}
-
 func bearer(r *http.Request) (string, bool) {
 	a := r.Header.Get("Authorization")
 	const p = "Bearer "
@@ -107,10 +69,10 @@ func bearer(r *http.Request) (string, bool) {
 // Config configures a Server.
 type Config struct {
 	Log *alog.Log
-	// Auth authenticates static credentials (the bootstrap admin token).
-	Auth Authenticator
-	// Identity, if set, authenticates operator tokens and agent sessions
-	// and serves the /v1/tokens, /v1/agents and /v1/sessions routes.
+	// Identity, if set, authenticates every credential (the bootstrap
+	// admin's static token, operator tokens and agent sessions) and serves
+	// the /v1/tokens, /v1/agents and /v1/sessions routes. Without it every
+	// request that needs a credential is refused.
 	Identity *identity.Store
 	// Changes, if set (with Identity), serves /v1/changes and /v1/configs
 	// and records the configuration agents are registered with.

@@ -69,11 +69,10 @@ func newEnvWith(t *testing.T, cfg Config, co change.Options, opts ...func(*httpt
 		t.Fatal(err)
 	}
 	cfg.Changes = ch
-	toks := NewTokens()
-	toks.Add(adminTok, alog.Principal{ID: "admin", Role: RoleAdmin})
-	toks.Add(auditorTok, alog.Principal{ID: "aud", Role: RoleAuditor})
-	toks.Add(agentTok, alog.Principal{ID: "bot", Role: RoleAgent})
-	cfg.Log, cfg.Auth, cfg.Identity = l, toks, ids
+	ids.AddStatic(adminTok, alog.Principal{ID: "admin", Role: RoleAdmin})
+	ids.AddStatic(auditorTok, alog.Principal{ID: "aud", Role: RoleAuditor})
+	ids.AddStatic(agentTok, alog.Principal{ID: "bot", Role: RoleAgent})
+	cfg.Log, cfg.Identity = l, ids
 	if cfg.DeniedBurst == 0 {
 		cfg.DeniedBurst = 1 << 20
 	}

@@ -10,7 +10,6 @@ import (
 	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/gorilla/mux"
 
-	"github.com/agentlog/agentlog"
 	alog "github.com/agentlog/agentlog/log"
 	"github.com/agentlog/agentlog/log/identity"
 )
@@ -18,28 +17,26 @@ import (
 // maxIdentityBodyBytes caps the body of token, agent and session requests.
 const maxIdentityBodyBytes = 64 << 10
 
-// authenticate resolves the request's bearer credential: agentlog token and
-// session credentials through the identity store, anything else through
-// the static authenticator (the bootstrap admin token).
+// authenticate resolves the request's bearer credential through the
+// identity store, the one authentication path.
 func (s *Server) authenticate(r *http.Request) (alog.Principal, error) {
 	tok, ok := bearer(r)
 	if !ok {
 		return alog.Principal{}, fmt.Errorf("%w: send Authorization: Bearer <credential>", ErrUnauthorized)
 	}
-	if s.cfg.Identity != nil && (strings.HasPrefix(tok, agentlog.TokenPrefix) || strings.HasPrefix(tok, agentlog.SessionPrefix)) {
-		p, err := s.cfg.Identity.Authenticate(tok)
-		if errors.Is(err, identity.ErrInvalid) {
-			err = &identity.DeniedError{Reason: identity.ReasonForged}
-		}
-		if err != nil {
-			return alog.Principal{}, fmt.Errorf("%w: %w", ErrUnauthorized, err)
-		}
-		return p, nil
-	}
-	if s.cfg.Auth == nil {
+	if s.cfg.Identity == nil {
 		return alog.Principal{}, ErrUnauthorized
 	}
-	return s.cfg.Auth.Authenticate(r)
+	p, err := s.cfg.Identity.Authenticate(tok)
+	switch {
+	case err == nil:
+		return p, nil
+	case errors.Is(err, identity.ErrUnknownCredential):
+		return alog.Principal{}, ErrUnauthorized
+	case errors.Is(err, identity.ErrInvalid):
+		err = &identity.DeniedError{Reason: identity.ReasonForged}
+	}
+	return alog.Principal{}, fmt.Errorf("%w: %w", ErrUnauthorized, err)
 }
 
 // checkSignatures verifies the agent signatures records carry

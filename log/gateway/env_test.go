@@ -49,9 +49,8 @@ func newTestLog(t *testing.T) *testLog {
 	if err != nil {
 		t.Fatal(err)
 	}
-	toks := api.NewTokens()
-	toks.Add(adminTok, alog.Principal{ID: "admin", Role: api.RoleAdmin})
-	srv := api.New(api.Config{Log: l, Auth: toks, Identity: ids, DeniedBurst: 1 << 20})
+	ids.AddStatic(adminTok, alog.Principal{ID: "admin", Role: api.RoleAdmin})
+	srv := api.New(api.Config{Log: l, Identity: ids, DeniedBurst: 1 << 20})
 	tl := &testLog{l: l}
 	tl.hs = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodPost && r.URL.Path == "/v1/entries" {

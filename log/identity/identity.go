@@ -52,6 +52,9 @@ var (
 	// ErrDenied is wrapped by every *DeniedError: a credential or signed
 	// request that must be refused (401).
 	ErrDenied = errors.New("credential refused")
+	// ErrUnknownCredential is returned by Authenticate for a credential
+	// in no agentlog format that is not one of the static tokens either.
+	ErrUnknownCredential = errors.New("unknown credential")
 )
 
 // Reasons a credential or session request is refused.
@@ -198,6 +201,7 @@ type Store struct {
 	sessions  map[string]*Session
 	nonces    map[string]time.Time // agent "/" nonce -> forget after
 	idem      map[string]*idemEntry
+	static    map[[32]byte]alog.Principal // SHA-256 of a static token -> its principal
 	lastSweep time.Time
 }
 
@@ -222,7 +226,8 @@ func Open(db *badger.DB, log Appender, cfg Config) (*Store, error) {
 		cfg.IdempotencyTTL = 15 * time.Minute
 	}
 	s := &Store{db: db, log: log, cfg: cfg, agents: map[string]*Agent{}, tokens: map[string]*Token{},
-		sessions: map[string]*Session{}, nonces: map[string]time.Time{}, idem: map[string]*idemEntry{}}
+		sessions: map[string]*Session{}, nonces: map[string]time.Time{}, idem: map[string]*idemEntry{},
+		static: map[[32]byte]alog.Principal{}}
 	err := db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, Prefix: []byte("i/")})
 		defer it.Close()
@@ -307,10 +312,39 @@ func (s *Store) event(ctx context.Context, p alog.Principal, kind, action string
 	return nil
 }
 
-// Authenticate resolves a token or session credential (see
-// ParseCredential) to its principal. A credential of neither shape gives
-// an error wrapping ErrInvalid; one that is refused gives a *DeniedError.
+// authenticateStatic looks token up among the static tokens, comparing
+// every hash in constant time so timing reveals nothing.
+func (s *Store) authenticateStatic(token string) (alog.Principal, error) {
+	h := sha256.Sum256([]byte(token))
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for k, p := range s.static {
+		if subtle.ConstantTimeCompare(k[:], h[:]) == 1 {
+			return p, nil
+		}
+	}
+	return alog.Principal{}, ErrUnknownCredential
+}
+
+// AddStatic makes token, a bearer token in none of the agentlog
+// credential formats (the bootstrap admin's DATA/admin.token), a
+// credential of p. Only its SHA-256 is kept. It is not persisted: the
+// server adds it at every start.
+func (s *Store) AddStatic(token string, p alog.Principal) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.static[sha256.Sum256([]byte(token))] = p
+}
+
+// Authenticate is the one authentication path of the server: it resolves
+// an operator token or session credential (agentlog.ParseCredential), or
+// a static token (AddStatic), to its principal. A malformed agentlog
+// credential gives an error wrapping ErrInvalid; one that is refused
+// gives a *DeniedError; any other unknown token ErrUnknownCredential.
 func (s *Store) Authenticate(cred string) (alog.Principal, error) {
+	if !strings.HasPrefix(cred, agentlog.TokenPrefix) && !strings.HasPrefix(cred, agentlog.SessionPrefix) {
+		return s.authenticateStatic(cred)
+	}
 	kind, id, secret, err := agentlog.ParseCredential(cred)
 	if err != nil {
 		return alog.Principal{}, err
