@@ -165,9 +165,11 @@ type Session struct {
 	ConfigStatus string `json:"config_status,omitempty"`
 }
 
-// Appender is the part of the log the store writes lifecycle entries to.
+// Appender is the part of the log the store writes lifecycle entries to:
+// each entry is committed in one Badger transaction with the state change
+// it records (the extra key).
 type Appender interface {
-	Append(ctx context.Context, p alog.Principal, kind string, recs []alog.Record) ([]alog.Appended, error)
+	AppendWith(ctx context.Context, p alog.Principal, kind string, recs []alog.Record, extra alog.Extra) ([]alog.Appended, error)
 }
 
 // Config configures a Store. Zero values take the defaults.
@@ -296,8 +298,10 @@ func (s *Store) put(key string, v any, ttl time.Duration) error {
 	return nil
 }
 
-// event appends one lifecycle entry.
-func (s *Store) event(ctx context.Context, p alog.Principal, kind, action string, attrs any) error {
+// commit appends one lifecycle entry and stores v as JSON under key
+// (expiring after ttl if ttl > 0) in the same Badger transaction, so the
+// change and its entry are durable together or not at all.
+func (s *Store) commit(ctx context.Context, p alog.Principal, kind, action string, attrs any, key string, v any, ttl time.Duration) error {
 	var raw json.RawMessage
 	if attrs != nil {
 		b, err := json.Marshal(attrs)
@@ -306,7 +310,12 @@ func (s *Store) event(ctx context.Context, p alog.Principal, kind, action string
 		}
 		raw = b
 	}
-	if _, err := s.log.Append(ctx, p, kind, []alog.Record{{Action: action, Attributes: raw}}); err != nil {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	extra := func([]alog.Appended) ([]byte, []byte, time.Duration) { return []byte(key), b, ttl }
+	if _, err := s.log.AppendWith(ctx, p, kind, []alog.Record{{Action: action, Attributes: raw}}, extra); err != nil {
 		return fmt.Errorf("recording %s: %w", action, err)
 	}
 	return nil
@@ -491,10 +500,7 @@ func (s *Store) Register(ctx context.Context, by alog.Principal, sp AgentSpec) (
 			attrs["config_policy"] = a.ConfigPolicy
 		}
 	}
-	if err := s.event(ctx, pa, alog.KindAgent, "agent.registered", attrs); err != nil {
-		return nil, err
-	}
-	if err := s.put("i/a/"+a.ID, a, 0); err != nil {
+	if err := s.commit(ctx, pa, alog.KindAgent, "agent.registered", attrs, "i/a/"+a.ID, a, 0); err != nil {
 		return nil, err
 	}
 	s.setLocked(func() { s.agents[a.ID] = a })
@@ -518,13 +524,10 @@ func (s *Store) Approve(ctx context.Context, by alog.Principal, id string) (*Age
 	if a.Status != StatusPending {
 		return nil, fmt.Errorf("%w: agent %q is %s, not pending", ErrConflict, id, a.Status)
 	}
-	if err := s.event(ctx, principalAbout(by, id), alog.KindAgent, "agent.approved", nil); err != nil {
-		return nil, err
-	}
 	n := clone(a)
 	now := s.cfg.Now().UTC()
 	n.Status, n.ApprovedBy, n.Approved = StatusApproved, by.ID, &now
-	if err := s.put("i/a/"+id, n, 0); err != nil {
+	if err := s.commit(ctx, principalAbout(by, id), alog.KindAgent, "agent.approved", nil, "i/a/"+id, n, 0); err != nil {
 		return nil, err
 	}
 	s.setLocked(func() { s.agents[id] = n })
@@ -545,12 +548,9 @@ func (s *Store) SetScope(ctx context.Context, by alog.Principal, id string, sc S
 	if a.Status == StatusRevoked {
 		return nil, fmt.Errorf("%w: agent %q is revoked", ErrConflict, id)
 	}
-	if err := s.event(ctx, principalAbout(by, id), alog.KindAgent, "agent.scope_changed", map[string]any{"scope": sc, "previous": a.Scope}); err != nil {
-		return nil, err
-	}
 	n := clone(a)
 	n.Scope = sc
-	if err := s.put("i/a/"+id, n, 0); err != nil {
+	if err := s.commit(ctx, principalAbout(by, id), alog.KindAgent, "agent.scope_changed", map[string]any{"scope": sc, "previous": a.Scope}, "i/a/"+id, n, 0); err != nil {
 		return nil, err
 	}
 	s.setLocked(func() { s.agents[id] = n })
@@ -572,9 +572,10 @@ func (s *Store) Revoke(ctx context.Context, by alog.Principal, id string) (*Agen
 	n := clone(a)
 	now := s.cfg.Now().UTC()
 	n.Status, n.RevokedBy, n.Revoked = StatusRevoked, by.ID, &now
-	if err := s.put("i/a/"+id, n, 0); err != nil {
-		return nil, err
-	}
+	// The revocation takes effect in memory before it is committed, so no
+	// session authenticates while it is being logged, and it stays in
+	// effect if the commit fails (fail closed: the commit may still land,
+	// and the admin is told to retry).
 	s.setLocked(func() { s.agents[id] = n })
 	open := 0
 	s.mu.RLock()
@@ -584,7 +585,7 @@ func (s *Store) Revoke(ctx context.Context, by alog.Principal, id string) (*Agen
 		}
 	}
 	s.mu.RUnlock()
-	if err := s.event(ctx, principalAbout(by, id), alog.KindAgent, "agent.revoked", map[string]any{"sessions_ended": open}); err != nil {
+	if err := s.commit(ctx, principalAbout(by, id), alog.KindAgent, "agent.revoked", map[string]any{"sessions_ended": open}, "i/a/"+id, n, 0); err != nil {
 		return nil, err
 	}
 	return clone(n), nil
@@ -643,10 +644,7 @@ func (s *Store) CreateToken(ctx context.Context, by alog.Principal, name, role s
 	if err := s.nameFreeLocked("token name", name); err != nil {
 		return nil, "", err
 	}
-	if err := s.event(ctx, alog.Principal{ID: by.ID, Role: by.Role}, alog.KindToken, "token.created", map[string]string{"id": id, "name": name, "role": role}); err != nil {
-		return nil, "", err
-	}
-	if err := s.put("i/t/"+id, t, 0); err != nil {
+	if err := s.commit(ctx, alog.Principal{ID: by.ID, Role: by.Role}, alog.KindToken, "token.created", map[string]string{"id": id, "name": name, "role": role}, "i/t/"+id, t, 0); err != nil {
 		return nil, "", err
 	}
 	s.setLocked(func() { s.tokens[id] = t })
@@ -708,11 +706,8 @@ func (s *Store) RevokeToken(ctx context.Context, by alog.Principal, id string) (
 	n := clone(t)
 	now := s.cfg.Now().UTC()
 	n.Revoked, n.RevokedBy = &now, by.ID
-	if err := s.put("i/t/"+id, n, 0); err != nil {
-		return nil, err
-	}
-	s.setLocked(func() { s.tokens[id] = n })
-	if err := s.event(ctx, alog.Principal{ID: by.ID, Role: by.Role}, alog.KindToken, "token.revoked", map[string]string{"id": id, "name": t.Name, "role": t.Role}); err != nil {
+	s.setLocked(func() { s.tokens[id] = n }) // refused at once, and still if the commit fails (fail closed)
+	if err := s.commit(ctx, alog.Principal{ID: by.ID, Role: by.Role}, alog.KindToken, "token.revoked", map[string]string{"id": id, "name": t.Name, "role": t.Role}, "i/t/"+id, n, 0); err != nil {
 		return nil, err
 	}
 	return publicToken(n), nil
@@ -790,22 +785,15 @@ func (s *Store) OpenSession(ctx context.Context, r *agentlog.SessionRequest, t t
 	if se.ConfigStatus != ConfigApproved && se.ConfigStatus != "" && a.Config != "" {
 		attrs["approved_config"] = a.Config
 	}
-	if err := s.event(ctx, p, alog.KindSession, "session.opened", attrs); err != nil {
-		return nil, err
+	// The nonce is stored first, in its own transaction, so a replay is
+	// refused even after a crash; the session is committed with its entry.
+	if err := s.db.Update(func(txn *badger.Txn) error {
+		return txn.SetEntry(badger.NewEntry([]byte("i/n/"+nk), []byte("true")).WithTTL(forget.Sub(now) + time.Second))
+	}); err != nil {
+		return nil, fmt.Errorf("storing the nonce of session %s: %w", id, err)
 	}
-	// The nonce and the session in one transaction: one fsync.
-	sb, err := json.Marshal(se)
-	if err != nil {
+	if err := s.commit(ctx, p, alog.KindSession, "session.opened", attrs, "i/s/"+id, se, ttl+time.Hour); err != nil {
 		return nil, err
-	}
-	err = s.db.Update(func(txn *badger.Txn) error {
-		if err := txn.SetEntry(badger.NewEntry([]byte("i/n/"+nk), []byte("true")).WithTTL(forget.Sub(now) + time.Second)); err != nil {
-			return err
-		}
-		return txn.SetEntry(badger.NewEntry([]byte("i/s/"+id), sb).WithTTL(ttl + time.Hour))
-	})
-	if err != nil {
-		return nil, fmt.Errorf("storing session %s: %w", id, err)
 	}
 	s.setLocked(func() { s.sessions[id] = se })
 	return &agentlog.SessionInfo{Session: id, Credential: cred, Agent: a.ID, Task: r.Task, Expires: se.Expires}, nil
@@ -882,12 +870,9 @@ func (s *Store) closeSession(ctx context.Context, by alog.Principal, id string) 
 	}
 	n := clone(se)
 	n.Closed = true
-	if err := s.put("i/s/"+se.ID, n, time.Until(se.Expires)+time.Hour); err != nil {
-		return nil, err
-	}
-	s.setLocked(func() { s.sessions[se.ID] = n })
+	s.setLocked(func() { s.sessions[se.ID] = n }) // refused at once, and still if the commit fails (fail closed)
 	p := alog.Principal{ID: by.ID, Role: by.Role, Agent: se.Agent, Session: se.ID, Task: se.Task}
-	if err := s.event(ctx, p, alog.KindSession, "session.closed", nil); err != nil {
+	if err := s.commit(ctx, p, alog.KindSession, "session.closed", nil, "i/s/"+se.ID, n, time.Until(se.Expires)+time.Hour); err != nil {
 		return nil, err
 	}
 	return publicSession(n), nil
