@@ -13,8 +13,30 @@ import (
 )
 
 // ErrInvalid is wrapped by every error of this package's parsers: the
-// input is not in the format.
+// input is not in the format. Every ErrInvalid of agentlog's packages
+// matches it too ([Invalid]), so a server maps it alone to 400.
 var ErrInvalid = errors.New("invalid request")
+
+// ErrNotFound is matched by every ErrNotFound of agentlog's packages
+// ([NotFound]): what was asked for does not exist (yet), a 404.
+var ErrNotFound = errors.New("not found")
+
+// Invalid returns a sentinel error with its own text that also matches
+// errors.Is(err, ErrInvalid): the ErrInvalid of a package that validates
+// input.
+func Invalid(text string) error { return &kindError{text, ErrInvalid} }
+
+// NotFound returns a sentinel error with its own text that also matches
+// errors.Is(err, ErrNotFound).
+func NotFound(text string) error { return &kindError{text, ErrNotFound} }
+
+type kindError struct {
+	text string
+	kind error
+}
+
+func (e *kindError) Error() string        { return e.text }
+func (e *kindError) Is(target error) bool { return target == e.kind }
 
 // Credential prefixes. A credential is PREFIX + ID + "." + SECRET where ID
 // is 16 lowercase hex digits naming the stored token or session and SECRET

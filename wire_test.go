@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -162,4 +163,20 @@ func FuzzParseLeaf(f *testing.F) {
 			t.Fatalf("ParseLeaf(%q) = %+v without a time or a kind", b, l)
 		}
 	})
+}
+
+// TestErrorKinds: a package's sentinel keeps its text, matches the shared
+// kind, and stays distinct from another package's with the same text.
+func TestErrorKinds(t *testing.T) {
+	a, b := Invalid("invalid record"), Invalid("invalid record")
+	wrapped := fmt.Errorf("entries[3]: %w: too long", a)
+	if !errors.Is(wrapped, ErrInvalid) || !errors.Is(wrapped, a) || errors.Is(wrapped, b) || errors.Is(wrapped, ErrNotFound) {
+		t.Fatalf("errors.Is does not tell the kinds apart: %v", wrapped)
+	}
+	if wrapped.Error() != "entries[3]: invalid record: too long" {
+		t.Fatalf("text %q", wrapped)
+	}
+	if nf := NotFound("tree: not found"); !errors.Is(nf, ErrNotFound) || errors.Is(nf, ErrInvalid) || nf.Error() != "tree: not found" {
+		t.Fatalf("NotFound: %v", nf)
+	}
 }

@@ -35,11 +35,12 @@ import (
 	"github.com/dgraph-io/badger/v4/options"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/agentlog/agentlog"
 	"github.com/agentlog/agentlog/tree"
 )
 
 // ErrNotFound is returned for an entry index beyond the tree.
-var ErrNotFound = errors.New("not found")
+var ErrNotFound = agentlog.NotFound("not found")
 
 // Config configures a Log. Zero values take the documented defaults.
 type Config struct {

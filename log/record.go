@@ -3,7 +3,6 @@ package log
 import (
 	"crypto/ed25519"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -30,7 +29,7 @@ const (
 
 // ErrInvalid is wrapped by every validation error: the request is bad and
 // nothing was written.
-var ErrInvalid = errors.New("invalid record")
+var ErrInvalid = agentlog.Invalid("invalid record")
 
 // Kinds of leaves (package agentlog). Agents append KindAction; the others
 // are written by the log itself.

@@ -107,11 +107,11 @@ const (
 var (
 	// ErrNotFound reports a tile, tree size or leaf index beyond the
 	// committed tree.
-	ErrNotFound = errors.New("tree: not found")
+	ErrNotFound = agentlog.NotFound("tree: not found")
 	// ErrInvalid reports arguments that are wrong whatever the tree size,
 	// such as an index not below the size, an old size larger than the new
 	// one, or a malformed tile path or leaf hash.
-	ErrInvalid = errors.New("tree: invalid argument")
+	ErrInvalid = agentlog.Invalid("tree: invalid argument")
 )
 
 // emptyRoot is the root of the empty tree, SHA-256 of the empty string.

@@ -37,13 +37,14 @@ import (
 	"github.com/dgraph-io/badger/v4"
 	jsonv2 "github.com/go-json-experiment/json"
 
+	"github.com/agentlog/agentlog"
 	"github.com/agentlog/agentlog/internal/secretfile"
 	alog "github.com/agentlog/agentlog/log"
 	"github.com/agentlog/agentlog/log/query"
 )
 
 // ErrInvalid is wrapped by every configuration error.
-var ErrInvalid = errors.New("invalid anomaly configuration")
+var ErrInvalid = agentlog.Invalid("invalid anomaly configuration")
 
 // Config is the anomaly configuration file (JSON).
 type Config struct {

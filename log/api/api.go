@@ -258,9 +258,9 @@ func writeError(l *slog.Logger, w http.ResponseWriter, err error) {
 		writeJSONError(w, http.StatusUnauthorized, err.Error())
 	case errors.Is(err, ErrForbidden), errors.Is(err, identity.ErrNotApproved), errors.Is(err, identity.ErrConfigRefused), errors.Is(err, change.ErrSelfApproval):
 		writeJSONError(w, http.StatusForbidden, err.Error())
-	case errors.Is(err, alog.ErrInvalid), errors.Is(err, tree.ErrInvalid), errors.Is(err, agentlog.ErrInvalid), errors.Is(err, errBadRequest), errors.Is(err, identity.ErrInvalid):
+	case errors.Is(err, agentlog.ErrInvalid), errors.Is(err, errBadRequest):
 		writeJSONError(w, http.StatusBadRequest, err.Error())
-	case errors.Is(err, alog.ErrNotFound), errors.Is(err, tree.ErrNotFound), errors.Is(err, identity.ErrNotFound):
+	case errors.Is(err, agentlog.ErrNotFound):
 		writeJSONError(w, http.StatusNotFound, err.Error())
 	case errors.Is(err, identity.ErrExists), errors.Is(err, identity.ErrConflict):
 		writeJSONError(w, http.StatusConflict, err.Error())

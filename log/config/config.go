@@ -31,19 +31,19 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 
+	"github.com/agentlog/agentlog"
 	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
 )
 
 // ErrInvalid is wrapped by every error about a configuration document.
-var ErrInvalid = errors.New("invalid agent configuration")
+var ErrInvalid = agentlog.Invalid("invalid agent configuration")
 
 // MaxSize caps a configuration document, in bytes.
 const MaxSize = 64 << 10

@@ -42,7 +42,7 @@ import (
 // Errors callers branch on. The HTTP layer maps them to statuses.
 var (
 	ErrInvalid     = agentlog.ErrInvalid                 // 400
-	ErrNotFound    = errors.New("not found")             // 404
+	ErrNotFound    = agentlog.NotFound("not found")      // 404
 	ErrExists      = errors.New("already exists")        // 409
 	ErrConflict    = errors.New("conflict")              // 409
 	ErrNotApproved = errors.New("agent is not approved") // 403

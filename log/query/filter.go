@@ -13,7 +13,6 @@
 package query
 
 import (
-	"errors"
 	"fmt"
 	"net/url"
 	"strconv"
@@ -25,7 +24,7 @@ import (
 )
 
 // ErrInvalid is wrapped by every filter parsing error.
-var ErrInvalid = errors.New("invalid query")
+var ErrInvalid = agentlog.Invalid("invalid query")
 
 // Match is a condition on one field: an exact value, or a prefix when the
 // query value ends in '*'.
