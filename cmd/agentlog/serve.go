@@ -300,7 +300,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		if watcher != nil {
 			var wg sync.WaitGroup
 			wg.Go(func() {
-				healthWatcher(l, clock, loop, wc, *healthAfter, max(10**interval, 30*time.Second), logger).Run(bg)
+				healthWatcher(l, clk, loop, wc, *healthAfter, max(10**interval, 30*time.Second), logger).Run(bg)
 			})
 			watcher.Run(bg)
 			wg.Wait()
@@ -409,10 +409,10 @@ func loadOrCreateToken(path string) (string, error) {
 // clock without NTP, the newest checkpoint without its witness quorum, and
 // a grown tree with no checkpoint signed for staleAfter (as /healthz
 // judges them), each once it has lasted after.
-func healthWatcher(l *alog.Log, clock *checkpoint.Clock, loop *checkpoint.Loop, wc *witness.Client, after, staleAfter time.Duration, logger *slog.Logger) *anomaly.HealthWatcher {
+func healthWatcher(l *alog.Log, clk *clock.Clock, loop *signer.Loop, wc *witness.Client, after, staleAfter time.Duration, logger *slog.Logger) *anomaly.HealthWatcher {
 	checks := map[string]anomaly.Check{
 		anomaly.RuleNTPUnsynced: func() (bool, string) {
-			st := clock.Status()
+			st := clk.Status()
 			return !st.Synced || st.Degraded, fmt.Sprintf("the clock is not synchronized with NTP (%d of %d servers answered; last error %q)", st.Answered, st.Servers, st.LastError)
 		},
 		anomaly.RuleCheckpointStalled: func() (bool, string) {

@@ -1,10 +1,12 @@
-package checkpoint
+package signer
 
 import (
 	"context"
 	"net"
 	"testing"
 	"time"
+
+	"github.com/agentlog/agentlog/checkpoint/clock"
 )
 
 // TestSigningDoesNotWaitForNTP checks that checkpoints are signed while a
@@ -24,14 +26,14 @@ func TestSigningDoesNotWaitForNTP(t *testing.T) {
 			close(asked)
 		}
 	}()
-	clock := NewClock(ClockConfig{Servers: []string{silent.LocalAddr().String()}, Timeout: 10 * time.Minute})
+	clk := clock.New(clock.Config{Servers: []string{silent.LocalAddr().String()}, Timeout: 10 * time.Minute})
 	ctx, cancel := context.WithCancel(context.Background())
 	synced := make(chan error, 1)
-	go func() { synced <- clock.Sync(ctx) }()
+	go func() { synced <- clk.Sync(ctx) }()
 	<-asked // the sync is now waiting for an answer that will not come
 
 	tree := newMemTree("a", 3)
-	loop, err := NewLoop(LoopConfig{Keys: testKeys(t, nil), Source: tree, Store: &memStore{}, Clock: clock})
+	loop, err := New(Config{Keys: testKeys(t, nil), Source: tree, Store: &memStore{}, Clock: clk})
 	if err != nil {
 		t.Fatal(err)
 	}
