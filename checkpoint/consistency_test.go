@@ -7,46 +7,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/transparency-dev/merkle/rfc6962"
-	"github.com/transparency-dev/merkle/testonly"
+	"github.com/agentlog/agentlog/checkpoint/checkpointtest"
 )
 
-// memTree is an in-memory Source over transparency-dev/merkle's reference
-// tree. (The real tree lives in package tree.)
-type memTree struct {
-	t *testonly.Tree
-}
-
-func newMemTree(prefix string, n int) *memTree {
-	m := &memTree{t: testonly.New(rfc6962.DefaultHasher)}
-	m.add(prefix, n)
-	return m
-}
-
-func (m *memTree) add(prefix string, n int) {
-	for i := range n {
-		m.t.AppendData(fmt.Appendf(nil, "%s-%d", prefix, m.t.Size()+uint64(i)))
-	}
-}
-
-func (m *memTree) Size() uint64 { return m.t.Size() }
-
-func (m *memTree) RootAt(size uint64) ([]byte, error) {
-	if size > m.t.Size() {
-		return nil, fmt.Errorf("tree has %d leaves, not %d", m.t.Size(), size)
-	}
-	return m.t.HashAt(size), nil
-}
-
-func (m *memTree) ConsistencyProof(old, size uint64) ([][]byte, error) {
-	if old == 0 || old > size || size > m.t.Size() {
-		return nil, fmt.Errorf("no consistency proof from %d to %d in a tree of %d", old, size, m.t.Size())
-	}
-	return m.t.ConsistencyProof(old, size)
-}
-
 // signedAt signs the tree's current head and opens it.
-func signedAt(t *testing.T, k *Keys, m *memTree) *Signed {
+func signedAt(t *testing.T, k *Keys, m *checkpointtest.MemTree) *Signed {
 	t.Helper()
 	root, err := m.RootAt(m.Size())
 	if err != nil {
@@ -66,33 +31,33 @@ func signedAt(t *testing.T, k *Keys, m *memTree) *Signed {
 func TestCheckConsistent(t *testing.T) {
 	k := testKeys(t, nil)
 	for _, sizes := range [][2]int{{0, 0}, {0, 5}, {1, 1}, {1, 2}, {3, 4}, {7, 8}, {8, 9}, {5, 300}, {256, 257}, {17, 17}} {
-		m := newMemTree("a", sizes[0])
+		m := checkpointtest.NewMemTree("a", sizes[0])
 		last := signedAt(t, k, m)
-		m.add("a", sizes[1]-sizes[0])
+		m.Add("a", sizes[1]-sizes[0])
 		root, _ := m.RootAt(m.Size())
 		if err := CheckConsistent(last, m.Size(), root, m); err != nil {
 			t.Errorf("growth %d -> %d: %v", sizes[0], sizes[1], err)
 		}
 	}
-	if err := CheckConsistent(nil, 3, testRoot("anything"), newMemTree("a", 0)); err != nil {
+	if err := CheckConsistent(nil, 3, testRoot("anything"), checkpointtest.NewMemTree("a", 0)); err != nil {
 		t.Errorf("nil last: %v", err)
 	}
 }
 
 func TestCheckConsistentRefuses(t *testing.T) {
 	k := testKeys(t, nil)
-	base := newMemTree("a", 10)
+	base := checkpointtest.NewMemTree("a", 10)
 	last := signedAt(t, k, base)
 
-	grown := newMemTree("a", 10)
-	grown.add("a", 5)
+	grown := checkpointtest.NewMemTree("a", 10)
+	grown.Add("a", 5)
 	grownRoot, _ := grown.RootAt(15)
-	forked := newMemTree("b", 15) // different leaves from the start
+	forked := checkpointtest.NewMemTree("b", 15) // different leaves from the start
 	forkedRoot, _ := forked.RootAt(15)
-	smaller := newMemTree("a", 6)
+	smaller := checkpointtest.NewMemTree("a", 6)
 	smallerRoot, _ := smaller.RootAt(6)
-	lateFork := newMemTree("a", 10) // same first 10 leaves...
-	lateFork.add("c", 5)            // ...then other ones
+	lateFork := checkpointtest.NewMemTree("a", 10) // same first 10 leaves...
+	lateFork.Add("c", 5)                           // ...then other ones
 	lateForkRoot, _ := lateFork.RootAt(15)
 
 	for _, tc := range []struct {
@@ -130,7 +95,7 @@ func TestCheckConsistentRefuses(t *testing.T) {
 	}
 
 	// An error of the prover is not evidence of inconsistency.
-	err := CheckConsistent(last, 15, grownRoot, newMemTree("a", 5))
+	err := CheckConsistent(last, 15, grownRoot, checkpointtest.NewMemTree("a", 5))
 	var ie *InconsistentError
 	if err == nil || errors.As(err, &ie) {
 		t.Errorf("prover failure: %v", err)

@@ -7,31 +7,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentlog/agentlog/checkpoint/checkpointtest"
 	"github.com/agentlog/agentlog/checkpoint/ntptest"
 )
 
-// fakeTime is a settable system clock for tests.
-type fakeTime struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (f *fakeTime) now() time.Time {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.t
-}
-
-func (f *fakeTime) advance(d time.Duration) {
-	f.mu.Lock()
-	f.t = f.t.Add(d)
-	f.mu.Unlock()
-}
-
 // newFakeClock returns a Clock whose system time is start until advanced.
-func newFakeClock(cfg Config, start time.Time) (*Clock, *fakeTime) {
-	ft := &fakeTime{t: start}
-	cfg.SystemTime = ft.now
+func newFakeClock(cfg Config, start time.Time) (*Clock, *checkpointtest.FakeTime) {
+	ft := checkpointtest.NewFakeTime(start)
+	cfg.SystemTime = ft.Now
 	return New(cfg), ft
 }
 
@@ -198,22 +181,22 @@ func TestClockNeverBackwards(t *testing.T) {
 func TestClockHoldsThenCatchesUp(t *testing.T) {
 	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	c, ft := newFakeClock(Config{}, start)
-	ft.advance(time.Second)
+	ft.Advance(time.Second)
 	if got := c.Now(); !got.Equal(start.Add(time.Second)) {
 		t.Fatalf("Now = %v, want start+1s", got)
 	}
 	// A correction of -10s at start+1s.
-	c.anchor.Store(&anchor{sys: ft.now(), true: ft.now().Add(-10 * time.Second)})
-	ft.advance(5 * time.Second)
+	c.anchor.Store(&anchor{sys: ft.Now(), true: ft.Now().Add(-10 * time.Second)})
+	ft.Advance(5 * time.Second)
 	if got := c.Now(); !got.Equal(start.Add(time.Second)) {
 		t.Errorf("during the hold Now = %v, want it held at start+1s", got)
 	}
-	ft.advance(10 * time.Second) // the corrected timeline is now at start+6s
+	ft.Advance(10 * time.Second) // the corrected timeline is now at start+6s
 	if got := c.Now(); !got.Equal(start.Add(6 * time.Second)) {
 		t.Errorf("after catching up Now = %v, want start+6s", got)
 	}
 	// A forward correction steps at once.
-	c.anchor.Store(&anchor{sys: ft.now(), true: ft.now().Add(time.Minute)})
+	c.anchor.Store(&anchor{sys: ft.Now(), true: ft.Now().Add(time.Minute)})
 	if got := c.Now(); !got.Equal(start.Add(16*time.Second + time.Minute)) {
 		t.Errorf("after a forward step Now = %v", got)
 	}
@@ -222,15 +205,15 @@ func TestClockHoldsThenCatchesUp(t *testing.T) {
 func TestClockStaleIsNotSynced(t *testing.T) {
 	_, addrs := startServers(t, 0)
 	c := New(Config{Servers: addrs, Timeout: 5 * time.Second, SyncInterval: time.Minute})
-	ft := &fakeTime{t: time.Now()}
-	c.sys = ft.now
+	ft := checkpointtest.NewFakeTime(time.Now())
+	c.sys = ft.Now
 	if err := c.Sync(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if !c.Status().Synced {
 		t.Fatal("not synced after a sync")
 	}
-	ft.advance(5 * time.Minute) // more than MaxAge = 4 × SyncInterval
+	ft.Advance(5 * time.Minute) // more than MaxAge = 4 × SyncInterval
 	if st := c.Status(); st.Synced {
 		t.Errorf("still synced 5 minutes after the last sync: %+v", st)
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/agentlog/agentlog/checkpoint"
+	"github.com/agentlog/agentlog/checkpoint/checkpointtest"
 	"github.com/agentlog/agentlog/checkpoint/clock"
 	"github.com/agentlog/agentlog/checkpoint/ntptest"
 )
@@ -44,19 +45,19 @@ func (s *memStore) Save(raw []byte) error {
 
 type loopFixture struct {
 	keys   *checkpoint.Keys
-	tree   *memTree
+	tree   *checkpointtest.MemTree
 	store  *memStore
 	clock  *clock.Clock
-	ft     *fakeTime
+	ft     *checkpointtest.FakeTime
 	events []string
 	pubs   []*checkpoint.Signed
 }
 
 func newLoopFixture(t *testing.T, leaves int) *loopFixture {
-	f := &loopFixture{keys: testKeys(t, nil), tree: newMemTree("a", leaves)}
+	f := &loopFixture{keys: testKeys(t, nil), tree: checkpointtest.NewMemTree("a", leaves)}
 	f.store = &memStore{events: &f.events}
-	f.ft = &fakeTime{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-	f.clock = clock.New(clock.Config{SystemTime: f.ft.now})
+	f.ft = checkpointtest.NewFakeTime(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	f.clock = clock.New(clock.Config{SystemTime: f.ft.Now})
 	return f
 }
 
@@ -89,12 +90,12 @@ func TestLoopSignsOnGrowthAndRefresh(t *testing.T) {
 		t.Fatalf("first SignNow: %+v, %d saves", s, f.store.saves)
 	}
 	// Unchanged: nothing signed.
-	f.ft.advance(time.Second)
+	f.ft.Advance(time.Second)
 	if s2, err := l.SignNow(); err != nil || s2 != s || f.store.saves != 1 {
 		t.Fatalf("unchanged tree re-signed: %v, %d saves", err, f.store.saves)
 	}
 	// Growth: signed.
-	f.tree.add("a", 3)
+	f.tree.Add("a", 3)
 	s, err = l.SignNow()
 	if err != nil || s.Size != 3 || f.store.saves != 2 {
 		t.Fatalf("after growth: %+v, %v, %d saves", s, err, f.store.saves)
@@ -103,11 +104,11 @@ func TestLoopSignsOnGrowthAndRefresh(t *testing.T) {
 		t.Errorf("checkpoint time %v, want the clock's", s.Time)
 	}
 	// Unchanged until Refresh.
-	f.ft.advance(59 * time.Second)
+	f.ft.Advance(59 * time.Second)
 	if _, err := l.SignNow(); err != nil || f.store.saves != 2 {
 		t.Fatalf("re-signed before Refresh: %v, %d saves", err, f.store.saves)
 	}
-	f.ft.advance(time.Second)
+	f.ft.Advance(time.Second)
 	s, err = l.SignNow()
 	if err != nil || s.Size != 3 || f.store.saves != 3 {
 		t.Fatalf("not re-signed at Refresh: %v, %d saves", err, f.store.saves)
@@ -152,9 +153,9 @@ func TestLoopRestart(t *testing.T) {
 	}
 	// A later checkpoint is never dated before the previous one, even if the
 	// clock is behind it.
-	f.tree.add("a", 1)
-	f.ft = &fakeTime{t: first.Time.Add(-time.Hour)}
-	f.clock = clock.New(clock.Config{SystemTime: f.ft.now})
+	f.tree.Add("a", 1)
+	f.ft = checkpointtest.NewFakeTime(first.Time.Add(-time.Hour))
+	f.clock = clock.New(clock.Config{SystemTime: f.ft.Now})
 	l3, err := New(f.config())
 	if err != nil {
 		t.Fatal(err)
@@ -174,7 +175,7 @@ func TestNewLoopRefusesRestoredOldTree(t *testing.T) {
 	if _, err := l.SignNow(); err != nil {
 		t.Fatal(err)
 	}
-	f.tree = newMemTree("a", 12) // an old copy of the data directory
+	f.tree = checkpointtest.NewMemTree("a", 12) // an old copy of the data directory
 	_, err = New(f.config())
 	var ie *checkpoint.InconsistentError
 	if !errors.As(err, &ie) {
@@ -185,7 +186,7 @@ func TestNewLoopRefusesRestoredOldTree(t *testing.T) {
 	}
 
 	// A fork of the same size is refused as well.
-	f.tree = newMemTree("b", 20)
+	f.tree = checkpointtest.NewMemTree("b", 20)
 	if _, err := New(f.config()); !errors.As(err, &ie) {
 		t.Fatalf("New with a forked tree: %v", err)
 	}
@@ -209,7 +210,7 @@ func TestLoopRefusesFork(t *testing.T) {
 	if _, err := l.SignNow(); err != nil {
 		t.Fatal(err)
 	}
-	f.tree.t = newMemTree("b", 8).t // the tree is swapped under the loop
+	*f.tree = *checkpointtest.NewMemTree("b", 8) // the tree is swapped under the loop
 	_, err = l.SignNow()
 	var ie *checkpoint.InconsistentError
 	if !errors.As(err, &ie) {

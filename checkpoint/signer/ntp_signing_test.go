@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentlog/agentlog/checkpoint/checkpointtest"
 	"github.com/agentlog/agentlog/checkpoint/clock"
 )
 
@@ -32,13 +33,13 @@ func TestSigningDoesNotWaitForNTP(t *testing.T) {
 	go func() { synced <- clk.Sync(ctx) }()
 	<-asked // the sync is now waiting for an answer that will not come
 
-	tree := newMemTree("a", 3)
+	tree := checkpointtest.NewMemTree("a", 3)
 	loop, err := New(Config{Keys: testKeys(t, nil), Source: tree, Store: &memStore{}, Clock: clk})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, size := range []int{3, 5} {
-		tree.add("b", size-int(tree.Size()))
+		tree.Add("b", size-int(tree.Size()))
 		s, err := loop.SignNow()
 		if err != nil || s.Size != uint64(size) {
 			t.Fatalf("SignNow during a stuck sync: %v, %+v", err, s)
