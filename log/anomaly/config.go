@@ -84,10 +84,10 @@ type RateSpike struct {
 	WarmupMinutes int     `json:"warmup_minutes,omitempty"` // default 30
 }
 
-// DeniedBurst flags more than Max refused requests (denied entries, with
-// the denials the log's rate limit suppressed) from one agent, or from one
-// address when no agent was proven, in a window of WindowSeconds aligned to
-// the clock; one alert per window.
+// DeniedBurst flags more than Max refused requests (an agent's denied
+// entries, and the counts of denied.summary entries) from one agent, or
+// from one address when no identity was proven, in a window of
+// WindowSeconds aligned to the clock; one alert per window.
 type DeniedBurst struct {
 	Max           int `json:"max"`                      // default 20
 	WindowSeconds int `json:"window_seconds,omitempty"` // default 60

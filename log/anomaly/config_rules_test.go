@@ -161,16 +161,19 @@ func TestSequenceGap(t *testing.T) {
 	}
 }
 
-// deny appends a denied entry of agent (or, with agent empty, of address).
-func (f *fixture) deny(t *testing.T, at time.Time, agent, remote string, suppressed int) uint64 {
+// deny appends a denied entry of agent; with agent empty, a
+// denied.summary entry counting n denials of address remote.
+func (f *fixture) deny(t *testing.T, at time.Time, agent, remote string, n int) uint64 {
 	t.Helper()
 	f.setNow(at)
-	a := map[string]any{"reason": "forged", "status": 401, "remote": remote}
-	if suppressed > 0 {
-		a["suppressed"] = suppressed
+	a := map[string]any{"reason": "role not allowed", "status": 403, "remote": remote}
+	action := "append"
+	if agent == "" {
+		action = "denied.summary"
+		a = map[string]any{"total": n, "groups": []map[string]any{{"remote": remote, "reason": "unknown credential", "route": "append", "count": n}}}
 	}
 	b, _ := json.Marshal(a)
-	res, err := f.l.Append(context.Background(), alog.Principal{Agent: agent}, alog.KindDenied, []alog.Record{{Action: "append", Outcome: "denied", Attributes: b}})
+	res, err := f.l.Append(context.Background(), alog.Principal{Agent: agent}, alog.KindDenied, []alog.Record{{Action: action, Outcome: "denied", Attributes: b}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,8 +181,9 @@ func (f *fixture) deny(t *testing.T, at time.Time, agent, remote string, suppres
 }
 
 // TestDeniedBurst: more than max refusals of one agent, or one address
-// when no agent was proven, in a window raise one denied_burst; others in
-// the window do not, a new window counts again, suppressed denials count.
+// when no agent was proven (counted in denied.summary entries), in a window
+// raise one denied_burst; others in the window do not, a new window counts
+// again.
 func TestDeniedBurst(t *testing.T) {
 	for _, on := range []bool{true, false} {
 		t.Run(fmt.Sprintf("denied_burst=%v", on), func(t *testing.T) {
@@ -199,11 +203,11 @@ func TestDeniedBurst(t *testing.T) {
 			for k := range 3 {
 				f.deny(t, at.Add(time.Duration(k)*time.Second), "bot", "127.0.0.1", 0)
 			}
-			f.deny(t, at.Add(5*time.Second), "", "127.0.0.2", 0) // another key
+			f.deny(t, at.Add(5*time.Second), "", "127.0.0.2", 1) // another key
 			exp(f.deny(t, at.Add(6*time.Second), "bot", "127.0.0.1", 0))
 			f.deny(t, at.Add(7*time.Second), "bot", "127.0.0.1", 0) // same window: once
-			// A new window; one entry standing for 9 (8 suppressed).
-			exp(f.deny(t, at.Add(time.Minute), "", "127.0.0.2", 8))
+			// A new window; a summary counting 9 denials of an address.
+			exp(f.deny(t, at.Add(time.Minute), "", "127.0.0.2", 9))
 			if _, err := w.examine(context.Background(), w.next, f.l.Size()); err != nil {
 				t.Fatal(err)
 			}

@@ -11,6 +11,7 @@ import (
 	"math"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -680,7 +681,9 @@ func (w *Watcher) sequence(ctx context.Context, i uint64, f *agentlog.Leaf) (str
 	return "", nil
 }
 
-// deniedEvent counts a denied entry for denied_burst.
+// deniedEvent counts a denied entry for denied_burst: one denial of its
+// agent (or, when it proves none, of its address), or for a
+// "denied.summary" entry, the counts of each of its groups.
 func (w *Watcher) deniedEvent(i uint64, leaf []byte, alerts *[]alert) error {
 	if w.o.Config.Rules.DeniedBurst == nil {
 		return nil
@@ -690,17 +693,38 @@ func (w *Watcher) deniedEvent(i uint64, leaf []byte, alerts *[]alert) error {
 		return fmt.Errorf("entry %d: %w", i, err)
 	}
 	var a struct {
-		Remote     string `json:"remote"`
-		Suppressed int    `json:"suppressed"`
+		Remote string `json:"remote"`
+		Groups []struct {
+			Remote   string `json:"remote"`
+			Identity string `json:"identity"`
+			Count    int    `json:"count"`
+		} `json:"groups"`
 	}
 	if len(l.Attributes) > 0 {
 		if err := json.Unmarshal(l.Attributes, &a); err != nil {
 			return fmt.Errorf("entry %d: %w", i, err)
 		}
 	}
-	key, who := "a/"+l.Agent, "agent "+l.Agent
-	if l.Agent == "" {
-		key, who = "r/"+a.Remote, "address "+a.Remote
+	if l.Action != "denied.summary" {
+		w.countDenied(i, l, l.Agent, a.Remote, 1, alerts)
+		return nil
+	}
+	for _, g := range a.Groups {
+		agent, _ := strings.CutPrefix(g.Identity, "agent:")
+		if !strings.HasPrefix(g.Identity, "agent:") {
+			agent = ""
+		}
+		w.countDenied(i, l, agent, g.Remote, max(g.Count, 0), alerts)
+	}
+	return nil
+}
+
+// countDenied adds n denials of agent (or of address remote when agent is
+// empty) at the time of entry i.
+func (w *Watcher) countDenied(i uint64, l *agentlog.Leaf, agent, remote string, n int, alerts *[]alert) {
+	key, who := "a/"+agent, "agent "+agent
+	if agent == "" {
+		key, who = "r/"+remote, "address "+remote
 	}
 	per := time.Duration(w.burst.WindowSeconds) * time.Second
 	win := w.denied[key]
@@ -711,15 +735,17 @@ func (w *Watcher) deniedEvent(i uint64, leaf []byte, alerts *[]alert) error {
 		win = &window{start: l.Time.Truncate(per)}
 		w.denied[key] = win
 	}
-	win.n += 1 + max(a.Suppressed, 0)
+	win.n += n
 	if win.n > w.burst.Max && !win.fired {
 		win.fired = true
-		attrs, _ := json.Marshal(map[string]any{"rule": "denied_burst", "entry": i, "remote": a.Remote,
+		attrs, _ := json.Marshal(map[string]any{"rule": "denied_burst", "entry": i, "remote": remote,
 			"detail": fmt.Sprintf("%s was refused %d times in the %v from %s, more than %d", who, win.n, per, win.start.UTC().Format(time.RFC3339), w.burst.Max)})
-		f := &agentlog.Leaf{Time: l.Time, Agent: l.Agent, Session: l.Session, Task: l.Task}
+		f := &agentlog.Leaf{Time: l.Time, Agent: agent}
+		if agent == l.Agent {
+			f.Session, f.Task = l.Session, l.Task
+		}
 		*alerts = append(*alerts, alert{rule: "denied_burst", index: i, f: f, rec: alog.Record{Action: "alert.denied_burst", Outcome: "denied", Attributes: attrs}})
 	}
-	return nil
 }
 
 func orNone(s string) string {

@@ -328,8 +328,8 @@ func TestChangeLifecycle(t *testing.T) {
 		t.Fatalf("session under a superseded configuration with enforce: %d %s, want 403", code, b)
 	}
 	ls = e.leaves(t, before)
-	if len(ls) != 1 || ls[0].Kind != alog.KindDenied {
-		t.Fatalf("a refused session wrote %+v", ls)
+	if len(ls) != 1 || ls[0].Kind != alog.KindDenied || ls[0].Agent != "bot-1" || ls[0].Config != d2 {
+		t.Fatalf("a refused session wrote %+v, want one denied entry naming the agent and the configuration", ls)
 	}
 	if code, _, b := do(t, "POST", e.hs.URL+"/v1/sessions", "", string(client.SignSessionRequestConfig("bot-1", "task-y", d1, 0, e.clock.now(), key))); code != 200 {
 		t.Fatalf("session under the approved configuration: %d %s", code, b)

@@ -227,7 +227,7 @@ func (s *Server) postSession(w http.ResponseWriter, r *http.Request) error {
 	switch {
 	case errors.Is(err, identity.ErrNotApproved), errors.Is(err, identity.ErrConfigRefused):
 		// The request's signature verified: it is the agent's own.
-		s.recordDenied(r, "session.open", alog.Principal{Agent: req.Agent}, err)
+		s.recordDenied(r, "session.open", alog.Principal{Agent: req.Agent, Config: req.Config}, err)
 	case errors.Is(err, identity.ErrDenied):
 		s.recordDenied(r, "session.open", alog.Principal{}, err)
 	}
