@@ -2,7 +2,7 @@
 GO ?= go
 PKGS := ./...
 
-.PHONY: build test interop bench lint fuzz clean faults soak
+.PHONY: build test interop bench lint fuzz clean faults soak ocsf-schema
 
 # -buildvcs=true records the commit for "agentlog --version", whatever GOFLAGS says.
 build:
@@ -38,6 +38,14 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 $(PKGS)
+
+# Regenerates the OCSF JSON Schemas log/ocsf tests against from a clone of
+# github.com/ocsf/ocsf-schema (make ocsf-schema OCSF=/path/to/clone) and
+# fails if they differ from the committed ones (docs/siem.md).
+ocsf-schema:
+	@test -n "$(OCSF)" || { echo "usage: make ocsf-schema OCSF=/path/to/ocsf-schema-clone"; exit 1; }
+	$(GO) run ./internal/ocsfgen -git $(OCSF) -out log/ocsf/testdata/schema
+	git diff --exit-code -- log/ocsf/testdata/schema
 
 clean:
 	rm -rf bin
