@@ -408,14 +408,11 @@ func (s *Server) postEntries(w http.ResponseWriter, r *http.Request) error {
 	if err := s.checkSignatures(p, recs); err != nil {
 		return err
 	}
-	appendRecs := func(extra alog.Extra) ([]alog.Appended, error) {
-		return s.cfg.Log.AppendWith(r.Context(), p, alog.KindAction, recs, extra)
-	}
 	var res []alog.Appended
 	if key := r.Header.Get("Idempotency-Key"); key != "" && s.cfg.Identity != nil {
-		res, err = s.cfg.Identity.Idempotent(r.Context(), p, key, body, appendRecs)
+		res, err = s.cfg.Identity.AppendIdempotent(r.Context(), p, key, body, alog.KindAction, recs)
 	} else {
-		res, err = appendRecs(nil)
+		res, err = s.cfg.Log.Append(r.Context(), p, alog.KindAction, recs)
 	}
 	if err != nil {
 		return err

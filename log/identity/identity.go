@@ -941,15 +941,23 @@ type idemEntry struct {
 // MaxIdempotencyKey is the longest idempotency key accepted, in bytes.
 const MaxIdempotencyKey = 128
 
-// Idempotent runs append at most once per (session, key): a request that
-// repeats a key gets the first request's result; one that repeats it while
-// the first is still running waits for it. A key reused with a different
-// body is a conflict. A failed attempt does not use the key up. Keys are
-// remembered for Config.IdempotencyTTL (and at most an hour past the
-// session's expiry). append must pass the given alog.Extra to
-// Log.AppendWith: the result is then stored in the same transaction as the
-// entries, so a retry after a crash finds it whenever the entries exist.
-func (s *Store) Idempotent(ctx context.Context, p alog.Principal, key string, body []byte, append func(alog.Extra) ([]alog.Appended, error)) ([]alog.Appended, error) {
+// AppendIdempotent appends recs as kind for p, at most once per (session,
+// key): a request that repeats a key gets the first request's result; one
+// that repeats it while the first is still running waits for it. A key
+// reused with a different body is a conflict. A failed attempt does not
+// use the key up. Keys are remembered for Config.IdempotencyTTL (and at
+// most an hour past the session's expiry). The result is stored in the
+// same transaction as the entries, so a retry after a crash finds it
+// whenever the entries exist.
+func (s *Store) AppendIdempotent(ctx context.Context, p alog.Principal, key string, body []byte, kind string, recs []alog.Record) ([]alog.Appended, error) {
+	return s.idempotent(ctx, p, key, body, func(x alog.Extra) ([]alog.Appended, error) {
+		return s.log.AppendWith(ctx, p, kind, recs, x)
+	})
+}
+
+// idempotent is AppendIdempotent with the append as a function (a seam
+// for the tests): append must pass the given alog.Extra to AppendWith.
+func (s *Store) idempotent(ctx context.Context, p alog.Principal, key string, body []byte, append func(alog.Extra) ([]alog.Appended, error)) ([]alog.Appended, error) {
 	if err := validText("Idempotency-Key", key, MaxIdempotencyKey, true); err != nil {
 		return nil, err
 	}

@@ -81,7 +81,7 @@ func TestPersistence(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := s.Idempotent(context.Background(), p, "k", []byte("body"), func(x alog.Extra) ([]alog.Appended, error) {
+	res, err := s.idempotent(context.Background(), p, "k", []byte("body"), func(x alog.Extra) ([]alog.Appended, error) {
 		return l.AppendWith(context.Background(), p, alog.KindAction, []alog.Record{{Action: "a"}}, x)
 	})
 	if err != nil {
@@ -102,7 +102,7 @@ func TestPersistence(t *testing.T) {
 	if _, err := open(s, req); !errors.Is(err, ErrDenied) || err.(*DeniedError).Reason != ReasonReplayed {
 		t.Fatalf("replay after reopen: %v", err)
 	}
-	res2, err := s.Idempotent(context.Background(), p, "k", []byte("body"), func(alog.Extra) ([]alog.Appended, error) {
+	res2, err := s.idempotent(context.Background(), p, "k", []byte("body"), func(alog.Extra) ([]alog.Appended, error) {
 		t.Fatal("idempotent append ran twice across a restart")
 		return nil, nil
 	})
@@ -162,7 +162,7 @@ func TestIdempotentConcurrent(t *testing.T) {
 	results := make([][]alog.Appended, 8)
 	for i := range results {
 		wg.Go(func() {
-			r, err := s.Idempotent(context.Background(), p, "key", []byte("b"), func(x alog.Extra) ([]alog.Appended, error) {
+			r, err := s.idempotent(context.Background(), p, "key", []byte("b"), func(x alog.Extra) ([]alog.Appended, error) {
 				runs.Add(1)
 				<-release
 				return l.AppendWith(context.Background(), p, alog.KindAction, []alog.Record{{Action: "a"}}, x)
@@ -184,11 +184,11 @@ func TestIdempotentConcurrent(t *testing.T) {
 		}
 	}
 	// A failed attempt does not use the key up.
-	_, err := s.Idempotent(context.Background(), p, "k2", []byte("b"), func(alog.Extra) ([]alog.Appended, error) { return nil, alog.ErrPushback })
+	_, err := s.idempotent(context.Background(), p, "k2", []byte("b"), func(alog.Extra) ([]alog.Appended, error) { return nil, alog.ErrPushback })
 	if !errors.Is(err, alog.ErrPushback) {
 		t.Fatal(err)
 	}
-	r, err := s.Idempotent(context.Background(), p, "k2", []byte("b"), func(x alog.Extra) ([]alog.Appended, error) {
+	r, err := s.idempotent(context.Background(), p, "k2", []byte("b"), func(x alog.Extra) ([]alog.Appended, error) {
 		return l.AppendWith(context.Background(), p, alog.KindAction, []alog.Record{{Action: "a"}}, x)
 	})
 	if err != nil || len(r) != 1 {
