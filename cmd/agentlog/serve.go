@@ -33,6 +33,7 @@ import (
 	"github.com/agentlog/agentlog/log/anomaly"
 	"github.com/agentlog/agentlog/log/api"
 	"github.com/agentlog/agentlog/log/change"
+	"github.com/agentlog/agentlog/log/console"
 	"github.com/agentlog/agentlog/log/identity"
 	"github.com/agentlog/agentlog/witness"
 )
@@ -308,7 +309,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	}()
 
 	hs := &http.Server{
-		Handler:           srv,
+		Handler:           console.Handler(srv),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
 		WriteTimeout:      120 * time.Second,

@@ -1,0 +1,74 @@
+// Package console serves the auditor's console: a browser application,
+// embedded in the binary, that reads the log through the ordinary HTTP API
+// (docs/api.md) and verifies what it shows with the browser's own WebCrypto:
+// the checkpoint's Ed25519 note signature (c2sp.org/signed-note,
+// c2sp.org/tlog-checkpoint) with the log key the auditor pinned, the
+// timestamp cosignature (c2sp.org/tlog-cosignature), RFC 6962 inclusion
+// proofs and consistency proofs between the checkpoints this browser has
+// seen. The server adds no verdict of its own: it serves static files.
+//
+// The assets are plain ES modules with no build step. Every answer carries a
+// strict Content-Security-Policy (scripts, styles and connections only from
+// this origin, no inline script, no framing), so a page of the console
+// cannot load anything from a third party. docs/console.md is the manual.
+package console
+
+import (
+	"embed"
+	"io/fs"
+	"net/http"
+	"strings"
+)
+
+//go:embed assets
+var assets embed.FS
+
+// Prefix is where the console is mounted.
+const Prefix = "/console/"
+
+// CSP is the Content-Security-Policy of every console answer.
+const CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
+	"connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+
+// Assets returns the console's files (index.html, the ES modules, the
+// style sheet), for tests and tools that need them without a server.
+func Assets() fs.FS {
+	sub, err := fs.Sub(assets, "assets")
+	if err != nil {
+		panic(err) // the embedded tree always has assets/
+	}
+	return sub
+}
+
+// Handler serves the console under [Prefix]. Every other path is passed to
+// next (the log's API), so Handler(api) is the whole server.
+func Handler(next http.Handler) http.Handler {
+	files := http.StripPrefix(Prefix, http.FileServerFS(Assets()))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL.Path == strings.TrimSuffix(Prefix, "/"):
+			http.Redirect(w, r, Prefix, http.StatusMovedPermanently)
+			return
+		case !strings.HasPrefix(r.URL.Path, Prefix):
+			next.ServeHTTP(w, r)
+			return
+		case r.Method != http.MethodGet && r.Method != http.MethodHead:
+			w.Header().Set("Allow", "GET, HEAD")
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusMethodNotAllowed)
+			w.Write([]byte(`{"error": "the console only serves GET and HEAD"}` + "\n"))
+			return
+		}
+		h := w.Header()
+		h.Set("Content-Security-Policy", CSP)
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Referrer-Policy", "no-referrer")
+		h.Set("Cross-Origin-Opener-Policy", "same-origin")
+		h.Set("Cross-Origin-Resource-Policy", "same-origin")
+		h.Set("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
+		// The files change with the binary; revalidate on every load so
+		// an upgraded server never runs with an old module.
+		h.Set("Cache-Control", "no-cache")
+		files.ServeHTTP(w, r)
+	})
+}
