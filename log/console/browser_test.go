@@ -255,3 +255,49 @@ func goHash(h string) chromedp.Action[chromedp.Void] {
 		return err
 	})
 }
+
+// TestConsoleStreamsLargeSearch runs a search with 100,000 matches: the
+// first rows are on the page before the answer has ended, and the page
+// shows a bounded number of rows while counting every match.
+func TestConsoleStreamsLargeSearch(t *testing.T) {
+	s := newStack(t)
+	p := s.agent("bulk-bot", "bulk")
+	const n = 100000
+	recs := make([]alog.Record, alog.MaxEntriesPerRequest)
+	for i := range recs {
+		recs[i] = alog.Record{Action: "db.query", Tool: "sql", Resource: "customers/" + strconv.Itoa(i)}
+	}
+	for range n / len(recs) {
+		s.act(p, time.Date(2026, 11, 28, 3, 0, 0, 0, time.UTC), recs...)
+	}
+	s.sign()
+	ctx := browser(t)
+	s.signIn(t, ctx, auditorTok)
+	do(t, ctx,
+		chromedp.WaitVisible(chromedp.ID("cp-verified")),
+		goHash("#/search?agent=bulk-bot&kind=action&limit=100000"),
+		chromedp.Poll[chromedp.Void](`(() => { const m = window.agentlogConsole.search; return m && m.ended !== null; })()`, chromedp.WithPollingTimeout(50*time.Second)),
+	)
+	type metrics struct {
+		Started  float64  `json:"started"`
+		FirstRow *float64 `json:"firstRow"`
+		Ended    float64  `json:"ended"`
+		Matches  int      `json:"matches"`
+	}
+	m := eval[metrics](t, ctx, `window.agentlogConsole.search`)
+	if m.Matches != n {
+		t.Fatalf("the page counted %d matches, want %d", m.Matches, n)
+	}
+	if m.FirstRow == nil || *m.FirstRow >= m.Ended {
+		t.Fatalf("the first rows rendered at %v ms, the answer ended at %.0f ms: not streamed", m.FirstRow, m.Ended)
+	}
+	t.Logf("first rows after %.0f ms, answer ended after %.0f ms", *m.FirstRow-m.Started, m.Ended-m.Started)
+	do(t, ctx, chromedp.Poll[chromedp.Void](`document.querySelectorAll("#results-rows tr").length === 5000`))
+	if st := text(t, ctx, "#search-status"); !hasAll(st, "Showing the first 5000 rows", "100000 matches") {
+		t.Errorf("status %q", st)
+	}
+	do(t, ctx,
+		chromedp.Click(chromedp.ID("show-more")),
+		chromedp.Poll[chromedp.Void](`document.querySelectorAll("#results-rows tr").length === 10000`),
+	)
+}

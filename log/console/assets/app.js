@@ -239,15 +239,17 @@ async function streamQuery(params, onMatch, signal) {
   for (;;) {
     const { done, value } = await reader.read();
     if (value) buf += dec.decode(value, { stream: true });
+    let start = 0;
     let nl;
-    while ((nl = buf.indexOf("\n")) >= 0) {
-      const line = buf.slice(0, nl);
-      buf = buf.slice(nl + 1);
+    while ((nl = buf.indexOf("\n", start)) >= 0) {
+      const line = buf.slice(start, nl);
+      start = nl + 1;
       if (!line) continue;
       const o = JSON.parse(line);
       if (o.summary) summary = o.summary;
       else onMatch(o);
     }
+    buf = buf.slice(start);
     if (done) break;
   }
   if (!summary) throw new Error("the query answer ended without its summary line");
@@ -450,25 +452,23 @@ function resultTable(id) {
   return { table, tbody };
 }
 
-// renderStream appends rows in batches, one batch per animation frame, so
-// the page stays responsive however many matches arrive.
-function rowRenderer(tbody, onFirst) {
-  let pending = [];
+// rowRenderer appends rows in batches, one batch per animation frame, so
+// the page stays responsive however fast matches arrive. It shows at most
+// `page` rows until more are asked for; the rest wait in memory.
+function rowRenderer(tbody, onFirst, page = 5000) {
+  const all = [];
+  let shown = 0;
+  let limit = page;
   let scheduled = false;
-  let first = true;
-  let rendered = 0;
   const flush = () => {
     scheduled = false;
+    const end = Math.min(all.length, limit, shown + 1000);
     const frag = document.createDocumentFragment();
-    const batch = pending.splice(0, 2000);
-    for (const m of batch) frag.append(resultRow(m));
+    for (let i = shown; i < end; i++) frag.append(resultRow(all[i]));
     tbody.append(frag);
-    rendered += batch.length;
-    if (first && batch.length) {
-      first = false;
-      onFirst && onFirst();
-    }
-    if (pending.length) schedule();
+    if (shown === 0 && end > 0 && onFirst) onFirst();
+    shown = end;
+    if (shown < Math.min(all.length, limit)) schedule();
   };
   const schedule = () => {
     if (!scheduled) {
@@ -478,14 +478,18 @@ function rowRenderer(tbody, onFirst) {
   };
   return {
     add(m) {
-      pending.push(m);
+      all.push(m);
+      if (all.length <= limit) schedule();
+    },
+    more() {
+      limit += page;
       schedule();
     },
-    get rendered() {
-      return rendered;
+    get total() {
+      return all.length;
     },
-    get pending() {
-      return pending.length;
+    get limit() {
+      return limit;
     },
   };
 }
@@ -510,7 +514,13 @@ views.search = async (params) => {
   searchAbort = new AbortController();
   const metrics = { started: performance.now(), firstRow: null, ended: null, matches: 0 };
   window.agentlogConsole.search = metrics;
+  const showMore = h("button", { type: "button", id: "show-more", hidden: true }, "Show more rows");
   const r = rowRenderer(tbody, () => (metrics.firstRow = performance.now()));
+  showMore.addEventListener("click", () => {
+    r.more();
+    showMore.hidden = r.total <= r.limit;
+  });
+  more.append(showMore);
   exp.replaceChildren(
     h("span", { class: "muted" }, "Export the same query as evidence that verifies offline: "),
     h("code", { id: "export-command" }, exportCommand(params)),
@@ -522,15 +532,20 @@ views.search = async (params) => {
     const s = await streamQuery(p, (m) => {
       metrics.matches++;
       r.add(m);
-      if (metrics.matches % 5000 === 0) status.textContent = `${metrics.matches} matches so far…`;
+      if (metrics.matches % 5000 === 0) {
+        status.textContent = `${metrics.matches} matches so far…`;
+        showMore.hidden = r.total <= r.limit;
+      }
     }, searchAbort.signal);
     metrics.ended = performance.now();
     metrics.summary = s;
-    status.textContent = `${s.matches} matches in index range [${s.start}, ${s.end}) of tree size ${s.tree_size}; examined up to ${s.next}.` + (s.cursor ? " More matches may follow." : " The range is complete.");
+    showMore.hidden = r.total <= r.limit;
+    status.textContent = (r.total > r.limit ? `Showing the first ${r.limit} rows. ` : "") + `${s.matches} matches in index range [${s.start}, ${s.end}) of tree size ${s.tree_size}; examined up to ${s.next}.` + (s.cursor ? " More matches may follow." : " The range is complete.");
+    more.replaceChildren(showMore);
     if (s.cursor) {
       const next = new URLSearchParams(params);
       next.set("cursor", s.cursor);
-      more.replaceChildren(h("a", { href: "#/search?" + next.toString(), id: "next-page" }, "Next page →"));
+      more.append(h("a", { href: "#/search?" + next.toString(), id: "next-page" }, "Next page →"));
     }
   } catch (e) {
     if (e.name !== "AbortError") status.replaceChildren(errorBox(e));
