@@ -13,6 +13,7 @@ import (
 
 	"github.com/agentlog/agentlog/client"
 	"github.com/agentlog/agentlog/client/evidence"
+	"github.com/agentlog/agentlog/client/report"
 	"github.com/agentlog/agentlog/witness/policy"
 )
 
@@ -68,22 +69,8 @@ func runEvidenceExport(args []string, stdout, stderr io.Writer) error {
 	q := qf.params()
 	var opts evidence.ExportOptions
 	if *logKey != "" {
-		b, err := os.ReadFile(*logKey)
-		if err != nil {
-			return fmt.Errorf("reading the log key: %w", err)
-		}
-		opts.LogVKey = string(b)
-		tk := *timeKey
-		if tk == "" {
-			if p := filepath.Join(filepath.Dir(*logKey), "time.pub"); fileExists(p) {
-				tk = p
-			}
-		}
-		if tk != "" {
-			if b, err = os.ReadFile(tk); err != nil {
-				return fmt.Errorf("reading the time key: %w", err)
-			}
-			opts.TimeVKey = string(b)
+		if opts.LogVKey, opts.TimeVKey, err = readKeys(*logKey, *timeKey); err != nil {
+			return err
 		}
 	} else if *timeKey != "" {
 		return usagef("--time-key needs --log-key")
@@ -159,7 +146,14 @@ func runEvidenceVerify(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
-	ev, err := evidence.Verify(dir, string(lk), pol)
+	// A report directory (agentlog report) holds its period's export in
+	// evidence/; the report is then recomputed from the verified export.
+	isReport := fileExists(filepath.Join(dir, report.JSONFile)) && dirExists(filepath.Join(dir, report.EvidenceDir))
+	evDir := dir
+	if isReport {
+		evDir = filepath.Join(dir, report.EvidenceDir)
+	}
+	ev, err := evidence.Verify(evDir, string(lk), pol)
 	if err != nil {
 		if errors.Is(err, evidence.ErrInvalid) {
 			return fmt.Errorf("FAILED: %s: %w", dir, err)
@@ -187,6 +181,12 @@ func runEvidenceVerify(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stdout, "completeness: not proven (the query has no time range)")
 	}
 	fmt.Fprintln(stdout, "all files match manifest.json")
+	if isReport {
+		if err := report.Check(dir, ev); err != nil {
+			return fmt.Errorf("FAILED: %s: %w", dir, err)
+		}
+		fmt.Fprintf(stdout, "report OK: %s and %s are exactly what the evidence gives\n", report.JSONFile, report.HTMLFile)
+	}
 	return nil
 }
 

@@ -67,6 +67,7 @@ var verbs = map[string]func(args []string, stdout, stderr io.Writer) error{
 	"gateway":  runGateway,
 	"change":   runChange,
 	"changes":  runChanges,
+	"report":   runReport,
 }
 
 // demo runs other verbs through run, which reads verbs: it joins the map
