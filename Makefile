@@ -2,7 +2,7 @@
 GO ?= go
 PKGS := ./...
 
-.PHONY: build test interop bench lint fuzz clean faults soak ocsf-schema
+.PHONY: build test interop bench lint fuzz clean faults soak ocsf-schema screenshots
 
 # -buildvcs=true records the commit for "agentlog --version", whatever GOFLAGS says.
 build:
@@ -39,13 +39,7 @@ lint:
 	$(GO) vet $(PKGS)
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 $(PKGS)
 
-# Regenerates the OCSF JSON Schemas log/ocsf tests against from a clone of
-# github.com/ocsf/ocsf-schema (make ocsf-schema OCSF=/path/to/clone) and
-# fails if they differ from the committed ones (docs/siem.md).
-ocsf-schema:
-	@test -n "$(OCSF)" || { echo "usage: make ocsf-schema OCSF=/path/to/ocsf-schema-clone"; exit 1; }
-	$(GO) run ./internal/ocsfgen -git $(OCSF) -out log/ocsf/testdata/schema
-	git diff --exit-code -- log/ocsf/testdata/schema
+.PHONY: build test interop bench lint fuzz clean faults soak ocsf-schema screenshots
 
 clean:
 	rm -rf bin

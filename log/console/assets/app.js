@@ -353,10 +353,19 @@ views.overview = async () => {
   const server = [];
   if (health) {
     server.push(["status", h("span", { id: "health-status" }, health.status || "")]);
-    if (health.clock) server.push(["NTP clock", `${health.clock.status || ""}${health.clock.offset ? ", offset " + health.clock.offset : ""}${health.clock.last_sync ? ", last sync " + health.clock.last_sync : ""}`]);
+    server.push(["tree size", String(health.tree_size ?? "")]);
+    server.push(["append queue", `${health.queue_entries ?? 0} entries`]);
+    const c = health.checkpoint;
+    if (c) server.push(["signing", `last signed ${c.signed_at} (size ${c.size})${c.refusing ? ", REFUSING to sign" : ""}${c.last_error ? ", error: " + c.last_error : ""}`]);
+    const k = health.clock;
+    if (k) {
+      const ms = (Number(k.offset_ns || 0) / 1e6).toFixed(1);
+      server.push(["NTP clock", `${k.synced ? "synced" : "not synced"}${k.degraded ? " (degraded)" : ""}, offset ${ms} ms, ${k.answered}/${k.servers} servers answered${k.last_sync && !k.last_sync.startsWith("0001") ? ", last sync " + k.last_sync : ""}${k.last_error ? ", " + k.last_error : ""}`]);
+    }
     if (health.witnesses) server.push(["witnesses", JSON.stringify(health.witnesses)]);
     if (health.mirror) server.push(["mirror", JSON.stringify(health.mirror)]);
-    if (health.anomaly) server.push(["alert rules", JSON.stringify(health.anomaly)]);
+    if (health.anomaly) server.push(["alert rules", `examined up to ${health.anomaly.examined_size}, ${health.anomaly.lag_entries} behind${(health.anomaly.webhooks || []).length ? ", webhooks " + JSON.stringify(health.anomaly.webhooks) : ""}`]);
+    for (const p of health.problems || []) server.push(["problem", h("span", { class: "error" }, p)]);
   }
   show(
     h("h1", {}, "Overview"),
@@ -807,6 +816,39 @@ views.consistency = async () => {
       h("thead", {}, h("tr", {}, h("th", {}, "tree size"), h("th", {}, "signed at"), h("th", {}, "root hash"))),
       h("tbody", {}, hist.slice().reverse().map((p) => h("tr", {}, h("td", { class: "num" }, p.size), h("td", {}, p.time ? fmtTime(p.time) : ""), h("td", { class: "mono" }, p.root)))),
     ),
+  );
+};
+
+views.report = async (params) => {
+  const now = new Date();
+  const from = params.get("from") || `${now.getUTCFullYear()}-01-01T00:00:00Z`;
+  const to = params.get("to") || `${now.getUTCFullYear() + 1}-01-01T00:00:00Z`;
+  const tz = params.get("tz") || "UTC";
+  const form = h(
+    "form",
+    { class: "filters", id: "report-form" },
+    h("label", {}, "from", h("input", { name: "from", value: from, id: "r-from" })),
+    h("label", {}, "to", h("input", { name: "to", value: to, id: "r-to" })),
+    h("label", {}, "tz", h("input", { name: "tz", value: tz, id: "r-tz" })),
+    h("div", { class: "actions" }, h("button", { class: "primary", type: "submit", id: "r-submit" }, "Make the command")),
+  );
+  form.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    location.hash = "#/report?" + new URLSearchParams(new FormData(form)).toString();
+  });
+  const q = (s) => (/^[A-Za-z0-9_./:@=+-]+$/.test(s) ? s : `'${s.replaceAll("'", "'\\''")}'`);
+  const cmd = `agentlog report --server ${location.origin} --token-file auditor.token --from ${q(from)} --to ${q(to)} --tz ${q(tz)} --log-key log.pub --out report`;
+  const copy = h("button", { type: "button", id: "r-copy" }, "Copy");
+  copy.addEventListener("click", () => navigator.clipboard && navigator.clipboard.writeText(cmd));
+  const counts = new URLSearchParams({ from, to });
+  show(
+    h("h1", {}, "SOC 2 period report"),
+    h("p", {}, "The report (CC6.1 to CC8.1: control, evidence with counts and charts, exceptions, how to verify) is made from the period's evidence export, on your machine, so that it comes with the proofs behind every number and verifies offline. Choose the period and run the command:"),
+    form,
+    h("pre", { class: "mono", id: "report-command" }, cmd),
+    h("div", { class: "actions" }, copy),
+    h("pre", { class: "mono" }, "agentlog evidence verify report --log-key log.pub   # checks the export and recomputes the report"),
+    h("p", {}, "Look at the period here first: ", h("a", { href: "#/search?" + counts.toString() + "&kind=denied" }, "refused attempts"), ", ", h("a", { href: "#/alerts?" + counts.toString() }, "alerts"), ", ", h("a", { href: "#/search?" + counts.toString() + "&kind=agent" }, "provisioning"), ", ", h("a", { href: "#/search?" + counts.toString() + "&kind=session" }, "sessions"), "."),
   );
 };
 
