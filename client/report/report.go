@@ -445,7 +445,7 @@ func (b *builder) cc72() Section {
 		Control: "The log's anomaly rules check every committed action against what its agent declared (scope, hours, rate) and the operator's policy, and record each alert in the log as an entry of kind alert naming the action that raised it, exactly once; the alerting configuration itself is recorded (kind system) whenever it changes.",
 		Counts: []Count{
 			b.count("cc72.alerts", "alerts raised", alerts, "kind", agentlog.KindAlert),
-			b.count("cc72.config", "alerting configuration changes", system, "kind", agentlog.KindSystem),
+			b.count("cc72.config", "changes of the log's own configuration (alerting and others, kind system)", system, "kind", agentlog.KindSystem),
 		},
 		BarsTitle:  "Alerts by rule",
 		Exceptions: []Exception{},

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
+	"github.com/agentlog/agentlog"
 	"github.com/agentlog/agentlog/checkpoint"
 )
 
@@ -359,5 +360,40 @@ func TestVerifyModuleCheckpoints(t *testing.T) {
 				t.Errorf("%s: witness signature %+v", c.name, w)
 			}
 		}
+	}
+}
+
+// TestVerifyModuleBundlePaths checks verify.js's entry-bundle paths and
+// bundle parsing against package agentlog's tile paths.
+func TestVerifyModuleBundlePaths(t *testing.T) {
+	s := newStack(t)
+	ctx := browser(t)
+	do(t, ctx, chromedp.Navigate(s.hs.URL+"/console/"))
+	type c struct {
+		Index uint64 `json:"index,string"` // strings: JSON numbers lose precision above 2^53 in JavaScript
+		Size  uint64 `json:"size,string"`
+		Want  string `json:"want"`
+	}
+	var cases []c
+	for _, x := range [][2]uint64{{0, 1}, {0, 256}, {255, 256}, {256, 257}, {255, 300}, {1000 * 256, 1000*256 + 5}, {1234067 * 256, 1234067*256 + 256}, {1<<40 + 3, 1<<40 + 700}, {1<<63 - 2, 1<<63 - 1}} {
+		n := x[0] / 256
+		p := agentlog.TilePath{Index: n, Width: agentlog.TileWidthAt(0, n, x[1]), Entries: true}
+		cases = append(cases, c{x[0], x[1], p.String()})
+	}
+	js, _ := json.Marshal(cases)
+	bad := eval[[]string](t, ctx, `(async (cases) => {
+  const v = await import("/console/verify.js");
+  const bad = [];
+  for (const c of cases) {
+    const got = v.bundlePath(BigInt(c.index), BigInt(c.size));
+    if (got !== c.want) bad.push(c.index + " in " + c.size + ": " + got + ", want " + c.want);
+  }
+  const b = v.parseBundle(Uint8Array.of(0, 1, 65, 0, 0, 0, 2, 66, 67));
+  if (b.length !== 3 || b[0][0] !== 65 || b[1].length !== 0 || b[2][1] !== 67) bad.push("parseBundle");
+  try { v.parseBundle(Uint8Array.of(0, 5, 1)); bad.push("truncated bundle accepted"); } catch (e) {}
+  return bad;
+})(`+string(js)+`)`)
+	for _, b := range bad {
+		t.Error(b)
 	}
 }
