@@ -260,7 +260,7 @@ func goHash(h string) chromedp.Action[chromedp.Void] {
 // first rows are on the page before the answer has ended, and the page
 // shows a bounded number of rows while counting every match.
 func TestConsoleStreamsLargeSearch(t *testing.T) {
-	s := newStack(t)
+	s := newStack(t, true)
 	p := s.agent("bulk-bot", "bulk")
 	const n = 100000
 	recs := make([]alog.Record, alog.MaxEntriesPerRequest)
@@ -292,12 +292,15 @@ func TestConsoleStreamsLargeSearch(t *testing.T) {
 		t.Fatalf("the first rows rendered at %v ms, the answer ended at %.0f ms: not streamed", m.FirstRow, m.Ended)
 	}
 	t.Logf("first rows after %.0f ms, answer ended after %.0f ms", *m.FirstRow-m.Started, m.Ended-m.Started)
-	do(t, ctx, chromedp.Poll[chromedp.Void](`document.querySelectorAll("#results-rows tr").length === 5000`))
-	if st := text(t, ctx, "#search-status"); !hasAll(st, "Showing the first 5000 rows", "100000 matches") {
+	do(t, ctx, chromedp.Poll[chromedp.Void](`document.querySelectorAll("#results-rows tr").length === 1000`))
+	if st := text(t, ctx, "#search-status"); !hasAll(st, "Showing the first 1000 rows", "100000 matches") {
 		t.Errorf("status %q", st)
 	}
 	do(t, ctx,
 		chromedp.Click(chromedp.ID("show-more")),
-		chromedp.Poll[chromedp.Void](`document.querySelectorAll("#results-rows tr").length === 10000`),
+		chromedp.Poll[chromedp.Void](`document.querySelectorAll("#results-rows tr").length === 2000`),
 	)
+	if last := text(t, ctx, "#results-rows tr:last-child td:first-child"); last != strconv.FormatUint(s.l.Size()-100000+1999, 10) {
+		t.Errorf("the 2000th row is entry %s", last)
+	}
 }

@@ -65,7 +65,7 @@ const (
 // HTTP API) with the console mounted, behind a handler that can falsify
 // answers the way a compromised server would.
 type stack struct {
-	t     *testing.T
+	t     testing.TB
 	l     *alog.Log
 	ids   *identity.Store
 	keys  *checkpoint.Keys
@@ -78,10 +78,13 @@ type stack struct {
 	dir   string
 }
 
-func newStack(t *testing.T) *stack {
+// newStack starts a stack; bulk turns off the fsync of each batch, for
+// tests that write many entries to read them (an acknowledged entry is
+// then durable only at Close).
+func newStack(t testing.TB, bulk ...bool) *stack {
 	t.Helper()
 	s := &stack{t: t, clock: &clock{t: time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)}, dir: t.TempDir()}
-	l, err := alog.Open(alog.Config{Dir: filepath.Join(s.dir, "db"), Clock: s.clock.now})
+	l, err := alog.Open(alog.Config{Dir: filepath.Join(s.dir, "db"), Clock: s.clock.now, BulkLoad: len(bulk) > 0 && bulk[0]})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,7 +202,7 @@ func (s *stack) act(p alog.Principal, at time.Time, recs ...alog.Record) []uint6
 	return idx
 }
 
-func chromiumPath(t *testing.T) string {
+func chromiumPath(t testing.TB) string {
 	for _, p := range []string{os.Getenv("CHROMIUM"), "/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"} {
 		if p == "" {
 			continue
@@ -218,7 +221,7 @@ func chromiumPath(t *testing.T) string {
 // browser starts a headless Chromium with a fresh profile; each call is a
 // browser that has seen nothing before. Use tab for more tabs of the same
 // profile.
-func browser(t *testing.T) context.Context {
+func browser(t testing.TB) context.Context {
 	t.Helper()
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(chromiumPath(t)),
@@ -240,13 +243,13 @@ func browser(t *testing.T) context.Context {
 	if err := chromedp.Do(ctx); err != nil { // starts the browser, with no timeout
 		t.Fatalf("starting Chromium: %v", err)
 	}
-	tctx, cancel3 := context.WithTimeout(ctx, time.Minute)
+	tctx, cancel3 := context.WithTimeout(ctx, 3*time.Minute)
 	t.Cleanup(cancel3)
 	return tctx
 }
 
 // do runs the steps, and on failure shows what the page says.
-func do(t *testing.T, ctx context.Context, steps ...chromedp.Action[chromedp.Void]) {
+func do(t testing.TB, ctx context.Context, steps ...chromedp.Action[chromedp.Void]) {
 	t.Helper()
 	if err := chromedp.Do(ctx, steps...); err != nil {
 		c, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
@@ -256,7 +259,7 @@ func do(t *testing.T, ctx context.Context, steps ...chromedp.Action[chromedp.Voi
 	}
 }
 
-func eval[T any](t *testing.T, ctx context.Context, js string) T {
+func eval[T any](t testing.TB, ctx context.Context, js string) T {
 	t.Helper()
 	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](js, chromedp.EvalAwaitPromise))
 	if err != nil {
@@ -266,7 +269,7 @@ func eval[T any](t *testing.T, ctx context.Context, js string) T {
 }
 
 // signIn opens the console and signs in with tok and the log's keys.
-func (s *stack) signIn(t *testing.T, ctx context.Context, tok string) {
+func (s *stack) signIn(t testing.TB, ctx context.Context, tok string) {
 	t.Helper()
 	do(t, ctx,
 		chromedp.Navigate(s.hs.URL+"/console/#/signin"),
@@ -278,7 +281,7 @@ func (s *stack) signIn(t *testing.T, ctx context.Context, tok string) {
 	)
 }
 
-func text(t *testing.T, ctx context.Context, sel string) string {
+func text(t testing.TB, ctx context.Context, sel string) string {
 	t.Helper()
 	v, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
 	if err != nil {
@@ -288,7 +291,7 @@ func text(t *testing.T, ctx context.Context, sel string) string {
 }
 
 // exists reports whether sel matches an element now.
-func exists(t *testing.T, ctx context.Context, sel string) bool {
+func exists(t testing.TB, ctx context.Context, sel string) bool {
 	t.Helper()
 	return eval[bool](t, ctx, `document.querySelector(`+jsString(sel)+`) !== null`)
 }

@@ -229,8 +229,10 @@ function errorBox(e) {
 // ---- streaming queries ----
 
 // streamQuery runs GET /v1/query and calls onMatch for each match as its
-// line arrives; it returns the summary.
-async function streamQuery(params, onMatch, signal) {
+// line arrives (parsed, or with raw the line itself: a large answer is then
+// kept as compact strings and parsed only where shown); it returns the
+// summary.
+async function streamQuery(params, onMatch, signal, raw = false) {
   const r = await api("/v1/query?" + params.toString(), { signal });
   const reader = r.body.getReader();
   const dec = new TextDecoder();
@@ -245,9 +247,8 @@ async function streamQuery(params, onMatch, signal) {
       const line = buf.slice(start, nl);
       start = nl + 1;
       if (!line) continue;
-      const o = JSON.parse(line);
-      if (o.summary) summary = o.summary;
-      else onMatch(o);
+      if (line.startsWith('{"summary"')) summary = JSON.parse(line).summary;
+      else onMatch(raw ? line : JSON.parse(line));
     }
     buf = buf.slice(start);
     if (done) break;
@@ -454,7 +455,7 @@ function resultTable(id) {
   const tbody = h("tbody", { id: id + "-rows" });
   const table = h(
     "table",
-    { id },
+    { id, class: "results" },
     h("thead", {}, h("tr", {}, ["index", "time", "kind", "agent", "action", "tool", "resource", "outcome"].map((c) => h("th", {}, c)))),
     tbody,
   );
@@ -464,16 +465,16 @@ function resultTable(id) {
 // rowRenderer appends rows in batches, one batch per animation frame, so
 // the page stays responsive however fast matches arrive. It shows at most
 // `page` rows until more are asked for; the rest wait in memory.
-function rowRenderer(tbody, onFirst, page = 5000) {
+function rowRenderer(tbody, onFirst, page = 1000) {
   const all = [];
   let shown = 0;
   let limit = page;
   let scheduled = false;
   const flush = () => {
     scheduled = false;
-    const end = Math.min(all.length, limit, shown + 1000);
+    const end = Math.min(all.length, limit, shown + 250);
     const frag = document.createDocumentFragment();
-    for (let i = shown; i < end; i++) frag.append(resultRow(all[i]));
+    for (let i = shown; i < end; i++) frag.append(resultRow(typeof all[i] === "string" ? JSON.parse(all[i]) : all[i]));
     tbody.append(frag);
     if (shown === 0 && end > 0 && onFirst) onFirst();
     shown = end;
@@ -545,7 +546,7 @@ views.search = async (params) => {
         status.textContent = `${metrics.matches} matches so far…`;
         showMore.hidden = r.total <= r.limit;
       }
-    }, searchAbort.signal);
+    }, searchAbort.signal, true);
     metrics.ended = performance.now();
     metrics.summary = s;
     showMore.hidden = r.total <= r.limit;
