@@ -121,10 +121,8 @@ type Bucket struct {
 
 type leaf struct {
 	agentlog.Leaf
-	Config string `json:"config,omitempty"`
-	Raw    map[string]json.RawMessage
-	Attrs  map[string]any
-	Index  uint64
+	Attrs map[string]any
+	Index uint64
 }
 
 // Compute builds the report. It fails if an entry is not a leaf or the
@@ -146,11 +144,6 @@ func Compute(in Input) (*Report, error) {
 		if err := json.Unmarshal(e.Leaf, &l.Leaf); err != nil {
 			return nil, fmt.Errorf("entry %d: %w", e.Index, err)
 		}
-		var extra struct {
-			Config string `json:"config"`
-		}
-		json.Unmarshal(e.Leaf, &extra)
-		l.Config = extra.Config
 		if len(l.Attributes) > 0 {
 			json.Unmarshal(l.Attributes, &l.Attrs)
 		}
@@ -583,6 +576,11 @@ func (b *builder) cc81() Section {
 			t.Queries = append(t.Queries, b.q("config", k, "kind", agentlog.KindAction))
 		}
 		s.Tables = append(s.Tables, t)
+	}
+	for _, l := range changes {
+		if l.Action == "change.approved" && l.Attrs["self_approved"] == true {
+			s.Exceptions = append(s.Exceptions, Exception{Index: l.Index, Time: ts(l.Time), Agent: l.Agent, What: fmt.Sprintf("change %s approved by its own proposer %s (two-person rule waived by serve --allow-self-approval)", str(l.Attrs, "change"), l.Principal)})
+		}
 	}
 	for _, l := range unapproved {
 		s.Exceptions = append(s.Exceptions, Exception{Index: l.Index, Time: ts(l.Time), Agent: l.Agent, What: fmt.Sprintf("%s on entry %s: %s", str(l.Attrs, "rule"), str(l.Attrs, "entry"), str(l.Attrs, "detail"))})

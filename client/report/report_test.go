@@ -37,6 +37,9 @@ func TestCompute(t *testing.T) {
 		`"kind":"agent","principal":"admin","role":"admin","agent":"bot","action":"agent.revoked"`,
 		`"kind":"action","principal":"bot","role":"agent","agent":"bot","session":"s1","task":"t","seq":4,"action":"db.query"`,
 		`"kind":"system","principal":"agentlog","role":"system","action":"anomaly.configured","attributes":{"enabled":false}`,
+		`"kind":"change","principal":"admin","role":"admin","agent":"bot","config":"sha256:ab","action":"change.proposed","attributes":{"change":"c1"}`,
+		`"kind":"change","principal":"admin","role":"admin","agent":"bot","config":"sha256:ab","action":"change.approved","attributes":{"change":"c1","self_approved":true}`,
+		`"kind":"action","principal":"bot2","role":"agent","agent":"bot2","session":"s2","config":"sha256:ab","action":"db.query"`,
 	)
 	r, err := Compute(in)
 	if err != nil {
@@ -47,8 +50,8 @@ func TestCompute(t *testing.T) {
 		"CC6.2": {2},    // registered, never approved
 		"CC6.3": {9, 3}, // an action after revocation; the session expired unclosed
 		"CC7.2": {7, 10},
-		"CC7.3": {5}, // seq 3 follows 1
-		"CC8.1": nil,
+		"CC7.3": {5},  // seq 3 follows 1
+		"CC8.1": {12}, // self-approved
 	}
 	for _, s := range r.Sections {
 		var got []uint64
@@ -59,11 +62,20 @@ func TestCompute(t *testing.T) {
 			t.Errorf("%s exceptions %v (%+v), want %v", s.ID, got, s.Exceptions, want[s.ID])
 		}
 	}
+	var cc81 Section
+	for _, s := range r.Sections {
+		if s.ID == "CC8.1" {
+			cc81 = s
+		}
+	}
+	if cc81.Counts[0].Value != 2 || cc81.Counts[2].Value != 1 || len(cc81.Tables) != 2 || cc81.Tables[1].Rows[0][0] != "sha256:ab" {
+		t.Errorf("CC8.1 %+v", cc81)
+	}
 	if r.Signers[0] != "example.com/log" || len(r.Signers) != 2 {
 		t.Errorf("signers %v", r.Signers)
 	}
 	// Monday 09:00 UTC is 10:00 in Paris.
-	if r.Heatmap[0][10] != 3 {
+	if r.Heatmap[0][10] != 4 {
 		t.Errorf("heatmap %v", r.Heatmap)
 	}
 	back, err := Parse(r.JSON())
