@@ -275,7 +275,22 @@ func (b *builder) verifyCmds(extra ...string) []string {
 
 func (b *builder) cc61() Section {
 	actions := b.where(kindAction(agentlog.KindAction, ""))
-	denied := b.where(kindAction(agentlog.KindDenied, ""))
+	denials := b.where(kindAction(agentlog.KindDenied, ""))
+	// A denial of a proven identity is its own entry; those that proved
+	// none are counted in a denied.summary entry a minute.
+	var denied, summaries []*leaf
+	refused := 0
+	for _, l := range denials {
+		if l.Action == "denied.summary" {
+			summaries = append(summaries, l)
+			if n, ok := l.Attrs["total"].(float64); ok {
+				refused += int(n)
+			}
+		} else {
+			denied = append(denied, l)
+			refused++
+		}
+	}
 	per := map[string]int{}
 	for _, l := range actions {
 		per[l.Agent]++
@@ -296,11 +311,17 @@ func (b *builder) cc61() Section {
 		Counts: []Count{
 			b.count("cc61.actions", "agent actions recorded", actions, "kind", agentlog.KindAction),
 			{ID: "cc61.agents", Label: "distinct agents that acted", Value: len(agents)},
-			b.count("cc61.denied", "refused attempts (kind denied)", denied, "kind", agentlog.KindDenied),
+			b.count("cc61.denials", "denial entries (kind denied)", denials, "kind", agentlog.KindDenied),
+			b.count("cc61.denied", "refused attempts by a proven identity, one entry each", denied),
+			b.count("cc61.summaries", "summaries of refused attempts that proved no identity (one a minute at most)", summaries, "kind", agentlog.KindDenied, "action", "denied.summary"),
+			{ID: "cc61.refused", Label: "refused attempts in all (each entry, plus the totals of the summaries)", Value: refused},
 		},
 		Tables:     []Table{t},
 		Exceptions: []Exception{},
 		Verify:     b.verifyCmds("agentlog query --token-file auditor.token --kind denied --from FROM --to TO"),
+	}
+	for _, l := range summaries {
+		s.Exceptions = append(s.Exceptions, Exception{Index: l.Index, Time: ts(l.Time), What: fmt.Sprintf("%s refused attempts that proved no identity, %s to %s: %s", str(l.Attrs, "total"), str(l.Attrs, "from"), str(l.Attrs, "to"), str(l.Attrs, "groups"))})
 	}
 	for _, l := range denied {
 		what := "refused: " + str(l.Attrs, "reason")
@@ -312,6 +333,7 @@ func (b *builder) cc61() Section {
 		}
 		s.Exceptions = append(s.Exceptions, Exception{Index: l.Index, Time: ts(l.Time), Agent: l.Agent, What: what})
 	}
+	sort.Slice(s.Exceptions, func(i, j int) bool { return s.Exceptions[i].Index < s.Exceptions[j].Index })
 	return s
 }
 

@@ -23,7 +23,7 @@ import (
 )
 
 // TestReportCLI builds a log with known anomalies through the real server
-// (actions outside declared scopes, refused credentials, a session left to
+// (actions outside declared scopes, refused attempts, a session left to
 // expire, a revocation), runs agentlog report over the period and checks
 // that each section lists exactly those exceptions, that every number with
 // a query matches that query, that the HTML refers to nothing outside
@@ -82,18 +82,17 @@ func TestReportCLI(t *testing.T) {
 	act(support, "ticket.update", "", "T-1")
 	drop := act(support, "db.drop", "", "customers") // outside support-bot's scope
 	act(billing, "db.query", "sql", "customers/3")
-	// Two forged credentials.
-	for range 2 {
-		req, _ := http.NewRequest(http.MethodPost, srv.url+"/v1/entries", strings.NewReader(`{"entries":[{"action":"db.query"}]}`))
-		req.Header.Set("Authorization", "Bearer agentlog-session-v1.0000000000000000.forged")
-		res, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		res.Body.Close()
-		if res.StatusCode != http.StatusUnauthorized {
-			t.Fatalf("forged credential: %d", res.StatusCode)
-		}
+	// A refused attempt by a proven identity: an operator token may not append.
+	req, _ := http.NewRequest(http.MethodPost, srv.url+"/v1/entries", strings.NewReader(`{"entries":[{"action":"db.query"}]}`))
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
+	req.Header.Set("Content-Type", "application/json")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusForbidden {
+		t.Fatalf("append with the admin token: %d", res.StatusCode)
 	}
 	// billing-bot's session ends properly; support-bot's is left to expire.
 	sessions, err := admin.Sessions(ctx, "billing-bot")
@@ -105,6 +104,10 @@ func TestReportCLI(t *testing.T) {
 	}
 	if _, err := admin.RevokeAgent(ctx, "billing-bot"); err != nil {
 		t.Fatal(err)
+	}
+	// Another: billing-bot's ended session tries once more.
+	if _, err := billing.Append(ctx, client.Record{Action: "db.query", Tool: "sql"}); err == nil {
+		t.Fatal("an ended session appended")
 	}
 	supportSessions, err := admin.Sessions(ctx, "support-bot")
 	if err != nil || len(supportSessions) != 1 {
