@@ -20,6 +20,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/agentlog/agentlog/checkpoint"
+	"github.com/agentlog/agentlog/checkpoint/signer"
 	alog "github.com/agentlog/agentlog/log"
 	"github.com/agentlog/agentlog/log/api"
 	"github.com/agentlog/agentlog/log/console"
@@ -69,7 +70,7 @@ type stack struct {
 	l     *alog.Log
 	ids   *identity.Store
 	keys  *checkpoint.Keys
-	loop  *checkpoint.Loop
+	loop  *signer.Loop
 	srv   *api.Server
 	hs    *httptest.Server
 	clock *clock
@@ -100,17 +101,16 @@ func newStack(t testing.TB, bulk ...bool) *stack {
 	if s.other, _, err = checkpoint.LoadOrCreateKeys(t.TempDir(), origin); err != nil {
 		t.Fatal(err)
 	}
-	toks := api.NewTokens()
-	toks.Add(adminTok, alog.Principal{ID: "admin", Role: api.RoleAdmin})
-	toks.Add(auditorTok, alog.Principal{ID: "auditor", Role: api.RoleAuditor})
-	s.loop, err = checkpoint.NewLoop(checkpoint.LoopConfig{
-		Keys: s.keys, Source: l.Tree(), Store: checkpoint.FileStore{Path: filepath.Join(s.dir, "checkpoint")},
+	s.ids.AddStatic(adminTok, alog.Principal{ID: "admin", Role: api.RoleAdmin})
+	s.ids.AddStatic(auditorTok, alog.Principal{ID: "auditor", Role: api.RoleAuditor})
+	s.loop, err = signer.New(signer.Config{
+		Keys: s.keys, Source: l.Tree(), Store: signer.FileStore{Path: filepath.Join(s.dir, "checkpoint")},
 		Publish: func(c *checkpoint.Signed) { s.srv.Publish(c) },
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.srv = api.New(api.Config{Log: l, Auth: toks, Identity: s.ids, Loop: s.loop})
+	s.srv = api.New(api.Config{Log: l, Identity: s.ids, Loop: s.loop})
 	s.hs = httptest.NewServer(s.falsify(console.Handler(s.srv)))
 	t.Cleanup(s.hs.Close)
 	return s
