@@ -102,11 +102,7 @@ func Event(src Source, index uint64, leaf []byte, proof *Proof) (*OCSFEvent, err
 	if e.Metadata.CorrelationUID == "" {
 		e.Metadata.CorrelationUID = l.Session
 	}
-	un := &unmapped{Index: index, Kind: l.Kind, Role: l.Role, Task: l.Task, Config: l.Config, Seq: l.Seq,
-		Outcome: l.Outcome, Attributes: l.Attributes, LeafHash: hex.EncodeToString(rfc6962.DefaultHasher.HashLeaf(leaf))}
-	if len(l.Sig) > 0 {
-		un.Sig = base64.StdEncoding.EncodeToString(l.Sig)
-	}
+	un := &unmapped{Leaf: l, Index: index, LeafHash: hex.EncodeToString(rfc6962.DefaultHasher.HashLeaf(leaf))}
 	e.Attestations = []attestation{attestationOf(src, index, l, leaf, proof, un)}
 	e.Unmapped = map[string]any{"agentlog": un}
 	e.StatusID, e.Status = status(l.Outcome)

@@ -1,6 +1,10 @@
 package ocsf
 
-import "encoding/json"
+import (
+	"encoding/json"
+
+	"github.com/agentlog/agentlog"
+)
 
 // OCSFEvent is an OCSF event of one of the classes this package emits.
 // Its fields are those classes' attributes; the ones a class lacks stay
@@ -156,22 +160,18 @@ type signature struct {
 	Digest       *fingerprint `json:"digest,omitempty"`
 }
 
-// unmapped is what OCSF has no attribute for, under unmapped.agentlog.
+// unmapped is what OCSF has no attribute for, under unmapped.agentlog:
+// the entry's own fields as the log wrote them (agentlog.Leaf, so the
+// names and encodings are the wire package's: sig in base64, attributes
+// as logged), its index, and the proof material.
 type unmapped struct {
-	Index          uint64          `json:"index"`
-	Kind           string          `json:"kind"`
-	Role           string          `json:"role,omitempty"`
-	Task           string          `json:"task,omitempty"`
-	Config         string          `json:"config,omitempty"`
-	Seq            uint64          `json:"seq,omitempty"`
-	Outcome        string          `json:"outcome,omitempty"`
-	Attributes     json.RawMessage `json:"attributes,omitempty"`
-	Sig            string          `json:"sig,omitempty"`
-	LeafHash       string          `json:"leaf_hash"`
-	Checkpoint     string          `json:"checkpoint,omitempty"`
-	TreeSize       uint64          `json:"tree_size,omitempty"`
-	InclusionProof [][]byte        `json:"inclusion_proof,omitempty"`
-	ProofURL       string          `json:"proof_url,omitempty"`
-	CheckpointURL  string          `json:"checkpoint_url,omitempty"`
-	EntryURL       string          `json:"entry_url,omitempty"`
+	*agentlog.Leaf
+	Index          uint64   `json:"index"`
+	LeafHash       string   `json:"leaf_hash"`
+	Checkpoint     string   `json:"checkpoint,omitempty"`
+	TreeSize       uint64   `json:"tree_size,omitempty"`
+	InclusionProof [][]byte `json:"inclusion_proof,omitempty"`
+	ProofURL       string   `json:"proof_url,omitempty"`
+	CheckpointURL  string   `json:"checkpoint_url,omitempty"`
+	EntryURL       string   `json:"entry_url,omitempty"`
 }
