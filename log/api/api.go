@@ -437,7 +437,14 @@ func (s *Server) getEntry(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	h := sha256.Sum256(append([]byte{0}, leaf...))
-	return writeJSON(w, agentlog.EntryResponse{Index: i, LeafHash: h[:], Entry: leaf})
+	// The entry must be the leaf byte for byte (its hash is the leaf hash):
+	// encoding/json's default HTML escaping would rewrite "<", ">", "&",
+	// U+2028 and U+2029 inside it.
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	return enc.Encode(agentlog.EntryResponse{Index: i, LeafHash: h[:], Entry: leaf})
 }
 
 func (s *Server) getInclusion(w http.ResponseWriter, r *http.Request) error {

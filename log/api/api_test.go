@@ -83,6 +83,35 @@ func appendN(t *testing.T, url string, n int) []agentlog.Appended {
 	return r.Entries
 }
 
+// TestEntryBytes checks that GET /v1/entries/{index} answers the leaf byte
+// for byte, even with characters JSON encoders like to escape.
+func TestEntryBytes(t *testing.T) {
+	hs, _ := newTestServer(t)
+	body := `{"entries":[{"action":"a<b","resource":"r&s","attributes":{"x":"<&>\u2028é","y":"\u003c"}}]}`
+	code, _, b := do(t, "POST", hs.URL+"/v1/entries", sessionTok(hs.URL), body)
+	if code != 200 {
+		t.Fatalf("append: %d %s", code, b)
+	}
+	var r agentlog.AppendResponse
+	if err := json.Unmarshal(b, &r); err != nil {
+		t.Fatal(err)
+	}
+	code, _, b = do(t, "GET", fmt.Sprintf("%s/v1/entries/%d", hs.URL, r.Entries[0].Index), auditorTok, "")
+	if code != 200 {
+		t.Fatalf("entry: %d %s", code, b)
+	}
+	var e agentlog.EntryResponse
+	if err := json.Unmarshal(b, &e); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(rfc6962.DefaultHasher.HashLeaf(e.Entry), r.Entries[0].LeafHash) {
+		t.Fatalf("the entry answered is not the leaf appended: %s", e.Entry)
+	}
+	if !bytes.Contains(e.Entry, []byte(`"x":"<&>\u2028é","y":"\u003c"`)) {
+		t.Errorf("attributes not kept as sent: %s", e.Entry)
+	}
+}
+
 // TestStatuses checks every route's answers to bad input and credentials:
 // a status, a JSON error, and nothing written.
 func TestStatuses(t *testing.T) {
