@@ -2,14 +2,14 @@
 GO ?= go
 PKGS := ./...
 
-.PHONY: build test interop bench lint fuzz clean faults soak ocsf-schema screenshots
+.PHONY: build test interop sdk sdk-python sdk-typescript bench lint fuzz clean faults soak ocsf-schema screenshots
 
 # -buildvcs=true records the commit for "agentlog --version", whatever GOFLAGS says.
 build:
 	$(GO) build -buildvcs=true -o bin/ ./cmd/...
 
 # Race detector on; fuzz seed corpora run as ordinary tests.
-test: interop
+test: interop sdk
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
 
 # Interop with github.com/transparency-dev/witness (its witness and client)
@@ -30,6 +30,18 @@ faults:
 SOAK ?= 30m
 soak:
 	AGENTLOG_SOAK=$(SOAK) $(GO) test -count=1 -timeout 0 -run '^TestSoak$$' -v ./cmd/agentlog
+
+# The Python and TypeScript SDKs (client/python, client/typescript): the
+# shared vectors of testdata/vectors and integration tests against the real
+# server binary. Python is Debian's (it has python3-cryptography).
+PYTHON ?= /usr/bin/python3
+sdk: sdk-python sdk-typescript
+
+sdk-python:
+	cd client/python && $(PYTHON) -m unittest discover -s tests -v
+
+sdk-typescript:
+	cd client/typescript && npm ci --no-audit --no-fund --loglevel=error && npm test
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m $(PKGS)
