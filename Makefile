@@ -38,7 +38,7 @@ PYTHON ?= /usr/bin/python3
 sdk: sdk-python sdk-typescript
 
 sdk-python:
-	cd client/python && $(PYTHON) -m unittest discover -s tests -v
+	cd client/python && $(PYTHON) -m unittest discover -t . -s tests -v
 
 sdk-typescript:
 	cd client/typescript && npm ci --no-audit --no-fund --loglevel=error && npm test

@@ -11,6 +11,8 @@ import collections
 import json
 import os
 import socket
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -228,6 +230,20 @@ class Integration(unittest.TestCase):
         leaf = self.auditor().entry(r[0].index)
         v.verify_leaf_signature(leaf, key.public_key)
         self.assertEqual(base64.b64encode(agentlog.leaf_hash(leaf)).decode(), r[0].leaf_hash)
+
+
+    def test_examples(self) -> None:
+        # The README's examples run as written against the server.
+        key = os.path.join(self.tmp.name, "py-example.key")
+        self.register("py-example")
+        examples = Path(__file__).resolve().parents[1] / "examples"
+        env = dict(os.environ, PYTHONPATH=str(examples.parent))
+        out = subprocess.run([sys.executable, str(examples / "quickstart.py"), key, self.srv.url], env=env, capture_output=True, text=True, timeout=120)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertRegex(out.stdout, r"appended as entry \d+")
+        out = subprocess.run([sys.executable, str(examples / "agent_loop.py"), key, self.srv.data, self.srv.url], env=env, capture_output=True, text=True, timeout=120)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertIn("4 records of task ticket-4711 verified", out.stdout)
 
 
 class Unreachable(unittest.TestCase):

@@ -5,6 +5,7 @@
 // around the official SDK's client and server.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import { readFileSync, rmSync, statSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
@@ -33,7 +34,7 @@ import {
   type AgentKey,
   type Receipt,
 } from "../src/index.js";
-import { Binary, Server, tempDir } from "./server.js";
+import { Binary, REPO, Server, tempDir } from "./server.js";
 
 let bin: Binary;
 before(() => {
@@ -195,6 +196,17 @@ describe("against agentlog serve", () => {
     assert.equal(byTool.get("no-such-tool").outcome, "error");
     assert.equal(byTool.get("thrown").outcome, "error: transport closed");
     assert.deepEqual([...byTool.values()].map((e) => e.seq).sort(), [1, 2, 3, 4]);
+  });
+});
+
+describe("examples", () => {
+  test("the README's examples run as written against the server", async (t) => {
+    const env = await setup(t);
+    await register(env, "ts-example");
+    const key = join(env.dir, "ts-example.key");
+    const run = (file: string, ...args: string[]) => execFileSync(process.execPath, [join(REPO, "client", "typescript", "dist", "examples", file), ...args], { encoding: "utf8" });
+    assert.match(run("quickstart.js", key, env.srv.url), /appended as entry \d+/);
+    assert.match(run("agent-loop.js", key, env.srv.data, env.srv.url), /4 records of task ticket-4711 verified/);
   });
 });
 
