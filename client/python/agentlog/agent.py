@@ -175,7 +175,7 @@ class Agent:
         self._session, self._seq = s, 0
         return s
 
-    def _encode(self, recs: list[Record]) -> tuple[Session, bytes]:
+    def _encode(self, recs: list[Record]) -> tuple[Session, bytes, int]:
         with self._session_lock:
             s = self._session
             if s is None or _expires(s) - time.time() < self.renew_before:
@@ -199,8 +199,17 @@ class Agent:
                     msg = record_signed_bytes(s.agent, s.session, s.task, self._seq, r.action, r.tool, r.resource, r.outcome, attrs)
                     w["sig"] = base64.b64encode(self.key.sign(msg)).decode()
                 out.append(w)
+            seq_end = self._seq
         # The body re-encodes attributes exactly as signed: the same dumps settings.
-        return s, json.dumps({"entries": out}, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+        return s, json.dumps({"entries": out}, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode(), seq_end
+
+    def _give_back(self, s: Session, seq_end: int, n: int) -> None:
+        """Returns the sequence numbers of a request that was surely not
+        appended, unless another request took numbers since: a gap must
+        mean a dropped record."""
+        with self._session_lock:
+            if self._session is s and self._seq == seq_end:
+                self._seq -= n
 
     def _retrying(self, method: str, path: str, send: Callable[[], bytes]) -> bytes:
         backoff = 0.1
@@ -235,7 +244,7 @@ class Agent:
         renewed = False
         while True:
             try:
-                s, body = self._encode(recs)
+                s, body, seq_end = self._encode(recs)
             except HTTPError as e:
                 if e.status in (401, 403):  # the agent may not open a session (revoked, not approved)
                     raise SessionEndedError(e.method, e.path, e.status, e.server_message) from e
@@ -246,6 +255,8 @@ class Agent:
                     "POST", "/v1/entries", body, token=s.credential, headers={"Idempotency-Key": ikey}))
                 return [Receipt(e["index"], e["leaf_hash"], e["time"]) for e in json.loads(data)["entries"]]
             except HTTPError as e:
+                if 400 <= e.status < 500 and e.status != 401:
+                    self._give_back(s, seq_end, len(recs))  # refused: nothing was written
                 if e.status != 401:
                     raise
                 # Expired, closed or revoked: open a new session once.

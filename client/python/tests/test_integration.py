@@ -157,6 +157,18 @@ class Integration(unittest.TestCase):
         with self.assertRaises(agentlog.SessionEndedError):
             agent.flush()
 
+    def test_refused_records_leave_no_gap(self) -> None:
+        key = self.register("py-gap")
+        with agentlog.Agent(self.srv.url, key, "T-gap") as agent:
+            agent.append(agentlog.Record("py.one"))
+            with self.assertRaises(agentlog.HTTPError) as cm:
+                agent.append(agentlog.Record("py.bad\x01"), agentlog.Record("py.fine"))
+            self.assertEqual(cm.exception.status, 400)
+            self.assertIn("control character", cm.exception.server_message)
+            agent.append(agentlog.Record("py.two"))
+        seqs = [json.loads(m.entry)["seq"] for m in self.auditor().query(agent="py-gap", kind="action")]
+        self.assertEqual(seqs, [1, 2], "a refused request must not leave a gap in the sequence numbers")
+
     def test_consistency_between_checkpoints(self) -> None:
         key = self.register("py-cons")
         with agentlog.Agent(self.srv.url, key, "T-cons") as agent:

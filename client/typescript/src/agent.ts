@@ -236,26 +236,36 @@ export class Agent {
     }
   }
 
-  private async encode(s: Session, recs: AgentRecord[]): Promise<string> {
-    const out: Record<string, unknown>[] = [];
+  // encode numbers recs with a contiguous block of sequence numbers (taken
+  // synchronously, so concurrent appends never interleave), signs them and
+  // returns the body and the block's last number.
+  private async encode(s: Session, recs: AgentRecord[]): Promise<{ body: string; seqEnd: bigint }> {
+    const ws: { w: Record<string, unknown>; msg?: Uint8Array }[] = [];
     for (const r of recs) {
       if (typeof r.action !== "string" || r.action.trim() === "") throw new TypeError("a record needs an action");
       const attributes = r.attributes === undefined ? undefined : JSON.stringify(r.attributes);
       if (attributes !== undefined && !attributes.startsWith("{")) throw new TypeError("record attributes must be a JSON object");
-      const seq = ++this.seq;
+    }
+    const first = this.seq + 1n;
+    this.seq += BigInt(recs.length);
+    recs.forEach((r, i) => {
+      const attributes = r.attributes === undefined ? "" : JSON.stringify(r.attributes);
+      const seq = first + BigInt(i);
       const w: Record<string, unknown> = { action: r.action };
       if (r.tool) w["tool"] = r.tool;
       if (r.resource) w["resource"] = r.resource;
       if (r.outcome) w["outcome"] = r.outcome;
-      if (attributes !== undefined && attributes !== "{}") w["attributes"] = r.attributes;
+      if (attributes !== "" && attributes !== "{}") w["attributes"] = r.attributes;
       w["seq"] = Number(seq);
-      if (this.o.sign) {
-        const msg = recordSignedBytes({ agent: s.agent, session: s.session, task: s.task, seq, action: r.action, tool: r.tool ?? "", resource: r.resource ?? "", outcome: r.outcome ?? "", attributes: attributes === "{}" ? "" : attributes ?? "" });
-        w["sig"] = toBase64(await this.key.sign(msg));
-      }
-      out.push(w);
-    }
-    return JSON.stringify({ entries: out });
+      const msg = this.o.sign
+        ? recordSignedBytes({ agent: s.agent, session: s.session, task: s.task, seq, action: r.action, tool: r.tool ?? "", resource: r.resource ?? "", outcome: r.outcome ?? "", attributes: attributes === "{}" ? "" : attributes })
+        : undefined;
+      ws.push(msg ? { w, msg } : { w });
+    });
+    await Promise.all(ws.map(async (x) => {
+      if (x.msg) x.w["sig"] = toBase64(await this.key.sign(x.msg));
+    }));
+    return { body: JSON.stringify({ entries: ws.map((x) => x.w) }), seqEnd: first + BigInt(recs.length) - 1n };
   }
 
   /**
@@ -274,7 +284,7 @@ export class Agent {
         if (e instanceof HTTPError && (e.status === 401 || e.status === 403)) throw new SessionEndedError(e.method, e.path, e.status, e.serverMessage);
         throw e;
       }
-      const body = await this.encode(s, recs);
+      const { body, seqEnd } = await this.encode(s, recs);
       const key = toBase64Url(randomBytes(16));
       try {
         const r = await this.retrying("POST", "/v1/entries", () =>
@@ -283,6 +293,12 @@ export class Agent {
         const out = JSON.parse(await r.text()) as { entries: Receipt[] };
         return out.entries;
       } catch (e) {
+        // Refused (4xx): nothing was written. Give the sequence numbers back
+        // unless another request took numbers since: a gap must mean a
+        // dropped record.
+        if (e instanceof HTTPError && e.status >= 400 && e.status < 500 && e.status !== 401 && this.session === s && this.seq === seqEnd) {
+          this.seq -= BigInt(recs.length);
+        }
         if (e instanceof HTTPError && e.status === 401) {
           // Expired, closed or revoked: open a new session once.
           if (this.session === s) this.session = undefined;

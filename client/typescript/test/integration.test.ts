@@ -18,6 +18,7 @@ import {
   Agent,
   Auditor,
   BufferFullError,
+  HTTPError,
   SessionEndedError,
   UnreachableError,
   VerificationError,
@@ -134,6 +135,19 @@ describe("against agentlog serve", () => {
     bin.cli("agent", "revoke", "--server", env.srv.url, "--admin-token-file", env.srv.adminTokenFile, "--id", "ts-revoked");
     await assert.rejects(agent.append({ action: "ts.after" }), (e: unknown) => e instanceof SessionEndedError && e.status === 401 && e.serverMessage.includes("revoked"));
     await assert.rejects(agent.add({ action: "ts.after" }), SessionEndedError);
+  });
+
+  test("refused records leave no gap in the sequence numbers", async (t) => {
+    const env = await setup(t);
+    const key = await register(env, "ts-gap");
+    const agent = new Agent({ server: env.srv.url, key, task: "T-gap" });
+    await agent.append({ action: "ts.one" });
+    await assert.rejects(agent.append({ action: "ts.bad\u0001" }, { action: "ts.fine" }), (e: unknown) => e instanceof HTTPError && e.status === 400 && e.serverMessage.includes("control character"));
+    await agent.append({ action: "ts.two" });
+    await agent.close();
+    const seqs = [];
+    for await (const m of auditor(env.srv).query({ agent: "ts-gap", kind: "action" })) seqs.push(JSON.parse(m.entry).seq);
+    assert.deepEqual(seqs, [1, 2]);
   });
 
   test("verified checkpoints, entries, inclusion and consistency", async (t) => {
