@@ -115,6 +115,7 @@ class Agent:
         task: str,
         *,
         ttl_seconds: int = 0,
+        config: str = "",
         renew_before: float = 60.0,
         sign: bool = True,
         batch_size: int = 100,
@@ -130,6 +131,8 @@ class Agent:
         self.key = key
         self.task = task
         self.ttl_seconds = ttl_seconds
+        #: The configuration digest sessions declare (log with change management).
+        self.config = config
         self.renew_before = renew_before
         self.sign = sign
         self.batch_size = min(max(batch_size, 1), 10000)
@@ -166,8 +169,10 @@ class Agent:
             return self._open_locked()
 
     def _open_locked(self) -> Session:
-        _, body = session_request(self.key, self.task, self.ttl_seconds)
-        data = self._retrying("POST", "/v1/sessions", lambda: self._t.request("POST", "/v1/sessions", json.dumps(body).encode()))
+        # Each attempt is signed afresh: a retry of a request whose answer
+        # was lost would be refused as a replay (its nonce is spent).
+        data = self._retrying("POST", "/v1/sessions", lambda: self._t.request(
+            "POST", "/v1/sessions", json.dumps(session_request(self.key, self.task, self.ttl_seconds, config=self.config)[1]).encode()))
         j = json.loads(data)
         if not str(j.get("credential", "")).startswith("agentlog-session-v1."):
             raise AgentlogError("the server's session answer has no session credential")

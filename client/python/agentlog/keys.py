@@ -58,9 +58,13 @@ def load_agent_key(path: str | os.PathLike[str]) -> AgentKey:
         return parse_agent_key(f.read())
 
 
-def session_signed_bytes(agent: str, task: str, ttl_seconds: int, time: str, nonce: str) -> bytes:
-    """The six lines an agent signs to open a session."""
-    return f"agentlog session open v1\nagent {agent}\ntask {task}\nttl {ttl_seconds}\ntime {time}\nnonce {nonce}\n".encode()
+def session_signed_bytes(agent: str, task: str, ttl_seconds: int, time: str, nonce: str, config: str = "") -> bytes:
+    """The six lines an agent signs to open a session, and a seventh,
+    ``config <digest>``, when it declares its configuration."""
+    b = f"agentlog session open v1\nagent {agent}\ntask {task}\nttl {ttl_seconds}\ntime {time}\nnonce {nonce}\n"
+    if config:
+        b += f"config {config}\n"
+    return b.encode()
 
 
 def rfc3339(t: datetime) -> str:
@@ -68,14 +72,20 @@ def rfc3339(t: datetime) -> str:
     return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def session_request(key: AgentKey, task: str, ttl_seconds: int = 0, time: str | None = None, nonce: str | None = None) -> tuple[bytes, dict[str, object]]:
+def session_request(key: AgentKey, task: str, ttl_seconds: int = 0, time: str | None = None, nonce: str | None = None,
+                    config: str = "") -> tuple[bytes, dict[str, object]]:
     """Signs a session-open request: returns the signed bytes and the body of
-    POST /v1/sessions. time and nonce default to now and 18 random bytes."""
+    POST /v1/sessions. time and nonce default to now and 18 random bytes;
+    config is the digest (``sha256:<hex>``) of the agent configuration the
+    session runs under, for a log with change management (empty: none)."""
     time = time or rfc3339(datetime.now(timezone.utc))
     nonce = nonce or base64.urlsafe_b64encode(os.urandom(18)).decode().rstrip("=")
-    msg = session_signed_bytes(key.agent, task, ttl_seconds, time, nonce)
+    msg = session_signed_bytes(key.agent, task, ttl_seconds, time, nonce, config)
     body: dict[str, object] = {"agent": key.agent, "task": task}
     if ttl_seconds:
         body["ttl_seconds"] = ttl_seconds
-    body.update({"time": time, "nonce": nonce, "sig": base64.b64encode(key.sign(msg)).decode()})
+    body.update({"time": time, "nonce": nonce})
+    if config:
+        body["config"] = config
+    body["sig"] = base64.b64encode(key.sign(msg)).decode()
     return msg, body

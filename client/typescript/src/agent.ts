@@ -40,12 +40,13 @@ export interface SessionRequestBody {
   ttl_seconds?: number;
   time: string;
   nonce: string;
+  config?: string;
   sig: string;
 }
 
-/** The six lines an agent signs to open a session. */
-export function sessionSignedBytes(agent: string, task: string, ttlSeconds: number, time: string, nonce: string): Uint8Array {
-  return utf8(`agentlog session open v1\nagent ${agent}\ntask ${task}\nttl ${ttlSeconds}\ntime ${time}\nnonce ${nonce}\n`);
+/** The six lines an agent signs to open a session, and a seventh, "config <digest>", when it declares its configuration. */
+export function sessionSignedBytes(agent: string, task: string, ttlSeconds: number, time: string, nonce: string, config = ""): Uint8Array {
+  return utf8(`agentlog session open v1\nagent ${agent}\ntask ${task}\nttl ${ttlSeconds}\ntime ${time}\nnonce ${nonce}\n` + (config ? `config ${config}\n` : ""));
 }
 
 /** RFC 3339 UTC with milliseconds, as Date gives. */
@@ -58,13 +59,15 @@ function rfc3339(d: Date): string {
  * base64url) default to now and 18 random bytes; ttlSeconds 0 asks for the
  * server's default.
  */
-export async function sessionRequest(key: AgentKey, opts: { task: string; ttlSeconds?: number; time?: string; nonce?: string }): Promise<{ signedBytes: Uint8Array; body: SessionRequestBody }> {
+export async function sessionRequest(key: AgentKey, opts: { task: string; ttlSeconds?: number; time?: string; nonce?: string; config?: string }): Promise<{ signedBytes: Uint8Array; body: SessionRequestBody }> {
   const ttl = opts.ttlSeconds ?? 0;
   const time = opts.time ?? rfc3339(new Date());
   const nonce = opts.nonce ?? toBase64Url(randomBytes(18));
-  const signedBytes = sessionSignedBytes(key.agent, opts.task, ttl, time, nonce);
+  const config = opts.config ?? "";
+  const signedBytes = sessionSignedBytes(key.agent, opts.task, ttl, time, nonce, config);
   const sig = toBase64(await key.sign(signedBytes));
-  const body: SessionRequestBody = ttl ? { agent: key.agent, task: opts.task, ttl_seconds: ttl, time, nonce, sig } : { agent: key.agent, task: opts.task, time, nonce, sig };
+  // Members in the order of the Go client's body.
+  const body = { agent: key.agent, task: opts.task, ...(ttl ? { ttl_seconds: ttl } : {}), time, nonce, ...(config ? { config } : {}), sig } as SessionRequestBody;
   return { signedBytes, body };
 }
 
@@ -104,6 +107,8 @@ export interface AgentOptions {
   task: string;
   /** Session lifetime to ask for, seconds (0: the server's default). */
   ttlSeconds?: number;
+  /** The configuration digest ("sha256:<hex>") sessions declare, for a log with change management. */
+  config?: string;
   /** Renew the session when less than this is left, seconds (default 60). */
   renewBeforeSeconds?: number;
   /** Sign every record with the agent's key (default true). */
@@ -167,6 +172,7 @@ export class Agent {
     this.task = opts.task;
     this.o = {
       ttlSeconds: opts.ttlSeconds ?? 0,
+      config: opts.config ?? "",
       renewBeforeSeconds: opts.renewBeforeSeconds ?? 60,
       sign: opts.sign ?? true,
       batchSize: Math.min(Math.max(opts.batchSize ?? 100, 1), 10000),
@@ -192,8 +198,12 @@ export class Agent {
     if (!this.opening) {
       this.opening = (async () => {
         try {
-          const { body } = await sessionRequest(this.key, { task: this.task, ttlSeconds: this.o.ttlSeconds });
-          const r = await this.retrying("POST", "/v1/sessions", () => request(this.t, "POST", "/v1/sessions", { body: JSON.stringify(body) }), false);
+          // Each attempt is signed afresh: a retry of a request whose answer
+          // was lost would be refused as a replay (its nonce is spent).
+          const r = await this.retrying("POST", "/v1/sessions", async () => {
+            const { body } = await sessionRequest(this.key, { task: this.task, ttlSeconds: this.o.ttlSeconds, config: this.o.config });
+            return request(this.t, "POST", "/v1/sessions", { body: JSON.stringify(body) });
+          });
           const s = JSON.parse(await r.text()) as Session;
           if (typeof s.credential !== "string" || !s.credential.startsWith("agentlog-session-v1.")) throw new AgentlogError("the server's session answer has no session credential");
           this.session = s;
@@ -214,9 +224,9 @@ export class Agent {
   }
 
   // retrying runs send, retrying network errors, 5xx and 503 answers with
-  // backoff; a 4xx is returned at once. idempotent says the request may be
-  // repeated (it carries an idempotency key, or writes nothing).
-  private async retrying(method: string, path: string, send: () => Promise<Response>, _idempotent = true): Promise<Response> {
+  // backoff; a 4xx is thrown at once. send must be safe to repeat (an
+  // append carries its idempotency key).
+  private async retrying(method: string, path: string, send: () => Promise<Response>): Promise<Response> {
     let backoff = 100;
     for (let attempt = 0; ; attempt++) {
       try {
