@@ -68,11 +68,11 @@ func TestVectorsAgentKeys(t *testing.T) {
 func TestVectorsSessionOpen(t *testing.T) {
 	var f struct {
 		Vectors []struct {
-			Name, Agent, Task, Time, Nonce, Sig string
-			KeyFile                             string `json:"key_file"`
-			SignedBytes                         string `json:"signed_bytes"`
-			TTLSeconds                          int64  `json:"ttl_seconds"`
-			Body                                string
+			Name, Agent, Task, Time, Nonce, Sig, Config string
+			KeyFile                                     string `json:"key_file"`
+			SignedBytes                                 string `json:"signed_bytes"`
+			TTLSeconds                                  int64  `json:"ttl_seconds"`
+			Body                                        string
 		}
 	}
 	readVectors(t, "session_open.json", &f)
@@ -81,7 +81,7 @@ func TestVectorsSessionOpen(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		req := &agentlog.SessionRequest{Agent: v.Agent, Task: v.Task, TTL: v.TTLSeconds, Time: v.Time, Nonce: v.Nonce}
+		req := &agentlog.SessionRequest{Agent: v.Agent, Task: v.Task, TTL: v.TTLSeconds, Time: v.Time, Nonce: v.Nonce, Config: v.Config}
 		if got := req.SignedBytes(); string(got) != v.SignedBytes {
 			t.Errorf("%s: signed bytes\n%q\nwant\n%q", v.Name, got, v.SignedBytes)
 		}
@@ -95,10 +95,10 @@ func TestVectorsSessionOpen(t *testing.T) {
 			t.Fatal(err)
 		}
 		var own agentlog.SessionRequest
-		if err := json.Unmarshal(SignSessionRequest(v.Agent, v.Task, time.Duration(v.TTLSeconds)*time.Second, at, key), &own); err != nil {
+		if err := json.Unmarshal(SignSessionRequestConfig(v.Agent, v.Task, v.Config, time.Duration(v.TTLSeconds)*time.Second, at, key), &own); err != nil {
 			t.Fatal(err)
 		}
-		if own.Time != v.Time || own.TTL != v.TTLSeconds || !ed25519.Verify(key.Public().(ed25519.PublicKey), own.SignedBytes(), unb64(t, own.Sig)) {
+		if own.Time != v.Time || own.TTL != v.TTLSeconds || own.Config != v.Config || !ed25519.Verify(key.Public().(ed25519.PublicKey), own.SignedBytes(), unb64(t, own.Sig)) {
 			t.Errorf("%s: SignSessionRequest gave %+v", v.Name, own)
 		}
 	}

@@ -152,6 +152,7 @@ type SessionOpen struct {
 	TTLSeconds  int64  `json:"ttl_seconds"`
 	Time        string `json:"time"`
 	Nonce       string `json:"nonce"`
+	Config      string `json:"config"` // the configuration digest the session declares, or empty
 	SignedBytes string `json:"signed_bytes"`
 	Sig         string `json:"sig"`
 	Body        string `json:"body"` // the request body the Go client sends
@@ -163,26 +164,28 @@ func (g *gen) sessionOpen() error {
 		name, agent, task string
 		ttl               time.Duration
 		at                time.Time
+		config            string
 	}{
-		{"default ttl", "bot-1", "T-1", 0, time.Date(2026, 11, 28, 10, 0, 0, 123000000, time.UTC)},
-		{"30 minutes", "bot-1", "T-1", 30 * time.Minute, time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)},
-		{"nanoseconds", "crm.agent_7", "ticket 4711: refund", 12 * time.Hour, time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)},
-		{"non-ASCII task", "A", "tâche «été» ☃", time.Second, time.Date(2027, 6, 30, 23, 59, 59, 999999999, time.UTC)},
+		{"default ttl", "bot-1", "T-1", 0, time.Date(2026, 11, 28, 10, 0, 0, 123000000, time.UTC), ""},
+		{"30 minutes", "bot-1", "T-1", 30 * time.Minute, time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC), ""},
+		{"nanoseconds", "crm.agent_7", "ticket 4711: refund", 12 * time.Hour, time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC), ""},
+		{"non-ASCII task", "A", "tâche «été» ☃", time.Second, time.Date(2027, 6, 30, 23, 59, 59, 999999999, time.UTC), ""},
+		{"declared configuration", "bot-1", "T-2", time.Hour, time.Date(2026, 11, 28, 10, 0, 1, 0, time.UTC), fmt.Sprintf("sha256:%x", seed("config"))},
 	} {
 		f, k := agentKeyFile(c.agent)
 		nonce := base64.RawURLEncoding.EncodeToString(seed(fmt.Sprint("nonce ", i))[:18])
-		req := &agentlog.SessionRequest{Agent: c.agent, Task: c.task, TTL: int64(c.ttl / time.Second), Time: c.at.Format(time.RFC3339Nano), Nonce: nonce}
+		req := &agentlog.SessionRequest{Agent: c.agent, Task: c.task, TTL: int64(c.ttl / time.Second), Time: c.at.Format(time.RFC3339Nano), Nonce: nonce, Config: c.config}
 		msg := req.SignedBytes()
 		req.Sig = b64(ed25519.Sign(k, msg))
 		body, err := json.Marshal(req)
 		if err != nil {
 			return err
 		}
-		vs = append(vs, SessionOpen{Name: c.name, KeyFile: f, Agent: c.agent, Task: c.task, TTLSeconds: int64(c.ttl / time.Second),
+		vs = append(vs, SessionOpen{Name: c.name, KeyFile: f, Agent: c.agent, Task: c.task, TTLSeconds: int64(c.ttl / time.Second), Config: c.config,
 			Time: c.at.Format(time.RFC3339Nano), Nonce: nonce, SignedBytes: string(msg), Sig: req.Sig, Body: string(body)})
 	}
 	return g.write("session_open.json", map[string]any{
-		"description": "Signed session-open requests (POST /v1/sessions, docs/identity.md): from the key file, agent, task, ttl_seconds (0: left out of the body), time and nonce, a client must produce exactly signed_bytes, sig and (as JSON, key order aside) body.",
+		"description": "Signed session-open requests (POST /v1/sessions, docs/identity.md): from the key file, agent, task, ttl_seconds (0: left out of the body), time, nonce and config (a configuration digest: a seventh signed line and a body member; empty: neither), a client must produce exactly signed_bytes, sig and (as JSON, key order aside) body.",
 		"vectors":     vs,
 	})
 }

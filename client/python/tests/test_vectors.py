@@ -49,7 +49,7 @@ class Vectors(unittest.TestCase):
         for c in load("session_open.json")["vectors"]:
             with self.subTest(c["name"]):
                 k = agentlog.parse_agent_key(c["key_file"])
-                msg, body = agentlog.session_request(k, c["task"], c["ttl_seconds"], time=c["time"], nonce=c["nonce"])
+                msg, body = agentlog.session_request(k, c["task"], c["ttl_seconds"], time=c["time"], nonce=c["nonce"], config=c["config"])
                 self.assertEqual(msg.decode(), c["signed_bytes"])
                 self.assertEqual(body["sig"], c["sig"])
                 self.assertEqual(body, json.loads(c["body"]))

@@ -59,7 +59,7 @@ test("agent key files", async () => {
 test("session-open requests", async () => {
   for (const v of load("session_open.json").vectors) {
     const k = await parseAgentKey(v.key_file);
-    const r = await sessionRequest(k, { task: v.task, ttlSeconds: v.ttl_seconds, time: v.time, nonce: v.nonce });
+    const r = await sessionRequest(k, { task: v.task, ttlSeconds: v.ttl_seconds, time: v.time, nonce: v.nonce, config: v.config });
     assert.equal(new TextDecoder().decode(r.signedBytes), v.signed_bytes, v.name);
     assert.equal(r.body.sig, v.sig, v.name);
     assert.deepEqual(r.body, JSON.parse(v.body), v.name);
