@@ -15,8 +15,11 @@ test: interop sdk
 # Interop with github.com/transparency-dev/witness (its witness and client)
 # and github.com/transparency-dev/tessera (a Tessera log cosigned by our
 # witness): a separate module so their dependencies stay out of go.mod.
+# log/interop, likewise: the gateway with the official MCP Go SDK's server
+# and client, OTLP ingest with the OpenTelemetry Go SDK's exporter.
 interop:
 	cd witness/interop && $(GO) test -race -count=1 -timeout 10m ./...
+	cd log/interop && $(GO) test -race -count=1 -timeout 10m ./...
 
 # The fault-injection suite alone (make test runs it too): the real
 # binary under full disks (a tmpfs, as root), storage errors, lying NTP,

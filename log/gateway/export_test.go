@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"net/http/httptest"
+	"net/url"
 	"testing"
 	"time"
 )
@@ -33,3 +34,5 @@ func waitUntil(t *testing.T, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+func parseURL(s string) (*url.URL, error) { return url.Parse(s) }

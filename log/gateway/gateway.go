@@ -84,6 +84,8 @@ type Gateway struct {
 	sess   *sessions
 	routes map[string]*route
 	slots  chan struct{}
+	// upstream calls MCP upstreams (never following redirects).
+	upstream *http.Client
 }
 
 type route struct {
@@ -117,6 +119,9 @@ func New(cfg *Config, o Options) *Gateway {
 		sess:   &sessions{log: cfg.Log, hc: o.LogClient, ttl: cfg.SessionCache, now: o.Now, byID: map[[32]byte]*session{}},
 		routes: map[string]*route{},
 		slots:  make(chan struct{}, cfg.MaxConcurrent),
+		upstream: &http.Client{Transport: o.Transport, CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		}},
 	}
 	for _, r := range cfg.Routes {
 		rt := &route{Route: r}
@@ -170,6 +175,8 @@ type call struct {
 	first   *Receipt // record=before: the request's entry
 	unrec   string   // fail_open: why the call is not recorded
 	restRaw string   // the path after the route's prefix, escaped
+	// passthrough: an MCP GET stream or DELETE, proxied unrecorded.
+	passthrough bool
 }
 
 type callKey struct{}
@@ -430,6 +437,10 @@ func (g *Gateway) rewrite(rt *route) func(*httputil.ProxyRequest) {
 			pr.Out.URL.Path, _ = unescapePath(c.restRaw)
 		}
 		pr.SetURL(rt.Upstream)
+		if rt.MCP {
+			// An MCP route serves one endpoint: the upstream's URL as is.
+			pr.Out.URL.Path, pr.Out.URL.RawPath = rt.Upstream.Path, rt.Upstream.RawPath
+		}
 		pr.Out.Header.Del("Authorization")
 		if rt.upstreamHeader != "" {
 			pr.Out.Header.Set(rt.upstreamHeader, rt.upstreamValue)
@@ -446,6 +457,9 @@ func (g *Gateway) modifyResponse(resp *http.Response) error {
 	c := callOf(resp.Request.Context())
 	for _, h := range []string{ReceiptHeader, OutcomeReceiptHeader, UnrecordedHeader} {
 		resp.Header.Del(h) // only the gateway says these
+	}
+	if c.passthrough {
+		return nil
 	}
 	if c.unrec != "" {
 		resp.Header.Set(UnrecordedHeader, clean(c.unrec, 512))
@@ -557,8 +571,10 @@ func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 		g.recordFailed(w, c, re.err, httpFail)
 		return
 	}
-	if c.unrec != "" {
-		w.Header().Set(UnrecordedHeader, clean(c.unrec, 512))
+	if c.passthrough || c.unrec != "" {
+		if c.unrec != "" {
+			w.Header().Set(UnrecordedHeader, clean(c.unrec, 512))
+		}
 		httpFail(w, http.StatusBadGateway, "upstream: "+err.Error())
 		return
 	}
