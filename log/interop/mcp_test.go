@@ -3,10 +3,10 @@ package interop
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"crypto/ed25519"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -438,4 +438,3 @@ func TestMCPGatewayKilled(t *testing.T) {
 	}
 	t.Logf("%d calls answered before the kill, all in the log", len(receipts))
 }
-
