@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/agentlog/agentlog"
 )
 
 // JSON-RPC error codes of the gateway's own answers on MCP routes (the
@@ -535,7 +537,7 @@ func (rt *Route) mcpRecord(m *message, h http.Header) record {
 		}
 	}
 	traceAttrs(a, p.Meta.Traceparent)
-	rec := record{Action: "mcp." + m.method, Attributes: a}
+	rec := record{Record: agentlog.Record{Action: "mcp." + m.method}, Attributes: a}
 	switch m.method {
 	case "tools/call":
 		rec.Tool = p.Name
