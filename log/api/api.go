@@ -182,6 +182,7 @@ func New(cfg Config) *Server {
 	s.handle(r, "inclusion", "/v1/proof/inclusion", http.MethodGet, s.getInclusion)
 	s.handle(r, "consistency", "/v1/proof/consistency", http.MethodGet, s.getConsistency)
 	s.handle(r, "query", "/v1/query", http.MethodGet, s.getQuery)
+	s.handle(r, "otlp", "/v1/otlp/v1/traces", http.MethodPost, s.postOTLPTraces)
 	s.handle(r, "healthz", "/healthz", http.MethodGet, s.getHealth)
 	if cfg.Identity != nil {
 		s.identityRoutes(r)
@@ -209,7 +210,7 @@ func (s *Server) handle(r *mux.Router, name, path, method string, h handlerFunc)
 		start := time.Now()
 		sw := httpstatus.New(w)
 		switch {
-		case name == "append":
+		case name == "append", name == "otlp": // capped by their handlers
 		case strings.HasPrefix(name, "identity."):
 			req.Body = http.MaxBytesReader(sw, req.Body, maxIdentityBodyBytes)
 		case strings.HasPrefix(name, "change."):

@@ -20,6 +20,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/agentlog/agentlog"
 	"github.com/agentlog/agentlog/client"
 	"github.com/agentlog/agentlog/internal/proctest"
 	"github.com/agentlog/agentlog/log/gateway"
@@ -61,7 +62,7 @@ func startLog(t *testing.T) *logProc {
 // and opens a session; it returns the session credential.
 func openSession(t *testing.T, ctx context.Context, l *logProc, id, scope string) string {
 	t.Helper()
-	key, _ := client.GenerateAgentKey(id)
+	key, _ := agentlog.GenerateAgentKey(id)
 	reg := client.AgentRegistration{ID: id, Owner: "platform", PublicKey: key.Public().(ed25519.PublicKey)}
 	if scope != "" {
 		reg.Scope = json.RawMessage(scope)
@@ -182,7 +183,7 @@ func (tl *tools) sawCredential() bool {
 	tl.mu.Lock()
 	defer tl.mu.Unlock()
 	for _, v := range tl.sawHeader {
-		if strings.Contains(v, client.SessionPrefix) {
+		if strings.Contains(v, agentlog.SessionPrefix) {
 			return true
 		}
 	}

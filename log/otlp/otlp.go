@@ -1,0 +1,348 @@
+// Package otlp maps OpenTelemetry traces received over OTLP/HTTP
+// (opentelemetry.io/docs/specs/otlp, "OTLP/HTTP") to agentlog records.
+// Requests are decoded with the official OTLP protobuf definitions
+// (go.opentelemetry.io/proto/slim/otlp), in their binary or JSON encoding.
+//
+// Spans that follow the OpenTelemetry semantic conventions for generative
+// AI (opentelemetry.io/docs/specs/semconv/gen-ai: gen_ai.operation.name of
+// execute_tool, invoke_agent, create_agent, chat, ...) or for MCP
+// (mcp.method.name) become records; other spans are ignored, and counted.
+// docs/otlp.md gives the field mapping. Only a fixed list of attributes is
+// kept (models, token usage, tool and call ids, ...), never message
+// contents.
+package otlp
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+	"unicode/utf8"
+
+	coltracepb "go.opentelemetry.io/proto/slim/otlp/collector/trace/v1"
+	commonpb "go.opentelemetry.io/proto/slim/otlp/common/v1"
+	tracepb "go.opentelemetry.io/proto/slim/otlp/trace/v1"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/agentlog/agentlog"
+	alog "github.com/agentlog/agentlog/log"
+)
+
+// ErrInvalid is wrapped by every decoding error: the request is bad and
+// nothing was written.
+var ErrInvalid = errors.New("invalid OTLP request")
+
+// Encodings of an OTLP/HTTP body.
+const (
+	Protobuf = "application/x-protobuf"
+	JSON     = "application/json"
+)
+
+// Decode decodes an ExportTraceServiceRequest in encoding (Protobuf or
+// JSON). In the JSON encoding trace and span ids are hex strings, as OTLP
+// specifies, not base64 as protobuf's JSON mapping would have them.
+func Decode(body []byte, encoding string) (*coltracepb.ExportTraceServiceRequest, error) {
+	req := &coltracepb.ExportTraceServiceRequest{}
+	switch encoding {
+	case Protobuf:
+		if err := proto.Unmarshal(body, req); err != nil {
+			return nil, fmt.Errorf("%w: the body is not an ExportTraceServiceRequest in protobuf: %s", ErrInvalid, err)
+		}
+	case JSON:
+		b, err := hexIDsToBase64(body)
+		if err != nil {
+			return nil, err
+		}
+		if err := (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(b, req); err != nil {
+			return nil, fmt.Errorf("%w: the body is not an ExportTraceServiceRequest in OTLP JSON: %s", ErrInvalid, err)
+		}
+	default:
+		return nil, fmt.Errorf("%w: Content-Type must be %s or %s", ErrInvalid, Protobuf, JSON)
+	}
+	return req, nil
+}
+
+// hexIDsToBase64 rewrites the hex traceId, spanId and parentSpanId of
+// spans and their links into the base64 protojson expects.
+func hexIDsToBase64(body []byte) ([]byte, error) {
+	var doc map[string]any
+	d := json.NewDecoder(bytes.NewReader(body))
+	d.UseNumber()
+	if err := d.Decode(&doc); err != nil {
+		return nil, fmt.Errorf("%w: the body is not a JSON object: %s", ErrInvalid, err)
+	}
+	if d.More() {
+		return nil, fmt.Errorf("%w: data after the JSON object", ErrInvalid)
+	}
+	fix := func(o map[string]any, keys ...string) error {
+		for _, k := range keys {
+			v, ok := o[k]
+			if !ok {
+				continue
+			}
+			s, ok := v.(string)
+			if !ok {
+				return fmt.Errorf("%w: %s must be a hex string", ErrInvalid, k)
+			}
+			b, err := hex.DecodeString(s)
+			if err != nil {
+				return fmt.Errorf("%w: %s %q is not hex", ErrInvalid, k, s)
+			}
+			o[k] = base64.StdEncoding.EncodeToString(b)
+		}
+		return nil
+	}
+	for _, rs := range list(doc, "resourceSpans", "resource_spans") {
+		for _, ss := range list(rs, "scopeSpans", "scope_spans") {
+			for _, sp := range list(ss, "spans") {
+				if err := fix(sp, "traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id"); err != nil {
+					return nil, err
+				}
+				for _, l := range list(sp, "links") {
+					if err := fix(l, "traceId", "spanId", "trace_id", "span_id"); err != nil {
+						return nil, err
+					}
+				}
+			}
+		}
+	}
+	return json.Marshal(doc)
+}
+
+// list returns the objects of the first of keys in o that is an array.
+func list(o map[string]any, keys ...string) []map[string]any {
+	for _, k := range keys {
+		a, ok := o[k].([]any)
+		if !ok {
+			continue
+		}
+		var out []map[string]any
+		for _, v := range a {
+			if m, ok := v.(map[string]any); ok {
+				out = append(out, m)
+			}
+		}
+		return out
+	}
+	return nil
+}
+
+// Result counts what Map did with a request's spans.
+type Result struct {
+	Spans    int // in the request
+	Rejected int // malformed, or too large for a leaf
+	Ignored  int // neither GenAI nor MCP spans
+	// Reason describes the first rejection.
+	Reason string
+}
+
+// Message is the partial-success message of an export: why spans were
+// rejected, and how many were ignored ("" when all were recorded).
+func (r Result) Message() string {
+	switch {
+	case r.Rejected > 0 && r.Ignored > 0:
+		return fmt.Sprintf("%d spans rejected (first: %s); %d spans ignored: neither GenAI nor MCP", r.Rejected, r.Reason, r.Ignored)
+	case r.Rejected > 0:
+		return fmt.Sprintf("%d spans rejected (first: %s)", r.Rejected, r.Reason)
+	case r.Ignored > 0:
+		return fmt.Sprintf("%d spans ignored: neither GenAI nor MCP", r.Ignored)
+	}
+	return ""
+}
+
+// genAIOps are the gen_ai.operation.name values recorded.
+var genAIOps = map[string]bool{
+	"execute_tool": true, "invoke_agent": true, "create_agent": true, "chat": true,
+	"text_completion": true, "generate_content": true, "embeddings": true,
+}
+
+// keptAttrs are the span attributes copied into a record, by their
+// OpenTelemetry names.
+var keptAttrs = []string{
+	"gen_ai.operation.name", "gen_ai.provider.name", "gen_ai.system",
+	"gen_ai.request.model", "gen_ai.response.model", "gen_ai.response.id",
+	"gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens",
+	"gen_ai.request.max_tokens", "gen_ai.request.temperature",
+	"gen_ai.response.finish_reasons",
+	"gen_ai.agent.id", "gen_ai.agent.name", "gen_ai.conversation.id",
+	"gen_ai.tool.name", "gen_ai.tool.call.id", "gen_ai.tool.type",
+	"mcp.method.name", "mcp.session.id", "mcp.resource.uri", "mcp.protocol.version",
+	"jsonrpc.request.id", "rpc.response.status_code", "error.type",
+	"server.address", "server.port", "network.transport",
+}
+
+// Map turns the GenAI and MCP spans of req into records. A rejected span
+// is left out and counted; the others are unaffected.
+func Map(req *coltracepb.ExportTraceServiceRequest) ([]alog.Record, Result) {
+	var recs []alog.Record
+	var res Result
+	for _, rs := range req.GetResourceSpans() {
+		service := ""
+		for _, kv := range rs.GetResource().GetAttributes() {
+			if kv.GetKey() == "service.name" {
+				service = kv.GetValue().GetStringValue()
+			}
+		}
+		for _, ss := range rs.GetScopeSpans() {
+			for _, sp := range ss.GetSpans() {
+				res.Spans++
+				rec, ok, err := mapSpan(sp, service, ss.GetScope().GetName())
+				switch {
+				case err != nil:
+					res.Rejected++
+					if res.Reason == "" {
+						res.Reason = err.Error()
+					}
+				case !ok:
+					res.Ignored++
+				default:
+					recs = append(recs, rec)
+				}
+			}
+		}
+	}
+	return recs, res
+}
+
+// mapSpan maps one span; ok is false for a span that is neither GenAI nor
+// MCP.
+func mapSpan(sp *tracepb.Span, service, scope string) (alog.Record, bool, error) {
+	attrs := map[string]*commonpb.AnyValue{}
+	for _, kv := range sp.GetAttributes() {
+		attrs[kv.GetKey()] = kv.GetValue()
+	}
+	op := attrs["gen_ai.operation.name"].GetStringValue()
+	method := attrs["mcp.method.name"].GetStringValue()
+	if !genAIOps[op] && method == "" {
+		return alog.Record{}, false, nil
+	}
+	if len(sp.GetTraceId()) != 16 || isZero(sp.GetTraceId()) || len(sp.GetSpanId()) != 8 || isZero(sp.GetSpanId()) {
+		return alog.Record{}, false, fmt.Errorf("span %q: trace id must be 16 bytes and span id 8, not all zero", clip(sp.GetName()))
+	}
+	a := map[string]any{
+		"trace_id":  hex.EncodeToString(sp.GetTraceId()),
+		"span_id":   hex.EncodeToString(sp.GetSpanId()),
+		"span.name": clip(sp.GetName()),
+		"span.kind": kindName(sp.GetKind()),
+	}
+	if p := sp.GetParentSpanId(); len(p) == 8 && !isZero(p) {
+		a["parent_span_id"] = hex.EncodeToString(p)
+	}
+	if service != "" {
+		a["service.name"] = clip(service)
+	}
+	if scope != "" {
+		a["otel.scope.name"] = clip(scope)
+	}
+	if s, e := sp.GetStartTimeUnixNano(), sp.GetEndTimeUnixNano(); s > 0 && s <= math.MaxInt64 {
+		a["start_time"] = time.Unix(0, int64(s)).UTC().Format(time.RFC3339Nano)
+		if e >= s && e <= math.MaxInt64 {
+			a["duration_ms"] = float64((e-s)/1000) / 1000
+		}
+	}
+	for _, k := range keptAttrs {
+		if v, ok := attrs[k]; ok {
+			if x, ok := value(v); ok {
+				a[k] = x
+			}
+		}
+	}
+	rec := alog.Record{Tool: attrs["gen_ai.tool.name"].GetStringValue(), Outcome: "success"}
+	if method != "" {
+		rec.Action = "mcp." + method
+		rec.Resource = attrs["mcp.resource.uri"].GetStringValue()
+	} else {
+		rec.Action = "gen_ai." + op
+	}
+	if sp.GetStatus().GetCode() == tracepb.Status_STATUS_CODE_ERROR {
+		rec.Outcome = "error"
+		if m := sp.GetStatus().GetMessage(); m != "" {
+			a["status.message"] = clip(m)
+		}
+	}
+	b, err := json.Marshal(a)
+	if err != nil {
+		return alog.Record{}, false, fmt.Errorf("span %q: %s", clip(sp.GetName()), err)
+	}
+	rec.Attributes = b
+	// The log's own validation decides what a record may hold.
+	body, _ := json.Marshal(agentlog.AppendRequest{Entries: []agentlog.Record{rec}})
+	checked, err := alog.ParseAppendRequest(body)
+	if err != nil {
+		return alog.Record{}, false, fmt.Errorf("span %q: %s", clip(sp.GetName()), err)
+	}
+	return checked[0], true, nil
+}
+
+func isZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// clip bounds a free-text value kept from a span.
+func clip(s string) string {
+	if len(s) > 256 {
+		s = s[:256]
+		for len(s) > 0 && !utf8.ValidString(s) {
+			s = s[:len(s)-1]
+		}
+	}
+	return s
+}
+
+func kindName(k tracepb.Span_SpanKind) string {
+	switch k {
+	case tracepb.Span_SPAN_KIND_INTERNAL:
+		return "internal"
+	case tracepb.Span_SPAN_KIND_SERVER:
+		return "server"
+	case tracepb.Span_SPAN_KIND_CLIENT:
+		return "client"
+	case tracepb.Span_SPAN_KIND_PRODUCER:
+		return "producer"
+	case tracepb.Span_SPAN_KIND_CONSUMER:
+		return "consumer"
+	}
+	return "unspecified"
+}
+
+// value converts a scalar attribute value (or an array of scalars, as
+// gen_ai.response.finish_reasons is) to JSON.
+func value(v *commonpb.AnyValue) (any, bool) {
+	switch x := v.GetValue().(type) {
+	case *commonpb.AnyValue_StringValue:
+		return clip(x.StringValue), true
+	case *commonpb.AnyValue_IntValue:
+		return x.IntValue, true
+	case *commonpb.AnyValue_DoubleValue:
+		if math.IsNaN(x.DoubleValue) || math.IsInf(x.DoubleValue, 0) {
+			return nil, false
+		}
+		return x.DoubleValue, true
+	case *commonpb.AnyValue_BoolValue:
+		return x.BoolValue, true
+	case *commonpb.AnyValue_ArrayValue:
+		var out []any
+		for _, e := range x.ArrayValue.GetValues() {
+			if len(out) == 16 {
+				break
+			}
+			if s, ok := value(e); ok {
+				if _, nested := s.([]any); !nested {
+					out = append(out, s)
+				}
+			}
+		}
+		return out, out != nil
+	}
+	return nil, false
+}
