@@ -28,8 +28,10 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 		return runBenchAppend(args[1:], stdout, stderr)
 	case len(args) > 0 && args[0] == "peer":
 		return runBenchPeer(args[1:], stdout, stderr)
+	case len(args) > 0 && args[0] == "gateway":
+		return runBenchGateway(args[1:], stdout, stderr)
 	}
-	return usagef("want \"agentlog bench append [flags]\" or \"agentlog bench peer [flags]\"")
+	return usagef("want \"agentlog bench append|peer|gateway [flags]\"")
 }
 
 // runBenchPeer drives a peer's single-entry HTTP append (Tessera's POSIX

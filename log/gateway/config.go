@@ -79,7 +79,8 @@ type RouteFile struct {
 	// MaxBufferBytes caps how much of an answer record=after holds to
 	// digest it before release (default 1 MiB); a longer answer, or an
 	// event stream, is recorded when its headers arrive (without a
-	// response digest) and streamed.
+	// response digest) and streamed. An MCP answer is held whole, up to
+	// this (default 16 MiB).
 	MaxBufferBytes int64 `json:"max_buffer_bytes,omitempty"`
 }
 
@@ -306,6 +307,8 @@ func checkRoute(name string, f RouteFile) (*Route, error) {
 		return nil, fmt.Errorf("max_request_bytes %d: want 1 to 1 GiB", r.maxRequest)
 	}
 	switch {
+	case r.maxBuffer == 0 && r.MCP:
+		r.maxBuffer = 16 << 20 // an MCP answer is held whole
 	case r.maxBuffer == 0:
 		r.maxBuffer = 1 << 20
 	case r.maxBuffer < 0 || r.maxBuffer > 64<<20:

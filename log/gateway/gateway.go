@@ -374,6 +374,9 @@ func (g *Gateway) serveHTTP(w http.ResponseWriter, r *http.Request, rt *route, r
 		"server.address":      rt.Upstream.Host,
 		"request.sha256":      sha256Hex(body),
 	}}
+	if rt.FailOpen {
+		c.rec.Attributes["gateway.fail_open"] = true
+	}
 	traceAttrs(c.rec.Attributes, r.Header.Get("Traceparent"))
 	if !g.inScope(c) && rt.Enforce {
 		g.refuse(w, r, c, httpFail)

@@ -148,11 +148,16 @@ func TestHTTPFailOpen(t *testing.T) {
 	cred := tl.session(t, "bot-1", "", "t")
 	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "answer") })
 	gw := newGateway(t, tl, `{"routes": {"tools": {"upstream": "{tools}", "fail_open": true}}}`, map[string]*upstream{"tools": up})
-	if resp := do(t, "GET", gw.URL+"/tools/a", cred, ""); resp.StatusCode != 200 || resp.Header.Get(ReceiptHeader) == "" {
+	resp := do(t, "GET", gw.URL+"/tools/a", cred, "")
+	if resp.StatusCode != 200 {
 		t.Fatalf("first call: %d", resp.StatusCode)
 	}
+	// The setting is on record with every entry the route writes.
+	if _, l := tl.checkReceipt(t, resp.Header.Get(ReceiptHeader)); attrs(t, l)["gateway.fail_open"] != true {
+		t.Fatalf("entry of a fail_open route: %s", l.Attributes)
+	}
 	tl.hs.Close()
-	resp := do(t, "GET", gw.URL+"/tools/b", cred, "")
+	resp = do(t, "GET", gw.URL+"/tools/b", cred, "")
 	body, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != 200 || string(body) != "answer" || resp.Header.Get(UnrecordedHeader) == "" || resp.Header.Get(ReceiptHeader) != "" {
 		t.Fatalf("fail_open with the log down: %d %q unrecorded=%q", resp.StatusCode, body, resp.Header.Get(UnrecordedHeader))

@@ -512,6 +512,9 @@ func (rt *Route) mcpRecord(m *message, h http.Header) record {
 		"jsonrpc.request.id": clean(idText(m.id), 256),
 		"request.sha256":     sha256Hex(m.raw),
 	}
+	if rt.FailOpen {
+		a["gateway.fail_open"] = true
+	}
 	if s := h.Get("Mcp-Session-Id"); s != "" {
 		a["mcp.session.id"] = clean(s, 256)
 	}

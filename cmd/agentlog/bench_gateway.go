@@ -1,0 +1,157 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// runBenchGateway measures what the gateway adds to a call: it serves a
+// small upstream itself and calls it at --rate, open loop, both directly
+// and through the gateway (a route to that upstream), the two interleaved
+// so they share the machine's conditions; latency counts from each call's
+// scheduled time.
+func runBenchGateway(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("bench gateway", stderr)
+	gw := fs.String("gateway", "http://127.0.0.1:8090/bench", "the gateway route's URL, whose upstream is --upstream-listen")
+	listen := fs.String("upstream-listen", "127.0.0.1:9100", "where the bench serves the upstream tool")
+	credFile := fs.String("session-token-file", "", "file holding the agent's session credential")
+	rate := fs.Int("rate", 2000, "calls per second through the gateway (and as many direct)")
+	dur := fs.Duration("duration", 20*time.Second, "how long to measure, after --warmup")
+	warmup := fs.Duration("warmup", 3*time.Second, "calls made first and not counted")
+	size := fs.Int("size", 256, "bytes of each answer")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *credFile == "" {
+		return usagef("--session-token-file is required")
+	}
+	if *rate < 1 || *rate > 100000 {
+		return usagef("--rate %d: want 1 to 100000", *rate)
+	}
+	cred, err := readSecret(*credFile)
+	if err != nil {
+		return err
+	}
+	body := []byte(`{"ok":true,"pad":"` + strings.Repeat("x", max(0, *size-20)) + `"}`)
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return fmt.Errorf("serving the upstream on %s: %w", *listen, err)
+	}
+	up := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(body)
+	}), ReadHeaderTimeout: 10 * time.Second}
+	go up.Serve(ln)
+	defer up.Close()
+	direct := "http://" + ln.Addr().String() + "/x"
+	via := strings.TrimRight(*gw, "/") + "/x"
+
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = 4096
+	hc := &http.Client{Transport: tr, Timeout: 30 * time.Second}
+	one := func(url string, auth bool) error {
+		req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(`{"q":"lookup"}`))
+		req.Header.Set("Content-Type", "application/json")
+		if auth {
+			req.Header.Set("Authorization", "Bearer "+cred)
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		io.Copy(io.Discard, resp.Body)
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("%s answered %s", url, resp.Status)
+		}
+		if auth && resp.Header.Get("Agentlog-Receipt") == "" {
+			return errors.New("the gateway's answer has no receipt")
+		}
+		return nil
+	}
+	if err := one(via, true); err != nil {
+		return fmt.Errorf("a first call through the gateway: %w", err)
+	}
+	var mu sync.Mutex
+	var lat [2][]time.Duration // direct, gateway
+	var failed atomic.Int64
+	var firstErr atomic.Value
+	var wg sync.WaitGroup
+	interval := time.Second / time.Duration(*rate)
+	start := time.Now()
+	measureFrom := start.Add(*warmup)
+	end := measureFrom.Add(*dur)
+	ctx, cancel := context.WithDeadline(context.Background(), end)
+	defer cancel()
+	for i := 0; ; i++ {
+		at := start.Add(time.Duration(i) * interval)
+		if !at.Before(end) {
+			break
+		}
+		if d := time.Until(at); d > 0 {
+			select {
+			case <-time.After(d):
+			case <-ctx.Done():
+			}
+		}
+		// Alternate which of the pair goes first.
+		order := [2]int{0, 1}
+		if i%2 == 1 {
+			order = [2]int{1, 0}
+		}
+		for _, k := range order {
+			url := [2]string{direct, via}[k]
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := one(url, k == 1); err != nil {
+					failed.Add(1)
+					firstErr.CompareAndSwap(nil, err.Error())
+					return
+				}
+				if at.Before(measureFrom) {
+					return
+				}
+				d := time.Since(at)
+				mu.Lock()
+				lat[k] = append(lat[k], d)
+				mu.Unlock()
+			}()
+		}
+	}
+	wg.Wait()
+	for k := range lat {
+		slices.Sort(lat[k])
+	}
+	fmt.Fprintf(stdout, "rate %d/s each way for %s (open loop, latency from the scheduled send)\n", *rate, *dur)
+	fmt.Fprintf(stdout, "%-8s %8s %10s %10s %10s %10s %10s\n", "", "calls", "p50", "p90", "p99", "p99.9", "max")
+	for k, name := range []string{"direct", "gateway"} {
+		d := lat[k]
+		if len(d) == 0 {
+			continue
+		}
+		fmt.Fprintf(stdout, "%-8s %8d %10s %10s %10s %10s %10s\n", name, len(d), pct(d, 50), pct(d, 90), pct(d, 99), pctf(d, 99.9), d[len(d)-1])
+	}
+	if len(lat[0]) > 0 && len(lat[1]) > 0 {
+		fmt.Fprintf(stdout, "added by the gateway: p50 %s, p99 %s\n", pct(lat[1], 50)-pct(lat[0], 50), pct(lat[1], 99)-pct(lat[0], 99))
+	}
+	if n := failed.Load(); n > 0 {
+		fmt.Fprintf(stdout, "%d calls failed; first: %v\n", n, firstErr.Load())
+	}
+	return nil
+}
+
+func pctf(d []time.Duration, p float64) time.Duration {
+	i := int(float64(len(d)) * p / 100)
+	return d[min(i, len(d)-1)]
+}
