@@ -20,7 +20,7 @@ import (
 func runGateway(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("gateway", stderr)
 	logURL := fs.String("log", "", "the agentlog server's URL (required)")
-	listen := fs.String("listen", "127.0.0.1:8090", "address to listen on")
+	listen := fs.String("listen", "127.0.0.1:8091", "address to listen on")
 	var routes multiFlag
 	fs.Var(&routes, "route", "NAME=URL: serve the upstream at /NAME (mcp+URL for an MCP server over Streamable HTTP; repeatable)")
 	config := fs.String("config", "", "configuration file, JSON (docs/gateway.md): per-route record, scope, fail_open, credentials, resources")

@@ -31,6 +31,10 @@ type File struct {
 	// MaxConcurrent caps the calls in flight; more are refused with 503
 	// (default 4096).
 	MaxConcurrent int `json:"max_concurrent,omitempty"`
+	// MaxInflight caps the append requests in flight per session
+	// credential (default 4); while they are, further entries queue and
+	// share the next request.
+	MaxInflight int `json:"max_appends_in_flight,omitempty"`
 }
 
 // RouteFile configures one route.
@@ -101,6 +105,7 @@ type Config struct {
 	LogTimeout    time.Duration
 	MaxBatch      int
 	MaxConcurrent int
+	MaxInflight   int
 }
 
 // Route is a checked route.
@@ -159,7 +164,7 @@ func (f *File) Check(logURL string) (*Config, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("--log %q: want the log's http(s) URL", logURL)
 	}
-	c := &Config{Log: strings.TrimRight(logURL, "/"), MaxBatch: f.MaxBatch, MaxConcurrent: f.MaxConcurrent}
+	c := &Config{Log: strings.TrimRight(logURL, "/"), MaxBatch: f.MaxBatch, MaxConcurrent: f.MaxConcurrent, MaxInflight: f.MaxInflight}
 	if c.SessionCache, err = duration("session_cache", f.SessionCache, 2*time.Second, time.Minute); err != nil {
 		return nil, err
 	}
@@ -177,6 +182,12 @@ func (f *File) Check(logURL string) (*Config, error) {
 		c.MaxConcurrent = 4096
 	case c.MaxConcurrent < 1 || c.MaxConcurrent > 1<<20:
 		return nil, fmt.Errorf("max_concurrent %d: want 1 to 1048576", c.MaxConcurrent)
+	}
+	switch {
+	case c.MaxInflight == 0:
+		c.MaxInflight = 4
+	case c.MaxInflight < 1 || c.MaxInflight > 256:
+		return nil, fmt.Errorf("max_appends_in_flight %d: want 1 to 256", c.MaxInflight)
 	}
 	if len(f.Routes) == 0 {
 		return nil, fmt.Errorf("no routes: give --route NAME=URL (mcp+URL for an MCP server) or routes in the configuration file")

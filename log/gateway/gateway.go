@@ -115,7 +115,7 @@ func New(cfg *Config, o Options) *Gateway {
 		cfg:    cfg,
 		log:    o.Logger,
 		now:    o.Now,
-		rec:    newRecorder(cfg.Log, o.LogClient, cfg.LogTimeout, cfg.MaxBatch),
+		rec:    newRecorder(cfg.Log, o.LogClient, cfg.LogTimeout, cfg.MaxBatch, cfg.MaxInflight),
 		sess:   &sessions{log: cfg.Log, hc: o.LogClient, ttl: cfg.SessionCache, now: o.Now, byID: map[[32]byte]*session{}},
 		routes: map[string]*route{},
 		slots:  make(chan struct{}, cfg.MaxConcurrent),

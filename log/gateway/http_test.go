@@ -223,6 +223,7 @@ func TestGroupCommit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	c.MaxInflight = 1 // one append in flight, so the others must queue behind it
 	g := New(c, Options{})
 	gw := newServer(t, g)
 	const n = 40

@@ -29,20 +29,23 @@ type Receipt struct {
 
 // recorder appends entries to the log with the session credential of the
 // call they record. Entries of concurrent calls under one credential share
-// one append request (group commit): while a request is in flight the next
-// calls' entries queue, and all of them go in the next request.
+// append requests (group commit): up to maxInflight requests per
+// credential are in flight at once, and while they are, the next calls'
+// entries queue and all of them go in the next request.
 type recorder struct {
-	log      string
-	hc       *http.Client
-	timeout  time.Duration
-	maxBatch int
+	log         string
+	hc          *http.Client
+	timeout     time.Duration
+	maxBatch    int
+	maxInflight int
 
 	mu     sync.Mutex
 	queues map[string]*queue // by credential
 }
 
 type queue struct {
-	pending []*pendingEntry
+	pending  []*pendingEntry
+	inflight int // flush goroutines running
 }
 
 type pendingEntry struct {
@@ -52,8 +55,8 @@ type pendingEntry struct {
 	err  error
 }
 
-func newRecorder(log string, hc *http.Client, timeout time.Duration, maxBatch int) *recorder {
-	return &recorder{log: log, hc: hc, timeout: timeout, maxBatch: maxBatch, queues: map[string]*queue{}}
+func newRecorder(log string, hc *http.Client, timeout time.Duration, maxBatch, maxInflight int) *recorder {
+	return &recorder{log: log, hc: hc, timeout: timeout, maxBatch: maxBatch, maxInflight: maxInflight, queues: map[string]*queue{}}
 }
 
 // append makes rec durable in the log under cred and returns its receipt.
@@ -62,14 +65,18 @@ func newRecorder(log string, hc *http.Client, timeout time.Duration, maxBatch in
 func (r *recorder) append(ctx context.Context, cred string, rec []byte) (Receipt, error) {
 	p := &pendingEntry{rec: rec, done: make(chan struct{})}
 	r.mu.Lock()
-	q, busy := r.queues[cred]
-	if !busy {
+	q := r.queues[cred]
+	if q == nil {
 		q = &queue{}
 		r.queues[cred] = q
 	}
 	q.pending = append(q.pending, p)
+	start := q.inflight < r.maxInflight
+	if start {
+		q.inflight++
+	}
 	r.mu.Unlock()
-	if !busy {
+	if start {
 		go r.flush(cred, q)
 	}
 	select {
@@ -80,15 +87,17 @@ func (r *recorder) append(ctx context.Context, cred string, rec []byte) (Receipt
 	}
 }
 
-// flush sends the queue's entries, a batch at a time, until it is empty,
-// then retires the queue.
+// flush sends the queue's entries, a batch at a time, until it is empty;
+// the last flush to stop retires the queue.
 func (r *recorder) flush(cred string, q *queue) {
 	c, _ := client.New(r.log, client.WithToken(cred), client.WithHTTPClient(r.hc))
 	for {
 		r.mu.Lock()
 		n := min(len(q.pending), r.maxBatch)
 		if n == 0 {
-			delete(r.queues, cred)
+			if q.inflight--; q.inflight == 0 {
+				delete(r.queues, cred)
+			}
 			r.mu.Unlock()
 			return
 		}
