@@ -99,7 +99,7 @@ var helps = map[string]verbHelp{
 		"gateway --log URL [--listen ADDR] [--route NAME=URL]... [--config FILE]",
 		"agentlog gateway --log http://127.0.0.1:8080 --listen 127.0.0.1:8091 --route billing=http://127.0.0.1:9000 --route crm=mcp+http://127.0.0.1:9001/mcp"},
 	"bench gateway": {"measure the latency the gateway adds to a call, against the direct call in the same run",
-		"bench gateway --gateway URL --upstream-listen ADDR --session-token-file F [--rate N] [--duration D]",
+		"bench gateway --gateway URL --upstream-listen ADDR --session-token-file F [--rate N] [--workers N] [--duration D]",
 		"agentlog bench gateway --gateway http://127.0.0.1:8091/bench --upstream-listen 127.0.0.1:9100 --session-token-file bench.session --rate 2000"},
 	"demo": {"the whole story in one command: a log and a witness on loopback, two agents, an out-of-scope and an off-hours action, and what an auditor sees",
 		"demo [--dir agentlog-demo] [--keep-running]",
