@@ -15,7 +15,8 @@ import (
 // TestSoak runs the server under steady mixed load (single-entry and
 // batched appends, queries, proofs, refused credentials) for
 // AGENTLOG_SOAK (a duration; `make soak` sets 30m) and samples its
-// resident memory, heap share and open file descriptors every 10 s. What
+// resident memory, heap share and open file descriptors every 10 s, with a
+// tile cache small enough to be full early. What
 // must hold: after the first fifth (warm-up), memory and descriptors are
 // flat (the last quarter's mean within 25% + 32 MiB, and 16 descriptors,
 // of the second quarter's), and no request failed. Not part of make test.
@@ -24,7 +25,10 @@ func TestSoak(t *testing.T) {
 	if err != nil || d <= 0 {
 		t.Skip("set AGENTLOG_SOAK=30m (make soak) to run the soak test")
 	}
-	srv, data := startFaultServer(t)
+	// A small tile cache, full within a minute: otherwise the cache
+	// (bounded by --tile-cache, 256 MiB by default) fills over hours and
+	// its growth looks like a leak.
+	srv, data := startFaultServer(t, "--tile-cache", "512")
 	pid := srv.Cmd.Process.Pid
 	tok, err := os.ReadFile(filepath.Join(data, "admin.token"))
 	if err != nil {
