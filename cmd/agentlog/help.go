@@ -86,6 +86,9 @@ var helps = map[string]verbHelp{
 	"evidence export": {"export query matches with proofs, checkpoint and keys, verifiable offline",
 		"evidence export --token-file F [query flags] --out DIR [--log-key FILE] [--time-key FILE] [--policy FILE]",
 		"agentlog evidence export --token-file auditor.token --agent billing-bot --from 2026-01-01T00:00:00Z --log-key agentlog-data/log.pub --out evidence-2026"},
+	"export ocsf": {"write query matches as OCSF events (NDJSON), with the proofs that check them, for a SIEM",
+		"export ocsf --token-file F [query flags] [--limit N] [--log-key FILE [--time-key FILE]] [--wait D] [--out FILE]",
+		"agentlog export ocsf --token-file auditor.token --agent billing-bot --from 2026-01-01T00:00:00Z --log-key agentlog-data/log.pub > agent-activity.ocsf.ndjson"},
 	"evidence verify": {"verify an evidence export offline",
 		"evidence verify DIR --log-key FILE [--policy FILE]",
 		"agentlog evidence verify evidence-2026 --log-key agentlog-data/log.pub"},
@@ -142,6 +145,7 @@ var groups = map[string][]string{
 	"agent":    {"register", "approve", "list", "show", "revoke", "scope"},
 	"session":  {"open", "close", "list", "end"},
 	"evidence": {"export", "verify"},
+	"export":   {"ocsf"},
 	"bench":    {"append", "peer", "gateway"},
 	"dev":      {"synth"},
 	"change":   {"propose", "approve", "reject", "list", "show", "attest", "digest"},
@@ -149,7 +153,7 @@ var groups = map[string][]string{
 }
 
 // verbOrder is the order of the overview.
-var verbOrder = []string{"demo", "serve", "agent", "session", "append", "token", "query", "verify", "evidence", "report", "audit", "monitor", "change", "changes", "gateway", "reindex", "bench", "dev"}
+var verbOrder = []string{"demo", "serve", "agent", "session", "append", "token", "query", "verify", "evidence", "export", "report", "audit", "monitor", "change", "changes", "gateway", "reindex", "bench", "dev"}
 
 // overview is "agentlog help": every verb with its summary.
 func overview(w io.Writer) {

@@ -68,6 +68,7 @@ var verbs = map[string]func(args []string, stdout, stderr io.Writer) error{
 	"change":   runChange,
 	"changes":  runChanges,
 	"report":   runReport,
+	"export":   runExport,
 }
 
 // demo runs other verbs through run, which reads verbs: it joins the map
