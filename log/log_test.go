@@ -263,7 +263,8 @@ func BenchmarkAppend(b *testing.B) {
 	for _, tc := range []struct {
 		name    string
 		noIndex bool
-	}{{"c=4096", false}, {"c=4096/indexes=off", true}} {
+		config  bool // the session declared a configuration (leaf field config)
+	}{{"c=4096", false, false}, {"c=4096/indexes=off", true, false}, {"c=4096/config", false, true}} {
 		conc := 4096
 		b.Run(tc.name, func(b *testing.B) {
 			l, err := Open(Config{Dir: b.TempDir(), noIndex: tc.noIndex})
@@ -280,6 +281,9 @@ func BenchmarkAppend(b *testing.B) {
 				variants[i] = Record{Action: "db.query", Tool: "sql", Resource: fmt.Sprintf("customers/%06d", i*7919%1000000), Outcome: "success", Attributes: []byte(fmt.Sprintf(`{"p":"%x"}`, pad[:(512-236)/2]))}
 			}
 			who := Principal{ID: "agent-7", Role: "agent", Agent: "agent-7", Session: "s-0123456789abcdef", Task: "ticket-4711"}
+			if tc.config {
+				who.Config = "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+			}
 			b.SetBytes(512)
 			b.ResetTimer()
 			var next sync.WaitGroup
