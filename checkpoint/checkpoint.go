@@ -55,6 +55,11 @@ func sign(k *Keys, size uint64, root []byte, ts note.Signer) ([]byte, error) {
 	return note.Sign(&note.Note{Text: string(body)}, k.LogSigner, ts)
 }
 
+// ErrSuperseded is wrapped by the errors that mean another node now holds
+// the log's lock (package mirror): the node that gets it never signs
+// again (package signer stops).
+var ErrSuperseded = errors.New("superseded: another node holds the log's lock")
+
 // Signed is a checkpoint whose signatures [Open] verified.
 type Signed struct {
 	Origin string

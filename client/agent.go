@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/agentlog/agentlog"
@@ -57,6 +58,14 @@ type AgentConfig struct {
 	NoSequence bool
 	// HTTPClient is the HTTP client (default: 30 s timeout).
 	HTTPClient *http.Client
+	// Servers are other servers of the same log (standbys of a
+	// replicated log, docs/replication.md). After a network error or a
+	// 503 the Agent sends the next attempt to the next server in turn, so
+	// it follows a failover; give MaxRetries enough attempts to outlast
+	// the lease (10 for the default 6 s). A retried request whose first
+	// attempt the old server committed may then be appended twice; its
+	// sequence numbers show it.
+	Servers []string
 }
 
 // Agent appends an agent's records under task sessions: it opens and
@@ -64,9 +73,11 @@ type AgentConfig struct {
 // records, batches them, and retries with an idempotency key. It is safe
 // for concurrent use.
 type Agent struct {
-	base string
-	cfg  AgentConfig
-	hc   *http.Client
+	base  string
+	bases []string     // base, then the Servers
+	cur   atomic.Int64 // index in bases of the server in use
+	cfg   AgentConfig
+	hc    *http.Client
 
 	mu      sync.Mutex
 	session *SessionInfo
@@ -106,7 +117,14 @@ func NewAgent(baseURL string, cfg AgentConfig) (*Agent, error) {
 	if cfg.MaxRetries <= 0 {
 		cfg.MaxRetries = 5
 	}
-	a := &Agent{base: c.base, cfg: cfg, hc: c.hc}
+	a := &Agent{base: c.base, bases: []string{c.base}, cfg: cfg, hc: c.hc}
+	for _, u := range cfg.Servers {
+		o, err := New(u)
+		if err != nil {
+			return nil, err
+		}
+		a.bases = append(a.bases, o.base)
+	}
 	if cfg.HTTPClient != nil {
 		a.hc = cfg.HTTPClient
 	}
@@ -118,7 +136,14 @@ func NewAgent(baseURL string, cfg AgentConfig) (*Agent, error) {
 
 // client returns a Client using credential cred.
 func (a *Agent) client(cred string) *Client {
-	return &Client{base: a.base, token: cred, hc: a.hc}
+	return &Client{base: a.bases[int(a.cur.Load())%len(a.bases)], token: cred, hc: a.hc}
+}
+
+// failover moves to the next server, if there is more than one.
+func (a *Agent) failover() {
+	if len(a.bases) > 1 {
+		a.cur.Add(1)
+	}
 }
 
 // Open opens a new session now (closing none). Appends open one when
@@ -296,6 +321,9 @@ func (a *Agent) Append(ctx context.Context, recs ...Record) (res []Appended, err
 		wait := backoff
 		if isHTTP && he.RetryAfter > 0 {
 			wait = he.RetryAfter
+		}
+		if !isHTTP || he.Status == http.StatusServiceUnavailable {
+			a.failover()
 		}
 		backoff = min(2*backoff, 5*time.Second)
 		t := time.NewTimer(wait)

@@ -26,10 +26,10 @@ func tilePath(level, index uint64, width int, entries bool) string {
 // partial tile that is no longer served (the tile has since filled up) is
 // read from the full tile, as c2sp.org/tlog-tiles allows.
 func (c *Client) fetchTile(ctx context.Context, level, index uint64, width int, entries bool) ([]byte, error) {
-	b, err := c.do(ctx, http.MethodGet, "/tile/"+tilePath(level, index, width, entries), nil)
+	b, err := c.get(ctx, "/tile/"+tilePath(level, index, width, entries))
 	var he *HTTPError
 	if err != nil && width < tileWidth && errors.As(err, &he) && he.Status == http.StatusNotFound {
-		b, err = c.do(ctx, http.MethodGet, "/tile/"+tilePath(level, index, tileWidth, entries), nil)
+		b, err = c.get(ctx, "/tile/"+tilePath(level, index, tileWidth, entries))
 		if err == nil && entries {
 			return b, nil // the caller splits and keeps the first width entries
 		}

@@ -29,6 +29,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -96,6 +97,8 @@ type Log struct {
 	seq     *sequencer
 	m       *metrics
 	log     *slog.Logger
+
+	ackGate atomic.Pointer[AckGate]
 
 	disk     *diskGuard
 	stopGC   chan struct{} // stops the GC and disk loops
@@ -263,10 +266,64 @@ func (l *Log) AppendWith(ctx context.Context, p Principal, kind string, recs []R
 		}
 	}
 	res, err := l.seq.add(ctx, tails, terms, extra)
+	if err == nil && len(res) > 0 {
+		if g := l.ackGate.Load(); g != nil {
+			last := res[len(res)-1].Index
+			if err := (*g)(ctx, last+1); err != nil {
+				return nil, fmt.Errorf("entries %d to %d are committed locally but not acknowledged: %w", res[0].Index, last, err)
+			}
+		}
+	}
 	if err == nil {
 		l.m.appendSeconds.Observe(time.Since(start).Seconds())
 	}
 	return res, err
+}
+
+// Import stores leaves verbatim as the entries from index at, which must
+// be the tree size when they are committed: a standby copies its active
+// log's entries this way (package mirror). Each leaf must be a leaf this
+// log's Append could have made, with times not before the previous leaf's;
+// the indexes are built from them as for appended entries. It returns once
+// they are durable, or with an error wrapping ErrInvalid and nothing
+// stored.
+func (l *Log) Import(ctx context.Context, at uint64, leaves [][]byte) error {
+	if len(leaves) == 0 {
+		return nil
+	}
+	return l.seq.addImport(ctx, at, leaves)
+}
+
+// An AckGate holds back the answer to an append until the tree size covers
+// its entries somewhere beyond the local disk (package mirror's replicated
+// durability waits until they are in the bucket under a published
+// checkpoint). It returns nil once size is covered, or an error if ctx ends
+// or it never will be.
+type AckGate func(ctx context.Context, size uint64) error
+
+// SetAckGate makes every later Append wait for g after the local commit;
+// nil removes the gate.
+func (l *Log) SetAckGate(g AckGate) {
+	if g == nil {
+		l.ackGate.Store(nil)
+		return
+	}
+	l.ackGate.Store(&g)
+}
+
+// Unfence lets appends in again after Fence (a standby that took over).
+func (l *Log) Unfence() { l.seq.unfence() }
+
+// ErrFenced is wrapped by the error of every append after Fence.
+var ErrFenced = errors.New("log refuses appends")
+
+// Fence makes every later append fail with an error wrapping ErrFenced and
+// cause (package mirror fences a log superseded by another node). It
+// returns once every append queued before it is committed, with the final
+// size: nothing is sequenced beyond it.
+func (l *Log) Fence(cause error) uint64 {
+	l.seq.fence(fmt.Errorf("%w: %w", ErrFenced, cause))
+	return l.tree.Size()
 }
 
 // DB returns the log's Badger database, for packages that keep their own

@@ -33,9 +33,13 @@ type pending struct {
 	tails []leafTail
 	terms [][]byte // index terms of each leaf (appendTerms)
 	extra Extra    // may be nil
-	done  chan struct{}
-	res   []Appended
-	err   error
+	// An import (Log.Import) carries whole leaves to store verbatim at
+	// index at; it is committed alone.
+	imported [][]byte
+	at       uint64
+	done     chan struct{}
+	res      []Appended
+	err      error
 }
 
 // sequencer assigns indexes and times to queued leaves, and commits each
@@ -55,8 +59,9 @@ type sequencer struct {
 	maxBytes   int // leaf bytes per batch
 	maxPending int64
 
-	mu      sync.Mutex // guards closed and sends on queue
+	mu      sync.Mutex // guards closed, fenced and sends on queue
 	closed  bool
+	fenced  error // set by fence: appends fail with it
 	queue   chan *pending
 	queued  atomic.Int64 // entries queued, not yet committed
 	stopped chan struct{}
@@ -109,6 +114,10 @@ func (s *sequencer) add(ctx context.Context, tails []leafTail, terms [][]byte, e
 		s.mu.Unlock()
 		return nil, ErrClosed
 	}
+	if s.fenced != nil {
+		s.mu.Unlock()
+		return nil, s.fenced
+	}
 	n := int64(len(tails))
 	if s.queued.Add(n) > s.maxPending {
 		s.queued.Add(-n)
@@ -134,6 +143,60 @@ func (s *sequencer) add(ctx context.Context, tails []leafTail, terms [][]byte, e
 	}
 }
 
+// addImport queues leaves to store verbatim at index at and waits until
+// they are durable.
+func (s *sequencer) addImport(ctx context.Context, at uint64, leaves [][]byte) error {
+	p := &pending{imported: leaves, at: at, done: make(chan struct{})}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return ErrClosed
+	}
+	s.queued.Add(int64(len(leaves)))
+	select {
+	case s.queue <- p:
+	default:
+		s.queued.Add(-int64(len(leaves)))
+		s.mu.Unlock()
+		return ErrPushback
+	}
+	s.mu.Unlock()
+	select {
+	case <-p.done:
+		return p.err
+	case <-ctx.Done():
+		return fmt.Errorf("waiting for the import to be committed: %w", ctx.Err())
+	}
+}
+
+// fence makes every later add fail with err and returns once everything
+// queued before it is committed (or failed).
+func (s *sequencer) fence(err error) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		<-s.stopped
+		return
+	}
+	if s.fenced == nil {
+		s.fenced = err
+	}
+	// The queue is FIFO: once this empty marker is answered, everything
+	// queued before it has been committed. A blocking send is safe under
+	// mu: the sequencer goroutine never takes it.
+	p := &pending{done: make(chan struct{})}
+	s.queue <- p
+	s.mu.Unlock()
+	<-p.done
+}
+
+// unfence lets appends in again.
+func (s *sequencer) unfence() {
+	s.mu.Lock()
+	s.fenced = nil
+	s.mu.Unlock()
+}
+
 // close stops accepting appends, commits everything already queued and
 // returns when the sequencer goroutine has exited.
 func (s *sequencer) close() {
@@ -154,14 +217,23 @@ func (s *sequencer) run() {
 		if !ok {
 			return
 		}
+		if p.imported != nil {
+			s.commitImport(p)
+			continue
+		}
 		batch = append(batch[:0], p)
 		n, size := len(p.tails), tailBytes(p.tails)
+		var imp *pending
 		// Take whatever else is already waiting, up to the batch limits.
 	fill:
 		for n < s.maxBatch && size < s.maxBytes {
 			select {
 			case q, ok := <-s.queue:
 				if !ok {
+					break fill
+				}
+				if q.imported != nil {
+					imp = q
 					break fill
 				}
 				batch = append(batch, q)
@@ -172,6 +244,9 @@ func (s *sequencer) run() {
 			}
 		}
 		s.commit(batch, n)
+		if imp != nil {
+			s.commitImport(imp)
+		}
 	}
 }
 
@@ -185,6 +260,12 @@ func tailBytes(ts []leafTail) int {
 
 // commit sequences one batch and answers its waiters.
 func (s *sequencer) commit(batch []*pending, n int) {
+	if n == 0 { // only fence markers
+		for _, p := range batch {
+			close(p.done)
+		}
+		return
+	}
 	start := time.Now()
 	err := s.commitBatch(batch, n)
 	for _, p := range batch {
@@ -298,6 +379,72 @@ func (s *sequencer) commitBatch(batch []*pending, n int) error {
 	} else {
 		s.buf = nil
 	}
+	return nil
+}
+
+// commitImport stores an import's leaves verbatim at its index, with
+// their index terms, in one transaction, and answers it.
+func (s *sequencer) commitImport(p *pending) {
+	p.err = s.importLeaves(p.at, p.imported)
+	if p.err == nil {
+		s.m.treeSize.Set(float64(s.tree.Size()))
+	}
+	s.queued.Add(-int64(len(p.imported)))
+	close(p.done)
+}
+
+func (s *sequencer) importLeaves(at uint64, leaves [][]byte) error {
+	defer s.postings.reset()
+	base := s.tree.Size()
+	if at != base {
+		return fmt.Errorf("%w: importing at index %d, but the tree has %d leaves", ErrInvalid, at, base)
+	}
+	last := s.lastTime
+	var buf []byte
+	hashes := make([][]byte, len(leaves))
+	txn := s.db.NewTransaction(true)
+	defer txn.Discard()
+	for j, l := range leaves {
+		if len(l) > MaxLeafSize {
+			return fmt.Errorf("%w: imported leaf %d is %d bytes, more than %d", ErrInvalid, base+uint64(j), len(l), MaxLeafSize)
+		}
+		terms, t, err := termsOfLeaf(l)
+		if err != nil {
+			return fmt.Errorf("%w: imported leaf %d: %v", ErrInvalid, base+uint64(j), err)
+		}
+		if t.Before(last) {
+			return fmt.Errorf("%w: imported leaf %d is timed %v, before the previous leaf (%v)", ErrInvalid, base+uint64(j), t, last)
+		}
+		if j == 0 || !t.Equal(last) {
+			if err := txn.Set(timeKey(t, base+uint64(j)), nil); err != nil {
+				return fmt.Errorf("writing the time index: %w", err)
+			}
+		}
+		last = t
+		s.postings.add(terms, base+uint64(j))
+		buf = append(buf, byte(len(l)>>8), byte(len(l)))
+		buf = append(buf, l...)
+		h := leafHash(l)
+		hashes[j] = h[:]
+	}
+	upd, err := s.tree.Prepare(hashes)
+	if err != nil {
+		return fmt.Errorf("extending the tree: %w", err)
+	}
+	if err := fragments(buf, base, txn.Set); err != nil {
+		return fmt.Errorf("writing the entries from index %d: %w", base, err)
+	}
+	if err := s.postings.write(txn); err != nil {
+		return err
+	}
+	if err := upd.Write(txn); err != nil {
+		return fmt.Errorf("writing tiles: %w", err)
+	}
+	if err := txn.Commit(); err != nil {
+		return fmt.Errorf("committing imported entries at index %d: %w", base, err)
+	}
+	s.tree.Apply(upd)
+	s.lastTime = last
 	return nil
 }
 

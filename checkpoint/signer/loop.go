@@ -8,6 +8,7 @@
 package signer
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -32,6 +33,10 @@ const (
 // ErrClockNotSynced is returned by [Loop.SignNow] when RequireNTP is set and
 // the clock is not synced.
 var ErrClockNotSynced = errors.New("refusing to sign: the NTP clock is not synced and NTP is required")
+
+// ErrSuperseded is checkpoint.ErrSuperseded: a [Config.Commit] error
+// wrapping it stops the loop for good.
+var ErrSuperseded = checkpoint.ErrSuperseded
 
 // Source is the log's tree as the signing loop sees it.
 type Source interface {
@@ -60,6 +65,12 @@ type Config struct {
 	Interval   time.Duration // how often to check for growth; default 1s
 	Refresh    time.Duration // re-sign an unchanged tree after this long; default 5m
 	RequireNTP bool          // refuse to sign while Clock is not synced
+	// Commit, if set, is called with each new checkpoint before it is
+	// saved or published (package mirror uploads what it covers and
+	// swaps it into the lock). An error drops the checkpoint: it is
+	// neither saved nor published, and the next SignNow signs afresh. An
+	// error wrapping ErrSuperseded stops the loop for good.
+	Commit func(*checkpoint.Signed) error
 	// Publish is called with each new checkpoint after it is durably saved,
 	// in signing order, while the loop holds its lock: it must not block for
 	// long nor call SignNow. May be nil.
@@ -80,6 +91,8 @@ type Loop struct {
 
 	smu    sync.Mutex // guards status
 	status Status
+
+	stopped error // set once Commit reports ErrSuperseded; guarded by mu
 }
 
 // New loads the last signed checkpoint from the Store, verifies it with
@@ -150,7 +163,8 @@ func (l *Loop) SignNow() (*checkpoint.Signed, error) {
 	if err != nil {
 		l.status.LastError = err.Error()
 		var ie *checkpoint.InconsistentError
-		l.status.Refusing = errors.Is(err, ErrClockNotSynced) || errors.As(err, &ie)
+		l.status.Refusing = errors.Is(err, ErrClockNotSynced) || errors.Is(err, ErrSuperseded) || errors.As(err, &ie)
+		l.status.Superseded = errors.Is(err, ErrSuperseded)
 		return nil, err
 	}
 	l.status.LastError, l.status.Refusing = "", false
@@ -159,6 +173,9 @@ func (l *Loop) SignNow() (*checkpoint.Signed, error) {
 }
 
 func (l *Loop) signLocked() (*checkpoint.Signed, error) {
+	if l.stopped != nil {
+		return nil, l.stopped
+	}
 	last := l.latest.Load()
 	size := l.cfg.Source.Size()
 	now := l.now()
@@ -185,6 +202,14 @@ func (l *Loop) signLocked() (*checkpoint.Signed, error) {
 	s, err := checkpoint.Open(raw, l.cfg.Keys.LogVerifier, l.cfg.Keys.TimeVerifier)
 	if err != nil {
 		return nil, fmt.Errorf("the checkpoint just signed does not verify: %w", err)
+	}
+	if l.cfg.Commit != nil {
+		if err := l.cfg.Commit(s); err != nil {
+			if errors.Is(err, ErrSuperseded) {
+				l.stopped = err
+			}
+			return nil, fmt.Errorf("checkpoint at size %d not committed: %w", size, err)
+		}
 	}
 	if err := l.cfg.Store.Save(raw); err != nil {
 		return nil, fmt.Errorf("cannot save the signed checkpoint: %w", err)
@@ -224,6 +249,42 @@ func (l *Loop) Run(ctx context.Context) {
 	}
 }
 
+// Adopt makes raw, a checkpoint of this log signed by another node (a
+// standby following the active log), the latest, as if this loop had
+// signed it: it must verify with the log's keys, the tree must hold its
+// size with its root, and it must be consistent with the latest. It is
+// saved to the Store; Publish is not called.
+func (l *Loop) Adopt(raw []byte) (*checkpoint.Signed, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	c, err := l.cfg.Keys.OpenOwn(raw)
+	if err != nil {
+		return nil, err
+	}
+	last := l.latest.Load()
+	if last != nil && c.Size < last.Size {
+		return nil, fmt.Errorf("adopting a checkpoint of size %d older than the latest (%d)", c.Size, last.Size)
+	}
+	root, err := l.cfg.Source.RootAt(c.Size)
+	if err != nil {
+		return nil, fmt.Errorf("adopting a checkpoint of size %d: %w", c.Size, err)
+	}
+	if !bytes.Equal(root, c.Root) {
+		return nil, fmt.Errorf("adopting a checkpoint of size %d: the tree's root there differs", c.Size)
+	}
+	if err := checkpoint.CheckConsistent(last, c.Size, c.Root, l.cfg.Source); err != nil {
+		return nil, err
+	}
+	if err := l.cfg.Store.Save(c.Raw); err != nil {
+		return nil, fmt.Errorf("cannot save the adopted checkpoint: %w", err)
+	}
+	l.latest.Store(c)
+	l.smu.Lock()
+	l.status.LastSigned, l.status.Size, l.status.Checked = c.Time, c.Size, time.Now()
+	l.smu.Unlock()
+	return c, nil
+}
+
 // Latest returns the latest signed checkpoint, or nil before the first.
 func (l *Loop) Latest() *checkpoint.Signed { return l.latest.Load() }
 
@@ -232,7 +293,8 @@ type Status struct {
 	LastSigned time.Time // timestamp of the latest checkpoint; zero if none
 	Size       uint64    // tree size of the latest checkpoint
 	LastError  string    // error of the last SignNow; empty after a success
-	Refusing   bool      // the last SignNow refused to sign (inconsistent tree, or NTP required but not synced)
+	Refusing   bool      // the last SignNow refused to sign (inconsistent tree, NTP required but not synced, or superseded)
+	Superseded bool      // another node holds the lock: the loop never signs again
 	Signed     uint64    // checkpoints signed since New
 	// Checked is the system time of the last SignNow that succeeded, whether
 	// it signed or found nothing due (New's check at first). A tree that

@@ -34,6 +34,7 @@ func runAudit(args []string, stdout, stderr io.Writer) error {
 	stateFile := fs.String("state", "", "progress file: resume the audit it records, and record progress in it")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	concurrency := fs.Int("concurrency", 16, "entry bundles fetched at once")
+	mirrorURL := fs.String("mirror", "", "read the checkpoint, tiles and entry bundles from this copy of the log (s3://BUCKET[/PREFIX] with the AWS environment's credentials, or an http(s) URL) instead of --server")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -77,7 +78,12 @@ func runAudit(args []string, stdout, stderr io.Writer) error {
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 2 * max(*concurrency, 1)
-	c, err := client.New(*server, client.WithToken(tok), client.WithHTTPClient(&http.Client{Transport: tr, Timeout: 5 * time.Minute}))
+	opts := []client.Option{client.WithToken(tok), client.WithHTTPClient(&http.Client{Transport: tr, Timeout: 5 * time.Minute})}
+	opts, err = withMirror(opts, *mirrorURL)
+	if err != nil {
+		return err
+	}
+	c, err := client.New(*server, opts...)
 	if err != nil {
 		return usagef("%s", err)
 	}

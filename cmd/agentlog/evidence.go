@@ -55,6 +55,7 @@ func runEvidenceExport(args []string, stdout, stderr io.Writer) error {
 	timeKey := fs.String("time-key", "", "the log's timestamp key file (time.pub); default: time.pub next to --log-key, if present")
 	policyFile := fs.String("policy", "", "c2sp.org/tlog-policy file: require the witness quorum and bundle the policy")
 	timeout := fs.Duration("timeout", 10*time.Minute, "give up after this long")
+	mirrorURL := fs.String("mirror", "", "read the checkpoint, tiles and entry bundles from this copy of the log (s3://BUCKET[/PREFIX] with the AWS environment's credentials, or an http(s) URL); the query still goes to --server")
 	qf := addQueryFlags(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -82,7 +83,11 @@ func runEvidenceExport(args []string, stdout, stderr io.Writer) error {
 		}
 		opts.Policy = b
 	}
-	c, err := client.New(*server, client.WithToken(tok))
+	copts, err := withMirror([]client.Option{client.WithToken(tok)}, *mirrorURL)
+	if err != nil {
+		return err
+	}
+	c, err := client.New(*server, copts...)
 	if err != nil {
 		return usagef("%s", err)
 	}

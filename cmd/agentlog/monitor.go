@@ -23,6 +23,7 @@ func runMonitor(args []string, stdout, stderr io.Writer) error {
 	stateFile := fs.String("state", "", "file holding the last trusted checkpoint (created on first use)")
 	interval := fs.Duration("interval", time.Minute, "time between checks")
 	once := fs.Bool("once", false, "check once and exit")
+	mirrorURL := fs.String("mirror", "", "read the checkpoint and tiles from this copy of the log (s3://BUCKET[/PREFIX] with the AWS environment's credentials, or an http(s) URL) instead of --server")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -43,7 +44,11 @@ func runMonitor(args []string, stdout, stderr io.Writer) error {
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("reading the monitor state: %w", err)
 	}
-	c, err := client.New(*server)
+	opts, err := withMirror(nil, *mirrorURL)
+	if err != nil {
+		return err
+	}
+	c, err := client.New(*server, opts...)
 	if err != nil {
 		return usagef("%s", err)
 	}

@@ -17,6 +17,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -35,6 +36,7 @@ import (
 	"github.com/agentlog/agentlog/log/change"
 	"github.com/agentlog/agentlog/log/console"
 	"github.com/agentlog/agentlog/log/identity"
+	"github.com/agentlog/agentlog/log/mirror"
 	"github.com/agentlog/agentlog/witness"
 )
 
@@ -77,7 +79,12 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	healthAfter := fs.Duration("health-alert-after", 2*time.Minute, "with --anomaly, raise ntp_unsynced, witness_quorum_lost and checkpoint_stalled alerts once the condition lasts this long")
 	allowSelf := fs.Bool("allow-self-approval", false, "let a change's proposer approve it (breaks the two-person rule of CC8.1; recorded in the log)")
 	unwitnessed := fs.String("unwitnessed", unwitnessedHold, "with --witness-policy, what /checkpoint serves while the newest checkpoint lacks its quorum: hold (the last cosigned one) or publish (the log-signed one)")
+	var rf replicationFlags
+	rf.register(fs)
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := rf.check(); err != nil {
 		return err
 	}
 	var level slog.Level
@@ -173,6 +180,67 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		logger.Warn("--allow-self-approval: proposers may approve their own changes (two-person rule off)")
 	}
 
+	var m *mirror.Mirror
+	if rf.mirror != "" {
+		var lock mirror.Lock
+		m, lock, err = rf.openMirror(context.Background(), *data, keys, l, reg, logger, func(cause error) {
+			// Superseded: nothing more is sequenced, and what this node
+			// acknowledged that never reached the bucket is exported.
+			size := l.Fence(cause)
+			from := m.Mirrored()
+			path, err := quarantine(*data, l, from, size)
+			switch {
+			case err != nil:
+				logger.Error("superseded: could not write the quarantine file", "entries_from", from, "entries_to", size, "err", err)
+			case path != "":
+				logger.Error("superseded: entries acknowledged here but never mirrored are in the quarantine file; resubmit them to the active log", "file", path, "entries", size-from)
+			}
+		})
+		if err != nil {
+			return err
+		}
+		defer lock.Close()
+		if rf.standby {
+			// A standby writes nothing of its own until it takes over.
+			l.Fence(errStandby)
+		} else if err := m.Acquire(context.Background()); err != nil {
+			// Another node holds the lock (this one was superseded while
+			// it was down) or took over and appended: what this node
+			// committed beyond its last published checkpoint is not in the
+			// log's history.
+			var be *mirror.BehindError
+			var he *mirror.HeldError
+			if errors.As(err, &be) && be.Fork != nil || errors.As(err, &he) {
+				// The entries from where this tree and the log's part.
+				from, cerr := m.CommonSize(context.Background())
+				if cerr != nil {
+					// The bucket could not say: from this node's own
+					// last published checkpoint (some may be in the log).
+					logger.Warn("finding where this node's tree leaves the log's", "err", cerr)
+					from = 0
+					if raw, _ := (signer.FileStore{Path: filepath.Join(*data, "checkpoint")}).Load(); raw != nil {
+						if c, err := checkpoint.Open(raw, keys.LogVerifier, keys.TimeVerifier); err == nil {
+							from = c.Size
+						}
+					}
+				}
+				if path, qerr := quarantine(*data, l, from, l.Size()); qerr != nil {
+					logger.Error("could not write the quarantine file", "err", qerr)
+				} else if path != "" {
+					return fmt.Errorf("refusing to start: %w; the %d entries from index %d that are not in the log are in %s", err, l.Size()-from, from, path)
+				}
+			}
+			return fmt.Errorf("refusing to start: %w", err)
+		}
+		if rf.durability == "replicated" && !rf.standby {
+			l.SetAckGate(m.WaitMirrored)
+		}
+	}
+	var commit func(*checkpoint.Signed) error
+	if m != nil {
+		commit = m.Commit
+	}
+
 	var srv *api.Server
 	var wc *witness.Client
 	if *policyFile != "" {
@@ -189,6 +257,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		Interval:   *interval,
 		Refresh:    *refresh,
 		RequireNTP: *requireNTP,
+		Commit:     commit,
 		Publish:    func(c *checkpoint.Signed) { publishCheckpoint(srv, wc, c) },
 		Logger:     logger,
 	})
@@ -197,7 +266,10 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	}
 	var watcher *anomaly.Watcher
 	var recordLater func(context.Context) // set when the disk was full at start
-	if *anomalyOn {
+	if *anomalyOn && rf.standby {
+		logger.Warn("anomaly rules do not run on a standby, nor after it takes over (their examined position is not rebuilt from the log yet)")
+	}
+	if *anomalyOn && !rf.standby {
 		watcher, err = anomaly.New(anomaly.Options{
 			Log: l, Config: acfg, Logger: logger, Registerer: reg,
 			Scope: func(agent string) (identity.Scope, bool) {
@@ -212,7 +284,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
-	{
+	if !rf.standby {
 		var recorded *anomaly.Config
 		if watcher != nil {
 			c := watcher.Config()
@@ -254,15 +326,17 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	clk.Register(reg, "agentlog")
 	loop.Register(reg)
 	srv = api.New(api.Config{
-		Log:        l,
-		Identity:   ids,
-		Changes:    changes,
-		Origin:     keys.Origin,
-		Clock:      clk,
-		Loop:       loop,
-		Witnesses:  wc,
-		Anomaly:    watcher,
-		StaleAfter: max(10**interval, 30*time.Second),
+		Log:            l,
+		Identity:       ids,
+		Changes:        changes,
+		Origin:         keys.Origin,
+		Clock:          clk,
+		Loop:           loop,
+		Witnesses:      wc,
+		Anomaly:        watcher,
+		Mirror:         m,
+		MirrorLagLimit: rf.lagAlert,
+		StaleAfter:     max(10**interval, 30*time.Second),
 
 		InflightBytes:         int64(*appendBudget) << 20,
 		InflightBytesPerAgent: int64(*agentBudget) << 20,
@@ -293,8 +367,26 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	// Denied-attempt summaries, every minute and at shutdown.
 	srvDone := make(chan struct{})
 	go func() { defer close(srvDone); srv.Run(bg) }()
+	var active atomic.Bool // signing: not a standby, or one that took over
 	loopDone := make(chan struct{})
-	go func() { defer close(loopDone); loop.Run(bg) }()
+	go func() {
+		defer close(loopDone)
+		if rf.standby {
+			if !followUntilTakeover(bg, m, l, ids, loop, srv, *data, logger) {
+				return
+			}
+			if rf.durability == "replicated" {
+				l.SetAckGate(m.WaitMirrored)
+			}
+			l.Unfence()
+		}
+		active.Store(true)
+		if m != nil {
+			go m.Run(bg)
+			go watchLag(bg, m, l, rf.lagAlert, logger)
+		}
+		loop.Run(bg)
+	}()
 	watcherDone := make(chan struct{})
 	go func() {
 		defer close(watcherDone)
@@ -358,7 +450,9 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	<-watcherDone
 	// Every acknowledged append is committed: sign a last checkpoint that
 	// covers them all.
-	if _, err := loop.SignNow(); err != nil {
+	if !active.Load() {
+		// A standby that never took over signs nothing.
+	} else if _, err := loop.SignNow(); err != nil {
 		logger.Warn("signing the final checkpoint", "err", err)
 	}
 	if err := ids.Close(); err != nil {

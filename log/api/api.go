@@ -36,6 +36,7 @@ import (
 	"github.com/agentlog/agentlog/log/anomaly"
 	"github.com/agentlog/agentlog/log/change"
 	"github.com/agentlog/agentlog/log/identity"
+	"github.com/agentlog/agentlog/log/mirror"
 	"github.com/agentlog/agentlog/tree"
 	"github.com/agentlog/agentlog/witness"
 )
@@ -104,6 +105,11 @@ type Config struct {
 	Witnesses *witness.Client
 	// Anomaly, if set, is reported in /healthz.
 	Anomaly *anomaly.Watcher
+	// Mirror, if set, is reported in /healthz: failing once superseded,
+	// degraded while its oldest unmirrored entry is older than
+	// MirrorLagLimit (default 1m).
+	Mirror         *mirror.Mirror
+	MirrorLagLimit time.Duration
 	// StaleAfter: /healthz fails when the tree has grown past the last
 	// checkpoint and the signing loop has not completed a round for this
 	// long (default 30s).
@@ -271,7 +277,7 @@ func writeError(l *slog.Logger, w http.ResponseWriter, err error) {
 	case errors.Is(err, alog.ErrPushback):
 		w.Header().Set("Retry-After", "1")
 		writeJSONError(w, http.StatusServiceUnavailable, err.Error())
-	case errors.Is(err, alog.ErrClosed), errors.Is(err, errUnavailable):
+	case errors.Is(err, alog.ErrClosed), errors.Is(err, alog.ErrFenced), errors.Is(err, errUnavailable):
 		w.Header().Set("Retry-After", "1")
 		writeJSONError(w, http.StatusServiceUnavailable, err.Error())
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
@@ -532,6 +538,7 @@ type Health struct {
 	Witnesses  *witness.ClientStatus `json:"witnesses,omitempty"`
 	Anomaly    *anomaly.Status       `json:"anomaly,omitempty"`
 	Disk       alog.DiskStatus       `json:"disk"`
+	Mirror     *mirror.Status        `json:"mirror,omitempty"`
 	Problems   []string              `json:"problems,omitempty"`
 }
 
@@ -590,6 +597,24 @@ func (s *Server) health() Health {
 			default:
 				h.Problems = append(h.Problems, "no witness quorum for the newest checkpoint: /checkpoint serves it log-signed only")
 			}
+		}
+	}
+	if s.cfg.Mirror != nil {
+		st := s.cfg.Mirror.Status()
+		h.Mirror = &st
+		limit := s.cfg.MirrorLagLimit
+		if limit <= 0 {
+			limit = time.Minute
+		}
+		switch {
+		case st.Superseded != "":
+			h.Status = "failing"
+			h.Problems = append(h.Problems, "superseded: another node holds the log's lock; this node refuses appends and never signs again (docs/replication.md)")
+		case st.LagSeconds > limit.Seconds():
+			if h.Status == "ok" {
+				h.Status = "degraded"
+			}
+			h.Problems = append(h.Problems, fmt.Sprintf("the mirror is lagging: %d entries, the oldest %.0fs old", st.LagEntries, st.LagSeconds))
 		}
 	}
 	if s.cfg.Anomaly != nil {

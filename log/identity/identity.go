@@ -644,7 +644,7 @@ func (s *Store) CreateToken(ctx context.Context, by alog.Principal, name, role s
 	if err := s.nameFreeLocked("token name", name); err != nil {
 		return nil, "", err
 	}
-	if err := s.commit(ctx, alog.Principal{ID: by.ID, Role: by.Role}, alog.KindToken, "token.created", map[string]string{"id": id, "name": name, "role": role}, "i/t/"+id, t, 0); err != nil {
+	if err := s.commit(ctx, alog.Principal{ID: by.ID, Role: by.Role}, alog.KindToken, "token.created", map[string]any{"id": id, "name": name, "role": role, "credential_sha256": h[:]}, "i/t/"+id, t, 0); err != nil {
 		return nil, "", err
 	}
 	s.setLocked(func() { s.tokens[id] = t })
@@ -778,7 +778,7 @@ func (s *Store) OpenSession(ctx context.Context, r *agentlog.SessionRequest, t t
 	se := &Session{ID: id, Agent: a.ID, Task: r.Task, Hash: h[:], Opened: now.UTC(), Expires: now.Add(ttl).UTC(),
 		Config: r.Config, ConfigStatus: configStatus(a, r.Config)}
 	p := alog.Principal{ID: a.ID, Role: RoleAgent, Agent: a.ID, Session: id, Task: r.Task, Config: r.Config}
-	attrs := map[string]any{"expires": se.Expires, "ttl_seconds": int64(ttl / time.Second)}
+	attrs := map[string]any{"expires": se.Expires, "ttl_seconds": int64(ttl / time.Second), "credential_sha256": se.Hash}
 	if se.ConfigStatus != "" {
 		attrs["config_status"] = se.ConfigStatus
 	}

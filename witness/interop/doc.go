@@ -5,7 +5,10 @@
 //     with agentlog's client, its client with agentlog's witness;
 //   - github.com/transparency-dev/tessera (POSIX driver) as the log: a
 //     Tessera log whose witness policy names agentlog's witness publishes
-//     checkpoints it cosigned, verified with formats/note.
+//     checkpoints it cosigned, verified with formats/note;
+//   - Tessera's client (github.com/transparency-dev/tessera/client) reading
+//     an agentlog log mirrored to an Object Lock bucket (package
+//     log/mirror) over plain HTTP, as a static c2sp.org/tlog-tiles log.
 //
 // It is a separate module so that their dependencies (newer pre-release
 // versions of transparency-dev/formats and merkle, OpenTelemetry, klog)

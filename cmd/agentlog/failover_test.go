@@ -1,0 +1,244 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/agentlog/agentlog/checkpoint"
+	"github.com/agentlog/agentlog/client"
+	"github.com/agentlog/agentlog/internal/servicetest"
+)
+
+// TestFailover is the failover test with processes: an active log under
+// load with --durability replicated and a standby following its bucket
+// (postgres lock). The active is killed with SIGKILL; the standby takes
+// over within 10 s and the agents carry on against it with the same
+// session credential (rebuilt from the log's entries). Every acknowledged
+// entry is on the new active at its index, and every checkpoint ever
+// published (by either node, from the bucket's version history) is
+// consistent with the new active's latest.
+func TestFailover(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test builds and runs the binary")
+	}
+	bin := agentlogBinary(t)
+	e := newReplicationEnv(t)
+	lock := pgLockFlag(t)
+	origin := "failover.example/" + servicetest.RandomName(t)
+	common := []string{"--ntp", e.ntp, "--checkpoint-interval", "200ms", "--origin", origin,
+		"--mirror", "s3://" + e.bucket + "/log", "--mirror-retention", "2d", "--mirror-lock", "governance",
+		"--lock", lock, "--durability", "replicated", "--lease", "2s"}
+	dataA, dataS := t.TempDir(), t.TempDir()
+	a := startServer(t, bin, append([]string{"--data", dataA}, common...)...)
+	waitFor(t, "the clock to sync", func() bool { return clockSynced(a.url) })
+	// The standby gets the log's keys and the admin token: it is the same
+	// log on another machine.
+	for _, f := range []string{checkpoint.LogKeyFile, "log.pub", checkpoint.TimeKeyFile, "time.pub", "admin.token"} {
+		b, err := os.ReadFile(filepath.Join(dataA, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dataS, f), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	adminTok, _ := os.ReadFile(filepath.Join(dataA, "admin.token"))
+	sess := provisionSession(t, a.url, string(adminTok), "bot-1", "failover")
+	logKey, _ := os.ReadFile(filepath.Join(dataA, "log.pub"))
+	timeKey, _ := os.ReadFile(filepath.Join(dataA, "time.pub"))
+	v, err := client.NewVerifier(strings.TrimSpace(string(logKey)), strings.TrimSpace(string(timeKey)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := startServer(t, bin, append([]string{"--data", dataS, "--standby"}, common...)...)
+	mirrorRole := func(url string) (string, float64) {
+		h, err := healthz(url)
+		if err != nil {
+			return "", 0
+		}
+		m, _ := h["mirror"].(map[string]any)
+		role, _ := m["role"].(string)
+		size, _ := h["tree_size"].(float64)
+		return role, size
+	}
+	if role, _ := mirrorRole(s.url); role != "standby" {
+		t.Fatalf("the standby's role is %q", role)
+	}
+	// A standby refuses appends.
+	if _, err := mustClient(t, s.url, sess).Append(context.Background(), client.Record{Action: "too-early"}); err == nil {
+		t.Fatal("the standby accepted an append")
+	}
+
+	// Load: agents appending to the active, each entry acknowledged only
+	// once in the bucket.
+	type ack struct {
+		index uint64
+		hash  []byte
+	}
+	var mu sync.Mutex
+	var acks []ack
+	var killedAt time.Time
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			c := mustClient(t, a.url, sess)
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				res, err := c.Append(context.Background(), client.Record{Action: "load", Resource: fmt.Sprint(g, "/", i)})
+				if err != nil {
+					return // the active died
+				}
+				mu.Lock()
+				acks = append(acks, ack{res[0].Index, res[0].LeafHash})
+				mu.Unlock()
+			}
+		})
+	}
+	waitFor(t, "acknowledged load", func() bool { mu.Lock(); defer mu.Unlock(); return len(acks) >= 200 })
+	_, standbySize := mirrorRole(s.url)
+	if standbySize == 0 {
+		t.Fatal("the standby has not followed the bucket")
+	}
+	killedAt = time.Now()
+	a.kill()
+	close(stop)
+	wg.Wait()
+
+	// The standby takes over: an agent that knows both servers appends
+	// with the same session credential, following the failover itself.
+	agent, err := client.NewAgent(a.url, client.AgentConfig{Credential: sess, Servers: []string{s.url}, MaxRetries: 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	first, err := agent.Append(ctx, client.Record{Action: "after-failover"})
+	if err != nil {
+		t.Fatalf("the agent's append after the failover: %v", err)
+	}
+	takeover := time.Since(killedAt)
+	c := mustClient(t, s.url, sess)
+	t.Logf("takeover: first append on the standby %v after SIGKILL of the active (lease 2s); %d entries acknowledged before", takeover, len(acks))
+	if takeover > 10*time.Second {
+		t.Errorf("takeover took %v, more than 10s", takeover)
+	}
+	if role, _ := mirrorRole(s.url); role != "active" {
+		t.Fatalf("after takeover the standby's role is %q", role)
+	}
+	final := waitCheckpoint(t, c, v, first[0].Index+1)
+
+	// Every acknowledged entry is there at its index.
+	admin := mustClient(t, s.url, string(adminTok))
+	sort.Slice(acks, func(i, j int) bool { return acks[i].index < acks[j].index })
+	for _, k := range acks {
+		leaf, err := admin.Entry(context.Background(), k.index)
+		if err != nil {
+			t.Fatalf("acknowledged entry %d: %v", k.index, err)
+		}
+		h := sha256.Sum256(append([]byte{0}, leaf...))
+		if !bytes.Equal(h[:], k.hash) {
+			t.Fatalf("entry %d on the new active is not the acknowledged one", k.index)
+		}
+	}
+	if first[0].Index <= acks[len(acks)-1].index {
+		t.Fatalf("the new active appended at %d, at or below an acknowledged index %d", first[0].Index, acks[len(acks)-1].index)
+	}
+
+	// Every checkpoint ever published is consistent with the final one.
+	hist := bucketHistory(t, e, "log/checkpoint", v)
+	if len(hist) < 2 {
+		t.Fatalf("the bucket holds %d checkpoints", len(hist))
+	}
+	for _, cp := range hist {
+		if err := c.VerifyConsistency(context.Background(), cp, final); err != nil {
+			t.Fatalf("published checkpoint at size %d is not consistent with the final one at %d: %v", cp.Size, final.Size, err)
+		}
+	}
+	t.Logf("%d checkpoint versions in the bucket, all consistent with the final size %d", len(hist), final.Size)
+
+	// The old active comes back: it finds the lock held and renewed by the
+	// new active and refuses to start; what it committed beyond its last
+	// published checkpoint (never acknowledged: replicated durability) is
+	// in its quarantine directory, not signed.
+	out, stderr, code := runBin(t, bin, append([]string{"serve", "--listen", "127.0.0.1:0", "--data", dataA}, common...)...)
+	if code == 0 || !strings.Contains(stderr, "holds the log's lock") {
+		t.Fatalf("the old active restarted: exit %d\n%s\n%s", code, out, stderr)
+	}
+	q, _ := filepath.Glob(filepath.Join(dataA, "quarantine", "*.ndjson"))
+	ackedAt := map[uint64]bool{}
+	for _, k := range acks {
+		ackedAt[k.index] = true
+	}
+	quarantined := 0
+	for _, f := range q {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			var e struct {
+				Index uint64 `json:"index"`
+			}
+			if err := json.Unmarshal([]byte(line), &e); err != nil {
+				t.Fatalf("quarantine line %q: %v", line, err)
+			}
+			if ackedAt[e.Index] {
+				t.Fatalf("entry %d, acknowledged and in the log, was quarantined", e.Index)
+			}
+			quarantined++
+		}
+	}
+	t.Logf("the old active refused to start; %d entries it committed but never acknowledged are in quarantine (%v)", quarantined, q)
+	if cpNow := waitCheckpoint(t, c, v, final.Size); cpNow.Size < final.Size {
+		t.Fatal("the new active's checkpoint went back")
+	}
+}
+
+// bucketHistory returns every version of key in the test bucket, verified.
+func bucketHistory(t *testing.T, e *replicationEnv, key string, v *client.Verifier) []*checkpoint.Signed {
+	t.Helper()
+	var out []*checkpoint.Signed
+	p := s3.NewListObjectVersionsPaginator(e.s3, &s3.ListObjectVersionsInput{Bucket: aws.String(e.bucket), Prefix: aws.String(key)})
+	for p.HasMorePages() {
+		page, err := p.NextPage(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ver := range page.Versions {
+			if *ver.Key != key {
+				continue
+			}
+			o, err := e.s3.GetObject(context.Background(), &s3.GetObjectInput{Bucket: aws.String(e.bucket), Key: ver.Key, VersionId: ver.VersionId})
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw, _ := io.ReadAll(o.Body)
+			o.Body.Close()
+			cp, err := openCP(raw, v)
+			if err != nil {
+				t.Fatalf("checkpoint version %s: %v", *ver.VersionId, err)
+			}
+			out = append(out, cp)
+		}
+	}
+	return out
+}
