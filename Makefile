@@ -54,7 +54,13 @@ lint:
 	$(GO) vet $(PKGS)
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 $(PKGS)
 
-.PHONY: build test interop bench lint fuzz clean faults soak ocsf-schema screenshots
+# Regenerates the OCSF JSON Schemas log/ocsf tests against from a clone of
+# github.com/ocsf/ocsf-schema (make ocsf-schema OCSF=/path/to/clone) and
+# fails if they differ from the committed ones (docs/siem.md).
+ocsf-schema:
+	@test -n "$(OCSF)" || { echo "usage: make ocsf-schema OCSF=/path/to/ocsf-schema-clone"; exit 1; }
+	$(GO) run ./internal/ocsfgen -git $(OCSF) -out log/ocsf/testdata/schema
+	git diff --exit-code -- log/ocsf/testdata/schema
 
 clean:
 	rm -rf bin
