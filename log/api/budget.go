@@ -29,8 +29,9 @@ type budget struct {
 	mu      sync.Mutex
 	used    int64
 	byAgent map[string]int64
-	high    int64     // most bytes in flight since memory was last returned
-	freed   time.Time // when memory was last returned
+	high    int64       // most bytes in flight since memory was last returned
+	freed   time.Time   // when memory was last returned
+	later   *time.Timer // a return put off until returnEvery has passed
 	freeing atomic.Bool
 
 	inflight prometheus.GaugeFunc
@@ -141,10 +142,26 @@ const (
 )
 
 // maybeReturnMemory returns the heap's free memory to the operating system
-// when a burst of large appends has ended (nothing in flight). Called with
-// b.mu held.
+// when a burst of large appends has ended (nothing in flight). A burst that
+// ends sooner than returnEvery after the last return has its return put off
+// until then, not dropped: no later request may come to trigger it. Called
+// with b.mu held.
 func (b *budget) maybeReturnMemory() {
-	if b.used != 0 || b.high < returnAfter || time.Since(b.freed) < returnEvery || !b.freeing.CompareAndSwap(false, true) {
+	if b.used != 0 || b.high < returnAfter {
+		return
+	}
+	if wait := returnEvery - time.Since(b.freed); wait > 0 {
+		if b.later == nil {
+			b.later = time.AfterFunc(wait, func() {
+				b.mu.Lock()
+				defer b.mu.Unlock()
+				b.later = nil
+				b.maybeReturnMemory()
+			})
+		}
+		return
+	}
+	if !b.freeing.CompareAndSwap(false, true) {
 		return
 	}
 	b.high, b.freed = 0, time.Now()
