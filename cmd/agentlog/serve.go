@@ -232,9 +232,6 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 			}
 			return fmt.Errorf("refusing to start: %w", err)
 		}
-		if rf.durability == "replicated" && !rf.standby {
-			l.SetAckGate(m.WaitMirrored)
-		}
 	}
 	var commit func(*checkpoint.Signed) error
 	if m != nil {
@@ -375,10 +372,12 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 			if !followUntilTakeover(bg, m, l, ids, loop, srv, *data, logger) {
 				return
 			}
-			if rf.durability == "replicated" {
-				l.SetAckGate(m.WaitMirrored)
-			}
 			l.Unfence()
+		}
+		// The gate only once the signing loop runs: the server's own
+		// start-up entries (the alerting configuration) are not held.
+		if rf.durability == "replicated" {
+			l.SetAckGate(m.WaitMirrored)
 		}
 		active.Store(true)
 		if m != nil {
