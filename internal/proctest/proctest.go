@@ -24,8 +24,11 @@ type Binary struct {
 	err  error
 }
 
-// Get builds the package in pkgDir (relative to the test's package) as
-// name on first use and returns the binary's path.
+// Get builds the package in pkgDir (a directory relative to the test's
+// package, or an import path) as name on first use and returns the
+// binary's path. A directory is built in the module that holds it, so a
+// test in a separate module (log/interop, witness/interop) builds the
+// command exactly as the repository's own go.mod and go.sum pin it.
 func (b *Binary) Get(t testing.TB, name, pkgDir string) string {
 	t.Helper()
 	b.once.Do(func() {
@@ -35,7 +38,12 @@ func (b *Binary) Get(t testing.TB, name, pkgDir string) string {
 			return
 		}
 		b.path = filepath.Join(dir, name)
-		if out, err := exec.Command("go", "build", "-o", b.path, pkgDir).CombinedOutput(); err != nil {
+		cmd := exec.Command("go", "build", "-o", b.path, pkgDir)
+		if strings.HasPrefix(pkgDir, ".") || filepath.IsAbs(pkgDir) {
+			cmd = exec.Command("go", "build", "-o", b.path, ".")
+			cmd.Dir = pkgDir
+		}
+		if out, err := cmd.CombinedOutput(); err != nil {
 			b.err = fmt.Errorf("go build %s: %v\n%s", pkgDir, err, out)
 		}
 	})

@@ -35,7 +35,7 @@ func TestMain(m *testing.M) {
 }
 
 func agentlogBinary(t *testing.T) string {
-	return agentlogBuild.Get(t, "agentlog", "github.com/agentlog/agentlog/cmd/agentlog")
+	return agentlogBuild.Get(t, "agentlog", "../../cmd/agentlog")
 }
 
 // logProc is a running "agentlog serve" with an admin client.
