@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/agentlog/agentlog"
 	"github.com/agentlog/agentlog/log/config"
 )
 
@@ -37,31 +38,7 @@ type ChangeProposal struct {
 }
 
 // ChangeInfo is a change as the server describes it (docs/changes.md).
-type ChangeInfo struct {
-	ID            string     `json:"id"`
-	Agent         string     `json:"agent"`
-	Config        string     `json:"config"`
-	Previous      string     `json:"previous,omitempty"`
-	ConfigPolicy  string     `json:"config_policy,omitempty"`
-	State         string     `json:"state"` // proposed, approved, rejected, superseded
-	Description   string     `json:"description"`
-	Testing       string     `json:"testing"`
-	Rollback      string     `json:"rollback"`
-	Risk          string     `json:"risk,omitempty"`
-	Ticket        string     `json:"ticket,omitempty"`
-	RollbackOf    string     `json:"rollback_of,omitempty"`
-	Initial       bool       `json:"initial,omitempty"`
-	ProposedBy    string     `json:"proposed_by"`
-	ProposerRole  string     `json:"proposer_role"`
-	Proposed      time.Time  `json:"proposed"`
-	ProposedIndex uint64     `json:"proposed_index"`
-	DecidedBy     string     `json:"decided_by,omitempty"`
-	DeciderRole   string     `json:"decider_role,omitempty"`
-	Decided       *time.Time `json:"decided,omitempty"`
-	DecidedIndex  *uint64    `json:"decided_index,omitempty"`
-	Comment       string     `json:"comment,omitempty"`
-	SupersededBy  string     `json:"superseded_by,omitempty"`
-}
+type ChangeInfo = agentlog.Change
 
 // ChangeDetail is a change with its configuration document and its
 // differences from the configuration it replaces, field by field.

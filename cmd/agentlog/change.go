@@ -209,8 +209,8 @@ func printChange(w io.Writer, d *client.ChangeDetail) {
 	if d.RollbackOf != "" {
 		fmt.Fprintf(w, "rollback of %s\n", d.RollbackOf)
 	}
-	if d.ConfigPolicy != "" {
-		fmt.Fprintf(w, "policy      config=%s\n", d.ConfigPolicy)
+	if d.Policy != "" {
+		fmt.Fprintf(w, "policy      config=%s\n", d.Policy)
 	}
 	fmt.Fprintf(w, "proposed    %s by %s (%s), entry %d\n", d.Proposed.Format(time.RFC3339), d.ProposedBy, d.ProposerRole, d.ProposedIndex)
 	if d.Decided != nil {
