@@ -101,3 +101,17 @@ func TestVersion(t *testing.T) {
 		t.Errorf("agentlog --version: exit %d, %q", code, out.String())
 	}
 }
+
+// TestMissingTokenFile: every operator verb run without a token file names
+// the documented flag (--token-file) and whose token it wants.
+func TestMissingTokenFile(t *testing.T) {
+	for _, args := range [][]string{
+		{"change", "list"}, {"change", "approve", "--id", "c"}, {"token", "list"}, {"agent", "revoke", "--id", "bot"},
+	} {
+		var stderr bytes.Buffer
+		code := run(args, &bytes.Buffer{}, &stderr)
+		if code != 2 || !strings.Contains(stderr.String(), "--token-file FILE") || !strings.Contains(stderr.String(), " token") {
+			t.Errorf("agentlog %v: exit %d, %q; want a usage error naming --token-file", args, code, stderr.String())
+		}
+	}
+}

@@ -17,12 +17,14 @@ type operatorFlags struct {
 	server    *string
 	tokenFile *string
 	timeout   *time.Duration
+	who       string // whose token: "admin", "auditor or admin", ...
 }
 
 func addOperatorFlags(fs *flag.FlagSet, who string) *operatorFlags {
 	o := &operatorFlags{
 		server:  fs.String("server", "http://127.0.0.1:8080", "log server URL"),
 		timeout: fs.Duration("timeout", 30*time.Second, "give up after this long"),
+		who:     who,
 	}
 	o.tokenFile = fs.String("admin-token-file", "", "file holding the "+who+" token (e.g. DATA/admin.token)")
 	fs.StringVar(o.tokenFile, "token-file", "", "same as --admin-token-file")
@@ -33,7 +35,7 @@ func addOperatorFlags(fs *flag.FlagSet, who string) *operatorFlags {
 // context bounded by --timeout.
 func (o *operatorFlags) client() (*client.Client, context.Context, context.CancelFunc, error) {
 	if *o.tokenFile == "" {
-		return nil, nil, nil, usagef("--admin-token-file FILE is required")
+		return nil, nil, nil, usagef("--token-file FILE (or --admin-token-file) is required: the file holding the %s token", o.who)
 	}
 	tok, err := readSecret(*o.tokenFile)
 	if err != nil {
