@@ -80,7 +80,10 @@ func TestCap(t *testing.T) {
 	if resp, _ := get(t, spare, "/v1/x"); resp.StatusCode != 503 {
 		t.Fatalf("other route on the reserve: %d, want 503", resp.StatusCode)
 	}
-	// The 503 closed the spare; the reserve place is free again.
+	// The 503 closed the spare; the reserve place is free again once the
+	// server has counted the close (wait for it: a dial before then is
+	// beyond the cap and refused).
+	waitOpen(t, l, 3)
 	spare = dial(t, addr)
 	if resp, _ := get(t, spare, "/healthz"); resp.StatusCode != 200 {
 		t.Fatalf("health check on the reserve: %d", resp.StatusCode)
@@ -97,16 +100,22 @@ func TestCap(t *testing.T) {
 	held[0].Close()
 	spare.Close()
 	// The server notices the closes when its reads end: wait for the count.
-	deadline := time.Now().Add(10 * time.Second)
-	for l.Open() > 2 {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d connections still open after closing two of four", l.Open())
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitOpen(t, l, 2)
 	c := dial(t, addr)
 	if resp, _ := get(t, c, "/v1/x"); resp.StatusCode != 200 {
 		t.Fatalf("after a close: %d", resp.StatusCode)
+	}
+}
+
+// waitOpen waits until at most n connections are counted open.
+func waitOpen(t *testing.T, l *Listener, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for l.Open() > n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connections still open, want at most %d", l.Open(), n)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
 
