@@ -22,35 +22,64 @@ type Prover interface {
 	ConsistencyProof(old, size uint64) ([][]byte, error)
 }
 
-// ErrInconsistent is wrapped by every error that holds two checkpoints
-// (or a checkpoint and a tree head) no single append-only tree explains:
-// the log's refusal to sign ([InconsistentError]) and a monitor's finding
-// of a fork or split view (client.InconsistencyError).
+// ErrInconsistent is wrapped by every [*InconsistentError]: two tree heads
+// of one log (two checkpoints, or a checkpoint and a tree head about to be
+// signed) that no single append-only tree explains.
 var ErrInconsistent = errors.New("inconsistent checkpoints")
 
-// InconsistentError is the evidence that signing a candidate tree head would
-// contradict the last signed checkpoint: the log would fork or roll back. The
-// log must not sign the candidate; an operator has to look at both.
+// The kinds of [InconsistentError].
+const (
+	// KindRefusal: the log's own signer refused to sign a tree head that
+	// would contradict its last signed checkpoint (it would fork or roll
+	// back). Other is nil: the candidate was never signed.
+	KindRefusal = "refusal"
+	// KindFork: a monitor found the log's checkpoint contradicting the one
+	// it trusted before.
+	KindFork = "fork"
+	// KindSplitView: a witness's view of the log contradicts the log's own.
+	KindSplitView = "split view"
+)
+
+// An InconsistentError is the evidence that two tree heads of one log
+// cannot both be views of one append-only tree. The log's signer returns it
+// to refuse a candidate ([CheckConsistent]); a monitor returns it on finding
+// a fork or a split view (client.Monitor). The checkpoints are kept
+// verbatim, so they can be handed to anyone holding the log's key, and the
+// sizes and roots are kept beside them.
 type InconsistentError struct {
-	Last          []byte // the last signed checkpoint, the signed note verbatim
-	LastSize      uint64 // its tree size
-	LastRoot      []byte // its root hash
-	CandidateSize uint64 // the tree head that was about to be signed
-	CandidateRoot []byte
-	Reason        string // what does not match, as a sentence fragment
+	Kind   string // KindRefusal, KindFork or KindSplitView
+	Source string // where Other came from: the log's URL or "witness NAME (URL)"; empty for a refusal
+
+	Trusted     []byte // the checkpoint trusted so far (for a refusal, the last signed), verbatim
+	TrustedSize uint64
+	TrustedRoot []byte
+
+	Other     []byte // the contradicting checkpoint, verbatim; nil for a refusal
+	OtherSize uint64 // the contradicting tree head (for a refusal, the candidate)
+	OtherRoot []byte
+
+	Reason string // what does not match, as a sentence fragment
 }
 
 // Unwrap makes errors.Is(err, ErrInconsistent) true.
 func (e *InconsistentError) Unwrap() error { return ErrInconsistent }
 
 func (e *InconsistentError) Error() string {
+	if e.Kind != KindRefusal {
+		return fmt.Sprintf("%s: %s\n\ntrusted checkpoint:\n%s\ncheckpoint from %s:\n%s", e.Kind, e.Reason, indentNote(e.Trusted), e.Source, indentNote(e.Other))
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "refusing to sign checkpoint size %d root %s: it is inconsistent with the last signed checkpoint (size %d root %s): %s",
-		e.CandidateSize, b64(e.CandidateRoot), e.LastSize, b64(e.LastRoot), e.Reason)
-	if len(e.Last) > 0 {
-		fmt.Fprintf(&b, "; last signed checkpoint:\n%s", e.Last)
+		e.OtherSize, b64(e.OtherRoot), e.TrustedSize, b64(e.TrustedRoot), e.Reason)
+	if len(e.Trusted) > 0 {
+		fmt.Fprintf(&b, "; last signed checkpoint:\n%s", e.Trusted)
 	}
 	return b.String()
+}
+
+func indentNote(b []byte) string {
+	s := strings.TrimSuffix(string(b), "\n")
+	return "    " + strings.ReplaceAll(s, "\n", "\n    ") + "\n"
 }
 
 // CheckConsistent reports whether the tree head (size, root) may be signed
@@ -65,8 +94,9 @@ func CheckConsistent(last *Signed, size uint64, root []byte, p Prover) error {
 	}
 	fail := func(format string, args ...any) error {
 		return &InconsistentError{
-			Last: last.Raw, LastSize: last.Size, LastRoot: last.Root,
-			CandidateSize: size, CandidateRoot: root,
+			Kind:    KindRefusal,
+			Trusted: last.Raw, TrustedSize: last.Size, TrustedRoot: last.Root,
+			OtherSize: size, OtherRoot: root,
 			Reason: fmt.Sprintf(format, args...),
 		}
 	}

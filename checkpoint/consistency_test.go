@@ -82,7 +82,7 @@ func TestCheckConsistentRefuses(t *testing.T) {
 			if !strings.Contains(ie.Reason, tc.want) {
 				t.Errorf("reason %q does not mention %q", ie.Reason, tc.want)
 			}
-			if string(ie.Last) != string(last.Raw) || ie.CandidateSize != tc.size || string(ie.CandidateRoot) != string(tc.root) {
+			if string(ie.Trusted) != string(last.Raw) || ie.OtherSize != tc.size || string(ie.OtherRoot) != string(tc.root) {
 				t.Errorf("evidence %+v does not hold both checkpoints", ie)
 			}
 			msg := err.Error()

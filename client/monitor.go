@@ -18,33 +18,14 @@ import (
 
 // ErrInconsistent is wrapped by *InconsistencyError: two checkpoints signed
 // by the log cannot both be views of one append-only tree. It is
-// [checkpoint.ErrInconsistent], which the log's own refusal to sign
-// (*checkpoint.InconsistentError) wraps too.
+// [checkpoint.ErrInconsistent].
 var ErrInconsistent = checkpoint.ErrInconsistent
 
 // An InconsistencyError is proof that a log forked or showed a split view:
-// two checkpoints it signed that no single append-only tree explains.
-// Both are kept verbatim, so they can be handed to anyone holding the log's
-// key.
-type InconsistencyError struct {
-	Kind    string // "fork" (the log against the checkpoint trusted before) or "split view" (a witness's view against the log's)
-	Source  string // where Other came from: the log's URL or "witness NAME (URL)"
-	Trusted []byte // the checkpoint trusted so far, verbatim
-	Other   []byte // the checkpoint it contradicts, verbatim
-	Reason  string // why they cannot both hold
-}
-
-func (e *InconsistencyError) Error() string {
-	return fmt.Sprintf("%s: %s\n\ntrusted checkpoint:\n%s\ncheckpoint from %s:\n%s", e.Kind, e.Reason, indentNote(e.Trusted), e.Source, indentNote(e.Other))
-}
-
-// Unwrap makes errors.Is(err, ErrInconsistent) true.
-func (e *InconsistencyError) Unwrap() error { return ErrInconsistent }
-
-func indentNote(b []byte) string {
-	s := strings.TrimSuffix(string(b), "\n")
-	return "    " + strings.ReplaceAll(s, "\n", "\n    ") + "\n"
-}
+// two checkpoints it signed that no single append-only tree explains. It is
+// [checkpoint.InconsistentError] (Kind [checkpoint.KindFork] or
+// [checkpoint.KindSplitView]), the one type for that evidence.
+type InconsistencyError = checkpoint.InconsistentError
 
 // MonitorConfig configures a Monitor.
 type MonitorConfig struct {
@@ -135,7 +116,7 @@ func (m *Monitor) Check(ctx context.Context) (*MonitorResult, error) {
 		return nil, fmt.Errorf("monitor: the log's checkpoint is for origin %q, the trusted one for %q", v.Origin, m.trusted.Origin)
 	default:
 		res.Previous = m.trusted.Size
-		if err := m.consistent(ctx, m.trusted, v, m.trustedRaw, raw, "fork", m.c.base); err != nil {
+		if err := m.consistent(ctx, m.trusted, v, m.trustedRaw, raw, checkpoint.KindFork, m.c.base); err != nil {
 			return nil, err
 		}
 		res.Stale = v.Size < m.trusted.Size
@@ -167,7 +148,12 @@ func (m *Monitor) Check(ctx context.Context) (*MonitorResult, error) {
 // proof the log does not give is a plain error.
 func (m *Monitor) consistent(ctx context.Context, trusted, other *policy.Verified, trustedRaw, otherRaw []byte, kind, source string) error {
 	bad := func(reason string) error {
-		return &InconsistencyError{Kind: kind, Source: source, Trusted: trustedRaw, Other: otherRaw, Reason: reason}
+		return &InconsistencyError{
+			Kind: kind, Source: source,
+			Trusted: trustedRaw, TrustedSize: trusted.Size, TrustedRoot: trusted.Root,
+			Other: otherRaw, OtherSize: other.Size, OtherRoot: other.Root,
+			Reason: reason,
+		}
 	}
 	a, b := trusted, other
 	if a.Size > b.Size {
@@ -234,7 +220,7 @@ func (m *Monitor) witnessView(ctx context.Context, w *policy.Witness) (WitnessVi
 		return view, nil
 	}
 	view.Size = v.Size
-	if err := m.consistent(ctx, m.trusted, v, m.trustedRaw, raw, "split view", source); err != nil {
+	if err := m.consistent(ctx, m.trusted, v, m.trustedRaw, raw, checkpoint.KindSplitView, source); err != nil {
 		var ie *InconsistencyError
 		if errors.As(err, &ie) {
 			return view, err

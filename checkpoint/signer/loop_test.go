@@ -181,7 +181,7 @@ func TestNewLoopRefusesRestoredOldTree(t *testing.T) {
 	if !errors.As(err, &ie) {
 		t.Fatalf("New with a smaller tree: %v, want an *InconsistentError", err)
 	}
-	if ie.LastSize != 20 || ie.CandidateSize != 12 {
+	if ie.TrustedSize != 20 || ie.OtherSize != 12 {
 		t.Errorf("evidence %+v", ie)
 	}
 
