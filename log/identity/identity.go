@@ -950,14 +950,6 @@ const MaxIdempotencyKey = 128
 // same transaction as the entries, so a retry after a crash finds it
 // whenever the entries exist.
 func (s *Store) AppendIdempotent(ctx context.Context, p alog.Principal, key string, body []byte, kind string, recs []alog.Record) ([]alog.Appended, error) {
-	return s.idempotent(ctx, p, key, body, func(x alog.Extra) ([]alog.Appended, error) {
-		return s.log.AppendWith(ctx, p, kind, recs, x)
-	})
-}
-
-// idempotent is AppendIdempotent with the append as a function (a seam
-// for the tests): append must pass the given alog.Extra to AppendWith.
-func (s *Store) idempotent(ctx context.Context, p alog.Principal, key string, body []byte, append func(alog.Extra) ([]alog.Appended, error)) ([]alog.Appended, error) {
 	if err := validText("Idempotency-Key", key, MaxIdempotencyKey, true); err != nil {
 		return nil, err
 	}
@@ -987,7 +979,7 @@ func (s *Store) idempotent(ctx context.Context, p alog.Principal, key string, bo
 			s.sweepLocked(now)
 			s.mu.Unlock()
 			bodyHash, exp := e.BodyHash, e.Expires
-			res, err := append(func(res []alog.Appended) ([]byte, []byte, time.Duration) {
+			res, err := s.log.AppendWith(ctx, p, kind, recs, func(res []alog.Appended) ([]byte, []byte, time.Duration) {
 				b, _ := json.Marshal(&idemEntry{BodyHash: bodyHash, Result: res, Expires: exp})
 				return []byte("i/k/" + k), b, max(exp.Sub(s.cfg.Now()), time.Minute)
 			})

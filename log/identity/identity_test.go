@@ -81,9 +81,7 @@ func TestPersistence(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := s.idempotent(context.Background(), p, "k", []byte("body"), func(x alog.Extra) ([]alog.Appended, error) {
-		return l.AppendWith(context.Background(), p, alog.KindAction, []alog.Record{{Action: "a"}}, x)
-	})
+	res, err := s.AppendIdempotent(context.Background(), p, "k", []byte("body"), alog.KindAction, []alog.Record{{Action: "a"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,12 +100,13 @@ func TestPersistence(t *testing.T) {
 	if _, err := open(s, req); !errors.Is(err, ErrDenied) || err.(*DeniedError).Reason != ReasonReplayed {
 		t.Fatalf("replay after reopen: %v", err)
 	}
-	res2, err := s.idempotent(context.Background(), p, "k", []byte("body"), func(alog.Extra) ([]alog.Appended, error) {
-		t.Fatal("idempotent append ran twice across a restart")
-		return nil, nil
-	})
+	size := l.Size()
+	res2, err := s.AppendIdempotent(context.Background(), p, "k", []byte("body"), alog.KindAction, []alog.Record{{Action: "a"}})
 	if err != nil || res2[0].Index != res[0].Index {
 		t.Fatalf("idempotent result after reopen: %v %v", res2, err)
+	}
+	if l.Size() != size {
+		t.Fatal("idempotent append ran twice across a restart")
 	}
 	// The lifecycle is in the log, in order, naming who did what.
 	var got []string
@@ -149,34 +148,31 @@ func TestConcurrentReplay(t *testing.T) {
 }
 
 // TestIdempotentConcurrent runs the same key from many goroutines: the
-// append runs once and all get its result.
+// append runs once and all get its result; a failed attempt does not use
+// the key up.
 func TestIdempotentConcurrent(t *testing.T) {
 	c := &clock{}
 	c.ns.Store(time.Now().UnixNano())
 	l, s := openStore(t, t.TempDir(), c)
 	defer l.Close()
 	p := alog.Principal{ID: "bot", Role: RoleAgent, Agent: "bot", Session: "0000000000000000", Task: "t"}
-	var runs atomic.Int32
-	release := make(chan struct{})
+	start := make(chan struct{})
 	var wg sync.WaitGroup
 	results := make([][]alog.Appended, 8)
 	for i := range results {
 		wg.Go(func() {
-			r, err := s.idempotent(context.Background(), p, "key", []byte("b"), func(x alog.Extra) ([]alog.Appended, error) {
-				runs.Add(1)
-				<-release
-				return l.AppendWith(context.Background(), p, alog.KindAction, []alog.Record{{Action: "a"}}, x)
-			})
+			<-start
+			r, err := s.AppendIdempotent(context.Background(), p, "key", []byte("b"), alog.KindAction, []alog.Record{{Action: "a"}})
 			if err != nil {
 				t.Error(err)
 			}
 			results[i] = r
 		})
 	}
-	close(release)
+	close(start)
 	wg.Wait()
-	if runs.Load() != 1 || l.Size() != 1 {
-		t.Fatalf("append ran %d times, log size %d", runs.Load(), l.Size())
+	if l.Size() != 1 {
+		t.Fatalf("append ran %d times", l.Size())
 	}
 	for _, r := range results {
 		if len(r) != 1 || r[0].Index != 0 {
@@ -184,14 +180,12 @@ func TestIdempotentConcurrent(t *testing.T) {
 		}
 	}
 	// A failed attempt does not use the key up.
-	_, err := s.idempotent(context.Background(), p, "k2", []byte("b"), func(alog.Extra) ([]alog.Appended, error) { return nil, alog.ErrPushback })
-	if !errors.Is(err, alog.ErrPushback) {
-		t.Fatal(err)
+	tooBig := []alog.Record{{Action: "a", Resource: strings.Repeat("x", alog.MaxLeafSize)}}
+	if _, err := s.AppendIdempotent(context.Background(), p, "k2", []byte("b"), alog.KindAction, tooBig); !errors.Is(err, alog.ErrInvalid) {
+		t.Fatalf("append of a leaf too large: %v, want ErrInvalid", err)
 	}
-	r, err := s.idempotent(context.Background(), p, "k2", []byte("b"), func(x alog.Extra) ([]alog.Appended, error) {
-		return l.AppendWith(context.Background(), p, alog.KindAction, []alog.Record{{Action: "a"}}, x)
-	})
-	if err != nil || len(r) != 1 {
+	r, err := s.AppendIdempotent(context.Background(), p, "k2", []byte("b"), alog.KindAction, []alog.Record{{Action: "a"}})
+	if err != nil || len(r) != 1 || r[0].Index != 1 {
 		t.Fatalf("retry after failure: %v %v", r, err)
 	}
 }
