@@ -12,7 +12,7 @@
 // (c2sp.org/tlog-tiles entry bundles hold the leaves): a compact JSON
 // object of at most [MaxLeafSize] bytes whose keys come in a fixed order,
 //
-//	time kind principal role agent session task config seq action tool resource outcome attributes sig
+//	time kind principal role token_id agent session task config seq action tool resource outcome attributes sig
 //
 // empty ones left out. time is the log's clock at sequencing, RFC 3339 in
 // UTC with nine fractional digits ([TimeLayout]), non-decreasing with the

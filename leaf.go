@@ -47,6 +47,11 @@ type Leaf struct {
 	// name or an agent id, and its role.
 	Principal string `json:"principal,omitempty"`
 	Role      string `json:"role,omitempty"`
+	// TokenID is the id of the operator token the entry was written
+	// under (the ID of its credential, which a name reused after the
+	// token's revocation does not share); empty for agents, the log itself
+	// and the bootstrap admin of DATA/admin.token.
+	TokenID string `json:"token_id,omitempty"`
 	// Agent is the agent the entry is by (an action) or about (a
 	// lifecycle event); Session and Task are the session's id and task.
 	Agent   string `json:"agent,omitempty"`
@@ -137,7 +142,7 @@ func AppendLeafHead(dst []byte, t time.Time) []byte {
 func AppendLeafTail(dst []byte, l *Leaf) []byte {
 	dst = appendField(dst, `"kind":`, l.Kind)
 	for _, f := range [...]struct{ key, v string }{
-		{`,"principal":`, l.Principal}, {`,"role":`, l.Role}, {`,"agent":`, l.Agent},
+		{`,"principal":`, l.Principal}, {`,"role":`, l.Role}, {`,"token_id":`, l.TokenID}, {`,"agent":`, l.Agent},
 		{`,"session":`, l.Session}, {`,"task":`, l.Task}, {`,"config":`, l.Config},
 	} {
 		if f.v != "" {
@@ -170,7 +175,7 @@ func AppendLeafTail(dst []byte, l *Leaf) []byte {
 // LeafTailSize bounds the length of AppendLeafTail's output for l, for
 // sizing a buffer.
 func LeafTailSize(l *Leaf) int {
-	return 128 + len(l.Kind) + len(l.Principal) + len(l.Role) + len(l.Agent) + len(l.Session) + len(l.Task) + len(l.Config) +
+	return 128 + len(l.Kind) + len(l.Principal) + len(l.Role) + len(l.TokenID) + len(l.Agent) + len(l.Session) + len(l.Task) + len(l.Config) +
 		len(l.Action) + len(l.Tool) + len(l.Resource) + len(l.Outcome) + len(l.Attributes) + 2*len(l.Sig)
 }
 

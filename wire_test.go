@@ -83,6 +83,35 @@ func TestLeafEncoding(t *testing.T) {
 	}
 }
 
+// TestLeafTokenID: an entry written under an operator token carries the
+// token's id after its role, in encoding/json's order, and reads back.
+func TestLeafTokenID(t *testing.T) {
+	l := Leaf{Time: time.Date(2026, 12, 2, 1, 2, 3, 0, time.UTC), Kind: KindAgent, Principal: "alice", Role: "approver",
+		TokenID: "3f2a9c01d4e5b6a7", Agent: "bot-1", Action: "agent.approved"}
+	got := string(l.Append(nil))
+	want := `{"time":"2026-12-02T01:02:03.000000000Z","kind":"agent","principal":"alice","role":"approver","token_id":"3f2a9c01d4e5b6a7","agent":"bot-1","action":"agent.approved"}`
+	if got != want {
+		t.Fatalf("leaf\n got %s\nwant %s", got, want)
+	}
+	ref := l
+	ref.Time = time.Time{}
+	b, err := json.Marshal(struct {
+		Time string `json:"time"`
+		*Leaf
+	}{"2026-12-02T01:02:03.000000000Z", &ref})
+	if err != nil || string(b) != want {
+		t.Fatalf("encoding/json gives %s, %v", b, err)
+	}
+	back, err := ParseLeaf([]byte(got))
+	if err != nil || back.TokenID != l.TokenID || back.Principal != "alice" {
+		t.Fatalf("ParseLeaf = %+v, %v", back, err)
+	}
+	var rf RawFields
+	if !ReadRawFields([]byte(got), &rf) || string(rf.Agent) != "bot-1" || string(rf.Action) != "agent.approved" {
+		t.Fatalf("ReadRawFields = %+v", rf)
+	}
+}
+
 func TestKeyFile(t *testing.T) {
 	_, key, _ := ed25519.GenerateKey(rand.Reader)
 	text := FormatKeyFile("bot-1", key)

@@ -53,6 +53,9 @@ type Record = agentlog.Record
 type Principal struct {
 	ID   string // who authenticated: an operator token's name or an agent id
 	Role string // admin, auditor, approver, agent
+	// TokenID is the operator token's id (agentlog.Leaf.TokenID); empty
+	// for agents, the log and the bootstrap admin.
+	TokenID string
 	// Agent is the agent the entry is by (an agent's action) or about (a
 	// lifecycle event written by an operator); empty otherwise.
 	Agent string
@@ -162,7 +165,7 @@ const leafPrefixLen = agentlog.LeafHeadLen
 // control characters) and attributes compacted by ParseAppendRequest, or
 // come from the log itself and are validated where they enter.
 func encodeTail(kind string, p Principal, r *Record) (leafTail, error) {
-	l := agentlog.Leaf{Kind: kind, Principal: p.ID, Role: p.Role, Agent: p.Agent, Session: p.Session, Task: p.Task, Config: p.Config,
+	l := agentlog.Leaf{Kind: kind, Principal: p.ID, Role: p.Role, TokenID: p.TokenID, Agent: p.Agent, Session: p.Session, Task: p.Task, Config: p.Config,
 		Seq: r.Seq, Action: r.Action, Tool: r.Tool, Resource: r.Resource, Outcome: r.Outcome, Attributes: r.Attributes, Sig: r.Sig}
 	b := agentlog.AppendLeafTail(make([]byte, 0, agentlog.LeafTailSize(&l)), &l)
 	if leafPrefixLen+len(b) > MaxLeafSize {

@@ -125,6 +125,16 @@ type leaf struct {
 	Index uint64
 }
 
+// by names who wrote the entry: the principal, and the operator token's id
+// when there is one ("alice (token 3f2a...)"), since a name can be reused
+// once its token is revoked.
+func (l *leaf) by() string {
+	if l.TokenID == "" {
+		return l.Principal
+	}
+	return l.Principal + " (token " + l.TokenID + ")"
+}
+
 // Compute builds the report. It fails if an entry is not a leaf or the
 // entries are not the consecutive indexes [Start, End).
 func Compute(in Input) (*Report, error) {
@@ -365,9 +375,9 @@ func (b *builder) cc62() Section {
 	}
 	for _, l := range reg {
 		a := approved[l.Agent]
-		row := []string{l.Agent, str(l.Attrs, "owner"), ts(l.Time), l.Principal, "", ""}
+		row := []string{l.Agent, str(l.Attrs, "owner"), ts(l.Time), l.by(), "", ""}
 		if a != nil && a.Index > l.Index {
-			row[4], row[5] = ts(a.Time), a.Principal
+			row[4], row[5] = ts(a.Time), a.by()
 		} else {
 			s.Exceptions = append(s.Exceptions, Exception{Index: l.Index, Time: ts(l.Time), Agent: l.Agent, What: "registered in the period and not approved by its end"})
 		}
@@ -377,7 +387,7 @@ func (b *builder) cc62() Section {
 	if len(scope) > 0 {
 		st := Table{Title: "Scope changes", Columns: []string{"entry", "time", "agent", "by", "scope"}}
 		for _, l := range scope {
-			st.Rows = append(st.Rows, []string{fmt.Sprint(l.Index), ts(l.Time), l.Agent, l.Principal, str(l.Attrs, "scope")})
+			st.Rows = append(st.Rows, []string{fmt.Sprint(l.Index), ts(l.Time), l.Agent, l.by(), str(l.Attrs, "scope")})
 		}
 		s.Tables = append(s.Tables, st)
 	}
@@ -441,7 +451,7 @@ func (b *builder) cc63() Section {
 	if len(revoked) > 0 {
 		t := Table{Title: "Revocations", Columns: []string{"entry", "time", "agent", "by", "sessions ended"}}
 		for _, l := range revoked {
-			t.Rows = append(t.Rows, []string{fmt.Sprint(l.Index), ts(l.Time), l.Agent, l.Principal, str(l.Attrs, "sessions_ended")})
+			t.Rows = append(t.Rows, []string{fmt.Sprint(l.Index), ts(l.Time), l.Agent, l.by(), str(l.Attrs, "sessions_ended")})
 		}
 		s.Tables = append(s.Tables, t)
 	}
@@ -582,7 +592,7 @@ func (b *builder) cc81() Section {
 			if cfg == "" {
 				cfg = str(l.Attrs, "config")
 			}
-			t.Rows = append(t.Rows, []string{fmt.Sprint(l.Index), ts(l.Time), l.Agent, l.Action, l.Principal, id, cfg})
+			t.Rows = append(t.Rows, []string{fmt.Sprint(l.Index), ts(l.Time), l.Agent, l.Action, l.by(), id, cfg})
 		}
 		s.Tables = append(s.Tables, t)
 	}
@@ -601,7 +611,7 @@ func (b *builder) cc81() Section {
 	}
 	for _, l := range changes {
 		if l.Action == "change.approved" && l.Attrs["self_approved"] == true {
-			s.Exceptions = append(s.Exceptions, Exception{Index: l.Index, Time: ts(l.Time), Agent: l.Agent, What: fmt.Sprintf("change %s approved by its own proposer %s (two-person rule waived by serve --allow-self-approval)", str(l.Attrs, "change"), l.Principal)})
+			s.Exceptions = append(s.Exceptions, Exception{Index: l.Index, Time: ts(l.Time), Agent: l.Agent, What: fmt.Sprintf("change %s approved by its own proposer %s (two-person rule waived by serve --allow-self-approval)", str(l.Attrs, "change"), l.by())})
 		}
 	}
 	for _, l := range unapproved {

@@ -27,7 +27,7 @@ func period(bodies ...string) Input {
 func TestCompute(t *testing.T) {
 	in := period(
 		`"kind":"agent","principal":"admin","role":"admin","agent":"bot","action":"agent.registered","attributes":{"owner":"team"}`,
-		`"kind":"agent","principal":"admin","role":"admin","agent":"bot","action":"agent.approved"`,
+		`"kind":"agent","principal":"alice","role":"approver","token_id":"tok-7","agent":"bot","action":"agent.approved"`,
 		`"kind":"agent","principal":"admin","role":"admin","agent":"late","action":"agent.registered"`,
 		`"kind":"session","principal":"bot","role":"agent","agent":"bot","session":"s1","task":"t","action":"session.opened","attributes":{"expires":"2026-11-02T10:00:00Z"}`,
 		`"kind":"action","principal":"bot","role":"agent","agent":"bot","session":"s1","task":"t","seq":1,"action":"db.query"`,
@@ -52,6 +52,14 @@ func TestCompute(t *testing.T) {
 		"CC7.2": {7, 10},
 		"CC7.3": {5},  // seq 3 follows 1
 		"CC8.1": {12}, // self-approved
+	}
+	// Who approved: the operator token's name and id.
+	for _, s := range r.Sections {
+		if s.ID == "CC6.2" {
+			if row := s.Tables[0].Rows[0]; row[0] != "bot" || row[5] != "alice (token tok-7)" {
+				t.Errorf("CC6.2 row %q, want bot approved by alice (token tok-7)", row)
+			}
+		}
 	}
 	for _, s := range r.Sections {
 		var got []uint64

@@ -119,6 +119,9 @@ func runQuery(args []string, stdout, stderr io.Writer) error {
 		who := l.Agent
 		if who == "" {
 			who = l.Principal
+			if l.TokenID != "" {
+				who += " (token " + l.TokenID + ")"
+			}
 		}
 		n++
 		_, err := fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.Index, l.Time.UTC().Format(time.RFC3339),

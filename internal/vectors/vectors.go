@@ -326,6 +326,10 @@ func (g *gen) leafHashes() error {
 	} {
 		vs = append(vs, LeafHash{Name: fmt.Sprintf("%d-byte leaf", len(l)), Leaf: b64([]byte(l)), Hash: b64(client.LeafHash([]byte(l)))})
 	}
+	// An entry written under an operator token: it names the token's id.
+	op := (&agentlog.Leaf{Time: time.Date(2026, 11, 28, 10, 0, 1, 0, time.UTC), Kind: agentlog.KindAgent, Principal: "alice", Role: "approver",
+		TokenID: "3f2a9c01d4e5b6a7", Agent: "bot-1", Action: "agent.approved"}).Append(nil)
+	vs = append(vs, LeafHash{Name: "operator entry with token_id", Leaf: b64(op), Hash: b64(client.LeafHash(op))})
 	return g.write("leaf_hashes.json", map[string]any{
 		"description": "RFC 6962 leaf hashes: SHA-256(0x00 || leaf), leaf and hash in base64.",
 		"vectors":     vs,

@@ -169,7 +169,7 @@ func (s *Server) recordDenied(r *http.Request, route string, p alog.Principal, e
 	if errors.Is(err, ErrForbidden) || errors.Is(err, identity.ErrNotApproved) || errors.Is(err, identity.ErrConfigRefused) || errors.Is(err, change.ErrSelfApproval) {
 		status = http.StatusForbidden
 	}
-	pr := alog.Principal{ID: p.ID, Role: p.Role, Agent: p.Agent, Session: p.Session, Task: p.Task, Config: p.Config}
+	pr := alog.Principal{ID: p.ID, Role: p.Role, TokenID: p.TokenID, Agent: p.Agent, Session: p.Session, Task: p.Task, Config: p.Config}
 	reason := "unknown credential"
 	var d *identity.DeniedError
 	token := ""

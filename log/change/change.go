@@ -321,7 +321,7 @@ func (s *Store) Propose(ctx context.Context, by alog.Principal, p Proposal) (*Ch
 		return nil, err
 	}
 	rec := alog.Record{Action: ActionProposed, Attributes: proposalAttrs(c)}
-	pr := alog.Principal{ID: by.ID, Role: by.Role, Agent: a.ID, Config: c.Config}
+	pr := alog.Principal{ID: by.ID, Role: by.Role, TokenID: by.TokenID, Agent: a.ID, Config: c.Config}
 	if _, err := s.log.AppendWith(ctx, pr, alog.KindChange, []alog.Record{rec}, s.record(c, func(c *Change, i uint64) { c.ProposedIndex = i })); err != nil {
 		return nil, fmt.Errorf("recording the proposal: %w", err)
 	}
@@ -370,7 +370,7 @@ func (s *Store) RecordInitial(ctx context.Context, by alog.Principal, a *identit
 		{Action: ActionProposed, Attributes: attrs(map[string]any{"change": c.ID, "initial": true, "config_policy": c.Policy, "description": c.Description})},
 		{Action: ActionApproved, Attributes: attrs(map[string]any{"change": c.ID, "initial": true, "proposed_by": c.ProposedBy})},
 	}
-	pr := alog.Principal{ID: by.ID, Role: by.Role, Agent: a.ID, Config: c.Config}
+	pr := alog.Principal{ID: by.ID, Role: by.Role, TokenID: by.TokenID, Agent: a.ID, Config: c.Config}
 	_, err := s.log.AppendWith(ctx, pr, alog.KindChange, recs, s.record(c, func(c *Change, i uint64) {
 		c.ProposedIndex, c.DecidedIndex = i-1, &i
 	}))
@@ -459,7 +459,7 @@ func (s *Store) decide(ctx context.Context, by alog.Principal, id, comment strin
 		}
 	}
 	c.State = state
-	pr := alog.Principal{ID: by.ID, Role: by.Role, Agent: c.Agent, Config: c.Config}
+	pr := alog.Principal{ID: by.ID, Role: by.Role, TokenID: by.TokenID, Agent: c.Agent, Config: c.Config}
 	rec := alog.Record{Action: action, Attributes: attrs(m)}
 	if _, err := s.log.AppendWith(ctx, pr, alog.KindChange, []alog.Record{rec}, s.record(c, func(c *Change, i uint64) { c.DecidedIndex = &i })); err != nil {
 		return nil, fmt.Errorf("recording the decision: %w", err)

@@ -370,7 +370,7 @@ func (s *Store) Authenticate(cred string) (alog.Principal, error) {
 		if t.Revoked != nil {
 			return alog.Principal{}, &DeniedError{Reason: ReasonRevoked, Token: t.Name}
 		}
-		return alog.Principal{ID: t.Name, Role: t.Role}, nil
+		return alog.Principal{ID: t.Name, Role: t.Role, TokenID: t.ID}, nil
 	}
 	se := s.sessions[id]
 	if se == nil || subtle.ConstantTimeCompare(se.Hash, h[:]) != 1 {
@@ -508,7 +508,7 @@ func (s *Store) Register(ctx context.Context, by alog.Principal, sp AgentSpec) (
 }
 
 func principalAbout(by alog.Principal, agent string) alog.Principal {
-	return alog.Principal{ID: by.ID, Role: by.Role, Agent: agent}
+	return alog.Principal{ID: by.ID, Role: by.Role, TokenID: by.TokenID, Agent: agent}
 }
 
 func clone[T any](v *T) *T { c := *v; return &c }
@@ -644,7 +644,7 @@ func (s *Store) CreateToken(ctx context.Context, by alog.Principal, name, role s
 	if err := s.nameFreeLocked("token name", name); err != nil {
 		return nil, "", err
 	}
-	if err := s.commit(ctx, alog.Principal{ID: by.ID, Role: by.Role}, alog.KindToken, "token.created", map[string]any{"id": id, "name": name, "role": role, "credential_sha256": h[:]}, "i/t/"+id, t, 0); err != nil {
+	if err := s.commit(ctx, alog.Principal{ID: by.ID, Role: by.Role, TokenID: by.TokenID}, alog.KindToken, "token.created", map[string]any{"id": id, "name": name, "role": role, "credential_sha256": h[:]}, "i/t/"+id, t, 0); err != nil {
 		return nil, "", err
 	}
 	s.setLocked(func() { s.tokens[id] = t })
@@ -707,7 +707,7 @@ func (s *Store) RevokeToken(ctx context.Context, by alog.Principal, id string) (
 	now := s.cfg.Now().UTC()
 	n.Revoked, n.RevokedBy = &now, by.ID
 	s.setLocked(func() { s.tokens[id] = n }) // refused at once, and still if the commit fails (fail closed)
-	if err := s.commit(ctx, alog.Principal{ID: by.ID, Role: by.Role}, alog.KindToken, "token.revoked", map[string]string{"id": id, "name": t.Name, "role": t.Role}, "i/t/"+id, n, 0); err != nil {
+	if err := s.commit(ctx, alog.Principal{ID: by.ID, Role: by.Role, TokenID: by.TokenID}, alog.KindToken, "token.revoked", map[string]string{"id": id, "name": t.Name, "role": t.Role}, "i/t/"+id, n, 0); err != nil {
 		return nil, err
 	}
 	return publicToken(n), nil
@@ -871,7 +871,7 @@ func (s *Store) closeSession(ctx context.Context, by alog.Principal, id string) 
 	n := clone(se)
 	n.Closed = true
 	s.setLocked(func() { s.sessions[se.ID] = n }) // refused at once, and still if the commit fails (fail closed)
-	p := alog.Principal{ID: by.ID, Role: by.Role, Agent: se.Agent, Session: se.ID, Task: se.Task}
+	p := alog.Principal{ID: by.ID, Role: by.Role, TokenID: by.TokenID, Agent: se.Agent, Session: se.ID, Task: se.Task}
 	if err := s.commit(ctx, p, alog.KindSession, "session.closed", nil, "i/s/"+se.ID, n, time.Until(se.Expires)+time.Hour); err != nil {
 		return nil, err
 	}

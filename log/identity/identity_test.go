@@ -431,3 +431,58 @@ func TestNamesUnique(t *testing.T) {
 		t.Fatalf("the name of a revoked token: %v", err)
 	}
 }
+
+// TestTokenIDInLeaves: entries written under an operator token carry its
+// id as well as its name, so two tokens that held the same name (one
+// revoked before the other was created) stay distinguishable; the
+// bootstrap admin's and agents' entries carry none.
+func TestTokenIDInLeaves(t *testing.T) {
+	l, s := openStore(t, t.TempDir(), &clock{})
+	defer l.Close()
+	ctx := context.Background()
+	var ids []string
+	for i, agent := range []string{"bot-1", "bot-2"} {
+		tk, cred, err := s.CreateToken(ctx, admin, "alice", RoleAdmin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := s.Authenticate(cred)
+		if err != nil || p.TokenID != tk.ID || p.ID != "alice" {
+			t.Fatalf("Authenticate = %+v, %v; want token id %s", p, err, tk.ID)
+		}
+		pub, _, _ := ed25519.GenerateKey(rand.Reader)
+		if _, err := s.Register(ctx, p, AgentSpec{ID: agent, Owner: "o", PublicKey: pub}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Approve(ctx, p, agent); err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			if _, err := s.RevokeToken(ctx, p, tk.ID); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ids = append(ids, tk.ID)
+	}
+	if ids[0] == ids[1] {
+		t.Fatalf("two tokens with id %s", ids[0])
+	}
+	var got []string
+	for i := uint64(0); i < l.Size(); i++ {
+		b, _ := l.Entry(i)
+		lf, err := agentlog.ParseLeaf(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, lf.Action+" by "+lf.Principal+" token "+lf.TokenID)
+	}
+	want := []string{
+		"token.created by admin token ",
+		"agent.registered by alice token " + ids[0], "agent.approved by alice token " + ids[0], "token.revoked by alice token " + ids[0],
+		"token.created by admin token ",
+		"agent.registered by alice token " + ids[1], "agent.approved by alice token " + ids[1],
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("log:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}

@@ -106,7 +106,7 @@ func Event(src Source, index uint64, leaf []byte, proof *Proof) (*OCSFEvent, err
 	e.Attestations = []attestation{attestationOf(src, index, l, leaf, proof, un)}
 	e.Unmapped = map[string]any{"agentlog": un}
 	e.StatusID, e.Status = status(l.Outcome)
-	actor := &actor{User: principal(l.Principal, l.Role)}
+	actor := &actor{User: principal(l.Principal, l.Role, l.TokenID)}
 	if l.Session != "" {
 		actor.Session = &session{UID: l.Session}
 	}
@@ -164,7 +164,7 @@ func Event(src Source, index uint64, leaf []byte, proof *Proof) (*OCSFEvent, err
 			id, _ := attrs["id"].(string)
 			name, _ := attrs["name"].(string)
 			role, _ := attrs["role"].(string)
-			e.User = principal(firstOf(name, id), role)
+			e.User = principal(firstOf(name, id), role, "")
 			e.User.UID = firstOf(id, name)
 		}
 		if e.User.UID == "" {
@@ -277,8 +277,13 @@ func status(outcome string) (int, string) {
 
 // principal is a user object for who appended an entry; the role picks
 // the type: agents are services, the log itself the system.
-func principal(id, role string) *user {
+func principal(id, role, tokenID string) *user {
 	u := &user{UID: id, Name: id}
+	if tokenID != "" {
+		// An operator token: its id is unique for good, its name only
+		// among live tokens.
+		u.UID = tokenID
+	}
 	switch role {
 	case "agent":
 		u.TypeID, u.Type = 4, "Service"

@@ -36,7 +36,7 @@ func leaves() []*agentlog.Leaf {
 	ls := []*agentlog.Leaf{
 		{Kind: "token", Principal: "admin", Role: "admin", Action: "token.created", Attributes: json.RawMessage(`{"id":"tok-1","name":"auditor","role":"auditor"}`)},
 		{Kind: "agent", Principal: "admin", Role: "admin", Agent: "billing-bot", Action: "agent.registered", Attributes: json.RawMessage(`{"owner":"alice","description":"refunds"}`)},
-		{Kind: "agent", Principal: "alice", Role: "approver", Agent: "billing-bot", Action: "agent.approved"},
+		{Kind: "agent", Principal: "alice", Role: "approver", TokenID: "tok-7", Agent: "billing-bot", Action: "agent.approved"},
 		{Kind: "agent", Principal: "admin", Role: "admin", Agent: "billing-bot", Action: "agent.scope_changed", Attributes: json.RawMessage(`{"previous":null,"scope":{"tools":["stripe"]}}`)},
 		{Kind: "session", Principal: "billing-bot", Role: "agent", Agent: "billing-bot", Session: "657f01", Task: "refund-7731", Config: "sha256:6f00", Action: "session.opened",
 			Attributes: json.RawMessage(`{"config_status":"approved","expires":"2026-11-28T04:04:05Z","ttl_seconds":3600}`)},
@@ -295,6 +295,17 @@ func TestLifecycleActivities(t *testing.T) {
 	e, _ = ocsf.Event(ocsf.Source{Origin: origin}, 8, raw[8], nil)
 	if e.Finding.Title != "scope" || e.Finding.Related[0].UID != origin+"/5" || e.Finding.Desc == "" {
 		t.Errorf("alert: %+v", e.Finding)
+	}
+	// An operator token's entry: the actor's uid is the token's id, its
+	// name the token's name.
+	e, _ = ocsf.Event(ocsf.Source{Origin: origin}, 2, raw[2], nil)
+	if u := e.Actor.User; u.UID != "tok-7" || u.Name != "alice" || u.TypeID != 1 {
+		t.Errorf("operator actor: %+v", u)
+	}
+	// The bootstrap admin has no token id: its name is its uid.
+	e, _ = ocsf.Event(ocsf.Source{Origin: origin}, 1, raw[1], nil)
+	if u := e.Actor.User; u.UID != "admin" || u.Name != "admin" {
+		t.Errorf("bootstrap admin actor: %+v", u)
 	}
 	// A change names its id, agent and configuration.
 	e, _ = ocsf.Event(ocsf.Source{Origin: origin}, 13, raw[13], nil)
