@@ -2,9 +2,12 @@ package main
 
 import (
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,15 +23,52 @@ import (
 // must hold: after the first fifth (warm-up), memory and descriptors are
 // flat (the last quarter's mean within 25% + 32 MiB, and 16 descriptors,
 // of the second quarter's), and no request failed. Not part of make test.
+// It also samples the Go heap in use and, with AGENTLOG_SOAK_PROFILES=DIR,
+// writes heap profiles at the end of the warm-up and at the end
+// (heap-start.pprof, heap-end.pprof) for `go tool pprof -diff_base`.
 func TestSoak(t *testing.T) {
 	d, err := time.ParseDuration(os.Getenv("AGENTLOG_SOAK"))
 	if err != nil || d <= 0 {
 		t.Skip("set AGENTLOG_SOAK=30m (make soak) to run the soak test")
 	}
+	profDir := os.Getenv("AGENTLOG_SOAK_PROFILES")
+	debugLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	debugAddr := debugLn.Addr().String()
+	debugLn.Close()
 	// A small tile cache, full within a minute: otherwise the cache
 	// (bounded by --tile-cache, 256 MiB by default) fills over hours and
 	// its growth looks like a leak.
-	srv, data := startFaultServer(t, "--tile-cache", "512")
+	srv, data := startFaultServer(t, "--tile-cache", "512", "--debug-listen", debugAddr)
+	heap := func(query string) []byte {
+		resp, err := http.Get("http://" + debugAddr + "/debug/pprof/heap" + query)
+		if err != nil {
+			t.Logf("heap profile: %v", err)
+			return nil
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return b
+	}
+	heapInuse := func() int64 {
+		for _, line := range strings.Split(string(heap("?debug=1")), "\n") {
+			if v, ok := strings.CutPrefix(line, "# HeapInuse = "); ok {
+				n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+				return n
+			}
+		}
+		return 0
+	}
+	saveProfile := func(name string) {
+		if profDir == "" {
+			return
+		}
+		if err := os.WriteFile(filepath.Join(profDir, name), heap("?gc=1"), 0o644); err != nil {
+			t.Errorf("heap profile: %v", err)
+		}
+	}
 	pid := srv.Cmd.Process.Pid
 	tok, err := os.ReadFile(filepath.Join(data, "admin.token"))
 	if err != nil {
@@ -105,21 +145,28 @@ func TestSoak(t *testing.T) {
 	type sample struct {
 		at             time.Duration
 		rss, anon, fds int64
+		heap           int64
 		requests, size int64
 	}
 	var samples []sample
 	start := time.Now()
 	tick := time.NewTicker(10 * time.Second)
+	warm := false
 	for time.Since(start) < d {
 		<-tick.C
 		fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
 		h, _ := healthz(srv.url)
 		size, _ := h["tree_size"].(float64)
-		s := sample{time.Since(start).Round(time.Second), procStatus(t, pid, "VmRSS"), procStatus(t, pid, "RssAnon"), int64(len(fds)), sent.Load(), int64(size)}
+		s := sample{time.Since(start).Round(time.Second), procStatus(t, pid, "VmRSS"), procStatus(t, pid, "RssAnon"), int64(len(fds)), heapInuse(), sent.Load(), int64(size)}
 		samples = append(samples, s)
-		t.Logf("%6v rss %4d MiB anon %4d MiB fds %4d requests %9d entries %10d", s.at, s.rss>>20, s.anon>>20, s.fds, s.requests, s.size)
+		t.Logf("%6v rss %4d MiB anon %4d MiB heap %4d MiB fds %4d requests %9d entries %10d", s.at, s.rss>>20, s.anon>>20, s.heap>>20, s.fds, s.requests, s.size)
+		if !warm && time.Since(start) >= d/5 {
+			warm = true
+			saveProfile("heap-start.pprof")
+		}
 	}
 	tick.Stop()
+	saveProfile("heap-end.pprof")
 	close(stop)
 	wg.Wait()
 	if f := failed.Load(); f > 0 {
@@ -137,6 +184,9 @@ func TestSoak(t *testing.T) {
 	}
 	n := len(samples)
 	second, last := samples[n/4:n/2], samples[3*n/4:]
+	if a, b := samples[n/4], samples[n-1]; b.size > a.size {
+		t.Logf("heap in use: %+.1f B/entry from %v to %v (%d entries)", float64(b.heap-a.heap)/float64(b.size-a.size), a.at, b.at, b.size-a.size)
+	}
 	for _, m := range []struct {
 		name  string
 		f     func(sample) int64
