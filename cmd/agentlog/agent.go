@@ -127,13 +127,7 @@ func runAgent(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "approved agent %s\n", a.ID)
 		return nil
 	case "approve", "revoke", "show":
-		if err := parseFlags(fs, args[1:]); err != nil {
-			return err
-		}
-		if *id == "" {
-			return usagef("--id is required")
-		}
-		c, ctx, cancel, err := o.client()
+		c, ctx, cancel, err := o.connect(fs, args[1:], "id")
 		if err != nil {
 			return err
 		}
@@ -183,10 +177,7 @@ func runAgent(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "agent %s scope is now %s\n", a.ID, a.Scope)
 		return nil
 	case "list":
-		if err := parseFlags(fs, args[1:]); err != nil {
-			return err
-		}
-		c, ctx, cancel, err := o.client()
+		c, ctx, cancel, err := o.connect(fs, args[1:])
 		if err != nil {
 			return err
 		}

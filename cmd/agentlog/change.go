@@ -102,13 +102,7 @@ func runChange(args []string, stdout, stderr io.Writer) error {
 		return nil
 	case "approve", "reject":
 		comment := fs.String("comment", "", "a comment recorded with the decision")
-		if err := parseFlags(fs, args[1:]); err != nil {
-			return err
-		}
-		if *id == "" {
-			return usagef("--id is required")
-		}
-		c, ctx, cancel, err := o.client()
+		c, ctx, cancel, err := o.connect(fs, args[1:], "id")
 		if err != nil {
 			return err
 		}
@@ -128,10 +122,7 @@ func runChange(args []string, stdout, stderr io.Writer) error {
 		agent := fs.String("agent", "", "only this agent's changes")
 		state := fs.String("state", "", "only changes in this state: proposed, approved, rejected or superseded")
 		jsonOut := fs.Bool("json", false, "print JSON")
-		if err := parseFlags(fs, args[1:]); err != nil {
-			return err
-		}
-		c, ctx, cancel, err := o.client()
+		c, ctx, cancel, err := o.connect(fs, args[1:])
 		if err != nil {
 			return err
 		}
@@ -151,13 +142,7 @@ func runChange(args []string, stdout, stderr io.Writer) error {
 		return tw.Flush()
 	case "show":
 		jsonOut := fs.Bool("json", false, "print JSON")
-		if err := parseFlags(fs, args[1:]); err != nil {
-			return err
-		}
-		if *id == "" {
-			return usagef("--id is required")
-		}
-		c, ctx, cancel, err := o.client()
+		c, ctx, cancel, err := o.connect(fs, args[1:], "id")
 		if err != nil {
 			return err
 		}
@@ -175,13 +160,7 @@ func runChange(args []string, stdout, stderr io.Writer) error {
 		return nil
 	case "attest":
 		out := fs.String("out", "", "write the in-toto Statement to this file (default: stdout)")
-		if err := parseFlags(fs, args[1:]); err != nil {
-			return err
-		}
-		if *id == "" {
-			return usagef("--id is required")
-		}
-		c, ctx, cancel, err := o.client()
+		c, ctx, cancel, err := o.connect(fs, args[1:], "id")
 		if err != nil {
 			return err
 		}

@@ -110,10 +110,7 @@ func runSession(args []string, stdout, stderr io.Writer) error {
 		fs.StringVar(o.tokenFile, "token-file", "", "same as --admin-token-file")
 		agent := fs.String("agent", "", "list only this agent's sessions")
 		id := fs.String("id", "", "the session to end (from session list)")
-		if err := parseFlags(fs, args[1:]); err != nil {
-			return err
-		}
-		c, ctx, cancel, err := o.client()
+		c, ctx, cancel, err := o.connect(fs, args[1:])
 		if err != nil {
 			return err
 		}

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -49,6 +50,27 @@ func (o *operatorFlags) client() (*client.Client, context.Context, context.Cance
 	return c, ctx, cancel, nil
 }
 
+// connect parses args into fs, checks that each flag named in required was
+// given a value, and returns o.client(): the shape of every operator verb.
+func (o *operatorFlags) connect(fs *flag.FlagSet, args []string, required ...string) (*client.Client, context.Context, context.CancelFunc, error) {
+	if err := parseFlags(fs, args); err != nil {
+		return nil, nil, nil, err
+	}
+	var missing []string
+	for _, name := range required {
+		if fs.Lookup(name).Value.String() == "" {
+			missing = append(missing, "--"+name)
+		}
+	}
+	switch n := len(missing); {
+	case n == 1:
+		return nil, nil, nil, usagef("%s is required", missing[0])
+	case n > 1:
+		return nil, nil, nil, usagef("%s and %s are required", strings.Join(missing[:n-1], ", "), missing[n-1])
+	}
+	return o.client()
+}
+
 func runToken(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		return usagef("want \"agentlog token create|list|revoke [flags]\"")
@@ -60,13 +82,7 @@ func runToken(args []string, stdout, stderr io.Writer) error {
 		role := fs.String("role", "", "role of the new token: admin, approver or auditor (required)")
 		name := fs.String("name", "", "name of the token's holder, recorded in the log (required)")
 		out := fs.String("out", "", "write the token to this new file (mode 0600; refuses to overwrite) instead of stdout")
-		if err := parseFlags(fs, args[1:]); err != nil {
-			return err
-		}
-		if *role == "" || *name == "" {
-			return usagef("--role and --name are required")
-		}
-		c, ctx, cancel, err := o.client()
+		c, ctx, cancel, err := o.connect(fs, args[1:], "role", "name")
 		if err != nil {
 			return err
 		}
@@ -91,10 +107,7 @@ func runToken(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stdout, cred)
 		return nil
 	case "list":
-		if err := parseFlags(fs, args[1:]); err != nil {
-			return err
-		}
-		c, ctx, cancel, err := o.client()
+		c, ctx, cancel, err := o.connect(fs, args[1:])
 		if err != nil {
 			return err
 		}
@@ -115,13 +128,7 @@ func runToken(args []string, stdout, stderr io.Writer) error {
 		return tw.Flush()
 	case "revoke":
 		id := fs.String("id", "", "id of the token to revoke (from token list)")
-		if err := parseFlags(fs, args[1:]); err != nil {
-			return err
-		}
-		if *id == "" {
-			return usagef("--id is required")
-		}
-		c, ctx, cancel, err := o.client()
+		c, ctx, cancel, err := o.connect(fs, args[1:], "id")
 		if err != nil {
 			return err
 		}
