@@ -301,6 +301,9 @@ type WitnessStatus struct {
 	LastError string `json:"last_error,omitempty"`
 }
 
+// Policy returns the witness policy the client was configured with.
+func (c *Client) Policy() *policy.Policy { return c.cfg.Policy }
+
 // Status returns the client's state.
 func (c *Client) Status() ClientStatus {
 	c.mu.Lock()

@@ -95,6 +95,9 @@ var helps = map[string]verbHelp{
 	"report": {"write the SOC 2 period report (CC6.1 to CC8.1) with the period's evidence export",
 		"report --token-file F --from T1 --to T2 --out DIR [--log-key FILE] [--policy FILE] [--tz ZONE] [--pdf auto|always|never]",
 		"agentlog report --token-file auditor.token --from 2026-01-01T00:00:00Z --to 2027-01-01T00:00:00Z --log-key agentlog-data/log.pub --out report-2026"},
+	"controls": {"print the state of each control now (checkpoint, witnesses, NTP, agents, configurations, alerts) as one JSON document for a GRC tool",
+		"controls --token-file F [--window 24h] [--format json|vanta|drata] [--vanta-resource-id ID] [--fail]",
+		"agentlog controls --token-file auditor.token --format vanta --vanta-resource-id 64f0c0ffee > vanta-sync.json"},
 	"bench append": {"load the server with appends and report throughput and latency",
 		"bench append --token-file F [--concurrency N] [--batch N] [--duration D] [--size BYTES] [--scope S] [--config FILE]",
 		"agentlog bench append --token-file agentlog-data/admin.token --concurrency 64 --batch 256 --duration 10s"},
@@ -153,7 +156,7 @@ var groups = map[string][]string{
 }
 
 // verbOrder is the order of the overview.
-var verbOrder = []string{"demo", "serve", "agent", "session", "append", "token", "query", "verify", "evidence", "export", "report", "audit", "monitor", "change", "changes", "gateway", "reindex", "bench", "dev"}
+var verbOrder = []string{"demo", "serve", "agent", "session", "append", "token", "query", "verify", "evidence", "export", "report", "controls", "audit", "monitor", "change", "changes", "gateway", "reindex", "bench", "dev"}
 
 // overview is "agentlog help": every verb with its summary.
 func overview(w io.Writer) {

@@ -19,6 +19,7 @@
 //	agentlog audit    recompute the tree from the entries and check every entry (audit.go)
 //	agentlog monitor  follow the checkpoints and check each is consistent with the last (monitor.go)
 //	agentlog evidence export and verify offline evidence (evidence.go)
+//	agentlog controls the state of each control now, for GRC tools (controls.go)
 //
 // Maintenance and development:
 //
@@ -68,6 +69,7 @@ var verbs = map[string]func(args []string, stdout, stderr io.Writer) error{
 	"change":   runChange,
 	"changes":  runChanges,
 	"report":   runReport,
+	"controls": runControls,
 	"export":   runExport,
 }
 

@@ -77,6 +77,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	tlsKey := fs.String("tls-key", "", "PEM private key of --tls-cert (mode 0600)")
 	policyFile := fs.String("witness-policy", "", "c2sp.org/tlog-policy file: push each checkpoint to its witnesses and serve it with their cosignatures once the quorum is met")
 	healthAfter := fs.Duration("health-alert-after", 2*time.Minute, "with --anomaly, raise ntp_unsynced, witness_quorum_lost and checkpoint_stalled alerts once the condition lasts this long")
+	approvalMaxAge := fs.Duration("approval-max-age", api.DefaultApprovalMaxAge, "review period of agent approvals: GET /v1/controls flags an active agent approved longer ago")
 	allowSelf := fs.Bool("allow-self-approval", false, "let a change's proposer approve it (breaks the two-person rule of CC8.1; recorded in the log)")
 	unwitnessed := fs.String("unwitnessed", unwitnessedHold, "with --witness-policy, what /checkpoint serves while the newest checkpoint lacks its quorum: hold (the last cosigned one) or publish (the log-signed one)")
 	var rf replicationFlags
@@ -334,6 +335,9 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		Mirror:         m,
 		MirrorLagLimit: rf.lagAlert,
 		StaleAfter:     max(10**interval, 30*time.Second),
+		LogVerifier:    keys.LogVerifier,
+		TimeVerifier:   keys.TimeVerifier,
+		ApprovalMaxAge: *approvalMaxAge,
 
 		InflightBytes:         int64(*appendBudget) << 20,
 		InflightBytesPerAgent: int64(*agentBudget) << 20,

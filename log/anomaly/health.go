@@ -156,3 +156,40 @@ func (h *HealthWatcher) state(rule string) (healthState, bool, error) {
 	})
 	return st, raised, err
 }
+
+// Episode is a health episode raised and not yet cleared.
+type Episode struct {
+	Rule   string
+	Index  uint64 // of the entry that raised it
+	Raised time.Time
+}
+
+// OpenEpisodes returns the health episodes raised and not cleared, as the
+// log keeps them (so they survive restarts), sorted by rule.
+func OpenEpisodes(l *alog.Log) ([]Episode, error) {
+	var out []Episode
+	prefix := healthKey("")
+	err := l.DB().View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: true})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			rule := string(it.Item().Key()[len(prefix):])
+			err := it.Item().Value(func(v []byte) error {
+				if string(v) == "null" {
+					return nil
+				}
+				var st healthState
+				if err := json.Unmarshal(v, &st); err != nil {
+					return fmt.Errorf("health episode %s: %w", rule, err)
+				}
+				out = append(out, Episode{Rule: rule, Index: st.Index, Raised: st.Raised})
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return out, err
+}

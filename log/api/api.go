@@ -25,6 +25,7 @@ import (
 	"github.com/gorilla/mux"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/mod/sumdb/note"
 
 	"github.com/agentlog/agentlog"
 	"github.com/agentlog/agentlog/checkpoint"
@@ -114,8 +115,15 @@ type Config struct {
 	// checkpoint and the signing loop has not completed a round for this
 	// long (default 30s).
 	StaleAfter time.Duration
-	Registry   *prometheus.Registry
-	Logger     *slog.Logger
+	// LogVerifier and TimeVerifier check the published checkpoint for
+	// GET /v1/controls; ApprovalMaxAge is its review period of agent
+	// approvals (default DefaultApprovalMaxAge).
+	LogVerifier    note.Verifier
+	TimeVerifier   note.Verifier
+	ApprovalMaxAge time.Duration
+	Now            func() time.Time // default time.Now
+	Registry       *prometheus.Registry
+	Logger         *slog.Logger
 }
 
 // Server serves the log over HTTP.
@@ -143,6 +151,12 @@ func New(cfg Config) *Server {
 	}
 	if cfg.Registry == nil {
 		cfg.Registry = prometheus.NewRegistry()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.ApprovalMaxAge <= 0 {
+		cfg.ApprovalMaxAge = DefaultApprovalMaxAge
 	}
 	if cfg.StaleAfter <= 0 {
 		cfg.StaleAfter = 30 * time.Second
@@ -195,6 +209,9 @@ func New(cfg Config) *Server {
 	}
 	if cfg.Changes != nil {
 		s.changeRoutes(r)
+	}
+	if cfg.Identity != nil {
+		s.handle(r, "controls", "/v1/controls", http.MethodGet, s.getControls)
 	}
 	r.Handle("/metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{})).Methods(http.MethodGet)
 	s.router = r

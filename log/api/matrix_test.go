@@ -114,6 +114,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 			pub, _, _ := ed25519.GenerateKey(rand.Reader)
 			return "/v1/agents", fmt.Sprintf(`{"id":%q,"owner":"o","public_key":%q}`, fresh("new"), base64.StdEncoding.EncodeToString(pub))
 		}},
+		{"controls", "GET", []string{RoleAuditor, RoleAdmin}, fixed("/v1/controls", "")},
 		{"list agents", "GET", []string{RoleAdmin, RoleApprover, RoleAuditor}, fixed("/v1/agents", "")},
 		{"show agent", "GET", []string{RoleAdmin, RoleApprover, RoleAuditor}, fixed("/v1/agents/agent-a", "")},
 		{"approve agent", "POST", []string{RoleApprover, RoleAdmin}, func(t *testing.T) (string, string) {

@@ -613,6 +613,9 @@ func (s *Store) Session(id string) (*Session, error) {
 	return publicSession(se), nil
 }
 
+// Now is the store's clock: session expiry and approval times are by it.
+func (s *Store) Now() time.Time { return s.cfg.Now() }
+
 // Agents returns every agent, sorted by id.
 func (s *Store) Agents() []*Agent {
 	s.mu.RLock()
