@@ -4,7 +4,8 @@
 // requests and record signatures, RFC 6962 leaf hashes and inclusion and
 // consistency proofs, C2SP signed checkpoints with timestamp and witness
 // cosignatures (c2sp.org/tlog-checkpoint, c2sp.org/tlog-cosignature,
-// c2sp.org/tlog-policy) and c2sp.org/tlog-proof files.
+// c2sp.org/tlog-policy), c2sp.org/tlog-proof files, and RFC 8785
+// canonical forms and agent configuration digests (package log/config).
 //
 // Every key comes from a fixed seed and Ed25519 signatures are
 // deterministic, so the output never changes unless the generator does.
@@ -48,7 +49,7 @@ const Origin = "vectors.agentlog.example/log"
 // Generate returns the vector files by name (relative to testdata/vectors).
 func Generate() (map[string][]byte, error) {
 	g := &gen{files: map[string][]byte{}}
-	steps := []func() error{g.agentKeys, g.sessionOpen, g.records, g.leafHashes, g.proofs, g.checkpoints, g.tlogProofs}
+	steps := []func() error{g.agentKeys, g.sessionOpen, g.records, g.leafHashes, g.proofs, g.checkpoints, g.tlogProofs, g.configs}
 	for _, s := range steps {
 		if err := s(); err != nil {
 			return nil, err

@@ -9,10 +9,12 @@ keep this SDK byte-compatible with the Go and TypeScript clients.
 """
 
 from .agent import Agent, Receipt, Record, Session, ToolCall, parse_time, set_default_agent, tool
+from .config import ConfigDocument, canonicalize, config_digest, load_config, parse_config
 from .auditor import Auditor, QueryMatch, QueryStream
 from .errors import (
     AgentlogError,
     BufferFullError,
+    ConfigError,
     HTTPError,
     KeyFileError,
     PushbackError,
@@ -36,7 +38,8 @@ from .verify import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "Agent", "AgentKey", "AgentlogError", "Auditor", "BufferFullError", "HTTPError", "KeyFileError",
+    "Agent", "AgentKey", "AgentlogError", "Auditor", "BufferFullError", "ConfigDocument", "ConfigError",
+    "HTTPError", "KeyFileError", "canonicalize", "config_digest", "load_config", "parse_config",
     "PushbackError", "QueryMatch", "QueryStream", "Receipt", "Record", "Session", "SessionEndedError",
     "ToolCall", "UnreachableError", "VerificationError", "VerifiedCheckpoint", "leaf_hash", "load_agent_key",
     "parse_agent_key", "parse_policy", "parse_time", "record_signed_bytes", "session_request",

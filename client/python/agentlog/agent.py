@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any, Callable, Mapping, TypeVar, Union
 
 from ._http import NETWORK_ERRORS, Transport
+from .config import ConfigLike, config_digest
 from .errors import AgentlogError, BufferFullError, HTTPError, PushbackError, SessionEndedError, UnreachableError
 from .keys import AgentKey, session_request
 from .verify import record_signed_bytes
@@ -115,7 +116,7 @@ class Agent:
         task: str,
         *,
         ttl_seconds: int = 0,
-        config: str = "",
+        config: ConfigLike = "",
         renew_before: float = 60.0,
         sign: bool = True,
         batch_size: int = 100,
@@ -131,8 +132,10 @@ class Agent:
         self.key = key
         self.task = task
         self.ttl_seconds = ttl_seconds
-        #: The configuration digest sessions declare (log with change management).
-        self.config = config
+        #: The configuration digest sessions declare (log with change
+        #: management): config is a digest, a ConfigDocument, a document as a
+        #: mapping or a pathlib.Path of a configuration file (config_digest).
+        self.config = config_digest(config)
         self.renew_before = renew_before
         self.sign = sign
         self.batch_size = min(max(batch_size, 1), 10000)

@@ -57,3 +57,13 @@ class VerificationError(AgentlogError):
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class ConfigError(AgentlogError):
+    """An agent configuration is not valid. ``reason`` is one of
+    ``invalid-json``, ``invalid-config``, ``too-large``
+    (testdata/vectors/configs.json)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason

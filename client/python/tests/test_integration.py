@@ -157,6 +157,31 @@ class Integration(unittest.TestCase):
         with self.assertRaises(agentlog.SessionEndedError):
             agent.flush()
 
+    def test_declared_configuration(self) -> None:
+        # The CLI registers the agent with a configuration file whose system
+        # prompt is a file; the SDK computes the same digest from the same
+        # files, and the server, enforcing it, accepts the session.
+        d = Path(self.tmp.name, "cfg")
+        d.mkdir()
+        Path(d, "system.txt").write_text("You are a careful agent.\n")
+        cfg = Path(d, "agent.json")
+        cfg.write_text('{"model": {"name": "m", "version": "1"}, "prompts": {"system": {"file": "system.txt"}}, "parameters": {"temperature": 0.20}}')
+        path = os.path.join(self.tmp.name, "py-config.key")
+        self.bin.cli("agent", "register", "--server", self.srv.url, "--admin-token-file", self.srv.admin_token_file,
+                     "--id", "py-config", "--key-out", path, "--config", str(cfg), "--policy", "config=enforce")
+        key = agentlog.load_agent_key(path)
+        agent = agentlog.Agent(self.srv.url, key, "T-config", config=cfg)
+        self.assertEqual(agent.config, agentlog.load_config(cfg).digest)
+        r = agent.append(agentlog.Record("py.configured"))[0]
+        leaf = json.loads(self.auditor().entry(r.index))
+        self.assertEqual(leaf["config"], agent.config)
+        agent.close()
+        # Another configuration (the same prompt inline) is refused.
+        other = agentlog.Agent(self.srv.url, key, "T-config-2", config={"model": {"name": "m", "version": "1"}, "prompts": {"system": {"text": "You are a careful agent.\n"}}})
+        with self.assertRaises(agentlog.HTTPError) as cm:
+            other.append(agentlog.Record("py.unapproved"))
+        self.assertEqual(cm.exception.status, 403)
+
     def test_refused_records_leave_no_gap(self) -> None:
         key = self.register("py-gap")
         with agentlog.Agent(self.srv.url, key, "T-gap") as agent:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import tempfile
 import unittest
 from pathlib import Path
 from typing import Any, Callable
@@ -44,6 +45,50 @@ class Vectors(unittest.TestCase):
                     with self.assertRaises(agentlog.KeyFileError) as cm:
                         agentlog.parse_agent_key(c["file"])
                     self.assertEqual(cm.exception.reason, c["reason"])
+
+    def test_canonical(self) -> None:
+        for c in load("configs.json")["canonical"]:
+            with self.subTest(c["name"]):
+                text: str | bytes = b64(c["json_base64"]) if "json_base64" in c else c["json"]
+                if c["valid"]:
+                    self.assertEqual(agentlog.canonicalize(text).decode(), c["canonical"])
+                else:
+                    with self.assertRaises(agentlog.ConfigError) as cm:
+                        agentlog.canonicalize(text)
+                    self.assertEqual(cm.exception.reason, c["reason"])
+
+    def test_configs(self) -> None:
+        for c in load("configs.json")["configs"]:
+            with self.subTest(c["name"]), tempfile.TemporaryDirectory() as d:
+                for name, body in c.get("files", {}).items():
+                    f = Path(d, name)
+                    f.parent.mkdir(parents=True, exist_ok=True)
+                    f.write_bytes(body.encode())
+                path = Path(d, "config.json")
+                path.write_bytes(c["document"].encode())
+                if c["valid"]:
+                    doc = agentlog.load_config(path)
+                    self.assertEqual(doc.canonical.decode(), c["canonical"])
+                    self.assertEqual(doc.digest, c["digest"])
+                    self.assertEqual(agentlog.config_digest(path), c["digest"])
+                    if "files" not in c:
+                        # The text alone, and the document as a mapping.
+                        self.assertEqual(agentlog.parse_config(c["document"]).digest, c["digest"])
+                        self.assertEqual(agentlog.config_digest(json.loads(c["document"])), c["digest"])
+                else:
+                    with self.assertRaises(agentlog.ConfigError) as cm:
+                        agentlog.load_config(path)
+                    self.assertEqual(cm.exception.reason, c["reason"])
+                    if "files" not in c:
+                        with self.assertRaises(agentlog.ConfigError) as cm:
+                            agentlog.parse_config(c["document"])
+                        self.assertEqual(cm.exception.reason, c["reason"])
+        # A file prompt in a document given as text is refused: only
+        # load_config reads files.
+        with self.assertRaises(agentlog.ConfigError):
+            agentlog.parse_config('{"model":{"name":"m"},"prompts":{"p":{"file":"p.txt"}}}')
+        with self.assertRaises(ValueError):
+            agentlog.config_digest("sha256:ABC")
 
     def test_session_open(self) -> None:
         for c in load("session_open.json")["vectors"]:

@@ -6,6 +6,7 @@ import { ed25519FromSeed, fromBase64, randomBytes, toBase64, toBase64Url, utf8 }
 import { AgentlogError, BufferFullError, HTTPError, KeyFileError, PushbackError, SessionEndedError, UnreachableError } from "./errors.js";
 import { request, transport, type Fetch, type Transport } from "./http.js";
 import { recordSignedBytes } from "./verify.js";
+import { configDigest, validDigest, type ConfigLike } from "./config.js";
 
 /** The SDK's version. */
 export const VERSION = "0.1.0";
@@ -107,8 +108,14 @@ export interface AgentOptions {
   task: string;
   /** Session lifetime to ask for, seconds (0: the server's default). */
   ttlSeconds?: number;
-  /** The configuration digest ("sha256:<hex>") sessions declare, for a log with change management. */
-  config?: string;
+  /**
+   * The configuration sessions declare, for a log with change management:
+   * its digest ("sha256:<hex>"), a ConfigDocument (parseConfig, or
+   * loadConfig of "@agentlog/client/node" for a file), or the configuration
+   * document as an object, whose digest is computed (RFC 8785) on the first
+   * session.
+   */
+  config?: ConfigLike;
   /** Renew the session when less than this is left, seconds (default 60). */
   renewBeforeSeconds?: number;
   /** Sign every record with the agent's key (default true). */
@@ -164,12 +171,14 @@ export class Agent {
   private timer: ReturnType<typeof setTimeout> | undefined;
   private idle: (() => void)[] = [];
   private closed = false;
+  private digest: string | undefined;
 
   constructor(opts: AgentOptions) {
     this.t = transport(opts.server, opts.fetch, opts.requestTimeoutMs);
     this.key = opts.key;
     if (!opts.task.trim()) throw new TypeError("an agent needs a task");
     this.task = opts.task;
+    if (typeof opts.config === "string" && opts.config && !validDigest(opts.config)) throw new TypeError("the configuration digest must be sha256: and 64 lowercase hex digits");
     this.o = {
       ttlSeconds: opts.ttlSeconds ?? 0,
       config: opts.config ?? "",
@@ -201,7 +210,8 @@ export class Agent {
           // Each attempt is signed afresh: a retry of a request whose answer
           // was lost would be refused as a replay (its nonce is spent).
           const r = await this.retrying("POST", "/v1/sessions", async () => {
-            const { body } = await sessionRequest(this.key, { task: this.task, ttlSeconds: this.o.ttlSeconds, config: this.o.config });
+            this.digest ??= await configDigest(this.o.config);
+            const { body } = await sessionRequest(this.key, { task: this.task, ttlSeconds: this.o.ttlSeconds, config: this.digest });
             return request(this.t, "POST", "/v1/sessions", { body: JSON.stringify(body) });
           });
           const s = JSON.parse(await r.text()) as Session;

@@ -52,3 +52,12 @@ export class KeyFileError extends AgentlogError {
     this.reason = reason;
   }
 }
+
+/** An agent configuration is not valid (reason: invalid-json, invalid-config, too-large; testdata/vectors/configs.json). */
+export class ConfigError extends AgentlogError {
+  readonly reason: string;
+  constructor(reason: string, message: string) {
+    super(message);
+    this.reason = reason;
+  }
+}

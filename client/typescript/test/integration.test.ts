@@ -6,7 +6,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { readFileSync, rmSync, statSync } from "node:fs";
+import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
 
@@ -35,6 +35,7 @@ import {
   type AgentKey,
   type Receipt,
 } from "../src/index.js";
+import { loadConfig } from "../src/node.js";
 import { Binary, REPO, Server, tempDir } from "./server.js";
 
 let bin: Binary;
@@ -135,6 +136,27 @@ describe("against agentlog serve", () => {
     bin.cli("agent", "revoke", "--server", env.srv.url, "--admin-token-file", env.srv.adminTokenFile, "--id", "ts-revoked");
     await assert.rejects(agent.append({ action: "ts.after" }), (e: unknown) => e instanceof SessionEndedError && e.status === 401 && e.serverMessage.includes("revoked"));
     await assert.rejects(agent.add({ action: "ts.after" }), SessionEndedError);
+  });
+
+  test("a declared configuration: the SDK's digest is the CLI's, and the server enforces it", async (t) => {
+    const env = await setup(t);
+    const d = join(env.dir, "cfg");
+    mkdirSync(d);
+    writeFileSync(join(d, "system.txt"), "You are a careful agent.\n");
+    const cfg = join(d, "agent.json");
+    writeFileSync(cfg, '{"model": {"name": "m", "version": "1"}, "prompts": {"system": {"file": "system.txt"}}, "parameters": {"temperature": 0.20}}');
+    const path = join(env.dir, "ts-config.key");
+    bin.cli("agent", "register", "--server", env.srv.url, "--admin-token-file", env.srv.adminTokenFile, "--id", "ts-config", "--key-out", path, "--config", cfg, "--policy", "config=enforce");
+    const key = await parseAgentKey(readFileSync(path, "utf8"));
+    const doc = await loadConfig(cfg);
+    const agent = new Agent({ server: env.srv.url, key, task: "T-config", config: doc });
+    const [r] = await agent.append({ action: "ts.configured" });
+    assert.ok(r);
+    assert.equal(JSON.parse(await auditor(env.srv).entry(r.index)).config, doc.digest);
+    await agent.close();
+    // Another configuration (the same prompt inline) is refused.
+    const other = new Agent({ server: env.srv.url, key, task: "T-config-2", config: { model: { name: "m", version: "1" }, prompts: { system: { text: "You are a careful agent.\n" } } } });
+    await assert.rejects(other.append({ action: "ts.unapproved" }), (e: unknown) => e instanceof HTTPError && e.status === 403);
   });
 
   test("refused records leave no gap in the sequence numbers", async (t) => {

@@ -2,12 +2,16 @@
 // testdata/merkle): the same bytes and verdicts as the Go client.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { readFileSync, readdirSync } from "node:fs";
-import { join } from "node:path";
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 import { fromBase64, toBase64, utf8 } from "../src/bytes.js";
 import { parseAgentKey, sessionRequest } from "../src/agent.js";
+import { canonicalize, configDigest, parseConfig } from "../src/config.js";
+import { ConfigError } from "../src/errors.js";
+import { loadConfig } from "../src/node.js";
 import {
   VerificationError,
   leafHash,
@@ -152,4 +156,43 @@ test("tlog-proof files", async () => {
   const v = f.vectors[0];
   const cp = await verifyTLogProof(v.proof, utf8(v.entry), { policy: f.policies[v.policy] });
   assert.equal(cp.index, BigInt(v.index));
+});
+
+test("RFC 8785 canonical forms", async () => {
+  for (const c of load("configs.json").canonical) {
+    const input: string | Uint8Array = c.json_base64 !== undefined ? b64(c.json_base64) : c.json;
+    if (c.valid) assert.equal(canonicalize(input), c.canonical, c.name);
+    else assert.throws(() => canonicalize(input), (e: unknown) => e instanceof ConfigError && e.reason === c.reason, c.name);
+  }
+});
+
+test("configuration digests", async () => {
+  for (const c of load("configs.json").configs) {
+    const dir = mkdtempSync(join(tmpdir(), "agentlog-config-"));
+    try {
+      for (const [name, body] of Object.entries(c.files ?? {})) {
+        mkdirSync(dirname(join(dir, name)), { recursive: true });
+        writeFileSync(join(dir, name), body as string);
+      }
+      const path = join(dir, "config.json");
+      writeFileSync(path, c.document);
+      if (c.valid) {
+        const d = await loadConfig(path);
+        assert.equal(d.canonical, c.canonical, c.name);
+        assert.equal(d.digest, c.digest, c.name);
+        if (!c.files) {
+          assert.equal((await parseConfig(c.document)).digest, c.digest, c.name);
+          assert.equal(await configDigest(JSON.parse(c.document)), c.digest, c.name);
+        }
+      } else {
+        const isReason = (e: unknown) => e instanceof ConfigError && e.reason === c.reason;
+        await assert.rejects(loadConfig(path), isReason, c.name);
+        if (!c.files) await assert.rejects(parseConfig(c.document), isReason, c.name);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+  await assert.rejects(parseConfig('{"model":{"name":"m"},"prompts":{"p":{"file":"p.txt"}}}'), ConfigError);
+  await assert.rejects(configDigest("sha256:ABC"), TypeError);
 });
