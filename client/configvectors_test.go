@@ -1,11 +1,14 @@
 package client
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/agentlog/agentlog/log/config"
+	"github.com/agentlog/agentlog/witness/policy"
 )
 
 // TestVectorsConfigs runs configs.json: the Go client's LoadConfig gives
@@ -64,3 +67,50 @@ func TestVectorsConfigs(t *testing.T) {
 		}
 	}
 }
+
+// TestVectorsWitnessKeys runs witness_keys.json: witnesses of each key
+// type, a timestamp key in its 0x01 form, and witness keys to refuse.
+func TestVectorsWitnessKeys(t *testing.T) {
+	var f struct {
+		checkpointVectors
+		Vectors []struct {
+			Name, Checkpoint, Policy, Root, Reason string
+			TimeVKey                               string `json:"time_vkey"`
+			Valid                                  bool
+			Cosigners                              []string
+		}
+		Keys []struct {
+			Name, Policy, Reason string
+			Valid                bool
+		}
+	}
+	readVectors(t, "witness_keys.json", &f)
+	for _, v := range f.Vectors {
+		cv := f.checkpointVectors
+		if v.TimeVKey != "" {
+			cv.TimeVKey = v.TimeVKey
+		}
+		cp, cosigners, err := cv.open(t, []byte(v.Checkpoint), true, v.Policy)
+		switch {
+		case !v.Valid && err == nil:
+			t.Errorf("%s: accepted, want %s", v.Name, v.Reason)
+		case !v.Valid && (v.Reason == "quorum") != errors.Is(err, policy.ErrQuorum):
+			t.Errorf("%s: %v, want %s", v.Name, err, v.Reason)
+		case v.Valid && err != nil:
+			t.Errorf("%s: %v", v.Name, err)
+		case v.Valid:
+			slicesSort(cosigners)
+			if cp.Time.Unix() != vectorTime || strings.Join(cosigners, ",") != strings.Join(v.Cosigners, ",") {
+				t.Errorf("%s: time %v cosigners %v, want %v", v.Name, cp.Time, cosigners, v.Cosigners)
+			}
+		}
+	}
+	for _, v := range f.Keys {
+		if _, err := policy.Parse([]byte(v.Policy)); (err == nil) != v.Valid {
+			t.Errorf("%s: policy.Parse: %v, want valid %v", v.Name, err, v.Valid)
+		}
+	}
+}
+
+// vectorTime is the POSIX time of the vectors' timestamps.
+const vectorTime = 1795860000

@@ -49,7 +49,7 @@ const Origin = "vectors.agentlog.example/log"
 // Generate returns the vector files by name (relative to testdata/vectors).
 func Generate() (map[string][]byte, error) {
 	g := &gen{files: map[string][]byte{}}
-	steps := []func() error{g.agentKeys, g.sessionOpen, g.records, g.leafHashes, g.proofs, g.checkpoints, g.tlogProofs, g.configs}
+	steps := []func() error{g.agentKeys, g.sessionOpen, g.records, g.leafHashes, g.proofs, g.checkpoints, g.tlogProofs, g.configs, g.witnessKeys}
 	for _, s := range steps {
 		if err := s(); err != nil {
 			return nil, err

@@ -24,7 +24,10 @@ from dataclasses import dataclass, field
 from typing import NoReturn, Sequence, Union
 
 from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import load_der_public_key
 
 from .errors import VerificationError
 
@@ -182,40 +185,77 @@ def verify_consistency(old: int, size: int, proof: Sequence[Bytes], old_root: By
 # ---- Signed notes ----
 
 ALG_ED25519 = 0x01
+ALG_ECDSA_SHA256 = 0x02
 ALG_COSIGNATURE_V1 = 0x04
 
 
 @dataclass(frozen=True)
 class VerifierKey:
-    """A verifier key ``<name>+<8 hex key ID>+<base64(type || key)>``."""
+    """A verifier key ``<name>+<8 hex key ID>+<base64(type || key)>``.
+    ``public_key`` is the raw Ed25519 key, or for ECDSA the DER SPKI."""
 
     vkey: str
     name: str
     key_id: int
     type: int
     public_key: bytes
+    ecdsa: ec.EllipticCurvePublicKey | None = field(default=None, compare=False, repr=False)
 
 
 def _valid_name(name: str) -> bool:
     return name != "" and "+" not in name and not any(c.isspace() for c in name)
 
 
+def _ed25519_key_id(name: str, typ: int, pub: bytes) -> int:
+    return struct.unpack(">I", hashlib.sha256(name.encode() + b"\n" + bytes([typ]) + pub).digest()[:4])[0]
+
+
 def parse_verifier_key(vkey: str) -> VerifierKey:
-    """Parses an Ed25519 (0x01) or cosignature v1 (0x04) verifier key."""
+    """Parses a verifier key of a type the Go verifier accepts for witnesses
+    and logs (transparency-dev/formats/note.NewVerifier) and this SDK
+    verifies: Ed25519 (0x01), ECDSA with SHA-256 (0x02: DER SPKI, key ID
+    from SHA-256 of the DER) and Ed25519 cosignature v1 (0x04). Other types
+    (ML-DSA-44 cosignatures, 0x06, among them) fail with reason
+    ``unsupported-key``; a malformed key, or a key ID that is not the key's,
+    with ``bad-key``."""
     s = vkey.strip()
     parts = s.split("+", 2)
     if len(parts) != 3:
         _fail("bad-key", f"verifier key {s!r} is not <name>+<key id>+<base64 key>")
     name, id_hex, b64 = parts
     key = b64decode(b64)
-    if not _valid_name(name) or not re.fullmatch(r"[0-9a-f]{8}", id_hex) or key is None or len(key) != 33:
+    if not _valid_name(name) or not re.fullmatch(r"[0-9a-f]{8}", id_hex) or key is None or len(key) < 2:
         _fail("bad-key", f"verifier key {s!r} is malformed")
-    if key[0] not in (ALG_ED25519, ALG_COSIGNATURE_V1):
-        _fail("bad-key", f"verifier key {s!r} has type 0x{key[0]:02x}; agentlog verifies Ed25519 (0x01) and cosignature v1 (0x04) keys")
     kid = int(id_hex, 16)
-    if struct.unpack(">I", hashlib.sha256(name.encode() + b"\n" + key).digest()[:4])[0] != kid:
-        _fail("bad-key", f"verifier key {s!r} has the wrong key ID")
-    return VerifierKey(s, name, kid, key[0], key[1:])
+    typ, pub = key[0], key[1:]
+    if typ in (ALG_ED25519, ALG_COSIGNATURE_V1):
+        if len(pub) != 32:
+            _fail("bad-key", f"verifier key {s!r}: an Ed25519 key has 32 bytes, not {len(pub)}")
+        if _ed25519_key_id(name, typ, pub) != kid:
+            _fail("bad-key", f"verifier key {s!r} has the wrong key ID")
+        return VerifierKey(s, name, kid, typ, pub)
+    if typ == ALG_ECDSA_SHA256:
+        if struct.unpack(">I", hashlib.sha256(pub).digest()[:4])[0] != kid:
+            _fail("bad-key", f"verifier key {s!r} has the wrong key ID")
+        try:
+            k = load_der_public_key(pub)
+        except (ValueError, TypeError):
+            _fail("bad-key", f"verifier key {s!r} is not a DER SPKI public key")
+        if not isinstance(k, ec.EllipticCurvePublicKey):
+            _fail("bad-key", f"verifier key {s!r} is not an ECDSA key")
+        return VerifierKey(s, name, kid, typ, pub, k)
+    _fail("unsupported-key", f"verifier key {s!r} has type 0x{typ:02x}; this SDK verifies Ed25519 (0x01), ECDSA with SHA-256 (0x02) and Ed25519 cosignature v1 (0x04) keys")
+
+
+def _as_cosignature_key(k: VerifierKey) -> VerifierKey:
+    """The timestamp key as the Go client takes it
+    (NewVerifierForCosignatureV1): an Ed25519 key given in its 0x01 form is
+    the cosignature v1 key (0x04) of the same public key."""
+    if k.type == ALG_COSIGNATURE_V1:
+        return k
+    if k.type == ALG_ED25519:
+        return VerifierKey(k.vkey, k.name, _ed25519_key_id(k.name, ALG_COSIGNATURE_V1, k.public_key), ALG_COSIGNATURE_V1, k.public_key)
+    _fail("unsupported-key", f"the timestamp key {k.vkey!r} is not an Ed25519 cosignature v1 key")
 
 
 @dataclass(frozen=True)
@@ -267,6 +307,13 @@ def parse_note(raw: str | Bytes) -> Note:
 def _check_sig(key: VerifierKey, text: str, sig: bytes) -> tuple[bool, int | None]:
     if key.type == ALG_ED25519:
         return ed25519_verify(key.public_key, text.encode(), sig), None
+    if key.type == ALG_ECDSA_SHA256:
+        assert key.ecdsa is not None
+        try:
+            key.ecdsa.verify(sig, text.encode(), ec.ECDSA(hashes.SHA256()))
+            return True, None
+        except (InvalidSignature, ValueError):
+            return False, None
     if len(sig) != 72:
         return False, None
     t = struct.unpack(">Q", sig[:8])[0]
@@ -329,7 +376,7 @@ def parse_policy(text: str) -> Policy:
             try:
                 k = parse_verifier_key(vkey)
             except VerificationError as e:
-                bad(str(e))
+                _fail(e.reason, f"policy line {i}: {e}")
             if k.public_key in keys:
                 bad("a key appears twice")
             keys.add(k.public_key)
@@ -452,7 +499,7 @@ def verify_checkpoint(
         lk = match[0]
     if lk is None:
         raise TypeError("verify_checkpoint needs a log key or a policy")
-    tk = _key(time_key) if time_key is not None else None
+    tk = _as_cosignature_key(_key(time_key)) if time_key is not None else None
     if tk and tk.name == lk.name and tk.key_id == lk.key_id:
         raise ValueError("the timestamp key must differ from the log key")
     known = [lk, tk] if tk else [lk]

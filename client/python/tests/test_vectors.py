@@ -148,11 +148,23 @@ class Vectors(unittest.TestCase):
         return k
 
     def test_checkpoints(self) -> None:
-        f = load("checkpoints.json")
+        self.run_checkpoints("checkpoints.json")
+
+    def test_witness_keys(self) -> None:
+        f = self.run_checkpoints("witness_keys.json")
+        for c in f["keys"]:
+            with self.subTest(c["name"]):
+                self.assertEqual(reason_of(lambda: v.parse_policy(c["policy"])), "" if c["valid"] else c["reason"])
+
+    def run_checkpoints(self, name: str) -> Any:
+        f = load(name)
         for c in f["vectors"]:
             with self.subTest(c["name"]):
+                keys = self.keys(f, c["time_key"], c["policy"])
+                if "time_vkey" in c:
+                    keys["time_key"] = c["time_vkey"]
                 try:
-                    cp = agentlog.verify_checkpoint(c["checkpoint"], **self.keys(f, c["time_key"], c["policy"]))
+                    cp = agentlog.verify_checkpoint(c["checkpoint"], **keys)
                 except agentlog.VerificationError as e:
                     self.assertFalse(c["valid"], str(e))
                     self.assertEqual(e.reason, c["reason"], str(e))
@@ -162,6 +174,7 @@ class Vectors(unittest.TestCase):
                 self.assertEqual(base64.b64encode(cp.root).decode(), c["root"])
                 self.assertEqual(cp.time, c.get("time"))
                 self.assertEqual(cp.cosigners, c.get("cosigners", []))
+        return f
 
     def test_tlog_proofs(self) -> None:
         f = load("tlog_proofs.json")

@@ -139,3 +139,63 @@ export async function ed25519FromSeed(seed: Uint8Array): Promise<SigningKey> {
     },
   };
 }
+
+/** An ECDSA public key imported from DER SPKI, with its curve's scalar size in bytes. */
+export interface ECDSAKey {
+  readonly key: CryptoKey;
+  readonly size: number;
+}
+
+/** Imports an ECDSA public key (DER SPKI) on P-256, P-384 or P-521; null when it is none of them. */
+export async function ecdsaImport(der: Uint8Array): Promise<ECDSAKey | null> {
+  for (const [namedCurve, size] of [["P-256", 32], ["P-384", 48], ["P-521", 66]] as const) {
+    try {
+      return { key: await subtle().importKey("spki", buf(der), { name: "ECDSA", namedCurve }, false, ["verify"]), size };
+    } catch {
+      // another curve, or not a key
+    }
+  }
+  return null;
+}
+
+// derInteger reads a DER INTEGER at b[o] as a positive big-endian number
+// without leading zeros (minimal, as Go's cryptobyte requires); null when it
+// is not one.
+function derInteger(b: Uint8Array, o: number): { v: Uint8Array; next: number } | null {
+  if (b[o] !== 0x02) return null;
+  const n = b[o + 1];
+  if (n === undefined || n === 0 || n > 0x7f || o + 2 + n > b.length) return null;
+  let v = b.subarray(o + 2, o + 2 + n);
+  if (v[0]! & 0x80) return null; // negative
+  if (v[0] === 0 && (n === 1 || !(v[1]! & 0x80))) return null; // non-minimal (or zero)
+  if (v[0] === 0) v = v.subarray(1);
+  return { v, next: o + 2 + n };
+}
+
+/**
+ * Verifies an ASN.1 DER ECDSA signature over SHA-256 of msg (as Go's
+ * ecdsa.VerifyASN1 of the SHA-256 digest); false for any malformed input.
+ */
+export async function ecdsaVerifySHA256(k: ECDSAKey, msg: Uint8Array, der: Uint8Array): Promise<boolean> {
+  // SEQUENCE { INTEGER r, INTEGER s }, short or one-byte long form.
+  if (der[0] !== 0x30 || der.length < 8) return false;
+  let o = 2;
+  let len = der[1]!;
+  if (len === 0x81) {
+    len = der[2]!;
+    if (len < 0x80) return false;
+    o = 3;
+  } else if (len > 0x7f) return false;
+  if (o + len !== der.length) return false;
+  const r = derInteger(der, o);
+  const s = r && derInteger(der, r.next);
+  if (!r || !s || s.next !== der.length || r.v.length > k.size || s.v.length > k.size) return false;
+  const raw = new Uint8Array(2 * k.size);
+  raw.set(r.v, k.size - r.v.length);
+  raw.set(s.v, 2 * k.size - s.v.length);
+  try {
+    return await subtle().verify({ name: "ECDSA", hash: "SHA-256" }, k.key, buf(raw), buf(msg));
+  } catch {
+    return false;
+  }
+}

@@ -10,7 +10,7 @@
 // testdata/vectors/README.md; the shared vectors pin the behaviour to the
 // Go client's. It only needs WebCrypto, so browsers can use it as it is.
 
-import { concat, ed25519Verify, equalBytes, fromBase64, fromUtf8, sha256, toBase64, utf8 } from "./bytes.js";
+import { concat, ecdsaImport, ecdsaVerifySHA256, ed25519Verify, equalBytes, fromBase64, fromUtf8, sha256, toBase64, utf8, type ECDSAKey } from "./bytes.js";
 
 /** Reason codes of verification failures (testdata/vectors/README.md). */
 export type Reason =
@@ -30,7 +30,8 @@ export type Reason =
   | "root-mismatch"
   | "extra-data"
   | "index-mismatch"
-  | "bad-key";
+  | "bad-key"
+  | "unsupported-key";
 
 /** A verification failed; reason says why, the message says it in full. */
 export class VerificationError extends Error {
@@ -174,6 +175,7 @@ export async function verifyConsistency(old: number | bigint, size: number | big
 
 /** Signature types of c2sp.org/signed-note that agentlog verifies. */
 export const ALG_ED25519 = 0x01;
+export const ALG_ECDSA_SHA256 = 0x02;
 export const ALG_COSIGNATURE_V1 = 0x04;
 
 /** A parsed verifier key "<name>+<8 hex key ID>+<base64(type || key)>". */
@@ -182,7 +184,9 @@ export interface VerifierKey {
   readonly name: string;
   readonly keyId: number;
   readonly type: number;
+  /** The raw Ed25519 key, or for ECDSA the DER SPKI. */
   readonly publicKey: Uint8Array;
+  readonly ecdsa?: ECDSAKey;
 }
 
 function validName(name: string): boolean {
@@ -194,7 +198,15 @@ async function keyId(name: string, typeAndKey: Uint8Array): Promise<number> {
   return new DataView(h.buffer, h.byteOffset).getUint32(0);
 }
 
-/** Parses an Ed25519 (0x01) or cosignature v1 (0x04) verifier key. */
+/**
+ * Parses a verifier key of a type the Go verifier accepts for witnesses and
+ * logs (transparency-dev/formats/note.NewVerifier) and this SDK verifies:
+ * Ed25519 (0x01), ECDSA with SHA-256 (0x02: DER SPKI on P-256, P-384 or
+ * P-521, key ID from SHA-256 of the DER) and Ed25519 cosignature v1 (0x04).
+ * Other types (ML-DSA-44 cosignatures, 0x06, among them) fail with reason
+ * unsupported-key; a malformed key, or a key ID that is not the key's, with
+ * bad-key.
+ */
 export async function parseVerifierKey(vkey: string): Promise<VerifierKey> {
   const s = vkey.trim();
   const p1 = s.indexOf("+");
@@ -204,12 +216,34 @@ export async function parseVerifierKey(vkey: string): Promise<VerifierKey> {
   const idHex = s.slice(p1 + 1, p2);
   const b64 = s.slice(p2 + 1);
   const key = fromBase64(b64);
-  if (!validName(name) || !/^[0-9a-f]{8}$/.test(idHex) || !key || key.length !== 33) fail("bad-key", `verifier key ${JSON.stringify(s)} is malformed`);
+  if (!validName(name) || !/^[0-9a-f]{8}$/.test(idHex) || !key || key.length < 2) fail("bad-key", `verifier key ${JSON.stringify(s)} is malformed`);
   const type = key[0]!;
-  if (type !== ALG_ED25519 && type !== ALG_COSIGNATURE_V1) fail("bad-key", `verifier key ${JSON.stringify(s)} has type 0x${type.toString(16).padStart(2, "0")}; agentlog verifies Ed25519 (0x01) and cosignature v1 (0x04) keys`);
+  const pub = key.subarray(1);
   const id = parseInt(idHex, 16);
-  if ((await keyId(name, key)) !== id) fail("bad-key", `verifier key ${JSON.stringify(s)} has the wrong key ID`);
-  return { vkey: s, name, keyId: id, type, publicKey: key.subarray(1) };
+  if (type === ALG_ED25519 || type === ALG_COSIGNATURE_V1) {
+    if (pub.length !== 32) fail("bad-key", `verifier key ${JSON.stringify(s)}: an Ed25519 key has 32 bytes, not ${pub.length}`);
+    if ((await keyId(name, key)) !== id) fail("bad-key", `verifier key ${JSON.stringify(s)} has the wrong key ID`);
+    return { vkey: s, name, keyId: id, type, publicKey: pub };
+  }
+  if (type === ALG_ECDSA_SHA256) {
+    const h = await sha256(pub);
+    if (new DataView(h.buffer, h.byteOffset).getUint32(0) !== id) fail("bad-key", `verifier key ${JSON.stringify(s)} has the wrong key ID`);
+    const ecdsa = await ecdsaImport(pub);
+    if (!ecdsa) fail("bad-key", `verifier key ${JSON.stringify(s)} is not a DER SPKI ECDSA key on P-256, P-384 or P-521`);
+    return { vkey: s, name, keyId: id, type, publicKey: pub, ecdsa };
+  }
+  return fail("unsupported-key", `verifier key ${JSON.stringify(s)} has type 0x${type.toString(16).padStart(2, "0")}; this SDK verifies Ed25519 (0x01), ECDSA with SHA-256 (0x02) and Ed25519 cosignature v1 (0x04) keys`);
+}
+
+/**
+ * The timestamp key as the Go client takes it (NewVerifierForCosignatureV1):
+ * an Ed25519 key given in its 0x01 form is the cosignature v1 key (0x04) of
+ * the same public key.
+ */
+export async function asCosignatureKey(k: VerifierKey): Promise<VerifierKey> {
+  if (k.type === ALG_COSIGNATURE_V1) return k;
+  if (k.type !== ALG_ED25519) fail("unsupported-key", `the timestamp key ${JSON.stringify(k.vkey)} is not an Ed25519 cosignature v1 key`);
+  return { ...k, type: ALG_COSIGNATURE_V1, keyId: await keyId(k.name, concat(Uint8Array.of(ALG_COSIGNATURE_V1), k.publicKey)) };
 }
 
 /** One signature line of a note. */
@@ -258,9 +292,14 @@ export function parseNote(raw: string | Uint8Array): Note {
   return { text, sigs };
 }
 
-/** Checks sig over text with key: Ed25519 over the text, or cosignature v1 over "cosignature/v1\ntime <t>\n" || text. */
-async function checkSig(key: VerifierKey, text: string, sig: Uint8Array): Promise<{ ok: boolean; time?: number }> {
+/**
+ * Checks one note signature (without its key ID) over text with key:
+ * Ed25519 or ECDSA over the text, or cosignature v1 over
+ * "cosignature/v1\ntime <t>\n" || text (whose time it returns).
+ */
+export async function verifyNoteSignature(key: VerifierKey, text: string, sig: Uint8Array): Promise<{ ok: boolean; time?: number }> {
   if (key.type === ALG_ED25519) return { ok: await ed25519Verify(key.publicKey, utf8(text), sig) };
+  if (key.type === ALG_ECDSA_SHA256) return { ok: key.ecdsa !== undefined && (await ecdsaVerifySHA256(key.ecdsa, utf8(text), sig)) };
   if (sig.length !== 72) return { ok: false };
   const t = new DataView(sig.buffer, sig.byteOffset).getBigUint64(0);
   const msg = utf8(`cosignature/v1\ntime ${t}\n${text}`);
@@ -309,7 +348,9 @@ export async function parsePolicy(text: string): Promise<Policy> {
       if (names.has(n)) bad(`${JSON.stringify(n)} is already defined`);
     };
     const addKey = async (vkey: string) => {
-      const k = await parseVerifierKey(vkey).catch((e: Error) => bad(e.message));
+      const k = await parseVerifierKey(vkey).catch((e: unknown) =>
+        e instanceof VerificationError ? fail(e.reason, `policy line ${i + 1}: ${e.message}`) : bad(String(e)),
+      );
       const id = toBase64(k.publicKey);
       if (keys.has(id)) bad("a key appears twice");
       keys.add(id);
@@ -428,7 +469,7 @@ export async function verifyCheckpoint(raw: string | Uint8Array, keys: Checkpoin
     logKey = inPolicy.key;
   }
   if (!logKey) throw new Error("verifyCheckpoint needs a log key or a policy");
-  const timeKey = keys.timeKey === undefined ? undefined : await key(keys.timeKey);
+  const timeKey = keys.timeKey === undefined ? undefined : await asCosignatureKey(await key(keys.timeKey));
   if (timeKey && timeKey.name === logKey.name && timeKey.keyId === logKey.keyId) throw new Error("the timestamp key must differ from the log key");
   const known = timeKey ? [logKey, timeKey] : [logKey];
   let logSigned = false;
@@ -444,7 +485,7 @@ export async function verifyCheckpoint(raw: string | Uint8Array, keys: Checkpoin
     const id = `${s.name} ${s.keyId}`;
     if (seen.has(id)) continue;
     seen.add(id);
-    const r = await checkSig(k, n.text, s.sig);
+    const r = await verifyNoteSignature(k, n.text, s.sig);
     if (!r.ok) fail("bad-signature", `the checkpoint's signature by ${s.name} does not verify`);
     if (k === logKey) logSigned = true;
     else time = r.time;
@@ -468,7 +509,7 @@ export async function verifyCheckpoint(raw: string | Uint8Array, keys: Checkpoin
     for (const s of others) {
       for (const w of policy.witnesses) {
         if (cosigned.has(w) || w.key.name !== s.name || w.key.keyId !== s.keyId) continue;
-        if ((await checkSig(w.key, n.text, s.sig)).ok) cosigned.add(w);
+        if ((await verifyNoteSignature(w.key, n.text, s.sig)).ok) cosigned.add(w);
       }
     }
     if (policy.quorum && !satisfied(policy.quorum, cosigned)) {

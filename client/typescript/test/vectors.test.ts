@@ -15,6 +15,7 @@ import { loadConfig } from "../src/node.js";
 import {
   VerificationError,
   leafHash,
+  parsePolicy,
   recordSignedBytes,
   verifyCheckpoint,
   verifyConsistency,
@@ -129,12 +130,14 @@ function checkpointKeys(f: any, timeKey: boolean, policy: string): CheckpointKey
   return k;
 }
 
-test("checkpoints", async () => {
-  const f = load("checkpoints.json");
+async function runCheckpoints(name: string): Promise<any> {
+  const f = load(name);
   for (const v of f.vectors) {
     let cp: Awaited<ReturnType<typeof verifyCheckpoint>> | undefined;
+    const keys = checkpointKeys(f, v.time_key, v.policy);
+    if (v.time_vkey !== undefined) keys.timeKey = v.time_vkey;
     const got = await reasonOf(async () => {
-      cp = await verifyCheckpoint(v.checkpoint, checkpointKeys(f, v.time_key, v.policy));
+      cp = await verifyCheckpoint(v.checkpoint, keys);
     });
     assert.equal(got, v.valid ? "" : v.reason, v.name);
     if (v.valid && cp) {
@@ -144,6 +147,16 @@ test("checkpoints", async () => {
       assert.deepEqual(cp.cosigners, v.cosigners ?? [], v.name);
     }
   }
+  return f;
+}
+
+test("checkpoints", async () => {
+  await runCheckpoints("checkpoints.json");
+});
+
+test("witness and timestamp key types", async () => {
+  const f = await runCheckpoints("witness_keys.json");
+  for (const v of f.keys) assert.equal(await reasonOf(() => parsePolicy(v.policy)), v.valid ? "" : v.reason, v.name);
 });
 
 test("tlog-proof files", async () => {
