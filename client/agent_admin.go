@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"net/url"
 	"time"
+
+	"github.com/agentlog/agentlog"
 )
 
 // AgentInfo is a registered agent as the server describes it.
@@ -176,4 +178,12 @@ type CurrentSession struct {
 func (c *Client) CurrentSession(ctx context.Context) (*CurrentSession, error) {
 	var s CurrentSession
 	return &s, c.call(ctx, http.MethodGet, "/v1/sessions/current", nil, &s)
+}
+
+// RecordGatewayConfig records a recording gateway's configuration in the
+// log (POST /v1/gateway/config, an operator token of role gateway) and
+// returns the entry's receipt.
+func (c *Client) RecordGatewayConfig(ctx context.Context, cfg agentlog.GatewayConfig) (Appended, error) {
+	var a Appended
+	return a, c.call(ctx, http.MethodPost, "/v1/gateway/config", cfg, &a)
 }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -25,6 +26,9 @@ func runGateway(args []string, stdout, stderr io.Writer) error {
 	fs.Var(&routes, "route", "NAME=URL: serve the upstream at /NAME (mcp+URL for an MCP server over Streamable HTTP; repeatable)")
 	config := fs.String("config", "", "configuration file, JSON (docs/gateway.md): per-route record, scope, fail_open, credentials, resources")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	tokenFile := fs.String("token-file", "", "operator token of role gateway (agentlog token create --role gateway): the configuration is recorded in the log at start; required when a route is fail_open")
+	metricsAddr := fs.String("metrics-listen", "", "serve GET /metrics on this address instead of on --listen")
+	debugAddr := fs.String("debug-listen", "", "if set, serve Go's pprof profiles on this (loopback) address")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -39,11 +43,33 @@ func runGateway(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	var token string
+	if fo := cfg.FailOpen(); len(fo) > 0 && *tokenFile == "" {
+		return usagef("route %s is fail_open, which must be on record: give --token-file with an operator token of role gateway (agentlog token create --role gateway --name NAME), and the gateway records its configuration in the log before it serves", strings.Join(fo, ", "))
+	}
+	if *tokenFile != "" {
+		if token, err = readSecret(*tokenFile); err != nil {
+			return err
+		}
+	}
+	cfg.MetricsElsewhere = *metricsAddr != ""
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	g := gateway.New(cfg, gateway.Options{Logger: logger})
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", *listen, err)
+	}
+	if *metricsAddr != "" {
+		mln, err := net.Listen("tcp", *metricsAddr)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("listening on %s (--metrics-listen): %w", *metricsAddr, err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", g.Metrics())
+		ms := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go ms.Serve(mln)
+		defer ms.Close()
 	}
 	hs := &http.Server{
 		Handler:           g,
@@ -51,6 +77,19 @@ func runGateway(args []string, stdout, stderr io.Writer) error {
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	if *debugAddr != "" {
+		go serveDebug(*debugAddr, logger)
+	}
+	if token != "" {
+		rctx, cancel := context.WithTimeout(context.Background(), cfg.LogTimeout)
+		rc, err := g.RecordConfig(rctx, token, ln.Addr().String())
+		cancel()
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("recording the gateway's configuration in the log (--token-file): %w; the gateway does not serve unrecorded", err)
+		}
+		logger.Info("configuration recorded in the log", "receipt", rc.String(), "fail_open", cfg.FailOpen())
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()

@@ -44,7 +44,7 @@ var helps = map[string]verbHelp{
 	"monitor": {"follow the log's checkpoints (and its witnesses' views) for forks and split views",
 		"monitor --policy FILE [--log-key FILE] --state FILE [--interval D] [--once]",
 		"agentlog monitor --policy policy.txt --log-key log.pub --state monitor.state --interval 1m"},
-	"token create": {"create an operator token (admin, approver or auditor)",
+	"token create": {"create an operator token (admin, approver, auditor or gateway)",
 		"token create --admin-token-file F --role admin|approver|auditor --name NAME [--out FILE]",
 		"agentlog token create --admin-token-file agentlog-data/admin.token --role auditor --name alice --out auditor.token"},
 	"token list": {"list the operator tokens",

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"flag"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -113,5 +115,19 @@ func TestMissingTokenFile(t *testing.T) {
 		if code != 2 || !strings.Contains(stderr.String(), "--token-file FILE") || !strings.Contains(stderr.String(), " token") {
 			t.Errorf("agentlog %v: exit %d, %q; want a usage error naming --token-file", args, code, stderr.String())
 		}
+	}
+}
+
+// TestGatewayFailOpenNeedsToken: a gateway with a fail_open route does not
+// start without a gateway token to record its configuration with.
+func TestGatewayFailOpenNeedsToken(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "gw.json")
+	if err := os.WriteFile(p, []byte(`{"routes": {"wiki": {"upstream": "http://127.0.0.1:1", "fail_open": true}}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	code := run([]string{"gateway", "--log", "http://127.0.0.1:2", "--listen", "127.0.0.1:0", "--config", p}, &stdout, &stderr)
+	if code != 2 || !strings.Contains(stderr.String(), "route wiki is fail_open") || !strings.Contains(stderr.String(), "--token-file") || stdout.Len() != 0 {
+		t.Errorf("exit %d, stdout %q, stderr %q; want a usage error naming the route and --token-file", code, stdout.String(), stderr.String())
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -414,14 +415,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		ConnContext:       listener.ConnContext,
 	}
 	if *debugAddr != "" {
-		dm := http.NewServeMux()
-		dm.HandleFunc("/debug/pprof/", pprof.Index)
-		dm.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		dm.HandleFunc("/debug/pprof/trace", pprof.Trace)
-		go func() {
-			ds := &http.Server{Addr: *debugAddr, Handler: dm, ReadHeaderTimeout: 10 * time.Second}
-			logger.Warn("debug server stopped", "err", ds.ListenAndServe())
-		}()
+		go serveDebug(*debugAddr, logger)
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- hs.Serve(ln) }()
@@ -526,4 +520,17 @@ func healthWatcher(l *alog.Log, clk *clock.Clock, loop *signer.Loop, wc *witness
 		}
 	}
 	return anomaly.NewHealthWatcher(anomaly.HealthOptions{Log: l, Checks: checks, After: after, Logger: logger})
+}
+
+// serveDebug serves Go's pprof profiles on addr (--debug-listen) until the
+// process exits. Mutex and block profiles are sampled while it runs.
+func serveDebug(addr string, logger *slog.Logger) {
+	runtime.SetMutexProfileFraction(100)
+	runtime.SetBlockProfileRate(100_000) // one blocking event per 100 µs blocked
+	dm := http.NewServeMux()
+	dm.HandleFunc("/debug/pprof/", pprof.Index)
+	dm.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	dm.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	ds := &http.Server{Addr: addr, Handler: dm, ReadHeaderTimeout: 10 * time.Second}
+	logger.Warn("debug server stopped", "err", ds.ListenAndServe())
 }

@@ -79,7 +79,7 @@ func runToken(args []string, stdout, stderr io.Writer) error {
 	o := addOperatorFlags(fs, "admin")
 	switch args[0] {
 	case "create":
-		role := fs.String("role", "", "role of the new token: admin, approver or auditor (required)")
+		role := fs.String("role", "", "role of the new token: admin, approver, auditor or gateway (required)")
 		name := fs.String("name", "", "name of the token's holder, recorded in the log (required)")
 		out := fs.String("out", "", "write the token to this new file (mode 0600; refuses to overwrite) instead of stdout")
 		c, ctx, cancel, err := o.connect(fs, args[1:], "role", "name")

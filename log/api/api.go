@@ -57,6 +57,7 @@ const (
 	RoleApprover = identity.RoleApprover
 	RoleAuditor  = identity.RoleAuditor
 	RoleAgent    = identity.RoleAgent
+	RoleGateway  = identity.RoleGateway
 )
 
 func bearer(r *http.Request) (string, bool) {
@@ -212,6 +213,7 @@ func New(cfg Config) *Server {
 	}
 	if cfg.Identity != nil {
 		s.handle(r, "controls", "/v1/controls", http.MethodGet, s.getControls)
+		s.handle(r, "gateway.config", "/v1/gateway/config", http.MethodPost, s.postGatewayConfig)
 	}
 	r.Handle("/metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{})).Methods(http.MethodGet)
 	s.router = r
@@ -238,6 +240,8 @@ func (s *Server) handle(r *mux.Router, name, path, method string, h handlerFunc)
 			req.Body = http.MaxBytesReader(sw, req.Body, maxIdentityBodyBytes)
 		case strings.HasPrefix(name, "change."):
 			req.Body = http.MaxBytesReader(sw, req.Body, maxChangeBodyBytes)
+		case name == "gateway.config":
+			req.Body = http.MaxBytesReader(sw, req.Body, maxGatewayBodyBytes)
 		default:
 			req.Body = http.MaxBytesReader(sw, req.Body, maxBodyBytes)
 		}

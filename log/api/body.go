@@ -35,7 +35,7 @@ func (s *Server) checkRequest(r *http.Request, route string) error {
 	if r.Method != http.MethodPost && r.Method != http.MethodPut {
 		return nil
 	}
-	if route != "append" && !strings.HasPrefix(route, "identity.") {
+	if route != "append" && route != "gateway.config" && !strings.HasPrefix(route, "identity.") {
 		return nil
 	}
 	ct := r.Header.Get("Content-Type")

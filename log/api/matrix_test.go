@@ -34,6 +34,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 		return tc.Token
 	}
 	adminT, approverT, auditorT := create("ops-admin", "admin"), create("ops-approver", "approver"), create("ops-auditor", "auditor")
+	gatewayT := create("ops-gateway", "gateway")
 	revokedT := create("gone", "auditor")
 	{
 		_, id, _, _ := agentlog.ParseCredential(revokedT)
@@ -55,6 +56,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"admin token", RoleAdmin, static(adminT)},
 		{"approver token", RoleApprover, static(approverT)},
 		{"auditor token", RoleAuditor, static(auditorT)},
+		{"gateway token", RoleGateway, static(gatewayT)},
 		{"revoked token", "", static(revokedT)},
 		{"forged token", "", func(*testing.T) string { return agentlog.TokenPrefix + "0123456789abcdef." + randSecret() }},
 		{"session valid", RoleAgent, func(t *testing.T) string { return e.openSession(t, keyA, "agent-a", "task-1", 0) }},
@@ -128,6 +130,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 			return "/v1/agents/" + id + "/revoke", ""
 		}},
 		{"change scope", "PUT", []string{RoleAdmin}, fixed("/v1/agents/agent-b/scope", `{"actions":["db.*"]}`)},
+		{"record gateway config", "POST", []string{RoleGateway}, fixed("/v1/gateway/config", `{"listen":"127.0.0.1:8091","routes":[{"name":"tools","upstream":"http://127.0.0.1:9000","record":"after","scope":"record","fail_open":true}]}`)},
 		{"show session", "GET", []string{RoleAgent}, fixed("/v1/sessions/current", "")},
 		{"close session", "DELETE", []string{RoleAgent}, fixed("/v1/sessions/current", "")},
 		{"list sessions", "GET", []string{RoleAdmin, RoleAuditor}, fixed("/v1/sessions?agent=agent-a", "")},
@@ -184,6 +187,20 @@ func TestAuthorizationMatrix(t *testing.T) {
 					var cs CurrentSession
 					if err := json.Unmarshal([]byte(b), &cs); err != nil || cs.Agent != wantAgent || cs.Session == "" || cs.Task == "" || cs.Expires.IsZero() {
 						t.Fatalf("current session %s, want agent %s", b, wantAgent)
+					}
+				}
+				if rt.name == "record gateway config" && want == 200 {
+					ls := e.leaves(t, before)
+					if len(ls) != 1 || ls[0].Kind != alog.KindSystem || ls[0].Action != "gateway.configured" || ls[0].Principal != "ops-gateway" || ls[0].Role != RoleGateway || ls[0].Agent != "" {
+						t.Fatalf("gateway configuration leaves %+v", ls)
+					}
+					var a struct {
+						Listen   string
+						Routes   []agentlog.GatewayRoute
+						FailOpen []string `json:"fail_open"`
+					}
+					if err := json.Unmarshal(ls[0].Attributes, &a); err != nil || a.Listen != "127.0.0.1:8091" || len(a.Routes) != 1 || !a.Routes[0].FailOpen || len(a.FailOpen) != 1 || a.FailOpen[0] != "tools" {
+						t.Fatalf("gateway configuration attributes %s (%v)", ls[0].Attributes, err)
 					}
 				}
 				if rt.name == "append" && want == 200 {

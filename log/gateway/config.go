@@ -106,7 +106,14 @@ type Config struct {
 	MaxBatch      int
 	MaxConcurrent int
 	MaxInflight   int
+	// MetricsElsewhere: /metrics is served on another address
+	// (--metrics-listen), not among the routes.
+	MetricsElsewhere bool
 }
+
+// reservedNames are paths the gateway serves itself, which no route may
+// take.
+var reservedNames = []string{"healthz", "metrics"}
 
 // Route is a checked route.
 type Route struct {
@@ -236,6 +243,9 @@ func validName(s string) bool {
 func checkRoute(name string, f RouteFile) (*Route, error) {
 	if !validName(name) {
 		return nil, fmt.Errorf("a route name is 1 to 64 lowercase letters, digits, '-' and '_'")
+	}
+	if slices.Contains(reservedNames, name) {
+		return nil, fmt.Errorf("the gateway serves /%s itself: name the route otherwise", name)
 	}
 	r := &Route{Name: name, FailOpen: f.FailOpen, Action: f.Action, Tool: f.Tool, resArgs: f.ResourceArgs, recArgs: f.RecordArgs,
 		maxRequest: f.MaxRequestBytes, maxBuffer: f.MaxBufferBytes}

@@ -38,7 +38,12 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/agentlog/agentlog"
+	"github.com/agentlog/agentlog/client"
+	"github.com/agentlog/agentlog/internal/httpstatus"
 )
 
 // Headers of the gateway's answers.
@@ -73,6 +78,9 @@ type Options struct {
 	Transport http.RoundTripper
 	Logger    *slog.Logger
 	Now       func() time.Time
+	// Registry receives the gateway's metrics (default: a registry of
+	// its own); Metrics serves it.
+	Registry *prometheus.Registry
 }
 
 // Gateway is the proxy. It is an http.Handler.
@@ -86,6 +94,8 @@ type Gateway struct {
 	slots  chan struct{}
 	// upstream calls MCP upstreams (never following redirects).
 	upstream *http.Client
+	m        *metrics
+	reg      *prometheus.Registry
 }
 
 type route struct {
@@ -106,6 +116,10 @@ func New(cfg *Config, o Options) *Gateway {
 		t.MaxIdleConnsPerHost = 256
 		o.LogClient = &http.Client{Transport: t, Timeout: cfg.LogTimeout}
 	}
+	if o.Registry == nil {
+		o.Registry = prometheus.NewRegistry()
+	}
+	m := newMetrics(o.Registry)
 	if o.Transport == nil {
 		t := http.DefaultTransport.(*http.Transport).Clone()
 		t.MaxIdleConnsPerHost = 1024
@@ -115,8 +129,10 @@ func New(cfg *Config, o Options) *Gateway {
 		cfg:    cfg,
 		log:    o.Logger,
 		now:    o.Now,
-		rec:    newRecorder(cfg.Log, o.LogClient, cfg.LogTimeout, cfg.MaxBatch, cfg.MaxInflight),
-		sess:   &sessions{log: cfg.Log, hc: o.LogClient, ttl: cfg.SessionCache, now: o.Now, byID: map[[32]byte]*session{}},
+		rec:    newRecorder(cfg.Log, o.LogClient, cfg.LogTimeout, cfg.MaxBatch, cfg.MaxInflight, m),
+		sess:   &sessions{log: cfg.Log, hc: o.LogClient, ttl: cfg.SessionCache, now: o.Now, byID: map[[32]byte]*session{}, m: m},
+		m:      m,
+		reg:    o.Registry,
 		routes: map[string]*route{},
 		slots:  make(chan struct{}, cfg.MaxConcurrent),
 		upstream: &http.Client{Transport: o.Transport, CheckRedirect: func(*http.Request, []*http.Request) error {
@@ -138,10 +154,19 @@ func New(cfg *Config, o Options) *Gateway {
 	return g
 }
 
+// Metrics serves the gateway's Prometheus metrics (GET /metrics).
+func (g *Gateway) Metrics() http.Handler {
+	return promhttp.HandlerFor(g.reg, promhttp.HandlerOpts{})
+}
+
 // ServeHTTP implements http.Handler.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path == "/healthz" && r.Method == http.MethodGet {
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "routes": len(g.routes)})
+		return
+	}
+	if r.URL.Path == "/metrics" && r.Method == http.MethodGet && !g.cfg.MetricsElsewhere {
+		g.Metrics().ServeHTTP(w, r)
 		return
 	}
 	name, rest, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
@@ -150,19 +175,35 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": fmt.Sprintf("no route serves %s", r.URL.Path)})
 		return
 	}
+	start := time.Now()
+	sw := httpstatus.New(w)
+	st := &stats{}
+	g.m.inflight.Inc()
+	defer func() {
+		g.m.inflight.Dec()
+		g.m.calls.WithLabelValues(rt.Name, st.result(sw, sw.Code)).Inc()
+		if st.outcome != "" {
+			total := time.Since(start)
+			g.m.added.WithLabelValues(rt.Name).Observe(max(total-st.upstream, 0).Seconds())
+			if st.upstream > 0 {
+				g.m.upstream.WithLabelValues(rt.Name).Observe(st.upstream.Seconds())
+			}
+		}
+	}()
 	select {
 	case g.slots <- struct{}{}:
 		defer func() { <-g.slots }()
 	default:
-		w.Header().Set("Retry-After", "1")
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "the gateway is at its limit of calls in flight; retry later"})
+		sw.Header().Set("Retry-After", "1")
+		writeJSON(sw, http.StatusServiceUnavailable, map[string]string{"error": "the gateway is at its limit of calls in flight; retry later"})
 		return
 	}
+	r = r.WithContext(context.WithValue(r.Context(), statsKey{}, st))
 	if rt.MCP {
-		g.serveMCP(w, r, rt)
+		g.serveMCP(sw, r, rt)
 		return
 	}
-	g.serveHTTP(w, r, rt, "/"+rest)
+	g.serveHTTP(sw, r, rt, "/"+rest)
 }
 
 // call is one call in flight.
@@ -175,6 +216,8 @@ type call struct {
 	first   *Receipt // record=before: the request's entry
 	unrec   string   // fail_open: why the call is not recorded
 	restRaw string   // the path after the route's prefix, escaped
+	st      *stats   // what the metrics learn of the call
+	sent    time.Time
 	// passthrough: an MCP GET stream or DELETE, proxied unrecorded.
 	passthrough bool
 }
@@ -319,6 +362,7 @@ func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, c *call, fail f
 	rec := c.rec.withOutcome(OutcomeDenied, map[string]any{"gateway.refused": "outside the agent's declared scope"})
 	if rc, err := g.rec.append(r.Context(), c.cred, rec.encode()); err == nil {
 		w.Header().Set(ReceiptHeader, rc.String())
+		statsOf(r.Context()).outcome = OutcomeDenied
 	} else {
 		g.log.Warn("recording a refused call", "route", c.rt.Name, "agent", c.sess.agent, "err", err)
 	}
@@ -361,7 +405,7 @@ func (g *Gateway) serveHTTP(w http.ResponseWriter, r *http.Request, rt *route, r
 	}
 	r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
 	restRaw := "/" + strings.TrimPrefix(strings.TrimPrefix(r.URL.EscapedPath(), "/"+rt.Name), "/")
-	c := &call{rt: rt, sess: se, cred: cred, start: start, unrec: unrec, restRaw: restRaw}
+	c := &call{rt: rt, sess: se, cred: cred, start: start, unrec: unrec, restRaw: restRaw, st: statsOf(r.Context())}
 	action := rt.Action
 	if action == "" {
 		action = "http." + strings.ToLower(r.Method)
@@ -434,6 +478,9 @@ func traceAttrs(a map[string]any, tp string) {
 func (g *Gateway) rewrite(rt *route) func(*httputil.ProxyRequest) {
 	return func(pr *httputil.ProxyRequest) {
 		c := callOf(pr.In.Context())
+		if c != nil {
+			c.sent = time.Now()
+		}
 		pr.Out.URL.Path, pr.Out.URL.RawPath = "", ""
 		if c != nil && c.restRaw != "/" {
 			pr.Out.URL.RawPath = c.restRaw
@@ -480,6 +527,7 @@ func (g *Gateway) modifyResponse(resp *http.Response) error {
 		}
 		resp.Trailer[OutcomeReceiptHeader] = nil // announced; set at the end
 		resp.Body = &tailReader{rc: resp.Body, h: sha256.New(), end: func(digest string, complete bool, readErr error) error {
+			c.upstreamDone()
 			a := map[string]any{"gateway.phase": "response", "gateway.request_index": c.first.Index, "duration_ms": g.ms(c.start)}
 			for k, v := range status {
 				a[k] = v
@@ -507,6 +555,7 @@ func (g *Gateway) modifyResponse(resp *http.Response) error {
 				return err
 			}
 			resp.Trailer.Set(OutcomeReceiptHeader, rc.String())
+			c.st.outcome = o
 			return nil
 		}}
 		return nil
@@ -535,6 +584,7 @@ func (g *Gateway) modifyResponse(resp *http.Response) error {
 		a["gateway.streamed"] = true
 	}
 	a["duration_ms"] = g.ms(c.start)
+	c.upstreamDone()
 	rec := c.rec.withOutcome(outcome, a)
 	rc, err := g.rec.append(resp.Request.Context(), c.cred, rec.encode())
 	if err != nil {
@@ -545,11 +595,21 @@ func (g *Gateway) modifyResponse(resp *http.Response) error {
 		return &recordError{err}
 	}
 	resp.Header.Set(ReceiptHeader, rc.String())
+	c.st.outcome = outcome
 	return nil
 }
 
 func isEventStream(h http.Header) bool {
 	return strings.HasPrefix(strings.ToLower(strings.TrimSpace(h.Get("Content-Type"))), "text/event-stream")
+}
+
+// upstreamDone adds the time since the call was forwarded to the time
+// spent waiting for the upstream, once.
+func (c *call) upstreamDone() {
+	if c.st != nil && !c.sent.IsZero() {
+		c.st.upstream += time.Since(c.sent)
+		c.sent = time.Time{}
+	}
 }
 
 // recordError is a failure to write a call's entry, from modifyResponse.
@@ -581,6 +641,7 @@ func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 		httpFail(w, http.StatusBadGateway, "upstream: "+err.Error())
 		return
 	}
+	c.upstreamDone()
 	a := map[string]any{"error.type": clean(err.Error(), 256), "duration_ms": g.ms(c.start)}
 	if c.rt.Before {
 		a["gateway.phase"], a["gateway.request_index"] = "response", c.first.Index
@@ -597,8 +658,10 @@ func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 	case c.rt.Before:
 		w.Header().Set(ReceiptHeader, c.first.String())
 		w.Header().Set(OutcomeReceiptHeader, rc.String())
+		c.st.outcome = OutcomeUpstreamError
 	default:
 		w.Header().Set(ReceiptHeader, rc.String())
+		c.st.outcome = OutcomeUpstreamError
 	}
 	httpFail(w, http.StatusBadGateway, "upstream: "+err.Error())
 }
@@ -639,4 +702,45 @@ func (t *tailReader) Close() error {
 	err := t.rc.Close()
 	t.finish(false, nil)
 	return err
+}
+
+// Describe is the configuration the gateway serves on listen, as the log
+// records it (POST /v1/gateway/config).
+func (g *Gateway) Describe(listen string) agentlog.GatewayConfig {
+	d := agentlog.GatewayConfig{Listen: listen}
+	for _, r := range g.cfg.Routes {
+		scope := "record"
+		if r.Enforce {
+			scope = "enforce"
+		}
+		d.Routes = append(d.Routes, agentlog.GatewayRoute{Name: r.Name, Upstream: r.Upstream.String(), MCP: r.MCP, Record: recordMode(&route{Route: r}), Scope: scope, FailOpen: r.FailOpen})
+	}
+	return d
+}
+
+// RecordConfig records the gateway's configuration (Describe) in the log
+// with token, an operator token of role gateway, and returns the entry's
+// receipt. The gateway calls it before serving, so that a fail_open route
+// is on record before any call goes through it unrecorded.
+func (g *Gateway) RecordConfig(ctx context.Context, token, listen string) (Receipt, error) {
+	c, err := client.New(g.cfg.Log, client.WithToken(token), client.WithHTTPClient(g.rec.hc))
+	if err != nil {
+		return Receipt{}, err
+	}
+	a, err := c.RecordGatewayConfig(ctx, g.Describe(listen))
+	if err != nil {
+		return Receipt{}, err
+	}
+	return Receipt{Index: a.Index, LeafHash: a.LeafHash}, nil
+}
+
+// FailOpen returns the names of the fail_open routes.
+func (c *Config) FailOpen() []string {
+	var out []string
+	for _, r := range c.Routes {
+		if r.FailOpen {
+			out = append(out, r.Name)
+		}
+	}
+	return out
 }

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/agentlog/agentlog"
 )
@@ -268,6 +269,9 @@ func (g *Gateway) serveMCPPost(w http.ResponseWriter, r *http.Request, rt *route
 			receipts[idKey(mc.m.id)] = rc.String()
 			w.Header().Add(ReceiptHeader, rc.String())
 		})
+		if len(receipts) > 0 {
+			statsOf(r.Context()).outcome = OutcomeDenied
+		}
 		mcpFail(msgs, batch, CodeRefused, receipts)(w, http.StatusForbidden, fmt.Sprintf("agentlog: a call is outside agent %s's declared scope; refused and recorded", se.agent))
 		return
 	}
@@ -298,6 +302,7 @@ func (g *Gateway) serveMCPPost(w http.ResponseWriter, r *http.Request, rt *route
 	if rt.upstreamHeader != "" {
 		req.Header.Set(rt.upstreamHeader, rt.upstreamValue)
 	}
+	sent := time.Now()
 	resp, err := g.upstream.Do(req)
 	var answers []*message
 	answersBatch := false
@@ -342,6 +347,8 @@ func (g *Gateway) serveMCPPost(w http.ResponseWriter, r *http.Request, rt *route
 
 	// Record the outcomes.
 	dur := g.ms(start)
+	st := statsOf(r.Context())
+	st.upstream += time.Since(sent)
 	if unrec == "" {
 		err := g.appendAll(r.Context(), cred, calls, func(mc *mcpCall) ([]byte, bool) {
 			a := map[string]any{"duration_ms": dur}
@@ -361,10 +368,16 @@ func (g *Gateway) serveMCPPost(w http.ResponseWriter, r *http.Request, rt *route
 				outcome = mc.resp.outcome(a)
 				a["response.sha256"] = sha256Hex(mc.resp.raw)
 			}
+			if st.outcome == "" || outcome != OutcomeSuccess {
+				st.outcome = outcome // the batch's first failure, else success
+			}
 			return mc.rec.withOutcome(outcome, a).encode(), true
 		}, func(mc *mcpCall, rc Receipt) { mc.final = &rc })
-		if err != nil && !failClosed(err) {
-			return
+		if err != nil {
+			st.outcome = ""
+			if !failClosed(err) {
+				return
+			}
 		}
 	}
 	receipts := map[string]string{}

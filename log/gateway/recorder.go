@@ -38,6 +38,7 @@ type recorder struct {
 	timeout     time.Duration
 	maxBatch    int
 	maxInflight int
+	m           *metrics
 
 	mu     sync.Mutex
 	queues map[string]*queue // by credential
@@ -55,8 +56,8 @@ type pendingEntry struct {
 	err  error
 }
 
-func newRecorder(log string, hc *http.Client, timeout time.Duration, maxBatch, maxInflight int) *recorder {
-	return &recorder{log: log, hc: hc, timeout: timeout, maxBatch: maxBatch, maxInflight: maxInflight, queues: map[string]*queue{}}
+func newRecorder(log string, hc *http.Client, timeout time.Duration, maxBatch, maxInflight int, m *metrics) *recorder {
+	return &recorder{log: log, hc: hc, timeout: timeout, maxBatch: maxBatch, maxInflight: maxInflight, m: m, queues: map[string]*queue{}}
 }
 
 // append makes rec durable in the log under cred and returns its receipt.
@@ -119,12 +120,21 @@ func (r *recorder) flush(cred string, q *queue) {
 		}
 		body = append(body, "]}"...)
 		ctx, cancel := context.WithTimeout(context.Background(), r.timeout)
+		t0 := time.Now()
 		res, err := c.AppendRaw(ctx, body)
 		cancel()
+		r.m.appends.Observe(time.Since(t0).Seconds())
+		r.m.batch.Observe(float64(len(batch)))
 		if err == nil && len(res) != len(batch) {
 			err = fmt.Errorf("%w: the log answered %d receipts for %d entries", errLogDown, len(res), len(batch))
 		}
 		err = classify(err)
+		switch {
+		case errors.Is(err, errRefused):
+			r.m.appendErrs.WithLabelValues("refused").Inc()
+		case err != nil:
+			r.m.appendErrs.WithLabelValues("log_down").Inc()
+		}
 		for i, p := range batch {
 			if err != nil {
 				p.err = err

@@ -37,6 +37,7 @@ type sessions struct {
 	hc  *http.Client
 	ttl time.Duration
 	now func() time.Time
+	m   *metrics
 
 	mu   sync.Mutex
 	byID map[[32]byte]*session
@@ -76,16 +77,19 @@ func (s *sessions) authenticate(ctx context.Context, cred string) (*session, err
 	if err != nil {
 		err = classify(err)
 		if errors.Is(err, errRefused) {
+			s.m.sessionAsks.WithLabelValues("refused").Inc()
 			s.mu.Lock()
 			delete(s.byID, k)
 			s.mu.Unlock()
 			return nil, err
 		}
+		s.m.sessionAsks.WithLabelValues("log_down").Inc()
 		if se != nil && now.Before(se.expires) {
 			return se, err
 		}
 		return nil, err
 	}
+	s.m.sessionAsks.WithLabelValues("ok").Inc()
 	var sc identity.Scope
 	if len(cs.Scope) > 0 && string(cs.Scope) != "null" {
 		if err := jsonv2.Unmarshal(cs.Scope, &sc); err != nil {

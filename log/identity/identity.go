@@ -93,6 +93,9 @@ const (
 	RoleApprover = "approver"
 	RoleAuditor  = "auditor"
 	RoleAgent    = "agent"
+	// RoleGateway may only record a recording gateway's configuration
+	// (POST /v1/gateway/config, docs/gateway.md); it reads nothing.
+	RoleGateway = "gateway"
 )
 
 // Agent statuses.
@@ -628,8 +631,8 @@ func (s *Store) Agents() []*Agent {
 	return out
 }
 
-// CreateToken creates an operator token for role (admin, approver or
-// auditor) and returns it with the credential, which is not kept.
+// CreateToken creates an operator token for role (admin, approver,
+// auditor or gateway) and returns it with the credential, which is not kept.
 func (s *Store) CreateToken(ctx context.Context, by alog.Principal, name, role string) (*Token, string, error) {
 	if !agentlog.ValidID(name) {
 		return nil, "", fmt.Errorf("%w: token name %q must be 1 to 64 letters, digits, '.', '_' or '-'", ErrInvalid, name)
@@ -637,8 +640,8 @@ func (s *Store) CreateToken(ctx context.Context, by alog.Principal, name, role s
 	if strings.EqualFold(name, BootstrapAdmin) || strings.EqualFold(name, systemPrincipal) {
 		return nil, "", fmt.Errorf("%w: token name %q is reserved", ErrInvalid, name)
 	}
-	if role != RoleAdmin && role != RoleApprover && role != RoleAuditor {
-		return nil, "", fmt.Errorf("%w: role %q: want admin, approver or auditor (agents use sessions)", ErrInvalid, role)
+	if role != RoleAdmin && role != RoleApprover && role != RoleAuditor && role != RoleGateway {
+		return nil, "", fmt.Errorf("%w: role %q: want admin, approver, auditor or gateway (agents use sessions)", ErrInvalid, role)
 	}
 	id, cred, h := newCredential(agentlog.TokenPrefix)
 	t := &Token{ID: id, Name: name, Role: role, Hash: h[:], CreatedBy: by.ID, Created: s.cfg.Now().UTC()}
