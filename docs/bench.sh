@@ -5,21 +5,56 @@
 #   BASE=<git rev> docs/bench.sh   also runs the same benchmarks of that
 #   revision (built in a temporary worktree), to state changes as ratios.
 # Needs Go; uses wrk for a second HTTP load generator if it is installed.
+# The single-entry HTTP comparison with Tessera's HTTP server (issue 11:
+# ratio >= 2.0 and p99 < 25 ms) runs first and ends with a summary line;
+# on an idle 2-core machine the whole script takes about 3 to 4 minutes
+# (N=1000000 N_ROUNDS=2 for the longer library runs of earlier reports).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 peer=${1:-../shared/bench/tessera-posix}
-n=${N:-1000000}
+n=${N:-200000}
+rounds=${N_ROUNDS:-1}
+start_time=$(date +%s)
 work=$(mktemp -d)
 server=
+peerpid=
 # Stop the server and wait for it before deleting its data directory: a
 # server whose directory vanishes while it shuts down cannot flush and
 # never exits.
-trap '[ -n "$server" ] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null; rm -rf "$work"' EXIT
+trap '[ -n "$peerpid" ] && kill "$peerpid" 2>/dev/null; [ -n "$server" ] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null; rm -rf "$work"' EXIT
 
 echo "== machine"
 uname -srm; nproc; grep -m1 'model name' /proc/cpuinfo || true; go version
 
 go build -o "$work/agentlog" ./cmd/agentlog
+httppeer=${HTTP_PEER:-../shared/bench/tessera-http}
+if [ -x "$httppeer/run.sh" ]; then
+  echo "== HTTP single-entry append, 256 keep-alive clients, 512 B: ours then Tessera's POSIX conformance server (POST /add), twice, same load generator"
+  data="$work/data-single"
+  "$work/agentlog" serve --data "$data" --listen 127.0.0.1:18123 --log-level warn --ntp 127.0.0.1:1 >"$work/serve-single.out" 2>&1 &
+  server=$!
+  for _ in $(seq 100); do [ -f "$data/admin.token" ] && curl -sf http://127.0.0.1:18123/healthz >/dev/null 2>&1 && break; sleep 0.1; done
+  "$httppeer/run.sh" "$work/tessera-http" 18200 >"$work/tessera-http.out" 2>&1 &
+  peerpid=$!
+  for _ in $(seq 3000); do curl -s -o /dev/null http://127.0.0.1:18200/ 2>/dev/null && break; sleep 0.1; done
+  for round in 1 2; do
+    "$work/agentlog" bench append --server http://127.0.0.1:18123 --token-file "$data/admin.token" --concurrency 256 --batch 1 --duration 10s --provable=false | tee "$work/ours-$round.txt"
+    "$work/agentlog" bench peer --url http://127.0.0.1:18200/add --concurrency 256 --size 512 --duration 10s | tee "$work/peer-$round.txt"
+  done
+  kill "$peerpid" 2>/dev/null; wait "$peerpid" 2>/dev/null || true
+  peerpid=
+  kill "$server" 2>/dev/null; wait "$server" 2>/dev/null || true
+  server=
+  echo "-- summary (issue 11 target: ratio >= 2.00 and our p99 < 25ms, same run)"
+  for round in 1 2; do
+    ours=$(sed -n 's/.*requests_per_s=\([0-9]*\).*/\1/p' "$work/ours-$round.txt")
+    peer=$(sed -n 's/.*requests_per_s=\([0-9]*\).*/\1/p' "$work/peer-$round.txt")
+    op99=$(sed -n 's/.*latency p50=[^ ]* p99=\([^ ]*\).*/\1/p' "$work/ours-$round.txt")
+    pp99=$(sed -n 's/.*latency p50=[^ ]* p99=\([^ ]*\).*/\1/p' "$work/peer-$round.txt")
+    awk -v r="$round" -v o="$ours" -v p="$peer" -v op="$op99" -v pp="$pp99" 'BEGIN { printf "round %s: agentlog %s req/s (p99 %s), Tessera %s req/s (p99 %s): ratio %.2f\n", r, o, op, p, pp, (p > 0 ? o / p : 0) }'
+  done
+fi
+
 go test -c -o "$work/log.test" ./log
 if [ -n "${BASE:-}" ]; then
   git worktree add -q --detach "$work/base" "$BASE"
@@ -28,8 +63,8 @@ if [ -n "${BASE:-}" ]; then
 fi
 if [ -d "$peer" ]; then (cd "$peer" && go build -o "$work/tessera-posix" .); fi
 
-echo "== library append, $n x 512 B, c=4096 (ours, peer, ours, peer)"
-for round in 1 2; do
+echo "== library append, $n x 512 B, c=4096 (ours, peer; $rounds round(s))"
+for round in $(seq "$rounds"); do
   "$work/log.test" -test.run '^$' -test.bench 'BenchmarkAppend$' -test.benchtime "${n}x" | grep Benchmark
   if [ -x "$work/log-base.test" ]; then echo -n "base $BASE: "; "$work/log-base.test" -test.run '^$' -test.bench 'BenchmarkAppend$' -test.benchtime "${n}x" | grep Benchmark; fi
   if [ -x "$work/tessera-posix" ]; then "$work/tessera-posix" -n "$n" -size 512 -c 4096 2>/dev/null; fi
@@ -51,18 +86,6 @@ server=$!
 for _ in $(seq 100); do [ -f "$data/admin.token" ] && curl -sf http://127.0.0.1:18123/healthz >/dev/null 2>&1 && break; sleep 0.1; done
 "$work/agentlog" bench append --server http://127.0.0.1:18123 --token-file "$data/admin.token" --concurrency 256 --batch 1 --duration 10s
 "$work/agentlog" bench append --server http://127.0.0.1:18123 --token-file "$data/admin.token" --concurrency 16 --batch 256 --duration 10s
-httppeer=${HTTP_PEER:-../shared/bench/tessera-http}
-if [ -x "$httppeer/run.sh" ]; then
-  echo "== HTTP single-entry append, 256 clients, ours then Tessera's POSIX conformance server (POST /add), twice, same load generator"
-  "$httppeer/run.sh" "$work/tessera-http" 18200 >"$work/tessera-http.out" 2>&1 &
-  peerpid=$!
-  for _ in $(seq 3000); do curl -s -o /dev/null http://127.0.0.1:18200/ 2>/dev/null && break; sleep 0.1; done
-  for round in 1 2; do
-    "$work/agentlog" bench append --server http://127.0.0.1:18123 --token-file "$data/admin.token" --concurrency 256 --batch 1 --duration 10s --provable=false
-    "$work/agentlog" bench peer --url http://127.0.0.1:18200/add --concurrency 256 --size 512 --duration 10s
-  done
-  kill "$peerpid" 2>/dev/null; wait "$peerpid" 2>/dev/null || true
-fi
 if command -v wrk >/dev/null; then
   echo "== HTTP single-entry append with wrk (1 thread, 256 connections, one agent session)"
   "$work/agentlog" agent register --server http://127.0.0.1:18123 --admin-token-file "$data/admin.token" --id wrk-bot --key-out "$work/wrk-bot.key" >/dev/null
@@ -88,3 +111,4 @@ for rules in true false; do
   echo "-- anomaly=$rules"
   "$work/agentlog" bench append --server http://127.0.0.1:18123 --token-file "$data/admin.token" --concurrency 16 --batch 256 --duration 10s --provable=false --scope "$scope"
 done
+echo "== done in $(( $(date +%s) - start_time )) s"
