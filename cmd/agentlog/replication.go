@@ -33,6 +33,7 @@ import (
 	alog "github.com/agentlog/agentlog/log"
 	"github.com/agentlog/agentlog/log/anomaly"
 	"github.com/agentlog/agentlog/log/api"
+	"github.com/agentlog/agentlog/log/change"
 	"github.com/agentlog/agentlog/log/identity"
 	"github.com/agentlog/agentlog/log/mirror"
 )
@@ -275,13 +276,14 @@ func watchLag(ctx context.Context, m *mirror.Mirror, l *alog.Log, limit time.Dur
 var errStandby = errors.New("this node is a standby: append to the active log (it takes over only when the active log's lease lapses)")
 
 // standbyImporter stores the entries a standby copies from the bucket and
-// rebuilds the identities from them, recording in DATA/replayed the tree
-// size up to which they were replayed.
+// rebuilds the identities and the configuration changes from them,
+// recording in DATA/replayed the tree size up to which they were replayed.
 type standbyImporter struct {
-	l      *alog.Log
-	ids    *identity.Store
-	mark   string
-	logger *slog.Logger
+	l       *alog.Log
+	ids     *identity.Store
+	changes *change.Store
+	mark    string
+	logger  *slog.Logger
 }
 
 func (s standbyImporter) Import(ctx context.Context, at uint64, leaves [][]byte) error {
@@ -295,6 +297,9 @@ func (s standbyImporter) replay(at uint64, leaves [][]byte) error {
 	for i, leaf := range leaves {
 		if err := s.ids.Replay(leaf); err != nil {
 			s.logger.Warn("rebuilding identities from the log", "index", at+uint64(i), "err", err)
+		}
+		if err := s.changes.Replay(at+uint64(i), leaf); err != nil {
+			s.logger.Warn("rebuilding configuration changes from the log", "index", at+uint64(i), "err", err)
 		}
 	}
 	return atomicfile.Write(s.mark, []byte(strconv.FormatUint(at+uint64(len(leaves)), 10)+"\n"), 0o644)
@@ -325,8 +330,8 @@ func (s standbyImporter) catchUp(ctx context.Context) error {
 // log, adopting and serving each checkpoint, until the active log's lease
 // lapses; then it takes the lock. It returns true once this node is the
 // active one, false if ctx ended or following failed for good.
-func followUntilTakeover(ctx context.Context, m *mirror.Mirror, l *alog.Log, ids *identity.Store, loop *signer.Loop, srv *api.Server, data string, logger *slog.Logger) bool {
-	imp := standbyImporter{l: l, ids: ids, mark: filepath.Join(data, "replayed"), logger: logger}
+func followUntilTakeover(ctx context.Context, m *mirror.Mirror, l *alog.Log, ids *identity.Store, changes *change.Store, loop *signer.Loop, srv *api.Server, data string, logger *slog.Logger) bool {
+	imp := standbyImporter{l: l, ids: ids, changes: changes, mark: filepath.Join(data, "replayed"), logger: logger}
 	if err := imp.catchUp(ctx); err != nil {
 		logger.Error("standby: rebuilding identities", "err", err)
 		return false

@@ -374,7 +374,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	go func() {
 		defer close(loopDone)
 		if rf.standby {
-			if !followUntilTakeover(bg, m, l, ids, loop, srv, *data, logger) {
+			if !followUntilTakeover(bg, m, l, ids, changes, loop, srv, *data, logger) {
 				return
 			}
 			l.Unfence()
