@@ -166,6 +166,10 @@ type Session struct {
 	// the session was opened (empty: the agent has none and declared none).
 	Config       string `json:"config,omitempty"`
 	ConfigStatus string `json:"config_status,omitempty"`
+	// Replayed marks a session rebuilt from the log's entries (Replay):
+	// opened on the node that wrote them, so its retried appends may
+	// already be in the log without their idempotency keys here.
+	Replayed bool `json:"replayed,omitempty"`
 }
 
 // Appender is the part of the log the store writes lifecycle entries to:
@@ -208,6 +212,7 @@ type Store struct {
 	idem      map[string]*idemEntry
 	static    map[[32]byte]alog.Principal // SHA-256 of a static token -> its principal
 	lastSweep time.Time
+	seqHigh   map[string]uint64 // replayed session -> highest seq it had in the log (retry.go)
 }
 
 // Open loads the identity state from db; lifecycle entries go to log.
@@ -232,7 +237,7 @@ func Open(db *badger.DB, log Appender, cfg Config) (*Store, error) {
 	}
 	s := &Store{db: db, log: log, cfg: cfg, agents: map[string]*Agent{}, tokens: map[string]*Token{},
 		sessions: map[string]*Session{}, nonces: map[string]time.Time{}, idem: map[string]*idemEntry{},
-		static: map[[32]byte]alog.Principal{}}
+		static: map[[32]byte]alog.Principal{}, seqHigh: map[string]uint64{}}
 	err := db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, Prefix: []byte("i/")})
 		defer it.Close()
@@ -884,7 +889,7 @@ func (s *Store) closeSession(ctx context.Context, by alog.Principal, id string) 
 	return publicSession(n), nil
 }
 
-func publicSession(se *Session) *Session { c := clone(se); c.Hash = nil; return c }
+func publicSession(se *Session) *Session { c := clone(se); c.Hash, c.Replayed = nil, false; return c }
 
 // Sessions lists the sessions the store still remembers (open ones, and
 // ended ones until an hour past their expiry) of agent, or of every agent
@@ -985,10 +990,15 @@ func (s *Store) AppendIdempotent(ctx context.Context, p alog.Principal, key stri
 			s.sweepLocked(now)
 			s.mu.Unlock()
 			bodyHash, exp := e.BodyHash, e.Expires
-			res, err := s.log.AppendWith(ctx, p, kind, recs, func(res []alog.Appended) ([]byte, []byte, time.Duration) {
-				b, _ := json.Marshal(&idemEntry{BodyHash: bodyHash, Result: res, Expires: exp})
-				return []byte("i/k/" + k), b, max(exp.Sub(s.cfg.Now()), time.Minute)
-			})
+			// Unknown here, the key may still be a retry of an attempt the
+			// old active of a failover committed (retry.go).
+			res, found, err := s.replayedRetry(ctx, p, recs)
+			if err == nil && !found {
+				res, err = s.log.AppendWith(ctx, p, kind, recs, func(res []alog.Appended) ([]byte, []byte, time.Duration) {
+					b, _ := json.Marshal(&idemEntry{BodyHash: bodyHash, Result: res, Expires: exp})
+					return []byte("i/k/" + k), b, max(exp.Sub(s.cfg.Now()), time.Minute)
+				})
+			}
 			s.mu.Lock()
 			if err != nil {
 				e.failed = true

@@ -103,7 +103,7 @@ func (s *Store) Replay(leaf []byte) error {
 			return nil
 		}
 		se := &Session{ID: l.Session, Agent: l.Agent, Task: l.Task, Hash: attrs.Credential, Opened: t, Expires: attrs.Expires.UTC(),
-			Config: l.Config, ConfigStatus: attrs.Status}
+			Config: l.Config, ConfigStatus: attrs.Status, Replayed: true}
 		ttl := time.Until(se.Expires) + time.Hour
 		if ttl <= 0 {
 			return nil

@@ -1,0 +1,117 @@
+package identity_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"errors"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/agentlog/agentlog"
+	alog "github.com/agentlog/agentlog/log"
+	"github.com/agentlog/agentlog/log/identity"
+)
+
+// TestRetryAfterFailover: a request appended on one node (the entries
+// then copied to a replica, which rebuilds the identities from them, as a
+// standby does) and retried on the replica with the same idempotency key,
+// unknown there, is answered with the original entries' receipts and
+// appended nowhere; a different record under a seq the session already
+// used is a conflict; the next numbers are appended.
+func TestRetryAfterFailover(t *testing.T) {
+	ctx := context.Background()
+	open := func(name string) (*alog.Log, *identity.Store) {
+		l, err := alog.Open(alog.Config{Dir: filepath.Join(t.TempDir(), name)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { l.Close() })
+		s, err := identity.Open(l.DB(), l, identity.Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l, s
+	}
+	l, src := open("active")
+	admin := alog.Principal{ID: "admin", Role: identity.RoleAdmin}
+	pub, priv, _ := ed25519.GenerateKey(nil)
+	if _, err := src.Register(ctx, admin, identity.AgentSpec{ID: "bot", Owner: "team", PublicKey: pub}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := src.Approve(ctx, admin, "bot"); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	req := agentlog.NewSessionRequest("bot", "task", 0, now, priv)
+	sess, err := src.OpenSession(ctx, req, now, ed25519.Sign(priv, req.SignedBytes()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := src.Authenticate(sess.Credential)
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch := func(from uint64, action string) ([]alog.Record, []byte) {
+		recs := []alog.Record{{Action: action, Resource: "r/1", Seq: from, Attributes: json.RawMessage(`{"n":1}`)}, {Action: action, Seq: from + 1}}
+		body, _ := json.Marshal(agentlog.AppendRequest{Entries: recs})
+		return recs, body
+	}
+	recs, body := batch(1, "read")
+	first, err := src.AppendIdempotent(ctx, p, "key-1", body, alog.KindAction, recs)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The replica: the same entries, identities rebuilt from them.
+	l2, dst := open("replica")
+	leaves, err := l.Entries(0, l.Size())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l2.Import(ctx, 0, leaves); err != nil {
+		t.Fatal(err)
+	}
+	for _, leaf := range leaves {
+		if err := dst.Replay(leaf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p2, err := dst.Authenticate(sess.Credential)
+	if err != nil {
+		t.Fatal(err)
+	}
+	size := l2.Size()
+	again, err := dst.AppendIdempotent(ctx, p2, "key-1", body, alog.KindAction, recs)
+	if err != nil {
+		t.Fatalf("the retry on the replica: %v", err)
+	}
+	if l2.Size() != size {
+		t.Fatalf("the retry was appended again: size %d, was %d", l2.Size(), size)
+	}
+	for i := range first {
+		if again[i].Index != first[i].Index || again[i].LeafHash != first[i].LeafHash || !again[i].Time.Equal(first[i].Time) {
+			t.Fatalf("receipt %d of the retry is %+v, want the original %+v", i, again[i], first[i])
+		}
+	}
+	// A different record under a used seq is refused, and leaves nothing.
+	other, otherBody := batch(1, "write")
+	if _, err := dst.AppendIdempotent(ctx, p2, "key-2", otherBody, alog.KindAction, other); !errors.Is(err, identity.ErrConflict) {
+		t.Fatalf("another record under seq 1: %v, want ErrConflict", err)
+	}
+	if l2.Size() != size {
+		t.Fatal("the conflicting request was appended")
+	}
+	// The next numbers are new records.
+	next, nextBody := batch(3, "read")
+	res, err := dst.AppendIdempotent(ctx, p2, "key-3", nextBody, alog.KindAction, next)
+	if err != nil || len(res) != 2 || res[0].Index != size {
+		t.Fatalf("the next records: %+v, %v; want appended at %d", res, err, size)
+	}
+	// On the node that wrote them, sessions are not looked up: a new key
+	// with a used seq is the agent's business (sequence_gap shows it).
+	if _, err := src.AppendIdempotent(ctx, p, "key-4", otherBody, alog.KindAction, other); err != nil {
+		t.Fatalf("a reused seq on the session's own node: %v", err)
+	}
+}
