@@ -361,6 +361,38 @@ func followUntilTakeover(ctx context.Context, m *mirror.Mirror, l *alog.Log, ids
 	}
 }
 
+// takeOverRules starts, on a standby that took over, what a node does
+// only while it is the active one: the anomaly rules, their state rebuilt
+// from the log (anomaly.PrepareTakeover: the old active's position, windows
+// and episodes, and nothing raised twice), sent on rules; and the
+// alerting and change-management settings, recorded if this node's
+// differ from the log's last.
+func takeOverRules(ctx context.Context, l *alog.Log, srv *api.Server, newRules func() (*anomaly.Watcher, error), record func(*anomaly.Watcher) error,
+	recordSettings func(context.Context) error, rules chan<- *anomaly.Watcher, logger *slog.Logger) {
+	if err := recordSettings(ctx); err != nil {
+		logger.Error("recording the change-management settings after the takeover", "err", err)
+	}
+	if err := anomaly.PrepareTakeover(ctx, l); err != nil {
+		logger.Error("rebuilding the anomaly rules' state from the log; the rules do not run", "err", err)
+		rules <- nil
+		return
+	}
+	w, err := newRules()
+	if err != nil {
+		logger.Error("starting the anomaly rules after the takeover; they do not run", "err", err)
+		rules <- nil
+		return
+	}
+	if err := record(w); err != nil {
+		logger.Error("recording the alerting configuration after the takeover", "err", err)
+	}
+	if w != nil {
+		srv.SetAnomaly(w)
+		logger.Info("anomaly rules running after the takeover", "examined_from", w.Status().Examined)
+	}
+	rules <- w
+}
+
 // withMirror appends to opts the option that reads from --mirror, if set.
 func withMirror(opts []client.Option, mirrorURL string) ([]client.Option, error) {
 	if mirrorURL == "" {

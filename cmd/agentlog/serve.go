@@ -173,10 +173,17 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if changed, err := change.RecordSettings(context.Background(), l, *allowSelf); err != nil {
+	recordSettings := func(ctx context.Context) error {
+		changed, err := change.RecordSettings(ctx, l, *allowSelf)
+		if changed {
+			logger.Info("change-management settings recorded in the log", "allow_self_approval", *allowSelf)
+		}
 		return err
-	} else if changed {
-		logger.Info("change-management settings recorded in the log", "allow_self_approval", *allowSelf)
+	}
+	if !rf.standby { // a standby records them once it takes over
+		if err := recordSettings(context.Background()); err != nil {
+			return err
+		}
 	}
 	if *allowSelf {
 		logger.Warn("--allow-self-approval: proposers may approve their own changes (two-person rule off)")
@@ -265,11 +272,11 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	}
 	var watcher *anomaly.Watcher
 	var recordLater func(context.Context) // set when the disk was full at start
-	if *anomalyOn && rf.standby {
-		logger.Warn("anomaly rules do not run on a standby, nor after it takes over (their examined position is not rebuilt from the log yet)")
-	}
-	if *anomalyOn && !rf.standby {
-		watcher, err = anomaly.New(anomaly.Options{
+	newRules := func() (*anomaly.Watcher, error) {
+		if !*anomalyOn {
+			return nil, nil
+		}
+		return anomaly.New(anomaly.Options{
 			Log: l, Config: acfg, Logger: logger, Registerer: reg,
 			Scope: func(agent string) (identity.Scope, bool) {
 				a, err := ids.Agent(agent)
@@ -279,23 +286,30 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 				return a.Scope, true
 			},
 		})
-		if err != nil {
-			return err
-		}
 	}
-	if !rf.standby {
+	// recordRules records the configuration w runs (nil: off) if it
+	// differs from the last one recorded.
+	recordRules := func(w *anomaly.Watcher) error {
 		var recorded *anomaly.Config
-		if watcher != nil {
-			c := watcher.Config()
+		if w != nil {
+			c := w.Config()
 			recorded = &c
 		}
-		record := func() error {
-			changed, err := anomaly.RecordConfig(context.Background(), l, recorded)
-			if err == nil && changed {
-				logger.Info("alerting configuration recorded in the log", "enabled", recorded != nil)
-			}
+		changed, err := anomaly.RecordConfig(context.Background(), l, recorded)
+		if err == nil && changed {
+			logger.Info("alerting configuration recorded in the log", "enabled", recorded != nil)
+		}
+		return err
+	}
+	// rules receives the watcher to run (nil: none) once this node is
+	// the active one; a standby's only when it takes over.
+	rules := make(chan *anomaly.Watcher, 1)
+	if !rf.standby {
+		if watcher, err = newRules(); err != nil {
 			return err
 		}
+		rules <- watcher
+		record := func() error { return recordRules(watcher) }
 		switch err := record(); {
 		case errors.Is(err, alog.ErrDiskFull):
 			// Serve reads meanwhile; record it once there is room.
@@ -378,6 +392,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 				return
 			}
 			l.Unfence()
+			takeOverRules(bg, l, srv, newRules, recordRules, recordSettings, rules, logger)
 		}
 		// The gate only once the signing loop runs: the server's own
 		// start-up entries (the alerting configuration) are not held.
@@ -394,6 +409,11 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	watcherDone := make(chan struct{})
 	go func() {
 		defer close(watcherDone)
+		var watcher *anomaly.Watcher
+		select {
+		case watcher = <-rules:
+		case <-bg.Done():
+		}
 		if watcher != nil {
 			var wg sync.WaitGroup
 			wg.Go(func() {

@@ -72,6 +72,10 @@ type Watcher struct {
 	denied   map[string]*window // denied_burst: agent or address -> window
 	burst    DeniedBurst        // with defaults filled in
 	m        metrics
+	// resume and raised are set after a takeover (PrepareTakeover) until
+	// the rules have examined the old active's entries.
+	resume *resume
+	raised map[raisedKey]bool
 
 	examined atomic.Uint64
 	smu      sync.Mutex
@@ -249,6 +253,9 @@ func New(o Options) (*Watcher, error) {
 			}
 		}
 		w.examined.Store(w.next)
+		if err := w.loadResume(context.Background()); err != nil {
+			return nil, fmt.Errorf("reading the rules' state after a takeover: %w", err)
+		}
 	}
 	for _, h := range w.hooks {
 		w.hookSt = append(w.hookSt, WebhookStatus{URL: h.url, Next: h.pos})
@@ -290,6 +297,9 @@ func (w *Watcher) Run(ctx context.Context) {
 			n, err := w.examine(ctx, next, min(w.o.Log.Size(), next+4096))
 			next = n
 			w.examined.Store(next)
+			if err == nil {
+				err = w.resumed(next)
+			}
 			if err != nil {
 				if ctx.Err() != nil {
 					return
@@ -416,6 +426,7 @@ func (w *Watcher) examine(ctx context.Context, from, to uint64) (uint64, error) 
 	if err != nil {
 		return from, err
 	}
+	alerts = w.unraised(alerts)
 	if len(alerts) == 0 {
 		return to, w.setPosition(nextKey, to)
 	}

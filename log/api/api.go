@@ -134,8 +134,20 @@ type Server struct {
 	router *mux.Router
 	log    *slog.Logger
 	latest atomic.Pointer[checkpoint.Signed]
+	rules  atomic.Pointer[anomaly.Watcher] // SetAnomaly's, else cfg.Anomaly
 	budget *budget
 	reqDur *prometheus.HistogramVec
+}
+
+// SetAnomaly reports w in /healthz from now on, for rules started after
+// the server (a standby's, once it takes over).
+func (s *Server) SetAnomaly(w *anomaly.Watcher) { s.rules.Store(w) }
+
+func (s *Server) anomaly() *anomaly.Watcher {
+	if w := s.rules.Load(); w != nil {
+		return w
+	}
+	return s.cfg.Anomaly
 }
 
 // statusClientClosed is the status recorded in metrics for a request
@@ -638,8 +650,8 @@ func (s *Server) health() Health {
 			h.Problems = append(h.Problems, fmt.Sprintf("the mirror is lagging: %d entries, the oldest %.0fs old", st.LagEntries, st.LagSeconds))
 		}
 	}
-	if s.cfg.Anomaly != nil {
-		st := s.cfg.Anomaly.Status()
+	if w := s.anomaly(); w != nil {
+		st := w.Status()
 		h.Anomaly = &st
 		if p := st.Problems(); len(p) > 0 {
 			if h.Status == "ok" {

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 
+	"github.com/dgraph-io/badger/v4"
+
 	"github.com/agentlog/agentlog"
 	alog "github.com/agentlog/agentlog/log"
 )
@@ -15,7 +17,9 @@ import (
 // the changes what they were on the node that wrote them, and an approval
 // makes its configuration (and policy) the agent's, so config=enforce and
 // the change routes answer on a standby, and after it takes over, as they
-// did there. Other entries are ignored, and nothing is appended.
+// did there. The "changes.configured" entries set the settings last
+// recorded (RecordSettings). Other entries are ignored, and nothing is
+// appended.
 //
 // What the entries do not hold is not rebuilt: the configuration
 // documents themselves (GET /v1/configs/{digest}, the diff of a change)
@@ -24,8 +28,16 @@ import (
 // again. The times of the steps are the entries' times.
 func (s *Store) Replay(index uint64, leaf []byte) error {
 	l, err := agentlog.ParseLeaf(leaf)
-	if err != nil || l.Kind != alog.KindChange {
+	if err != nil {
 		return err
+	}
+	if l.Kind == alog.KindSystem && l.Action == "changes.configured" && l.Principal == SystemPrincipal.ID {
+		// The settings RecordSettings compares with, once this node
+		// takes over.
+		return s.db.Update(func(txn *badger.Txn) error { return txn.Set(settingsKey, l.Attributes) })
+	}
+	if l.Kind != alog.KindChange {
+		return nil
 	}
 	var a struct {
 		Change      string `json:"change"`

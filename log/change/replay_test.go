@@ -65,6 +65,9 @@ func TestReplayRebuildsChanges(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	if _, err := RecordSettings(ctx, l, true); err != nil {
+		t.Fatal(err)
+	}
 	l2, ids2, s2 := newStores(t, filepath.Join(t.TempDir(), "dst"))
 	defer l2.Close()
 	for i := uint64(0); i < l.Size(); i++ {
@@ -106,6 +109,14 @@ func TestReplayRebuildsChanges(t *testing.T) {
 	dst, _ := ids2.Agent("bot")
 	if dst.Config != src.Config || dst.ConfigPolicy != identity.PolicyEnforce || dst.Config != rollback.Config {
 		t.Fatalf("replica's agent runs %s policy %q, want %s policy enforce", dst.Config, dst.ConfigPolicy, src.Config)
+	}
+	// The settings recorded last are the replica's: self-approval stays
+	// allowed without a new entry, and turning it off is recorded.
+	if changed, err := RecordSettings(ctx, l2, true); err != nil || changed {
+		t.Fatalf("the replica recorded the same settings again (%v)", err)
+	}
+	if changed, err := RecordSettings(ctx, l2, false); err != nil || !changed {
+		t.Fatalf("the replica did not record self-approval turned off (%v)", err)
 	}
 	// config=enforce on the replica: the replaced configuration is refused.
 	now := time.Now()
