@@ -63,8 +63,9 @@ type AgentConfig struct {
 	// 503 the Agent sends the next attempt to the next server in turn, so
 	// it follows a failover; give MaxRetries enough attempts to outlast
 	// the lease (10 for the default 6 s). A retried request whose first
-	// attempt the old server committed may then be appended twice; its
-	// sequence numbers show it.
+	// attempt the old server committed and replicated is answered by the
+	// new active with the original receipts, recognized by its sequence
+	// numbers (so not with NoSequence, nor without a Key).
 	Servers []string
 }
 

@@ -17,8 +17,10 @@ import (
 // entries in order rebuilds the state of the node that wrote them, except
 // tokens and sessions whose entries carry no "credential_sha256" (written
 // before it was recorded), which cannot be authenticated and are skipped,
-// and configuration approvals (package change), which this does not yet
-// replay. Nothing is appended to the log.
+// and configuration approvals, which package change replays
+// (change.Store.Replay). Sessions replayed are marked Replayed: an append
+// retried in one after a failover is looked up in the log by its sequence
+// numbers (retry.go). Nothing is appended to the log.
 func (s *Store) Replay(leaf []byte) error {
 	l, err := agentlog.ParseLeaf(leaf)
 	if err != nil {
@@ -26,6 +28,13 @@ func (s *Store) Replay(leaf []byte) error {
 	}
 	switch l.Kind {
 	case alog.KindAgent, alog.KindSession, alog.KindToken:
+	case alog.KindAction:
+		// A retry looked up before this entry arrived (replayedRetry)
+		// must look again.
+		s.mu.Lock()
+		delete(s.seqHigh, l.Session)
+		s.mu.Unlock()
+		return nil
 	default:
 		return nil
 	}

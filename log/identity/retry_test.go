@@ -115,3 +115,91 @@ func TestRetryAfterFailover(t *testing.T) {
 		t.Fatalf("a reused seq on the session's own node: %v", err)
 	}
 }
+
+// TestRetryLookedUpBeforeTheEntryArrived: a retry that reaches the
+// standby before the bucket gave it the first attempt's entries (it is
+// refused there, the log being fenced) is still recognized once the
+// entries arrive and the node takes over.
+func TestRetryLookedUpBeforeTheEntryArrived(t *testing.T) {
+	ctx := context.Background()
+	la, err := alog.Open(alog.Config{Dir: filepath.Join(t.TempDir(), "active")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer la.Close()
+	src, err := identity.Open(la.DB(), la, identity.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lb, err := alog.Open(alog.Config{Dir: filepath.Join(t.TempDir(), "standby")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lb.Close()
+	dst, err := identity.Open(lb.DB(), lb, identity.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := alog.Principal{ID: "admin", Role: identity.RoleAdmin}
+	pub, priv, _ := ed25519.GenerateKey(nil)
+	if _, err := src.Register(ctx, admin, identity.AgentSpec{ID: "bot", Owner: "team", PublicKey: pub}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := src.Approve(ctx, admin, "bot"); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	req := agentlog.NewSessionRequest("bot", "task", 0, now, priv)
+	sess, err := src.OpenSession(ctx, req, now, ed25519.Sign(priv, req.SignedBytes()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := src.Authenticate(sess.Credential)
+	copyNew := func() {
+		t.Helper()
+		leaves, err := la.Entries(lb.Size(), la.Size()-lb.Size())
+		if err != nil {
+			t.Fatal(err)
+		}
+		at := lb.Size()
+		if err := lb.Import(ctx, at, leaves); err != nil {
+			t.Fatal(err)
+		}
+		for _, leaf := range leaves {
+			if err := dst.Replay(leaf); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	rec := func(seq uint64) ([]alog.Record, []byte) {
+		recs := []alog.Record{{Action: "a", Seq: seq}}
+		body, _ := json.Marshal(agentlog.AppendRequest{Entries: recs})
+		return recs, body
+	}
+	r1, b1 := rec(1)
+	if _, err := src.AppendIdempotent(ctx, p, "k1", b1, alog.KindAction, r1); err != nil {
+		t.Fatal(err)
+	}
+	copyNew()
+	r2, b2 := rec(2)
+	first, err := src.AppendIdempotent(ctx, p, "k2", b2, alog.KindAction, r2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The retry reaches the standby before entry seq 2 does.
+	pb, err := dst.Authenticate(sess.Credential)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lb.Fence(errors.New("standby"))
+	if _, err := dst.AppendIdempotent(ctx, pb, "k2", b2, alog.KindAction, r2); err == nil {
+		t.Fatal("the fenced standby appended")
+	}
+	lb.Unfence()
+	copyNew()
+	size := lb.Size()
+	again, err := dst.AppendIdempotent(ctx, pb, "k2", b2, alog.KindAction, r2)
+	if err != nil || again[0].Index != first[0].Index || lb.Size() != size {
+		t.Fatalf("the retry after the entry arrived: %+v %v (size %d, was %d); want the receipt of entry %d", again, err, lb.Size(), size, first[0].Index)
+	}
+}
