@@ -174,6 +174,10 @@ func encodeTail(kind string, p Principal, r *Record) (leafTail, error) {
 	return b, nil
 }
 
+// LeafTail returns the part after its time of the leaf an append of r by p
+// as kind writes (a retry is compared with the entry it repeats this way).
+func LeafTail(kind string, p Principal, r *Record) ([]byte, error) { return encodeTail(kind, p, r) }
+
 // appendLeaf writes the leaf for tail at time t into dst.
 func appendLeaf(dst []byte, t time.Time, tail leafTail) []byte {
 	return append(agentlog.AppendLeafHead(dst, t), tail...)

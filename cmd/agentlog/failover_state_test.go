@@ -14,10 +14,8 @@ import (
 	"time"
 
 	"github.com/agentlog/agentlog"
-	"github.com/agentlog/agentlog/checkpoint"
 	"github.com/agentlog/agentlog/client"
 	"github.com/agentlog/agentlog/internal/faultproxy"
-	"github.com/agentlog/agentlog/internal/servicetest"
 )
 
 // TestFailoverKeepsState: what the old active knew from its own disk
@@ -36,28 +34,10 @@ func TestFailoverKeepsState(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test builds and runs the binary")
 	}
-	bin := agentlogBinary(t)
-	e := newReplicationEnv(t)
-	lock := pgLockFlag(t)
-	origin := "failover-state.example/" + servicetest.RandomName(t)
-	common := []string{"--ntp", e.ntp, "--checkpoint-interval", "200ms", "--origin", origin,
-		"--mirror", "s3://" + e.bucket + "/log", "--mirror-retention", "2d", "--mirror-lock", "governance",
-		"--lock", lock, "--durability", "replicated", "--lease", "2s"}
-	dataA, dataS := t.TempDir(), t.TempDir()
-	a := startServer(t, bin, append([]string{"--data", dataA}, common...)...)
-	waitFor(t, "the clock to sync", func() bool { return clockSynced(a.url) })
-	for _, f := range []string{checkpoint.LogKeyFile, "log.pub", checkpoint.TimeKeyFile, "time.pub", "admin.token"} {
-		b, err := os.ReadFile(filepath.Join(dataA, f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dataS, f), b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	s := startServer(t, bin, append([]string{"--data", dataS, "--standby"}, common...)...)
+	fp := startFailoverPair(t, "failover-state.example")
+	a, s := fp.a, fp.s
 	ctx := context.Background()
-	adminTok, _ := os.ReadFile(filepath.Join(dataA, "admin.token"))
+	adminTok, _ := os.ReadFile(filepath.Join(fp.dataA, "admin.token"))
 	admin := mustClient(t, a.url, string(adminTok))
 
 	// An agent with a scope and an enforced configuration, changed once

@@ -35,27 +35,8 @@ func TestFailover(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test builds and runs the binary")
 	}
-	bin := agentlogBinary(t)
-	e := newReplicationEnv(t)
-	lock := pgLockFlag(t)
-	origin := "failover.example/" + servicetest.RandomName(t)
-	common := []string{"--ntp", e.ntp, "--checkpoint-interval", "200ms", "--origin", origin,
-		"--mirror", "s3://" + e.bucket + "/log", "--mirror-retention", "2d", "--mirror-lock", "governance",
-		"--lock", lock, "--durability", "replicated", "--lease", "2s"}
-	dataA, dataS := t.TempDir(), t.TempDir()
-	a := startServer(t, bin, append([]string{"--data", dataA}, common...)...)
-	waitFor(t, "the clock to sync", func() bool { return clockSynced(a.url) })
-	// The standby gets the log's keys and the admin token: it is the same
-	// log on another machine.
-	for _, f := range []string{checkpoint.LogKeyFile, "log.pub", checkpoint.TimeKeyFile, "time.pub", "admin.token"} {
-		b, err := os.ReadFile(filepath.Join(dataA, f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dataS, f), b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	fp := startFailoverPair(t, "failover.example")
+	bin, e, common, dataA, a, s := fp.bin, fp.e, fp.common, fp.dataA, fp.a, fp.s
 	adminTok, _ := os.ReadFile(filepath.Join(dataA, "admin.token"))
 	sess := provisionSession(t, a.url, string(adminTok), "bot-1", "failover")
 	logKey, _ := os.ReadFile(filepath.Join(dataA, "log.pub"))
@@ -64,7 +45,6 @@ func TestFailover(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := startServer(t, bin, append([]string{"--data", dataS, "--standby"}, common...)...)
 	mirrorRole := func(url string) (string, float64) {
 		h, err := healthz(url)
 		if err != nil {
@@ -211,6 +191,38 @@ func TestFailover(t *testing.T) {
 	if cpNow := waitCheckpoint(t, c, v, final.Size); cpNow.Size < final.Size {
 		t.Fatal("the new active's checkpoint went back")
 	}
+}
+
+// failoverPair is an active log with --durability replicated, a postgres
+// lock and a 2 s lease, and a standby of it following its bucket, given
+// the log's keys and admin token: the same log on another machine.
+type failoverPair struct {
+	bin          string
+	e            *replicationEnv
+	common       []string // the flags both were started with
+	dataA, dataS string
+	a, s         *serverProc
+}
+
+func startFailoverPair(t *testing.T, name string) *failoverPair {
+	t.Helper()
+	fp := &failoverPair{bin: agentlogBinary(t), e: newReplicationEnv(t), dataA: t.TempDir(), dataS: t.TempDir()}
+	fp.common = []string{"--ntp", fp.e.ntp, "--checkpoint-interval", "200ms", "--origin", name + "/" + servicetest.RandomName(t),
+		"--mirror", "s3://" + fp.e.bucket + "/log", "--mirror-retention", "2d", "--mirror-lock", "governance",
+		"--lock", pgLockFlag(t), "--durability", "replicated", "--lease", "2s"}
+	fp.a = startServer(t, fp.bin, append([]string{"--data", fp.dataA}, fp.common...)...)
+	waitFor(t, "the clock to sync", func() bool { return clockSynced(fp.a.url) })
+	for _, f := range []string{checkpoint.LogKeyFile, "log.pub", checkpoint.TimeKeyFile, "time.pub", "admin.token"} {
+		b, err := os.ReadFile(filepath.Join(fp.dataA, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(fp.dataS, f), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fp.s = startServer(t, fp.bin, append([]string{"--data", fp.dataS, "--standby"}, fp.common...)...)
+	return fp
 }
 
 // bucketHistory returns every version of key in the test bucket, verified.

@@ -90,8 +90,10 @@ func (s *Store) replayedRetry(ctx context.Context, p alog.Principal, recs []alog
 		if !ok {
 			return nil, false, fmt.Errorf("%w: the log already holds some of this request's sequence numbers in session %s but not seq %d: a retried request must be sent unchanged", ErrConflict, p.Session, r.Seq)
 		}
-		want := agentlog.AppendLeafTail(nil, &agentlog.Leaf{Kind: alog.KindAction, Principal: p.ID, Role: p.Role, Agent: p.Agent, Session: p.Session, Task: p.Task, Config: p.Config,
-			Seq: r.Seq, Action: r.Action, Tool: r.Tool, Resource: r.Resource, Outcome: r.Outcome, Attributes: r.Attributes, Sig: r.Sig})
+		want, err := alog.LeafTail(alog.KindAction, p, r)
+		if err != nil {
+			return nil, false, err
+		}
 		if len(f.leaf) < agentlog.LeafHeadLen || !bytes.Equal(f.leaf[agentlog.LeafHeadLen:], want) {
 			return nil, false, fmt.Errorf("%w: seq %d of session %s is already in the log (entry %d) with a different record", ErrConflict, r.Seq, p.Session, f.index)
 		}

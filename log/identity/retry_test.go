@@ -22,37 +22,8 @@ import (
 // used is a conflict; the next numbers are appended.
 func TestRetryAfterFailover(t *testing.T) {
 	ctx := context.Background()
-	open := func(name string) (*alog.Log, *identity.Store) {
-		l, err := alog.Open(alog.Config{Dir: filepath.Join(t.TempDir(), name)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { l.Close() })
-		s, err := identity.Open(l.DB(), l, identity.Config{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return l, s
-	}
-	l, src := open("active")
-	admin := alog.Principal{ID: "admin", Role: identity.RoleAdmin}
-	pub, priv, _ := ed25519.GenerateKey(nil)
-	if _, err := src.Register(ctx, admin, identity.AgentSpec{ID: "bot", Owner: "team", PublicKey: pub}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := src.Approve(ctx, admin, "bot"); err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	req := agentlog.NewSessionRequest("bot", "task", 0, now, priv)
-	sess, err := src.OpenSession(ctx, req, now, ed25519.Sign(priv, req.SignedBytes()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := src.Authenticate(sess.Credential)
-	if err != nil {
-		t.Fatal(err)
-	}
+	l, src := openStore(t)
+	cred, p := agentSession(t, src)
 	batch := func(from uint64, action string) ([]alog.Record, []byte) {
 		recs := []alog.Record{{Action: action, Resource: "r/1", Seq: from, Attributes: json.RawMessage(`{"n":1}`)}, {Action: action, Seq: from + 1}}
 		body, _ := json.Marshal(agentlog.AppendRequest{Entries: recs})
@@ -65,7 +36,7 @@ func TestRetryAfterFailover(t *testing.T) {
 	}
 
 	// The replica: the same entries, identities rebuilt from them.
-	l2, dst := open("replica")
+	l2, dst := openStore(t)
 	leaves, err := l.Entries(0, l.Size())
 	if err != nil {
 		t.Fatal(err)
@@ -78,7 +49,7 @@ func TestRetryAfterFailover(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	p2, err := dst.Authenticate(sess.Credential)
+	p2, err := dst.Authenticate(cred)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,39 +93,9 @@ func TestRetryAfterFailover(t *testing.T) {
 // entries arrive and the node takes over.
 func TestRetryLookedUpBeforeTheEntryArrived(t *testing.T) {
 	ctx := context.Background()
-	la, err := alog.Open(alog.Config{Dir: filepath.Join(t.TempDir(), "active")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer la.Close()
-	src, err := identity.Open(la.DB(), la, identity.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	lb, err := alog.Open(alog.Config{Dir: filepath.Join(t.TempDir(), "standby")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lb.Close()
-	dst, err := identity.Open(lb.DB(), lb, identity.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	admin := alog.Principal{ID: "admin", Role: identity.RoleAdmin}
-	pub, priv, _ := ed25519.GenerateKey(nil)
-	if _, err := src.Register(ctx, admin, identity.AgentSpec{ID: "bot", Owner: "team", PublicKey: pub}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := src.Approve(ctx, admin, "bot"); err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	req := agentlog.NewSessionRequest("bot", "task", 0, now, priv)
-	sess, err := src.OpenSession(ctx, req, now, ed25519.Sign(priv, req.SignedBytes()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, _ := src.Authenticate(sess.Credential)
+	la, src := openStore(t)
+	lb, dst := openStore(t)
+	cred, p := agentSession(t, src)
 	copyNew := func() {
 		t.Helper()
 		leaves, err := la.Entries(lb.Size(), la.Size()-lb.Size())
@@ -187,7 +128,7 @@ func TestRetryLookedUpBeforeTheEntryArrived(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The retry reaches the standby before entry seq 2 does.
-	pb, err := dst.Authenticate(sess.Credential)
+	pb, err := dst.Authenticate(cred)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,4 +143,45 @@ func TestRetryLookedUpBeforeTheEntryArrived(t *testing.T) {
 	if err != nil || again[0].Index != first[0].Index || lb.Size() != size {
 		t.Fatalf("the retry after the entry arrived: %+v %v (size %d, was %d); want the receipt of entry %d", again, err, lb.Size(), size, first[0].Index)
 	}
+}
+
+// openStore opens a log and its identity store in a new directory.
+func openStore(t *testing.T) (*alog.Log, *identity.Store) {
+	t.Helper()
+	l, err := alog.Open(alog.Config{Dir: filepath.Join(t.TempDir(), "db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	s, err := identity.Open(l.DB(), l, identity.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l, s
+}
+
+// agentSession registers and approves agent "bot" in s and opens a
+// session, returning its credential and principal.
+func agentSession(t *testing.T, s *identity.Store) (string, alog.Principal) {
+	t.Helper()
+	ctx := context.Background()
+	admin := alog.Principal{ID: "admin", Role: identity.RoleAdmin}
+	pub, priv, _ := ed25519.GenerateKey(nil)
+	if _, err := s.Register(ctx, admin, identity.AgentSpec{ID: "bot", Owner: "team", PublicKey: pub}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Approve(ctx, admin, "bot"); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	req := agentlog.NewSessionRequest("bot", "task", 0, now, priv)
+	sess, err := s.OpenSession(ctx, req, now, ed25519.Sign(priv, req.SignedBytes()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := s.Authenticate(sess.Credential)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sess.Credential, p
 }
