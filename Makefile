@@ -2,7 +2,7 @@
 GO ?= go
 PKGS := ./...
 
-.PHONY: build test interop sdk sdk-python sdk-typescript bench lint fuzz clean faults soak ocsf-schema screenshots
+.PHONY: build test interop sdk sdk-python sdk-typescript console-sdk bench lint fuzz clean faults soak ocsf-schema screenshots
 
 # -buildvcs=true records the commit for "agentlog --version", whatever GOFLAGS says.
 build:
@@ -45,6 +45,16 @@ sdk-python:
 
 sdk-typescript:
 	cd client/typescript && npm ci --no-audit --no-fund --loglevel=error && npm test
+	$(MAKE) console-sdk
+	@git diff --quiet -- log/console/assets/sdk && test -z "$$(git status --porcelain -- log/console/assets/sdk)" || \
+		{ echo "log/console/assets/sdk differs from client/typescript/src: run make console-sdk and commit it"; git status --short -- log/console/assets/sdk; exit 1; }
+
+# The console's verification is the TypeScript SDK's: tsc compiles
+# client/typescript/src/verify.ts (and bytes.ts) into log/console/assets/sdk,
+# which is committed, so that running the console needs only Go.
+# make sdk-typescript (so make test) fails when the copy is not current.
+console-sdk:
+	cd client/typescript && npm ci --no-audit --no-fund --loglevel=error && npm run build:console
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m $(PKGS)

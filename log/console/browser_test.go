@@ -127,7 +127,7 @@ func TestConsoleShowsFailures(t *testing.T) {
 		want      []string // in the page once it has failed
 	}{
 		{"flipped proof byte", flipProof, true, []string{"verification failed", "inclusion proof"}},
-		{"checkpoint by another key", otherKey, false, []string{"does not verify", "no signature by the pinned log key"}},
+		{"checkpoint by another key", otherKey, false, []string{"does not verify", "is not signed by the log key"}},
 		{"inconsistent checkpoint", forkedRoot, true, []string{"not consistent with what this browser saw", "consistency proof"}},
 	}
 	for _, c := range cases {

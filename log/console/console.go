@@ -7,7 +7,12 @@
 // proofs and consistency proofs between the checkpoints this browser has
 // seen. The server adds no verdict of its own: it serves static files.
 //
-// The assets are plain ES modules with no build step. Every answer carries a
+// The assets are plain ES modules. The verification is the TypeScript SDK's
+// (client/typescript/src/verify.ts and bytes.ts), compiled by tsc into
+// assets/sdk with "make console-sdk" and committed, so running the console
+// needs only Go; make sdk-typescript fails when the copy differs from the
+// SDK's sources, and the browser tests run the shared vectors of
+// testdata/vectors through it in Chromium. Every answer carries a
 // strict Content-Security-Policy (scripts, styles and connections only from
 // this origin, no inline script, no framing), so a page of the console
 // cannot load anything from a third party. docs/console.md is the manual.
