@@ -165,9 +165,10 @@ func (l *Loop) SignNow() (*checkpoint.Signed, error) {
 		var ie *checkpoint.InconsistentError
 		l.status.Refusing = errors.Is(err, ErrClockNotSynced) || errors.Is(err, ErrSuperseded) || errors.As(err, &ie)
 		l.status.Superseded = errors.Is(err, ErrSuperseded)
+		l.status.Inconsistent = errors.As(err, &ie)
 		return nil, err
 	}
-	l.status.LastError, l.status.Refusing = "", false
+	l.status.LastError, l.status.Refusing, l.status.Inconsistent = "", false, false
 	l.status.Checked = time.Now()
 	return s, nil
 }
@@ -295,7 +296,10 @@ type Status struct {
 	LastError  string    // error of the last SignNow; empty after a success
 	Refusing   bool      // the last SignNow refused to sign (inconsistent tree, NTP required but not synced, or superseded)
 	Superseded bool      // another node holds the lock: the loop never signs again
-	Signed     uint64    // checkpoints signed since New
+	// Inconsistent: the last SignNow found the tree inconsistent with the
+	// last signed checkpoint (and refused).
+	Inconsistent bool
+	Signed       uint64 // checkpoints signed since New
 	// Checked is the system time of the last SignNow that succeeded, whether
 	// it signed or found nothing due (New's check at first). A tree that
 	// grew after Checked is covered at the next tick, so a health check

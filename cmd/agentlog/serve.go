@@ -77,7 +77,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	tlsCert := fs.String("tls-cert", "", "serve HTTPS with this PEM certificate chain (with --tls-key; re-read when it changes)")
 	tlsKey := fs.String("tls-key", "", "PEM private key of --tls-cert (mode 0600)")
 	policyFile := fs.String("witness-policy", "", "c2sp.org/tlog-policy file: push each checkpoint to its witnesses and serve it with their cosignatures once the quorum is met")
-	healthAfter := fs.Duration("health-alert-after", 2*time.Minute, "with --anomaly, raise ntp_unsynced, witness_quorum_lost and checkpoint_stalled alerts once the condition lasts this long")
+	healthAfter := fs.Duration("health-alert-after", 2*time.Minute, "with --anomaly, raise ntp_unsynced, witness_quorum_lost and checkpoint_stalled alerts once the condition lasts this long, and clear them once it has been good as long")
 	approvalMaxAge := fs.Duration("approval-max-age", api.DefaultApprovalMaxAge, "review period of agent approvals: GET /v1/controls flags an active agent approved longer ago")
 	allowSelf := fs.Bool("allow-self-approval", false, "let a change's proposer approve it (breaks the two-person rule of CC8.1; recorded in the log)")
 	unwitnessed := fs.String("unwitnessed", unwitnessedHold, "with --witness-policy, what /checkpoint serves while the newest checkpoint lacks its quorum: hold (the last cosigned one) or publish (the log-signed one)")

@@ -29,8 +29,11 @@ type HealthOptions struct {
 	Log *alog.Log
 	// Checks are the conditions by rule name.
 	Checks map[string]Check
-	// After is how long a condition must stay bad before it is raised
-	// (default 2 minutes), so a start-up sync or a blip is not an episode.
+	// After is how long a condition must stay bad before it is raised,
+	// and good again before its episode is cleared (default 2 minutes), so
+	// a start-up sync or a blip is not an episode, and a check that reads
+	// good for a while after a restart (the witness client before its lag
+	// tolerance) does not end one.
 	After time.Duration
 	// Interval is how often the checks run (default 5 s).
 	Interval time.Duration
@@ -44,8 +47,9 @@ type HealthOptions struct {
 // the same transaction), so a restart neither raises it again nor forgets
 // to clear it.
 type HealthWatcher struct {
-	o       HealthOptions
-	badFrom map[string]time.Time
+	o        HealthOptions
+	badFrom  map[string]time.Time
+	goodFrom map[string]time.Time // of raised episodes whose condition reads good
 }
 
 // healthKey holds whether rule's episode is raised.
@@ -65,7 +69,7 @@ func NewHealthWatcher(o HealthOptions) *HealthWatcher {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &HealthWatcher{o: o, badFrom: map[string]time.Time{}}
+	return &HealthWatcher{o: o, badFrom: map[string]time.Time{}, goodFrom: map[string]time.Time{}}
 }
 
 // Run checks the conditions every Interval until ctx ends.
@@ -99,6 +103,9 @@ func (h *HealthWatcher) Tick(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		if bad {
+			delete(h.goodFrom, rule)
+		}
 		switch {
 		case bad && !raised:
 			from, ok := h.badFrom[rule]
@@ -121,6 +128,15 @@ func (h *HealthWatcher) Tick(ctx context.Context) error {
 			}
 		case !bad && raised:
 			delete(h.badFrom, rule)
+			from, ok := h.goodFrom[rule]
+			if !ok {
+				h.goodFrom[rule] = now
+				from = now
+			}
+			if now.Sub(from) < h.o.After {
+				continue
+			}
+			delete(h.goodFrom, rule)
 			attrs, _ := json.Marshal(map[string]any{"rule": rule, "state": "cleared", "raised_entry": st.Index,
 				"detail": fmt.Sprintf("%s ended after %s", rule, now.Sub(st.Raised).Round(time.Second))})
 			extra := func([]alog.Appended) ([]byte, []byte, time.Duration) { return healthKey(rule), []byte("null"), 0 }

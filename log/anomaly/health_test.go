@@ -77,12 +77,22 @@ func TestHealthEpisodes(t *testing.T) {
 	if got := healthAlerts(t, f.l); !slices.Equal(got, want) {
 		t.Fatalf("alerts %v, want %v", got, want)
 	}
-	// A restart while it lasts: not raised again; its end is recorded.
+	// A restart while it lasts: not raised again. Good for less than
+	// After (a blip, or a check that reads good for a while after a
+	// restart) does not end it; good for After, across a restart, does.
 	h = newH()
 	tick(5 * time.Minute)
 	set(RuleNTPUnsynced, false)
+	tick(30 * time.Second)
+	set(RuleNTPUnsynced, true)
+	tick(time.Second)
+	set(RuleNTPUnsynced, false)
 	h = newH()
 	tick(time.Second)
+	tick(59 * time.Second)
+	if got := healthAlerts(t, f.l); !slices.Equal(got, want) {
+		t.Fatalf("cleared before a minute of good state: %v, want %v", got, want)
+	}
 	tick(time.Second)
 	want = append(want, "alert.ntp_unsynced.cleared cleared")
 	if got := healthAlerts(t, f.l); !slices.Equal(got, want) {

@@ -97,8 +97,10 @@ func (s *Server) Controls(ctx context.Context, window time.Duration) (*agentlog.
 			cp.QuorumMet = err == nil && v != nil
 		}
 	}
+	inconsistent := false
 	if s.cfg.Loop != nil {
 		ls := s.cfg.Loop.Status()
+		inconsistent = ls.Inconsistent
 		cp.Refusing, cp.LastError, cp.CheckedAt, cp.Signatures = ls.Refusing, ls.LastError, ls.Checked.UTC(), ls.Signed
 		if ls.Checked.IsZero() {
 			cp.CheckedAt = time.Time{}
@@ -129,8 +131,8 @@ func (s *Server) Controls(ctx context.Context, window time.Duration) (*agentlog.
 	switch {
 	case s.cfg.Loop == nil || cp.CheckedAt.IsZero():
 		add(agentlog.ControlConsistencyChecked, "CC7.3", "Each checkpoint is checked consistent with the previous one before it is signed", 1, true, "no signing round has checked the tree yet")
-	case cp.Refusing:
-		add(agentlog.ControlConsistencyChecked, "CC7.3", "Each checkpoint is checked consistent with the previous one before it is signed", 1, true, "the signing loop refuses to sign: "+cp.LastError)
+	case inconsistent:
+		add(agentlog.ControlConsistencyChecked, "CC7.3", "Each checkpoint is checked consistent with the previous one before it is signed", 1, true, "the tree is not consistent with the last signed checkpoint: "+cp.LastError)
 	default:
 		add(agentlog.ControlConsistencyChecked, "CC7.3", "Each checkpoint is checked consistent with the previous one before it is signed", 0, false,
 			fmt.Sprintf("the tree was last checked against the signed checkpoint at %s; witnesses cosign only after their own consistency check", cp.CheckedAt.Format(time.RFC3339)))

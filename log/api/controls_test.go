@@ -204,8 +204,10 @@ func TestControlsKnownProblems(t *testing.T) {
 	// The episode cleared: it is no longer open, its raising stays in the
 	// window's count. A window that starts after everything holds none.
 	bad = false
-	if err := hw.Tick(ctx); err != nil {
-		t.Fatal(err)
+	for range 2 { // good from the first tick, cleared at the second
+		if err := hw.Tick(ctx); err != nil {
+			t.Fatal(err)
+		}
 	}
 	c = getControls(t, e, "")
 	if len(c.Alerts.Health) != 0 || c.Alerts.Open != 5 {

@@ -163,6 +163,22 @@ func Open(db *badger.DB, log Appender, ids *identity.Store, o Options) (*Store, 
 			}
 		}
 	}
+	// A stop between an agent's registration with a configuration and
+	// the change recording it leaves the agent without one: record it now,
+	// by the registering admin (registering is an admin's act).
+	has := map[string]bool{}
+	for _, c := range s.changes {
+		has[c.Agent] = true
+	}
+	for _, a := range ids.Agents() {
+		if a.Config == "" || has[a.ID] {
+			continue
+		}
+		by := alog.Principal{ID: a.RegisteredBy, Role: identity.RoleAdmin}
+		if _, err := s.recordInitialLocked(context.Background(), by, a, a.Config, true); err != nil {
+			return nil, fmt.Errorf("recording the configuration agent %s was registered with: %w", a.ID, err)
+		}
+	}
 	for _, c := range latest {
 		if a, err := ids.Agent(c.Agent); err == nil && (a.Config != c.Config || c.Policy != "" && a.ConfigPolicy != c.Policy) {
 			if _, err := ids.SetConfig(c.Agent, c.Config, c.Policy); err != nil {
@@ -356,19 +372,41 @@ func (s *Store) earlierApproval(agent, digest string) string {
 // RecordInitial records an agent's first configuration, given when it was
 // registered, as a change proposed and approved by the registering admin:
 // the agent's approval is the approval of its configuration.
+//
+// Registration and this record are two transactions: callers store the
+// document first ([Store.SaveDocument]), and [Open] records the change of
+// an agent registered with a configuration that has none (a stop between
+// the two), so the approval is never missing.
 func (s *Store) RecordInitial(ctx context.Context, by alog.Principal, a *identity.Agent, d *config.Document) (*Change, error) {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	now := s.o.Now().UTC()
-	c := &Change{ID: newID(), Agent: a.ID, Config: d.Digest, Policy: a.ConfigPolicy, State: StateApproved, Initial: true,
-		Description: "configuration at registration", Testing: "-", Rollback: "-",
-		ProposedBy: by.ID, ProposerRole: by.Role, Proposed: now, DecidedBy: by.ID, DeciderRole: by.Role, Decided: &now}
 	if err := s.putDocument(d); err != nil {
 		return nil, err
 	}
+	return s.recordInitialLocked(ctx, by, a, d.Digest, false)
+}
+
+// SaveDocument stores a configuration document, to be named by a change.
+func (s *Store) SaveDocument(d *config.Document) error { return s.putDocument(d) }
+
+func (s *Store) recordInitialLocked(ctx context.Context, by alog.Principal, a *identity.Agent, digest string, repaired bool) (*Change, error) {
+	now := s.o.Now().UTC()
+	c := &Change{ID: newID(), Agent: a.ID, Config: digest, Policy: a.ConfigPolicy, State: StateApproved, Initial: true,
+		Description: "configuration at registration", Testing: "-", Rollback: "-",
+		ProposedBy: by.ID, ProposerRole: by.Role, Proposed: now, DecidedBy: by.ID, DeciderRole: by.Role, Decided: &now}
 	recs := []alog.Record{
 		{Action: ActionProposed, Attributes: attrs(map[string]any{"change": c.ID, "initial": true, "config_policy": c.Policy, "description": c.Description})},
 		{Action: ActionApproved, Attributes: attrs(map[string]any{"change": c.ID, "initial": true, "proposed_by": c.ProposedBy})},
+	}
+	if repaired {
+		// Recorded when the store was opened again, after a stop between
+		// the registration and its change.
+		for i := range recs {
+			var m map[string]any
+			json.Unmarshal(recs[i].Attributes, &m)
+			m["repaired"] = true
+			recs[i].Attributes = attrs(m)
+		}
 	}
 	pr := alog.Principal{ID: by.ID, Role: by.Role, TokenID: by.TokenID, Agent: a.ID, Config: c.Config}
 	_, err := s.log.AppendWith(ctx, pr, alog.KindChange, recs, s.record(c, func(c *Change, i uint64) {
