@@ -108,12 +108,8 @@ func (h *HealthWatcher) Tick(ctx context.Context) error {
 		}
 		switch {
 		case bad && !raised:
-			from, ok := h.badFrom[rule]
-			if !ok {
-				h.badFrom[rule] = now
-				from = now
-			}
-			if now.Sub(from) < h.o.After {
+			from, long := h.since(h.badFrom, rule, now)
+			if !long {
 				continue
 			}
 			attrs, _ := json.Marshal(map[string]any{"rule": rule, "state": "raised", "since": from.UTC(), "detail": detail})
@@ -128,12 +124,7 @@ func (h *HealthWatcher) Tick(ctx context.Context) error {
 			}
 		case !bad && raised:
 			delete(h.badFrom, rule)
-			from, ok := h.goodFrom[rule]
-			if !ok {
-				h.goodFrom[rule] = now
-				from = now
-			}
-			if now.Sub(from) < h.o.After {
+			if _, long := h.since(h.goodFrom, rule, now); !long {
 				continue
 			}
 			delete(h.goodFrom, rule)
@@ -148,6 +139,17 @@ func (h *HealthWatcher) Tick(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// since returns when rule's condition started to read as m tracks (bad,
+// or good), starting it now if unknown, and whether that lasted After.
+func (h *HealthWatcher) since(m map[string]time.Time, rule string, now time.Time) (time.Time, bool) {
+	from, ok := m[rule]
+	if !ok {
+		m[rule] = now
+		from = now
+	}
+	return from, now.Sub(from) >= h.o.After
 }
 
 // state reads whether rule's episode is raised.

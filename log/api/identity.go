@@ -144,14 +144,8 @@ func (s *Server) postAgent(w http.ResponseWriter, r *http.Request) error {
 	if len(spec.Config) > 0 && s.cfg.Changes == nil {
 		return fmt.Errorf("%w: this server does not manage agent configurations", errBadRequest)
 	}
-	// The document first: a stop between the registration and its change
-	// is repaired when the change store is opened again (change.Open),
-	// and the change names the document.
-	if d := spec.Document(); d != nil {
-		if err := s.cfg.Changes.SaveDocument(d); err != nil {
-			return err
-		}
-	}
+	// A stop between the registration and its change is repaired when
+	// the change store is opened again (change.Open).
 	a, err := s.cfg.Identity.Register(r.Context(), p, spec)
 	if err != nil {
 		return err

@@ -373,10 +373,10 @@ func (s *Store) earlierApproval(agent, digest string) string {
 // registered, as a change proposed and approved by the registering admin:
 // the agent's approval is the approval of its configuration.
 //
-// Registration and this record are two transactions: callers store the
-// document first ([Store.SaveDocument]), and [Open] records the change of
-// an agent registered with a configuration that has none (a stop between
-// the two), so the approval is never missing.
+// Registration and this record are two transactions: [Open] records the
+// change of an agent registered with a configuration that has none (a
+// stop between the two), so the approval is never missing; the document
+// is kept if the stop came after it was stored.
 func (s *Store) RecordInitial(ctx context.Context, by alog.Principal, a *identity.Agent, d *config.Document) (*Change, error) {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
@@ -385,9 +385,6 @@ func (s *Store) RecordInitial(ctx context.Context, by alog.Principal, a *identit
 	}
 	return s.recordInitialLocked(ctx, by, a, d.Digest, false)
 }
-
-// SaveDocument stores a configuration document, to be named by a change.
-func (s *Store) SaveDocument(d *config.Document) error { return s.putDocument(d) }
 
 func (s *Store) recordInitialLocked(ctx context.Context, by alog.Principal, a *identity.Agent, digest string, repaired bool) (*Change, error) {
 	now := s.o.Now().UTC()

@@ -2,6 +2,7 @@ package change
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/go-json-experiment/json/jsontext"
@@ -116,48 +117,54 @@ func TestOpenRepairs(t *testing.T) {
 // TestOpenRecordsInitialConfig: a stop between an agent's registration
 // with a configuration and the change recording it (two transactions) is
 // repaired when the store is opened again: the configuration is recorded
-// as approved by the registering admin, once, and the document stays
-// available.
+// as approved by the registering admin, once. The document stays
+// available when the stop came after it was stored.
 func TestOpenRecordsInitialConfig(t *testing.T) {
-	dir := t.TempDir()
-	l, ids, s := newStores(t, dir)
-	ctx := context.Background()
-	sp := identity.AgentSpec{ID: "bot", Owner: "o", PublicKey: make([]byte, 32), Config: jsontext.Value(`{"model":{"name":"m","version":"1"}}`)}
-	d := sp.Document()
-	if err := s.SaveDocument(d); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := ids.Register(ctx, admin, sp); err != nil {
-		t.Fatal(err)
-	}
-	// The stop: no RecordInitial.
-	size := l.Size()
-	l.Close()
-	for range 2 { // opened twice: repaired once
-		l, ids, s = newStores(t, dir)
-		cs, err := s.List("bot", "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(cs) != 1 || cs[0].State != StateApproved || !cs[0].Initial || cs[0].Config != d.Digest || cs[0].ProposedBy != "admin" || cs[0].DecidedBy != "admin" {
-			t.Fatalf("changes after reopening: %+v", cs)
-		}
-		if _, err := s.Document(d.Digest); err != nil {
-			t.Fatal(err)
-		}
-		if a, _ := ids.Agent("bot"); a.Config != d.Digest {
-			t.Fatalf("agent config %q", a.Config)
-		}
-		if l.Size() != size+2 {
-			t.Fatalf("tree size %d, want %d (the two change entries, once)", l.Size(), size+2)
-		}
-		for i := size; i < l.Size(); i++ {
-			b, _ := l.Entry(i)
-			lf, err := agentlog.ParseLeaf(b)
-			if err != nil || lf.Kind != alog.KindChange || lf.Agent != "bot" || lf.Config != d.Digest || lf.Principal != "admin" {
-				t.Fatalf("entry %d: %+v %v", i, lf, err)
+	for _, stored := range []bool{false, true} {
+		t.Run(map[bool]string{false: "before the document", true: "after the document"}[stored], func(t *testing.T) {
+			dir := t.TempDir()
+			l, ids, s := newStores(t, dir)
+			ctx := context.Background()
+			sp := identity.AgentSpec{ID: "bot", Owner: "o", PublicKey: make([]byte, 32), Config: jsontext.Value(`{"model":{"name":"m","version":"1"}}`)}
+			if _, err := ids.Register(ctx, admin, sp); err != nil {
+				t.Fatal(err)
 			}
-		}
-		l.Close()
+			d := sp.Document()
+			if stored {
+				if err := s.putDocument(d); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// The stop: no RecordInitial.
+			size := l.Size()
+			l.Close()
+			for range 2 { // opened twice: repaired once
+				l, ids, s = newStores(t, dir)
+				cs, err := s.List("bot", "")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(cs) != 1 || cs[0].State != StateApproved || !cs[0].Initial || cs[0].Config != d.Digest || cs[0].ProposedBy != "admin" || cs[0].DecidedBy != "admin" {
+					t.Fatalf("changes after reopening: %+v", cs)
+				}
+				if _, err := s.Document(d.Digest); (err == nil) != stored {
+					t.Fatalf("document: %v", err)
+				}
+				if a, _ := ids.Agent("bot"); a.Config != d.Digest {
+					t.Fatalf("agent config %q", a.Config)
+				}
+				if l.Size() != size+2 {
+					t.Fatalf("tree size %d, want %d (the two change entries, once)", l.Size(), size+2)
+				}
+				for i := size; i < l.Size(); i++ {
+					b, _ := l.Entry(i)
+					lf, err := agentlog.ParseLeaf(b)
+					if err != nil || lf.Kind != alog.KindChange || lf.Agent != "bot" || lf.Config != d.Digest || lf.Principal != "admin" || !strings.Contains(string(lf.Attributes), `"repaired":true`) {
+						t.Fatalf("entry %d: %+v %v", i, lf, err)
+					}
+				}
+				l.Close()
+			}
+		})
 	}
 }
