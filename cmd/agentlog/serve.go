@@ -38,6 +38,7 @@ import (
 	"github.com/agentlog/agentlog/log/console"
 	"github.com/agentlog/agentlog/log/identity"
 	"github.com/agentlog/agentlog/log/mirror"
+	"github.com/agentlog/agentlog/log/sink"
 	"github.com/agentlog/agentlog/witness"
 )
 
@@ -80,6 +81,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	healthAfter := fs.Duration("health-alert-after", 2*time.Minute, "with --anomaly, raise ntp_unsynced, witness_quorum_lost and checkpoint_stalled alerts once the condition lasts this long, and clear them once it has been good as long")
 	approvalMaxAge := fs.Duration("approval-max-age", api.DefaultApprovalMaxAge, "review period of agent approvals: GET /v1/controls flags an active agent approved longer ago")
 	allowSelf := fs.Bool("allow-self-approval", false, "let a change's proposer approve it (breaks the two-person rule of CC8.1; recorded in the log)")
+	sinksFile := fs.String("sinks", "", "deliver every entry as an OCSF event to the sinks of this JSON file (files, stdout, syslog, Splunk HEC, webhooks: docs/siem.md); checked at start, recorded in the log when it changes")
 	unwitnessed := fs.String("unwitnessed", unwitnessedHold, "with --witness-policy, what /checkpoint serves while the newest checkpoint lacks its quorum: hold (the last cosigned one) or publish (the log-signed one)")
 	var rf replicationFlags
 	rf.register(fs)
@@ -123,6 +125,14 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		if acfg, err = anomaly.ReadConfigFile(*anomalyConfig); err != nil {
 			return err
 		}
+	}
+	var scfg *sink.Config
+	if *sinksFile != "" {
+		c, err := sink.ReadConfigFile(*sinksFile)
+		if err != nil {
+			return err
+		}
+		scfg = &c
 	}
 
 	if err := os.MkdirAll(*data, 0o700); err != nil {
@@ -287,6 +297,25 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 			},
 		})
 	}
+	var sinks *sink.Set
+	if scfg != nil && rf.standby {
+		logger.Warn("sinks do not run on a standby, nor after it takes over")
+	}
+	if scfg != nil && !rf.standby {
+		sinks, err = sink.New(sink.Options{Log: l, Config: *scfg, Origin: keys.Origin, Version: buildVersion(), Stdout: stdout, Logger: logger, Registerer: reg})
+		if err != nil {
+			return err
+		}
+	}
+	// recordSinks records the sinks configuration if it differs from the
+	// last one recorded.
+	recordSinks := func() error {
+		changed, err := sink.RecordConfig(context.Background(), l, scfg)
+		if err == nil && changed {
+			logger.Info("sinks configuration recorded in the log", "sinks", len(sinks.Status()))
+		}
+		return err
+	}
 	// recordRules records the configuration w runs (nil: off) if it
 	// differs from the last one recorded.
 	recordRules := func(w *anomaly.Watcher) error {
@@ -309,7 +338,12 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		rules <- watcher
-		record := func() error { return recordRules(watcher) }
+		record := func() error {
+			if err := recordRules(watcher); err != nil {
+				return err
+			}
+			return recordSinks()
+		}
 		switch err := record(); {
 		case errors.Is(err, alog.ErrDiskFull):
 			// Serve reads meanwhile; record it once there is room.
@@ -349,6 +383,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		Anomaly:        watcher,
 		Mirror:         m,
 		MirrorLagLimit: rf.lagAlert,
+		Sinks:          sinks,
 		StaleAfter:     max(10**interval, 30*time.Second),
 		LogVerifier:    keys.LogVerifier,
 		TimeVerifier:   keys.TimeVerifier,
@@ -441,6 +476,14 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	go func() { serveErr <- hs.Serve(ln) }()
 	logger.Info("agentlog serving", "addr", ln.Addr().String(), "scheme", scheme, "origin", keys.Origin, "tree_size", l.Size(), "data", *data)
 	fmt.Fprintf(stdout, "agentlog listening on %s://%s (origin %s, tree size %d)\n", scheme, ln.Addr(), keys.Origin, l.Size())
+	// After that line, which a stdout sink's events follow.
+	sinksDone := make(chan struct{})
+	go func() {
+		defer close(sinksDone)
+		if sinks != nil {
+			sinks.Run(bg)
+		}
+	}()
 
 	select {
 	case err := <-serveErr:
@@ -465,6 +508,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	<-srvDone
 	<-loopDone
 	<-watcherDone
+	<-sinksDone
 	// Every acknowledged append is committed: sign a last checkpoint that
 	// covers them all.
 	if !active.Load() {

@@ -38,6 +38,7 @@ import (
 	"github.com/agentlog/agentlog/log/change"
 	"github.com/agentlog/agentlog/log/identity"
 	"github.com/agentlog/agentlog/log/mirror"
+	"github.com/agentlog/agentlog/log/sink"
 	"github.com/agentlog/agentlog/tree"
 	"github.com/agentlog/agentlog/witness"
 )
@@ -107,6 +108,9 @@ type Config struct {
 	Witnesses *witness.Client
 	// Anomaly, if set, is reported in /healthz.
 	Anomaly *anomaly.Watcher
+	// Sinks, if set, are reported in /healthz: degraded while one fails
+	// or lags beyond its limit.
+	Sinks *sink.Set
 	// Mirror, if set, is reported in /healthz: failing once superseded,
 	// degraded while its oldest unmirrored entry is older than
 	// MirrorLagLimit (default 1m).
@@ -572,6 +576,7 @@ type Health struct {
 	Anomaly    *anomaly.Status       `json:"anomaly,omitempty"`
 	Disk       alog.DiskStatus       `json:"disk"`
 	Mirror     *mirror.Status        `json:"mirror,omitempty"`
+	Sinks      []sink.Status         `json:"sinks,omitempty"`
 	Problems   []string              `json:"problems,omitempty"`
 }
 
@@ -654,6 +659,15 @@ func (s *Server) health() Health {
 		st := w.Status()
 		h.Anomaly = &st
 		if p := st.Problems(); len(p) > 0 {
+			if h.Status == "ok" {
+				h.Status = "degraded"
+			}
+			h.Problems = append(h.Problems, p...)
+		}
+	}
+	if s.cfg.Sinks != nil {
+		h.Sinks = s.cfg.Sinks.Status()
+		if p := sink.Problems(h.Sinks); len(p) > 0 {
 			if h.Status == "ok" {
 				h.Status = "degraded"
 			}

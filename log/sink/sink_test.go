@@ -1,0 +1,362 @@
+package sink_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/agentlog/agentlog"
+	alog "github.com/agentlog/agentlog/log"
+	"github.com/agentlog/agentlog/log/ocsf"
+	"github.com/agentlog/agentlog/log/sink"
+)
+
+const origin = "sink.test/log"
+
+func openLog(t testing.TB, dir string) *alog.Log {
+	t.Helper()
+	l, err := alog.Open(alog.Config{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// appendActions appends n actions of one agent, in batches of up to 50,
+// each with a resource of size pad (to make events large).
+func appendActions(t testing.TB, l *alog.Log, n, pad int) {
+	t.Helper()
+	p := alog.Principal{ID: "agent-1", Role: "agent", Agent: "agent-1", Session: "s-1", Task: "t-1"}
+	for done := 0; done < n; {
+		k := min(50, n-done)
+		recs := make([]alog.Record, k)
+		for j := range recs {
+			recs[j] = alog.Record{Action: "tool.call", Tool: "shell", Resource: fmt.Sprintf("r/%d/%s", done+j, strings.Repeat("x", pad)), Outcome: "success"}
+		}
+		if _, err := l.Append(context.Background(), p, alog.KindAction, recs); err != nil {
+			t.Fatal(err)
+		}
+		done += k
+	}
+}
+
+// want is what every sink must deliver for entries [from, to): the events
+// of package ocsf, in order.
+func want(t testing.TB, l *alog.Log, src ocsf.Source, from, to uint64) [][]byte {
+	t.Helper()
+	var out [][]byte
+	err := l.ForEachEntry(context.Background(), from, to, func(i uint64, leaf []byte) error {
+		e, err := ocsf.Event(src, i, leaf, nil)
+		if err != nil {
+			return err
+		}
+		b, err := ocsf.Marshal(e)
+		out = append(out, b)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func lines(t testing.TB, paths ...string) [][]byte {
+	t.Helper()
+	var out [][]byte
+	for _, p := range paths {
+		f, err := os.Open(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sc := bufio.NewScanner(f)
+		sc.Buffer(nil, 16<<20)
+		for sc.Scan() {
+			out = append(out, bytes.Clone(sc.Bytes()))
+		}
+		f.Close()
+		if err := sc.Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out
+}
+
+// running is a Set running until stop.
+type running struct {
+	set  *sink.Set
+	stop func()
+}
+
+func start(t testing.TB, o sink.Options) *running {
+	t.Helper()
+	if o.Origin == "" {
+		o.Origin = origin
+	}
+	set, err := sink.New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { set.Run(ctx) })
+	r := &running{set: set, stop: func() { cancel(); wg.Wait() }}
+	t.Cleanup(r.stop)
+	return r
+}
+
+// caughtUp waits until every sink has delivered up to size.
+func (r *running) caughtUp(t testing.TB, size uint64) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		done := true
+		for _, st := range r.set.Status() {
+			done = done && st.Next >= size
+		}
+		if done {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sinks not caught up with size %d: %+v", size, r.set.Status())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func equalLines(t testing.TB, got, want [][]byte) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%d lines, want %d", len(got), len(want))
+	}
+	for i := range got {
+		if !bytes.Equal(got[i], want[i]) {
+			t.Fatalf("line %d:\n got %s\nwant %s", i, got[i], want[i])
+		}
+	}
+}
+
+// TestFileSink delivers every entry to a file, in order, exactly as
+// mapped; stopped and started again on the same log, it resumes where it
+// stopped (a clean stop leaves no duplicate), and the position survives
+// reopening the database.
+func TestFileSink(t *testing.T) {
+	dir := t.TempDir()
+	l := openLog(t, filepath.Join(dir, "db"))
+	path := filepath.Join(dir, "events.jsonl")
+	cfg := sink.Config{URL: "https://log.example", Sinks: []sink.Sink{{Name: "archive", Type: sink.TypeFile, Path: path, BatchEvents: 7}}}
+	src := ocsf.Source{Origin: origin, Version: "v-test", URL: "https://log.example"}
+	appendActions(t, l, 120, 0)
+
+	r := start(t, sink.Options{Log: l, Config: cfg, Version: "v-test"})
+	r.caughtUp(t, l.Size())
+	appendActions(t, l, 30, 0)
+	r.caughtUp(t, l.Size())
+	r.stop()
+	equalLines(t, lines(t, path), want(t, l, src, 0, l.Size()))
+
+	// More entries while the sink is stopped, and the database reopened.
+	appendActions(t, l, 45, 0)
+	size := l.Size()
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	l = openLog(t, filepath.Join(dir, "db"))
+	defer l.Close()
+	r = start(t, sink.Options{Log: l, Config: cfg, Version: "v-test"})
+	if st := r.set.Status()[0]; st.Next != 150 || st.Lag != size-150 {
+		t.Errorf("after restart: next %d lag %d, want 150 and %d", st.Next, st.Lag, size-150)
+	}
+	r.caughtUp(t, size)
+	r.stop()
+	equalLines(t, lines(t, path), want(t, l, src, 0, size))
+	st := r.set.Status()[0]
+	if st.Delivered != size-150 || st.Failures != 0 || st.Lag != 0 {
+		t.Errorf("status %+v", st)
+	}
+}
+
+// TestFromNow starts a new sink at the log's size; an existing position
+// is kept whatever From says.
+func TestFromNow(t *testing.T) {
+	dir := t.TempDir()
+	l := openLog(t, filepath.Join(dir, "db"))
+	defer l.Close()
+	appendActions(t, l, 20, 0)
+	path := filepath.Join(dir, "now.jsonl")
+	cfg := sink.Config{Sinks: []sink.Sink{{Name: "now", Type: sink.TypeFile, Path: path, From: "now"}}}
+	r := start(t, sink.Options{Log: l, Config: cfg})
+	appendActions(t, l, 5, 0)
+	r.caughtUp(t, l.Size())
+	r.stop()
+	src := ocsf.Source{Origin: origin}
+	equalLines(t, lines(t, path), want(t, l, src, 20, 25))
+}
+
+// TestRotation rotates the file by size: no batch is split, the files
+// together hold every event once in order, and the oldest beyond
+// max_files are removed.
+func TestRotation(t *testing.T) {
+	dir := t.TempDir()
+	l := openLog(t, filepath.Join(dir, "db"))
+	defer l.Close()
+	path := filepath.Join(dir, "ocsf.jsonl")
+	cfg := sink.Config{Sinks: []sink.Sink{{Name: "rot", Type: sink.TypeFile, Path: path, MaxSizeMiB: 1, MaxFiles: 2, BatchEvents: 50}}}
+	// About 6 KiB an event: 1 MiB is about 170 events.
+	appendActions(t, l, 700, 4096)
+	r := start(t, sink.Options{Log: l, Config: cfg})
+	r.caughtUp(t, l.Size())
+	r.stop()
+	if _, err := os.Stat(path + ".3"); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("%s.3 exists (max_files 2): %v", path, err)
+	}
+	var got [][]byte
+	for _, p := range []string{path + ".2", path + ".1", path} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Size() > 1<<20 {
+			t.Errorf("%s is %d bytes, beyond 1 MiB", p, fi.Size())
+		}
+		got = append(got, lines(t, p)...)
+	}
+	all := want(t, l, ocsf.Source{Origin: origin}, 0, l.Size())
+	if len(got) == 0 || len(got) >= len(all) {
+		t.Fatalf("%d lines in the kept files of %d events: expected the oldest removed", len(got), len(all))
+	}
+	// The kept files are the newest events, ending with the last.
+	equalLines(t, got, all[len(all)-len(got):])
+	if (len(all)-len(got))%50 != 0 {
+		t.Errorf("%d events removed: not whole batches", len(all)-len(got))
+	}
+}
+
+// failingWriter fails until healed.
+type failingWriter struct {
+	mu    sync.Mutex
+	ok    bool
+	lines bytes.Buffer
+}
+
+func (w *failingWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.ok {
+		return 0, errors.New("destination down")
+	}
+	return w.lines.Write(p)
+}
+
+// TestDownThenCatchUp: a sink whose destination fails reports it in its
+// status and metrics, retries, and once the destination is back delivers
+// everything in order; appends went on meanwhile.
+func TestDownThenCatchUp(t *testing.T) {
+	l := openLog(t, t.TempDir())
+	defer l.Close()
+	w := &failingWriter{}
+	reg := prometheus.NewRegistry()
+	cfg := sink.Config{Sinks: []sink.Sink{{Name: "out", Type: sink.TypeStdout, MaxLagEntries: 10}}}
+	r := start(t, sink.Options{Log: l, Config: cfg, Stdout: w, RetryBase: time.Millisecond, RetryMax: 20 * time.Millisecond, Registerer: reg})
+	appendActions(t, l, 100, 0)
+	deadline := time.Now().Add(30 * time.Second)
+	for r.set.Status()[0].Failures < sink.FailingAfter {
+		if time.Now().After(deadline) {
+			t.Fatal("no failures reported")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	st := r.set.Status()
+	p := sink.Problems(st)
+	if len(p) != 2 || !strings.Contains(p[0], "sink out failed") || !strings.Contains(p[0], "destination down") || !strings.Contains(p[1], "100 entries behind") {
+		t.Errorf("problems %q", p)
+	}
+	if n := (metric(t, reg, "agentlog_sink_lag_entries")); n != 100 {
+		t.Errorf("lag metric %v", n)
+	}
+	w.mu.Lock()
+	w.ok = true
+	w.mu.Unlock()
+	r.caughtUp(t, l.Size())
+	r.stop()
+	var got [][]byte
+	for _, ln := range bytes.Split(bytes.TrimSuffix(w.lines.Bytes(), []byte("\n")), []byte("\n")) {
+		got = append(got, ln)
+	}
+	equalLines(t, got, want(t, l, ocsf.Source{Origin: origin}, 0, l.Size()))
+	if p := sink.Problems(r.set.Status()); len(p) != 0 {
+		t.Errorf("problems after catching up: %q", p)
+	}
+	if n := (metric(t, reg, "agentlog_sink_delivered_events_total")); n != 100 {
+		t.Errorf("delivered metric %v", n)
+	}
+}
+
+// metric returns the value of the one series of name in reg.
+func metric(t testing.TB, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.Metric) == 1 {
+			m := mf.Metric[0]
+			return m.GetGauge().GetValue() + m.GetCounter().GetValue()
+		}
+	}
+	t.Fatalf("no single series %s", name)
+	return 0
+}
+
+// TestRecordConfig records a configuration once, again when it changes,
+// and "no sinks" when they are removed; secrets are never recorded.
+func TestRecordConfig(t *testing.T) {
+	dir := t.TempDir()
+	l := openLog(t, filepath.Join(dir, "db"))
+	defer l.Close()
+	ctx := context.Background()
+	if changed, err := sink.RecordConfig(ctx, l, nil); err != nil || changed {
+		t.Fatalf("nil on a new log: %v %v (a log that never ran a sink records nothing)", changed, err)
+	}
+	cfg := &sink.Config{Sinks: []sink.Sink{{Name: "a", Type: sink.TypeFile, Path: filepath.Join(dir, "a.jsonl")}}}
+	for i, c := range []struct {
+		cfg     *sink.Config
+		changed bool
+	}{{cfg, true}, {cfg, false}, {&sink.Config{Sinks: []sink.Sink{}}, true}, {nil, false}, {cfg, true}} {
+		changed, err := sink.RecordConfig(ctx, l, c.cfg)
+		if err != nil || changed != c.changed {
+			t.Fatalf("step %d: changed %v, %v; want %v", i, changed, err, c.changed)
+		}
+	}
+	if l.Size() != 3 {
+		t.Fatalf("size %d, want 3 records", l.Size())
+	}
+	var recs []map[string]any
+	l.ForEachEntry(ctx, 0, 3, func(i uint64, leaf []byte) error {
+		f, err := agentlog.ParseLeaf(leaf)
+		if err != nil || f.Kind != agentlog.KindSystem || f.Action != sink.Action {
+			t.Errorf("entry %d: %+v %v", i, f, err)
+		}
+		var m map[string]any
+		json.Unmarshal(f.Attributes, &m)
+		recs = append(recs, m)
+		return nil
+	})
+	if s, _ := recs[1]["sinks"].([]any); s == nil || len(s) != 0 {
+		t.Errorf("removal recorded as %v", recs[1])
+	}
+	if s, _ := recs[0]["sinks"].([]any); len(s) != 1 || s[0].(map[string]any)["path"] != filepath.Join(dir, "a.jsonl") {
+		t.Errorf("first record %v", recs[0])
+	}
+}
