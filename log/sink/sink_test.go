@@ -289,10 +289,7 @@ func TestDownThenCatchUp(t *testing.T) {
 	w.mu.Unlock()
 	r.caughtUp(t, l.Size())
 	r.stop()
-	var got [][]byte
-	for _, ln := range bytes.Split(bytes.TrimSuffix(w.lines.Bytes(), []byte("\n")), []byte("\n")) {
-		got = append(got, ln)
-	}
+	got := bytes.Split(bytes.TrimSuffix(w.lines.Bytes(), []byte("\n")), []byte("\n"))
 	equalLines(t, got, want(t, l, ocsf.Source{Origin: origin}, 0, l.Size()))
 	if p := sink.Problems(r.set.Status()); len(p) != 0 {
 		t.Errorf("problems after catching up: %q", p)
