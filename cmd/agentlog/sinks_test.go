@@ -19,6 +19,7 @@ import (
 
 	"github.com/agentlog/agentlog/checkpoint/ntptest"
 	"github.com/agentlog/agentlog/client"
+	"github.com/agentlog/agentlog/internal/rsyslogtest"
 	alog "github.com/agentlog/agentlog/log"
 	"github.com/agentlog/agentlog/log/ocsf"
 )
@@ -213,7 +214,49 @@ func TestSinksFileCrash(t *testing.T) {
 		t.Fatalf("the data directory was created for a refused configuration: %v", err)
 	}
 
-	args := []string{"--data", data, "--ntp", ntp.Addr(), "--checkpoint-interval", "100ms", "--origin", "sinks.example/log", "--sinks", cfg}
+	crashRun(t, bin, ntp.Addr(), data, cfg, func(url string) {
+		st, _ := sinkHealth(url)
+		if st[0]["name"] != "archive" || st[0]["type"] != "file" || st[0]["lag_entries"] != 0.0 || st[0]["consecutive_failures"] != 0.0 {
+			t.Errorf("healthz sink %v", st[0])
+		}
+		resp, err := http.Get(url + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		metrics, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !bytes.Contains(metrics, []byte(`agentlog_sink_lag_entries{sink="archive",type="file"} 0`)) {
+			t.Errorf("metrics lack the sink's lag:\n%s", metrics)
+		}
+	})
+
+	got := readLines(t, events)
+	want := mapped(t, data, "sinks.example/log", got[0])
+	dups := sinkStream(t, got, want)
+	t.Logf("%d entries delivered, %d duplicates after the SIGKILL", len(want), dups)
+	// The configuration is recorded once: unchanged, it is not recorded
+	// again on the restart.
+	recorded := 0
+	for _, e := range want {
+		if bytes.Contains(e, []byte(`"activity_name":"sinks.configured"`)) {
+			recorded++
+			if !bytes.Contains(e, []byte(`\"name\":\"archive\"`)) {
+				t.Errorf("configuration event lacks the sink: %.400s", e)
+			}
+		}
+	}
+	if recorded != 1 {
+		t.Errorf("configuration recorded %d times, want once", recorded)
+	}
+}
+
+// crashRun runs the server with the sinks file cfg under load, kills it
+// with SIGKILL once its sinks have delivered 200 entries, starts it again,
+// appends more, and once the sinks have caught up calls caughtUp (if not
+// nil) and stops the server.
+func crashRun(t *testing.T, bin, ntpAddr, data, cfg string, caughtUp func(url string)) {
+	t.Helper()
+	args := []string{"--data", data, "--ntp", ntpAddr, "--checkpoint-interval", "100ms", "--origin", "sinks.example/log", "--sinks", cfg}
 	srv := startServer(t, bin, args...)
 	tok, _ := os.ReadFile(filepath.Join(data, "admin.token"))
 	sess := provisionSession(t, srv.url, string(tok), "sink-writer", "sink-test")
@@ -239,18 +282,8 @@ func TestSinksFileCrash(t *testing.T) {
 	})
 	stop()
 	waitFor(t, "the sink to catch up", func() bool { return sinksCaughtUp(srv.url) })
-	st, _ := sinkHealth(srv.url)
-	if st[0]["name"] != "archive" || st[0]["type"] != "file" || st[0]["lag_entries"] != 0.0 || st[0]["consecutive_failures"] != 0.0 {
-		t.Errorf("healthz sink %v", st[0])
-	}
-	resp, err := http.Get(srv.url + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	metrics, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if !bytes.Contains(metrics, []byte(`agentlog_sink_lag_entries{sink="archive",type="file"} 0`)) {
-		t.Errorf("metrics lack the sink's lag:\n%s", metrics)
+	if caughtUp != nil {
+		caughtUp(srv.url)
 	}
 	srv.Cmd.Process.Signal(syscall.SIGTERM)
 	select {
@@ -259,22 +292,43 @@ func TestSinksFileCrash(t *testing.T) {
 		t.Fatal("server did not stop")
 	}
 
-	got := readLines(t, events)
-	want := mapped(t, data, "sinks.example/log", got[0])
-	dups := sinkStream(t, got, want)
-	t.Logf("%d entries delivered, %d duplicates after the SIGKILL", len(want), dups)
-	// The configuration is recorded once: unchanged, it is not recorded
-	// again on the restart.
-	recorded := 0
-	for _, e := range want {
-		if bytes.Contains(e, []byte(`"activity_name":"sinks.configured"`)) {
-			recorded++
-			if !bytes.Contains(e, []byte(`\"name\":\"archive\"`)) {
-				t.Errorf("configuration event lacks the sink: %.400s", e)
-			}
+}
+
+// TestSinksSyslogCrash is TestSinksFileCrash with a syslog sink and
+// Debian's rsyslogd as the receiver: every event arrives exactly as
+// mapped, in order, across the SIGKILL (duplicates counted, no loss).
+func TestSinksSyslogCrash(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test builds and runs the binary")
+	}
+	rs := rsyslogtest.Start(t, nil)
+	bin := agentlogBinary(t)
+	ntp, err := ntptest.Listen("127.0.0.1:0", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ntp.Close()
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	cfg := filepath.Join(dir, "sinks.json")
+	os.WriteFile(cfg, []byte(`{"sinks": [{"name": "siem", "type": "syslog", "address": "`+rs.Addr+`", "batch_events": 20}]}`), 0o644)
+	crashRun(t, bin, ntp.Addr(), data, cfg, nil)
+	var got [][]byte
+	var want [][]byte
+	waitFor(t, "rsyslogd to write every message", func() bool {
+		msgs := rs.Messages(t)
+		if len(msgs) == 0 {
+			return false
 		}
-	}
-	if recorded != 1 {
-		t.Errorf("configuration recorded %d times, want once", recorded)
-	}
+		if want == nil {
+			want = mapped(t, data, "sinks.example/log", msgs[0].Msg)
+		}
+		got = got[:0]
+		for _, m := range msgs {
+			got = append(got, m.Msg)
+		}
+		return bytes.Contains(got[len(got)-1], fmt.Appendf(nil, `"sequence":%d,`, len(want)-1))
+	})
+	dups := sinkStream(t, got, want)
+	t.Logf("%d entries delivered through rsyslogd, %d duplicates after the SIGKILL", len(want), dups)
 }

@@ -118,7 +118,7 @@ var fields = map[string][]string{
 }
 
 // built are the types this version delivers to.
-var built = map[string]bool{TypeFile: true, TypeStdout: true}
+var built = map[string]bool{TypeFile: true, TypeStdout: true, TypeSyslog: true}
 
 var common = []string{"name", "type", "from", "batch_events", "max_lag_entries"}
 
@@ -204,7 +204,7 @@ func (s Sink) validate() error {
 	}
 	allowed, ok := fields[s.Type]
 	if ok && !built[s.Type] {
-		return fmt.Errorf("type %q is not built yet (file and stdout are)", s.Type)
+		return fmt.Errorf("type %q is not built yet (file, stdout and syslog are)", s.Type)
 	}
 	if !ok {
 		return fmt.Errorf("type %q: want file, stdout, syslog, splunk_hec or webhook", s.Type)

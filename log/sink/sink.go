@@ -49,9 +49,10 @@ const FailingAfter = 3
 
 // Event is one OCSF event, encoded, with the index of its entry.
 type Event struct {
-	Index uint64
-	Time  time.Time // the entry's time
-	JSON  []byte    // ocsf.Marshal of the event, one line without newline
+	Index    uint64
+	Time     time.Time // the entry's time (to the millisecond, as in the event)
+	Severity int       // the event's severity_id
+	JSON     []byte    // ocsf.Marshal of the event, one line without newline
 }
 
 // destination sends batches. Send returns nil only once the whole batch
@@ -186,8 +187,10 @@ func (set *Set) open(s Sink) (destination, error) {
 		return openFile(s)
 	case TypeStdout:
 		return newStdout(set.o.Stdout), nil
+	case TypeSyslog:
+		return newSyslog(s, tc, set.o.Origin), nil
 	}
-	_, _ = sec, tc
+	_ = sec
 	return nil, fmt.Errorf("%w: type %q", ErrInvalid, s.Type)
 }
 
@@ -374,7 +377,7 @@ func (set *Set) event(i uint64, leaf []byte) (Event, error) {
 	if err != nil {
 		return Event{}, fmt.Errorf("entry %d: %w", i, err)
 	}
-	return Event{Index: i, Time: time.UnixMilli(e.Time).UTC(), JSON: b}, nil
+	return Event{Index: i, Time: time.UnixMilli(e.Time).UTC(), Severity: e.Severity, JSON: b}, nil
 }
 
 // collector exports the sinks' state as metrics, read when scraped.

@@ -17,6 +17,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/agentlog/agentlog"
+	"github.com/agentlog/agentlog/internal/rsyslogtest"
+	"github.com/agentlog/agentlog/internal/tlsfile"
 	alog "github.com/agentlog/agentlog/log"
 	"github.com/agentlog/agentlog/log/ocsf"
 	"github.com/agentlog/agentlog/log/sink"
@@ -355,5 +357,74 @@ func TestRecordConfig(t *testing.T) {
 	}
 	if s, _ := recs[0]["sinks"].([]any); len(s) != 1 || s[0].(map[string]any)["path"] != filepath.Join(dir, "a.jsonl") {
 		t.Errorf("first record %v", recs[0])
+	}
+}
+
+// TestSyslogRsyslog delivers to Debian's rsyslogd, over TCP and over TLS:
+// every message parses as RFC 5424 with the fields the sink sets, and its
+// MSG is the event exactly as mapped, in order.
+func TestSyslogRsyslog(t *testing.T) {
+	for _, withTLS := range []bool{false, true} {
+		t.Run(map[bool]string{false: "tcp", true: "tls"}[withTLS], func(t *testing.T) {
+			dir := t.TempDir()
+			var tc *rsyslogtest.TLS
+			s := sink.Sink{Name: "siem", Type: sink.TypeSyslog, Hostname: "agentlog-test", BatchEvents: 16}
+			if withTLS {
+				tc = &rsyslogtest.TLS{CertFile: filepath.Join(dir, "cert.pem"), KeyFile: filepath.Join(dir, "key.pem"), CAFile: filepath.Join(dir, "cert.pem")}
+				if err := tlsfile.WriteSelfSigned(tc.CertFile, tc.KeyFile, "rsyslog-test"); err != nil {
+					t.Fatal(err)
+				}
+				s.TLS = &sink.TLS{CAFile: tc.CAFile}
+			}
+			rs := rsyslogtest.Start(t, tc)
+			s.Address = rs.Addr
+			l := openLog(t, filepath.Join(dir, "db"))
+			defer l.Close()
+			appendActions(t, l, 60, 0)
+			// A larger event, and an alert (severity 3: syslog warning).
+			appendActions(t, l, 1, 32<<10)
+			if _, err := l.Append(context.Background(), alog.Principal{ID: "agentlog", Role: "system"}, alog.KindAlert,
+				[]alog.Record{{Action: "alert.scope", Attributes: json.RawMessage(`{"rule":"scope","detail":"out of scope"}`)}}); err != nil {
+				t.Fatal(err)
+			}
+			r := start(t, sink.Options{Log: l, Config: sink.Config{Sinks: []sink.Sink{s}}})
+			r.caughtUp(t, l.Size())
+			w := want(t, l, ocsf.Source{Origin: origin}, 0, l.Size())
+			var msgs []rsyslogtest.Message
+			deadline := time.Now().Add(30 * time.Second)
+			for msgs = rs.Messages(t); len(msgs) < len(w); msgs = rs.Messages(t) {
+				if time.Now().After(deadline) {
+					t.Fatalf("rsyslogd wrote %d messages of %d", len(msgs), len(w))
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			if len(msgs) != len(w) {
+				t.Fatalf("%d messages, want %d", len(msgs), len(w))
+			}
+			for i, m := range msgs {
+				var ev struct {
+					Time     int64 `json:"time"`
+					Severity int   `json:"severity_id"`
+				}
+				json.Unmarshal(w[i], &ev)
+				pri := 13*8 + 6
+				if ev.Severity == 3 {
+					pri = 13*8 + 4
+				}
+				wantSD := fmt.Sprintf(`[agentlog@32473 index="%d" origin="%s"]`, i, origin)
+				wantTime := time.UnixMilli(ev.Time).UTC().Format("2006-01-02T15:04:05.000Z07:00")
+				// rsyslog writes the time in its own RFC 3339 form.
+				gotTime, err := time.Parse(time.RFC3339Nano, m.Time)
+				if err != nil || !gotTime.Equal(time.UnixMilli(ev.Time)) {
+					t.Errorf("message %d: time %q, want %s", i, m.Time, wantTime)
+				}
+				if m.Pri != fmt.Sprint(pri) || m.Host != "agentlog-test" || m.App != "agentlog" || m.ProcID != "-" || m.MsgID != "ocsf" || m.SD != wantSD {
+					t.Errorf("message %d: %+v, want pri %d and SD %s", i, m, pri, wantSD)
+				}
+				if !bytes.Equal(m.Msg, w[i]) {
+					t.Fatalf("message %d:\n got %s\nwant %s", i, m.Msg, w[i])
+				}
+			}
+		})
 	}
 }
