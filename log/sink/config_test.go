@@ -13,6 +13,9 @@ func TestParseConfig(t *testing.T) {
 	good := []string{
 		`{"sinks": []}`,
 		`{"sinks": [{"name": "a", "type": "file", "path": "/tmp/a.jsonl"}]}`,
+		`{"sinks": [{"name": "s", "type": "syslog", "address": "siem.example:6514", "tls": {}, "facility": 4, "hostname": "h", "app_name": "a"}]}`,
+		`{"sinks": [{"name": "h", "type": "splunk_hec", "url": "https://splunk.example:8088", "token_file": "t", "ack": true, "index": "main", "sourcetype": "ocsf", "source": "s"}]}`,
+		`{"sinks": [{"name": "w", "type": "webhook", "url": "http://127.0.0.1:9/in", "secret_file": "k", "token_file": "t"}]}`,
 		`{"url": "https://log.example", "sinks": [{"name": "a-1_b", "type": "file", "path": "x.jsonl", "max_size_mib": 5, "max_files": 3, "from": "now", "batch_events": 10, "max_lag_entries": 5}, {"name": "out", "type": "stdout"}]}`,
 	}
 	for _, s := range good {
@@ -39,6 +42,16 @@ func TestParseConfig(t *testing.T) {
 		`{"url": "ftp://x", "sinks": []}`:                                                                       `url "ftp://x"`,
 		`{"sinks": [{"name": "a", "type": "file", "path": "p", "max_lag_entries": -1}]}`:                        `max_lag_entries`,
 		`[]`: `invalid sink configuration`,
+		`{"sinks": [{"name": "w", "type": "webhook", "url": "http://hook.example/in"}]}`:                                   `plain http only to a loopback`,
+		`{"sinks": [{"name": "w", "type": "webhook", "url": "https://u:p@hook.example/in"}]}`:                              `without credentials`,
+		`{"sinks": [{"name": "w", "type": "webhook", "url": "http://127.0.0.1/in", "tls": {}}]}`:                           `tls given for the http URL`,
+		`{"sinks": [{"name": "h", "type": "splunk_hec", "url": "https://splunk.example:8088"}]}`:                           `needs token_file`,
+		`{"sinks": [{"name": "h", "type": "splunk_hec", "url": "https://s:8088/services/collector", "token_file": "t"}]}`:  `base URL`,
+		`{"sinks": [{"name": "h", "type": "splunk_hec", "url": "https://s:8088", "token_file": "t", "secret_file": "k"}]}`: `"secret_file" is not a field of splunk_hec`,
+		`{"sinks": [{"name": "s", "type": "syslog", "address": "nohost"}]}`:                                                `want host:port`,
+		`{"sinks": [{"name": "s", "type": "syslog", "address": "h:514", "facility": 24}]}`:                                 `facility 24`,
+		`{"sinks": [{"name": "s", "type": "syslog", "address": "h:514", "hostname": "a b"}]}`:                              `printable ASCII`,
+		`{"sinks": [{"name": "s", "type": "syslog", "address": "h:514", "ack": true}]}`:                                    `"ack" is not a field of syslog`,
 	}
 	for s, want := range bad {
 		_, err := ParseConfig([]byte(s))

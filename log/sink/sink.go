@@ -27,7 +27,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -78,7 +77,6 @@ type Options struct {
 	RetryBase, RetryMax time.Duration
 	// Stdout is where a stdout sink writes (default os.Stdout).
 	Stdout     io.Writer
-	HTTPClient *http.Client // default: 30s timeout, the sink's TLS settings
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 }
@@ -189,8 +187,11 @@ func (set *Set) open(s Sink) (destination, error) {
 		return newStdout(set.o.Stdout), nil
 	case TypeSyslog:
 		return newSyslog(s, tc, set.o.Origin), nil
+	case TypeHEC:
+		return newHEC(s, tc, sec, set.o.Origin), nil
+	case TypeWebhook:
+		return newWebhook(s, tc, sec), nil
 	}
-	_ = sec
 	return nil, fmt.Errorf("%w: type %q", ErrInvalid, s.Type)
 }
 

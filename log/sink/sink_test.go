@@ -5,8 +5,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,6 +24,7 @@ import (
 	"github.com/agentlog/agentlog/internal/rsyslogtest"
 	"github.com/agentlog/agentlog/internal/tlsfile"
 	alog "github.com/agentlog/agentlog/log"
+	"github.com/agentlog/agentlog/log/anomaly"
 	"github.com/agentlog/agentlog/log/ocsf"
 	"github.com/agentlog/agentlog/log/sink"
 )
@@ -426,5 +431,68 @@ func TestSyslogRsyslog(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestWebhook delivers NDJSON batches to an HTTPS server: each signed
+// with the HMAC key and carrying the bearer token, the headers naming
+// the batch; refused batches are retried, and what the receiver kept is
+// every event once, exactly as mapped, in order.
+func TestWebhook(t *testing.T) {
+	dir := t.TempDir()
+	key := "0123456789abcdef-hmac-key"
+	token := "webhook-bearer-token"
+	os.WriteFile(filepath.Join(dir, "key"), []byte(key+"\n"), 0o600)
+	os.WriteFile(filepath.Join(dir, "token"), []byte(token+"\n"), 0o600)
+	var mu sync.Mutex
+	var got [][]byte
+	requests, refused := 0, 0
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		defer mu.Unlock()
+		requests++
+		if requests%3 == 1 {
+			refused++
+			http.Error(w, "try later", http.StatusServiceUnavailable)
+			return
+		}
+		if r.Header.Get("Authorization") != "Bearer "+token || r.Header.Get("Content-Type") != "application/x-ndjson" || r.Header.Get(sink.SinkHeader) != "hook" {
+			t.Errorf("headers %v", r.Header)
+		}
+		if sig := r.Header.Get(anomaly.SignatureHeader); sig != anomaly.Sign([]byte(key), body) {
+			t.Errorf("signature %q does not match the body", sig)
+		}
+		ls := bytes.Split(bytes.TrimSuffix(body, []byte("\n")), []byte("\n"))
+		if r.Header.Get(sink.FirstIndexHeader) != fmt.Sprint(len(got)) || r.Header.Get(sink.CountHeader) != fmt.Sprint(len(ls)) {
+			t.Errorf("first %s count %s, want %d and %d", r.Header.Get(sink.FirstIndexHeader), r.Header.Get(sink.CountHeader), len(got), len(ls))
+		}
+		got = append(got, ls...)
+	}))
+	defer srv.Close()
+	ca := filepath.Join(dir, "ca.pem")
+	os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o644)
+
+	l := openLog(t, filepath.Join(dir, "db"))
+	defer l.Close()
+	appendActions(t, l, 95, 0)
+	cfg := sink.Config{Sinks: []sink.Sink{{Name: "hook", Type: sink.TypeWebhook, URL: srv.URL + "/ingest?x=1", TLS: &sink.TLS{CAFile: ca},
+		TokenFile: filepath.Join(dir, "token"), SecretFile: filepath.Join(dir, "key"), BatchEvents: 10}}}
+	// Through the file, as the server reads it.
+	b, _ := json.Marshal(cfg)
+	cf := filepath.Join(dir, "sinks.json")
+	os.WriteFile(cf, b, 0o600)
+	read, err := sink.ReadConfigFile(cf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := start(t, sink.Options{Log: l, Config: read, RetryBase: time.Millisecond, RetryMax: 5 * time.Millisecond})
+	r.caughtUp(t, l.Size())
+	r.stop()
+	mu.Lock()
+	defer mu.Unlock()
+	equalLines(t, got, want(t, l, ocsf.Source{Origin: origin}, 0, l.Size()))
+	if refused < 3 {
+		t.Errorf("only %d refusals exercised", refused)
 	}
 }
