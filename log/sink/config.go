@@ -1,7 +1,6 @@
 package sink
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -13,9 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"time"
 
-	"github.com/dgraph-io/badger/v4"
 	jsonv2 "github.com/go-json-experiment/json"
 
 	"github.com/agentlog/agentlog"
@@ -405,30 +402,11 @@ func RecordConfig(ctx context.Context, l *alog.Log, c *Config) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	var last []byte
-	err = l.DB().View(func(txn *badger.Txn) error {
-		item, err := txn.Get(configKey)
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			last, err = configRecord(nil)
-			return err
-		}
-		if err != nil {
-			return err
-		}
-		last, err = item.ValueCopy(nil)
-		return err
-	})
+	none, err := configRecord(nil)
 	if err != nil {
-		return false, fmt.Errorf("reading the recorded sinks configuration: %w", err)
+		return false, err
 	}
-	if bytes.Equal(last, b) {
-		return false, nil
-	}
-	extra := func([]alog.Appended) ([]byte, []byte, time.Duration) { return configKey, b, 0 }
-	if _, err := l.AppendWith(ctx, Principal, alog.KindSystem, []alog.Record{{Action: Action, Attributes: b}}, extra); err != nil {
-		return false, fmt.Errorf("recording the sinks configuration: %w", err)
-	}
-	return true, nil
+	return l.RecordSetting(ctx, Principal, configKey, Action, b, none)
 }
 
 // configRecord is the recorded form of a configuration (nil: no sinks).

@@ -22,7 +22,6 @@ package sink
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -31,7 +30,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/dgraph-io/badger/v4"
 	"github.com/prometheus/client_golang/prometheus"
 
 	alog "github.com/agentlog/agentlog/log"
@@ -198,39 +196,15 @@ func (set *Set) open(s Sink) (destination, error) {
 // position reads a sink's stored position, or stores its start (per
 // From) when it has none.
 func (set *Set) position(s Sink) (uint64, error) {
-	var pos uint64
-	key := posKey(s.Name)
-	err := set.o.Log.DB().Update(func(txn *badger.Txn) error {
-		item, err := txn.Get(key)
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			if s.From == "now" {
-				pos = set.o.Log.Size()
-			}
-			return txn.Set(key, binary.BigEndian.AppendUint64(nil, pos))
-		}
-		if err != nil {
-			return err
-		}
-		return item.Value(func(v []byte) error {
-			if len(v) != 8 {
-				return fmt.Errorf("malformed position %q", key)
-			}
-			pos = binary.BigEndian.Uint64(v)
-			return nil
-		})
-	})
+	var init uint64
+	if s.From == "now" {
+		init = set.o.Log.Size()
+	}
+	pos, err := set.o.Log.Position(posKey(s.Name), init)
 	if err == nil && pos > set.o.Log.Size() {
 		err = fmt.Errorf("stored position %d is beyond the log's size %d", pos, set.o.Log.Size())
 	}
 	return pos, err
-}
-
-// setPosition stores a sink's position; the database writes
-// synchronously, so it is fsynced when this returns.
-func (set *Set) setPosition(name string, pos uint64) error {
-	return set.o.Log.DB().Update(func(txn *badger.Txn) error {
-		return txn.Set(posKey(name), binary.BigEndian.AppendUint64(nil, pos))
-	})
 }
 
 // Status returns every sink's state, in configuration order.
@@ -313,7 +287,7 @@ func (set *Set) run(ctx context.Context, r *runner) {
 		end := batch[len(batch)-1].Index + 1
 		// Stored only once the batch is taken: at least once.
 		for {
-			err := set.setPosition(r.s.Name, end)
+			err := set.o.Log.SetPosition(posKey(r.s.Name), end)
 			if err == nil {
 				break
 			}
