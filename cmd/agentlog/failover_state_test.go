@@ -29,12 +29,15 @@ import (
 //     on the standby across the failover is answered with the original
 //     receipt: the entry is in the log once;
 //   - the anomaly rules run after the takeover: a new out-of-scope action
-//     is flagged, and the old active's alert is not raised again.
+//     is flagged, and the old active's alert is not raised again;
+//   - with a witness policy, the standby serves the bucket's checkpoint
+//     with the witness's cosignature (it meets the policy), and the new
+//     active's checkpoints are cosigned by the same witness.
 func TestFailoverKeepsState(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test builds and runs the binary")
 	}
-	fp := startFailoverPair(t, "failover-state.example")
+	fp := startFailoverPair(t, "failover-state.example", true)
 	a, s := fp.a, fp.s
 	ctx := context.Background()
 	adminTok, _ := os.ReadFile(filepath.Join(fp.dataA, "admin.token"))
@@ -104,6 +107,9 @@ func TestFailoverKeepsState(t *testing.T) {
 		return got
 	}
 	waitFor(t, "the old active's scope alert", func() bool { return alerts(admin)[out1[0].Index] == 1 })
+
+	// The standby serves the active's checkpoint with its cosignature.
+	waitFor(t, "a witnessed checkpoint on the standby", func() bool { return fp.witnessed(t, s.url) > out1[0].Index })
 
 	// The answer to the next append is lost after the old active
 	// replicated the entry; the active dies; the SDK retries on the
@@ -178,6 +184,7 @@ func TestFailoverKeepsState(t *testing.T) {
 	if len(got) != 2 || got[out1[0].Index] != 1 || got[out2[0].Index] != 1 {
 		t.Fatalf("scope alerts on the new active by entry: %v, want one for %d and one for %d", got, out1[0].Index, out2[0].Index)
 	}
+	waitFor(t, "a witnessed checkpoint of the new active", func() bool { return fp.witnessed(t, s.url) > out2[0].Index })
 	if h, err := healthz(s.url); err != nil || h["anomaly"] == nil {
 		t.Fatalf("the new active's /healthz reports no anomaly rules: %v %v", h, err)
 	}

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -21,6 +22,8 @@ import (
 	"github.com/agentlog/agentlog/checkpoint"
 	"github.com/agentlog/agentlog/client"
 	"github.com/agentlog/agentlog/internal/servicetest"
+	"github.com/agentlog/agentlog/witness"
+	"github.com/agentlog/agentlog/witness/policy"
 )
 
 // TestFailover is the failover test with processes: an active log under
@@ -35,7 +38,7 @@ func TestFailover(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test builds and runs the binary")
 	}
-	fp := startFailoverPair(t, "failover.example")
+	fp := startFailoverPair(t, "failover.example", false)
 	bin, e, common, dataA, a, s := fp.bin, fp.e, fp.common, fp.dataA, fp.a, fp.s
 	adminTok, _ := os.ReadFile(filepath.Join(dataA, "admin.token"))
 	sess := provisionSession(t, a.url, string(adminTok), "bot-1", "failover")
@@ -195,21 +198,45 @@ func TestFailover(t *testing.T) {
 
 // failoverPair is an active log with --durability replicated, a postgres
 // lock and a 2 s lease, and a standby of it following its bucket, given
-// the log's keys and admin token: the same log on another machine.
+// the log's keys and admin token: the same log on another machine. With
+// witnessed, both run with a witness policy of one witness process.
 type failoverPair struct {
 	bin          string
 	e            *replicationEnv
 	common       []string // the flags both were started with
 	dataA, dataS string
 	a, s         *serverProc
+	policy       *policy.Policy // with witnessed
 }
 
-func startFailoverPair(t *testing.T, name string) *failoverPair {
+func startFailoverPair(t *testing.T, name string, witnessed bool) *failoverPair {
 	t.Helper()
 	fp := &failoverPair{bin: agentlogBinary(t), e: newReplicationEnv(t), dataA: t.TempDir(), dataS: t.TempDir()}
-	fp.common = []string{"--ntp", fp.e.ntp, "--checkpoint-interval", "200ms", "--origin", name + "/" + servicetest.RandomName(t),
+	origin := name + "/" + servicetest.RandomName(t)
+	fp.common = []string{"--ntp", fp.e.ntp, "--checkpoint-interval", "200ms", "--origin", origin,
 		"--mirror", "s3://" + fp.e.bucket + "/log", "--mirror-retention", "2d", "--mirror-lock", "governance",
 		"--lock", pgLockFlag(t), "--durability", "replicated", "--lease", "2s"}
+	if witnessed {
+		keys, _, err := checkpoint.LoadOrCreateKeys(fp.dataA, origin) // the server reuses them
+		if err != nil {
+			t.Fatal(err)
+		}
+		wdir := t.TempDir()
+		w := startWitnessProc(t, witnessBinary(t), "--data", wdir, "--listen", "127.0.0.1:0", "--name", "w0.failover.example", "--log", keys.LogVKey, "--ntp", fp.e.ntp)
+		pub, err := os.ReadFile(filepath.Join(wdir, witness.PubFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		text := fmt.Sprintf("log %s\nwitness W0 %s %s\nquorum W0\n", keys.LogVKey, strings.TrimSpace(string(pub)), w.url)
+		if fp.policy, err = policy.Parse([]byte(text)); err != nil {
+			t.Fatal(err)
+		}
+		file := filepath.Join(t.TempDir(), "policy")
+		if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		fp.common = append(fp.common, "--witness-policy", file)
+	}
 	fp.a = startServer(t, fp.bin, append([]string{"--data", fp.dataA}, fp.common...)...)
 	waitFor(t, "the clock to sync", func() bool { return clockSynced(fp.a.url) })
 	for _, f := range []string{checkpoint.LogKeyFile, "log.pub", checkpoint.TimeKeyFile, "time.pub", "admin.token"} {
@@ -223,6 +250,21 @@ func startFailoverPair(t *testing.T, name string) *failoverPair {
 	}
 	fp.s = startServer(t, fp.bin, append([]string{"--data", fp.dataS, "--standby"}, fp.common...)...)
 	return fp
+}
+
+// witnessed returns the size of url's /checkpoint if it meets the
+// policy, and fails the test if it is served but does not.
+func (fp *failoverPair) witnessed(t *testing.T, url string) uint64 {
+	t.Helper()
+	code, raw, err := getBody(url + "/checkpoint")
+	if err != nil || code != http.StatusOK {
+		return 0
+	}
+	v, err := fp.policy.Verify(raw)
+	if err != nil {
+		t.Fatalf("%s/checkpoint serves a checkpoint without the witness quorum: %v\n%s", url, err, raw)
+	}
+	return v.Size
 }
 
 // bucketHistory returns every version of key in the test bucket, verified.

@@ -36,6 +36,7 @@ import (
 	"github.com/agentlog/agentlog/log/change"
 	"github.com/agentlog/agentlog/log/identity"
 	"github.com/agentlog/agentlog/log/mirror"
+	"github.com/agentlog/agentlog/witness/policy"
 )
 
 // replicationFlags are serve's flags for the object-storage mirror, the
@@ -330,7 +331,7 @@ func (s standbyImporter) catchUp(ctx context.Context) error {
 // log, adopting and serving each checkpoint, until the active log's lease
 // lapses; then it takes the lock. It returns true once this node is the
 // active one, false if ctx ended or following failed for good.
-func followUntilTakeover(ctx context.Context, m *mirror.Mirror, l *alog.Log, ids *identity.Store, changes *change.Store, loop *signer.Loop, srv *api.Server, data string, logger *slog.Logger) bool {
+func followUntilTakeover(ctx context.Context, m *mirror.Mirror, l *alog.Log, ids *identity.Store, changes *change.Store, loop *signer.Loop, publish func(*checkpoint.Signed), data string, logger *slog.Logger) bool {
 	imp := standbyImporter{l: l, ids: ids, changes: changes, mark: filepath.Join(data, "replayed"), logger: logger}
 	if err := imp.catchUp(ctx); err != nil {
 		logger.Error("standby: rebuilding identities", "err", err)
@@ -343,7 +344,7 @@ func followUntilTakeover(ctx context.Context, m *mirror.Mirror, l *alog.Log, ids
 				logger.Error("standby: adopting the bucket's checkpoint", "size", c.Size, "err", err)
 				return
 			}
-			srv.Publish(c)
+			publish(c)
 		})
 		if err != nil {
 			if ctx.Err() == nil {
@@ -358,6 +359,23 @@ func followUntilTakeover(ctx context.Context, m *mirror.Mirror, l *alog.Log, ids
 			return true
 		}
 		logger.Warn("standby: taking over failed; following again", "err", err)
+	}
+}
+
+// standbyPublisher returns how a standby serves the bucket's checkpoints
+// at /checkpoint: as they are (with the cosignatures the active added,
+// mirror.Mirror.Cosigned) without a witness policy; with one, only those
+// whose cosignatures meet it, verified here, unless --unwitnessed
+// publish, as the active log does.
+func standbyPublisher(srv *api.Server, p *policy.Policy, unwitnessed string, logger *slog.Logger) func(*checkpoint.Signed) {
+	return func(c *checkpoint.Signed) {
+		if p != nil && unwitnessed != unwitnessedPublish {
+			if _, err := p.Verify(c.Raw); err != nil {
+				logger.Debug("standby: the bucket's checkpoint lacks the witness quorum; serving the last one that has it", "size", c.Size, "err", err)
+				return
+			}
+		}
+		srv.Publish(c)
 	}
 }
 

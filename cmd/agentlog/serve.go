@@ -40,6 +40,7 @@ import (
 	"github.com/agentlog/agentlog/log/mirror"
 	"github.com/agentlog/agentlog/log/sink"
 	"github.com/agentlog/agentlog/witness"
+	"github.com/agentlog/agentlog/witness/policy"
 )
 
 const defaultOrigin = "agentlog.local/log"
@@ -259,10 +260,28 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 
 	var srv *api.Server
 	var wc *witness.Client
+	var standbyPolicy *policy.Policy // a standby's --witness-policy, which the bucket's checkpoints must meet to be served
 	if *policyFile != "" {
-		wc, err = newWitnessClient(*policyFile, *unwitnessed, keys, l.Tree(), reg, logger, func(c *checkpoint.Signed) { srv.Publish(c) })
+		wc, err = newWitnessClient(*policyFile, *unwitnessed, keys, l.Tree(), reg, logger, func(c *checkpoint.Signed) {
+			srv.Publish(c)
+			if m != nil {
+				// The bucket's copy gets the cosignatures too, for
+				// standbys and readers of the bucket (in the background:
+				// the witness client does not wait for the store).
+				go func() {
+					if err := m.Cosigned(c); err != nil {
+						logger.Warn("writing the cosigned checkpoint to the bucket", "size", c.Size, "err", err)
+					}
+				}()
+			}
+		})
 		if err != nil {
 			return err
+		}
+		if rf.standby {
+			if standbyPolicy, err = readPolicy(*policyFile, keys.LogVKey); err != nil {
+				return err
+			}
 		}
 	}
 	loop, err := signer.New(signer.Config{
@@ -423,7 +442,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	go func() {
 		defer close(loopDone)
 		if rf.standby {
-			if !followUntilTakeover(bg, m, l, ids, changes, loop, srv, *data, logger) {
+			if !followUntilTakeover(bg, m, l, ids, changes, loop, standbyPublisher(srv, standbyPolicy, *unwitnessed, logger), *data, logger) {
 				return
 			}
 			l.Unfence()

@@ -9,6 +9,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"golang.org/x/mod/sumdb/note"
 
 	"github.com/agentlog/agentlog/checkpoint"
 	"github.com/agentlog/agentlog/internal/servicetest"
@@ -137,4 +138,108 @@ func TestStandbyRefusesATamperedBucket(t *testing.T) {
 	if st := ms.Status(); st.LastError == "" {
 		t.Fatal("the standby reports no error")
 	}
+}
+
+// TestCosignedCheckpointReachesTheStandby: the active writes its last
+// checkpoint again with a witness's cosignature (Cosigned), and the
+// standby serves that version, cosignature included. A cosigned copy of a
+// checkpoint that is no longer the latest, or written after another node
+// replaced the bucket's checkpoint, leaves the bucket alone.
+func TestCosignedCheckpointReachesTheStandby(t *testing.T) {
+	t.Parallel()
+	e := newS3(t)
+	b := e.open(t, "governance")
+	lock, _ := mirror.OpenLock(context.Background(), "s3", testOrigin, b)
+	keys := t.TempDir()
+	a, s := newNode(t, keys), newNode(t, keys)
+	ma := newMirror(t, a, b, lock, "active", nil)
+	run(t, ma)
+	loop := newLoop(t, a, ma)
+	wsigner, wverifier := witnessKey(t)
+	cosign := func(c *checkpoint.Signed) *checkpoint.Signed {
+		t.Helper()
+		raw, err := note.Sign(&note.Note{Text: c.Note.Text, Sigs: c.Note.Sigs}, wsigner)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cs, err := checkpoint.Open(raw, a.keys.LogVerifier, a.keys.TimeVerifier)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cs
+	}
+	a.add(t, 10)
+	c, err := loop.SignNow()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs := cosign(c)
+	if err := ma.Cosigned(cs); err != nil {
+		t.Fatal(err)
+	}
+	if got := getObject(t, e, "checkpoint"); !bytes.Equal(got, cs.Raw) {
+		t.Fatalf("the bucket's checkpoint is\n%s\nwant the cosigned\n%s", got, cs.Raw)
+	}
+
+	lockS, _ := mirror.OpenLock(context.Background(), "s3", testOrigin, b)
+	ms := newMirror(t, s, b, lockS, "standby", nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	seen := make(chan *checkpoint.Signed, 100)
+	go ms.Follow(ctx, s.log, func(c *checkpoint.Signed) { seen <- c })
+	got := <-seen
+	if !bytes.Equal(got.Raw, cs.Raw) {
+		t.Fatalf("the standby adopted\n%s\nwant the cosigned checkpoint", got.Raw)
+	}
+	if _, err := note.Open(got.Raw, note.VerifierList(wverifier)); err != nil {
+		t.Fatalf("the witness's cosignature does not verify on the standby's copy: %v", err)
+	}
+
+	// A later checkpoint: the old one's cosigned copy is not written.
+	a.add(t, 5)
+	c2, err := loop.SignNow()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ma.Cosigned(cosign(c)); err != nil {
+		t.Fatal(err)
+	}
+	if got := getObject(t, e, "checkpoint"); !bytes.Equal(got, c2.Raw) {
+		t.Fatal("a stale cosigned checkpoint replaced the latest in the bucket")
+	}
+	// Another node wrote the bucket's checkpoint: not ours to add to.
+	otherWitness, _ := witnessKey(t)
+	other, err := note.Sign(&note.Note{Text: c2.Note.Text, Sigs: c2.Note.Sigs}, otherWitness)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.client.PutObject(context.Background(), &s3.PutObjectInput{
+		Bucket: aws.String(e.bucket), Key: aws.String(testPrefix + "checkpoint"), Body: bytes.NewReader(other),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := ma.Cosigned(cosign(c2)); err != nil {
+		t.Fatal(err)
+	}
+	if got := getObject(t, e, "checkpoint"); !bytes.Equal(got, other) {
+		t.Fatal("Cosigned replaced a checkpoint another node wrote")
+	}
+}
+
+// witnessKey makes a note key pair standing in for a witness's.
+func witnessKey(t *testing.T) (note.Signer, note.Verifier) {
+	t.Helper()
+	skey, vkey, err := note.GenerateKey(nil, "witness.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := note.NewSigner(skey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := note.NewVerifier(vkey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, v
 }

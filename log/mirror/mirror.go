@@ -80,8 +80,9 @@ type Mirror struct {
 	holding bool
 	lapsed  bool // Follow saw the lease lapse at state
 
-	umu      sync.Mutex // serializes Commit
+	umu      sync.Mutex // serializes Commit and Cosigned
 	uploaded uint64     // every object of the tree at this size is in the bucket
+	cpETag   string     // ETag of the bucket's "checkpoint" as this node last wrote it
 
 	mirrored  atomic.Uint64 // size of the checkpoint last written to the bucket
 	published atomic.Pointer[checkpoint.Signed]
@@ -447,6 +448,45 @@ func (m *Mirror) Commit(c *checkpoint.Signed) error {
 	return nil
 }
 
+// Cosigned writes c, the checkpoint this node last committed with the
+// witnesses' cosignatures added (the same size and root, more signatures),
+// as a new version of the bucket's "checkpoint", so that standbys serve it
+// witnessed and clients with a witness policy can read from them or from
+// the bucket. It writes nothing if a later checkpoint was committed since,
+// if the bucket's "checkpoint" is no longer the version this node wrote
+// (If-Match: another node took over), or while the lease is not certainly
+// this node's. The version is retained like every other.
+func (m *Mirror) Cosigned(c *checkpoint.Signed) error {
+	m.umu.Lock()
+	defer m.umu.Unlock()
+	if err := m.Superseded(); err != nil {
+		return err
+	}
+	pub := m.published.Load()
+	if pub == nil || pub.Size != c.Size || !bytes.Equal(pub.Root, c.Root) || bytes.Equal(pub.Raw, c.Raw) || m.cpETag == "" {
+		return nil
+	}
+	if _, err := checkpoint.Open(c.Raw, m.cfg.Keys.LogVerifier, m.cfg.Keys.TimeVerifier); err != nil {
+		return fmt.Errorf("the cosigned checkpoint: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), m.cfg.Timeout)
+	defer cancel()
+	if err := m.leaseValid(ctx); err != nil {
+		return err
+	}
+	etag, err := m.cfg.Bucket.put(ctx, "checkpoint", c.Raw, checkpointObject, m.cpETag, false)
+	m.count("checkpoint", err)
+	if errors.Is(err, ErrPrecondition) {
+		return nil // no longer ours to add to
+	}
+	if err != nil {
+		return err
+	}
+	m.cpETag = etag
+	m.published.Store(c)
+	return nil
+}
+
 func (m *Mirror) commit(ctx context.Context, c *checkpoint.Signed) error {
 	if c.Size < m.uploaded {
 		return fmt.Errorf("checkpoint size %d is below the mirrored size %d", c.Size, m.uploaded)
@@ -478,11 +518,12 @@ func (m *Mirror) commit(ctx context.Context, c *checkpoint.Signed) error {
 	if err != nil {
 		return err
 	}
-	_, err = m.cfg.Bucket.put(ctx, "checkpoint", c.Raw, checkpointObject, "", false)
+	etag, err := m.cfg.Bucket.put(ctx, "checkpoint", c.Raw, checkpointObject, "", false)
 	m.count("checkpoint", err)
 	if err != nil {
 		return err
 	}
+	m.cpETag = etag
 	m.published.Store(c)
 	m.mirrored.Store(c.Size)
 	m.wake()
