@@ -413,7 +413,11 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		Registry:              reg,
 		Logger:                logger,
 	})
-	if c := loop.Latest(); c != nil {
+	if c := loop.Latest(); c != nil && rf.standby {
+		// A standby does not submit to the witnesses: it serves what
+		// the active had them cosign.
+		standbyPublisher(srv, standbyPolicy, *unwitnessed, logger)(c)
+	} else if c != nil {
 		publishCheckpoint(srv, wc, c)
 	}
 
