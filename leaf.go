@@ -172,12 +172,18 @@ func AppendLeafTail(dst []byte, l *Leaf) []byte {
 	return append(dst, '}')
 }
 
-// LeafTailSize bounds the length of AppendLeafTail's output for l, for
-// sizing a buffer.
+// LeafTailSize bounds the length of AppendLeafTail's output for l when
+// its strings need no escaping (the usual case), for sizing a buffer: its
+// values, plus leafTailKeys for the keys, quotes, seq and brace.
 func LeafTailSize(l *Leaf) int {
-	return 128 + len(l.Kind) + len(l.Principal) + len(l.Role) + len(l.TokenID) + len(l.Agent) + len(l.Session) + len(l.Task) + len(l.Config) +
-		len(l.Action) + len(l.Tool) + len(l.Resource) + len(l.Outcome) + len(l.Attributes) + 2*len(l.Sig)
+	return leafTailKeys + len(l.Kind) + len(l.Principal) + len(l.Role) + len(l.TokenID) + len(l.Agent) + len(l.Session) + len(l.Task) + len(l.Config) +
+		len(l.Action) + len(l.Tool) + len(l.Resource) + len(l.Outcome) + len(l.Attributes) + base64.StdEncoding.EncodedLen(len(l.Sig))
 }
+
+// leafTailKeys is the length of every key AppendLeafTail may write, with
+// the strings' quotes, the longest seq and the closing brace (198 bytes),
+// rounded up.
+const leafTailKeys = 208
 
 // appendField appends key and v as a JSON string.
 func appendField(b []byte, key, v string) []byte {

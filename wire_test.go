@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -207,5 +208,42 @@ func TestErrorKinds(t *testing.T) {
 	}
 	if nf := NotFound("tree: not found"); !errors.Is(nf, ErrNotFound) || errors.Is(nf, ErrInvalid) || nf.Error() != "tree: not found" {
 		t.Fatalf("NotFound: %v", nf)
+	}
+}
+
+// TestLeafTailSize: LeafTailSize bounds the tail of a leaf with every
+// field set, none needing escapes, so building it needs one allocation.
+func TestLeafTailSize(t *testing.T) {
+	sig := make([]byte, 64)
+	l := &Leaf{Kind: KindAction, Principal: "p", Role: "agent", TokenID: "0123456789abcdef", Agent: "a", Session: "s", Task: "t", Config: "sha256:00",
+		Seq: math.MaxUint64, Action: "x", Tool: "y", Resource: "r", Outcome: "o", Attributes: []byte(`{"k":"v"}`), Sig: sig}
+	for _, n := range []int{0, 1, 100, 1000} {
+		l.Attributes = []byte(`{"pad":"` + strings.Repeat("x", n) + `"}`)
+		if got, max := len(AppendLeafTail(nil, l)), LeafTailSize(l); got > max {
+			t.Errorf("attributes of %d bytes: tail of %d bytes, LeafTailSize %d", len(l.Attributes), got, max)
+		}
+	}
+	l.Sig, l.Seq, l.TokenID, l.Config = nil, 0, "", ""
+	if got, max := len(AppendLeafTail(nil, l)), LeafTailSize(l); got > max {
+		t.Errorf("tail of %d bytes, LeafTailSize %d", got, max)
+	}
+}
+
+// TestAppendResponseJSON: AppendJSON writes what encoding/json writes.
+func TestAppendResponseJSON(t *testing.T) {
+	h := bytes.Repeat([]byte{0xfb, 0xff, 0x3e}, 11)[:32]
+	for _, r := range []AppendResponse{
+		{},
+		{Entries: []Appended{}},
+		{Entries: []Appended{{Index: 0, LeafHash: h, Time: "2026-12-02T01:02:03.123456789Z"}}},
+		{Entries: []Appended{{Index: math.MaxUint64, LeafHash: nil, Time: ""}, {Index: 7, LeafHash: []byte{}, Time: "2026-12-02T01:02:03Z"}, {Index: 8, LeafHash: h[:5], Time: "x"}}},
+	} {
+		want, err := json.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := r.AppendJSON([]byte("prefix")); string(got) != "prefix"+string(want) {
+			t.Errorf("AppendJSON %s\nencoding/json %s", got, want)
+		}
 	}
 }
