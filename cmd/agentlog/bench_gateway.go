@@ -27,7 +27,7 @@ func runBenchGateway(args []string, stdout, stderr io.Writer) error {
 	dur := fs.Duration("duration", 20*time.Second, "how long to measure, after --warmup")
 	warmup := fs.Duration("warmup", 3*time.Second, "calls made first and not counted")
 	size := fs.Int("size", 256, "bytes of each answer")
-	workers := fs.Int("workers", 512, "concurrent callers on each path (at least rate x latency, or the bench itself falls behind: see \"started late\")")
+	workers := fs.Int("workers", 256, "concurrent callers on each path (at least rate x latency, or the bench itself falls behind: see \"started late\")")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
