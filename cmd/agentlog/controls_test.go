@@ -55,10 +55,11 @@ func TestControlsAndHealthAlertsE2E(t *testing.T) {
 		t.Fatal(err)
 	}
 	// --health-alert-after is longer than the witness client's lag
-	// tolerance (10 s): right after a restart the client reads a dead
-	// witness as fine until then, which must not end its episode.
+	// tolerance: right after a restart the client reads a dead witness as
+	// fine until then, which must not end its episode.
 	args := []string{"--data", data, "--origin", origin, "--ntp", ntp.Addr(), "--ntp", ntp2.Addr(), "--ntp-interval", "200ms", "--require-ntp",
-		"--checkpoint-interval", "100ms", "--witness-policy", policyFile, "--health-alert-after", "12s"}
+		"--checkpoint-interval", "100ms", "--witness-policy", policyFile,
+		"--witness-lag-tolerance", "2s", "--health-alert-after", "4s"}
 	srv := startServer(t, bin, args...)
 	tokFile := filepath.Join(data, "admin.token")
 	tok, _ := os.ReadFile(tokFile)

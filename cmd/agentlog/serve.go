@@ -83,6 +83,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	approvalMaxAge := fs.Duration("approval-max-age", api.DefaultApprovalMaxAge, "review period of agent approvals: GET /v1/controls flags an active agent approved longer ago")
 	allowSelf := fs.Bool("allow-self-approval", false, "let a change's proposer approve it (breaks the two-person rule of CC8.1; recorded in the log)")
 	sinksFile := fs.String("sinks", "", "deliver every entry as an OCSF event to the sinks of this JSON file (files, stdout, syslog, Splunk HEC, webhooks: docs/siem.md); checked at start, recorded in the log when it changes")
+	witnessLag := fs.Duration("witness-lag-tolerance", witness.DefaultLagTolerance, "with --witness-policy, how long the newest checkpoint may lack its quorum before /healthz and the witness_quorum_lost alert count the witnesses as lagging")
 	unwitnessed := fs.String("unwitnessed", unwitnessedHold, "with --witness-policy, what /checkpoint serves while the newest checkpoint lacks its quorum: hold (the last cosigned one) or publish (the log-signed one)")
 	var rf replicationFlags
 	rf.register(fs)
@@ -262,7 +263,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	var wc *witness.Client
 	var standbyPolicy *policy.Policy // a standby's --witness-policy, which the bucket's checkpoints must meet to be served
 	if *policyFile != "" {
-		wc, err = newWitnessClient(*policyFile, *unwitnessed, keys, l.Tree(), reg, logger, func(c *checkpoint.Signed) {
+		wc, err = newWitnessClient(*policyFile, *unwitnessed, *witnessLag, keys, l.Tree(), reg, logger, func(c *checkpoint.Signed) {
 			srv.Publish(c)
 			if m != nil {
 				// The bucket's copy gets the cosignatures too, for

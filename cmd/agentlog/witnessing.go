@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -25,7 +26,7 @@ const (
 // that pushes each checkpoint to its witnesses and calls publish with what
 // /checkpoint must serve. The policy's log lines, if any, must include this
 // log's key.
-func newWitnessClient(path, unwitnessed string, keys *checkpoint.Keys, prover witness.Prover,
+func newWitnessClient(path, unwitnessed string, lag time.Duration, keys *checkpoint.Keys, prover witness.Prover,
 	reg prometheus.Registerer, logger *slog.Logger, publish func(*checkpoint.Signed)) (*witness.Client, error) {
 	if unwitnessed != unwitnessedHold && unwitnessed != unwitnessedPublish {
 		return nil, usagef("--unwitnessed %q: want %s or %s", unwitnessed, unwitnessedHold, unwitnessedPublish)
@@ -39,6 +40,7 @@ func newWitnessClient(path, unwitnessed string, keys *checkpoint.Keys, prover wi
 		Prover:             prover,
 		Publish:            publish,
 		PublishUnwitnessed: unwitnessed == unwitnessedPublish,
+		LagTolerance:       lag,
 		Registerer:         reg,
 		Logger:             logger,
 	})

@@ -160,11 +160,11 @@ func (s *Server) Controls(ctx context.Context, window time.Duration) (*agentlog.
 			return nil, err
 		}
 	}
-	acted := map[string]int{}
+	acted := map[string]int{} // the window's actions by agent
 	cf := &c.Configs
 	cf.Listed = []agentlog.ControlsAction{}
 	if rep != nil {
-		cf.Actions = rep.Actions
+		cf.Actions, acted = rep.Actions, rep.ByAgent
 		for _, cc := range rep.Configs {
 			cf.Unapproved += cc.Unapproved
 			cf.Undeclared += cc.Undeclared
@@ -180,9 +180,7 @@ func (s *Server) Controls(ctx context.Context, window time.Duration) (*agentlog.
 	}
 	// CC6.2: agents.
 	if s.cfg.Identity != nil {
-		if err := s.controlsAgents(ctx, c, acted, size); err != nil {
-			return nil, err
-		}
+		s.controlsAgents(c, acted)
 	}
 	unowned, stale := 0, 0
 	for _, a := range c.Agents {
@@ -250,20 +248,7 @@ const (
 	findingApprovalExpired = "active with an approval older than the review period"
 )
 
-func (s *Server) controlsAgents(ctx context.Context, c *agentlog.Controls, acted map[string]int, size uint64) error {
-	// Count the window's actions per agent.
-	flt := &query.Filter{Matches: []query.Match{{Field: "kind", Value: alog.KindAction}}, From: c.WindowFrom}
-	if c.Configs.Actions > 0 {
-		var rf agentlog.RawFields
-		if _, err := s.cfg.Log.Search(ctx, flt, 0, size, 0, func(_ uint64, leaf []byte) error {
-			if agentlog.ReadRawFields(leaf, &rf) {
-				acted[string(rf.Agent)]++
-			}
-			return nil
-		}); err != nil {
-			return err
-		}
-	}
+func (s *Server) controlsAgents(c *agentlog.Controls, acted map[string]int) {
 	idNow := s.cfg.Identity.Now()
 	open := map[string]int{}
 	for _, se := range s.cfg.Identity.Sessions("") {
@@ -297,7 +282,6 @@ func (s *Server) controlsAgents(ctx context.Context, c *agentlog.Controls, acted
 		}
 		c.Agents = append(c.Agents, ca)
 	}
-	return nil
 }
 
 func (s *Server) controlsAlerts(ctx context.Context, c *agentlog.Controls, size uint64) error {

@@ -39,6 +39,9 @@ type Report struct {
 	// the rest).
 	Unapproved []ReportAction `json:"unapproved"`
 	Omitted    int            `json:"unapproved_omitted,omitempty"`
+	// ByAgent counts the actions of the period by agent (for
+	// GET /v1/controls; not part of the report's JSON).
+	ByAgent map[string]int `json:"-"`
 }
 
 // ReportChange is a change with the steps the period holds.
@@ -159,7 +162,7 @@ func (s *Store) BuildReport(ctx context.Context, l *alog.Log, from, to time.Time
 			return nil, err
 		}
 	}
-	r := &Report{From: from, To: to, TreeSize: size, Start: start, End: end, Changes: []ReportChange{}, Unapproved: []ReportAction{}}
+	r := &Report{From: from, To: to, TreeSize: size, Start: start, End: end, Changes: []ReportChange{}, Unapproved: []ReportAction{}, ByAgent: map[string]int{}}
 	sessions := NewSessions(l)
 	steps := map[string]*ReportChange{}
 	var order []string
@@ -211,6 +214,7 @@ func (s *Store) BuildReport(ctx context.Context, l *alog.Log, from, to time.Time
 			rc.Steps = append(rc.Steps, Step{Index: i, Time: f.Time, Action: f.Action, By: e.Principal, Role: e.Role})
 		case alog.KindAction:
 			r.Actions++
+			r.ByAgent[f.Agent]++
 			a := cfgs[f.Config]
 			if a == nil {
 				a = &cfgAgg{agents: map[string]bool{}}
