@@ -48,10 +48,10 @@ if [ -x "$httppeer/run.sh" ]; then
   echo "-- summary (issue 11 target: ratio >= 2.00 and our p99 < 25ms, same run)"
   for round in 1 2; do
     ours=$(sed -n 's/.*requests_per_s=\([0-9]*\).*/\1/p' "$work/ours-$round.txt")
-    peer=$(sed -n 's/.*requests_per_s=\([0-9]*\).*/\1/p' "$work/peer-$round.txt")
+    theirs=$(sed -n 's/.*requests_per_s=\([0-9]*\).*/\1/p' "$work/peer-$round.txt")
     op99=$(sed -n 's/.*latency p50=[^ ]* p99=\([^ ]*\).*/\1/p' "$work/ours-$round.txt")
     pp99=$(sed -n 's/.*latency p50=[^ ]* p99=\([^ ]*\).*/\1/p' "$work/peer-$round.txt")
-    awk -v r="$round" -v o="$ours" -v p="$peer" -v op="$op99" -v pp="$pp99" 'BEGIN { printf "round %s: agentlog %s req/s (p99 %s), Tessera %s req/s (p99 %s): ratio %.2f\n", r, o, op, p, pp, (p > 0 ? o / p : 0) }'
+    awk -v r="$round" -v o="$ours" -v p="$theirs" -v op="$op99" -v pp="$pp99" 'BEGIN { printf "round %s: agentlog %s req/s (p99 %s), Tessera %s req/s (p99 %s): ratio %.2f\n", r, o, op, p, pp, (p > 0 ? o / p : 0) }'
   done
 fi
 
