@@ -14,7 +14,6 @@ import (
 	"github.com/agentlog/agentlog/client"
 	"github.com/agentlog/agentlog/client/evidence"
 	"github.com/agentlog/agentlog/client/report"
-	"github.com/agentlog/agentlog/internal/atomicfile"
 )
 
 func runReport(args []string, stdout, stderr io.Writer) error {
@@ -109,37 +108,19 @@ func runReport(args []string, stdout, stderr io.Writer) error {
 	if err := os.MkdirAll(*out, 0o755); err != nil {
 		return err
 	}
-	q := url.Values{"from": {from.UTC().Format(time.RFC3339Nano)}, "to": {to.UTC().Format(time.RFC3339Nano)}}
+	r, err := report.Make(ctx, c, from, to, *zone, opts, *out, time.Now().UTC().Truncate(time.Second))
+	if err != nil {
+		return err
+	}
 	evDir := filepath.Join(*out, report.EvidenceDir)
-	ev, err := evidence.Export(ctx, c, q, evDir, opts)
-	if err != nil {
-		return err
-	}
-	in, err := report.FromEvidence(evDir, ev, *zone, time.Now().UTC().Truncate(time.Second))
-	if err != nil {
-		return err
-	}
-	r, err := report.Compute(in)
-	if err != nil {
-		return err
-	}
-	if err := atomicfile.Write(filepath.Join(*out, report.JSONFile), r.JSON(), 0o644); err != nil {
-		return err
-	}
 	htmlPath := filepath.Join(*out, report.HTMLFile)
-	if err := atomicfile.Write(htmlPath, r.HTML(), 0o644); err != nil {
-		return err
-	}
 	if browser != "" {
 		if err := printPDF(ctx, browser, htmlPath, filepath.Join(*out, report.PDFFile)); err != nil {
 			return err
 		}
 	}
 	ok = true
-	exceptions := 0
-	for _, s := range r.Sections {
-		exceptions += len(s.Exceptions)
-	}
+	exceptions := r.Exceptions()
 	fmt.Fprintf(stdout, "report of %s for %s to %s: %s in index range [%d, %d), %s\n", r.Origin, r.From, r.To, plural(r.Entries, "entry", "entries"), r.Start, r.End, plural(exceptions, "exception", "exceptions"))
 	fmt.Fprintf(stdout, "wrote %s, %s", htmlPath, filepath.Join(*out, report.JSONFile))
 	if browser != "" {

@@ -5,7 +5,9 @@
 // c2sp.org/tlog-checkpoint) with the log key the auditor pinned, the
 // timestamp cosignature (c2sp.org/tlog-cosignature), RFC 6962 inclusion
 // proofs and consistency proofs between the checkpoints this browser has
-// seen. The server adds no verdict of its own: it serves static files.
+// seen. The server adds no verdict of its own: it serves static files, and
+// the report button ([ReportPath]), which makes the period report of
+// package client/report with the caller's token, to be verified offline.
 //
 // The assets are plain ES modules. The verification is the TypeScript SDK's
 // (client/typescript/src/verify.ts and bytes.ts), compiled by tsc into
@@ -45,8 +47,9 @@ func Assets() fs.FS {
 	return sub
 }
 
-// Handler serves the console under [Prefix]. Every other path is passed to
-// next (the log's API), so Handler(api) is the whole server.
+// Handler serves the console under [Prefix], and its report button at
+// [ReportPath] (made through next). Every other path is passed to next
+// (the log's API), so Handler(api) is the whole server.
 func Handler(next http.Handler) http.Handler {
 	files := http.StripPrefix(Prefix, http.FileServerFS(Assets()))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -71,6 +74,10 @@ func Handler(next http.Handler) http.Handler {
 		h.Set("Cross-Origin-Opener-Policy", "same-origin")
 		h.Set("Cross-Origin-Resource-Policy", "same-origin")
 		h.Set("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
+		if r.URL.Path == ReportPath {
+			serveReport(next, w, r)
+			return
+		}
 		// The files change with the binary; revalidate on every load so
 		// an upgraded server never runs with an old module.
 		h.Set("Cache-Control", "no-cache")

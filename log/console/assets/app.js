@@ -842,10 +842,40 @@ views.report = async (params) => {
   const copy = h("button", { type: "button", id: "r-copy" }, "Copy");
   copy.addEventListener("click", () => navigator.clipboard && navigator.clipboard.writeText(cmd));
   const counts = new URLSearchParams({ from, to });
+  // The report button: the server makes the same report as the command
+  // (package client/report, with this token and the pinned keys) and
+  // sends it with its evidence export as a zip, to verify offline.
+  const status = h("div", { id: "report-status" });
+  const make = h("button", { type: "button", class: "primary", id: "r-make" }, "Make the report");
+  make.addEventListener("click", async () => {
+    make.disabled = true;
+    status.replaceChildren(h("p", { class: "muted" }, "Exporting the period's evidence and computing the report…"));
+    try {
+      const fd = new FormData(form);
+      const p = new URLSearchParams({ from: fd.get("from"), to: fd.get("to"), tz: fd.get("tz"), log_key: pinned.text.log });
+      if (pinned.text.time) p.set("time_key", pinned.text.time);
+      const r = await api("report?" + p.toString());
+      const blob = await r.blob();
+      const name = (/filename="([^"]+)"/.exec(r.headers.get("Content-Disposition") || "") || [])[1] || "agentlog-report.zip";
+      const summary = r.headers.get("Agentlog-Report") || "";
+      const link = h("a", { id: "report-download", href: URL.createObjectURL(blob), download: name }, `Download ${name}`);
+      status.replaceChildren(
+        h("p", {}, link, ` (${Math.ceil(blob.size / 1024)} KiB: report.html, report.json and the evidence export; ${summary.replaceAll("=", " ").replaceAll(";", ",")})`),
+        h("p", { class: "muted" }, "Unzip it and check it offline with the pinned key; the check recomputes every number from the evidence:"),
+        h("pre", { class: "mono" }, `unzip -d report ${name}\nagentlog evidence verify report --log-key log.pub`),
+      );
+    } catch (e) {
+      status.replaceChildren(errorBox(e));
+    } finally {
+      make.disabled = false;
+    }
+  });
   show(
     h("h1", {}, "SOC 2 period report"),
-    h("p", {}, "The report (CC6.1 to CC8.1: control, evidence with counts and charts, exceptions, how to verify) is made from the period's evidence export, on your machine, so that it comes with the proofs behind every number and verifies offline. Choose the period and run the command:"),
+    h("p", {}, "The report (CC6.1 to CC8.1: control, evidence with counts and charts, exceptions, how to verify) is made from the period's evidence export, so that it comes with the proofs behind every number and verifies offline. Choose the period, then make it here (the log's server exports the evidence with your token and the keys pinned here) or run the same on your machine:"),
     form,
+    h("div", { class: "actions" }, make),
+    status,
     h("pre", { class: "mono", id: "report-command" }, cmd),
     h("div", { class: "actions" }, copy),
     h("pre", { class: "mono" }, "agentlog evidence verify report --log-key log.pub   # checks the export and recomputes the report"),
