@@ -199,7 +199,8 @@ func TestFailover(t *testing.T) {
 // failoverPair is an active log with --durability replicated, a postgres
 // lock and a 2 s lease, and a standby of it following its bucket, given
 // the log's keys and admin token: the same log on another machine. With
-// witnessed, both run with a witness policy of one witness process.
+// witnessed, both run with a witness policy of one witness process; extra
+// flags override those.
 type failoverPair struct {
 	bin          string
 	e            *replicationEnv
@@ -209,13 +210,14 @@ type failoverPair struct {
 	policy       *policy.Policy // with witnessed
 }
 
-func startFailoverPair(t *testing.T, name string, witnessed bool) *failoverPair {
+func startFailoverPair(t *testing.T, name string, witnessed bool, extra ...string) *failoverPair {
 	t.Helper()
 	fp := &failoverPair{bin: agentlogBinary(t), e: newReplicationEnv(t), dataA: t.TempDir(), dataS: t.TempDir()}
 	origin := name + "/" + servicetest.RandomName(t)
 	fp.common = []string{"--ntp", fp.e.ntp, "--checkpoint-interval", "200ms", "--origin", origin,
 		"--mirror", "s3://" + fp.e.bucket + "/log", "--mirror-retention", "2d", "--mirror-lock", "governance",
 		"--lock", pgLockFlag(t), "--durability", "replicated", "--lease", "2s"}
+	fp.common = append(fp.common, extra...) // later flags win
 	if witnessed {
 		keys, _, err := checkpoint.LoadOrCreateKeys(fp.dataA, origin) // the server reuses them
 		if err != nil {
