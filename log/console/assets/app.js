@@ -300,8 +300,8 @@ views.signin = async () => {
     try {
       const logKey = await v.parseVerifierKey(keys.log);
       if (logKey.alg !== v.ALG_ED25519) throw new Error("the log key must be an Ed25519 note key (type 1)");
-      if (keys.time && (await v.parseVerifierKey(keys.time)).alg !== v.ALG_COSIGNATURE_V1) {
-        throw new Error("the timestamp key must be a cosignature v1 key (type 4)");
+      if (keys.time && ![v.ALG_COSIGNATURE_V1, v.ALG_ED25519].includes((await v.parseVerifierKey(keys.time)).alg)) {
+        throw new Error("the timestamp key must be an Ed25519 cosignature v1 key (type 4, or the same key as type 1)");
       }
       for (const w of keys.witnesses) await v.parseVerifierKey(w);
       sessionStorage.setItem(TOKEN, String(fd.get("token")).trim());
@@ -831,7 +831,7 @@ views.report = async (params) => {
     h("label", {}, "from", h("input", { name: "from", value: from, id: "r-from" })),
     h("label", {}, "to", h("input", { name: "to", value: to, id: "r-to" })),
     h("label", {}, "tz", h("input", { name: "tz", value: tz, id: "r-tz" })),
-    h("div", { class: "actions" }, h("button", { class: "primary", type: "submit", id: "r-submit" }, "Make the command")),
+    h("div", { class: "actions" }, h("button", { type: "submit", id: "r-submit" }, "Show the command")),
   );
   form.addEventListener("submit", (ev) => {
     ev.preventDefault();
