@@ -26,6 +26,18 @@ const (
 	maxControlsActions    = 100 // actions under unapproved configurations listed
 )
 
+// controlMeta is each control's criterion and title.
+var controlMeta = map[string]struct{ criterion, title string }{
+	agentlog.ControlCheckpointVerified:  {"CC7.3", "The log's checkpoint is signed, verifies and is kept current"},
+	agentlog.ControlCheckpointWitnessed: {"CC7.3", "The checkpoint is cosigned by a quorum of independent witnesses"},
+	agentlog.ControlConsistencyChecked:  {"CC7.3", "Each checkpoint is checked consistent with the previous one before it is signed"},
+	agentlog.ControlNTPSynchronized:     {"CC7.3", "Entry and checkpoint times come from a clock disciplined by NTP"},
+	agentlog.ControlAgentsOwnedScoped:   {"CC6.2", "Every agent has an owner and a declared scope"},
+	agentlog.ControlApprovalsCurrent:    {"CC6.2", "Agents that act hold a current approval"},
+	agentlog.ControlConfigsApproved:     {"CC8.1", "Agents act only under approved configurations"},
+	agentlog.ControlAlertsOpen:          {"CC7.2", "No alert is open"},
+}
+
 func (s *Server) getControls(w http.ResponseWriter, r *http.Request) error {
 	if _, err := s.authorize(r, "controls", RoleAuditor, RoleAdmin); err != nil {
 		return err
@@ -58,13 +70,14 @@ func (s *Server) Controls(ctx context.Context, window time.Duration) (*agentlog.
 		WindowSeconds: int64(window / time.Second), WindowFrom: now.Add(-window), TreeSize: size,
 		Agents: []agentlog.ControlsAgent{},
 	}
-	add := func(id, criterion, title string, findings int, failed bool, detail string) {
+	add := func(id string, findings int, failed bool, detail string) {
 		pass := findings == 0 && !failed
 		st := "pass"
 		if !pass {
 			st = "fail"
 		}
-		c.Controls = append(c.Controls, agentlog.Control{ID: id, Criterion: criterion, Title: title, Passing: pass, Status: st, Findings: findings, Detail: detail})
+		m := controlMeta[id]
+		c.Controls = append(c.Controls, agentlog.Control{ID: id, Criterion: m.criterion, Title: m.title, Passing: pass, Status: st, Findings: findings, Detail: detail})
 	}
 
 	// CC7.3: the checkpoint, its witnesses and consistency.
@@ -109,32 +122,32 @@ func (s *Server) Controls(ctx context.Context, window time.Duration) (*agentlog.
 	}
 	switch {
 	case !cp.Published:
-		add(agentlog.ControlCheckpointVerified, "CC7.3", "The log's checkpoint is signed, verifies and is kept current", 1, true, "no checkpoint has been published yet")
+		add(agentlog.ControlCheckpointVerified, 1, true, "no checkpoint has been published yet")
 	case !cp.Verified:
-		add(agentlog.ControlCheckpointVerified, "CC7.3", "The log's checkpoint is signed, verifies and is kept current", 1, true, fmt.Sprintf("the published checkpoint does not verify: %v", verr))
+		add(agentlog.ControlCheckpointVerified, 1, true, fmt.Sprintf("the published checkpoint does not verify: %v", verr))
 	case cp.Stale || cp.Refusing:
-		add(agentlog.ControlCheckpointVerified, "CC7.3", "The log's checkpoint is signed, verifies and is kept current", 1, true, fmt.Sprintf("the tree has grown to %d entries and no checkpoint covers it (last signed size %d): %s", size, cp.Size, cp.LastError))
+		add(agentlog.ControlCheckpointVerified, 1, true, fmt.Sprintf("the tree has grown to %d entries and no checkpoint covers it (last signed size %d): %s", size, cp.Size, cp.LastError))
 	default:
-		add(agentlog.ControlCheckpointVerified, "CC7.3", "The log's checkpoint is signed, verifies and is kept current", 0, false,
+		add(agentlog.ControlCheckpointVerified, 0, false,
 			fmt.Sprintf("checkpoint of size %d signed %ds ago verifies with the log and timestamp keys", cp.Size, cp.AgeSeconds))
 	}
 	switch {
 	case s.cfg.Witnesses == nil:
-		add(agentlog.ControlCheckpointWitnessed, "CC7.3", "The checkpoint is cosigned by a quorum of independent witnesses", 1, true, "the log runs without a witness policy (serve --witness-policy): its checkpoints are not witnessed")
+		add(agentlog.ControlCheckpointWitnessed, 1, true, "the log runs without a witness policy (serve --witness-policy): its checkpoints are not witnessed")
 	case !cp.QuorumMet:
-		add(agentlog.ControlCheckpointWitnessed, "CC7.3", "The checkpoint is cosigned by a quorum of independent witnesses", 1, true,
+		add(agentlog.ControlCheckpointWitnessed, 1, true,
 			fmt.Sprintf("the published checkpoint has %d valid cosignatures of the policy's %d witnesses: the quorum is not met", len(cp.Cosigners), cp.Witnesses))
 	default:
-		add(agentlog.ControlCheckpointWitnessed, "CC7.3", "The checkpoint is cosigned by a quorum of independent witnesses", 0, false,
+		add(agentlog.ControlCheckpointWitnessed, 0, false,
 			fmt.Sprintf("cosigned by %s (%d of %d witnesses; quorum met)", strings.Join(cp.Cosigners, ", "), len(cp.Cosigners), cp.Witnesses))
 	}
 	switch {
 	case s.cfg.Loop == nil || cp.CheckedAt.IsZero():
-		add(agentlog.ControlConsistencyChecked, "CC7.3", "Each checkpoint is checked consistent with the previous one before it is signed", 1, true, "no signing round has checked the tree yet")
+		add(agentlog.ControlConsistencyChecked, 1, true, "no signing round has checked the tree yet")
 	case inconsistent:
-		add(agentlog.ControlConsistencyChecked, "CC7.3", "Each checkpoint is checked consistent with the previous one before it is signed", 1, true, "the tree is not consistent with the last signed checkpoint: "+cp.LastError)
+		add(agentlog.ControlConsistencyChecked, 1, true, "the tree is not consistent with the last signed checkpoint: "+cp.LastError)
 	default:
-		add(agentlog.ControlConsistencyChecked, "CC7.3", "Each checkpoint is checked consistent with the previous one before it is signed", 0, false,
+		add(agentlog.ControlConsistencyChecked, 0, false,
 			fmt.Sprintf("the tree was last checked against the signed checkpoint at %s; witnesses cosign only after their own consistency check", cp.CheckedAt.Format(time.RFC3339)))
 	}
 
@@ -145,10 +158,10 @@ func (s *Server) Controls(ctx context.Context, window time.Duration) (*agentlog.
 			LastSync: st.LastSync, Servers: st.Servers, Answered: st.Answered, LastError: st.LastError}
 	}
 	if k := c.Clock; k.Synced && !k.Degraded {
-		add(agentlog.ControlNTPSynchronized, "CC7.3", "Entry and checkpoint times come from a clock disciplined by NTP", 0, false,
+		add(agentlog.ControlNTPSynchronized, 0, false,
 			fmt.Sprintf("synchronized: %d of %d servers answered, offset %s", k.Answered, k.Servers, time.Duration(k.OffsetNS)))
 	} else {
-		add(agentlog.ControlNTPSynchronized, "CC7.3", "Entry and checkpoint times come from a clock disciplined by NTP", 1, true,
+		add(agentlog.ControlNTPSynchronized, 1, true,
 			fmt.Sprintf("the clock is not synchronized with NTP (%d of %d servers answered; last error %q)", k.Answered, k.Servers, k.LastError))
 	}
 
@@ -194,25 +207,25 @@ func (s *Server) Controls(ctx context.Context, window time.Duration) (*agentlog.
 		}
 	}
 	if unowned > 0 {
-		add(agentlog.ControlAgentsOwnedScoped, "CC6.2", "Every agent has an owner and a declared scope", unowned, false,
+		add(agentlog.ControlAgentsOwnedScoped, unowned, false,
 			fmt.Sprintf("%d missing owners or scopes among %d live agents (see agents[].findings)", unowned, len(c.Agents)))
 	} else {
-		add(agentlog.ControlAgentsOwnedScoped, "CC6.2", "Every agent has an owner and a declared scope", 0, s.cfg.Identity == nil,
+		add(agentlog.ControlAgentsOwnedScoped, 0, s.cfg.Identity == nil,
 			fmt.Sprintf("each of the %d live agents has an owner and a scope naming its actions, tools or resources", len(c.Agents)))
 	}
 	if stale > 0 {
-		add(agentlog.ControlApprovalsCurrent, "CC6.2", "Agents that act hold a current approval", stale, false,
+		add(agentlog.ControlApprovalsCurrent, stale, false,
 			fmt.Sprintf("%d active agents hold no approval, or one older than %s", stale, s.cfg.ApprovalMaxAge))
 	} else {
-		add(agentlog.ControlApprovalsCurrent, "CC6.2", "Agents that act hold a current approval", 0, s.cfg.Identity == nil,
+		add(agentlog.ControlApprovalsCurrent, 0, s.cfg.Identity == nil,
 			fmt.Sprintf("every active agent was approved within the last %s", s.cfg.ApprovalMaxAge))
 	}
 
 	if n := cf.Unapproved + cf.Undeclared; n > 0 {
-		add(agentlog.ControlConfigsApproved, "CC8.1", "Agents act only under approved configurations", n, false,
+		add(agentlog.ControlConfigsApproved, n, false,
 			fmt.Sprintf("%d of the window's %d actions ran under an unapproved configuration and %d under none declared", cf.Unapproved, cf.Actions, cf.Undeclared))
 	} else {
-		add(agentlog.ControlConfigsApproved, "CC8.1", "Agents act only under approved configurations", 0, s.cfg.Changes == nil,
+		add(agentlog.ControlConfigsApproved, 0, s.cfg.Changes == nil,
 			fmt.Sprintf("every one of the window's %d actions ran under its agent's approved configuration, or the agent has none", cf.Actions))
 	}
 
@@ -228,9 +241,9 @@ func (s *Server) Controls(ctx context.Context, window time.Duration) (*agentlog.
 		for _, r := range c.Alerts.ByRule {
 			parts = append(parts, fmt.Sprintf("%s x%d", r.Rule, r.Count))
 		}
-		add(agentlog.ControlAlertsOpen, "CC7.2", "No alert is open", c.Alerts.Open, false, "open alerts: "+strings.Join(parts, ", "))
+		add(agentlog.ControlAlertsOpen, c.Alerts.Open, false, "open alerts: "+strings.Join(parts, ", "))
 	} else {
-		add(agentlog.ControlAlertsOpen, "CC7.2", "No alert is open", 0, false, "no health episode is open and no alert was raised in the window")
+		add(agentlog.ControlAlertsOpen, 0, false, "no health episode is open and no alert was raised in the window")
 	}
 
 	c.Passing = true

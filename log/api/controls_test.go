@@ -26,8 +26,20 @@ func getControls(t *testing.T, e *env, query string) *agentlog.Controls {
 	if err := json.Unmarshal(b, &c); err != nil {
 		t.Fatal(err)
 	}
-	if c.Format != agentlog.ControlsFormat || len(c.Controls) != 8 {
+	order := []string{agentlog.ControlCheckpointVerified, agentlog.ControlCheckpointWitnessed, agentlog.ControlConsistencyChecked, agentlog.ControlNTPSynchronized,
+		agentlog.ControlAgentsOwnedScoped, agentlog.ControlApprovalsCurrent, agentlog.ControlConfigsApproved, agentlog.ControlAlertsOpen}
+	if c.Format != agentlog.ControlsFormat || len(c.Controls) != len(order) {
 		t.Fatalf("document %s", b)
+	}
+	passing := true
+	for i, k := range c.Controls {
+		if k.ID != order[i] || k.Criterion == "" || k.Title == "" || k.Detail == "" || k.Passing != (k.Status == "pass") || k.Passing && k.Findings != 0 {
+			t.Fatalf("control %d: %+v", i, k)
+		}
+		passing = passing && k.Passing
+	}
+	if c.Passing != passing {
+		t.Fatalf("document passing %v, controls %v", c.Passing, passing)
 	}
 	return &c
 }
