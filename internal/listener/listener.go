@@ -119,7 +119,8 @@ func (c *conn) Write(p []byte) (int, error) {
 // with a Content-Length or chunked, and carry a Date header.
 func jsonError(p []byte) []byte {
 	const proto = "HTTP/1.1 "
-	if !bytes.HasPrefix(p, []byte(proto)) {
+	// Most writes are handlers' answers: a 1xx-3xx status needs no search.
+	if !bytes.HasPrefix(p, []byte(proto)) || len(p) <= len(proto) || (p[len(proto)] != '4' && p[len(proto)] != '5') {
 		return nil
 	}
 	i := bytes.Index(p, []byte(errorHeaders))
