@@ -38,7 +38,7 @@ func openFile(s Sink) (*fileSink, error) {
 }
 
 func (fs *fileSink) open() error {
-	f, err := os.OpenFile(fs.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	f, err := os.OpenFile(fs.path, os.O_RDWR|os.O_APPEND|os.O_CREATE, 0o640)
 	if err != nil {
 		return err
 	}
@@ -51,8 +51,39 @@ func (fs *fileSink) open() error {
 		f.Close()
 		return fmt.Errorf("%s is not a regular file", fs.path)
 	}
-	fs.f, fs.size = f, fi.Size()
+	size, err := wholeLines(f, fi.Size())
+	if err != nil {
+		f.Close()
+		return fmt.Errorf("%s: %w", fs.path, err)
+	}
+	fs.f, fs.size = f, size
 	return nil
+}
+
+// wholeLines cuts a partial last line, which a crash in the middle of a
+// write leaves (its batch was not recorded as delivered, and is sent
+// again), and returns the file's new size.
+func wholeLines(f *os.File, size int64) (int64, error) {
+	buf := make([]byte, 64<<10)
+	end := size
+	for end > 0 {
+		n := min(int64(len(buf)), end)
+		if _, err := f.ReadAt(buf[:n], end-n); err != nil {
+			return 0, err
+		}
+		if i := bytes.LastIndexByte(buf[:n], '\n'); i >= 0 {
+			end = end - n + int64(i) + 1
+			break
+		}
+		end -= n
+	}
+	if end == size {
+		return size, nil
+	}
+	if err := f.Truncate(end); err != nil {
+		return 0, err
+	}
+	return end, f.Sync()
 }
 
 func (fs *fileSink) Send(_ context.Context, batch []Event) error {

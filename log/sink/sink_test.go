@@ -644,3 +644,23 @@ func TestHEC(t *testing.T) {
 		t.Errorf("status %+v", st)
 	}
 }
+
+// TestFilePartialLine: a crash in the middle of a write leaves a partial
+// line; the sink cuts it before appending, so the file holds whole events.
+func TestFilePartialLine(t *testing.T) {
+	dir := t.TempDir()
+	l := openLog(t, filepath.Join(dir, "db"))
+	defer l.Close()
+	path := filepath.Join(dir, "events.jsonl")
+	appendActions(t, l, 10, 0)
+	all := want(t, l, ocsf.Source{Origin: origin}, 0, l.Size())
+	// Entries 0 and 1 written, 2 cut short; the stored position says 2.
+	os.WriteFile(path, append(append(append(append([]byte{}, all[0]...), '\n'), append(all[1], '\n')...), all[2][:100]...), 0o640)
+	if err := l.SetPosition([]byte("s/pos/archive"), 2); err != nil {
+		t.Fatal(err)
+	}
+	r := start(t, sink.Options{Log: l, Config: sink.Config{Sinks: []sink.Sink{{Name: "archive", Type: sink.TypeFile, Path: path}}}})
+	r.caughtUp(t, l.Size())
+	r.stop()
+	equalLines(t, lines(t, path), all)
+}
