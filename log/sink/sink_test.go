@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/agentlog/agentlog"
+	"github.com/agentlog/agentlog/internal/hectest"
 	"github.com/agentlog/agentlog/internal/rsyslogtest"
 	"github.com/agentlog/agentlog/internal/tlsfile"
 	alog "github.com/agentlog/agentlog/log"
@@ -497,92 +498,6 @@ func TestWebhook(t *testing.T) {
 	}
 }
 
-// hecServer follows the HTTP Event Collector's documented contract (the
-// OpenTelemetry Collector's splunkhecreceiver, the production receiver
-// the issue names, cannot be built here: see docs/siem.md): the event
-// endpoint checks the token and, with acknowledgement on, the channel,
-// and answers an ackId per channel; the ack endpoint reports an ackId
-// indexed from its second query on.
-type hecServer struct {
-	token  string
-	ack    bool
-	mu     sync.Mutex
-	events []hecEvent
-	acks   map[uint64]int // ackId -> times queried
-	nextID uint64
-	posts  int
-}
-
-type hecEvent struct {
-	Time       json.Number     `json:"time"`
-	Host       string          `json:"host"`
-	Source     string          `json:"source"`
-	SourceType string          `json:"sourcetype"`
-	Index      string          `json:"index"`
-	Event      json.RawMessage `json:"event"`
-}
-
-func (h *hecServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	answer := func(status int, v any) {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(status)
-		json.NewEncoder(w).Encode(v)
-	}
-	if r.Header.Get("Authorization") != "Splunk "+h.token {
-		answer(http.StatusForbidden, map[string]any{"text": "Invalid token", "code": 4})
-		return
-	}
-	ch := r.Header.Get("X-Splunk-Request-Channel")
-	if h.ack && ch == "" {
-		answer(http.StatusBadRequest, map[string]any{"text": "Data channel is missing", "code": 10})
-		return
-	}
-	switch r.URL.Path {
-	case "/services/collector/event":
-		h.posts++
-		if h.posts%4 == 1 {
-			answer(http.StatusServiceUnavailable, map[string]any{"text": "Server is busy", "code": 9})
-			return
-		}
-		dec := json.NewDecoder(r.Body)
-		dec.DisallowUnknownFields()
-		var got []hecEvent
-		for dec.More() {
-			var e hecEvent
-			if err := dec.Decode(&e); err != nil {
-				answer(http.StatusBadRequest, map[string]any{"text": "Invalid data format", "code": 6})
-				return
-			}
-			got = append(got, e)
-		}
-		h.events = append(h.events, got...)
-		if !h.ack {
-			answer(http.StatusOK, map[string]any{"text": "Success", "code": 0})
-			return
-		}
-		id := h.nextID
-		h.nextID++
-		h.acks[id] = 0
-		answer(http.StatusOK, map[string]any{"text": "Success", "code": 0, "ackId": id})
-	case "/services/collector/ack":
-		var q struct {
-			Acks []uint64 `json:"acks"`
-		}
-		json.NewDecoder(r.Body).Decode(&q)
-		out := map[string]bool{}
-		for _, id := range q.Acks {
-			n, ok := h.acks[id]
-			h.acks[id] = n + 1
-			out[fmt.Sprint(id)] = ok && n >= 1
-		}
-		answer(http.StatusOK, map[string]any{"acks": out})
-	default:
-		http.NotFound(w, r)
-	}
-}
-
 // TestHEC delivers to an HTTP Event Collector with and without indexer
 // acknowledgement: each HEC event carries the OCSF event exactly as
 // mapped and its time, in order; a busy collector is retried; a token
@@ -592,7 +507,7 @@ func TestHEC(t *testing.T) {
 		t.Run(map[bool]string{false: "noack", true: "ack"}[ack], func(t *testing.T) {
 			dir := t.TempDir()
 			os.WriteFile(filepath.Join(dir, "hec.token"), []byte("hec-token-0123\n"), 0o600)
-			h := &hecServer{token: "hec-token-0123", ack: ack, acks: map[uint64]int{}}
+			h := hectest.New("hec-token-0123", ack)
 			srv := httptest.NewServer(h)
 			defer srv.Close()
 			l := openLog(t, filepath.Join(dir, "db"))
@@ -602,11 +517,9 @@ func TestHEC(t *testing.T) {
 			r := start(t, sink.Options{Log: l, Config: sink.Config{Sinks: []sink.Sink{s}}, RetryBase: time.Millisecond, RetryMax: 5 * time.Millisecond})
 			r.caughtUp(t, l.Size())
 			r.stop()
-			h.mu.Lock()
-			defer h.mu.Unlock()
 			w := want(t, l, ocsf.Source{Origin: origin}, 0, l.Size())
 			var got [][]byte
-			for i, e := range h.events {
+			for i, e := range h.Events() {
 				var ev struct {
 					Time int64 `json:"time"`
 				}
@@ -617,15 +530,16 @@ func TestHEC(t *testing.T) {
 				got = append(got, e.Event)
 			}
 			equalLines(t, got, w)
-			if ack && len(h.acks) != int(h.nextID) {
-				t.Errorf("acks %v", h.acks)
+			if n, acked := h.Acks(); ack && (n == 0 || acked != n) {
+				t.Errorf("%d ackIds given, %d reported indexed", n, acked)
 			}
 		})
 	}
 	// ack asked for, the token without it: reported, never delivered.
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "hec.token"), []byte("hec-token-0123\n"), 0o600)
-	h := &hecServer{token: "hec-token-0123", acks: map[uint64]int{}, posts: 1}
+	h := hectest.New("hec-token-0123", false)
+	h.BusyEvery = 0
 	srv := httptest.NewServer(h)
 	defer srv.Close()
 	l := openLog(t, filepath.Join(dir, "db"))
