@@ -25,16 +25,12 @@
 package anomaly
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/url"
 	"os"
-	"time"
 
-	"github.com/dgraph-io/badger/v4"
 	jsonv2 "github.com/go-json-experiment/json"
 
 	"github.com/agentlog/agentlog"
@@ -218,31 +214,16 @@ func RecordConfig(ctx context.Context, l *alog.Log, c *Config) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	var last []byte
-	err = l.DB().View(func(txn *badger.Txn) error {
-		item, err := txn.Get(configKey)
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			def := DefaultConfig()
-			last, err = configRecord(&def)
-			return err
-		}
-		if err != nil {
-			return err
-		}
-		last, err = item.ValueCopy(nil)
-		return err
-	})
+	def := DefaultConfig()
+	last, err := configRecord(&def)
 	if err != nil {
-		return false, fmt.Errorf("reading the recorded alerting configuration: %w", err)
+		return false, err
 	}
-	if bytes.Equal(last, b) {
-		return false, nil
+	changed, err := l.RecordSetting(ctx, Principal, configKey, "anomaly.configured", b, last)
+	if err != nil {
+		return false, fmt.Errorf("the alerting configuration: %w", err)
 	}
-	extra := func([]alog.Appended) ([]byte, []byte, time.Duration) { return configKey, b, 0 }
-	if _, err := l.AppendWith(ctx, Principal, alog.KindSystem, []alog.Record{{Action: "anomaly.configured", Attributes: b}}, extra); err != nil {
-		return false, fmt.Errorf("recording the alerting configuration: %w", err)
-	}
-	return true, nil
+	return changed, nil
 }
 
 // configRecord is the recorded form of a configuration (nil: off).

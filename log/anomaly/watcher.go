@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -16,7 +15,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/dgraph-io/badger/v4"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/agentlog/agentlog"
@@ -319,31 +317,11 @@ func (w *Watcher) Run(ctx context.Context) {
 // position reads a stored position, or stores and returns the current
 // size when there is none.
 func (w *Watcher) position(key []byte) (uint64, error) {
-	var pos uint64
-	err := w.o.Log.DB().Update(func(txn *badger.Txn) error {
-		item, err := txn.Get(key)
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			pos = w.o.Log.Size()
-			return txn.Set(key, binary.BigEndian.AppendUint64(nil, pos))
-		}
-		if err != nil {
-			return err
-		}
-		return item.Value(func(v []byte) error {
-			if len(v) != 8 {
-				return fmt.Errorf("malformed position %q", key)
-			}
-			pos = binary.BigEndian.Uint64(v)
-			return nil
-		})
-	})
-	return pos, err
+	return w.o.Log.Position(key, w.o.Log.Size())
 }
 
 func (w *Watcher) setPosition(key []byte, pos uint64) error {
-	return w.o.Log.DB().Update(func(txn *badger.Txn) error {
-		return txn.Set(key, binary.BigEndian.AppendUint64(nil, pos))
-	})
+	return w.o.Log.SetPosition(key, pos)
 }
 
 // alert is one alert before it is recorded.
