@@ -34,7 +34,7 @@ start() { # start DATA [--sinks FILE]
   echo "server did not start"; cat "$work/serve.out"; exit 1
 }
 stop() { kill "$server"; wait "$server" 2>/dev/null || true; server=; }
-bench() { "$work/agentlog" bench append --server http://127.0.0.1:18330 --token-file "$1/admin.token" --concurrency 16 --batch 256 --duration "$dur" --provable=false | grep -m1 entries_per_s; }
+bench() { "$work/agentlog" bench append --server http://127.0.0.1:18330 --token-file "$1/admin.token" --concurrency 16 --batch 256 --duration "$dur" --provable=false | grep entries_per_s; }
 
 for round in $(seq "$rounds"); do
   for mode in none down file; do
@@ -61,8 +61,8 @@ http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_foreve
       t0=$(date +%s.%N)
       until health | python3 -c 'import json,sys; h=json.load(sys.stdin); sys.exit(0 if h["sinks"][0]["lag_entries"] == 0 else 1)'; do sleep 0.2; done
       t1=$(date +%s.%N)
-      health | python3 -c 'import json,sys; h=json.load(sys.stdin); print("  caught up: %d entries delivered" % h["sinks"][0]["next_index"])'
-      echo "  catch-up took $(python3 -c "print(round($t1-$t0, 1))") s after the receiver started (including the wait for the sink's next retry)"
+      n=$(health | python3 -c 'import json,sys; print(json.load(sys.stdin)["sinks"][0]["next_index"])')
+      echo "  caught up: $n entries delivered $(python3 -c "print(round($t1-$t0, 1))") s after the receiver started (including the wait for the sink's next retry: $(python3 -c "print(round($n/($t1-$t0)))") entries/s)"
       kill "$receiver"; wait "$receiver" 2>/dev/null || true; receiver=
     fi
     stop
