@@ -7,11 +7,13 @@
 # (bash .ci/services/versitygw.sh; bash .ci/services/postgres.sh).
 #   docs/bench-replication.sh [DURATION]   (default 15s per configuration)
 # CLIENTS (default 64) sets the concurrent clients, ROUNDS (default 2) the
-# rounds, and SKIP_TAKEOVER=1 leaves out the takeover test.
+# rounds, INTERVAL (default 1s) every server's --checkpoint-interval, and
+# SKIP_TAKEOVER=1 leaves out the takeover test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dur=${1:-15s}
 clients=${CLIENTS:-64}
+interval=${INTERVAL:-1s}
 work=$(mktemp -d)
 server=
 trap '[ -n "$server" ] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null; rm -rf "$work"' EXIT
@@ -34,7 +36,7 @@ run() { # name, extra serve flags...
   local name=$1; shift
   local data="$work/$name"
   "$work/agentlog" serve --data "$data" --listen 127.0.0.1:$port --log-level warn --ntp 127.0.0.1:1 \
-    --anomaly=false --origin "bench.example/$name" "$@" >"$work/$name.out" 2>"$work/$name.err" &
+    --anomaly=false --checkpoint-interval "$interval" --origin "bench.example/$name" "$@" >"$work/$name.out" 2>"$work/$name.err" &
   server=$!
   for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$port/healthz" && break; sleep 0.1; done
   # Sample the mirror's lag during the load.
@@ -49,7 +51,7 @@ run() { # name, extra serve flags...
     done ) &
   local sampler=$!
   for b in 1 100; do
-    echo "== $name, batch $b, $clients clients, $dur"
+    echo "== $name, batch $b, $clients clients, checkpoint interval $interval, $dur"
     "$work/agentlog" bench append --server "http://127.0.0.1:$port" --token-file "$data/admin.token" \
       --agents 8 --concurrency "$clients" --batch $b --duration "$dur" | sed 's/^/  /'
   done
