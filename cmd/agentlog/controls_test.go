@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -246,4 +248,32 @@ func TestControlsAndHealthAlertsE2E(t *testing.T) {
 	startWitnessProc(t, wbin, wargs...)
 	waitAlerts("witness_quorum_lost", 1, 1)
 	waitAlerts("sequence_gap", 1, 0)
+}
+
+// TestServeRefusesShortHealthAfter: with witnesses, a --health-alert-after
+// no longer than --witness-lag-tolerance would end a dead witness's episode
+// right after a restart; serve refuses it, and so non-positive values,
+// before it creates anything.
+func TestServeRefusesShortHealthAfter(t *testing.T) {
+	dir := t.TempDir()
+	pol := filepath.Join(dir, "policy")
+	if err := os.WriteFile(pol, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	data := filepath.Join(dir, "data")
+	for _, args := range [][]string{
+		{"--witness-policy", pol, "--health-alert-after", "10s"},
+		{"--witness-policy", pol, "--health-alert-after", "3s", "--witness-lag-tolerance", "5s"},
+		{"--witness-lag-tolerance", "0s"},
+		{"--approval-max-age", "-1h"},
+	} {
+		err := runServe(append([]string{"--data", data}, args...), io.Discard, io.Discard)
+		var ue usageError
+		if !errors.As(err, &ue) {
+			t.Errorf("serve %v: %v, want a usage error", args, err)
+		}
+		if _, err := os.Stat(data); !os.IsNotExist(err) {
+			t.Fatalf("serve %v left %s behind", args, data)
+		}
+	}
 }

@@ -100,6 +100,15 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	if *interval <= 0 || *refresh <= 0 || *ntpInterval <= 0 {
 		return usagef("--checkpoint-interval, --checkpoint-refresh and --ntp-interval must be positive")
 	}
+	if *witnessLag <= 0 || *approvalMaxAge <= 0 {
+		return usagef("--witness-lag-tolerance and --approval-max-age must be positive")
+	}
+	if *policyFile != "" && *healthAfter <= *witnessLag {
+		// Right after a start the witness client counts a dead witness as
+		// lagging only after the tolerance: a shorter --health-alert-after
+		// would end its episode and raise it again.
+		return usagef("--health-alert-after (%s) must be longer than --witness-lag-tolerance (%s)", *healthAfter, *witnessLag)
+	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	if *vlogSize < 1 || *vlogSize > 2047 || *diskReserve < 1 {
 		return usagef("--value-log-file-mib must be 1 to 2047 and --disk-reserve-mib at least 1")
