@@ -704,11 +704,11 @@ func (t *tailReader) Close() error {
 	return err
 }
 
-// Describe is the configuration the gateway serves on listen, as the log
-// records it (POST /v1/gateway/config).
-func (g *Gateway) Describe(listen string) agentlog.GatewayConfig {
+// Describe is the configuration c serves on listen, as the log records it
+// (POST /v1/gateway/config).
+func (c *Config) Describe(listen string) agentlog.GatewayConfig {
 	d := agentlog.GatewayConfig{Listen: listen}
-	for _, r := range g.cfg.Routes {
+	for _, r := range c.Routes {
 		scope := "record"
 		if r.Enforce {
 			scope = "enforce"
@@ -727,7 +727,7 @@ func (g *Gateway) RecordConfig(ctx context.Context, token, listen string) (Recei
 	if err != nil {
 		return Receipt{}, err
 	}
-	a, err := c.RecordGatewayConfig(ctx, g.Describe(listen))
+	a, err := c.RecordGatewayConfig(ctx, g.cfg.Describe(listen))
 	if err != nil {
 		return Receipt{}, err
 	}
@@ -735,12 +735,4 @@ func (g *Gateway) RecordConfig(ctx context.Context, token, listen string) (Recei
 }
 
 // FailOpen returns the names of the fail_open routes.
-func (c *Config) FailOpen() []string {
-	var out []string
-	for _, r := range c.Routes {
-		if r.FailOpen {
-			out = append(out, r.Name)
-		}
-	}
-	return out
-}
+func (c *Config) FailOpen() []string { d := c.Describe(""); return d.FailOpen() }
