@@ -9,6 +9,16 @@ func (l *Log) SetCommitFailure(f func() error) {
 		l.seq.failCommit.Store(nil)
 		return
 	}
+	l.SetCommitHook(func(func() error) error { return f() })
+}
+
+// SetCommitHook makes every commit of the sequencer's write transactions
+// call f with the real commit, until called again with nil.
+func (l *Log) SetCommitHook(f func(commit func() error) error) {
+	if f == nil {
+		l.seq.failCommit.Store(nil)
+		return
+	}
 	l.seq.failCommit.Store(&f)
 }
 

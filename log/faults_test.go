@@ -5,8 +5,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
+	"strings"
 	"syscall"
 	"testing"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/agentlog/agentlog/log/query"
 )
 
 // TestCommitFailures: while the storage layer fails commits (an fsync or
@@ -101,5 +108,104 @@ func TestDiskNeed(t *testing.T) {
 	mem := l.db.Opts().MemTableSize
 	if need <= 1<<20+8<<20 || need > 1<<20+8<<20+4*mem {
 		t.Fatalf("need %d MiB, want the reserve, a value log file and the memtable logs", need>>20)
+	}
+}
+
+// TestCommitWrittenThenFailed: Badger applies a transaction to its
+// memtable before it syncs the write-ahead log, so a commit can fail (an
+// fsync error) after the database already shows the batch. The log must
+// then undo it by itself: once the storage works again (with no append to
+// prompt it) the batch's entries, index keys, tiles and tree state are
+// gone and its extra keys hold their old values, later batches at the same
+// indexes are read back correctly (a stale fragment or posting list would
+// serve the failed batch's leaves), and so after a reopen.
+func TestCommitWrittenThenFailed(t *testing.T) {
+	dir := t.TempDir()
+	l := openTest(t, dir, nil)
+	ctx := context.Background()
+	key := []byte("i/test")
+	extra := func(v string) Extra {
+		return func([]Appended) ([]byte, []byte, time.Duration) { return key, []byte(v), 0 }
+	}
+	if _, err := l.AppendWith(ctx, admin, KindAction, recs(300, "before"), extra("old")); err != nil {
+		t.Fatal(err)
+	}
+	l.SetCommitHook(func(commit func() error) error {
+		if err := commit(); err != nil {
+			return err
+		}
+		return fmt.Errorf("fsync: %w", syscall.EIO)
+	})
+	_, err := l.AppendWith(ctx, admin, KindAction, recs(260, "lost"), extra("new"))
+	if !errors.Is(err, ErrStorage) || !errors.Is(err, syscall.EIO) {
+		t.Fatalf("append under an fsync error: %v", err)
+	}
+	if st := l.Storage(); !st.Failing || st.Failures == 0 || !strings.Contains(st.LastError, "input/output error") {
+		t.Fatalf("storage status %+v", st)
+	}
+	if _, err := l.Append(ctx, admin, KindAction, recs(1, "lost")); !errors.Is(err, ErrStorage) {
+		t.Fatalf("append while the undo cannot be written: %v", err)
+	}
+	l.SetCommitHook(nil)
+	deadline := time.Now().Add(30 * time.Second)
+	for l.Storage().Failing {
+		if time.Now().After(deadline) {
+			t.Fatal("the log did not recover by itself")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	check := func(l *Log, size uint64) {
+		t.Helper()
+		if l.Size() != size {
+			t.Fatalf("size %d, want %d", l.Size(), size)
+		}
+		if err := l.DB().View(func(txn *badger.Txn) error {
+			it, err := txn.Get(key)
+			if err != nil {
+				return err
+			}
+			return it.Value(func(v []byte) error {
+				if string(v) != "old" {
+					return fmt.Errorf("extra key holds %q, want the old value", v)
+				}
+				return nil
+			})
+		}); err != nil {
+			t.Fatal(err)
+		}
+		for i := uint64(0); i < size; i++ {
+			e, err := l.Entry(i)
+			if err != nil || bytes.Contains(e, []byte(`"lost"`)) {
+				t.Fatalf("entry %d: %s %v", i, e, err)
+			}
+		}
+		if err := l.CheckIndex(ctx); err != nil {
+			t.Fatalf("index: %v", err)
+		}
+		f, err := query.Parse(url.Values{"action": {"lost"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := l.Search(ctx, f, 0, size, 0, func(i uint64, leaf []byte) error {
+			return fmt.Errorf("query for the failed batch matched entry %d: %s", i, leaf)
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, n := range []int{5, 3, 250} { // 300+5+3 = 308 lies inside the failed [300, 559]
+		if _, err := l.Append(ctx, admin, KindAction, recs(n, "after")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check(l, 558)
+	root := l.Tree().Root()
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	l = openTest(t, dir, nil)
+	defer l.Close()
+	check(l, 558)
+	if !bytes.Equal(l.Tree().Root(), root) {
+		t.Fatal("root changed across the reopen")
 	}
 }

@@ -225,6 +225,16 @@ func (ps *batchPostings) add(terms []byte, i uint64) {
 // write sets one posting key per term and resets ps for the next batch.
 // Keys and values stay referenced by txn until it commits; ps must not be
 // reused before that.
+// keyList returns copies of the keys write writes.
+func (ps *batchPostings) keyList() [][]byte {
+	keys := make([][]byte, len(ps.list))
+	for i := range ps.list {
+		p := &ps.list[i]
+		keys[i] = binary.BigEndian.AppendUint64(append(make([]byte, 0, len(p.term)+8), p.term...), p.first)
+	}
+	return keys
+}
+
 func (ps *batchPostings) write(txn *badger.Txn) error {
 	n := 0
 	for i := range ps.list {

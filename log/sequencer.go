@@ -51,9 +51,13 @@ type sequencer struct {
 	clock func() time.Time
 	m     *metrics
 	disk  *diskGuard
-	// failCommit, if set, is called in place of the transaction's commit
-	// (tests inject storage errors with it: export_test.go).
-	failCommit atomic.Pointer[func() error]
+	// failCommit, if set, is called with the transaction's commit in its
+	// place (tests inject storage errors with it: export_test.go).
+	failCommit atomic.Pointer[func(commit func() error) error]
+	storage    storageState
+	// undo, if set, undoes a batch whose commit failed (undoOf); it is
+	// committed before anything else. Sequencer goroutine only.
+	undo func(*badger.Txn) error
 
 	maxBatch   int // entries per batch
 	maxBytes   int // leaf bytes per batch
@@ -213,7 +217,7 @@ func (s *sequencer) run() {
 	defer close(s.stopped)
 	var batch []*pending
 	for {
-		p, ok := <-s.queue
+		p, ok := s.next()
 		if !ok {
 			return
 		}
@@ -248,6 +252,24 @@ func (s *sequencer) run() {
 			s.commitImport(imp)
 		}
 	}
+}
+
+// next waits for the next queued request. While a failed batch is not yet
+// undone it retries the undo every undoRetry, so the log recovers by itself
+// when the storage does, with no append to prompt it.
+func (s *sequencer) next() (*pending, bool) {
+	for s.undo != nil {
+		t := time.NewTimer(undoRetry)
+		select {
+		case p, ok := <-s.queue:
+			t.Stop()
+			return p, ok
+		case <-t.C:
+			s.runUndo()
+		}
+	}
+	p, ok := <-s.queue
+	return p, ok
 }
 
 func tailBytes(ts []leafTail) int {
@@ -289,6 +311,9 @@ func (s *sequencer) commit(batch []*pending, n int) {
 func (s *sequencer) commitBatch(batch []*pending, n int) error {
 	defer s.postings.reset() // after the transaction is committed or discarded
 	if err := s.disk.check(); err != nil {
+		return err
+	}
+	if err := s.runUndo(); err != nil {
 		return err
 	}
 	now := s.clock()
@@ -348,11 +373,13 @@ func (s *sequencer) commitBatch(batch []*pending, n int) error {
 	if err := txn.Set(timeKey(now, base), nil); err != nil {
 		return fmt.Errorf("writing the time index: %w", err)
 	}
+	var extraKeys [][]byte
 	for _, p := range batch {
 		if p.extra == nil {
 			continue
 		}
 		k, v, ttl := p.extra(p.res)
+		extraKeys = append(extraKeys, k)
 		e := badger.NewEntry(k, v)
 		if ttl > 0 {
 			e = e.WithTTL(ttl)
@@ -364,13 +391,13 @@ func (s *sequencer) commitBatch(batch []*pending, n int) error {
 	if err := upd.Write(txn); err != nil {
 		return fmt.Errorf("writing tiles: %w", err)
 	}
-	// The DB is opened with SyncWrites, so Commit returns after fsync.
-	commit := txn.Commit
-	if f := s.failCommit.Load(); f != nil {
-		commit = *f
+	old, err := s.readOld(extraKeys)
+	if err != nil {
+		return err
 	}
-	if err := commit(); err != nil {
-		return fmt.Errorf("committing batch at index %d: %w", base, err)
+	if err := s.commitTxn(txn); err != nil {
+		s.undo = s.undoOf(buf, base, now, upd, old)
+		return fmt.Errorf("%w: committing batch at index %d: %w", ErrStorage, base, err)
 	}
 	s.tree.Apply(upd)
 	s.lastTime = now
@@ -440,8 +467,8 @@ func (s *sequencer) importLeaves(at uint64, leaves [][]byte) error {
 	if err := upd.Write(txn); err != nil {
 		return fmt.Errorf("writing tiles: %w", err)
 	}
-	if err := txn.Commit(); err != nil {
-		return fmt.Errorf("committing imported entries at index %d: %w", base, err)
+	if err := s.commitTxn(txn); err != nil {
+		return fmt.Errorf("%w: committing imported entries at index %d: %w", ErrStorage, base, err)
 	}
 	s.tree.Apply(upd)
 	s.lastTime = last

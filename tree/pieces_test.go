@@ -171,3 +171,72 @@ func TestOpenDetectsMissingPiece(t *testing.T) {
 		t.Fatal("Open accepted a partial tile missing its last pieces")
 	}
 }
+
+// TestUndo: an update written but never applied (its commit failed with an
+// unknown outcome), then undone, leaves the stored tree as it was: after a
+// reopen it has the committed size and root, and growing it by other
+// leaves gives the tree of a log that never saw the failed batch, tiles,
+// pieces and proofs included, at tile boundaries of levels 0 and 1 too.
+func TestUndo(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 2))
+	dir := t.TempDir()
+	db := openDB(t, dir)
+	tr := openTree(t, db, Options{})
+	ref := &refTree{}
+	var size uint64
+	junk := func(n uint64) [][]byte {
+		hs := make([][]byte, n)
+		for i := range hs {
+			hs[i] = bytes.Repeat([]byte{byte(1 + r.IntN(255))}, HashSize)
+		}
+		return hs
+	}
+	for _, step := range []struct{ grow, failed uint64 }{
+		{0, 1}, {0, 300}, {1, 1}, {250, 10}, {5, 256}, {65000, 600}, {300, 1}, {1, 3000}, {3, 2},
+	} {
+		for end := size + step.grow; size < end; {
+			leaves := leafHashes(size, min(end, size+8192))
+			for _, l := range leaves {
+				ref.add(t, l)
+			}
+			appendLeaves(t, tr, db, leaves)
+			size += uint64(len(leaves))
+		}
+		u, err := tr.Prepare(junk(step.failed))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := db.Update(u.Write); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.Update(u.Undo); err != nil {
+			t.Fatal(err)
+		}
+		if r.IntN(2) == 0 {
+			if err := db.Close(); err != nil {
+				t.Fatal(err)
+			}
+			db = openDB(t, dir)
+			tr = openTree(t, db, Options{})
+		}
+		checkRoot(t, tr, ref, size)
+		next := leafHashes(size, size+3)
+		for _, l := range next {
+			ref.add(t, l)
+		}
+		appendLeaves(t, tr, db, next)
+		size += 3
+		checkRoot(t, tr, ref, size)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db = openDB(t, dir)
+	tr = openTree(t, db, Options{})
+	checkRoot(t, tr, ref, size)
+	checkTiles(t, tr, ref, 0, size)
+	checkStoredTiles(t, db, ref, size)
+	for range 20 {
+		checkInclusion(t, tr, ref, uint64(r.IntN(int(size))), size)
+	}
+}

@@ -182,3 +182,59 @@ func (t *Tree) Apply(u *Update) {
 	}
 	t.st.Store(u.next)
 }
+
+// Undo puts into txn the inverse of u's Write: it removes the tiles and
+// pieces Write added, puts back the pieces a tile completed by u had
+// replaced, and restores the committed state u extends. After a commit of
+// u's Write that failed with an unknown outcome (a storage write or fsync
+// error: the store may hold all of it, part of it or none), committing
+// Undo brings the stored tree back to the committed one, which u was never
+// applied over. Write and Undo may both be retried.
+func (u *Update) Undo(txn *badger.Txn) error {
+	if u.next == nil {
+		return nil
+	}
+	for _, tl := range u.full {
+		if err := txn.Delete(tileKey(tl.level, tl.index)); err != nil {
+			return fmt.Errorf("tree: undoing tile %d/%d: %w", tl.level, tl.index, err)
+		}
+		if e := u.base.edge[tl.level]; e != nil && e.index == tl.index {
+			if err := e.putPieces(txn); err != nil {
+				return err
+			}
+		}
+	}
+	for _, tl := range u.partial {
+		// The piece Write added starts at the committed width, where no
+		// committed piece starts.
+		from := tl.parts[len(tl.parts)-1]
+		if err := txn.Delete(partKey(tl.level, tl.index, from)); err != nil {
+			return fmt.Errorf("tree: undoing a piece of tile %d/%d: %w", tl.level, tl.index, err)
+		}
+	}
+	if u.base.size == 0 {
+		if err := txn.Delete(stateKey); err != nil {
+			return fmt.Errorf("tree: undoing the state: %w", err)
+		}
+		return nil
+	}
+	if err := txn.Set(stateKey, u.base.encode()); err != nil {
+		return fmt.Errorf("tree: undoing the state: %w", err)
+	}
+	return nil
+}
+
+// putPieces writes the pieces of a committed partial tile, as the updates
+// that grew it wrote them.
+func (t *tile) putPieces(txn *badger.Txn) error {
+	for k, from := range t.parts {
+		end := t.width
+		if k+1 < len(t.parts) {
+			end = int(t.parts[k+1])
+		}
+		if err := txn.Set(partKey(t.level, t.index, from), t.nodes[int(from)*HashSize:end*HashSize]); err != nil {
+			return fmt.Errorf("tree: restoring a piece of tile %d/%d: %w", t.level, t.index, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,215 @@
+package log
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/agentlog/agentlog/tree"
+)
+
+// ErrStorage wraps an append's error when the database failed to write or
+// fsync its batch. Nothing of the batch was acknowledged; the log undoes
+// whatever of it reached the database before it writes anything else, and
+// appends succeed again once a write does. The HTTP layer answers 503 with
+// Retry-After (507 when the error is ENOSPC).
+var ErrStorage = errors.New("the database failed to write")
+
+// slowCommit is how long a commit may wait on write and fsync before the
+// log calls its storage slow.
+const slowCommit = time.Second
+
+// undoRetry is how often an idle log retries undoing a failed batch.
+const undoRetry = 500 * time.Millisecond
+
+// storageFault, if set, runs every commit of the sequencer's write
+// transactions (batches and their undo) in place of commit: it may fail,
+// delay or run commit. Only binaries built with the faultinject tag set it
+// (faultinject.go), for the fault suite.
+var storageFault func(commit func() error) error
+
+// StorageStatus is what the log knows of its storage's health.
+type StorageStatus struct {
+	// Failing is set from a failed commit until a write succeeds.
+	Failing      bool       `json:"failing"`
+	LastError    string     `json:"last_error,omitempty"`
+	FailingSince *time.Time `json:"failing_since,omitempty"`
+	Failures     uint64     `json:"failed_commits"`
+	// CommitSeconds is how long the running commit has waited, or the
+	// last one took; Slow is set while that is over a second.
+	CommitSeconds float64 `json:"commit_seconds"`
+	Slow          bool    `json:"slow"`
+}
+
+// storageState is the sequencer's record of its commits, read by Status.
+type storageState struct {
+	started atomic.Int64 // UnixNano of the running commit's start, 0 if none
+	last    atomic.Int64 // duration of the last commit, in ns
+
+	mu       sync.Mutex
+	failing  bool
+	since    time.Time
+	lastErr  string
+	failures uint64
+}
+
+func (st *storageState) failed(err error) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if !st.failing {
+		st.failing, st.since = true, time.Now().UTC()
+	}
+	st.lastErr = err.Error()
+	st.failures++
+}
+
+func (st *storageState) succeeded() {
+	st.mu.Lock()
+	st.failing = false
+	st.mu.Unlock()
+}
+
+func (st *storageState) status() StorageStatus {
+	st.mu.Lock()
+	s := StorageStatus{Failing: st.failing, LastError: st.lastErr, Failures: st.failures}
+	if st.failing {
+		since := st.since
+		s.FailingSince = &since
+	}
+	st.mu.Unlock()
+	d := time.Duration(st.last.Load())
+	if t := st.started.Load(); t != 0 {
+		d = max(d, time.Since(time.Unix(0, t)))
+	}
+	s.CommitSeconds, s.Slow = d.Seconds(), d > slowCommit
+	return s
+}
+
+// commitTxn commits txn (fsynced: the DB is opened with SyncWrites),
+// through the test hooks if set, and records its duration and outcome.
+func (s *sequencer) commitTxn(txn *badger.Txn) error {
+	commit := txn.Commit
+	if f := s.failCommit.Load(); f != nil {
+		commit = func() error { return (*f)(txn.Commit) }
+	}
+	if storageFault != nil {
+		c := commit
+		commit = func() error { return storageFault(c) }
+	}
+	start := time.Now()
+	s.storage.started.Store(start.UnixNano())
+	err := commit()
+	s.storage.last.Store(int64(time.Since(start)))
+	s.storage.started.Store(0)
+	if err != nil {
+		s.storage.failed(err)
+	} else {
+		s.storage.succeeded()
+	}
+	return err
+}
+
+// undoOf returns what undoes a batch whose commit failed: Badger applies
+// a transaction to its memtable before it syncs the write-ahead log, so
+// after a write or fsync error the database may show all of the batch,
+// part of it or none, while the tree and the identity state were never
+// advanced over it. The undo deletes the batch's entry fragments, index
+// and time keys, puts back the values its extra keys had (old, read before
+// the commit), and undoes its tiles and tree state.
+func (s *sequencer) undoOf(buf []byte, base uint64, now time.Time, upd *tree.Update, old []oldValue) func(*badger.Txn) error {
+	var keys [][]byte
+	fragments(buf, base, func(k, _ []byte) error {
+		keys = append(keys, k)
+		return nil
+	})
+	keys = append(keys, s.postings.keyList()...)
+	keys = append(keys, timeKey(now, base))
+	return func(txn *badger.Txn) error {
+		for _, k := range keys {
+			if err := txn.Delete(k); err != nil {
+				return err
+			}
+		}
+		for _, o := range old {
+			var err error
+			switch {
+			case !o.found:
+				err = txn.Delete(o.key)
+			case o.expires != 0:
+				ttl := time.Until(time.Unix(int64(o.expires), 0))
+				if ttl <= 0 {
+					err = txn.Delete(o.key)
+					break
+				}
+				err = txn.SetEntry(badger.NewEntry(o.key, o.value).WithTTL(ttl))
+			default:
+				err = txn.Set(o.key, o.value)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		return upd.Undo(txn)
+	}
+}
+
+// oldValue is an extra key's value before a batch wrote it.
+type oldValue struct {
+	key, value []byte
+	found      bool
+	expires    uint64
+}
+
+// readOld reads the current values of keys, for undoOf.
+func (s *sequencer) readOld(keys [][]byte) ([]oldValue, error) {
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	old := make([]oldValue, len(keys))
+	err := s.db.View(func(txn *badger.Txn) error {
+		for i, k := range keys {
+			old[i].key = k
+			it, err := txn.Get(k)
+			if errors.Is(err, badger.ErrKeyNotFound) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if old[i].value, err = it.ValueCopy(nil); err != nil {
+				return err
+			}
+			old[i].found, old[i].expires = true, it.ExpiresAt()
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading the keys a batch replaces: %w", err)
+	}
+	return old, nil
+}
+
+// runUndo commits the pending undo, if any. Until it has, nothing else is
+// written.
+func (s *sequencer) runUndo() error {
+	if s.undo == nil {
+		return nil
+	}
+	txn := s.db.NewTransaction(true)
+	defer txn.Discard()
+	if err := s.undo(txn); err != nil {
+		return fmt.Errorf("undoing the failed batch: %w", err)
+	}
+	if err := s.commitTxn(txn); err != nil {
+		return fmt.Errorf("%w: undoing the failed batch: %w", ErrStorage, err)
+	}
+	s.undo = nil
+	return nil
+}
+
+// Storage returns the health of the log's storage.
+func (l *Log) Storage() StorageStatus { return l.seq.storage.status() }
