@@ -23,6 +23,10 @@ var ErrStorage = errors.New("the database failed to write")
 // log calls its storage slow.
 const slowCommit = time.Second
 
+// slowFor is how long a slow commit keeps the storage called slow after
+// it ended.
+const slowFor = 30 * time.Second
+
 // undoRetry is how often an idle log retries undoing a failed batch.
 const undoRetry = 500 * time.Millisecond
 
@@ -40,7 +44,8 @@ type StorageStatus struct {
 	FailingSince *time.Time `json:"failing_since,omitempty"`
 	Failures     uint64     `json:"failed_commits"`
 	// CommitSeconds is how long the running commit has waited, or the
-	// last one took; Slow is set while that is over a second.
+	// last one took; Slow is set while that is over a second (for the
+	// last commit, for slowFor after it ended).
 	CommitSeconds float64 `json:"commit_seconds"`
 	Slow          bool    `json:"slow"`
 }
@@ -49,6 +54,7 @@ type StorageStatus struct {
 type storageState struct {
 	started atomic.Int64 // UnixNano of the running commit's start, 0 if none
 	last    atomic.Int64 // duration of the last commit, in ns
+	ended   atomic.Int64 // UnixNano of the last commit's end
 
 	mu       sync.Mutex
 	failing  bool
@@ -82,10 +88,13 @@ func (st *storageState) status() StorageStatus {
 	}
 	st.mu.Unlock()
 	d := time.Duration(st.last.Load())
+	s.Slow = d > slowCommit && time.Since(time.Unix(0, st.ended.Load())) < slowFor
 	if t := st.started.Load(); t != 0 {
-		d = max(d, time.Since(time.Unix(0, t)))
+		if r := time.Since(time.Unix(0, t)); r > d {
+			d, s.Slow = r, r > slowCommit
+		}
 	}
-	s.CommitSeconds, s.Slow = d.Seconds(), d > slowCommit
+	s.CommitSeconds = d.Seconds()
 	return s
 }
 
@@ -103,7 +112,9 @@ func (s *sequencer) commitTxn(txn *badger.Txn) error {
 	start := time.Now()
 	s.storage.started.Store(start.UnixNano())
 	err := commit()
-	s.storage.last.Store(int64(time.Since(start)))
+	end := time.Now()
+	s.storage.last.Store(int64(end.Sub(start)))
+	s.storage.ended.Store(end.UnixNano())
 	s.storage.started.Store(0)
 	if err != nil {
 		s.storage.failed(err)

@@ -9,6 +9,7 @@ import (
 func TestMain(m *testing.M) {
 	code := m.Run()
 	agentlogBuild.Remove()
+	faultBuild.Remove()
 	witnessBuild.Remove()
 	os.Exit(code)
 }

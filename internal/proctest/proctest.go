@@ -19,6 +19,9 @@ import (
 
 // Binary is a command compiled once per test binary.
 type Binary struct {
+	// Tags, if set, are the build tags it is compiled with (go build -tags).
+	Tags string
+
 	once sync.Once
 	path string
 	err  error
@@ -38,9 +41,13 @@ func (b *Binary) Get(t testing.TB, name, pkgDir string) string {
 			return
 		}
 		b.path = filepath.Join(dir, name)
-		cmd := exec.Command("go", "build", "-o", b.path, pkgDir)
+		args := []string{"build", "-o", b.path}
+		if b.Tags != "" {
+			args = append(args, "-tags", b.Tags)
+		}
+		cmd := exec.Command("go", append(args, pkgDir)...)
 		if strings.HasPrefix(pkgDir, ".") || filepath.IsAbs(pkgDir) {
-			cmd = exec.Command("go", "build", "-o", b.path, ".")
+			cmd = exec.Command("go", append(args, ".")...)
 			cmd.Dir = pkgDir
 		}
 		if out, err := cmd.CombinedOutput(); err != nil {

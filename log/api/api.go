@@ -20,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -323,6 +324,13 @@ func writeError(l *slog.Logger, w http.ResponseWriter, err error) {
 	case errors.Is(err, alog.ErrDiskFull):
 		w.Header().Set("Retry-After", "10")
 		writeJSONError(w, http.StatusInsufficientStorage, err.Error())
+	case errors.Is(err, alog.ErrStorage) && errors.Is(err, syscall.ENOSPC):
+		w.Header().Set("Retry-After", "10")
+		writeJSONError(w, http.StatusInsufficientStorage, "the database could not write: no space left on the device; nothing of this request was acknowledged")
+	case errors.Is(err, alog.ErrStorage):
+		l.Warn("storage failure", "err", err)
+		w.Header().Set("Retry-After", "1")
+		writeJSONError(w, http.StatusServiceUnavailable, "the database failed to write; nothing of this request was acknowledged, retry")
 	case errors.Is(err, alog.ErrPushback):
 		w.Header().Set("Retry-After", "1")
 		writeJSONError(w, http.StatusServiceUnavailable, err.Error())
@@ -592,6 +600,7 @@ type Health struct {
 	Witnesses  *witness.ClientStatus `json:"witnesses,omitempty"`
 	Anomaly    *anomaly.Status       `json:"anomaly,omitempty"`
 	Disk       alog.DiskStatus       `json:"disk"`
+	Storage    alog.StorageStatus    `json:"storage"`
 	Mirror     *mirror.Status        `json:"mirror,omitempty"`
 	Sinks      []sink.Status         `json:"sinks,omitempty"`
 	Problems   []string              `json:"problems,omitempty"`
@@ -612,6 +621,17 @@ func (s *Server) health() Health {
 	if h.Disk.Full {
 		h.Status = "failing"
 		h.Problems = append(h.Problems, fmt.Sprintf("disk full: %d MiB free, appends need %d MiB; appends are refused (507) until space is freed, reads and proofs are served", h.Disk.FreeBytes>>20, h.Disk.NeedBytes>>20))
+	}
+	h.Storage = s.cfg.Log.Storage()
+	switch {
+	case h.Storage.Failing:
+		h.Status = "failing"
+		h.Problems = append(h.Problems, fmt.Sprintf("storage writes are failing since %s (%s): appends are refused (503) and retried by the log every 0.5 s until a write succeeds; reads and proofs are served", h.Storage.FailingSince.Format(time.RFC3339), h.Storage.LastError))
+	case h.Storage.Slow:
+		if h.Status == "ok" {
+			h.Status = "degraded"
+		}
+		h.Problems = append(h.Problems, fmt.Sprintf("storage is slow: a commit (write and fsync) took %.1f s; appends wait for it", h.Storage.CommitSeconds))
 	}
 	if s.cfg.Clock != nil {
 		st := s.cfg.Clock.Status()

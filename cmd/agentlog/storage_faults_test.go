@@ -1,0 +1,297 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/agentlog/agentlog/checkpoint/ntptest"
+	"github.com/agentlog/agentlog/client"
+	"github.com/agentlog/agentlog/internal/proctest"
+)
+
+// faultBuild is the binary with storage fault injection compiled in
+// (log/faultinject.go): the default binary never has it.
+var faultBuild = proctest.Binary{Tags: "faultinject"}
+
+// injected runs the fault-injection binary on data, its storage faults
+// controlled by the file ctl (log/faultinject.go).
+type injected struct {
+	t         *testing.T
+	data, ctl string
+	ntp       string
+	srv       *serverProc
+	admin     string
+	sess      string
+	acked     map[uint64][]byte // index -> leaf hash, of every acknowledged entry
+	next      uint64            // the index the next acknowledged entry must get
+}
+
+func startInjected(t *testing.T) *injected {
+	if testing.Short() {
+		t.Skip("fault-injection tests build and run the binary")
+	}
+	in := &injected{t: t, data: t.TempDir(), ctl: filepath.Join(t.TempDir(), "fault"), ntp: ntptest.Start(t, 0).Addr(), acked: map[uint64][]byte{}}
+	t.Setenv("AGENTLOG_FAULTINJECT", in.ctl)
+	in.start()
+	tok, err := os.ReadFile(filepath.Join(in.data, "admin.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	in.admin = strings.TrimSpace(string(tok))
+	in.sess = provisionSession(t, in.srv.url, in.admin, "faulty", "storage")
+	h, _ := healthz(in.srv.url)
+	in.next = uint64(h["tree_size"].(float64))
+	return in
+}
+
+func (in *injected) start() {
+	in.srv = startServer(in.t, faultBuild.Get(in.t, "agentlog", "."), "--data", in.data, "--ntp", in.ntp, "--checkpoint-interval", "100ms", "--anomaly=false")
+	if !strings.Contains(in.srv.stderr.String(), "storage fault injection is on") {
+		in.t.Fatalf("the faultinject binary does not say fault injection is on:\n%s", in.srv.stderr)
+	}
+}
+
+// fault sets the injected fault ("" for none).
+func (in *injected) fault(f string) {
+	if err := os.WriteFile(in.ctl, []byte(f+"\n"), 0o644); err != nil {
+		in.t.Fatal(err)
+	}
+}
+
+// post appends n records of action and returns the answer; a 200 is
+// recorded as acknowledged, and must continue the index sequence.
+func (in *injected) post(n int, action string) (int, http.Header, []byte) {
+	in.t.Helper()
+	var b strings.Builder
+	b.WriteString(`{"entries":[`)
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `{"action":%q,"resource":"r/%d"}`, action, i)
+	}
+	b.WriteString(`]}`)
+	req, _ := http.NewRequest("POST", in.srv.url+"/v1/entries", strings.NewReader(b.String()))
+	req.Header.Set("Authorization", "Bearer "+in.sess)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		in.t.Fatalf("append: %v (the server died?)\n%s", err, in.srv.stderr)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode == 200 {
+		var ar struct {
+			Entries []struct {
+				Index    uint64
+				LeafHash []byte `json:"leaf_hash"`
+			}
+		}
+		if err := json.Unmarshal(body, &ar); err != nil || len(ar.Entries) != n {
+			in.t.Fatalf("append answer %s", body)
+		}
+		for j, e := range ar.Entries {
+			if e.Index != in.next+uint64(j) {
+				in.t.Fatalf("acknowledged entry %d got index %d, want %d", j, e.Index, in.next+uint64(j))
+			}
+			in.acked[e.Index] = e.LeafHash
+		}
+		in.next += uint64(n)
+	}
+	return resp.StatusCode, resp.Header, body
+}
+
+// checkAcked reads back every acknowledged entry and its leaf hash, and
+// checks that no entry of a refused append is in the log.
+func (in *injected) checkAcked() {
+	in.t.Helper()
+	c := mustClient(in.t, in.srv.url, in.admin)
+	ctx := context.Background()
+	for i, h := range in.acked {
+		leaf, err := c.Entry(ctx, i)
+		if err != nil || !bytes.Equal(client.LeafHash(leaf), h) {
+			in.t.Fatalf("acknowledged entry %d: %s %v (leaf hash differs: %v)", i, leaf, err, err == nil)
+		}
+	}
+	resp, err := http.DefaultClient.Do(in.authGet("/v1/query?action=fault.refused"))
+	if err != nil {
+		in.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var q struct{ Matches []json.RawMessage }
+	if err := json.NewDecoder(resp.Body).Decode(&q); err != nil || resp.StatusCode != 200 || len(q.Matches) != 0 {
+		in.t.Fatalf("query for refused appends: %d, %d matches, %v", resp.StatusCode, len(q.Matches), err)
+	}
+}
+
+func (in *injected) authGet(path string) *http.Request {
+	req, _ := http.NewRequest("GET", in.srv.url+path, nil)
+	req.Header.Set("Authorization", "Bearer "+in.admin)
+	return req
+}
+
+func storageOf(h map[string]any) map[string]any {
+	s, _ := h["storage"].(map[string]any)
+	return s
+}
+
+// TestFaultStorageErrors injects fsync errors, write errors and a device
+// without space into the real process's storage. What must hold: every
+// append during the fault is refused with 503 (507 for no space) and
+// Retry-After, never 500, operator actions too; /healthz fails and says
+// why; reads and proofs are served; when the fault clears the log
+// recovers by itself (no append needed to prompt it); the next
+// acknowledged entry takes the next index; and after kill -9 every
+// acknowledged entry is there, byte for byte, and none refused.
+func TestFaultStorageErrors(t *testing.T) {
+	for _, c := range []struct {
+		fault string
+		code  int
+	}{{"fsync-error", 503}, {"write-error", 503}, {"no-space", 507}} {
+		t.Run(c.fault, func(t *testing.T) {
+			in := startInjected(t)
+			for range 4 {
+				if code, _, b := in.post(3, "fault.kept"); code != 200 {
+					t.Fatalf("append before the fault: %d %s", code, b)
+				}
+			}
+			in.fault(c.fault)
+			for _, n := range []int{1, 300, 2} {
+				code, hdr, b := in.post(n, "fault.refused")
+				var e struct{ Error string }
+				if code != c.code || hdr.Get("Retry-After") == "" || json.Unmarshal(b, &e) != nil || e.Error == "" {
+					t.Fatalf("append under %s: %d (Retry-After %q) %s, want %d with a JSON error", c.fault, code, hdr.Get("Retry-After"), b, c.code)
+				}
+			}
+			req, _ := http.NewRequest("POST", in.srv.url+"/v1/tokens", strings.NewReader(`{"name":"carol","role":"auditor"}`))
+			req.Header.Set("Authorization", "Bearer "+in.admin)
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil || resp.StatusCode != c.code {
+				t.Fatalf("token create under %s: %v %v, want %d", c.fault, resp.Status, err, c.code)
+			}
+			resp.Body.Close()
+			h, err := healthz(in.srv.url)
+			if err != nil || h["status"] != "failing" || storageOf(h)["failing"] != true || !strings.Contains(fmt.Sprint(h["problems"]), "storage writes are failing") {
+				t.Fatalf("/healthz under %s: %v %v", c.fault, h, err)
+			}
+			for _, path := range []string{"/checkpoint", "/v1/proof/inclusion?index=0&size=2", "/tile/0/000.p/2"} {
+				resp, err := http.Get(in.srv.url + path)
+				if err != nil || resp.StatusCode != 200 {
+					t.Fatalf("GET %s under %s: %v %v", path, c.fault, resp, err)
+				}
+				resp.Body.Close()
+			}
+
+			in.fault("")
+			waitFor(t, "the storage to recover by itself", func() bool {
+				h, err := healthz(in.srv.url)
+				return err == nil && storageOf(h)["failing"] == false && h["status"] != "failing"
+			})
+			if code, _, b := in.post(5, "fault.kept"); code != 200 {
+				t.Fatalf("append after the fault: %d %s", code, b)
+			}
+			// The token refused under the fault does not exist.
+			resp, err = http.DefaultClient.Do(in.authGet("/v1/tokens"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			tb, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if strings.Contains(string(tb), "carol") {
+				t.Fatalf("the token refused under %s exists: %s", c.fault, tb)
+			}
+			in.checkAcked()
+
+			in.srv.kill()
+			in.start()
+			in.checkAcked()
+			if code, _, b := in.post(2, "fault.kept"); code != 200 {
+				t.Fatalf("append after the restart: %d %s", code, b)
+			}
+		})
+	}
+}
+
+// TestFaultStorageSlow injects a slow fsync: appends wait for it and are
+// acknowledged only once durable, /healthz says the storage is slow
+// (degraded) while a commit waits, and is no longer once syncs are fast.
+func TestFaultStorageSlow(t *testing.T) {
+	in := startInjected(t)
+	in.fault("slow-sync 1500ms")
+	done := make(chan int, 1)
+	go func() {
+		code, _, _ := in.post(10, "fault.kept")
+		done <- code
+	}()
+	waitFor(t, "/healthz to say the storage is slow", func() bool {
+		h, err := healthz(in.srv.url)
+		return err == nil && storageOf(h)["slow"] == true && h["status"] == "degraded" && strings.Contains(fmt.Sprint(h["problems"]), "storage is slow")
+	})
+	if code := <-done; code != 200 {
+		t.Fatalf("append under a slow sync: %d", code)
+	}
+	in.fault("")
+	if code, _, b := in.post(1, "fault.kept"); code != 200 {
+		t.Fatalf("append after the slow sync: %d %s", code, b)
+	}
+	if h, err := healthz(in.srv.url); err != nil || storageOf(h)["slow"] != false {
+		t.Fatalf("/healthz once syncs are fast again: %v %v", h, err)
+	}
+	in.srv.kill()
+	in.start()
+	in.checkAcked()
+}
+
+// TestFaultInjectionNotInDefaultBinary: the binary users build has no
+// fault injection: its build settings lack the tag (the fault suite's
+// binary has it), and with the control variable set and a fault asked
+// for, it appends normally and says nothing of faults.
+func TestFaultInjectionNotInDefaultBinary(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	tags := func(bin string) string {
+		out, err := exec.Command("go", "version", "-m", bin).CombinedOutput()
+		if err != nil {
+			t.Fatalf("go version -m: %v %s", err, out)
+		}
+		return string(out)
+	}
+	if s := tags(faultBuild.Get(t, "agentlog", ".")); !strings.Contains(s, "-tags=faultinject") {
+		t.Fatalf("the fault suite's binary lacks the tag:\n%s", s)
+	}
+	if s := tags(agentlogBinary(t)); strings.Contains(s, "faultinject") {
+		t.Fatalf("the default binary was built with fault injection:\n%s", s)
+	}
+	ctl := filepath.Join(t.TempDir(), "fault")
+	if err := os.WriteFile(ctl, []byte("write-error\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("AGENTLOG_FAULTINJECT", ctl)
+	srv, data := startFaultServer(t)
+	tok, err := os.ReadFile(filepath.Join(data, "admin.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sess := provisionSession(t, srv.url, strings.TrimSpace(string(tok)), "plain", "t")
+	req, _ := http.NewRequest("POST", srv.url+"/v1/entries", strings.NewReader(`{"entries":[{"action":"a"}]}`))
+	req.Header.Set("Authorization", "Bearer "+sess)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("append with AGENTLOG_FAULTINJECT set: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	if strings.Contains(srv.stderr.String(), "fault injection") {
+		t.Fatalf("the default binary mentions fault injection:\n%s", srv.stderr)
+	}
+}

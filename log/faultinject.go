@@ -1,0 +1,57 @@
+//go:build faultinject
+
+package log
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Fault injection into the storage layer, compiled only with the
+// faultinject build tag (the fault suite's binary; never the default
+// one). With AGENTLOG_FAULTINJECT=FILE in its environment, every commit of
+// the sequencer reads FILE and does what its first line says:
+//
+//	(empty, or no file)  commit normally
+//	fsync-error          write the batch, then fail as fsync does (EIO)
+//	write-error          fail before writing (EIO)
+//	no-space             fail before writing (ENOSPC)
+//	slow-sync DURATION   wait DURATION, then commit
+//
+// so a test can change the fault while the server runs.
+func init() {
+	file := os.Getenv("AGENTLOG_FAULTINJECT")
+	if file == "" {
+		return
+	}
+	fmt.Fprintf(os.Stderr, "agentlog: storage fault injection is on (build tag faultinject), controlled by %s\n", file)
+	storageFault = func(commit func() error) error {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return commit()
+		}
+		line, _, _ := strings.Cut(string(b), "\n")
+		verb, arg, _ := strings.Cut(strings.TrimSpace(line), " ")
+		switch verb {
+		case "fsync-error":
+			if err := commit(); err != nil {
+				return err
+			}
+			return fmt.Errorf("fsync (injected): %w", syscall.EIO)
+		case "write-error":
+			return fmt.Errorf("write (injected): %w", syscall.EIO)
+		case "no-space":
+			return fmt.Errorf("write (injected): %w", syscall.ENOSPC)
+		case "slow-sync":
+			d, err := time.ParseDuration(arg)
+			if err != nil {
+				return fmt.Errorf("fault injection: %q: %w", line, err)
+			}
+			time.Sleep(d)
+		}
+		return commit()
+	}
+}
