@@ -261,12 +261,15 @@ func (s *Server) handle(r *mux.Router, name, path, method string, h handlerFunc)
 	wrapped := http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		start := time.Now()
 		sw := httpstatus.New(w)
+		var bodyLimit int64 // identity and change bodies: taken from the budget
 		switch {
 		case name == "append", name == "otlp": // capped by their handlers
 		case strings.HasPrefix(name, "identity."):
 			req.Body = http.MaxBytesReader(sw, req.Body, maxIdentityBodyBytes)
+			bodyLimit = maxIdentityBodyBytes
 		case strings.HasPrefix(name, "change."):
 			req.Body = http.MaxBytesReader(sw, req.Body, maxChangeBodyBytes)
+			bodyLimit = maxChangeBodyBytes
 		case name == "gateway.config":
 			req.Body = http.MaxBytesReader(sw, req.Body, maxGatewayBodyBytes)
 		default:
@@ -277,6 +280,12 @@ func (s *Server) handle(r *mux.Router, name, path, method string, h handlerFunc)
 			sw.Header().Set("Connection", "close")
 		}
 		err := s.checkRequest(req, name)
+		if err == nil && bodyLimit > 0 {
+			var resv *reservation
+			if resv, err = s.budget.takeBody(req, bodyLimit); resv != nil {
+				defer resv.release()
+			}
+		}
 		if err == nil {
 			err = h(sw, req)
 		}

@@ -3,6 +3,7 @@ package api
 import (
 	"fmt"
 	"io"
+	"net/http"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -25,6 +26,7 @@ const (
 // agent's sessions together), so one agent cannot take the whole server's.
 type budget struct {
 	total, perAgent int64
+	identityMax     int64 // for identityBudget: perAgent (tests lower it)
 
 	mu      sync.Mutex
 	used    int64
@@ -39,7 +41,7 @@ type budget struct {
 }
 
 func newBudget(total, perAgent int64, reg prometheus.Registerer) *budget {
-	b := &budget{total: total, perAgent: perAgent, byAgent: map[string]int64{}}
+	b := &budget{total: total, perAgent: perAgent, identityMax: perAgent, byAgent: map[string]int64{}}
 	b.inflight = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "agentlog_append_inflight_bytes",
 		Help: "Bytes of append requests being read, decoded or committed.",
@@ -76,10 +78,16 @@ func (r *reservation) grow(n int64) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	var err error
+	limit := b.perAgent
+	if agent == identityBudget {
+		limit = b.identityMax
+	}
 	switch {
+	case agent == identityBudget && b.byAgent[agent]+n > limit:
+		err = fmt.Errorf("%w: %d bytes of identity and change requests are in flight, the server takes at most %d of them; retry later", errOverBudget, b.byAgent[agent], limit)
 	case b.used+n > b.total:
 		err = fmt.Errorf("%w: %d bytes of appends are in flight, the server takes at most %d; retry later", errOverBudget, b.used, b.total)
-	case b.byAgent[agent]+n > b.perAgent:
+	case b.byAgent[agent]+n > limit:
 		err = fmt.Errorf("%w: %d bytes of agent %q's appends are in flight, an agent may have at most %d; retry later", errOverBudget, b.byAgent[agent], agent, b.perAgent)
 	}
 	if err != nil {
@@ -119,18 +127,54 @@ type reader struct {
 	r    io.Reader
 	res  *reservation
 	read int64
+	step int64 // 0: growStep
 }
 
 func (rd *reader) Read(p []byte) (int, error) {
 	if rd.read+int64(len(p)) > rd.res.n {
 		need := rd.read + int64(len(p)) - rd.res.n
-		if err := rd.res.grow(max(need, growStep)); err != nil {
+		step := rd.step
+		if step == 0 {
+			step = growStep
+		}
+		if err := rd.res.grow(max(need, step)); err != nil {
 			return 0, err
 		}
 	}
 	n, err := rd.r.Read(p)
 	rd.read += int64(n)
 	return n, err
+}
+
+// identityBudget is the budget's account for the bodies of identity and
+// change requests (sessions, registrations, tokens, changes): they share
+// the server's budget with appends and together take at most an agent's
+// share, so a flood of them (session requests need no credential) cannot
+// take the memory appends need. It is no valid agent id.
+const identityBudget = "\x00identity"
+
+// takeBody reserves the budget for the body of an identity or change
+// request, capped at limit: its declared length, or as it is read when
+// the length is not declared. It returns nil and no error for a request
+// without a body; past the budget, the body is read through (into no
+// buffer) and the error is errOverBudget (503).
+func (b *budget) takeBody(r *http.Request, limit int64) (*reservation, error) {
+	if r.ContentLength == 0 || r.Body == nil || r.Body == http.NoBody {
+		return nil, nil
+	}
+	n := min(max(r.ContentLength, 0), limit)
+	resv, err := b.take(identityBudget, n)
+	if err != nil {
+		io.Copy(io.Discard, r.Body)
+		return nil, err
+	}
+	if r.ContentLength < 0 {
+		r.Body = struct {
+			io.Reader
+			io.Closer
+		}{&reader{r: r.Body, res: resv, step: limit}, r.Body}
+	}
+	return resv, nil
 }
 
 // returnAfter is how many bytes in flight make a burst after which memory

@@ -395,3 +395,70 @@ func TestAppendBudgetChunked(t *testing.T) {
 		t.Fatalf("chunked append outgrowing the budget: %d", code)
 	}
 }
+
+// TestIdentityBodyBudget: the bodies of identity requests (here session
+// requests, which need no credential) are taken from the byte budget, and
+// together take at most an agent's share of it (lowered here): beyond that they get 503
+// with Retry-After and write nothing, while appends keep their own
+// shares; the bytes come back when the requests end, declared or chunked.
+func TestIdentityBodyBudget(t *testing.T) {
+	e := newEnv(t, Config{})
+	e.srv.budget.mu.Lock()
+	e.srv.budget.identityMax = 4 * maxIdentityBodyBytes // (the agent's share, 48 MiB by default)
+	e.srv.budget.mu.Unlock()
+	key := e.agent(t, "agent-a")
+	sess := e.openSession(t, key, "agent-a", "t", 0)
+	host := strings.TrimPrefix(e.hs.URL, "http://")
+	used := func() int64 {
+		e.srv.budget.mu.Lock()
+		defer e.srv.budget.mu.Unlock()
+		return e.srv.budget.byAgent[identityBudget]
+	}
+	waitUsed := func(n int64) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for used() != n {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d bytes of identity bodies in flight, want %d", used(), n)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	// Three session requests declaring the largest body, and one chunked,
+	// each sending one byte and holding on.
+	var held []net.Conn
+	defer func() {
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	for i := range 4 {
+		c, err := net.Dial("tcp", host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+		if i < 3 {
+			fmt.Fprintf(c, "POST /v1/sessions HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n{", host, maxIdentityBodyBytes)
+		} else {
+			fmt.Fprintf(c, "POST /v1/sessions HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n1\r\n{\r\n", host)
+		}
+		waitUsed(int64(i+1) * maxIdentityBodyBytes)
+	}
+	before := e.l.Size()
+	resp, body := rawRequest(t, e.hs.URL, fmt.Sprintf("POST /v1/sessions HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: 2", host), "{}", true)
+	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" || !strings.Contains(string(body), `"error"`) {
+		t.Fatalf("session request beyond the identity budget: %d %s", resp.StatusCode, body)
+	}
+	if code, _, b := do(t, "POST", e.hs.URL+"/v1/entries", sess, `{"entries":[{"action":"a"}]}`); code != 200 {
+		t.Fatalf("append while identity bodies take their share: %d %s", code, b)
+	}
+	if e.l.Size() != before+1 {
+		t.Fatalf("%d entries written, want the append's one", e.l.Size()-before)
+	}
+	for _, c := range held {
+		c.Close()
+	}
+	waitUsed(0)
+	e.openSession(t, key, "agent-a", "t2", 0)
+}
