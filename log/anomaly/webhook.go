@@ -33,7 +33,11 @@ func Sign(secret, body []byte) string {
 
 // deliver POSTs every alert from the hook's stored position on, in index
 // order, retrying each until the endpoint answers 2xx, and stores the
-// position after each delivery: at least once, never skipped.
+// position after each delivery: at least once, never skipped. A POST in
+// flight when ctx ends is not cut off: it runs to its answer (or the
+// client's timeout) and a delivered alert's position is stored, since an
+// endpoint that took the alert would otherwise get it again after a
+// restart.
 func (w *Watcher) deliver(ctx context.Context, n int, h hook) {
 	key := hookKey(h.url)
 	pos := h.pos
@@ -57,8 +61,11 @@ func (w *Watcher) deliver(ctx context.Context, n int, h hook) {
 			w.o.Logger.Error("webhook: finding alerts", "url", h.url, "err", err)
 		}
 		for _, p := range batch {
+			if ctx.Err() != nil {
+				return
+			}
 			for {
-				err := w.post(ctx, h, p.index, p.body)
+				err := w.post(context.WithoutCancel(ctx), h, p.index, p.body)
 				if err == nil {
 					w.m.deliveries.WithLabelValues("ok").Inc()
 					w.hookStatus(n, p.index+1, nil)
