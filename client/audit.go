@@ -424,6 +424,13 @@ func (a *auditor) run(ctx context.Context) error {
 	total := st.End - st.Start
 	badKey := map[string]bool{}
 	for ch := range ordered {
+		// A select with a fetched bundle and a cancelled ctx picks either:
+		// check first, so a cancelled audit stops at the next bundle
+		// instead of sometimes running to its end (and its final checks,
+		// which would fail on the cancelled ctx and report findings).
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		var b *bundle
 		select {
 		case b = <-ch:
@@ -459,8 +466,11 @@ func (a *auditor) run(ctx context.Context) error {
 			}
 		}
 	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	if st.Next != st.End {
-		return ctx.Err()
+		return fmt.Errorf("audit: stopped at entry %d of %d", st.Next, st.End)
 	}
 	return nil
 }
