@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/agentlog/agentlog/checkpoint/ntptest"
@@ -294,4 +295,134 @@ func TestFaultInjectionNotInDefaultBinary(t *testing.T) {
 	if strings.Contains(srv.stderr.String(), "fault injection") {
 		t.Fatalf("the default binary mentions fault injection:\n%s", srv.stderr)
 	}
+}
+
+// TestFaultDiskFilledByAnother: another process keeps the log's file
+// system filled to its last byte while the log runs. Badger writes its
+// tables through memory maps, so a flush with no room (here the flush of
+// the memtable at shutdown) kills the server with SIGBUS: with no reserved
+// blocks (mkfs.ext4 -m 0) it did, in table.CreateTable. The file system's
+// reserved blocks, usable by the log's user only (root here; tune2fs -u in
+// production), give it room that the unprivileged filler cannot take
+// (operations.md, Disk). What must hold:
+// the filler stops at the reserve, appends get 507 and write nothing
+// (TestFaultDiskFull checks what /healthz says), the server shuts down
+// cleanly, restarts, serves every acknowledged entry, and appends resume
+// by themselves once the filler is gone.
+func TestFaultDiskFilledByAnother(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting an ext4 image needs root (CI runs as root)")
+	}
+	if testing.Short() {
+		t.Skip("fault-injection tests build and run the binary")
+	}
+	dir := t.TempDir()
+	// The filler's user must reach the mount point.
+	for _, d := range []string{filepath.Dir(dir), dir} {
+		if err := os.Chmod(d, 0o711); err != nil {
+			t.Fatal(err)
+		}
+	}
+	img, mnt := filepath.Join(dir, "fs.img"), filepath.Join(dir, "mnt")
+	for _, c := range [][]string{
+		{"truncate", "-s", "384M", img},
+		{"mkfs.ext4", "-q", "-F", "-m", "25", img}, // 96 MiB reserved for root, the log's user here
+		{"mkdir", mnt},
+		{"mount", "-o", "loop", img, mnt},
+		{"chmod", "0777", mnt},
+	} {
+		if out, err := exec.Command(c[0], c[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v %s", c, err, out)
+		}
+	}
+	t.Cleanup(func() { exec.Command("umount", "-l", mnt).Run() })
+	data := filepath.Join(mnt, "data")
+	ntp := ntptest.Start(t, 0)
+	args := []string{"--data", data, "--ntp", ntp.Addr(), "--checkpoint-interval", "100ms", "--anomaly=false", "--value-log-file-mib", "16", "--disk-reserve-mib", "32"}
+	srv := startServer(t, agentlogBinary(t), args...)
+	tok, err := os.ReadFile(filepath.Join(data, "admin.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := strings.TrimSpace(string(tok))
+	sess := provisionSession(t, srv.url, admin, "filler", "disk")
+	var body strings.Builder
+	body.WriteString(`{"entries":[`)
+	for i := range 16 {
+		if i > 0 {
+			body.WriteByte(',')
+		}
+		fmt.Fprintf(&body, `{"action":"fill","attributes":{"b":"%s"}}`, strings.Repeat("d", 60000))
+	}
+	body.WriteString(`]}`)
+	var acked []uint64
+	post := func() int {
+		req, _ := http.NewRequest("POST", srv.url+"/v1/entries", strings.NewReader(body.String()))
+		req.Header.Set("Authorization", "Bearer "+sess)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("append: %v (the server died?)\n%s", err, srv.stderr)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode == 200 {
+			var ar struct{ Entries []struct{ Index uint64 } }
+			if json.Unmarshal(b, &ar) != nil || len(ar.Entries) != 16 {
+				t.Fatalf("append answer %s", b)
+			}
+			acked = append(acked, ar.Entries[15].Index)
+		} else if resp.StatusCode != 507 {
+			t.Fatalf("append: %d %s", resp.StatusCode, b)
+		}
+		return resp.StatusCode
+	}
+	for range 40 { // about 40 MB: the memtables fill and flush
+		if post() != 200 {
+			t.Fatal("refused before the filler ran")
+		}
+	}
+	// The filler, an unprivileged process, writes file after file for as
+	// long as it runs, taking whatever space is freed.
+	filler := exec.Command("sh", "-c", `i=0; while :; do dd if=/dev/zero of=f$i bs=1M 2>/dev/null; i=$((i+1)); sleep 0.05; done`)
+	filler.Dir = mnt
+	filler.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	if err := filler.Start(); err != nil {
+		t.Fatal(err)
+	}
+	stopFiller := func() {
+		syscall.Kill(-filler.Process.Pid, syscall.SIGKILL)
+		filler.Wait()
+	}
+	defer stopFiller()
+	waitFor(t, "the filler to fill the file system", func() bool {
+		var st syscall.Statfs_t
+		return syscall.Statfs(mnt, &st) == nil && st.Bavail == 0
+	})
+	for refused := 0; refused < 20; {
+		if post() == 507 {
+			refused++
+		}
+	}
+	// A graceful stop flushes the memtable into a new table.
+	srv.Cmd.Process.Signal(syscall.SIGTERM)
+	<-srv.done
+	if ps := srv.Cmd.ProcessState; !ps.Exited() || ps.ExitCode() != 0 {
+		t.Fatalf("the server stopped with %v on the filled file system:\n%s", ps, srv.stderr)
+	}
+	srv = startServer(t, agentlogBinary(t), args...)
+	c := mustClient(t, srv.url, admin)
+	for _, i := range acked {
+		if _, err := c.Entry(context.Background(), i); err != nil {
+			t.Fatalf("acknowledged entry %d: %v", i, err)
+		}
+	}
+	if code := post(); code != 507 {
+		t.Fatalf("append after the restart on the filled file system: %d", code)
+	}
+	stopFiller()
+	files, _ := filepath.Glob(filepath.Join(mnt, "f*"))
+	for _, f := range files {
+		os.Remove(f)
+	}
+	waitFor(t, "appends to resume", func() bool { return post() == 200 })
 }
