@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import random
+import sys
 import unittest
 
 import agentlog
@@ -54,6 +55,38 @@ class NeverCrash(unittest.TestCase):
             c = rng.choice(f["vectors"])
             try:
                 v.verify_tlog_proof(mutate(rng, c["proof"]), c["entry"], policy=f["policies"]["any"])
+            except agentlog.VerificationError:
+                pass
+
+    def test_configurations(self) -> None:
+        f = load("configs.json")
+        docs = [c["document"] for c in f["configs"]] + [c["json"] for c in f["canonical"] if "json" in c]
+        rng = random.Random(5)
+        for _ in range(MUTATIONS):
+            m = mutate(rng, rng.choice(docs))
+            try:
+                agentlog.parse_config(m)
+            except agentlog.ConfigError:
+                pass
+            try:
+                canon = agentlog.canonicalize(m)
+            except agentlog.ConfigError:
+                continue
+            # What the strict parser accepts, the json module accepts too,
+            # with the same value (a magnitude beyond the largest double kept
+            # as the largest, as jsontext does).
+            def clamp(t: str) -> float:
+                return max(-sys.float_info.max, min(sys.float_info.max, float(t)))
+
+            self.assertEqual(agentlog.canonicalize(json.dumps(json.loads(m, parse_float=clamp, parse_int=clamp))), canon, m)
+
+    def test_witness_key_policies(self) -> None:
+        f = load("witness_keys.json")
+        rng = random.Random(6)
+        for _ in range(MUTATIONS):
+            c, cp = rng.choice(f["keys"]), rng.choice(f["vectors"])
+            try:
+                agentlog.verify_checkpoint(mutate(rng, cp["checkpoint"]), policy=mutate(rng, c["policy"]))
             except agentlog.VerificationError:
                 pass
 

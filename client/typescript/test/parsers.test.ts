@@ -8,7 +8,8 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 import { parseAgentKey } from "../src/agent.js";
-import { KeyFileError } from "../src/errors.js";
+import { canonicalize, parseConfig, parseJSON } from "../src/config.js";
+import { ConfigError, KeyFileError } from "../src/errors.js";
 import { VerificationError, rawMembers, verifyCheckpoint, verifyLeafSignature, verifyTLogProof } from "../src/verify.js";
 
 const dir = join(fileURLToPath(import.meta.url), "..", "..", "..", "..", "..", "testdata", "vectors");
@@ -100,5 +101,92 @@ test("leaves and the raw member scanner", async () => {
       for (const [k, raw] of m) assert.deepEqual(JSON.parse(raw), (ref as Record<string, unknown>)[k], text);
     }
     await refusedOrOk(() => verifyLeafSignature(text, new Uint8Array(32)), VerificationError);
+  }
+});
+
+test("configurations and the strict JSON parser", async () => {
+  const f = load("configs.json");
+  const docs = [...f.configs.map((c: any) => c.document), ...f.canonical.filter((c: any) => c.json !== undefined).map((c: any) => c.json)] as string[];
+  const r = rng(5);
+  for (let i = 0; i < MUTATIONS; i++) {
+    const m = mutate(r, docs[Math.floor(r() * docs.length)]!);
+    await refusedOrOk(() => parseConfig(m), ConfigError);
+    let canon: string | undefined;
+    try {
+      canon = canonicalize(m);
+    } catch (e) {
+      if (!(e instanceof ConfigError)) throw e;
+    }
+    // What the strict parser accepts, JSON.parse accepts too, with the same
+    // value (a magnitude beyond the largest double kept as the largest, as
+    // jsontext does).
+    const clamp = (_: string, x: unknown) => (typeof x === "number" && !Number.isFinite(x) ? (x > 0 ? Number.MAX_VALUE : -Number.MAX_VALUE) : x);
+    if (canon !== undefined) assert.equal(canonicalize(JSON.stringify(JSON.parse(m), clamp)), canon, m);
+  }
+});
+
+test("witness key policies", async () => {
+  const f = load("witness_keys.json");
+  const r = rng(6);
+  for (let i = 0; i < MUTATIONS; i++) {
+    const c = f.keys[Math.floor(r() * f.keys.length)];
+    const v = f.vectors[Math.floor(r() * f.vectors.length)];
+    await refusedOrOk(() => verifyCheckpoint(mutate(r, v.checkpoint), { policy: mutate(r, c.policy) }), VerificationError);
+  }
+});
+
+// Properties of the RFC 8785 canonicalization beyond the shared vectors: on
+// random JSON values it is idempotent, keeps the value, and ignores the
+// spelling of its input (key order, whitespace, escapes).
+
+type V = null | boolean | number | string | V[] | { [k: string]: V };
+
+function value(r: () => number, depth = 0): V {
+  const k = Math.floor(r() * (depth < 4 ? 8 : 5));
+  const pick = <T>(xs: T[]): T => xs[Math.floor(r() * xs.length)]!;
+  if (k === 0) return null;
+  if (k === 1) return r() < 0.5;
+  if (k === 2) return pick([0, -1.5, 1e21, 1e-7, 123456789012.25, (r() - 0.5) * 2e30, Math.round((r() - 0.5) * 2 ** 61), 5e-324]);
+  if (k === 3 || k === 4) {
+    let s = "";
+    for (let n = Math.floor(r() * 6); n > 0; n--) s += String.fromCodePoint(pick([0x1f, 0x22, 0x5c, 0x41, 0x7f, 0xe9, 0x2028, 0x20ac, 0x1f600, 0x20 + Math.floor(r() * 0xd7d0)]));
+    return s;
+  }
+  if (k === 5) return Array.from({ length: Math.floor(r() * 4) }, () => value(r, depth + 1));
+  const o: { [k: string]: V } = {};
+  for (let i = Math.floor(r() * 4); i > 0; i--) o[String(value(r, 9)) + i] = value(r, depth + 1);
+  return o;
+}
+
+function reversed(v: V): V {
+  if (Array.isArray(v)) return v.map(reversed);
+  if (v && typeof v === "object") return Object.fromEntries(Object.keys(v).reverse().map((k) => [k, reversed(v[k]!)]));
+  return v;
+}
+
+// plain copies parseJSON's prototype-less objects into ordinary ones.
+function plain(v: V): V {
+  if (Array.isArray(v)) return v.map(plain);
+  if (v && typeof v === "object") return Object.fromEntries(Object.keys(v).map((k) => [k, plain(v[k]!)]));
+  return v;
+}
+
+// JSON.stringify with every non-ASCII character escaped.
+const asciiJSON = (v: V) => JSON.stringify(v, null, 2).replace(/[\u007f-\uffff]/g, (c) => "\\u" + c.charCodeAt(0).toString(16).padStart(4, "0"));
+
+test("canonicalize on random values", () => {
+  const r = rng(8785);
+  for (let i = 0; i < 2000; i++) {
+    const v = value(r);
+    const canon = canonicalize(JSON.stringify(v));
+    assert.deepEqual(plain(parseJSON(canon) as V), JSON.parse(JSON.stringify(v)), `value ${i}`);
+    assert.equal(canonicalize(canon), canon, `idempotent ${i}`);
+    assert.equal(canonicalize(asciiJSON(reversed(v))), canon, `respelled ${i}`);
+  }
+});
+
+test("canonicalize refusals", () => {
+  for (const bad of ['{"a":1,"a":1}', "[Infinity]", '"\\udc00"', "", "1 2", new Uint8Array([0xef, 0xbb, 0xbf, 0x7b, 0x7d])]) {
+    assert.throws(() => canonicalize(bad), (e: unknown) => e instanceof ConfigError && e.reason === "invalid-json", String(bad));
   }
 });
