@@ -44,8 +44,7 @@ sdk-python:
 	cd client/python && $(PYTHON) -m unittest discover -t . -s tests -v
 
 sdk-typescript:
-	cd client/typescript && npm ci --no-audit --no-fund --loglevel=error && npm test
-	$(MAKE) console-sdk
+	cd client/typescript && npm ci --no-audit --no-fund --loglevel=error && npm test && npm run build:console
 	@git diff --quiet -- log/console/assets/sdk && test -z "$$(git status --porcelain -- log/console/assets/sdk)" || \
 		{ echo "log/console/assets/sdk differs from client/typescript/src: run make console-sdk and commit it"; git status --short -- log/console/assets/sdk; exit 1; }
 
