@@ -22,11 +22,13 @@ interop:
 	cd log/interop && $(GO) test -race -count=1 -timeout 10m ./...
 
 # The fault-injection suite alone (make test runs it too): the real
-# binary under full disks (a tmpfs, as root), storage errors, lying NTP,
-# misbehaving witnesses, connection floods, huge headers, departing
-# clients and concurrent large appends.
+# binary under full disks (a tmpfs, and an ext4 image another process
+# fills, as root), storage errors and slow syncs (injected into a binary
+# built with the faultinject tag), lying NTP, misbehaving witnesses,
+# connection floods, huge headers, departing clients and concurrent large
+# appends.
 faults:
-	$(GO) test -race -count=1 -timeout 20m -run 'Fault|Commit|DiskFull|DiskNeed|ClientBody|RequestChecks|AppendBudget|Numbers|TimesAndTTLs|Denied' ./cmd/agentlog ./log ./log/api ./internal/listener
+	$(GO) test -race -count=1 -timeout 20m -run 'Fault|Commit|DiskFull|DiskNeed|ClientBody|RequestChecks|AppendBudget|IdentityBody|Numbers|TimesAndTTLs|Denied|Undo' ./cmd/agentlog ./log ./log/api ./internal/listener ./tree
 
 # A 30-minute soak under mixed load with memory and descriptors sampled and
 # asserted flat; not part of make test (SOAK=10m for a shorter one).
