@@ -209,3 +209,56 @@ func TestCommitWrittenThenFailed(t *testing.T) {
 		t.Fatal("root changed across the reopen")
 	}
 }
+
+// TestImportWrittenThenFailed: an import whose commit fails after Badger
+// took it is undone like a batch: importing the source's leaves at the
+// same indexes afterwards gives the source's tree, entries and indexes,
+// none of the failed import's leaves (which were other leaves) anywhere.
+func TestImportWrittenThenFailed(t *testing.T) {
+	ctx := context.Background()
+	leavesOf := func(action string, n int) [][]byte {
+		src := openTest(t, t.TempDir(), nil)
+		defer src.Close()
+		if _, err := src.Append(ctx, admin, KindAction, recs(n, action)); err != nil {
+			t.Fatal(err)
+		}
+		ls, err := src.Entries(0, src.Size())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ls
+	}
+	good, other := leavesOf("good", 300), leavesOf("lost", 300)
+	dst := openTest(t, t.TempDir(), nil)
+	defer dst.Close()
+	if err := dst.Import(ctx, 0, good[:100]); err != nil {
+		t.Fatal(err)
+	}
+	dst.SetCommitHook(func(commit func() error) error {
+		if err := commit(); err != nil {
+			return err
+		}
+		return fmt.Errorf("fsync: %w", syscall.EIO)
+	})
+	if err := dst.Import(ctx, 100, other[100:250]); !errors.Is(err, ErrStorage) {
+		t.Fatalf("import under an fsync error: %v", err)
+	}
+	dst.SetCommitHook(nil)
+	for _, r := range [][2]int{{100, 150}, {150, 300}} {
+		if err := dst.Import(ctx, uint64(r[0]), good[r[0]:r[1]]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := dst.Entries(0, dst.Size())
+	if err != nil || len(got) != 300 {
+		t.Fatalf("entries: %d, %v", len(got), err)
+	}
+	for i := range got {
+		if !bytes.Equal(got[i], good[i]) {
+			t.Fatalf("entry %d: %s, want %s", i, got[i], good[i])
+		}
+	}
+	if err := dst.CheckIndex(ctx); err != nil {
+		t.Fatalf("index: %v", err)
+	}
+}

@@ -396,7 +396,7 @@ func (s *sequencer) commitBatch(batch []*pending, n int) error {
 		return err
 	}
 	if err := s.commitTxn(txn); err != nil {
-		s.undo = s.undoOf(buf, base, now, upd, old)
+		s.undo = s.undoOf(buf, base, [][]byte{timeKey(now, base)}, upd, old)
 		return fmt.Errorf("%w: committing batch at index %d: %w", ErrStorage, base, err)
 	}
 	s.tree.Apply(upd)
@@ -426,8 +426,12 @@ func (s *sequencer) importLeaves(at uint64, leaves [][]byte) error {
 	if at != base {
 		return fmt.Errorf("%w: importing at index %d, but the tree has %d leaves", ErrInvalid, at, base)
 	}
+	if err := s.runUndo(); err != nil {
+		return err
+	}
 	last := s.lastTime
 	var buf []byte
+	var timeKeys [][]byte
 	hashes := make([][]byte, len(leaves))
 	txn := s.db.NewTransaction(true)
 	defer txn.Discard()
@@ -443,6 +447,7 @@ func (s *sequencer) importLeaves(at uint64, leaves [][]byte) error {
 			return fmt.Errorf("%w: imported leaf %d is timed %v, before the previous leaf (%v)", ErrInvalid, base+uint64(j), t, last)
 		}
 		if j == 0 || !t.Equal(last) {
+			timeKeys = append(timeKeys, timeKey(t, base+uint64(j)))
 			if err := txn.Set(timeKey(t, base+uint64(j)), nil); err != nil {
 				return fmt.Errorf("writing the time index: %w", err)
 			}
@@ -468,6 +473,7 @@ func (s *sequencer) importLeaves(at uint64, leaves [][]byte) error {
 		return fmt.Errorf("writing tiles: %w", err)
 	}
 	if err := s.commitTxn(txn); err != nil {
+		s.undo = s.undoOf(buf, base, timeKeys, upd, nil)
 		return fmt.Errorf("%w: committing imported entries at index %d: %w", ErrStorage, base, err)
 	}
 	s.tree.Apply(upd)

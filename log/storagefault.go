@@ -131,14 +131,14 @@ func (s *sequencer) commitTxn(txn *badger.Txn) error {
 // advanced over it. The undo deletes the batch's entry fragments, index
 // and time keys, puts back the values its extra keys had (old, read before
 // the commit), and undoes its tiles and tree state.
-func (s *sequencer) undoOf(buf []byte, base uint64, now time.Time, upd *tree.Update, old []oldValue) func(*badger.Txn) error {
+func (s *sequencer) undoOf(buf []byte, base uint64, timeKeys [][]byte, upd *tree.Update, old []oldValue) func(*badger.Txn) error {
 	var keys [][]byte
 	fragments(buf, base, func(k, _ []byte) error {
 		keys = append(keys, k)
 		return nil
 	})
 	keys = append(keys, s.postings.keyList()...)
-	keys = append(keys, timeKey(now, base))
+	keys = append(keys, timeKeys...)
 	return func(txn *badger.Txn) error {
 		for _, k := range keys {
 			if err := txn.Delete(k); err != nil {
