@@ -23,7 +23,9 @@ import (
 // entries, with processes and a real failover (SIGKILL):
 //   - an approved configuration change: config=enforce refuses, on the
 //     new active, a session under the configuration it replaced, and the
-//     change answers are the old active's;
+//     change answers are the old active's, documents and diffs included
+//     (the documents went to the bucket); a change proposed on the old
+//     active is approved on the new one;
 //   - a request whose answer was lost (a fault proxy drops it after the
 //     old active committed and replicated it) and that the Go SDK retries
 //     on the standby across the failover is answered with the original
@@ -67,6 +69,14 @@ func TestFailoverKeepsState(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := mustClient(t, a.url, approverTok).ApproveChange(ctx, ch.ID, "ok"); err != nil {
+		t.Fatal(err)
+	}
+	pending, err := admin.ProposeChange(ctx, client.ChangeProposal{Agent: "bot", Config: doc("3"), Description: "v3", Testing: "t", Rollback: "r"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantDetail, err := admin.Change(ctx, ch.ID)
+	if err != nil {
 		t.Fatal(err)
 	}
 	wantChanges, err := admin.Changes(ctx, "bot", "")
@@ -164,6 +174,11 @@ func TestFailoverKeepsState(t *testing.T) {
 			t.Fatalf("change %d on the new active is %+v, want %+v", i, g, w)
 		}
 	}
+	// With the documents, which went to the bucket.
+	gotDetail, err := sAdmin.Change(ctx, ch.ID)
+	if err != nil || string(gotDetail.Document) != string(wantDetail.Document) || len(gotDetail.Diff) != len(wantDetail.Diff) || len(gotDetail.Diff) == 0 {
+		t.Fatalf("change %s on the new active: %+v %v, want %+v", ch.ID, gotDetail, err, wantDetail)
+	}
 	old, err := client.NewAgent(s.url, client.AgentConfig{ID: "bot", Key: key, Task: "old-config", Config: initial[0].Config})
 	if err != nil {
 		t.Fatal(err)
@@ -187,6 +202,10 @@ func TestFailoverKeepsState(t *testing.T) {
 	waitFor(t, "a witnessed checkpoint of the new active", func() bool { return fp.witnessed(t, s.url) > out2[0].Index })
 	if h, err := healthz(s.url); err != nil || h["anomaly"] == nil {
 		t.Fatalf("the new active's /healthz reports no anomaly rules: %v %v", h, err)
+	}
+	// A change proposed on the old active is approved on the new one.
+	if _, err := mustClient(t, s.url, approverTok).ApproveChange(ctx, pending.ID, "after the takeover"); err != nil {
+		t.Fatalf("approving on the new active a change proposed on the old one: %v", err)
 	}
 	if strings.Contains(s.stderr.String(), "rebuilding the anomaly rules' state") {
 		t.Fatalf("the new active could not rebuild the rules' state:\n%s", s.stderr.String())

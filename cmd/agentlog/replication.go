@@ -382,13 +382,14 @@ func standbyPublisher(srv *api.Server, p *policy.Policy, unwitnessed string, log
 // takeOverRules starts, on a standby that took over, what a node does
 // only while it is the active one: the anomaly rules, their state rebuilt
 // from the log (anomaly.PrepareTakeover: the old active's position, windows
-// and episodes, and nothing raised twice), sent on rules; and the
-// alerting and change-management settings, recorded if this node's
-// differ from the log's last.
+// and episodes, and nothing raised twice), sent on rules; the alerting and
+// change-management settings, recorded if this node's differ from the
+// log's last; and (recordSettings) the initial changes the old active left
+// unrecorded.
 func takeOverRules(ctx context.Context, l *alog.Log, srv *api.Server, newRules func() (*anomaly.Watcher, error), record func(*anomaly.Watcher) error,
 	recordSettings func(context.Context) error, rules chan<- *anomaly.Watcher, logger *slog.Logger) {
 	if err := recordSettings(ctx); err != nil {
-		logger.Error("recording the change-management settings after the takeover", "err", err)
+		logger.Error("recording the change-management settings (and changes the old active left unrecorded) after the takeover", "err", err)
 	}
 	if err := anomaly.PrepareTakeover(ctx, l); err != nil {
 		logger.Error("rebuilding the anomaly rules' state from the log; the rules do not run", "err", err)

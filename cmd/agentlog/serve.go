@@ -190,7 +190,14 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	}
 	defer ids.Close()
 	ids.AddStatic(adminToken, alog.Principal{ID: "admin", Role: api.RoleAdmin})
-	changes, err := change.Open(l.DB(), l, ids, change.Options{AllowSelfApproval: *allowSelf})
+	var m *mirror.Mirror // with --mirror, set below
+	copts := change.Options{AllowSelfApproval: *allowSelf, Replica: rf.standby}
+	if rf.mirror != "" {
+		// Configuration documents go to the bucket too, for standbys.
+		copts.SaveDocument = func(digest string, b []byte) error { return m.SaveDocument(digest, b) }
+		copts.FetchDocument = func(digest string) ([]byte, error) { return m.FetchDocument(digest) }
+	}
+	changes, err := change.Open(l.DB(), l, ids, copts)
 	if err != nil {
 		return err
 	}
@@ -210,7 +217,6 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		logger.Warn("--allow-self-approval: proposers may approve their own changes (two-person rule off)")
 	}
 
-	var m *mirror.Mirror
 	if rf.mirror != "" {
 		var lock mirror.Lock
 		m, lock, err = rf.openMirror(context.Background(), *data, keys, l, reg, logger, func(cause error) {
@@ -460,7 +466,12 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 				return
 			}
 			l.Unfence()
-			takeOverRules(bg, l, srv, newRules, recordRules, recordSettings, rules, logger)
+			takeOverRules(bg, l, srv, newRules, recordRules, func(ctx context.Context) error {
+				if err := recordSettings(ctx); err != nil {
+					return err
+				}
+				return changes.RecordMissing(ctx)
+			}, rules, logger)
 		}
 		// The gate only once the signing loop runs: the server's own
 		// start-up entries (the alerting configuration) are not held.

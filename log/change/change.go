@@ -107,6 +107,18 @@ type Options struct {
 	// AllowSelfApproval lets a proposer approve their own change.
 	AllowSelfApproval bool
 	Now               func() time.Time // default time.Now
+	// SaveDocument, if set, also stores each configuration document
+	// elsewhere before the entry that names it is appended (package
+	// mirror: the bucket), so that a standby's Replay can fetch it; an
+	// error fails the step.
+	SaveDocument func(digest string, canonical []byte) error
+	// FetchDocument, if set, is where Replay reads the documents the
+	// entries name that this store lacks (package mirror: the bucket).
+	FetchDocument func(digest string) ([]byte, error)
+	// Replica is a store rebuilt from another node's entries (a standby,
+	// by Replay): Open appends nothing (RecordMissing waits for the
+	// takeover), since the entries come from the log.
+	Replica bool
 }
 
 // Store holds the changes. It is safe for concurrent use.
@@ -163,20 +175,9 @@ func Open(db *badger.DB, log Appender, ids *identity.Store, o Options) (*Store, 
 			}
 		}
 	}
-	// A stop between an agent's registration with a configuration and
-	// the change recording it leaves the agent without one: record it now,
-	// by the registering admin (registering is an admin's act).
-	has := map[string]bool{}
-	for _, c := range s.changes {
-		has[c.Agent] = true
-	}
-	for _, a := range ids.Agents() {
-		if a.Config == "" || has[a.ID] {
-			continue
-		}
-		by := alog.Principal{ID: a.RegisteredBy, Role: identity.RoleAdmin}
-		if _, err := s.recordInitialLocked(context.Background(), by, a, a.Config, true); err != nil {
-			return nil, fmt.Errorf("recording the configuration agent %s was registered with: %w", a.ID, err)
+	if !o.Replica {
+		if err := s.RecordMissing(context.Background()); err != nil {
+			return nil, err
 		}
 	}
 	for _, c := range latest {
@@ -187,6 +188,32 @@ func Open(db *badger.DB, log Appender, ids *identity.Store, o Options) (*Store, 
 		}
 	}
 	return s, nil
+}
+
+// RecordMissing records the change of every agent registered with a
+// configuration that has none: a stop between the registration and the
+// change recording it leaves the agent without one. It is recorded now, by
+// the registering admin (registering is an admin's act). Open does it,
+// except for a replica, which calls it once it takes over.
+func (s *Store) RecordMissing(ctx context.Context) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	has := map[string]bool{}
+	s.mu.RLock()
+	for _, c := range s.changes {
+		has[c.Agent] = true
+	}
+	s.mu.RUnlock()
+	for _, a := range s.ids.Agents() {
+		if a.Config == "" || has[a.ID] {
+			continue
+		}
+		by := alog.Principal{ID: a.RegisteredBy, Role: identity.RoleAdmin}
+		if _, err := s.recordInitialLocked(ctx, by, a, a.Config, true); err != nil {
+			return fmt.Errorf("recording the configuration agent %s was registered with: %w", a.ID, err)
+		}
+	}
+	return nil
 }
 
 func newID() string {
@@ -277,6 +304,11 @@ func (s *Store) record(c *Change, set func(c *Change, idx uint64)) alog.Extra {
 }
 
 func (s *Store) putDocument(d *config.Document) error {
+	if s.o.SaveDocument != nil {
+		if err := s.o.SaveDocument(d.Digest, d.Canonical); err != nil {
+			return fmt.Errorf("replicating configuration %s: %w", d.Digest, err)
+		}
+	}
 	return s.db.Update(func(txn *badger.Txn) error {
 		return txn.Set([]byte("c/d/"+d.Digest), d.Canonical)
 	})

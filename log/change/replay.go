@@ -8,6 +8,7 @@ import (
 
 	"github.com/agentlog/agentlog"
 	alog "github.com/agentlog/agentlog/log"
+	"github.com/agentlog/agentlog/log/config"
 )
 
 // Replay applies the log's entry at index to the store, as a standby
@@ -21,11 +22,11 @@ import (
 // recorded (RecordSettings). Other entries are ignored, and nothing is
 // appended.
 //
-// What the entries do not hold is not rebuilt: the configuration
-// documents themselves (GET /v1/configs/{digest}, the diff of a change)
-// are only on the node a change was proposed to, so a proposal made there
-// and approved after a takeover fails to find its document; propose it
-// again. The times of the steps are the entries' times.
+// The entries hold only the configuration documents' digests: a
+// proposal's document is read with Options.FetchDocument (the bucket,
+// where the proposing node saved it with Options.SaveDocument before
+// appending) and stored only if it has the digest the entry names. The
+// times of the steps are the entries' times.
 func (s *Store) Replay(index uint64, leaf []byte) error {
 	l, err := agentlog.ParseLeaf(leaf)
 	if err != nil {
@@ -70,7 +71,10 @@ func (s *Store) Replay(index uint64, leaf []byte) error {
 		if a.Initial {
 			c.Testing, c.Rollback = "-", "-" // as RecordInitial writes them
 		}
-		return s.put(c)
+		if err := s.put(c); err != nil {
+			return err
+		}
+		return s.fetchDocument(c.Config)
 	}
 	s.mu.RLock()
 	old, ok := s.changes[a.Change]
@@ -105,4 +109,25 @@ func (s *Store) Replay(index uint64, leaf []byte) error {
 		return fmt.Errorf("applying change %s: %w", c.ID, err)
 	}
 	return nil
+}
+
+// fetchDocument stores the configuration document of digest from
+// Options.FetchDocument, if the store lacks it, once it is checked to
+// have that digest.
+func (s *Store) fetchDocument(digest string) error {
+	if s.o.FetchDocument == nil || digest == "" {
+		return nil
+	}
+	if _, err := s.Document(digest); err == nil {
+		return nil
+	}
+	b, err := s.o.FetchDocument(digest)
+	if err != nil {
+		return fmt.Errorf("reading configuration %s: %w", digest, err)
+	}
+	d, err := config.Parse(b)
+	if err != nil || d.Digest != digest {
+		return fmt.Errorf("the document given for configuration %s is not it", digest)
+	}
+	return s.db.Update(func(txn *badger.Txn) error { return txn.Set([]byte("c/d/"+d.Digest), d.Canonical) })
 }

@@ -5,13 +5,14 @@ import (
 	"crypto/ed25519"
 	"encoding/json"
 	"errors"
-	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/agentlog/agentlog"
+	alog "github.com/agentlog/agentlog/log"
 	"github.com/agentlog/agentlog/log/identity"
 )
 
@@ -23,8 +24,9 @@ import (
 // declares the configuration the approval replaced.
 func TestReplayRebuildsChanges(t *testing.T) {
 	ctx := context.Background()
-	l, ids, s := newStores(t, filepath.Join(t.TempDir(), "src"))
-	defer l.Close()
+	// The documents go to a "bucket" as they are stored.
+	bucket := map[string][]byte{}
+	l, ids, s := storesWith(t, Options{SaveDocument: func(digest string, b []byte) error { bucket[digest] = b; return nil }})
 	pub, priv, _ := ed25519.GenerateKey(nil)
 	doc := func(v string) jsontext.Value { return jsontext.Value(`{"model":{"name":"m","version":"` + v + `"}}`) }
 	sp := identity.AgentSpec{ID: "bot", Owner: "o", PublicKey: pub, Config: doc("1")}
@@ -68,8 +70,14 @@ func TestReplayRebuildsChanges(t *testing.T) {
 	if _, err := RecordSettings(ctx, l, true); err != nil {
 		t.Fatal(err)
 	}
-	l2, ids2, s2 := newStores(t, filepath.Join(t.TempDir(), "dst"))
-	defer l2.Close()
+	// A tampered document in the bucket is not taken.
+	bucket[rejected.Config] = []byte(`{"model":{"name":"m","version":"tampered"}}`)
+	l2, ids2, s2 := storesWith(t, Options{FetchDocument: func(digest string) ([]byte, error) {
+		if b, ok := bucket[digest]; ok {
+			return b, nil
+		}
+		return nil, errors.New("no such object")
+	}})
 	for i := uint64(0); i < l.Size(); i++ {
 		leaf, err := l.Entry(i)
 		if err != nil {
@@ -78,7 +86,7 @@ func TestReplayRebuildsChanges(t *testing.T) {
 		if err := ids2.Replay(leaf); err != nil {
 			t.Fatalf("identity replay of entry %d: %v", i, err)
 		}
-		if err := s2.Replay(i, leaf); err != nil {
+		if err := s2.Replay(i, leaf); err != nil && !strings.Contains(err.Error(), rejected.Config) {
 			t.Fatalf("change replay of entry %d: %v", i, err)
 		}
 	}
@@ -105,6 +113,26 @@ func TestReplayRebuildsChanges(t *testing.T) {
 			t.Errorf("change %s is %v (%v) on the replica, want %s", id, c, err, st)
 		}
 	}
+	// The documents and diffs answer as on the first, but for the
+	// tampered one, which is refused.
+	for _, c := range want {
+		if c.Config == rejected.Config {
+			if _, err := s2.Document(c.Config); !errors.Is(err, ErrNotFound) {
+				t.Fatalf("the tampered document was stored: %v", err)
+			}
+			continue
+		}
+		d1, _ := s.Document(c.Config)
+		d2, err := s2.Document(c.Config)
+		if err != nil || string(d1) != string(d2) {
+			t.Fatalf("document %s on the replica: %s, %v", c.Config, d2, err)
+		}
+		x1, _ := s.Diff(c)
+		x2, err := s2.Diff(c)
+		if err != nil || mustJSON(t, x1) != mustJSON(t, x2) {
+			t.Fatalf("diff of %s on the replica: %v, %v; want %v", c.ID, x2, err, x1)
+		}
+	}
 	src, _ := ids.Agent("bot")
 	dst, _ := ids2.Agent("bot")
 	if dst.Config != src.Config || dst.ConfigPolicy != identity.PolicyEnforce || dst.Config != rollback.Config {
@@ -128,6 +156,30 @@ func TestReplayRebuildsChanges(t *testing.T) {
 	if _, err := ids2.OpenSession(ctx, req, now, ed25519.Sign(priv, req.SignedBytes())); err != nil {
 		t.Fatalf("a session declaring the approved configuration: %v", err)
 	}
+	// A proposal made before the takeover is approved after it.
+	if _, err := s2.Approve(ctx, approver, pending.ID, "after the takeover"); err != nil {
+		t.Fatalf("approving, on the replica, a change proposed on the first: %v", err)
+	}
+}
+
+// storesWith opens a log, its identity store and a change store with o
+// in a new directory.
+func storesWith(t *testing.T, o Options) (*alog.Log, *identity.Store, *Store) {
+	t.Helper()
+	l, err := alog.Open(alog.Config{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	ids, err := identity.Open(l.DB(), l, identity.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(l.DB(), l, ids, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l, ids, s
 }
 
 func mustJSON(t *testing.T, v any) string {

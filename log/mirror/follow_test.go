@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -242,4 +243,37 @@ func witnessKey(t *testing.T) (note.Signer, note.Verifier) {
 		t.Fatal(err)
 	}
 	return s, v
+}
+
+// TestConfigDocuments: a configuration document is written once under its
+// digest, retained; the same bytes again are fine (a retry), other bytes
+// under the digest are refused, and a standby reads it back.
+func TestConfigDocuments(t *testing.T) {
+	t.Parallel()
+	e := newS3(t)
+	b := e.open(t, "governance")
+	lock, _ := mirror.OpenLock(context.Background(), "s3", testOrigin, b)
+	m := newMirror(t, newNode(t, t.TempDir()), b, lock, "active", nil)
+	doc := []byte(`{"model":{"name":"m","version":"1"}}`)
+	digest := "sha256:" + strings.Repeat("ab", 32)
+	if err := m.SaveDocument(digest, doc); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.SaveDocument(digest, doc); err != nil {
+		t.Fatalf("saving the same document again: %v", err)
+	}
+	var ce *mirror.ConflictError
+	if err := m.SaveDocument(digest, []byte(`{}`)); !errors.As(err, &ce) {
+		t.Fatalf("other bytes under the same digest: %v, want a ConflictError", err)
+	}
+	if got, err := m.FetchDocument(digest); err != nil || !bytes.Equal(got, doc) {
+		t.Fatalf("reading it back: %q %v", got, err)
+	}
+	if err := m.SaveDocument("sha256:../checkpoint", doc); err == nil {
+		t.Fatal("a malformed digest was written")
+	}
+	out, err := e.client.GetObjectRetention(context.Background(), &s3.GetObjectRetentionInput{Bucket: aws.String(e.bucket), Key: aws.String(testPrefix + "config/sha256/" + strings.Repeat("ab", 32))})
+	if err != nil || out.Retention == nil || out.Retention.RetainUntilDate == nil {
+		t.Fatalf("the document's retention: %+v %v", out, err)
+	}
 }
