@@ -11,6 +11,8 @@ import (
 	"fmt"
 	"strings"
 
+	"filippo.io/mldsa"
+	fnote "github.com/transparency-dev/formats/note"
 	"golang.org/x/mod/sumdb/note"
 )
 
@@ -60,6 +62,10 @@ type PolicyKey struct {
 	Policy string `json:"policy"`
 	Valid  bool   `json:"valid"`
 	Reason string `json:"reason,omitempty"`
+	// SDKReason, when set, is the reason the Python and TypeScript SDKs
+	// refuse a key the Go verifier accepts (Valid): a key type they do not
+	// verify yet.
+	SDKReason string `json:"sdk_reason,omitempty"`
 }
 
 // WitnessKeyCheckpoint is a checkpoint vector of witness_keys.json: as in
@@ -148,6 +154,19 @@ func (g *gen) witnessKeys() error {
 	}
 	moved := signNote(text, k.LogSigner, ts) + fmt.Sprintf("— %s %s\n", ec.name, b64(append(binary.BigEndian.AppendUint32(nil, ec.KeyHash()), sig...)))
 	vs = append(vs, no("ECDSA signature of another checkpoint", moved, "ecdsa", "quorum"))
+	// An ML-DSA-44 key from a fixed seed, in the form transparency-dev/formats
+	// writes (key ID: SHA-256 of name, newline, 0x06 and the public key).
+	mk, err := mldsa.NewPrivateKey(mldsa.MLDSA44(), seed("mldsa witness"))
+	if err != nil {
+		return err
+	}
+	mpub := append([]byte{0x06}, mk.PublicKey().Bytes()...)
+	mname := "mldsa.witness.example"
+	mldsaVKey := fmt.Sprintf("%s+%08x+%s", mname, binary.BigEndian.Uint32(sha(append([]byte(mname+"\n"), mpub...))), b64(mpub))
+	sthVKey, err := fnote.RFC6962VerifierString("ct.example/log", &ec.key.PublicKey)
+	if err != nil {
+		return err
+	}
 	mkPol := func(vkey string) string { return logLine + "witness x " + vkey + "\nquorum x\n" }
 	der := ec.der
 	badHash := fmt.Sprintf("%s+%08x+%s", ec.name, ec.KeyHash()^1, b64(append([]byte{0x02}, der...)))
@@ -160,9 +179,11 @@ func (g *gen) witnessKeys() error {
 		{Name: "ECDSA key with the wrong key ID", Policy: mkPol(badHash), Reason: "bad-key"},
 		{Name: "ECDSA key that is not DER SPKI", Policy: mkPol(notSPKI), Reason: "bad-key"},
 		{Name: "unknown key type 0x07", Policy: mkPol(unknownType), Reason: "unsupported-key"},
+		{Name: "ML-DSA-44 cosignature v1 (0x06): Go verifies it, the SDKs do not yet", Policy: mkPol(mldsaVKey), Valid: true, SDKReason: "unsupported-key"},
+		{Name: "RFC 6962 STH (0x05): Go verifies it, the SDKs do not", Policy: mkPol(sthVKey), Valid: true, SDKReason: "unsupported-key"},
 	}
 	return g.write("witness_keys.json", map[string]any{
-		"description": "Witness and timestamp keys of every C2SP signed-note type the Go verifier accepts and agentlog's clients verify: Ed25519 cosignature v1 (0x04: timestamp || Ed25519 over \"cosignature/v1\\ntime T\\n\" and the body), plain Ed25519 (0x01: Ed25519 over the body) and ECDSA with SHA-256 (0x02: the key is DER SPKI, its key ID the first 4 bytes of SHA-256 of the DER, the signature ASN.1 DER over SHA-256 of the body). vectors: as in checkpoints.json, with time_vkey, when given, in place of the file's (a timestamp key in its 0x01 form is taken as the 0x04 key of the same public key, as transparency-dev/formats does). keys: a policy naming a witness by a verifier key, to parse or refuse: bad-key (malformed, wrong key ID, not a public key of its type), unsupported-key (a key type no client verifies).",
+		"description": "Witness and timestamp keys of every C2SP signed-note type the Go verifier accepts and agentlog's clients verify: Ed25519 cosignature v1 (0x04: timestamp || Ed25519 over \"cosignature/v1\\ntime T\\n\" and the body), plain Ed25519 (0x01: Ed25519 over the body) and ECDSA with SHA-256 (0x02: the key is DER SPKI, its key ID the first 4 bytes of SHA-256 of the DER, the signature ASN.1 DER over SHA-256 of the body). vectors: as in checkpoints.json, with time_vkey, when given, in place of the file's (a timestamp key in its 0x01 form is taken as the 0x04 key of the same public key, as transparency-dev/formats does). keys: a policy naming a witness by a verifier key, to parse or refuse: bad-key (malformed, wrong key ID, not a public key of its type), unsupported-key (a key type no client verifies); sdk_reason: the Go verifier accepts the key (valid) but the Python and TypeScript SDKs refuse it with this reason (ML-DSA-44 and RFC 6962 STH keys).",
 		"log_vkey":    k.LogVKey,
 		"time_vkey":   k.TimeVKey,
 		"witnesses":   map[string]string{"w1": w1.VerifierKey(), "e1": ec.VerifierKey(), "e2": ec2.VerifierKey(), "p1": pvkey},
