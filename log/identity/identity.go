@@ -301,7 +301,7 @@ func (s *Store) put(key string, v any, ttl time.Duration) error {
 		e = e.WithTTL(ttl)
 	}
 	if err := s.db.Update(func(txn *badger.Txn) error { return txn.SetEntry(e) }); err != nil {
-		return fmt.Errorf("storing %s: %w", key, err)
+		return fmt.Errorf("%w: storing %s: %w", alog.ErrStorage, key, err)
 	}
 	return nil
 }
@@ -801,7 +801,7 @@ func (s *Store) OpenSession(ctx context.Context, r *agentlog.SessionRequest, t t
 	if err := s.db.Update(func(txn *badger.Txn) error {
 		return txn.SetEntry(badger.NewEntry([]byte("i/n/"+nk), []byte("true")).WithTTL(forget.Sub(now) + time.Second))
 	}); err != nil {
-		return nil, fmt.Errorf("storing the nonce of session %s: %w", id, err)
+		return nil, fmt.Errorf("%w: storing the nonce of session %s: %w", alog.ErrStorage, id, err)
 	}
 	if err := s.commit(ctx, p, alog.KindSession, "session.opened", attrs, "i/s/"+id, se, ttl+time.Hour); err != nil {
 		return nil, err
