@@ -48,7 +48,7 @@ func TestMetrics(t *testing.T) {
 		}
 		io.WriteString(w, "ok")
 	})
-	gw := newGateway(t, tl, `{"routes": {"tools": {"upstream": "{u}"}, "guarded": {"upstream": "{u}", "scope": "enforce"}}}`, map[string]*upstream{"u": up})
+	gw := newGateway(t, tl, `{"session_cache": "1m", "routes": {"tools": {"upstream": "{u}"}, "guarded": {"upstream": "{u}", "scope": "enforce"}}}`, map[string]*upstream{"u": up})
 	call := func(path, cred string, want int) {
 		t.Helper()
 		resp := do(t, "POST", gw.URL+path, cred, "{}")
@@ -95,7 +95,8 @@ func TestMetrics(t *testing.T) {
 		t.Errorf("entries appended: %v", batch)
 	}
 
-	// The session is closed behind the gateway's cache: the next append
+	// The session is closed behind the gateway's cache (1m, so that it
+	// holds however slow the machine): the next append
 	// is refused by the log.
 	req, _ := http.NewRequest(http.MethodDelete, tl.url+"/v1/sessions/current", nil)
 	req.Header.Set("Authorization", "Bearer "+cred)
