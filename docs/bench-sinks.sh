@@ -3,8 +3,9 @@
 # run, alternating, and how the sink catches up once its destination is
 # back; prints the figures for docs/benchmarks.md.
 #   docs/bench-sinks.sh            (ROUNDS=2 DURATION=10s by default)
-# The down sink is a webhook to a loopback port nothing listens on; a
-# working file sink is measured too. Needs Go, curl and python3 (the
+# The down sink is a webhook to a loopback port nothing listens on; once
+# a receiver is up, appends are measured again while the sink catches up;
+# a working file sink is measured too. Needs Go, curl and python3 (the
 # webhook receiver brought up for the catch-up).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -59,6 +60,10 @@ class H(http.server.BaseHTTPRequestHandler):
 http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()' "$port" &
       receiver=$!
       t0=$(date +%s.%N)
+      # Appends while the sink catches up: from its first delivery on.
+      until health | python3 -c 'import json,sys; sys.exit(0 if json.load(sys.stdin)["sinks"][0]["next_index"] > 0 else 1)'; do sleep 0.1; done
+      echo -n "round $round, sink catching up: "; bench "$work/data"
+      health | python3 -c 'import json,sys; h=json.load(sys.stdin); s=h["sinks"][0]; print("  after it: tree size %d, sink next %d, lag %d" % (h["tree_size"], s["next_index"], s["lag_entries"]))'
       until health | python3 -c 'import json,sys; h=json.load(sys.stdin); sys.exit(0 if h["sinks"][0]["lag_entries"] == 0 else 1)'; do sleep 0.2; done
       t1=$(date +%s.%N)
       n=$(health | python3 -c 'import json,sys; print(json.load(sys.stdin)["sinks"][0]["next_index"])')

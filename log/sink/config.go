@@ -51,7 +51,7 @@ type Sink struct {
 	// the first entry of the log, or "now", the log's size when the
 	// server starts.
 	From string `json:"from,omitempty"`
-	// BatchEvents is the most events sent at once (default 100, at most
+	// BatchEvents is the most events sent at once (default 1000, at most
 	// 10000); a batch also stops at BatchBytes.
 	BatchEvents int `json:"batch_events,omitempty"`
 	// MaxLagEntries is how far behind the log the sink may fall before
@@ -99,7 +99,7 @@ const (
 	maxConfigBytes  = 64 << 10
 	maxSinks        = 16
 	maxBatchEvents  = 10000
-	defaultBatch    = 100
+	defaultBatch    = 1000
 	defaultMaxLag   = 100000
 	defaultSizeMiB  = 100
 	defaultMaxFiles = 10
