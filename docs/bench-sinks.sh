@@ -38,8 +38,13 @@ stop() { kill "$server"; wait "$server" 2>/dev/null || true; server=; }
 bench() { "$work/agentlog" bench append --server http://127.0.0.1:18330 --token-file "$1/admin.token" --concurrency 16 --batch 256 --duration "$dur" --provable=false | grep entries_per_s; }
 
 for round in $(seq "$rounds"); do
-  for mode in none down file; do
+  modes="none down file"
+  if [ $((round % 2)) = 0 ]; then modes="file down none"; fi
+  for mode in $modes; do
+    # The previous run's files removed and the page cache written back
+    # first: its writeback would slow the next run's fsyncs.
     rm -rf "$work/data" "$work/events.jsonl"*
+    sync
     case $mode in
       none) start "$work/data" ;;
       down) start "$work/data" --sinks "$work/down.json" ;;
