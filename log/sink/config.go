@@ -396,7 +396,8 @@ const Action = "sinks.configured"
 // so that an auditor sees when a destination was added, changed or
 // removed. A log with no such record has never run a sink; c nil means
 // none. The record holds each sink's destination and settings, never a
-// secret: of token and secret files only whether one is used.
+// secret: of token and secret files only whether one is used, of a URL's
+// query only its keys.
 func RecordConfig(ctx context.Context, l *alog.Log, c *Config) (bool, error) {
 	b, err := configRecord(c)
 	if err != nil {
@@ -407,6 +408,21 @@ func RecordConfig(ctx context.Context, l *alog.Log, c *Config) (bool, error) {
 		return false, err
 	}
 	return l.RecordSetting(ctx, Principal, configKey, Action, b, none)
+}
+
+// redactQuery replaces the values of a URL's query, which may carry a
+// credential, by "redacted".
+func redactQuery(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.RawQuery == "" {
+		return raw
+	}
+	q := u.Query()
+	for k := range q {
+		q[k] = []string{"redacted"}
+	}
+	u.RawQuery = q.Encode()
+	return u.String()
 }
 
 // configRecord is the recorded form of a configuration (nil: no sinks).
@@ -425,6 +441,7 @@ func configRecord(c *Config) ([]byte, error) {
 		for _, s := range c.Sinks {
 			r := sinkRec{Sink: s, TokenFile: s.TokenFile != "", SecretFile: s.SecretFile != ""}
 			r.Sink.TokenFile, r.Sink.SecretFile = "", ""
+			r.Sink.URL = redactQuery(s.URL)
 			rec.Sinks = append(rec.Sinks, r)
 		}
 	}

@@ -106,13 +106,13 @@ func TestReadConfigFile(t *testing.T) {
 // is used, never its path or content.
 func TestRecordHasNoSecrets(t *testing.T) {
 	c := &Config{Sinks: []Sink{{Name: "h", Type: TypeHEC, URL: "https://splunk.example:8088", TokenFile: "/secret/path/hec.token"},
-		{Name: "w", Type: TypeWebhook, URL: "https://hook.example/in", SecretFile: "/secret/path/hmac.key"}}}
+		{Name: "w", Type: TypeWebhook, URL: "https://hook.example/in?key=s3cr3t-in-query&b=2", SecretFile: "/secret/path/hmac.key"}}}
 	b, err := configRecord(c)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if strings.Contains(string(b), "/secret/path") {
-		t.Fatalf("record holds a secret file's path: %s", b)
+	if strings.Contains(string(b), "/secret/path") || strings.Contains(string(b), "s3cr3t") {
+		t.Fatalf("record holds a secret file's path or a URL's query: %s", b)
 	}
 	var rec struct {
 		Sinks []map[string]any `json:"sinks"`
@@ -120,7 +120,7 @@ func TestRecordHasNoSecrets(t *testing.T) {
 	if err := json.Unmarshal(b, &rec); err != nil {
 		t.Fatal(err)
 	}
-	if rec.Sinks[0]["token_file"] != true || rec.Sinks[1]["secret_file"] != true || rec.Sinks[0]["url"] != "https://splunk.example:8088" {
+	if rec.Sinks[0]["token_file"] != true || rec.Sinks[1]["secret_file"] != true || rec.Sinks[0]["url"] != "https://splunk.example:8088" || rec.Sinks[1]["url"] != "https://hook.example/in?b=redacted&key=redacted" {
 		t.Errorf("record %s", b)
 	}
 }
