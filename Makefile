@@ -17,9 +17,14 @@ test: interop sdk
 # witness): a separate module so their dependencies stay out of go.mod.
 # log/interop, likewise: the gateway with the official MCP Go SDK's server
 # and client, OTLP ingest with the OpenTelemetry Go SDK's exporter.
+# log/sink/interop: the splunk_hec sink against the OpenTelemetry
+# Collector contrib's splunkhecreceiver. Without -race: agentlog runs as
+# its own binary there, and -race would only add 1.5 minutes of compiling
+# the Collector (cold, 2.5 minutes without it).
 interop:
 	cd witness/interop && $(GO) test -race -count=1 -timeout 10m ./...
 	cd log/interop && $(GO) test -race -count=1 -timeout 10m ./...
+	cd log/sink/interop && $(GO) test -count=1 -timeout 10m ./...
 
 # The fault-injection suite alone (make test runs it too): the real
 # binary under full disks (a tmpfs, and an ext4 image another process

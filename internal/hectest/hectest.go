@@ -3,9 +3,9 @@
 // "Authorization: Splunk TOKEN", a body of concatenated event objects,
 // and, with indexer acknowledgement on, a request channel
 // (X-Splunk-Request-Channel) and an ackId per request that POST
-// /services/collector/ack reports indexed. It stands in for the
-// OpenTelemetry Collector's splunkhecreceiver, which cannot be built from
-// the module proxy this project uses (docs/siem.md, Not yet).
+// /services/collector/ack reports indexed, and busy answers on demand.
+// The unit and crash tests use it; log/sink/interop tests the sink
+// against the OpenTelemetry Collector's splunkhecreceiver.
 package hectest
 
 import (
