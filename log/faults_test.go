@@ -6,6 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -260,5 +263,71 @@ func TestImportWrittenThenFailed(t *testing.T) {
 	}
 	if err := dst.CheckIndex(ctx); err != nil {
 		t.Fatalf("index: %v", err)
+	}
+}
+
+// TestValueLogSyncErrorFailsTheCommit: Badger v4 only logs a failed fsync
+// of its value log (from its write path, before the commit returns) and
+// reports the commit as done. The log must not acknowledge that batch: it
+// is refused as a storage error and undone, and the log goes on.
+func TestValueLogSyncErrorFailsTheCommit(t *testing.T) {
+	l := openTest(t, t.TempDir(), nil)
+	defer l.Close()
+	ctx := context.Background()
+	if _, err := l.Append(ctx, admin, KindAction, recs(10, "before")); err != nil {
+		t.Fatal(err)
+	}
+	// What Badger does when the value log's msync fails: log it through
+	// the configured logger during the commit, then succeed.
+	l.SetCommitHook(func(commit func() error) error {
+		err := commit()
+		l.DB().Opts().Logger.Errorf("Error while curlf sync: %v\n", syscall.EIO)
+		return err
+	})
+	_, err := l.Append(ctx, admin, KindAction, recs(5, "lost"))
+	if !errors.Is(err, ErrStorage) || !strings.Contains(err.Error(), "value log") {
+		t.Fatalf("append whose value log was not synced: %v, want a storage error", err)
+	}
+	l.SetCommitHook(nil)
+	deadline := time.Now().Add(30 * time.Second)
+	for l.Storage().Failing {
+		if time.Now().After(deadline) {
+			t.Fatal("the log did not recover by itself")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := l.Append(ctx, admin, KindAction, recs(3, "after")); err != nil {
+		t.Fatal(err)
+	}
+	if l.Size() != 13 {
+		t.Fatalf("size %d, want 13: the unsynced batch is not in the tree", l.Size())
+	}
+	for i := uint64(0); i < l.Size(); i++ {
+		e, err := l.Entry(i)
+		if err != nil || bytes.Contains(e, []byte(`"lost"`)) {
+			t.Fatalf("entry %d: %s %v", i, e, err)
+		}
+	}
+	// Other Badger errors are logged as before and fail nothing.
+	l.DB().Opts().Logger.Errorf("some other trouble: %v", syscall.EIO)
+	if _, err := l.Append(ctx, admin, KindAction, recs(1, "after")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestBadgerValueLogSyncMessage pins the Badger message badgerLogger
+// watches for: an upgrade of Badger that words it differently (or stops
+// swallowing the error) must be looked at.
+func TestBadgerValueLogSyncMessage(t *testing.T) {
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/dgraph-io/badger/v4").Output()
+	if err != nil {
+		t.Fatalf("finding Badger's source: %v", err)
+	}
+	src, err := os.ReadFile(filepath.Join(strings.TrimSpace(string(out)), "value.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(src, []byte(`Errorf("`+badgerValueLogSyncError+`: %v\n", err)`)) {
+		t.Fatalf("Badger's value.go no longer logs %q: check how it reports a failed value-log fsync now", badgerValueLogSyncError)
 	}
 }

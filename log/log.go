@@ -28,6 +28,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -144,11 +145,15 @@ func Open(cfg Config) (*Log, error) {
 	// keys and pointers. This more than doubles append throughput over
 	// keeping leaves in the LSM tree (docs/benchmarks.md). Compression is
 	// off: it costs CPU on the append path and on every compaction.
+	// Badger only logs a failed fsync of its value log and reports the
+	// commit as done; its logger counts them so the sequencer can refuse
+	// such a commit (commitTxn).
+	vlogSyncErrors := new(atomic.Uint64)
 	opts := badger.DefaultOptions(cfg.Dir).
 		WithSyncWrites(!cfg.BulkLoad).
 		WithDetectConflicts(false).
 		WithNumVersionsToKeep(1).
-		WithLogger(badgerLogger{cfg.Logger}).
+		WithLogger(badgerLogger{cfg.Logger, vlogSyncErrors}).
 		WithMetricsEnabled(false).
 		WithCompression(options.None).
 		WithValueThreshold(256)
@@ -181,6 +186,9 @@ func Open(cfg Config) (*Log, error) {
 	m.treeSize.Set(float64(t.Size()))
 	m.registerDisk(cfg.Registerer, disk)
 	seq, err := newSequencer(db, t, cfg.Clock, m, disk, cfg)
+	if seq != nil {
+		seq.vlogSyncErrors = vlogSyncErrors
+	}
 	if err != nil {
 		db.Close()
 		return nil, err
@@ -423,9 +431,26 @@ func (l *Log) Close() error {
 
 // badgerLogger routes Badger's messages to slog, dropping its chatty
 // informational lines.
-type badgerLogger struct{ l *slog.Logger }
+type badgerLogger struct {
+	l *slog.Logger
+	// vlogSyncErrors counts Badger's "Error while curlf sync" messages:
+	// Badger v4 logs a failed fsync of its value log from the write path
+	// (value.go, valueLog.write) and goes on to report the commit as
+	// done, so the log is how the failure can be seen.
+	vlogSyncErrors *atomic.Uint64
+}
 
-func (b badgerLogger) Errorf(f string, a ...any)   { b.l.Error("badger: " + fmt.Sprintf(f, a...)) }
+func (b badgerLogger) Errorf(f string, a ...any) {
+	if strings.HasPrefix(f, badgerValueLogSyncError) && b.vlogSyncErrors != nil {
+		b.vlogSyncErrors.Add(1)
+	}
+	b.l.Error("badger: " + fmt.Sprintf(f, a...))
+}
+
+// badgerValueLogSyncError starts the message Badger logs when it cannot
+// fsync its value log.
+const badgerValueLogSyncError = "Error while curlf sync"
+
 func (b badgerLogger) Warningf(f string, a ...any) { b.l.Warn("badger: " + fmt.Sprintf(f, a...)) }
 func (b badgerLogger) Infof(string, ...any)        {}
 func (b badgerLogger) Debugf(string, ...any)       {}

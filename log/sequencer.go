@@ -55,6 +55,9 @@ type sequencer struct {
 	// place (tests inject storage errors with it: export_test.go).
 	failCommit atomic.Pointer[func(commit func() error) error]
 	storage    storageState
+	// vlogSyncErrors counts the value-log fsync failures Badger logged
+	// (badgerLogger); a commit during which it moved is a failed one.
+	vlogSyncErrors *atomic.Uint64
 	// undo, if set, undoes a batch whose commit failed (undoOf); it is
 	// committed before anything else. Sequencer goroutine only.
 	undo func(*badger.Txn) error

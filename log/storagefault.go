@@ -98,6 +98,10 @@ func (st *storageState) status() StorageStatus {
 	return s
 }
 
+// errValueLogSync fails a commit during which Badger logged that it could
+// not fsync its value log: it reports such a commit as done.
+var errValueLogSync = errors.New("the database could not fsync its value log")
+
 // commitTxn commits txn (fsynced: the DB is opened with SyncWrites),
 // through the test hooks if set, and records its duration and outcome.
 func (s *sequencer) commitTxn(txn *badger.Txn) error {
@@ -111,7 +115,16 @@ func (s *sequencer) commitTxn(txn *badger.Txn) error {
 	}
 	start := time.Now()
 	s.storage.started.Store(start.UnixNano())
+	var vlogErrs uint64
+	if s.vlogSyncErrors != nil {
+		vlogErrs = s.vlogSyncErrors.Load()
+	}
 	err := commit()
+	if err == nil && s.vlogSyncErrors != nil && s.vlogSyncErrors.Load() != vlogErrs {
+		// Badger wrote the batch but could not fsync its value log, and
+		// said so only in its log: the batch is not durable.
+		err = errValueLogSync
+	}
 	end := time.Now()
 	s.storage.last.Store(int64(end.Sub(start)))
 	s.storage.ended.Store(end.UnixNano())
