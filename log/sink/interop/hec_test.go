@@ -189,6 +189,50 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// startAgentlog runs the real binary on data with the sinks file cfg.
+func startAgentlog(t *testing.T, data, origin, cfg string) *proctest.Proc {
+	t.Helper()
+	return proctest.Start(t, agentlogBuild.Get(t, "agentlog", "../../../cmd/agentlog"), "agentlog listening on ", "serve", "--listen", "127.0.0.1:0",
+		"--data", data, "--ntp", "127.0.0.1:1", "--checkpoint-interval", "100ms", "--origin", origin, "--sinks", cfg)
+}
+
+// adminClient is a client of the server at url with the bootstrap admin
+// token of its data directory.
+func adminClient(t *testing.T, url, data string) *client.Client {
+	t.Helper()
+	tok, err := os.ReadFile(filepath.Join(data, "admin.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.New(url, client.WithToken(strings.TrimSpace(string(tok))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// openAgent registers and approves agent hec-agent and opens its session
+// for task.
+func openAgent(t *testing.T, admin *client.Client, url, task string) *client.Agent {
+	t.Helper()
+	ctx := context.Background()
+	key, _ := agentlog.GenerateAgentKey("hec-agent")
+	if _, err := admin.RegisterAgent(ctx, client.AgentRegistration{ID: "hec-agent", Owner: "platform", PublicKey: key.Public().(ed25519.PublicKey)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.ApproveAgent(ctx, "hec-agent"); err != nil {
+		t.Fatal(err)
+	}
+	a, err := client.NewAgent(url, client.AgentConfig{ID: "hec-agent", Key: key, Task: task})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
 // TestHECToCollector: agentlog serve with two splunk_hec sinks to the
 // Collector's receiver, one with the collector's token and one with a
 // wrong one. Entries of several kinds (the sinks' configuration, agent
@@ -210,29 +254,10 @@ func TestHECToCollector(t *testing.T) {
 			os.WriteFile(cfg, fmt.Appendf(nil, `{"sinks": [
 				{"name": "splunk", "type": "splunk_hec", "url": %q, "token_file": %q, "ack": %v, "index": "agents", "batch_events": 7},
 				{"name": "wrong", "type": "splunk_hec", "url": %q, "token_file": %q, "ack": %v}]}`, url, good, ack, url, bad, ack), 0o644)
-			data := filepath.Join(dir, "data")
-			p := proctest.Start(t, agentlogBuild.Get(t, "agentlog", "../../../cmd/agentlog"), "agentlog listening on ", "serve", "--listen", "127.0.0.1:0",
-				"--data", data, "--ntp", "127.0.0.1:1", "--checkpoint-interval", "100ms", "--origin", origin, "--sinks", cfg)
-			tok, err := os.ReadFile(filepath.Join(data, "admin.token"))
-			if err != nil {
-				t.Fatal(err)
-			}
+			p := startAgentlog(t, filepath.Join(dir, "data"), origin, cfg)
 			ctx := context.Background()
-			admin, _ := client.New(p.URL, client.WithToken(strings.TrimSpace(string(tok))))
-			key, _ := agentlog.GenerateAgentKey("hec-agent")
-			if _, err := admin.RegisterAgent(ctx, client.AgentRegistration{ID: "hec-agent", Owner: "platform", PublicKey: key.Public().(ed25519.PublicKey)}); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := admin.ApproveAgent(ctx, "hec-agent"); err != nil {
-				t.Fatal(err)
-			}
-			a, err := client.NewAgent(p.URL, client.AgentConfig{ID: "hec-agent", Key: key, Task: "ticket-7"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := a.Open(ctx); err != nil {
-				t.Fatal(err)
-			}
+			admin := adminClient(t, p.URL, filepath.Join(dir, "data"))
+			a := openAgent(t, admin, p.URL, "ticket-7")
 			for i := range 30 {
 				rec := client.Record{Action: "db.query", Tool: "sql", Resource: fmt.Sprintf("customers/%d", i), Outcome: []string{"success", "error", "denied"}[i%3],
 					Attributes: client.Attributes(map[string]string{"gen_ai.request.model": "gpt-4o", "note": "<é & \"quoted\">"})}
@@ -325,32 +350,9 @@ func TestHECToCollectorAcrossSIGKILL(t *testing.T) {
 	cfg := filepath.Join(dir, "sinks.json")
 	os.WriteFile(cfg, fmt.Appendf(nil, `{"sinks": [{"name": "splunk", "type": "splunk_hec", "url": %q, "token_file": %q, "ack": true, "batch_events": 20}]}`, url, tokFile), 0o644)
 	data := filepath.Join(dir, "data")
-	bin := agentlogBuild.Get(t, "agentlog", "../../../cmd/agentlog")
-	start := func() *proctest.Proc {
-		return proctest.Start(t, bin, "agentlog listening on ", "serve", "--listen", "127.0.0.1:0",
-			"--data", data, "--ntp", "127.0.0.1:1", "--checkpoint-interval", "100ms", "--origin", origin, "--sinks", cfg)
-	}
-	p := start()
-	tok, err := os.ReadFile(filepath.Join(data, "admin.token"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := startAgentlog(t, data, origin, cfg)
 	ctx := context.Background()
-	admin, _ := client.New(p.URL, client.WithToken(strings.TrimSpace(string(tok))))
-	key, _ := agentlog.GenerateAgentKey("hec-agent")
-	if _, err := admin.RegisterAgent(ctx, client.AgentRegistration{ID: "hec-agent", Owner: "platform", PublicKey: key.Public().(ed25519.PublicKey)}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := admin.ApproveAgent(ctx, "hec-agent"); err != nil {
-		t.Fatal(err)
-	}
-	a, err := client.NewAgent(p.URL, client.AgentConfig{ID: "hec-agent", Key: key, Task: "ticket-8"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := a.Open(ctx); err != nil {
-		t.Fatal(err)
-	}
+	a := openAgent(t, adminClient(t, p.URL, data), p.URL, "ticket-8")
 	// Appends run until the server dies under them.
 	appending := make(chan struct{})
 	go func() {
@@ -369,8 +371,8 @@ func TestHECToCollectorAcrossSIGKILL(t *testing.T) {
 	p.Kill()
 	<-appending
 
-	p = start()
-	admin, _ = client.New(p.URL, client.WithToken(strings.TrimSpace(string(tok))))
+	p = startAgentlog(t, data, origin, cfg)
+	admin := adminClient(t, p.URL, data)
 	var size float64
 	waitFor(t, "the restarted sink to catch up", func() bool {
 		st, sz, err := healthSinks(p.URL)
