@@ -37,21 +37,45 @@ if [ -x "$httppeer/run.sh" ]; then
   "$httppeer/run.sh" "$work/tessera-http" 18200 >"$work/tessera-http.out" 2>&1 &
   peerpid=$!
   for _ in $(seq 3000); do curl -s -o /dev/null http://127.0.0.1:18200/ 2>/dev/null && break; sleep 0.1; done
+  # CPU time (user + system) of each server from /proc/PID/stat, and of
+  # the load generator from the shell's children total (times), over each
+  # run: on a machine whose cores the server and the load generator share,
+  # cores / (server + load generator CPU per request) is the most requests
+  # per second any server of that CPU cost can answer.
+  hz=$(getconf CLK_TCK)
+  proccpu() { awk -v hz="$hz" '{ printf "%.6f", ($14 + $15) / hz }' "/proc/$1/stat"; }
+  # times must run in this shell, not in a $(...) subshell, to count its children.
+  childcpu() { tail -n 1 "$1" | awk '{ gsub(/[ms]/, " "); print $1 * 60 + $2 + $3 * 60 + $4 }'; }
+  measured() { # measured NAME PID: runs the rest of the arguments, appends server_cpu_s and client_cpu_s to $work/NAME.txt
+    local name=$1 pid=$2 s0
+    shift 2
+    s0=$(proccpu "$pid"); times >"$work/times0"
+    "$@" | tee "$work/$name.txt"
+    times >"$work/times1"
+    echo "  server_cpu_s=$(awk -v a="$s0" -v b="$(proccpu "$pid")" 'BEGIN { print b - a }') client_cpu_s=$(awk -v a="$(childcpu "$work/times0")" -v b="$(childcpu "$work/times1")" 'BEGIN { print b - a }')" | tee -a "$work/$name.txt"
+  }
   for round in 1 2; do
-    "$work/agentlog" bench append --server http://127.0.0.1:18123 --token-file "$data/admin.token" --concurrency 256 --batch 1 --duration 10s --provable=false | tee "$work/ours-$round.txt"
-    "$work/agentlog" bench peer --url http://127.0.0.1:18200/add --concurrency 256 --size 512 --duration 10s | tee "$work/peer-$round.txt"
+    measured "ours-$round" "$server" "$work/agentlog" bench append --server http://127.0.0.1:18123 --token-file "$data/admin.token" --concurrency 256 --batch 1 --duration 10s --provable=false
+    measured "peer-$round" "$peerpid" "$work/agentlog" bench peer --url http://127.0.0.1:18200/add --concurrency 256 --size 512 --duration 10s
   done
   kill "$peerpid" 2>/dev/null; wait "$peerpid" 2>/dev/null || true
   peerpid=
   kill "$server" 2>/dev/null; wait "$server" 2>/dev/null || true
   server=
   echo "-- summary (issue 11 target: ratio >= 2.00 and our p99 < 25ms, same run)"
+  field() { sed -n "s/.*$1=\\([0-9.]*\\).*/\\1/p" "$2" | head -n 1; }
   for round in 1 2; do
-    ours=$(sed -n 's/.*requests_per_s=\([0-9]*\).*/\1/p' "$work/ours-$round.txt")
-    theirs=$(sed -n 's/.*requests_per_s=\([0-9]*\).*/\1/p' "$work/peer-$round.txt")
+    ours=$(field requests_per_s "$work/ours-$round.txt")
+    theirs=$(field requests_per_s "$work/peer-$round.txt")
     op99=$(sed -n 's/.*latency p50=[^ ]* p99=\([^ ]*\).*/\1/p' "$work/ours-$round.txt")
     pp99=$(sed -n 's/.*latency p50=[^ ]* p99=\([^ ]*\).*/\1/p' "$work/peer-$round.txt")
     awk -v r="$round" -v o="$ours" -v p="$theirs" -v op="$op99" -v pp="$pp99" 'BEGIN { printf "round %s: agentlog %s req/s (p99 %s), Tessera %s req/s (p99 %s): ratio %.2f\n", r, o, op, p, pp, (p > 0 ? o / p : 0) }'
+    for who in ours peer; do
+      f="$work/$who-$round.txt"
+      awk -v who="$who" -v n="$(field requests "$f")" -v s="$(field server_cpu_s "$f")" -v c="$(field client_cpu_s "$f")" -v cores="$(nproc)" 'BEGIN {
+        name = (who == "ours" ? "agentlog" : "Tessera")
+        if (n > 0) printf "  %s: server CPU %.1f us/request, load generator %.1f us/request: %d cores answer at most %.0f req/s at that cost\n", name, s * 1e6 / n, c * 1e6 / n, cores, cores * n / (s + c) }'
+    done
   done
 fi
 
