@@ -12,13 +12,14 @@ import (
 
 	"github.com/agentlog/agentlog"
 	"github.com/agentlog/agentlog/client"
+	"github.com/agentlog/agentlog/internal/cmdline"
 	"github.com/agentlog/agentlog/internal/secretfile"
 	"github.com/agentlog/agentlog/log/identity"
 )
 
 func runAgent(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return usagef("want \"agentlog agent register|approve|list|show|revoke|scope [flags]\"")
+		return cmdline.Usagef("want \"agentlog agent register|approve|list|show|revoke|scope [flags]\"")
 	}
 	verb := args[0]
 	fs := newFlags("agent "+verb, stderr)
@@ -32,25 +33,25 @@ func runAgent(args []string, stdout, stderr io.Writer) error {
 	case "register":
 		owner := fs.String("owner", "", "who is accountable for the agent (default: the operator running this)")
 		desc := fs.String("description", "", "what the agent is for")
-		var scope multiFlag
+		var scope cmdline.MultiFlag
 		fs.Var(&scope, "scope", "declared `scope`, e.g. 'actions=db.*;tools=sql;resources=customers/*;hours=09:00-17:00;tz=UTC;weekdays=mon-fri;rate=100/m' or its JSON form (repeatable: parts are joined)")
 		keyOut := fs.String("key-out", "", "file to write the agent's new private key to (mode 0600; give it to the agent)")
 		pubIn := fs.String("public-key-file", "", "register this agent key file's key instead of generating one (with no --key-out)")
 		cfgFile := fs.String("config", "", "the agent's configuration, JSON (docs/changes.md): recorded as its first approved change")
 		policy := fs.String("policy", "", "with --config: config=enforce refuses sessions under any other configuration")
 		noApprove := fs.Bool("no-approve", false, "only register; an approver approves later with \"agentlog agent approve\"")
-		if err := parseFlags(fs, args[1:]); err != nil {
+		if err := cmdline.ParseFlags(fs, args[1:]); err != nil {
 			return err
 		}
 		if *id == "" || (*keyOut == "") == (*pubIn == "") {
-			return usagef("--id and exactly one of --key-out or --public-key-file are required")
+			return cmdline.Usagef("--id and exactly one of --key-out or --public-key-file are required")
 		}
 		if !agentlog.ValidID(*id) {
-			return usagef("--id %q: want 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit", *id)
+			return cmdline.Usagef("--id %q: want 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit", *id)
 		}
 		sc, err := parseScopeFlags(scope)
 		if err != nil {
-			return usagef("--scope: %s", err)
+			return cmdline.Usagef("--scope: %s", err)
 		}
 		scJSON, _ := json.Marshal(sc)
 		pol, err := parsePolicy(*policy)
@@ -64,7 +65,7 @@ func runAgent(args []string, stdout, stderr io.Writer) error {
 				return err
 			}
 		} else if pol != "" {
-			return usagef("--policy needs --config")
+			return cmdline.Usagef("--policy needs --config")
 		}
 		if *owner == "" {
 			*owner = os.Getenv("USER")
@@ -93,7 +94,7 @@ func runAgent(args []string, stdout, stderr io.Writer) error {
 			commitKey = func() error { return pending.Commit(nil) }
 			key = priv.Public().(ed25519.PublicKey)
 		} else {
-			text, err := readSecret(*pubIn)
+			text, err := cmdline.ReadSecret(*pubIn)
 			if err != nil {
 				return err
 			}
@@ -152,17 +153,17 @@ func runAgent(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "agent %s is %s\n", a.ID, a.Status)
 		return nil
 	case "scope":
-		var scope multiFlag
+		var scope cmdline.MultiFlag
 		fs.Var(&scope, "scope", "the new declared `scope` (same form as for register; repeatable)")
-		if err := parseFlags(fs, args[1:]); err != nil {
+		if err := cmdline.ParseFlags(fs, args[1:]); err != nil {
 			return err
 		}
 		if *id == "" {
-			return usagef("--id is required")
+			return cmdline.Usagef("--id is required")
 		}
 		sc, err := parseScopeFlags(scope)
 		if err != nil {
-			return usagef("--scope: %s", err)
+			return cmdline.Usagef("--scope: %s", err)
 		}
 		scJSON, _ := json.Marshal(sc)
 		c, ctx, cancel, err := o.client()
@@ -193,7 +194,7 @@ func runAgent(args []string, stdout, stderr io.Writer) error {
 		}
 		return tw.Flush()
 	}
-	return usagef("unknown agent verb %q: want register, approve, list, show, revoke or scope", verb)
+	return cmdline.Usagef("unknown agent verb %q: want register, approve, list, show, revoke or scope", verb)
 }
 
 // parseScopeFlags reads the --scope values: one JSON object, or key=value

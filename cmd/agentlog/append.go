@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/agentlog/agentlog/client"
+	"github.com/agentlog/agentlog/internal/cmdline"
 )
 
 func runAppend(args []string, stdout, stderr io.Writer) error {
@@ -21,11 +22,11 @@ func runAppend(args []string, stdout, stderr io.Writer) error {
 	tool := fs.String("tool", "", "tool the agent used")
 	resource := fs.String("resource", "", "resource the action touched")
 	outcome := fs.String("outcome", "", "outcome, e.g. success or error")
-	var attrs, jsonAttrs multiFlag
+	var attrs, jsonAttrs cmdline.MultiFlag
 	fs.Var(&attrs, "attr", "attribute `key=value`, stored as a JSON string (rows=3 is \"rows\": \"3\"); repeatable")
 	fs.Var(&jsonAttrs, "attr-json", "attribute `key=JSON`, stored as that JSON value (rows=3 is \"rows\": 3); repeatable")
 	timeout := fs.Duration("timeout", 30*time.Second, "give up after this long")
-	if err := parseFlags(fs, args); err != nil {
+	if err := cmdline.ParseFlags(fs, args); err != nil {
 		return err
 	}
 	tok, err := sessionCredential(*sessionToken, *tokenFile)
@@ -33,23 +34,23 @@ func runAppend(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if strings.TrimSpace(*action) == "" {
-		return usagef("--action is required")
+		return cmdline.Usagef("--action is required")
 	}
 	kv := map[string]any{}
 	for _, a := range attrs {
 		k, v, ok := strings.Cut(a, "=")
 		if !ok || k == "" {
-			return usagef("--attr %q: want key=value", a)
+			return cmdline.Usagef("--attr %q: want key=value", a)
 		}
 		kv[k] = v
 	}
 	for _, a := range jsonAttrs {
 		k, v, ok := strings.Cut(a, "=")
 		if !ok || k == "" || !json.Valid([]byte(v)) {
-			return usagef("--attr-json %q: want key=JSON, e.g. rows=3 or tags='[\"a\",\"b\"]' (for a string, --attr)", a)
+			return cmdline.Usagef("--attr-json %q: want key=JSON, e.g. rows=3 or tags='[\"a\",\"b\"]' (for a string, --attr)", a)
 		}
 		if _, dup := kv[k]; dup {
-			return usagef("attribute %q is given twice", k)
+			return cmdline.Usagef("attribute %q is given twice", k)
 		}
 		kv[k] = json.RawMessage(v)
 	}
@@ -57,13 +58,13 @@ func runAppend(args []string, stdout, stderr io.Writer) error {
 	if len(kv) > 0 {
 		b, err := json.Marshal(kv) // keys sorted; values strings or valid JSON
 		if err != nil {
-			return usagef("attributes: %s", err)
+			return cmdline.Usagef("attributes: %s", err)
 		}
 		rec.Attributes = b
 	}
 	ag, err := client.NewAgent(*server, client.AgentConfig{Credential: tok})
 	if err != nil {
-		return usagef("%s", err)
+		return cmdline.Usagef("%s", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()

@@ -18,6 +18,7 @@ import (
 
 	"github.com/agentlog/agentlog/client"
 	"github.com/agentlog/agentlog/internal/atomicfile"
+	"github.com/agentlog/agentlog/internal/cmdline"
 	"github.com/agentlog/agentlog/witness/policy"
 )
 
@@ -35,17 +36,17 @@ func runAudit(args []string, stdout, stderr io.Writer) error {
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	concurrency := fs.Int("concurrency", 16, "entry bundles fetched at once")
 	mirrorURL := fs.String("mirror", "", "read the checkpoint, tiles and entry bundles from this copy of the log (s3://BUCKET[/PREFIX] with the AWS environment's credentials, or an http(s) URL) instead of --server")
-	if err := parseFlags(fs, args); err != nil {
+	if err := cmdline.ParseFlags(fs, args); err != nil {
 		return err
 	}
 	if *tokenFile == "" {
-		return usagef("--token-file is required (an auditor or admin token)")
+		return cmdline.Usagef("--token-file is required (an auditor or admin token)")
 	}
 	if *policyFile == "" {
-		return usagef("%s", noPolicyHint)
+		return cmdline.Usagef("%s", noPolicyHint)
 	}
 	if (*from != "" || *to != "") && (*start >= 0 || *end >= 0) {
-		return usagef("give --from/--to or --start/--end, not both")
+		return cmdline.Usagef("give --from/--to or --start/--end, not both")
 	}
 	cfg := client.AuditConfig{Concurrency: *concurrency}
 	var err error
@@ -60,7 +61,7 @@ func runAudit(args []string, stdout, stderr io.Writer) error {
 			continue
 		}
 		if *t.dst, err = time.Parse(time.RFC3339Nano, t.v); err != nil {
-			return usagef("--%s %q is not an RFC 3339 time", t.flag, t.v)
+			return cmdline.Usagef("--%s %q is not an RFC 3339 time", t.flag, t.v)
 		}
 	}
 	if *start > 0 {
@@ -68,11 +69,11 @@ func runAudit(args []string, stdout, stderr io.Writer) error {
 	}
 	if *end >= 0 {
 		if *end <= max(*start, 0) {
-			return usagef("--end must be greater than --start")
+			return cmdline.Usagef("--end must be greater than --start")
 		}
 		cfg.End = uint64(*end)
 	}
-	tok, err := readSecret(*tokenFile)
+	tok, err := cmdline.ReadSecret(*tokenFile)
 	if err != nil {
 		return err
 	}
@@ -85,7 +86,7 @@ func runAudit(args []string, stdout, stderr io.Writer) error {
 	}
 	c, err := client.New(*server, opts...)
 	if err != nil {
-		return usagef("%s", err)
+		return cmdline.Usagef("%s", err)
 	}
 	if *stateFile != "" {
 		st, err := loadAuditState(*stateFile)

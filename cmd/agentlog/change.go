@@ -13,6 +13,7 @@ import (
 	"github.com/agentlog/agentlog/client"
 	"github.com/agentlog/agentlog/client/evidence"
 	"github.com/agentlog/agentlog/internal/atomicfile"
+	"github.com/agentlog/agentlog/internal/cmdline"
 )
 
 // parsePolicy reads --policy: "" or config=enforce|alert.
@@ -22,14 +23,14 @@ func parsePolicy(v string) (string, error) {
 	}
 	k, p, ok := strings.Cut(v, "=")
 	if !ok || k != "config" || (p != "enforce" && p != "alert") {
-		return "", usagef("--policy %q: want config=enforce or config=alert", v)
+		return "", cmdline.Usagef("--policy %q: want config=enforce or config=alert", v)
 	}
 	return p, nil
 }
 
 func runChange(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return usagef("want \"agentlog change propose|approve|reject|list|show|attest|digest [flags]\"")
+		return cmdline.Usagef("want \"agentlog change propose|approve|reject|list|show|attest|digest [flags]\"")
 	}
 	verb := args[0]
 	fs := newFlags("change "+verb, stderr)
@@ -43,11 +44,11 @@ func runChange(args []string, stdout, stderr io.Writer) error {
 	case "digest":
 		cfgFile := fs.String("config", "", "the configuration file, JSON (docs/changes.md; required)")
 		canonical := fs.Bool("canonical", false, "print the RFC 8785 canonical form instead of the digest")
-		if err := parseFlags(fs, args[1:]); err != nil {
+		if err := cmdline.ParseFlags(fs, args[1:]); err != nil {
 			return err
 		}
 		if *cfgFile == "" {
-			return usagef("--config is required")
+			return cmdline.Usagef("--config is required")
 		}
 		canon, digest, err := client.LoadConfig(*cfgFile)
 		if err != nil {
@@ -68,11 +69,11 @@ func runChange(args []string, stdout, stderr io.Writer) error {
 		risk := fs.String("risk", "", "risk: low, medium or high")
 		ticket := fs.String("ticket", "", "URL of the change ticket")
 		policy := fs.String("policy", "", "config=enforce: once approved, refuse sessions under any other configuration (config=alert: alert only)")
-		if err := parseFlags(fs, args[1:]); err != nil {
+		if err := cmdline.ParseFlags(fs, args[1:]); err != nil {
 			return err
 		}
 		if *agent == "" || *cfgFile == "" || *desc == "" || *testing == "" || *rollback == "" {
-			return usagef("--agent, --config, --description, --testing and --rollback are required")
+			return cmdline.Usagef("--agent, --config, --description, --testing and --rollback are required")
 		}
 		pol, err := parsePolicy(*policy)
 		if err != nil {
@@ -175,7 +176,7 @@ func runChange(args []string, stdout, stderr io.Writer) error {
 		}
 		return atomicfile.Write(*out, st, 0o644)
 	}
-	return usagef("unknown change verb %q: want propose, approve, reject, list, show, attest or digest", verb)
+	return cmdline.Usagef("unknown change verb %q: want propose, approve, reject, list, show, attest or digest", verb)
 }
 
 func printChange(w io.Writer, d *client.ChangeDetail) {
@@ -284,7 +285,7 @@ type reportDoc struct {
 
 func runChanges(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] != "report" {
-		return usagef("want \"agentlog changes report --token-file F --from T1 --to T2 [--out DIR --log-key FILE]\"")
+		return cmdline.Usagef("want \"agentlog changes report --token-file F --from T1 --to T2 [--out DIR --log-key FILE]\"")
 	}
 	fs := newFlags("changes report", stderr)
 	o := addOperatorFlags(fs, "auditor or admin")
@@ -293,16 +294,16 @@ func runChanges(args []string, stdout, stderr io.Writer) error {
 	out := fs.String("out", "", "also write the report, an in-toto Statement per approval and the period's evidence export to this new directory")
 	logKey := fs.String("log-key", "", "the log's verifier key (log.pub), to check and bundle with the evidence")
 	jsonOut := fs.Bool("json", false, "print the report as JSON")
-	if err := parseFlags(fs, args[1:]); err != nil {
+	if err := cmdline.ParseFlags(fs, args[1:]); err != nil {
 		return err
 	}
 	if *from == "" || *to == "" {
-		return usagef("--from and --to are required")
+		return cmdline.Usagef("--from and --to are required")
 	}
 	t1, err1 := time.Parse(time.RFC3339Nano, *from)
 	t2, err2 := time.Parse(time.RFC3339Nano, *to)
 	if err1 != nil || err2 != nil {
-		return usagef("--from and --to must be RFC 3339 times")
+		return cmdline.Usagef("--from and --to must be RFC 3339 times")
 	}
 	if *out != "" {
 		if entries, err := os.ReadDir(*out); err == nil && len(entries) > 0 {
@@ -356,7 +357,7 @@ func runChanges(args []string, stdout, stderr io.Writer) error {
 		}
 		opts.LogVKey = string(b)
 	}
-	tok, err := readSecret(*o.tokenFile)
+	tok, err := cmdline.ReadSecret(*o.tokenFile)
 	if err != nil {
 		return err
 	}

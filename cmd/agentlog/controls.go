@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/agentlog/agentlog"
+	"github.com/agentlog/agentlog/internal/cmdline"
 )
 
 func runControls(args []string, stdout, stderr io.Writer) error {
@@ -17,18 +18,18 @@ func runControls(args []string, stdout, stderr io.Writer) error {
 	format := fs.String("format", "json", "json (the document), vanta (the body of Vanta's custom resource sync_all) or drata (one Drata custom-connection record body a line)")
 	vantaID := fs.String("vanta-resource-id", "", "the Vanta custom resource id, for --format vanta")
 	failing := fs.Bool("fail", false, "exit with status 1 when a control fails (after printing)")
-	if err := parseFlags(fs, args); err != nil {
+	if err := cmdline.ParseFlags(fs, args); err != nil {
 		return err
 	}
 	switch {
 	case *format != "json" && *format != "vanta" && *format != "drata":
-		return usagef("--format must be json, vanta or drata")
+		return cmdline.Usagef("--format must be json, vanta or drata")
 	case *format == "vanta" && *vantaID == "":
-		return usagef("--format vanta needs --vanta-resource-id (the id Vanta gave the custom resource)")
+		return cmdline.Usagef("--format vanta needs --vanta-resource-id (the id Vanta gave the custom resource)")
 	case *format != "vanta" && *vantaID != "":
-		return usagef("--vanta-resource-id goes with --format vanta")
+		return cmdline.Usagef("--vanta-resource-id goes with --format vanta")
 	case *window < 0:
-		return usagef("--window must be positive")
+		return cmdline.Usagef("--window must be positive")
 	}
 	c, ctx, cancel, err := o.client()
 	if err != nil {

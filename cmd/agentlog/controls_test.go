@@ -17,6 +17,7 @@ import (
 	"github.com/agentlog/agentlog/checkpoint"
 	"github.com/agentlog/agentlog/checkpoint/ntptest"
 	"github.com/agentlog/agentlog/client"
+	"github.com/agentlog/agentlog/internal/cmdline"
 	"github.com/agentlog/agentlog/witness"
 )
 
@@ -268,7 +269,7 @@ func TestServeRefusesShortHealthAfter(t *testing.T) {
 		{"--approval-max-age", "-1h"},
 	} {
 		err := runServe(append([]string{"--data", data}, args...), io.Discard, io.Discard)
-		var ue usageError
+		var ue cmdline.UsageError
 		if !errors.As(err, &ue) {
 			t.Errorf("serve %v: %v, want a usage error", args, err)
 		}

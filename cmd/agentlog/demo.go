@@ -22,6 +22,7 @@ import (
 	"github.com/agentlog/agentlog/checkpoint"
 	"github.com/agentlog/agentlog/checkpoint/clock"
 	"github.com/agentlog/agentlog/client"
+	"github.com/agentlog/agentlog/internal/cmdline"
 	"github.com/agentlog/agentlog/witness"
 )
 
@@ -34,10 +35,10 @@ const demoOrigin = "demo.agentlog.local/log"
 func runDemo(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("demo", stderr)
 	dir := fs.String("dir", "agentlog-demo", "new directory for everything the demo creates (log and witness data, keys, tokens, evidence)")
-	var ntpServers multiFlag
+	var ntpServers cmdline.MultiFlag
 	fs.Var(&ntpServers, "ntp", "NTP server `HOST[:PORT]` for the log (repeatable; default the log's)")
 	keep := fs.Bool("keep-running", false, "after the story, keep the log and the witness running until Ctrl-C, to explore them")
-	if err := parseFlags(fs, args); err != nil {
+	if err := cmdline.ParseFlags(fs, args); err != nil {
 		return err
 	}
 	if des, err := os.ReadDir(*dir); err == nil && len(des) > 0 {
@@ -257,7 +258,7 @@ func (d *demo) run(args []string) (string, error) {
 // waitAlerts waits until the rules have recorded n alerts (they examine
 // each committed action within moments).
 func (d *demo) waitAlerts(tokenFile string, n int) error {
-	tok, err := readSecret(tokenFile)
+	tok, err := cmdline.ReadSecret(tokenFile)
 	if err != nil {
 		return err
 	}

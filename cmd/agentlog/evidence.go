@@ -14,6 +14,7 @@ import (
 	"github.com/agentlog/agentlog/client"
 	"github.com/agentlog/agentlog/client/evidence"
 	"github.com/agentlog/agentlog/client/report"
+	"github.com/agentlog/agentlog/internal/cmdline"
 	"github.com/agentlog/agentlog/witness/policy"
 )
 
@@ -31,7 +32,7 @@ holds every matching entry of that time range. docs/evidence.md describes the fi
 func runEvidence(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, evidenceUsage)
-		return usagef("evidence needs export or verify")
+		return cmdline.Usagef("evidence needs export or verify")
 	}
 	switch args[0] {
 	case "export":
@@ -42,7 +43,7 @@ func runEvidence(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprint(stderr, evidenceUsage)
 		return flag.ErrHelp
 	}
-	return usagef("unknown evidence subcommand %q (export or verify)", args[0])
+	return cmdline.Usagef("unknown evidence subcommand %q (export or verify)", args[0])
 }
 
 func runEvidenceExport(args []string, stdout, stderr io.Writer) error {
@@ -57,13 +58,13 @@ func runEvidenceExport(args []string, stdout, stderr io.Writer) error {
 	timeout := fs.Duration("timeout", 10*time.Minute, "give up after this long")
 	mirrorURL := fs.String("mirror", "", "read the checkpoint, tiles and entry bundles from this copy of the log (s3://BUCKET[/PREFIX] with the AWS environment's credentials, or an http(s) URL); the query still goes to --server")
 	qf := addQueryFlags(fs)
-	if err := parseFlags(fs, args); err != nil {
+	if err := cmdline.ParseFlags(fs, args); err != nil {
 		return err
 	}
 	if *out == "" {
-		return usagef("--out is required")
+		return cmdline.Usagef("--out is required")
 	}
-	tok, err := credential(*token, *tokenFile, "token", "token-file", "--token or --token-file (an auditor or admin token) is required")
+	tok, err := cmdline.Credential(*token, *tokenFile, "token", "token-file", "--token or --token-file (an auditor or admin token) is required")
 	if err != nil {
 		return err
 	}
@@ -74,7 +75,7 @@ func runEvidenceExport(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	} else if *timeKey != "" {
-		return usagef("--time-key needs --log-key")
+		return cmdline.Usagef("--time-key needs --log-key")
 	}
 	if *policyFile != "" {
 		b, err := os.ReadFile(*policyFile)
@@ -89,7 +90,7 @@ func runEvidenceExport(args []string, stdout, stderr io.Writer) error {
 	}
 	c, err := client.New(*server, copts...)
 	if err != nil {
-		return usagef("%s", err)
+		return cmdline.Usagef("%s", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
@@ -128,18 +129,18 @@ func runEvidenceVerify(args []string, stdout, stderr io.Writer) error {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}
-		return usageError{err.Error()}
+		return cmdline.UsageError{Msg: err.Error()}
 	}
 	switch {
 	case dir == "" && fs.NArg() == 1:
 		dir = fs.Arg(0)
 	case fs.NArg() > 0:
-		return usagef("unexpected argument %q", fs.Arg(0))
+		return cmdline.Usagef("unexpected argument %q", fs.Arg(0))
 	case dir == "":
-		return usagef("the evidence directory is required")
+		return cmdline.Usagef("the evidence directory is required")
 	}
 	if *logKey == "" {
-		return usagef("--log-key is required")
+		return cmdline.Usagef("--log-key is required")
 	}
 	lk, err := os.ReadFile(*logKey)
 	if err != nil {

@@ -23,6 +23,7 @@ import (
 	"github.com/agentlog/agentlog/checkpoint"
 	"github.com/agentlog/agentlog/client"
 	"github.com/agentlog/agentlog/internal/atomicfile"
+	"github.com/agentlog/agentlog/internal/cmdline"
 	"github.com/agentlog/agentlog/log/ocsf"
 )
 
@@ -35,7 +36,7 @@ Writes the matching entries as OCSF events (docs/siem.md), one a line.
 func runExport(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, exportUsage)
-		return usagef("export needs a format: ocsf")
+		return cmdline.Usagef("export needs a format: ocsf")
 	}
 	switch args[0] {
 	case "ocsf":
@@ -44,7 +45,7 @@ func runExport(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprint(stderr, exportUsage)
 		return flag.ErrHelp
 	}
-	return usagef("unknown export format %q (ocsf)", args[0])
+	return cmdline.Usagef("unknown export format %q (ocsf)", args[0])
 }
 
 // exportPage is the page size of export ocsf: a page's matches wait for
@@ -62,15 +63,15 @@ func runExportOCSF(args []string, stdout, stderr io.Writer) error {
 	timeKey := fs.String("time-key", "", "the log's timestamp key file (time.pub); default: time.pub next to --log-key, if present")
 	out := fs.String("out", "", "write the events to this file (replaced atomically once complete) instead of standard output")
 	wait := fs.Duration("wait", 10*time.Second, "wait this long for a checkpoint that covers the entries appended before the export began (events carry their proofs; 0: export up to the current checkpoint)")
-	if err := parseFlags(fs, args); err != nil {
+	if err := cmdline.ParseFlags(fs, args); err != nil {
 		return err
 	}
-	tok, err := credential(*token, *tokenFile, "token", "token-file", "--token-file (an auditor or admin token) is required")
+	tok, err := cmdline.Credential(*token, *tokenFile, "token", "token-file", "--token-file (an auditor or admin token) is required")
 	if err != nil {
 		return err
 	}
 	if *limit < 0 || *wait < 0 {
-		return usagef("--limit and --wait must not be negative")
+		return cmdline.Usagef("--limit and --wait must not be negative")
 	}
 	var logV, timeV note.Verifier
 	if *logKey != "" {
@@ -78,11 +79,11 @@ func runExportOCSF(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	} else if *timeKey != "" {
-		return usagef("--time-key needs --log-key")
+		return cmdline.Usagef("--time-key needs --log-key")
 	}
 	c, err := client.New(*server, client.WithToken(tok))
 	if err != nil {
-		return usagef("%s", err)
+		return cmdline.Usagef("%s", err)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/agentlog/agentlog/internal/cmdline"
 	"github.com/agentlog/agentlog/log/gateway"
 )
 
@@ -22,22 +23,22 @@ func runGateway(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("gateway", stderr)
 	logURL := fs.String("log", "", "the agentlog server's URL (required)")
 	listen := fs.String("listen", "127.0.0.1:8091", "address to listen on")
-	var routes multiFlag
+	var routes cmdline.MultiFlag
 	fs.Var(&routes, "route", "NAME=URL: serve the upstream at /NAME (mcp+URL for an MCP server over Streamable HTTP; repeatable)")
 	config := fs.String("config", "", "configuration file, JSON (docs/gateway.md): per-route record, scope, fail_open, credentials, resources")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	tokenFile := fs.String("token-file", "", "operator token of role gateway (agentlog token create --role gateway): the configuration is recorded in the log at start; required when a route is fail_open")
 	metricsAddr := fs.String("metrics-listen", "", "serve GET /metrics on this address instead of on --listen")
 	debugAddr := fs.String("debug-listen", "", "if set, serve Go's pprof profiles on this (loopback) address")
-	if err := parseFlags(fs, args); err != nil {
+	if err := cmdline.ParseFlags(fs, args); err != nil {
 		return err
 	}
 	if *logURL == "" {
-		return usagef("--log URL is required")
+		return cmdline.Usagef("--log URL is required")
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		return usagef("--log-level %q: want debug, info, warn or error", *logLevel)
+		return cmdline.Usagef("--log-level %q: want debug, info, warn or error", *logLevel)
 	}
 	cfg, err := gateway.Load(*logURL, *config, routes)
 	if err != nil {
@@ -45,10 +46,10 @@ func runGateway(args []string, stdout, stderr io.Writer) error {
 	}
 	var token string
 	if fo := cfg.FailOpen(); len(fo) > 0 && *tokenFile == "" {
-		return usagef("route %s is fail_open, which must be on record: give --token-file with an operator token of role gateway (agentlog token create --role gateway --name NAME), and the gateway records its configuration in the log before it serves", strings.Join(fo, ", "))
+		return cmdline.Usagef("route %s is fail_open, which must be on record: give --token-file with an operator token of role gateway (agentlog token create --role gateway --name NAME), and the gateway records its configuration in the log before it serves", strings.Join(fo, ", "))
 	}
 	if *tokenFile != "" {
-		if token, err = readSecret(*tokenFile); err != nil {
+		if token, err = cmdline.ReadSecret(*tokenFile); err != nil {
 			return err
 		}
 	}

@@ -1,17 +1,16 @@
 package main
 
 import (
+	"crypto/x509"
+	"errors"
 	"flag"
-	"fmt"
 	"io"
-	"slices"
-	"strings"
 
-	"github.com/agentlog/agentlog/internal/cmdhelp"
+	"github.com/agentlog/agentlog/internal/cmdline"
 )
 
 // verbHelp is what "agentlog help VERB" and "VERB -h" print besides the
-// flags.
+// flags (cmdline.Help, kept positional here so that the table stays short).
 type verbHelp struct {
 	summary string // one line
 	usage   string // after "agentlog "; more lines for alternatives
@@ -98,15 +97,9 @@ var helps = map[string]verbHelp{
 	"controls": {"print the state of each control now (checkpoint, witnesses, NTP, agents, configurations, alerts) as one JSON document for a GRC tool",
 		"controls --token-file F [--window 24h] [--format json|vanta|drata] [--vanta-resource-id ID] [--fail]",
 		"agentlog controls --token-file auditor.token --format vanta --vanta-resource-id 64f0c0ffee > vanta-sync.json"},
-	"bench append": {"load the server with appends and report throughput and latency",
-		"bench append --token-file F [--concurrency N] [--batch N] [--duration D] [--size BYTES] [--scope S] [--config FILE]",
-		"agentlog bench append --token-file agentlog-data/admin.token --concurrency 64 --batch 256 --duration 10s"},
 	"gateway": {"run a recording reverse proxy in front of HTTP and MCP tools: each call is in the log before the agent gets the answer",
 		"gateway --log URL [--listen ADDR] [--route NAME=URL]... [--config FILE] [--token-file F] [--metrics-listen ADDR]",
 		"agentlog gateway --log http://127.0.0.1:8080 --listen 127.0.0.1:8091 --route billing=http://127.0.0.1:9000 --route crm=mcp+http://127.0.0.1:9001/mcp"},
-	"bench gateway": {"measure the latency the gateway adds to a call, against the direct call in the same run",
-		"bench gateway --gateway URL --upstream-listen ADDR --session-token-file F [--rate N] [--workers N] [--duration D]",
-		"agentlog bench gateway --gateway http://127.0.0.1:8091/bench --upstream-listen 127.0.0.1:9100 --session-token-file bench.session --rate 2000"},
 	"demo": {"the whole story in one command: a log and a witness on loopback, two agents, an out-of-scope and an off-hours action, and what an auditor sees",
 		"demo [--dir agentlog-demo] [--keep-running]",
 		"agentlog demo --dir /tmp/agentlog-demo && rm -rf /tmp/agentlog-demo"},
@@ -134,12 +127,6 @@ var helps = map[string]verbHelp{
 	"changes report": {"report every change of a period, the actions under each configuration and those under unapproved ones, with evidence",
 		"changes report --token-file F --from T1 --to T2 [--out DIR --log-key FILE] [--json]",
 		"agentlog changes report --token-file auditor.token --from 2026-01-01T00:00:00Z --to 2026-04-01T00:00:00Z --out cc81-q1 --log-key agentlog-data/log.pub"},
-	"bench peer": {"load a peer's single-entry HTTP append (Tessera's POST /add) with the same clients, for a side-by-side figure",
-		"bench peer [--url URL] [--concurrency N] [--size BYTES] [--duration D]",
-		"agentlog bench peer --url http://127.0.0.1:18200/add --concurrency 256 --duration 10s"},
-	"dev synth": {"write a synthetic log (agents acting over a year) for benchmarks and demos",
-		"dev synth --data DIR [--entries N] [--agents N] [--days N]",
-		"agentlog dev synth --data /tmp/synth --entries 100000"},
 }
 
 // groups are the verbs with sub-verbs, in the order help lists them.
@@ -149,85 +136,41 @@ var groups = map[string][]string{
 	"session":  {"open", "close", "list", "end"},
 	"evidence": {"export", "verify"},
 	"export":   {"ocsf"},
-	"bench":    {"append", "peer", "gateway"},
-	"dev":      {"synth"},
 	"change":   {"propose", "approve", "reject", "list", "show", "attest", "digest"},
 	"changes":  {"report"},
 }
 
 // verbOrder is the order of the overview.
-var verbOrder = []string{"demo", "serve", "agent", "session", "append", "token", "query", "verify", "evidence", "export", "report", "controls", "audit", "monitor", "change", "changes", "gateway", "reindex", "bench", "dev"}
+var verbOrder = []string{"demo", "serve", "agent", "session", "append", "token", "query", "verify", "evidence", "export", "report", "controls", "audit", "monitor", "change", "changes", "gateway", "reindex"}
 
-// overview is "agentlog help": every verb with its summary.
-func overview(w io.Writer) {
-	fmt.Fprint(w, "agentlog: a verifiable audit log for AI agents.\n\nUsage: agentlog VERB [flags]    (agentlog help VERB, or VERB -h, for its flags and an example)\n\nVerbs:\n")
-	names := slices.Clone(verbOrder)
-	for v := range verbs {
-		if !slices.Contains(names, v) {
-			names = append(names, v)
-		}
-	}
-	for _, v := range names {
-		if _, ok := verbs[v]; !ok {
-			continue
-		}
-		if subs, ok := groups[v]; ok {
-			for _, s := range subs {
-				fmt.Fprintf(w, "  %-17s %s\n", v+" "+s, helps[v+" "+s].summary)
-			}
-			continue
-		}
-		fmt.Fprintf(w, "  %-17s %s\n", v, helps[v].summary)
-	}
-	fmt.Fprint(w, "\n  --version         print the version and commit of this build\n")
+// command is agentlog's verb table and help (internal/cmdline runs it); its
+// verbs join it at init, as they use it for their flags.
+var command = &cmdline.Command{
+	Name:   "agentlog",
+	Title:  "agentlog: a verifiable audit log for AI agents.",
+	Groups: groups,
+	Order:  verbOrder,
+	Helps:  cliHelps(helps),
+	Hint:   errorHint,
 }
 
-// groupHelp is "agentlog help agent".
-func groupHelp(w io.Writer, v string) {
-	fmt.Fprintf(w, "agentlog %s: ", v)
-	fmt.Fprintf(w, "%s\n\n", strings.Join(groups[v], ", "))
-	for _, s := range groups[v] {
-		h := helps[v+" "+s]
-		fmt.Fprintf(w, "  agentlog %s\n      %s\n", h.usage, h.summary)
+func cliHelps(m map[string]verbHelp) map[string]cmdline.Help {
+	out := make(map[string]cmdline.Help, len(m))
+	for k, h := range m {
+		out[k] = cmdline.Help{Summary: h.summary, Usage: h.usage, Example: h.example}
 	}
-	fmt.Fprintf(w, "\nRun \"agentlog help %s SUBVERB\" for its flags and an example.\n", v)
+	return out
 }
 
-// runHelp is "agentlog help [VERB [SUBVERB]]".
-func runHelp(args []string, stdout, stderr io.Writer) error {
-	switch {
-	case len(args) == 0:
-		overview(stdout)
-		return nil
-	case len(args) > 2:
-		return usagef("want \"agentlog help [VERB [SUBVERB]]\"")
+// errorHint names the fix for errors whose cause is outside agentlog.
+func errorHint(err error) string {
+	var ua x509.UnknownAuthorityError
+	if errors.As(err, &ua) {
+		return "the server's certificate is not signed by a CA this machine trusts; " +
+			"if it is your own CA (or a self-signed certificate), run the command with SSL_CERT_FILE=/path/to/ca.pem"
 	}
-	v, ok := verbs[args[0]]
-	if !ok || args[0] == "help" {
-		return usagef("unknown verb %q; \"agentlog help\" lists them", args[0])
-	}
-	if _, isGroup := groups[args[0]]; isGroup && len(args) == 1 {
-		groupHelp(stdout, args[0])
-		return nil
-	}
-	// The verb prints its own flags when asked with -h.
-	err := v(append(args[1:], "-h"), stdout, stdout)
-	if err != nil && !errorsIsHelp(err) {
-		return err
-	}
-	return nil
+	return ""
 }
 
-// flagUsage prints a verb's help: summary, usage, every flag with double
-// dashes and its default, an example.
-func flagUsage(w io.Writer, name string, fs *flag.FlagSet) {
-	h := helps[name]
-	v := cmdhelp.Verb{Summary: h.summary, Usage: "agentlog " + h.usage, Example: h.example}
-	if h.summary == "" {
-		v = cmdhelp.Verb{}
-	}
-	cmdhelp.Print(w, "agentlog "+name, v, fs)
-}
-
-// version is "agentlog --version".
-func version() string { return cmdhelp.Version("agentlog") }
+// newFlags returns the FlagSet of the verb name, whose usage is its help.
+func newFlags(name string, stderr io.Writer) *flag.FlagSet { return command.NewFlags(name, stderr) }

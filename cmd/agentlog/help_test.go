@@ -2,99 +2,33 @@ package main
 
 import (
 	"bytes"
-	"flag"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 )
 
-// verbPaths lists every verb and sub-verb as "agentlog help" names them.
-func verbPaths() []string {
-	var out []string
-	for v := range verbs {
-		if subs, ok := groups[v]; ok {
-			for _, s := range subs {
-				out = append(out, v+" "+s)
-			}
-			continue
-		}
-		out = append(out, v)
-	}
-	slices.Sort(out)
-	return out
-}
-
 // TestHelp checks that every verb explains itself: "agentlog help VERB"
 // and "VERB -h" print the same text with a one-line description, the usage
 // line, every flag with double dashes and a description, and an example;
-// and that no flag of any verb lacks a description.
+// that no flag of any verb lacks a description; and that the overview
+// names every verb (cmdline.Command.CheckHelp). The development tools are
+// not verbs of this binary (cmd/agentlog-dev).
 func TestHelp(t *testing.T) {
-	for _, path := range verbPaths() {
-		h, ok := helps[path]
-		if !ok || h.summary == "" || h.usage == "" || h.example == "" {
-			t.Errorf("agentlog %s has no help entry with summary, usage and example in helps (help.go)", path)
-			continue
-		}
-		var viaHelp, viaH, errs bytes.Buffer
-		if code := run(append([]string{"help"}, strings.Fields(path)...), &viaHelp, &errs); code != 0 {
-			t.Errorf("agentlog help %s: exit %d: %s", path, code, errs.String())
-			continue
-		}
-		if code := run(append(strings.Fields(path), "-h"), &bytes.Buffer{}, &viaH); code != 0 {
-			t.Errorf("agentlog %s -h: exit %d", path, code)
-		}
-		out := viaHelp.String()
-		if out != viaH.String() {
-			t.Errorf("agentlog help %s and agentlog %s -h differ:\n%s\n---\n%s", path, path, out, viaH.String())
-		}
-		for _, want := range []string{"agentlog " + path + ": " + h.summary, "Usage:\n  agentlog " + h.usage, "Example:\n  " + h.example} {
-			if !strings.Contains(out, want) {
-				t.Errorf("agentlog help %s lacks %q:\n%s", path, want, out)
-			}
-		}
-		// Every flag: described, and printed with double dashes.
-		fs := captureFlags(t, path)
-		fs.VisitAll(func(f *flag.Flag) {
-			if strings.TrimSpace(f.Usage) == "" {
-				t.Errorf("agentlog %s: flag --%s has no description", path, f.Name)
-			}
-			if !strings.Contains(out, "\n  --"+f.Name) {
-				t.Errorf("agentlog help %s does not list --%s", path, f.Name)
-			}
-		})
+	for _, err := range command.CheckHelp() {
+		t.Error(err)
 	}
-	// The overview names every verb.
-	var ov bytes.Buffer
-	if code := run([]string{"help"}, &ov, &ov); code != 0 {
-		t.Fatalf("agentlog help: exit %d", code)
-	}
-	for _, path := range verbPaths() {
-		if !strings.Contains(ov.String(), "  "+path+" ") {
-			t.Errorf("agentlog help does not list %s", path)
+	for _, dev := range []string{"bench", "dev"} {
+		if _, ok := verbs[dev]; ok {
+			t.Errorf("agentlog %s is a verb of the production binary; it belongs to cmd/agentlog-dev", dev)
 		}
 	}
 	// Mistakes are usage errors.
-	for _, args := range [][]string{{"help", "nonsense"}, {"nonsense"}, {}} {
+	for _, args := range [][]string{{"help", "nonsense"}, {"nonsense"}, {}, {"bench", "append"}, {"dev", "synth"}} {
 		if code := run(args, &bytes.Buffer{}, &bytes.Buffer{}); code != 2 {
 			t.Errorf("agentlog %v: exit %d, want 2", args, code)
 		}
 	}
-}
-
-// captureFlags returns the FlagSet the verb at path defines, by running
-// it with -h and keeping the set its usage function is called with.
-func captureFlags(t *testing.T, path string) *flag.FlagSet {
-	t.Helper()
-	var got *flag.FlagSet
-	flagSetHook = func(fs *flag.FlagSet) { got = fs }
-	defer func() { flagSetHook = nil }()
-	run(append(strings.Fields(path), "-h"), &bytes.Buffer{}, &bytes.Buffer{})
-	if got == nil {
-		t.Fatalf("agentlog %s -h made no FlagSet", path)
-	}
-	return got
 }
 
 func TestVersion(t *testing.T) {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/agentlog/agentlog/client"
 	"github.com/agentlog/agentlog/internal/atomicfile"
+	"github.com/agentlog/agentlog/internal/cmdline"
 )
 
 func runMonitor(args []string, stdout, stderr io.Writer) error {
@@ -24,17 +25,17 @@ func runMonitor(args []string, stdout, stderr io.Writer) error {
 	interval := fs.Duration("interval", time.Minute, "time between checks")
 	once := fs.Bool("once", false, "check once and exit")
 	mirrorURL := fs.String("mirror", "", "read the checkpoint and tiles from this copy of the log (s3://BUCKET[/PREFIX] with the AWS environment's credentials, or an http(s) URL) instead of --server")
-	if err := parseFlags(fs, args); err != nil {
+	if err := cmdline.ParseFlags(fs, args); err != nil {
 		return err
 	}
 	if *policyFile == "" {
-		return usagef("%s", noPolicyHint)
+		return cmdline.Usagef("%s", noPolicyHint)
 	}
 	if *stateFile == "" {
-		return usagef("--state is required")
+		return cmdline.Usagef("--state is required")
 	}
 	if *interval <= 0 {
-		return usagef("--interval must be positive")
+		return cmdline.Usagef("--interval must be positive")
 	}
 	p, err := loadPolicy(*policyFile, *logKey)
 	if err != nil {
@@ -50,7 +51,7 @@ func runMonitor(args []string, stdout, stderr io.Writer) error {
 	}
 	c, err := client.New(*server, opts...)
 	if err != nil {
-		return usagef("%s", err)
+		return cmdline.Usagef("%s", err)
 	}
 	m, err := c.NewMonitor(client.MonitorConfig{
 		Policy:  p,

@@ -14,6 +14,7 @@ import (
 
 	"github.com/agentlog/agentlog"
 	"github.com/agentlog/agentlog/client"
+	"github.com/agentlog/agentlog/internal/cmdline"
 )
 
 // queryFlags are the filter flags shared by query and evidence export.
@@ -69,25 +70,25 @@ func runQuery(args []string, stdout, stderr io.Writer) error {
 	withProof := fs.Bool("proof", false, "include each match's inclusion proof against the published checkpoint (with --json)")
 	follow := fs.Bool("follow", false, "after the matches so far, keep printing new matches as they are appended, until Ctrl-C")
 	interval := fs.Duration("interval", time.Second, "with --follow, how often to look for new entries")
-	if err := parseFlags(fs, args); err != nil {
+	if err := cmdline.ParseFlags(fs, args); err != nil {
 		return err
 	}
-	tok, err := credential(*token, *tokenFile, "token", "token-file", "a credential is required: --token-file FILE or --token T")
+	tok, err := cmdline.Credential(*token, *tokenFile, "token", "token-file", "a credential is required: --token-file FILE or --token T")
 	if err != nil {
 		return err
 	}
 	if *limit < 0 {
-		return usagef("--limit must not be negative")
+		return cmdline.Usagef("--limit must not be negative")
 	}
 	if *follow && (*limit != 0 || *interval <= 0) {
-		return usagef("--follow takes no --limit, and a positive --interval")
+		return cmdline.Usagef("--follow takes no --limit, and a positive --interval")
 	}
 	if *withProof && !*asJSON {
-		return usagef("--proof needs --json: the proofs are part of the NDJSON output (or use agentlog evidence export)")
+		return cmdline.Usagef("--proof needs --json: the proofs are part of the NDJSON output (or use agentlog evidence export)")
 	}
 	c, err := client.New(*server, client.WithToken(tok))
 	if err != nil {
-		return usagef("%s", err)
+		return cmdline.Usagef("%s", err)
 	}
 	p := qf.params()
 	if *withProof {

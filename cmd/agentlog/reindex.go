@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/agentlog/agentlog/internal/cmdline"
 	alog "github.com/agentlog/agentlog/log"
 )
 
@@ -17,7 +18,7 @@ func runReindex(args []string, stdout, stderr io.Writer) error {
 	data := fs.String("data", "agentlog-data", "data directory of a log no server is using")
 	check := fs.Bool("check", false, "only compare the indexes with the entries; change nothing")
 	stats := fs.Bool("stats", false, "only print the size of the indexes; change nothing")
-	if err := parseFlags(fs, args); err != nil {
+	if err := cmdline.ParseFlags(fs, args); err != nil {
 		return err
 	}
 	if _, err := os.Stat(filepath.Join(*data, "db")); err != nil {

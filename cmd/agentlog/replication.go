@@ -30,6 +30,7 @@ import (
 	"github.com/agentlog/agentlog/checkpoint/signer"
 	"github.com/agentlog/agentlog/client"
 	"github.com/agentlog/agentlog/internal/atomicfile"
+	"github.com/agentlog/agentlog/internal/cmdline"
 	alog "github.com/agentlog/agentlog/log"
 	"github.com/agentlog/agentlog/log/anomaly"
 	"github.com/agentlog/agentlog/log/api"
@@ -70,37 +71,37 @@ func (f *replicationFlags) check() error {
 	if f.mirror == "" {
 		switch {
 		case f.durability == "replicated":
-			return usagef("--durability replicated needs --mirror")
+			return cmdline.Usagef("--durability replicated needs --mirror")
 		case f.standby:
-			return usagef("--standby needs --mirror")
+			return cmdline.Usagef("--standby needs --mirror")
 		}
 		return nil
 	}
 	if _, _, err := mirror.ParseURL(f.mirror); err != nil {
-		return usagef("--mirror: %v", err)
+		return cmdline.Usagef("--mirror: %v", err)
 	}
 	if _, err := parseRetention(f.retention); err != nil {
-		return usagef("--mirror-retention: %v", err)
+		return cmdline.Usagef("--mirror-retention: %v", err)
 	}
 	if f.lockMode != "compliance" && f.lockMode != "governance" {
-		return usagef("--mirror-lock %q: want compliance or governance", f.lockMode)
+		return cmdline.Usagef("--mirror-lock %q: want compliance or governance", f.lockMode)
 	}
 	if f.durability != "local" && f.durability != "replicated" {
-		return usagef("--durability %q: want local or replicated", f.durability)
+		return cmdline.Usagef("--durability %q: want local or replicated", f.durability)
 	}
 	if f.lease < 500*time.Millisecond {
-		return usagef("--lease %v: at least 500ms", f.lease)
+		return cmdline.Usagef("--lease %v: at least 500ms", f.lease)
 	}
 	if f.lagAlert <= 0 {
-		return usagef("--mirror-lag-alert must be positive")
+		return cmdline.Usagef("--mirror-lag-alert must be positive")
 	}
 	if f.lock != "s3" {
 		u, err := url.Parse(f.lock)
 		if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
-			return usagef("--lock %q: want s3 or postgres://...", u.Redacted())
+			return cmdline.Usagef("--lock %q: want s3 or postgres://...", u.Redacted())
 		}
 		if _, ok := u.User.Password(); ok {
-			return usagef("--lock: the URL carries a password; put it in a PGPASSFILE (mode 0600) or PGPASSWORD instead, so it is not on the command line")
+			return cmdline.Usagef("--lock: the URL carries a password; put it in a PGPASSFILE (mode 0600) or PGPASSWORD instead, so it is not on the command line")
 		}
 	}
 	return nil
@@ -434,7 +435,7 @@ func mirrorOption(ctx context.Context, u string) (client.Option, error) {
 	}
 	bucket, prefix, err := mirror.ParseURL(u)
 	if err != nil {
-		return nil, usagef("--mirror: %v", err)
+		return nil, cmdline.Usagef("--mirror: %v", err)
 	}
 	c, err := s3Client(ctx)
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/agentlog/agentlog/client"
 	"github.com/agentlog/agentlog/client/evidence"
 	"github.com/agentlog/agentlog/client/report"
+	"github.com/agentlog/agentlog/internal/cmdline"
 )
 
 func runReport(args []string, stdout, stderr io.Writer) error {
@@ -30,41 +31,41 @@ func runReport(args []string, stdout, stderr io.Writer) error {
 	pdf := fs.String("pdf", "auto", "write report.pdf with Chromium: auto (when Chromium is installed), always, never")
 	chromium := fs.String("chromium", "", "Chromium binary for --pdf (default: chromium, chromium-browser or google-chrome on PATH)")
 	timeout := fs.Duration("timeout", 30*time.Minute, "give up after this long")
-	if err := parseFlags(fs, args); err != nil {
+	if err := cmdline.ParseFlags(fs, args); err != nil {
 		return err
 	}
 	switch {
 	case *tokenFile == "":
-		return usagef("--token-file (an auditor or admin token) is required")
+		return cmdline.Usagef("--token-file (an auditor or admin token) is required")
 	case *fromS == "" || *toS == "":
-		return usagef("--from and --to (RFC 3339) bound the period")
+		return cmdline.Usagef("--from and --to (RFC 3339) bound the period")
 	case *out == "":
-		return usagef("--out is required")
+		return cmdline.Usagef("--out is required")
 	case *pdf != "auto" && *pdf != "always" && *pdf != "never":
-		return usagef("--pdf must be auto, always or never")
+		return cmdline.Usagef("--pdf must be auto, always or never")
 	}
 	from, err := time.Parse(time.RFC3339Nano, *fromS)
 	if err != nil {
-		return usagef("--from: %v", err)
+		return cmdline.Usagef("--from: %v", err)
 	}
 	to, err := time.Parse(time.RFC3339Nano, *toS)
 	if err != nil {
-		return usagef("--to: %v", err)
+		return cmdline.Usagef("--to: %v", err)
 	}
 	if !from.Before(to) {
-		return usagef("--from must be before --to")
+		return cmdline.Usagef("--from must be before --to")
 	}
 	if _, err := time.LoadLocation(*zone); err != nil {
-		return usagef("--tz %q: %v", *zone, err)
+		return cmdline.Usagef("--tz %q: %v", *zone, err)
 	}
 	browser := ""
 	if *pdf != "never" {
 		browser = findChromium(*chromium)
 		if browser == "" && (*pdf == "always" || *chromium != "") {
-			return usagef("--pdf always needs Chromium (install Debian's chromium or give --chromium)")
+			return cmdline.Usagef("--pdf always needs Chromium (install Debian's chromium or give --chromium)")
 		}
 	}
-	tok, err := readSecret(*tokenFile)
+	tok, err := cmdline.ReadSecret(*tokenFile)
 	if err != nil {
 		return err
 	}
@@ -74,7 +75,7 @@ func runReport(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	} else if *timeKey != "" {
-		return usagef("--time-key needs --log-key")
+		return cmdline.Usagef("--time-key needs --log-key")
 	}
 	if *policyFile != "" {
 		if opts.Policy, err = os.ReadFile(*policyFile); err != nil {
@@ -86,7 +87,7 @@ func runReport(args []string, stdout, stderr io.Writer) error {
 	}
 	c, err := client.New(*server, client.WithToken(tok))
 	if err != nil {
-		return usagef("%s", err)
+		return cmdline.Usagef("%s", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
@@ -170,14 +171,14 @@ func checkEmptyDir(p string) error {
 		return err
 	}
 	if !st.IsDir() {
-		return usagef("--out %s is a file", p)
+		return cmdline.Usagef("--out %s is a file", p)
 	}
 	ents, err := os.ReadDir(p)
 	if err != nil {
 		return err
 	}
 	if len(ents) > 0 {
-		return usagef("--out %s is not empty", p)
+		return cmdline.Usagef("--out %s is not empty", p)
 	}
 	return nil
 }

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -28,7 +26,7 @@ import (
 	"github.com/agentlog/agentlog/checkpoint"
 	"github.com/agentlog/agentlog/checkpoint/clock"
 	"github.com/agentlog/agentlog/checkpoint/signer"
-	"github.com/agentlog/agentlog/internal/atomicfile"
+	"github.com/agentlog/agentlog/internal/cmdline"
 	"github.com/agentlog/agentlog/internal/listener"
 	"github.com/agentlog/agentlog/internal/tlsfile"
 	alog "github.com/agentlog/agentlog/log"
@@ -54,7 +52,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	data := fs.String("data", "agentlog-data", "data directory (keys, tokens, database)")
 	listen := fs.String("listen", "127.0.0.1:8080", "address to listen on")
 	origin := fs.String("origin", "", "log origin, a schemeless URL; default: the origin of the existing keys, or "+defaultOrigin)
-	var ntpServers multiFlag
+	var ntpServers cmdline.MultiFlag
 	fs.Var(&ntpServers, "ntp", "NTP server `HOST[:PORT]` (repeatable; default "+strings.Join(clock.DefaultServers, ", ")+")")
 	interval := fs.Duration("checkpoint-interval", time.Second, "how often to sign a checkpoint when the tree has grown")
 	refresh := fs.Duration("checkpoint-refresh", 5*time.Minute, "how often to re-sign an unchanged tree")
@@ -87,7 +85,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	unwitnessed := fs.String("unwitnessed", unwitnessedHold, "with --witness-policy, what /checkpoint serves while the newest checkpoint lacks its quorum: hold (the last cosigned one) or publish (the log-signed one)")
 	var rf replicationFlags
 	rf.register(fs)
-	if err := parseFlags(fs, args); err != nil {
+	if err := cmdline.ParseFlags(fs, args); err != nil {
 		return err
 	}
 	if err := rf.check(); err != nil {
@@ -95,26 +93,26 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		return usagef("--log-level %q: want debug, info, warn or error", *logLevel)
+		return cmdline.Usagef("--log-level %q: want debug, info, warn or error", *logLevel)
 	}
 	if *interval <= 0 || *refresh <= 0 || *ntpInterval <= 0 {
-		return usagef("--checkpoint-interval, --checkpoint-refresh and --ntp-interval must be positive")
+		return cmdline.Usagef("--checkpoint-interval, --checkpoint-refresh and --ntp-interval must be positive")
 	}
 	if *witnessLag <= 0 || *approvalMaxAge <= 0 {
-		return usagef("--witness-lag-tolerance and --approval-max-age must be positive")
+		return cmdline.Usagef("--witness-lag-tolerance and --approval-max-age must be positive")
 	}
 	if *policyFile != "" && *healthAfter <= *witnessLag {
 		// Right after a start the witness client counts a dead witness as
 		// lagging only after the tolerance: a shorter --health-alert-after
 		// would end its episode and raise it again.
-		return usagef("--health-alert-after (%s) must be longer than --witness-lag-tolerance (%s)", *healthAfter, *witnessLag)
+		return cmdline.Usagef("--health-alert-after (%s) must be longer than --witness-lag-tolerance (%s)", *healthAfter, *witnessLag)
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	if *vlogSize < 1 || *vlogSize > 2047 || *diskReserve < 1 {
-		return usagef("--value-log-file-mib must be 1 to 2047 and --disk-reserve-mib at least 1")
+		return cmdline.Usagef("--value-log-file-mib must be 1 to 2047 and --disk-reserve-mib at least 1")
 	}
 	if *appendBudget < 0 || *agentBudget < 0 || *memoryLimit < 0 {
-		return usagef("--append-budget-mib, --append-budget-agent-mib and --memory-limit-mib must not be negative")
+		return cmdline.Usagef("--append-budget-mib, --append-budget-agent-mib and --memory-limit-mib must not be negative")
 	}
 	if *memoryLimit > 0 && os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(int64(*memoryLimit) << 20)
@@ -131,7 +129,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	acfg := anomaly.DefaultConfig()
 	switch {
 	case *anomalyConfig != "" && !*anomalyOn:
-		return usagef("--anomaly-config needs --anomaly")
+		return cmdline.Usagef("--anomaly-config needs --anomaly")
 	case *anomalyConfig != "":
 		if acfg, err = anomaly.ReadConfigFile(*anomalyConfig); err != nil {
 			return err
@@ -159,7 +157,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	if created {
 		logger.Info("generated log keys", "origin", *origin, "log.pub", filepath.Join(*data, "log.pub"), "time.pub", filepath.Join(*data, "time.pub"))
 	}
-	adminToken, err := loadOrCreateToken(filepath.Join(*data, "admin.token"))
+	adminToken, err := cmdline.LoadOrCreateToken(filepath.Join(*data, "admin.token"))
 	if err != nil {
 		return err
 	}
@@ -582,27 +580,6 @@ func existingOrigin(dir string) string {
 		return defaultOrigin
 	}
 	return name
-}
-
-// loadOrCreateToken returns the bearer token in path, creating a random one
-// (mode 0600) on first start.
-func loadOrCreateToken(path string) (string, error) {
-	tok, err := readSecret(path)
-	if err == nil {
-		return tok, nil
-	}
-	if !errors.Is(err, os.ErrNotExist) {
-		return "", err
-	}
-	b := make([]byte, 32)
-	if _, err := rand.Read(b); err != nil {
-		return "", fmt.Errorf("generating a token: %w", err)
-	}
-	tok = base64.RawURLEncoding.EncodeToString(b)
-	if err := atomicfile.Write(path, []byte(tok+"\n"), 0o600); err != nil {
-		return "", err
-	}
-	return tok, nil
 }
 
 // healthWatcher raises the log's own health as alerts in the log: the

@@ -9,11 +9,12 @@ import (
 
 	"github.com/agentlog/agentlog"
 	"github.com/agentlog/agentlog/client"
+	"github.com/agentlog/agentlog/internal/cmdline"
 )
 
 func runSession(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return usagef("want \"agentlog session open|close [flags]\"")
+		return cmdline.Usagef("want \"agentlog session open|close [flags]\"")
 	}
 	fs := newFlags("session "+args[0], stderr)
 	server := fs.String("server", "http://127.0.0.1:8080", "log server URL")
@@ -26,11 +27,11 @@ func runSession(args []string, stdout, stderr io.Writer) error {
 		out := fs.String("out", "", "write the credential to this new file (mode 0600; refuses to overwrite) instead of stdout; use it with --session-token-file")
 		cfgFile := fs.String("config", "", "the configuration the agent runs under (JSON file): its digest is declared and carried by every action")
 		cfgDigest := fs.String("config-digest", "", "the digest sha256:HEX of the configuration the agent runs under (instead of --config)")
-		if err := parseFlags(fs, args[1:]); err != nil {
+		if err := cmdline.ParseFlags(fs, args[1:]); err != nil {
 			return err
 		}
 		if *cfgFile != "" && *cfgDigest != "" {
-			return usagef("give --config or --config-digest, not both")
+			return cmdline.Usagef("give --config or --config-digest, not both")
 		}
 		digest := *cfgDigest
 		if *cfgFile != "" {
@@ -41,12 +42,12 @@ func runSession(args []string, stdout, stderr io.Writer) error {
 			digest = d
 		}
 		if *keyFile == "" || *task == "" {
-			return usagef("--agent-key and --task are required")
+			return cmdline.Usagef("--agent-key and --task are required")
 		}
 		if *ttl < 0 || *ttl%time.Second != 0 {
-			return usagef("--ttl must be a positive whole number of seconds")
+			return cmdline.Usagef("--ttl must be a positive whole number of seconds")
 		}
-		text, err := readSecret(*keyFile)
+		text, err := cmdline.ReadSecret(*keyFile)
 		if err != nil {
 			return err
 		}
@@ -56,9 +57,9 @@ func runSession(args []string, stdout, stderr io.Writer) error {
 		}
 		a, err := client.NewAgent(*server, client.AgentConfig{ID: id, Key: key, Task: *task, TTL: *ttl, Config: digest})
 		if err != nil {
-			return usagef("%s", err)
+			return cmdline.Usagef("%s", err)
 		}
-		pending, err := secretOut(*out)
+		pending, err := cmdline.SecretOut(*out)
 		if err != nil {
 			return err
 		}
@@ -86,7 +87,7 @@ func runSession(args []string, stdout, stderr io.Writer) error {
 	case "close":
 		tok := fs.String("session-token", "", "the session credential to close")
 		tokFile := fs.String("session-token-file", "", "file holding the session credential")
-		if err := parseFlags(fs, args[1:]); err != nil {
+		if err := cmdline.ParseFlags(fs, args[1:]); err != nil {
 			return err
 		}
 		cred, err := sessionCredential(*tok, *tokFile)
@@ -95,7 +96,7 @@ func runSession(args []string, stdout, stderr io.Writer) error {
 		}
 		a, err := client.NewAgent(*server, client.AgentConfig{Credential: cred})
 		if err != nil {
-			return usagef("%s", err)
+			return cmdline.Usagef("%s", err)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 		defer cancel()
@@ -117,7 +118,7 @@ func runSession(args []string, stdout, stderr io.Writer) error {
 		defer cancel()
 		if args[0] == "end" {
 			if *id == "" {
-				return usagef("--id is required")
+				return cmdline.Usagef("--id is required")
 			}
 			se, err := c.EndSession(ctx, *id)
 			if err != nil {
@@ -157,11 +158,11 @@ func runSession(args []string, stdout, stderr io.Writer) error {
 		}
 		return tw.Flush()
 	}
-	return usagef("unknown session verb %q: want open, close, list or end", args[0])
+	return cmdline.Usagef("unknown session verb %q: want open, close, list or end", args[0])
 }
 
 // sessionCredential takes the session credential from --session-token or
 // --session-token-file.
 func sessionCredential(tok, file string) (string, error) {
-	return credential(tok, file, "session-token", "session-token-file", "a session credential is required: --session-token T or --session-token-file FILE")
+	return cmdline.Credential(tok, file, "session-token", "session-token-file", "a session credential is required: --session-token T or --session-token-file FILE")
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/agentlog/agentlog/client"
+	"github.com/agentlog/agentlog/internal/cmdline"
 )
 
 // operatorFlags are the flags every operator verb takes: the server and
@@ -36,15 +37,15 @@ func addOperatorFlags(fs *flag.FlagSet, who string) *operatorFlags {
 // context bounded by --timeout.
 func (o *operatorFlags) client() (*client.Client, context.Context, context.CancelFunc, error) {
 	if *o.tokenFile == "" {
-		return nil, nil, nil, usagef("--token-file FILE (or --admin-token-file) is required: the file holding the %s token", o.who)
+		return nil, nil, nil, cmdline.Usagef("--token-file FILE (or --admin-token-file) is required: the file holding the %s token", o.who)
 	}
-	tok, err := readSecret(*o.tokenFile)
+	tok, err := cmdline.ReadSecret(*o.tokenFile)
 	if err != nil {
 		return nil, nil, nil, err
 	}
 	c, err := client.New(*o.server, client.WithToken(tok))
 	if err != nil {
-		return nil, nil, nil, usagef("%s", err)
+		return nil, nil, nil, cmdline.Usagef("%s", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *o.timeout)
 	return c, ctx, cancel, nil
@@ -53,7 +54,7 @@ func (o *operatorFlags) client() (*client.Client, context.Context, context.Cance
 // connect parses args into fs, checks that each flag named in required was
 // given a value, and returns o.client(): the shape of every operator verb.
 func (o *operatorFlags) connect(fs *flag.FlagSet, args []string, required ...string) (*client.Client, context.Context, context.CancelFunc, error) {
-	if err := parseFlags(fs, args); err != nil {
+	if err := cmdline.ParseFlags(fs, args); err != nil {
 		return nil, nil, nil, err
 	}
 	var missing []string
@@ -64,16 +65,16 @@ func (o *operatorFlags) connect(fs *flag.FlagSet, args []string, required ...str
 	}
 	switch n := len(missing); {
 	case n == 1:
-		return nil, nil, nil, usagef("%s is required", missing[0])
+		return nil, nil, nil, cmdline.Usagef("%s is required", missing[0])
 	case n > 1:
-		return nil, nil, nil, usagef("%s and %s are required", strings.Join(missing[:n-1], ", "), missing[n-1])
+		return nil, nil, nil, cmdline.Usagef("%s and %s are required", strings.Join(missing[:n-1], ", "), missing[n-1])
 	}
 	return o.client()
 }
 
 func runToken(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return usagef("want \"agentlog token create|list|revoke [flags]\"")
+		return cmdline.Usagef("want \"agentlog token create|list|revoke [flags]\"")
 	}
 	fs := newFlags("token "+args[0], stderr)
 	o := addOperatorFlags(fs, "admin")
@@ -87,7 +88,7 @@ func runToken(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		defer cancel()
-		pending, err := secretOut(*out)
+		pending, err := cmdline.SecretOut(*out)
 		if err != nil {
 			return err
 		}
@@ -140,5 +141,5 @@ func runToken(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "revoked token %s (%s, %s)\n", t.ID, t.Name, t.Role)
 		return nil
 	}
-	return usagef("unknown token verb %q: want create, list or revoke", args[0])
+	return cmdline.Usagef("unknown token verb %q: want create, list or revoke", args[0])
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/agentlog/agentlog/checkpoint"
 	"github.com/agentlog/agentlog/client"
+	"github.com/agentlog/agentlog/internal/cmdline"
 )
 
 func runVerify(args []string, stdout, stderr io.Writer) error {
@@ -23,11 +24,11 @@ func runVerify(args []string, stdout, stderr io.Writer) error {
 	tokenFile := fs.String("token-file", "", "auditor or admin token file, to fetch the entry for --index")
 	wait := fs.Duration("wait", 10*time.Second, "with --index, wait this long for a checkpoint that covers the entry (the log signs one every --checkpoint-interval; 0: do not wait)")
 	timeout := fs.Duration("timeout", 30*time.Second, "give up after this long")
-	if err := parseFlags(fs, args); err != nil {
+	if err := cmdline.ParseFlags(fs, args); err != nil {
 		return err
 	}
 	if *logKey == "" {
-		return usagef("--log-key is required")
+		return cmdline.Usagef("--log-key is required")
 	}
 	lk, err := os.ReadFile(*logKey)
 	if err != nil {
@@ -45,7 +46,7 @@ func runVerify(args []string, stdout, stderr io.Writer) error {
 	}
 	var opts []client.Option
 	if *tokenFile != "" {
-		tok, err := readSecret(*tokenFile)
+		tok, err := cmdline.ReadSecret(*tokenFile)
 		if err != nil {
 			return err
 		}
@@ -53,12 +54,12 @@ func runVerify(args []string, stdout, stderr io.Writer) error {
 	}
 	c, err := client.New(*server, opts...)
 	if err != nil {
-		return usagef("%s", err)
+		return cmdline.Usagef("%s", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
 	if *index >= 0 && *tokenFile == "" {
-		return usagef("--index needs --token-file (an auditor or admin token) to fetch the entry")
+		return cmdline.Usagef("--index needs --token-file (an auditor or admin token) to fetch the entry")
 	}
 	cp, err := awaitCheckpoint(ctx, c, v, *index+1, *wait)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/agentlog/agentlog/checkpoint"
+	"github.com/agentlog/agentlog/internal/cmdline"
 	"github.com/agentlog/agentlog/log/api"
 	"github.com/agentlog/agentlog/witness"
 	"github.com/agentlog/agentlog/witness/policy"
@@ -29,7 +30,7 @@ const (
 func newWitnessClient(path, unwitnessed string, lag time.Duration, keys *checkpoint.Keys, prover witness.Prover,
 	reg prometheus.Registerer, logger *slog.Logger, publish func(*checkpoint.Signed)) (*witness.Client, error) {
 	if unwitnessed != unwitnessedHold && unwitnessed != unwitnessedPublish {
-		return nil, usagef("--unwitnessed %q: want %s or %s", unwitnessed, unwitnessedHold, unwitnessedPublish)
+		return nil, cmdline.Usagef("--unwitnessed %q: want %s or %s", unwitnessed, unwitnessedHold, unwitnessedPublish)
 	}
 	p, err := readPolicy(path, keys.LogVKey)
 	if err != nil {

@@ -5,22 +5,24 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/agentlog/agentlog/internal/proctest"
 )
 
-// TestSynthAndReindex builds a small synthetic log with the binary, checks
-// its indexes against its entries, serves it, queries it, and refuses to
-// write over an existing log.
+// TestSynthAndReindex builds a small synthetic log with agentlog-dev,
+// checks its indexes against its entries with agentlog, serves it, queries
+// it, and refuses to write over an existing log.
 func TestSynthAndReindex(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test builds and runs the binary")
 	}
-	bin := agentlogBinary(t)
+	bin, dev := agentlogBinary(t), devBinary(t)
 	data := filepath.Join(t.TempDir(), "synth")
-	out := mustCLI(t, bin, "dev", "synth", "--data", data, "--entries", "5000", "--agents", "20", "--days", "14")
+	out := mustCLI(t, dev, "synth", "--data", data, "--entries", "5000", "--agents", "20", "--days", "14")
 	if !strings.Contains(out, "wrote 5000 entries") {
 		t.Fatalf("synth: %s", out)
 	}
-	if _, _, code := cli(t, bin, "dev", "synth", "--data", data, "--entries", "10"); code != 1 {
+	if _, _, code := cli(t, dev, "synth", "--data", data, "--entries", "10"); code != 1 {
 		t.Fatalf("synth over an existing log exited %d, want 1", code)
 	}
 	if out := mustCLI(t, bin, "reindex", "--data", data, "--check"); !strings.Contains(out, "match the 5000 entries") {
@@ -30,8 +32,8 @@ func TestSynthAndReindex(t *testing.T) {
 		t.Fatalf("reindex: %s", out)
 	}
 	mustCLI(t, bin, "reindex", "--data", data, "--check")
-	srv := startServer(t, bin, "--data", data, "--ntp", "127.0.0.1:1")
-	out = mustCLI(t, bin, "query", "--server", srv.url, "--token-file", filepath.Join(data, "admin.token"), "--agent", "agent-00*", "--outside-hours", "09:00-17:00", "--limit", "5")
+	srv := proctest.Start(t, bin, "agentlog listening on ", "serve", "--listen", "127.0.0.1:0", "--data", data, "--ntp", "127.0.0.1:1")
+	out = mustCLI(t, bin, "query", "--server", srv.URL, "--token-file", filepath.Join(data, "admin.token"), "--agent", "agent-00*", "--outside-hours", "09:00-17:00", "--limit", "5")
 	if !strings.Contains(out, "agent-00") || !strings.Contains(out, "5 matches") || !strings.Contains(out, "tree size 5000") {
 		t.Fatalf("query of the synthetic log:\n%s", out)
 	}

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/agentlog/agentlog/client"
+	"github.com/agentlog/agentlog/internal/cmdline"
 	"github.com/agentlog/agentlog/log/identity"
 )
 
@@ -31,7 +32,7 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	case len(args) > 0 && args[0] == "gateway":
 		return runBenchGateway(args[1:], stdout, stderr)
 	}
-	return usagef("want \"agentlog bench append|peer|gateway [flags]\"")
+	return cmdline.Usagef("want \"agentlog-dev bench append|peer|gateway [flags]\"")
 }
 
 // runBenchPeer drives a peer's single-entry HTTP append (Tessera's POSIX
@@ -44,11 +45,11 @@ func runBenchPeer(args []string, stdout, stderr io.Writer) error {
 	conc := fs.Int("concurrency", 256, "concurrent clients")
 	dur := fs.Duration("duration", 10*time.Second, "how long to send")
 	size := fs.Int("size", 512, "bytes of each entry")
-	if err := parseFlags(fs, args); err != nil {
+	if err := cmdline.ParseFlags(fs, args); err != nil {
 		return err
 	}
 	if *conc < 1 || *size < 1 || *dur <= 0 {
-		return usagef("--concurrency >= 1, --size >= 1 and a positive --duration are required")
+		return cmdline.Usagef("--concurrency >= 1, --size >= 1 and a positive --duration are required")
 	}
 	hc := &http.Client{
 		Timeout:   60 * time.Second,
@@ -101,7 +102,7 @@ func runBenchPeer(args []string, stdout, stderr io.Writer) error {
 	wg.Wait()
 	elapsed := time.Since(start)
 	slices.Sort(lats)
-	fmt.Fprintf(stdout, "agentlog bench peer %s concurrency=%d size=%d duration=%s\n", *url, *conc, *size, elapsed.Round(time.Millisecond))
+	fmt.Fprintf(stdout, "agentlog-dev bench peer %s concurrency=%d size=%d duration=%s\n", *url, *conc, *size, elapsed.Round(time.Millisecond))
 	fmt.Fprintf(stdout, "  requests=%d requests_per_s=%.0f\n", len(lats), float64(len(lats))/elapsed.Seconds())
 	fmt.Fprintf(stdout, "  latency p50=%s p99=%s max=%s\n", pct(lats, 50), pct(lats, 99), pct(lats, 100))
 	fmt.Fprintf(stdout, "  failures=%d\n", failures.Load())
@@ -136,16 +137,16 @@ func runBenchAppend(args []string, stdout, stderr io.Writer) error {
 	scope := fs.String("scope", "", "declared scope of the bench agents (agent register --scope form), so that the anomaly rules evaluate every entry")
 	cfgFile := fs.String("config", "", "register the bench agents with this configuration (docs/changes.md); their sessions declare it, so every entry carries its digest")
 	provable := fs.Bool("provable", true, "also measure the time from sending to being covered by a published checkpoint")
-	if err := parseFlags(fs, args); err != nil {
+	if err := cmdline.ParseFlags(fs, args); err != nil {
 		return err
 	}
 	if *tokenFile == "" {
-		return usagef("--token-file is required")
+		return cmdline.Usagef("--token-file is required")
 	}
 	if *conc < 1 || *batch < 1 || *batch > 10000 || *size < 16 || *dur <= 0 || *agents < 1 {
-		return usagef("--concurrency >= 1, --agents >= 1, 1 <= --batch <= 10000, --size >= 16 and a positive --duration are required")
+		return cmdline.Usagef("--concurrency >= 1, --agents >= 1, 1 <= --batch <= 10000, --size >= 16 and a positive --duration are required")
 	}
-	tok, err := readSecret(*tokenFile)
+	tok, err := cmdline.ReadSecret(*tokenFile)
 	if err != nil {
 		return err
 	}
@@ -155,13 +156,13 @@ func runBenchAppend(args []string, stdout, stderr io.Writer) error {
 	}
 	admin, err := client.New(*server, client.WithToken(tok), client.WithHTTPClient(hc))
 	if err != nil {
-		return usagef("%s", err)
+		return cmdline.Usagef("%s", err)
 	}
 	var scopeJSON json.RawMessage
 	if *scope != "" {
 		sc, err := identity.ParseScope(*scope)
 		if err != nil {
-			return usagef("--scope: %s", err)
+			return cmdline.Usagef("--scope: %s", err)
 		}
 		if scopeJSON, err = json.Marshal(sc); err != nil {
 			return err
@@ -291,7 +292,7 @@ func runBenchAppend(args []string, stdout, stderr io.Writer) error {
 	slices.Sort(lats)
 	slices.Sort(provLats)
 	n := entries.Load()
-	fmt.Fprintf(stdout, "agentlog bench append concurrency=%d batch=%d size=%d duration=%s\n", *conc, *batch, *size, elapsed.Round(time.Millisecond))
+	fmt.Fprintf(stdout, "agentlog-dev bench append concurrency=%d batch=%d size=%d duration=%s\n", *conc, *batch, *size, elapsed.Round(time.Millisecond))
 	fmt.Fprintf(stdout, "  requests=%d entries=%d entries_per_s=%.0f requests_per_s=%.0f\n", len(lats), n, float64(n)/elapsed.Seconds(), float64(len(lats))/elapsed.Seconds())
 	fmt.Fprintf(stdout, "  latency p50=%s p99=%s max=%s\n", pct(lats, 50), pct(lats, 99), pct(lats, 100))
 	if *provable {
@@ -323,7 +324,7 @@ func benchSessions(server string, admin *client.Client, hc *http.Client, n int, 
 			return nil, err
 		}
 		id := fmt.Sprintf("bench-%s-%d", run, i)
-		if _, err := admin.RegisterAgent(ctx, client.AgentRegistration{ID: id, Owner: "bench", Description: "agentlog bench append", PublicKey: pub, Scope: scope, Config: cfg.doc}); err != nil {
+		if _, err := admin.RegisterAgent(ctx, client.AgentRegistration{ID: id, Owner: "bench", Description: "agentlog-dev bench append", PublicKey: pub, Scope: scope, Config: cfg.doc}); err != nil {
 			return nil, fmt.Errorf("registering bench agent %s: %w", id, err)
 		}
 		if _, err := admin.ApproveAgent(ctx, id); err != nil {

@@ -14,15 +14,9 @@ import (
 
 	"github.com/agentlog/agentlog/checkpoint"
 	"github.com/agentlog/agentlog/checkpoint/signer"
+	"github.com/agentlog/agentlog/internal/cmdline"
 	alog "github.com/agentlog/agentlog/log"
 )
-
-func runDev(args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] != "synth" {
-		return usagef("want \"agentlog dev synth [flags]\"")
-	}
-	return runSynth(args[1:], stdout, stderr)
-}
 
 // burst is a run of actions one agent takes within one minute.
 type burst struct {
@@ -34,9 +28,10 @@ type burst struct {
 // runSynth builds a synthetic log for benchmarks and demos: agents act in
 // bursts, mostly in business hours (09:00-17:00 UTC on weekdays), less at
 // night and at weekends, over the given number of days ending now. The
-// data directory then serves with "agentlog serve --data DIR".
+// data directory then serves with "agentlog serve --data DIR", its admin
+// token in DIR/admin.token.
 func runSynth(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("dev synth", stderr)
+	fs := newFlags("synth", stderr)
 	data := fs.String("data", "agentlog-synth", "new data directory for the synthetic log")
 	origin := fs.String("origin", "synth.agentlog.local/log", "log origin")
 	entries := fs.Int("entries", 10_000_000, "entries to write")
@@ -44,11 +39,11 @@ func runSynth(args []string, stdout, stderr io.Writer) error {
 	days := fs.Int("days", 365, "days of activity, ending now")
 	offHours := fs.Float64("off-hours", 0.1, "share of activity outside business hours")
 	seed := fs.Uint64("seed", 1, "random seed")
-	if err := parseFlags(fs, args); err != nil {
+	if err := cmdline.ParseFlags(fs, args); err != nil {
 		return err
 	}
 	if *entries < 1 || *agents < 1 || *days < 1 || *offHours < 0 || *offHours > 1 {
-		return usagef("--entries, --agents and --days must be positive and --off-hours in [0, 1]")
+		return cmdline.Usagef("--entries, --agents and --days must be positive and --off-hours in [0, 1]")
 	}
 	if _, err := os.Stat(filepath.Join(*data, "db")); err == nil {
 		return fmt.Errorf("%s already holds a log; give a new --data directory", *data)
@@ -60,7 +55,7 @@ func runSynth(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if _, err := loadOrCreateToken(filepath.Join(*data, "admin.token")); err != nil {
+	if _, err := cmdline.LoadOrCreateToken(filepath.Join(*data, "admin.token")); err != nil {
 		return err
 	}
 	var now atomic.Int64

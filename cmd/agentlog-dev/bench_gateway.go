@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/agentlog/agentlog/internal/cmdline"
 )
 
 // runBenchGateway measures what the gateway adds to a call: it serves a
@@ -28,19 +30,19 @@ func runBenchGateway(args []string, stdout, stderr io.Writer) error {
 	warmup := fs.Duration("warmup", 3*time.Second, "calls made first and not counted")
 	size := fs.Int("size", 256, "bytes of each answer")
 	workers := fs.Int("workers", 256, "concurrent callers on each path (at least rate x latency, or the bench itself falls behind: see \"started late\")")
-	if err := parseFlags(fs, args); err != nil {
+	if err := cmdline.ParseFlags(fs, args); err != nil {
 		return err
 	}
 	if *credFile == "" {
-		return usagef("--session-token-file is required")
+		return cmdline.Usagef("--session-token-file is required")
 	}
 	if *workers < 1 || *workers > 4096 {
-		return usagef("--workers %d: want 1 to 4096", *workers)
+		return cmdline.Usagef("--workers %d: want 1 to 4096", *workers)
 	}
 	if *rate < 1 || *rate > 100000 {
-		return usagef("--rate %d: want 1 to 100000", *rate)
+		return cmdline.Usagef("--rate %d: want 1 to 100000", *rate)
 	}
-	cred, err := readSecret(*credFile)
+	cred, err := cmdline.ReadSecret(*credFile)
 	if err != nil {
 		return err
 	}
