@@ -4,6 +4,7 @@ PKGS := ./...
 
 .PHONY: build test interop sdk sdk-python sdk-typescript console-sdk bench lint fuzz clean faults soak ocsf-schema screenshots
 
+# bin/agentlog, bin/agentlog-dev (the development tools) and bin/agentlog-witness.
 # -buildvcs=true records the commit for "agentlog --version", whatever GOFLAGS says.
 build:
 	$(GO) build -buildvcs=true -o bin/ ./cmd/...

@@ -13,6 +13,7 @@ server=
 trap '[ -n "$server" ] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null; rm -rf "$work"' EXIT
 uname -srm; nproc; go version; uptime
 go build -o "$work/agentlog" ./cmd/agentlog
+go build -o "$work/agentlog-dev" ./cmd/agentlog-dev
 cat >"$work/config.json" <<'JSON'
 {"model": {"provider": "anthropic", "name": "claude-sonnet", "version": "4.5"},
  "prompts": {"system": {"sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"}},
@@ -34,7 +35,7 @@ run() { # run MODE BATCH CONCURRENCY
   start
   local c0 out c1 n
   c0=$(cpu)
-  out=$("$work/agentlog" bench append --server http://127.0.0.1:18340 --token-file "$work/data/admin.token" --concurrency "$3" --batch "$2" --duration "$dur" --provable=false "${extra[@]}")
+  out=$("$work/agentlog-dev" bench append --server http://127.0.0.1:18340 --token-file "$work/data/admin.token" --concurrency "$3" --batch "$2" --duration "$dur" --provable=false "${extra[@]}")
   c1=$(cpu)
   n=$(echo "$out" | sed -n 's/.* entries=\([0-9]*\) .*/\1/p')
   echo "$out" | grep -o 'entries_per_s=[0-9]*' | tr '\n' ' '

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Measures the latency agentlog gateway adds to a tool call: "agentlog bench
-# gateway" serves a small upstream and calls it at RATE calls/s, open loop,
+# Measures the latency agentlog gateway adds to a tool call: "agentlog-dev
+# bench gateway" serves a small upstream and calls it at RATE calls/s, open loop,
 # both directly and through a gateway route to it (record=after, then
 # record=before), the two interleaved in one run. Prints the figures for
 # docs/benchmarks.md.
@@ -16,6 +16,7 @@ trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; do
 echo "== machine"
 uname -srm; nproc; grep -m1 'model name' /proc/cpuinfo || true; go version
 go build -o "$work/agentlog" ./cmd/agentlog
+go build -o "$work/agentlog-dev" ./cmd/agentlog-dev
 log=http://127.0.0.1:18133
 "$work/agentlog" serve --data "$work/data" --listen 127.0.0.1:18133 --log-level warn --ntp 127.0.0.1:1 >"$work/serve.out" 2>&1 &
 pids+=($!)
@@ -29,7 +30,7 @@ for mode in after before; do
   pids+=($gw)
   for _ in $(seq 100); do curl -sf http://127.0.0.1:18134/healthz >/dev/null 2>&1 && break; sleep 0.1; done
   echo "== gateway record=$mode, $rate calls/s each way, $dur (gateway, log, upstream and load on one machine)"
-  "$work/agentlog" bench gateway --gateway http://127.0.0.1:18134/bench --upstream-listen 127.0.0.1:19100 \
+  "$work/agentlog-dev" bench gateway --gateway http://127.0.0.1:18134/bench --upstream-listen 127.0.0.1:19100 \
     --session-token-file "$work/session" --rate "$rate" --duration "$dur"
   kill $gw; wait $gw 2>/dev/null || true
 done

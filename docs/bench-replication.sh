@@ -23,6 +23,7 @@ export AWS_ACCESS_KEY_ID=agentlog-test AWS_SECRET_ACCESS_KEY=agentlog-test-secre
 echo "== machine (shared with other engineers' work: compare ratios within this run)"
 uname -srm; nproc; grep -m1 'model name' /proc/cpuinfo || true; go version
 go build -o "$work/agentlog" ./cmd/agentlog
+go build -o "$work/agentlog-dev" ./cmd/agentlog-dev
 
 bucket=bench-$(date +%s)
 aws_put() { curl -s -o /dev/null -w '%{http_code}' -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD' --aws-sigv4 "aws:amz:us-east-1:s3" --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" "$@"; }
@@ -52,7 +53,7 @@ run() { # name, extra serve flags...
   local sampler=$!
   for b in 1 100; do
     echo "== $name, batch $b, $clients clients, checkpoint interval $interval, $dur"
-    "$work/agentlog" bench append --server "http://127.0.0.1:$port" --token-file "$data/admin.token" \
+    "$work/agentlog-dev" bench append --server "http://127.0.0.1:$port" --token-file "$data/admin.token" \
       --agents 8 --concurrency "$clients" --batch $b --duration "$dur" | sed 's/^/  /'
   done
   kill "$server"; wait "$server" 2>/dev/null || true; server=

@@ -19,6 +19,7 @@ trap '[ -n "$server" ] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/nu
 echo "== machine"
 uname -srm; nproc; grep -m1 'model name' /proc/cpuinfo || true; go version; uptime
 go build -o "$work/agentlog" ./cmd/agentlog
+go build -o "$work/agentlog-dev" ./cmd/agentlog-dev
 port=18331 # the webhook's port: closed while the sink is down
 cat >"$work/down.json" <<EOF
 {"sinks": [{"name": "hook", "type": "webhook", "url": "http://127.0.0.1:$port/ingest", "batch_events": 1000}]}
@@ -35,7 +36,7 @@ start() { # start DATA [--sinks FILE]
   echo "server did not start"; cat "$work/serve.out"; exit 1
 }
 stop() { kill "$server"; wait "$server" 2>/dev/null || true; server=; }
-bench() { "$work/agentlog" bench append --server http://127.0.0.1:18330 --token-file "$1/admin.token" --concurrency 16 --batch 256 --duration "$dur" --provable=false | grep entries_per_s; }
+bench() { "$work/agentlog-dev" bench append --server http://127.0.0.1:18330 --token-file "$1/admin.token" --concurrency 16 --batch 256 --duration "$dur" --provable=false | grep entries_per_s; }
 
 for round in $(seq "$rounds"); do
   modes="none down file"

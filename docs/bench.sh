@@ -27,6 +27,7 @@ echo "== machine"
 uname -srm; nproc; grep -m1 'model name' /proc/cpuinfo || true; go version
 
 go build -o "$work/agentlog" ./cmd/agentlog
+go build -o "$work/agentlog-dev" ./cmd/agentlog-dev
 httppeer=${HTTP_PEER:-../shared/bench/tessera-http}
 if [ -x "$httppeer/run.sh" ]; then
   echo "== HTTP single-entry append, 256 keep-alive clients, 512 B: ours then Tessera's POSIX conformance server (POST /add), twice, same load generator"
@@ -55,8 +56,8 @@ if [ -x "$httppeer/run.sh" ]; then
     echo "  server_cpu_s=$(awk -v a="$s0" -v b="$(proccpu "$pid")" 'BEGIN { print b - a }') client_cpu_s=$(awk -v a="$(childcpu "$work/times0")" -v b="$(childcpu "$work/times1")" 'BEGIN { print b - a }')" | tee -a "$work/$name.txt"
   }
   for round in 1 2; do
-    measured "ours-$round" "$server" "$work/agentlog" bench append --server http://127.0.0.1:18123 --token-file "$data/admin.token" --concurrency 256 --batch 1 --duration 10s --provable=false
-    measured "peer-$round" "$peerpid" "$work/agentlog" bench peer --url http://127.0.0.1:18200/add --concurrency 256 --size 512 --duration 10s
+    measured "ours-$round" "$server" "$work/agentlog-dev" bench append --server http://127.0.0.1:18123 --token-file "$data/admin.token" --concurrency 256 --batch 1 --duration 10s --provable=false
+    measured "peer-$round" "$peerpid" "$work/agentlog-dev" bench peer --url http://127.0.0.1:18200/add --concurrency 256 --size 512 --duration 10s
   done
   kill "$peerpid" 2>/dev/null; wait "$peerpid" 2>/dev/null || true
   peerpid=
@@ -83,6 +84,13 @@ go test -c -o "$work/log.test" ./log
 if [ -n "${BASE:-}" ]; then
   git worktree add -q --detach "$work/base" "$BASE"
   (cd "$work/base" && go build -o "$work/agentlog-base" ./cmd/agentlog && go test -c -o "$work/log-base.test" ./log)
+  # Since the move of the load generators out of the production binary,
+  # the base's bench client is its agentlog-dev; before, agentlog's.
+  basebench="$work/agentlog-base"
+  if [ -d "$work/base/cmd/agentlog-dev" ]; then
+    (cd "$work/base" && go build -o "$work/agentlog-dev-base" ./cmd/agentlog-dev)
+    basebench="$work/agentlog-dev-base"
+  fi
   git worktree remove --force "$work/base"
 fi
 if [ -d "$peer" ]; then (cd "$peer" && go build -o "$work/tessera-posix" .); fi
@@ -99,17 +107,17 @@ if [ -x "$work/agentlog-base" ]; then
   "$work/agentlog-base" serve --data "$work/base-data" --listen 127.0.0.1:18124 --log-level warn --ntp 127.0.0.1:1 >"$work/base.out" 2>&1 &
   server=$!
   for _ in $(seq 100); do [ -f "$work/base-data/admin.token" ] && curl -sf http://127.0.0.1:18124/healthz >/dev/null 2>&1 && break; sleep 0.1; done
-  "$work/agentlog-base" bench append --server http://127.0.0.1:18124 --token-file "$work/base-data/admin.token" --concurrency 256 --batch 1 --duration 10s
-  "$work/agentlog-base" bench append --server http://127.0.0.1:18124 --token-file "$work/base-data/admin.token" --concurrency 16 --batch 256 --duration 10s
+  "$basebench" bench append --server http://127.0.0.1:18124 --token-file "$work/base-data/admin.token" --concurrency 256 --batch 1 --duration 10s
+  "$basebench" bench append --server http://127.0.0.1:18124 --token-file "$work/base-data/admin.token" --concurrency 16 --batch 256 --duration 10s
   kill "$server"; wait "$server" 2>/dev/null || true
 fi
-echo "== HTTP append (agentlog bench append; server and client share the machine)"
+echo "== HTTP append (agentlog-dev bench append; server and client share the machine)"
 data="$work/data"
 "$work/agentlog" serve --data "$data" --listen 127.0.0.1:18123 --log-level warn --ntp 127.0.0.1:1 >"$work/serve.out" 2>&1 &
 server=$!
 for _ in $(seq 100); do [ -f "$data/admin.token" ] && curl -sf http://127.0.0.1:18123/healthz >/dev/null 2>&1 && break; sleep 0.1; done
-"$work/agentlog" bench append --server http://127.0.0.1:18123 --token-file "$data/admin.token" --concurrency 256 --batch 1 --duration 10s
-"$work/agentlog" bench append --server http://127.0.0.1:18123 --token-file "$data/admin.token" --concurrency 16 --batch 256 --duration 10s
+"$work/agentlog-dev" bench append --server http://127.0.0.1:18123 --token-file "$data/admin.token" --concurrency 256 --batch 1 --duration 10s
+"$work/agentlog-dev" bench append --server http://127.0.0.1:18123 --token-file "$data/admin.token" --concurrency 16 --batch 256 --duration 10s
 if command -v wrk >/dev/null; then
   echo "== HTTP single-entry append with wrk (1 thread, 256 connections, one agent session)"
   "$work/agentlog" agent register --server http://127.0.0.1:18123 --admin-token-file "$data/admin.token" --id wrk-bot --key-out "$work/wrk-bot.key" >/dev/null
@@ -133,6 +141,6 @@ for rules in true false; do
   server=$!
   for _ in $(seq 100); do [ -f "$data/admin.token" ] && curl -sf http://127.0.0.1:18123/healthz >/dev/null 2>&1 && break; sleep 0.1; done
   echo "-- anomaly=$rules"
-  "$work/agentlog" bench append --server http://127.0.0.1:18123 --token-file "$data/admin.token" --concurrency 16 --batch 256 --duration 10s --provable=false --scope "$scope"
+  "$work/agentlog-dev" bench append --server http://127.0.0.1:18123 --token-file "$data/admin.token" --concurrency 16 --batch 256 --duration 10s --provable=false --scope "$scope"
 done
 echo "== done in $(( $(date +%s) - start_time )) s"

@@ -73,3 +73,34 @@ func TestHelp(t *testing.T) {
 		t.Errorf("agentlog-dev --version: exit %d, %q", code, v.String())
 	}
 }
+
+// TestPackageDocListsVerbs: the package doc (main.go) has a line for
+// every verb and sub-verb, and for none the command lacks.
+func TestPackageDocListsVerbs(t *testing.T) {
+	src, err := os.ReadFile("main.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, _, _ := strings.Cut(string(src), "\npackage main")
+	listed := map[string]bool{}
+	for _, l := range strings.Split(doc, "\n") {
+		rest, ok := strings.CutPrefix(l, "//\tagentlog-dev ")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(rest)
+		if len(f) > 1 && command.Groups[f[0]] != nil {
+			f[0] += " " + f[1]
+		}
+		listed[f[0]] = true
+	}
+	for _, p := range command.Paths() {
+		if !listed[p] {
+			t.Errorf("the package doc (main.go) does not list agentlog-dev %s", p)
+		}
+		delete(listed, p)
+	}
+	for p := range listed {
+		t.Errorf("the package doc (main.go) lists agentlog-dev %s, which is no verb", p)
+	}
+}

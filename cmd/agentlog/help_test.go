@@ -65,3 +65,28 @@ func TestGatewayFailOpenNeedsToken(t *testing.T) {
 		t.Errorf("exit %d, stdout %q, stderr %q; want a usage error naming the route and --token-file", code, stdout.String(), stderr.String())
 	}
 }
+
+// TestPackageDocListsVerbs: the package doc (main.go) has a line for
+// every verb, and for no verb the binary lacks.
+func TestPackageDocListsVerbs(t *testing.T) {
+	src, err := os.ReadFile("main.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, _, _ := strings.Cut(string(src), "\npackage main")
+	listed := map[string]bool{}
+	for _, l := range strings.Split(doc, "\n") {
+		if f := strings.Fields(strings.TrimPrefix(l, "//\tagentlog ")); strings.HasPrefix(l, "//\tagentlog ") && len(f) > 0 {
+			listed[f[0]] = true
+		}
+	}
+	for v := range verbs {
+		if !listed[v] {
+			t.Errorf("the package doc (main.go) does not list agentlog %s", v)
+		}
+		delete(listed, v)
+	}
+	for v := range listed {
+		t.Errorf("the package doc (main.go) lists agentlog %s, which is no verb", v)
+	}
+}

@@ -1,8 +1,14 @@
 // Command agentlog runs the agentlog server and is its command-line client.
+// Its verbs are the production ones; the development tools (the synthetic
+// log, the load generators) are cmd/agentlog-dev.
+//
+// The whole story in one command:
+//
+//	agentlog demo     a log and a witness on loopback, two agents, what an auditor sees (demo.go)
 //
 // The server and the recording proxy:
 //
-//	agentlog serve    run the log server (serve.go)
+//	agentlog serve    run the log server (serve.go; replication.go, witnessing.go)
 //	agentlog gateway  record the calls agents make to HTTP and MCP tools (gateway.go)
 //
 // Operators and agents:
@@ -11,15 +17,19 @@
 //	agentlog agent    register, approve, show, list, scope and revoke agents (agent.go)
 //	agentlog session  open and close an agent's task session; list and end sessions (session.go)
 //	agentlog append   append one action under a session (append.go)
+//	agentlog change   propose, approve, reject, list, show, attest and digest configuration changes (change.go)
 //
 // Auditors:
 //
 //	agentlog query    run a filtered query (query.go)
 //	agentlog verify   verify the checkpoint and an entry's inclusion (verify.go)
+//	agentlog evidence export and verify offline evidence (evidence.go)
+//	agentlog export   write query matches as OCSF events with their proofs, for a SIEM (export.go)
+//	agentlog report   the SOC 2 period report with its evidence (report.go)
+//	agentlog changes  report a period's changes and the actions under each configuration (change.go)
+//	agentlog controls the state of each control now, for GRC tools (controls.go)
 //	agentlog audit    recompute the tree from the entries and check every entry (audit.go)
 //	agentlog monitor  follow the checkpoints and check each is consistent with the last (monitor.go)
-//	agentlog evidence export and verify offline evidence (evidence.go)
-//	agentlog controls the state of each control now, for GRC tools (controls.go)
 //
 // Maintenance:
 //
@@ -27,9 +37,10 @@
 //
 // Run "agentlog help" for every verb, "agentlog help VERB" (or "VERB -h")
 // for its flags and an example, "agentlog --version" for the build. The
-// verb table, help, usage errors and flag parsing are internal/cmdline's,
-// shared with cmd/agentlog-dev, which holds the development tools (the
-// synthetic log and the load generators) outside this binary.
+// verb table is main.go's, the help of each verb help.go's; running them,
+// help, usage errors (exit 2) and flag parsing are internal/cmdline's,
+// shared with cmd/agentlog-dev. TestHelp fails when a verb lacks its help
+// or its line above.
 package main
 
 import (
