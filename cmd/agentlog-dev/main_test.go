@@ -2,9 +2,7 @@ package main
 
 import (
 	"bytes"
-	"errors"
 	"os"
-	"os/exec"
 	"strings"
 	"testing"
 
@@ -24,28 +22,10 @@ func TestMain(m *testing.M) {
 func devBinary(t *testing.T) string      { return devBuild.Get(t, "agentlog-dev", ".") }
 func agentlogBinary(t *testing.T) string { return agentlogBuild.Get(t, "agentlog", "../agentlog") }
 
-// cli runs bin with args and returns its stdout, stderr and exit status.
-func cli(t *testing.T, bin string, args ...string) (string, string, int) {
-	t.Helper()
-	cmd := exec.Command(bin, args...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-		return out.String(), errb.String(), 0
-	case errors.As(err, &ee):
-		return out.String(), errb.String(), ee.ExitCode()
-	}
-	t.Fatal(err)
-	return "", "", -1
-}
-
 // mustCLI is cli for a command that must succeed; it returns its stdout.
 func mustCLI(t *testing.T, bin string, args ...string) string {
 	t.Helper()
-	out, errs, code := cli(t, bin, args...)
+	out, errs, code := proctest.Run(t, bin, args...)
 	if code != 0 {
 		t.Fatalf("%s %s: exit %d\n%s%s", bin, strings.Join(args, " "), code, out, errs)
 	}
@@ -75,32 +55,13 @@ func TestHelp(t *testing.T) {
 }
 
 // TestPackageDocListsVerbs: the package doc (main.go) has a line for
-// every verb and sub-verb, and for none the command lacks.
+// every verb, and for no verb the binary lacks.
 func TestPackageDocListsVerbs(t *testing.T) {
 	src, err := os.ReadFile("main.go")
 	if err != nil {
 		t.Fatal(err)
 	}
-	doc, _, _ := strings.Cut(string(src), "\npackage main")
-	listed := map[string]bool{}
-	for _, l := range strings.Split(doc, "\n") {
-		rest, ok := strings.CutPrefix(l, "//\tagentlog-dev ")
-		if !ok {
-			continue
-		}
-		f := strings.Fields(rest)
-		if len(f) > 1 && command.Groups[f[0]] != nil {
-			f[0] += " " + f[1]
-		}
-		listed[f[0]] = true
-	}
-	for _, p := range command.Paths() {
-		if !listed[p] {
-			t.Errorf("the package doc (main.go) does not list agentlog-dev %s", p)
-		}
-		delete(listed, p)
-	}
-	for p := range listed {
-		t.Errorf("the package doc (main.go) lists agentlog-dev %s, which is no verb", p)
+	for _, err := range command.CheckDoc(src) {
+		t.Error(err)
 	}
 }

@@ -22,7 +22,7 @@ func TestSynthAndReindex(t *testing.T) {
 	if !strings.Contains(out, "wrote 5000 entries") {
 		t.Fatalf("synth: %s", out)
 	}
-	if _, _, code := cli(t, dev, "synth", "--data", data, "--entries", "10"); code != 1 {
+	if _, _, code := proctest.Run(t, dev, "synth", "--data", data, "--entries", "10"); code != 1 {
 		t.Fatalf("synth over an existing log exited %d, want 1", code)
 	}
 	if out := mustCLI(t, bin, "reindex", "--data", data, "--check"); !strings.Contains(out, "match the 5000 entries") {
@@ -38,7 +38,7 @@ func TestSynthAndReindex(t *testing.T) {
 		t.Fatalf("query of the synthetic log:\n%s", out)
 	}
 	// Reindex refuses a database a server holds open.
-	if _, _, code := cli(t, bin, "reindex", "--data", data, "--check"); code != 1 {
+	if _, _, code := proctest.Run(t, bin, "reindex", "--data", data, "--check"); code != 1 {
 		t.Fatalf("reindex of a served database exited %d, want 1", code)
 	}
 	if _, err := os.Stat(filepath.Join(data, "log.pub")); err != nil {

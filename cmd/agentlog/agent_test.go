@@ -1,35 +1,21 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/agentlog/agentlog"
+	"github.com/agentlog/agentlog/internal/proctest"
 	alog "github.com/agentlog/agentlog/log"
 )
 
 // cli runs the agentlog binary and returns its stdout, stderr and exit code.
 func cli(t *testing.T, bin string, args ...string) (string, string, int) {
 	t.Helper()
-	cmd := exec.Command(bin, args...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-		return out.String(), errb.String(), 0
-	case errors.As(err, &ee):
-		return out.String(), errb.String(), ee.ExitCode()
-	}
-	t.Fatal(err)
-	return "", "", -1
+	return proctest.Run(t, bin, args...)
 }
 
 func mustCLI(t *testing.T, bin string, args ...string) string {

@@ -73,20 +73,7 @@ func TestPackageDocListsVerbs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	doc, _, _ := strings.Cut(string(src), "\npackage main")
-	listed := map[string]bool{}
-	for _, l := range strings.Split(doc, "\n") {
-		if f := strings.Fields(strings.TrimPrefix(l, "//\tagentlog ")); strings.HasPrefix(l, "//\tagentlog ") && len(f) > 0 {
-			listed[f[0]] = true
-		}
-	}
-	for v := range verbs {
-		if !listed[v] {
-			t.Errorf("the package doc (main.go) does not list agentlog %s", v)
-		}
-		delete(listed, v)
-	}
-	for v := range listed {
-		t.Errorf("the package doc (main.go) lists agentlog %s, which is no verb", v)
+	for _, err := range command.CheckDoc(src) {
+		t.Error(err)
 	}
 }

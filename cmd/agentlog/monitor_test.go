@@ -3,33 +3,19 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/agentlog/agentlog/client"
+	"github.com/agentlog/agentlog/internal/proctest"
 )
 
 // runBin runs the agentlog binary and returns its stdout, stderr and exit code.
 func runBin(t *testing.T, bin string, args ...string) (string, string, int) {
 	t.Helper()
-	cmd := exec.Command(bin, args...)
-	var out, errb strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-		return out.String(), errb.String(), 0
-	case errors.As(err, &ee):
-		return out.String(), errb.String(), ee.ExitCode()
-	default:
-		t.Fatal(err)
-		return "", "", -1
-	}
+	return proctest.Run(t, bin, args...)
 }
 
 // TestMonitorAndAuditE2E runs two real servers signing with the same key

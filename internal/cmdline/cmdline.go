@@ -25,6 +25,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"slices"
 	"strings"
@@ -365,6 +366,33 @@ func (c *Command) CheckHelp() []error {
 		if !strings.Contains(ov.String(), "  "+path+" ") {
 			errs = append(errs, fmt.Errorf("%s help does not list %s", c.Name, path))
 		}
+	}
+	return errs
+}
+
+// CheckDoc reports every verb the package doc of src (the text of the
+// command's main.go) does not list, and every name it lists that is no
+// verb (its tests call it). The doc lists a verb with a line
+// "//<tab>NAME VERB ...", as go doc shows a command's verbs.
+func (c *Command) CheckDoc(src []byte) []error {
+	doc, _, _ := strings.Cut(string(src), "\npackage ")
+	listed := map[string]bool{}
+	for _, l := range strings.Split(doc, "\n") {
+		if rest, ok := strings.CutPrefix(l, "//\t"+c.Name+" "); ok {
+			if f := strings.Fields(rest); len(f) > 0 {
+				listed[f[0]] = true
+			}
+		}
+	}
+	var errs []error
+	for _, v := range slices.Sorted(maps.Keys(c.Verbs)) {
+		if !listed[v] {
+			errs = append(errs, fmt.Errorf("the package doc does not list %s %s", c.Name, v))
+		}
+		delete(listed, v)
+	}
+	for _, v := range slices.Sorted(maps.Keys(listed)) {
+		errs = append(errs, fmt.Errorf("the package doc lists %s %s, which is no verb", c.Name, v))
 	}
 	return errs
 }

@@ -237,3 +237,19 @@ func TestSecretOut(t *testing.T) {
 		t.Errorf("after Abort: %v, want no file", err)
 	}
 }
+
+func TestCheckDoc(t *testing.T) {
+	src := "// Command tool does things.\n//\n//\ttool greet    say hello\n//\ttool key make  make a key\n//\ttool key drop  drop a key\n//\ttool fetch     fetch\npackage main\n"
+	if errs := sample().CheckDoc([]byte(src)); len(errs) != 0 {
+		t.Errorf("CheckDoc of a complete doc: %v", errs)
+	}
+	src = "// Command tool does things.\n//\n//\ttool greet    say hello\n//\ttool serve    serve\npackage main\n\n//\ttool fetch in a later comment\n"
+	var msgs []string
+	for _, err := range sample().CheckDoc([]byte(src)) {
+		msgs = append(msgs, err.Error())
+	}
+	want := "the package doc does not list tool fetch\nthe package doc does not list tool key\nthe package doc lists tool serve, which is no verb"
+	if got := strings.Join(msgs, "\n"); got != want {
+		t.Errorf("CheckDoc:\n%s\nwant:\n%s", got, want)
+	}
+}

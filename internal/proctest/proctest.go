@@ -6,6 +6,7 @@ package proctest
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -138,4 +139,23 @@ func Start(t testing.TB, bin, ready string, args ...string) *Proc {
 func (p *Proc) Kill() {
 	p.Cmd.Process.Signal(syscall.SIGKILL)
 	<-p.Done
+}
+
+// Run runs bin with args to its end and returns its stdout, its stderr
+// and its exit status; a command that cannot run at all fails the test.
+func Run(t testing.TB, bin string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return out.String(), errb.String(), 0
+	case errors.As(err, &ee):
+		return out.String(), errb.String(), ee.ExitCode()
+	}
+	t.Fatal(err)
+	return "", "", -1
 }
