@@ -370,11 +370,15 @@ func (c *Command) CheckHelp() []error {
 	return errs
 }
 
-// CheckDoc reports every verb the package doc of src (the text of the
-// command's main.go) does not list, and every name it lists that is no
-// verb (its tests call it). The doc lists a verb with a line
+// CheckDoc reports every verb the package doc in the Go file at path
+// (the command's main.go) does not list, and every name it lists that is
+// no verb (its tests call it). The doc lists a verb with a line
 // "//<tab>NAME VERB ...", as go doc shows a command's verbs.
-func (c *Command) CheckDoc(src []byte) []error {
+func (c *Command) CheckDoc(path string) []error {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return []error{err}
+	}
 	doc, _, _ := strings.Cut(string(src), "\npackage ")
 	listed := map[string]bool{}
 	for _, l := range strings.Split(doc, "\n") {

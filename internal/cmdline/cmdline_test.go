@@ -240,16 +240,27 @@ func TestSecretOut(t *testing.T) {
 
 func TestCheckDoc(t *testing.T) {
 	src := "// Command tool does things.\n//\n//\ttool greet    say hello\n//\ttool key make  make a key\n//\ttool key drop  drop a key\n//\ttool fetch     fetch\npackage main\n"
-	if errs := sample().CheckDoc([]byte(src)); len(errs) != 0 {
+	dir := t.TempDir()
+	write := func(src string) string {
+		p := filepath.Join(dir, "main.go")
+		if err := os.WriteFile(p, []byte(src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	if errs := sample().CheckDoc(write(src)); len(errs) != 0 {
 		t.Errorf("CheckDoc of a complete doc: %v", errs)
 	}
 	src = "// Command tool does things.\n//\n//\ttool greet    say hello\n//\ttool serve    serve\npackage main\n\n//\ttool fetch in a later comment\n"
 	var msgs []string
-	for _, err := range sample().CheckDoc([]byte(src)) {
+	for _, err := range sample().CheckDoc(write(src)) {
 		msgs = append(msgs, err.Error())
 	}
 	want := "the package doc does not list tool fetch\nthe package doc does not list tool key\nthe package doc lists tool serve, which is no verb"
 	if got := strings.Join(msgs, "\n"); got != want {
 		t.Errorf("CheckDoc:\n%s\nwant:\n%s", got, want)
+	}
+	if errs := sample().CheckDoc(filepath.Join(dir, "none.go")); len(errs) != 1 || !errors.Is(errs[0], os.ErrNotExist) {
+		t.Errorf("CheckDoc of a missing file: %v", errs)
 	}
 }
