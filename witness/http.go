@@ -101,11 +101,10 @@ func (s *Server) addCheckpoint(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
 	if err != nil {
 		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			http.Error(w, fmt.Sprintf("the request body is larger than %d bytes", s.cfg.MaxBodyBytes), http.StatusRequestEntityTooLarge)
-			return
+		if !errors.As(err, &tooBig) {
+			err = fmt.Errorf("%w: %v", errReadingBody, err)
 		}
-		http.Error(w, "reading the request body: "+err.Error(), http.StatusBadRequest)
+		s.writeError(w, err)
 		return
 	}
 	req, err := ParseRequest(body)
@@ -129,20 +128,31 @@ func (s *Server) addCheckpoint(w http.ResponseWriter, r *http.Request) {
 	w.Write(sig)
 }
 
-// writeError maps an error of ParseRequest or Witness.Add to its status:
-// the one place where statuses are decided.
+// Errors of the HTTP layer itself, for writeError.
+var (
+	errReadingBody  = errors.New("reading the request body")               // 400
+	errNoCheckpoint = errors.New("no checkpoint cosigned for that origin") // 404
+)
+
+// writeError maps an error of a request (reading it, ParseRequest,
+// Witness.Add, Witness.Latest) to its status: the one place where
+// statuses are decided.
 func (s *Server) writeError(w http.ResponseWriter, err error) {
 	var conflict *ConflictError
+	var tooBig *http.MaxBytesError
 	code := http.StatusInternalServerError
 	switch {
+	case errors.As(err, &tooBig):
+		http.Error(w, fmt.Sprintf("the request body is larger than %d bytes", tooBig.Limit), http.StatusRequestEntityTooLarge)
+		return
 	case errors.As(err, &conflict):
 		w.Header().Set("Content-Type", "text/x.tlog.size")
 		w.WriteHeader(http.StatusConflict)
 		fmt.Fprintf(w, "%d\n", conflict.Size)
 		return
-	case errors.Is(err, ErrMalformed), errors.Is(err, ErrOldTooLarge):
+	case errors.Is(err, ErrMalformed), errors.Is(err, ErrOldTooLarge), errors.Is(err, errReadingBody):
 		code = http.StatusBadRequest
-	case errors.Is(err, ErrUnknownLog):
+	case errors.Is(err, ErrUnknownLog), errors.Is(err, errNoCheckpoint):
 		code = http.StatusNotFound
 	case errors.Is(err, ErrNotSigned):
 		code = http.StatusForbidden
@@ -152,7 +162,7 @@ func (s *Server) writeError(w http.ResponseWriter, err error) {
 		w.Header().Set("Retry-After", "1")
 		code = http.StatusTooManyRequests
 	default:
-		s.log.Error("add-checkpoint failed", "err", err)
+		s.log.Error("witness request failed", "err", err)
 		http.Error(w, "internal error", code)
 		return
 	}
@@ -167,8 +177,7 @@ func (s *Server) getCheckpoint(w http.ResponseWriter, r *http.Request) {
 		}
 		b, err := s.cfg.Witness.Latest(o)
 		if err != nil {
-			s.log.Error("reading a cosigned checkpoint", "origin", o, "err", err)
-			http.Error(w, "internal error", http.StatusInternalServerError)
+			s.writeError(w, fmt.Errorf("reading the cosigned checkpoint of %s: %w", o, err))
 			return
 		}
 		if b == nil {
@@ -179,7 +188,7 @@ func (s *Server) getCheckpoint(w http.ResponseWriter, r *http.Request) {
 		w.Write(b)
 		return
 	}
-	http.Error(w, "no checkpoint cosigned for that origin", http.StatusNotFound)
+	s.writeError(w, errNoCheckpoint)
 }
 
 // Health is the body of the witness's /healthz.

@@ -17,7 +17,6 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math"
 	"time"
@@ -34,8 +33,9 @@ import (
 )
 
 // ErrInvalid is wrapped by every decoding error: the request is bad and
-// nothing was written.
-var ErrInvalid = errors.New("invalid OTLP request")
+// nothing was written. It matches agentlog.ErrInvalid (a 400), as every
+// package's ErrInvalid does.
+var ErrInvalid = agentlog.Invalid("invalid OTLP request")
 
 // Encodings of an OTLP/HTTP body.
 const (
