@@ -17,11 +17,12 @@ func TestHelp(t *testing.T) {
 	if code := run([]string{"serve", "-h"}, &viaH, &viaH); code != 0 {
 		t.Fatalf("serve -h: exit %d", code)
 	}
+	serveHelp := command.Helps["serve"]
 	out := viaHelp.String()
 	if out != viaH.String() {
 		t.Errorf("help serve and serve -h differ:\n%s\n---\n%s", out, viaH.String())
 	}
-	for _, want := range []string{"agentlog-witness serve: " + serveHelp.Summary, "Usage:\n  " + serveHelp.Usage, "Example:\n  " + serveHelp.Example} {
+	for _, want := range []string{"agentlog-witness serve: " + serveHelp.Summary, "Usage:\n  agentlog-witness " + serveHelp.Usage, "Example:\n  " + serveHelp.Example} {
 		if !strings.Contains(out, want) {
 			t.Errorf("help serve lacks %q:\n%s", want, out)
 		}
@@ -44,5 +45,27 @@ func TestHelp(t *testing.T) {
 	var v bytes.Buffer
 	if code := run([]string{"--version"}, &v, &v); code != 0 || !strings.HasPrefix(v.String(), "agentlog-witness ") {
 		t.Errorf("--version: exit %d, %q", code, v.String())
+	}
+}
+
+// TestCommand: the verb's help is complete as internal/cmdline checks it
+// for every command, the package doc lists the verb, and mistakes are
+// usage errors that point to the help.
+func TestCommand(t *testing.T) {
+	for _, err := range command.CheckHelp() {
+		t.Error(err)
+	}
+	for _, err := range command.CheckDoc("main.go") {
+		t.Error(err)
+	}
+	for _, args := range [][]string{{}, {"nonsense"}, {"help", "nonsense"}} {
+		if code := run(args, &bytes.Buffer{}, &bytes.Buffer{}); code != 2 {
+			t.Errorf("agentlog-witness %v: exit %d, want 2", args, code)
+		}
+	}
+	var stderr bytes.Buffer
+	if code := run([]string{"serve", "--rate", "0", "--log", "x"}, &bytes.Buffer{}, &stderr); code != 2 ||
+		!strings.Contains(stderr.String(), `Run "agentlog-witness help serve" for its flags.`) {
+		t.Errorf("agentlog-witness serve --rate 0: exit %d, %q", code, stderr.String())
 	}
 }

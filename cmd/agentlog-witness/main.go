@@ -23,8 +23,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -40,7 +38,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	fnote "github.com/transparency-dev/formats/note"
 
-	"github.com/agentlog/agentlog/internal/cmdhelp"
+	"github.com/agentlog/agentlog/internal/cmdline"
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/agentlog/agentlog/checkpoint/clock"
@@ -48,73 +46,35 @@ import (
 	"github.com/agentlog/agentlog/witness"
 )
 
-const usage = `agentlog-witness: a C2SP transparency log witness.
+// command is agentlog-witness's one verb and its help, run by
+// internal/cmdline as agentlog's are: "help", "serve -h", "--version",
+// usage errors with exit 2.
+var command = &cmdline.Command{
+	Name:  "agentlog-witness",
+	Title: "agentlog-witness: a C2SP transparency log witness.",
+	Order: []string{"serve"},
+	Helps: map[string]cmdline.Help{"serve": {
+		Summary: "cosign the checkpoints of the logs it follows, after checking each is consistent with the last (c2sp.org/tlog-witness)",
+		Usage:   "serve --data DIR [--listen ADDR] --name NAME --log VKEY [--log VKEY]... [--ntp HOST[:PORT]]...",
+		Example: `agentlog-witness serve --data wdata --name witness.example.com/w1 --log "$(cat log.pub)"`,
+	}},
+}
 
-Usage:
-  agentlog-witness serve --data DIR --listen ADDR --name NAME --log VKEY [--log VKEY]... [--ntp HOST[:PORT]]...
-
-Run "agentlog-witness help serve" (or "serve -h") for every flag and an example,
-"agentlog-witness --version" for the build.
-`
+func init() { command.Verbs = map[string]cmdline.VerbFunc{"serve": serve} }
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-// serveHelp is what "agentlog-witness serve -h" says besides the flags.
-var serveHelp = cmdhelp.Verb{
-	Summary: "cosign the checkpoints of the logs it follows, after checking each is consistent with the last (c2sp.org/tlog-witness)",
-	Usage:   "agentlog-witness serve --data DIR [--listen ADDR] --name NAME --log VKEY [--log VKEY]... [--ntp HOST[:PORT]]...",
-	Example: `agentlog-witness serve --data wdata --name witness.example.com/w1 --log "$(cat log.pub)"`,
-}
-
-func run(args []string, stdout, stderr io.Writer) int {
-	if len(args) > 0 && (args[0] == "--version" || args[0] == "-version" || args[0] == "version") {
-		fmt.Fprintln(stdout, cmdhelp.Version("agentlog-witness"))
-		return 0
-	}
-	if len(args) > 1 && args[0] == "help" && args[1] == "serve" {
-		args = []string{"serve", "-h"}
-	}
-	if len(args) == 0 || args[0] != "serve" {
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
-			fmt.Fprint(stdout, usage)
-			return 0
-		}
-		fmt.Fprint(stderr, usage)
-		return 2
-	}
-	err := serve(args[1:], stdout, stderr)
-	var ue usageError
-	switch {
-	case err == nil, errors.Is(err, flag.ErrHelp):
-		return 0
-	case errors.As(err, &ue):
-		fmt.Fprintf(stderr, "agentlog-witness serve: %s\n", err)
-		return 2
-	default:
-		fmt.Fprintf(stderr, "agentlog-witness serve: %s\n", err)
-		return 1
-	}
-}
-
-type usageError struct{ msg string }
-
-func (e usageError) Error() string { return e.msg }
-
-type multiFlag []string
-
-func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
-func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
+// run runs one agentlog-witness command line and returns its exit status.
+func run(args []string, stdout, stderr io.Writer) int { return command.Run(args, stdout, stderr) }
 
 func serve(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("agentlog-witness serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { cmdhelp.Print(fs.Output(), "agentlog-witness serve", serveHelp, fs) }
+	fs := command.NewFlags("serve", stderr)
 	data := fs.String("data", "agentlog-witness-data", "data directory (key and per-log state)")
 	listen := fs.String("listen", "127.0.0.1:8090", "address to listen on")
 	name := fs.String("name", "", "name of the witness key, for example witness.example.com/w1 (needed on first start)")
-	var logs, ntpServers multiFlag
+	var logs, ntpServers cmdline.MultiFlag
 	fs.Var(&logs, "log", "verifier key `VKEY` of a log to witness; its name is the log's origin (repeatable)")
 	logList := fs.String("log-list", "", "file of log verifier keys, one a line (# comments), in addition to --log")
 	fs.Var(&ntpServers, "ntp", "NTP server `HOST[:PORT]` (repeatable; default "+strings.Join(clock.DefaultServers, ", ")+")")
@@ -124,18 +84,12 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	tlsCert := fs.String("tls-cert", "", "serve HTTPS with this PEM certificate chain (with --tls-key; re-read when it changes)")
 	tlsKey := fs.String("tls-key", "", "PEM private key of --tls-cert (mode 0600)")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return usageError{err.Error()}
-	}
-	if fs.NArg() > 0 {
-		return usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
+	if err := cmdline.ParseFlags(fs, args); err != nil {
+		return err
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		return usageError{fmt.Sprintf("--log-level %q: want debug, info, warn or error", *logLevel)}
+		return cmdline.Usagef("--log-level %q: want debug, info, warn or error", *logLevel)
 	}
 	if *logList != "" {
 		b, err := os.ReadFile(*logList)
@@ -149,10 +103,10 @@ func serve(args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	if len(logs) == 0 {
-		return usageError{"at least one --log VKEY (or a --log-list file) is needed"}
+		return cmdline.Usagef("at least one --log VKEY (or a --log-list file) is needed")
 	}
 	if *rate <= 0 || *burst < 1 || *ntpInterval <= 0 {
-		return usageError{"--rate, --burst and --ntp-interval must be positive"}
+		return cmdline.Usagef("--rate, --burst and --ntp-interval must be positive")
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	// A bad TLS file stops the witness before it creates its key.
@@ -164,7 +118,7 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	for _, k := range logs {
 		v, err := fnote.NewVerifier(strings.TrimSpace(k))
 		if err != nil {
-			return usageError{fmt.Sprintf("--log %q: %v", k, err)}
+			return cmdline.Usagef("--log %q: %v", k, err)
 		}
 		verifiers[v.Name()] = append(verifiers[v.Name()], v)
 	}

@@ -39,8 +39,9 @@
 // for its flags and an example, "agentlog --version" for the build. The
 // verb table is main.go's, the help of each verb help.go's; running them,
 // help, usage errors (exit 2) and flag parsing are internal/cmdline's,
-// shared with cmd/agentlog-dev. TestHelp fails when a verb lacks its help
-// or its line above.
+// shared with cmd/agentlog-dev and cmd/agentlog-witness. TestHelp and
+// TestPackageDocListsVerbs fail when a verb lacks its help or its line
+// above.
 package main
 
 import (

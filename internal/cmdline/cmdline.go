@@ -1,6 +1,7 @@
-// Package cmdline is the command-line plumbing of the repository's commands
-// with verbs, cmd/agentlog (the production binary) and cmd/agentlog-dev
-// (its development tools), so that both behave the same way:
+// Package cmdline is the command-line plumbing of the repository's
+// commands, cmd/agentlog (the production binary), cmd/agentlog-dev (its
+// development tools) and cmd/agentlog-witness, so that all behave the
+// same way:
 //
 //   - a [Command] is a table of verbs, verbs with sub-verbs ("agent
 //     register") and their help; [Command.Run] dispatches a command line,
@@ -14,7 +15,10 @@
 //     layout) on -h; [ParseFlags] parses it and refuses stray arguments;
 //   - the readers of secrets given on the command line: [ReadSecret],
 //     [Credential], [SecretOut] and [LoadOrCreateToken], all with
-//     internal/secretfile's rule (mode 0600, refused when others can read).
+//     internal/secretfile's rule (mode 0600, refused when others can read);
+//   - the checks each command's tests run: [Command.CheckHelp] (every verb
+//     explains itself) and [Command.CheckDoc] (the package doc lists every
+//     verb).
 package cmdline
 
 import (
