@@ -69,20 +69,9 @@ func runEvidenceExport(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	q := qf.params()
-	var opts evidence.ExportOptions
-	if *logKey != "" {
-		if opts.LogVKey, opts.TimeVKey, err = readKeys(*logKey, *timeKey); err != nil {
-			return err
-		}
-	} else if *timeKey != "" {
-		return cmdline.Usagef("--time-key needs --log-key")
-	}
-	if *policyFile != "" {
-		b, err := os.ReadFile(*policyFile)
-		if err != nil {
-			return fmt.Errorf("reading the policy: %w", err)
-		}
-		opts.Policy = b
+	opts, err := exportOptions(*logKey, *timeKey, *policyFile)
+	if err != nil {
+		return err
 	}
 	copts, err := withMirror([]client.Option{client.WithToken(tok)}, *mirrorURL)
 	if err != nil {

@@ -69,18 +69,9 @@ func runReport(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	var opts evidence.ExportOptions
-	if *logKey != "" {
-		if opts.LogVKey, opts.TimeVKey, err = readKeys(*logKey, *timeKey); err != nil {
-			return err
-		}
-	} else if *timeKey != "" {
-		return cmdline.Usagef("--time-key needs --log-key")
-	}
-	if *policyFile != "" {
-		if opts.Policy, err = os.ReadFile(*policyFile); err != nil {
-			return fmt.Errorf("reading the policy: %w", err)
-		}
+	opts, err := exportOptions(*logKey, *timeKey, *policyFile)
+	if err != nil {
+		return err
 	}
 	if err := checkEmptyDir(*out); err != nil {
 		return err
@@ -133,6 +124,27 @@ func runReport(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stderr, "warning: without --log-key the checkpoint was not authenticated; verify the report with the log's key before relying on it")
 	}
 	return nil
+}
+
+// exportOptions reads the --log-key, --time-key and --policy files of an
+// evidence export (evidence export, report): the keys bundled and checked,
+// the policy bundled.
+func exportOptions(logKey, timeKey, policyFile string) (evidence.ExportOptions, error) {
+	var opts evidence.ExportOptions
+	var err error
+	if logKey != "" {
+		if opts.LogVKey, opts.TimeVKey, err = readKeys(logKey, timeKey); err != nil {
+			return opts, err
+		}
+	} else if timeKey != "" {
+		return opts, cmdline.Usagef("--time-key needs --log-key")
+	}
+	if policyFile != "" {
+		if opts.Policy, err = os.ReadFile(policyFile); err != nil {
+			return opts, fmt.Errorf("reading the policy: %w", err)
+		}
+	}
+	return opts, nil
 }
 
 // readKeys reads the log key and the timestamp key (given, or time.pub
