@@ -32,7 +32,7 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	case len(args) > 0 && args[0] == "gateway":
 		return runBenchGateway(args[1:], stdout, stderr)
 	}
-	return cmdline.Usagef("want \"agentlog-dev bench append|peer|gateway [flags]\"")
+	return command.SubverbError("bench", args)
 }
 
 // runBenchPeer drives a peer's single-entry HTTP append (Tessera's POSIX

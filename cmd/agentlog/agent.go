@@ -19,7 +19,7 @@ import (
 
 func runAgent(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return cmdline.Usagef("want \"agentlog agent register|approve|list|show|revoke|scope [flags]\"")
+		return command.SubverbError("agent", args)
 	}
 	verb := args[0]
 	fs := newFlags("agent "+verb, stderr)
@@ -194,7 +194,7 @@ func runAgent(args []string, stdout, stderr io.Writer) error {
 		}
 		return tw.Flush()
 	}
-	return cmdline.Usagef("unknown agent verb %q: want register, approve, list, show, revoke or scope", verb)
+	return command.SubverbError("agent", args)
 }
 
 // parseScopeFlags reads the --scope values: one JSON object, or key=value

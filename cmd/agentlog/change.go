@@ -30,7 +30,7 @@ func parsePolicy(v string) (string, error) {
 
 func runChange(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return cmdline.Usagef("want \"agentlog change propose|approve|reject|list|show|attest|digest [flags]\"")
+		return command.SubverbError("change", args)
 	}
 	verb := args[0]
 	fs := newFlags("change "+verb, stderr)
@@ -176,7 +176,7 @@ func runChange(args []string, stdout, stderr io.Writer) error {
 		}
 		return atomicfile.Write(*out, st, 0o644)
 	}
-	return cmdline.Usagef("unknown change verb %q: want propose, approve, reject, list, show, attest or digest", verb)
+	return command.SubverbError("change", args)
 }
 
 func printChange(w io.Writer, d *client.ChangeDetail) {
@@ -285,7 +285,7 @@ type reportDoc struct {
 
 func runChanges(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] != "report" {
-		return cmdline.Usagef("want \"agentlog changes report --token-file F --from T1 --to T2 [--out DIR --log-key FILE]\"")
+		return command.SubverbError("changes", args)
 	}
 	fs := newFlags("changes report", stderr)
 	o := addOperatorFlags(fs, "auditor or admin")

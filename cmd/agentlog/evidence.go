@@ -18,32 +18,16 @@ import (
 	"github.com/agentlog/agentlog/witness/policy"
 )
 
-const evidenceUsage = `Usage:
-  agentlog evidence export --server URL --token T|--token-file F [query flags] --out DIR
-                           [--log-key FILE] [--time-key FILE] [--policy FILE]
-  agentlog evidence verify DIR --log-key FILE [--policy FILE]
-
-Query flags: --agent --action --tool --resource --outcome --kind --session --task
-(a trailing * asks for a prefix), --from --to (RFC 3339), --outside-hours 09:00-17:00
---tz ZONE --weekdays mon-fri. With --from or --to the export also proves that it
-holds every matching entry of that time range. docs/evidence.md describes the files.
-`
-
+// runEvidence is "agentlog evidence export|verify"; "agentlog help
+// evidence" lists both (internal/cmdline, from groups).
 func runEvidence(args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, evidenceUsage)
-		return cmdline.Usagef("evidence needs export or verify")
-	}
-	switch args[0] {
-	case "export":
+	switch {
+	case len(args) > 0 && args[0] == "export":
 		return runEvidenceExport(args[1:], stdout, stderr)
-	case "verify":
+	case len(args) > 0 && args[0] == "verify":
 		return runEvidenceVerify(args[1:], stdout, stderr)
-	case "-h", "--help", "help":
-		fmt.Fprint(stderr, evidenceUsage)
-		return flag.ErrHelp
 	}
-	return cmdline.Usagef("unknown evidence subcommand %q (export or verify)", args[0])
+	return command.SubverbError("evidence", args)
 }
 
 func runEvidenceExport(args []string, stdout, stderr io.Writer) error {

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/url"
@@ -27,25 +26,11 @@ import (
 	"github.com/agentlog/agentlog/log/ocsf"
 )
 
-const exportUsage = `Usage:
-  agentlog export ocsf --token-file F [query flags] [--log-key FILE] [--out FILE]
-
-Writes the matching entries as OCSF events (docs/siem.md), one a line.
-`
-
 func runExport(args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, exportUsage)
-		return cmdline.Usagef("export needs a format: ocsf")
-	}
-	switch args[0] {
-	case "ocsf":
+	if len(args) > 0 && args[0] == "ocsf" {
 		return runExportOCSF(args[1:], stdout, stderr)
-	case "-h", "--help", "help":
-		fmt.Fprint(stderr, exportUsage)
-		return flag.ErrHelp
 	}
-	return cmdline.Usagef("unknown export format %q (ocsf)", args[0])
+	return command.SubverbError("export", args)
 }
 
 // exportPage is the page size of export ocsf: a page's matches wait for

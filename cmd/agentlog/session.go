@@ -14,7 +14,7 @@ import (
 
 func runSession(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return cmdline.Usagef("want \"agentlog session open|close [flags]\"")
+		return command.SubverbError("session", args)
 	}
 	fs := newFlags("session "+args[0], stderr)
 	server := fs.String("server", "http://127.0.0.1:8080", "log server URL")
@@ -158,7 +158,7 @@ func runSession(args []string, stdout, stderr io.Writer) error {
 		}
 		return tw.Flush()
 	}
-	return cmdline.Usagef("unknown session verb %q: want open, close, list or end", args[0])
+	return command.SubverbError("session", args)
 }
 
 // sessionCredential takes the session credential from --session-token or

@@ -74,7 +74,7 @@ func (o *operatorFlags) connect(fs *flag.FlagSet, args []string, required ...str
 
 func runToken(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return cmdline.Usagef("want \"agentlog token create|list|revoke [flags]\"")
+		return command.SubverbError("token", args)
 	}
 	fs := newFlags("token "+args[0], stderr)
 	o := addOperatorFlags(fs, "admin")
@@ -141,5 +141,5 @@ func runToken(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "revoked token %s (%s, %s)\n", t.ID, t.Name, t.Role)
 		return nil
 	}
-	return cmdline.Usagef("unknown token verb %q: want create, list or revoke", args[0])
+	return command.SubverbError("token", args)
 }

@@ -113,7 +113,12 @@ func (c *Command) Run(args []string, stdout, stderr io.Writer) int {
 		c.GroupHelp(stdout, args[0])
 		return 0
 	}
-	err := v(args[1:], stdout, stderr)
+	var err error
+	if subs, isGroup := c.Groups[args[0]]; isGroup && !slices.Contains(subs, args[1]) {
+		err = c.SubverbError(args[0], args[1:])
+	} else {
+		err = v(args[1:], stdout, stderr)
+	}
 	switch {
 	case err == nil:
 		return 0
@@ -202,9 +207,14 @@ func (c *Command) help(args []string, stdout io.Writer) error {
 	if !ok || args[0] == "help" {
 		return Usagef("unknown verb %q; \"%s help\" lists them", args[0], c.Name)
 	}
-	if _, isGroup := c.Groups[args[0]]; isGroup && len(args) == 1 {
-		c.GroupHelp(stdout, args[0])
-		return nil
+	if subs, isGroup := c.Groups[args[0]]; isGroup {
+		if len(args) == 1 {
+			c.GroupHelp(stdout, args[0])
+			return nil
+		}
+		if !slices.Contains(subs, args[1]) {
+			return c.SubverbError(args[0], args[1:])
+		}
 	}
 	// The verb prints its own flags when asked with -h.
 	err := v(append(args[1:], "-h"), stdout, stdout)
@@ -212,6 +222,23 @@ func (c *Command) help(args []string, stdout io.Writer) error {
 		return err
 	}
 	return nil
+}
+
+// SubverbError is the usage error of the group verb given args (after
+// the group's name) that do not start with one of its sub-verbs: the
+// sub-verbs listed from Groups. Run refuses such a command line with it
+// before calling the group's function; the function returns it for the
+// same case, so that a direct call fails the same way.
+func (c *Command) SubverbError(group string, args []string) error {
+	subs := c.Groups[group]
+	if len(args) == 0 {
+		return Usagef("want \"%s %s %s [flags]\"", c.Name, group, strings.Join(subs, "|"))
+	}
+	list := strings.Join(subs, ", ")
+	if n := len(subs); n > 1 {
+		list = strings.Join(subs[:n-1], ", ") + " or " + subs[n-1]
+	}
+	return Usagef("unknown %s verb %q: want %s", group, args[0], list)
 }
 
 // NewFlags returns the FlagSet of the verb name ("agent register"): it

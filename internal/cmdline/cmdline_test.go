@@ -80,6 +80,8 @@ func TestRun(t *testing.T) {
 		{[]string{"key", "-h"}, 0, "  tool key make --out F\n      make a key\n", ""},
 		{[]string{"help", "key"}, 0, "Run \"tool help key SUBVERB\"", ""},
 		{[]string{"help", "key", "make"}, 0, "tool key make: make a key", ""},
+		{[]string{"key", "mint"}, 2, "", "tool key: unknown key verb \"mint\": want make or drop\nRun \"tool help key\" for its flags.\n"},
+		{[]string{"help", "key", "mint"}, 2, "", "tool help: unknown key verb \"mint\": want make or drop\n"},
 		{[]string{"help", "nope"}, 2, "", "tool help: unknown verb \"nope\"; \"tool help\" lists them\n"},
 		{[]string{"help", "a", "b", "c"}, 2, "", "want \"tool help [VERB [SUBVERB]]\""},
 		{[]string{"nope"}, 2, "", "tool: unknown verb \"nope\"\n\ntool: a sample."},
@@ -262,5 +264,22 @@ func TestCheckDoc(t *testing.T) {
 	}
 	if errs := sample().CheckDoc(filepath.Join(dir, "none.go")); len(errs) != 1 || !errors.Is(errs[0], os.ErrNotExist) {
 		t.Errorf("CheckDoc of a missing file: %v", errs)
+	}
+}
+
+func TestSubverbError(t *testing.T) {
+	c := sample()
+	c.Groups["key"] = []string{"make", "drop", "list"}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{nil, `want "tool key make|drop|list [flags]"`},
+		{[]string{"mint"}, `unknown key verb "mint": want make, drop or list`},
+	} {
+		var ue UsageError
+		if err := c.SubverbError("key", tc.args); !errors.As(err, &ue) || ue.Msg != tc.want {
+			t.Errorf("SubverbError(key, %q) = %v, want the usage error %q", tc.args, err, tc.want)
+		}
 	}
 }
