@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -325,7 +326,9 @@ func TestValueLogGC(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const batch, batches = 3, 300
+	// Batches large enough that their entry fragments go to the value
+	// log (over valueThreshold: the action alone is 305 bytes a leaf).
+	const batch, batches = valueThreshold/300 + 1, 300
 	junk := make([]byte, 8<<10)
 	for i := 0; i < batches; i++ {
 		if _, err := l.Append(context.Background(), admin, KindAction, recs(batch, fmt.Sprintf("a%03d-%0300d", i, i))); err != nil {
@@ -395,4 +398,103 @@ func TestValueLogGC(t *testing.T) {
 	}
 	defer l.Close()
 	check(l)
+}
+
+// TestValueThresholdChange: small batches keep their entries in Badger's
+// LSM tree (under valueThreshold, so that their commit leaves the value
+// log unwritten), larger ones in the value log, and a directory written
+// with the threshold of earlier versions (256 bytes: every leaf in the
+// value log) opens, reads, proves and appends under the current one, and
+// the other way round.
+func TestValueThresholdChange(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	var want [][]byte // every leaf, in order
+	// lsmBytes is the bytes of the LSM tree's tables (their data, before
+	// padding) once the memtables are flushed (on close).
+	lsmBytes := func(threshold int64) int64 {
+		t.Helper()
+		l, err := Open(Config{Dir: dir, valueThreshold: threshold})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		var n int64
+		for _, ti := range l.db.Tables() {
+			n += int64(ti.UncompressedSize)
+		}
+		return n
+	}
+	round := func(threshold int64, tag string) {
+		t.Helper()
+		l, err := Open(Config{Dir: dir, valueThreshold: threshold})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l.Size() != uint64(len(want)) {
+			t.Fatalf("threshold %d: size %d, want %d", threshold, l.Size(), len(want))
+		}
+		leaves, err := l.Entries(0, l.Size())
+		if err != nil && len(want) > 0 {
+			t.Fatal(err)
+		}
+		for i := range want {
+			if !bytes.Equal(leaves[i], want[i]) {
+				t.Fatalf("threshold %d: entry %d is %s, want %s", threshold, i, leaves[i], want[i])
+			}
+		}
+		// 100 one-entry batches, then one of 300 entries.
+		pad := strings.Repeat("p", 600)
+		for i := 0; i < 100; i++ {
+			if _, err := l.Append(ctx, admin, KindAction, recs(1, tag+pad)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := l.Append(ctx, admin, KindAction, recs(300, tag+pad)); err != nil {
+			t.Fatal(err)
+		}
+		got, err := l.Entries(uint64(len(want)), 400)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, got...)
+		var hashes []tlog.Hash
+		for _, leaf := range want {
+			hashes = append(hashes, tlog.RecordHash(leaf))
+		}
+		root, err := tlog.TreeHash(int64(len(want)), hashReader(hashes))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(l.Tree().Root(), root[:]) {
+			t.Fatalf("threshold %d: root differs from the leaves' tree", threshold)
+		}
+		for _, i := range []uint64{0, uint64(len(want)) - 350, uint64(len(want)) - 1} {
+			p, err := l.Tree().InclusionProof(i, uint64(len(want)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := proof.VerifyInclusion(rfc6962.DefaultHasher, i, uint64(len(want)), hashes[i][:], p, root[:]); err != nil {
+				t.Fatalf("threshold %d: inclusion of %d: %v", threshold, i, err)
+			}
+		}
+		if err := l.CheckIndex(ctx); err != nil {
+			t.Fatalf("threshold %d: index: %v", threshold, err)
+		}
+		if err := l.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	round(256, "old")
+	old := lsmBytes(256)
+	round(0, "new") // the same appends with the current threshold
+	extra := lsmBytes(0) - 2*old
+	// The LSM tree holds the 100 one-entry batches' leaves (over 600
+	// bytes each) now, and not those of the 300-entry batch: its
+	// fragments are in the value log with either threshold.
+	if extra < 100*600 || extra > 300*600 {
+		t.Fatalf("the same appends took %d bytes more of the LSM tree with the current threshold than with 256 bytes, want the 100 small batches' leaves (60 to 180 KB)", extra)
+	}
+	round(256, "old again")
+	round(0, "new again")
 }
