@@ -82,6 +82,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	allowSelf := fs.Bool("allow-self-approval", false, "let a change's proposer approve it (breaks the two-person rule of CC8.1; recorded in the log)")
 	sinksFile := fs.String("sinks", "", "deliver every entry as an OCSF event to the sinks of this JSON file (files, stdout, syslog, Splunk HEC, webhooks: docs/siem.md); checked at start, recorded in the log when it changes")
 	witnessLag := fs.Duration("witness-lag-tolerance", witness.DefaultLagTolerance, "with --witness-policy, how long the newest checkpoint may lack its quorum before /healthz and the witness_quorum_lost alert count the witnesses as lagging")
+	otlpOther := fs.String("otlp-other-spans", "ignore", "what OTLP trace ingest does with spans that are neither GenAI nor MCP: ignore (count them in the answer) or record (entries of action otel.span: docs/otlp.md)")
 	unwitnessed := fs.String("unwitnessed", unwitnessedHold, "with --witness-policy, what /checkpoint serves while the newest checkpoint lacks its quorum: hold (the last cosigned one) or publish (the log-signed one)")
 	var rf replicationFlags
 	rf.register(fs)
@@ -106,6 +107,9 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		// lagging only after the tolerance: a shorter --health-alert-after
 		// would end its episode and raise it again.
 		return cmdline.Usagef("--health-alert-after (%s) must be longer than --witness-lag-tolerance (%s)", *healthAfter, *witnessLag)
+	}
+	if *otlpOther != "ignore" && *otlpOther != "record" {
+		return cmdline.Usagef("--otlp-other-spans %q: want ignore or record", *otlpOther)
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	if *vlogSize < 1 || *vlogSize > 2047 || *diskReserve < 1 {
@@ -421,6 +425,8 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		LogVerifier:    keys.LogVerifier,
 		TimeVerifier:   keys.TimeVerifier,
 		ApprovalMaxAge: *approvalMaxAge,
+
+		OTLPRecordOther: *otlpOther == "record",
 
 		InflightBytes:         int64(*appendBudget) << 20,
 		InflightBytesPerAgent: int64(*agentBudget) << 20,

@@ -109,6 +109,10 @@ type Config struct {
 	Witnesses *witness.Client
 	// Anomaly, if set, is reported in /healthz.
 	Anomaly *anomaly.Watcher
+	// OTLPRecordOther: OTLP trace ingest records the spans that are
+	// neither GenAI nor MCP (action "otel.span", docs/otlp.md) instead of
+	// ignoring them.
+	OTLPRecordOther bool
 	// Sinks, if set, are reported in /healthz: degraded while one fails
 	// or lags beyond its limit.
 	Sinks *sink.Set

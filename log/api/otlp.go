@@ -26,7 +26,8 @@ const (
 // postOTLPTraces is OTLP/HTTP trace ingest (opentelemetry.io/docs/specs/otlp):
 // an agent's session credential, an ExportTraceServiceRequest in protobuf
 // or JSON, optionally gzip-compressed. The GenAI and MCP spans become
-// entries of the agent (package otlp); the answer is an
+// entries of the agent (package otlp), and the other spans too with
+// Config.OTLPRecordOther; the answer is an
 // ExportTraceServiceResponse in the request's encoding, with a partial
 // success for rejected or ignored spans. A bad request writes nothing.
 func (s *Server) postOTLPTraces(w http.ResponseWriter, r *http.Request) error {
@@ -69,9 +70,9 @@ func (s *Server) postOTLPTraces(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", errBadRequest, err)
 	}
-	recs, res := otlp.Map(req)
+	recs, res := otlp.Map(req, otlp.Options{RecordOther: s.cfg.OTLPRecordOther})
 	if len(recs) > alog.MaxEntriesPerRequest {
-		return fmt.Errorf("%w: %d GenAI and MCP spans in one export, at most %d", errBadRequest, len(recs), alog.MaxEntriesPerRequest)
+		return fmt.Errorf("%w: %d spans to record in one export, at most %d", errBadRequest, len(recs), alog.MaxEntriesPerRequest)
 	}
 	if len(recs) > 0 {
 		if _, err := s.cfg.Log.AppendWith(r.Context(), p, alog.KindAction, recs, nil); err != nil {

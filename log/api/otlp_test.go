@@ -3,6 +3,7 @@ package api
 import (
 	"bytes"
 	"compress/gzip"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -139,8 +140,44 @@ func TestOTLPIngest(t *testing.T) {
 	}
 }
 
+// TestOTLPRecordOther: with OTLPRecordOther, the span that is neither
+// GenAI nor MCP is an entry of action otel.span of the same agent, beside
+// the others; the one with bad ids is still rejected.
+func TestOTLPRecordOther(t *testing.T) {
+	e := newEnv(t, Config{OTLPRecordOther: true})
+	cred := e.openSession(t, e.agent(t, "agent-a"), "agent-a", "ticket-9", 0)
+	pb, _ := proto.Marshal(testExport())
+	before := e.l.Size()
+	code, _, b := postOTLP(t, e.hs.URL, cred, otlp.Protobuf, "", pb)
+	if code != 200 {
+		t.Fatalf("%d %s", code, b)
+	}
+	resp := &coltracepb.ExportTraceServiceResponse{}
+	if err := proto.Unmarshal(b, resp); err != nil {
+		t.Fatal(err)
+	}
+	if ps := resp.GetPartialSuccess(); ps.GetRejectedSpans() != 1 || strings.Contains(ps.GetErrorMessage(), "ignored") {
+		t.Fatalf("partial success %v", ps)
+	}
+	ls := e.leaves(t, before)
+	if len(ls) != 4 || ls[0].Action != "gen_ai.execute_tool" || ls[2].Action != "mcp.tools/call" {
+		t.Fatalf("%d entries: %+v", len(ls), ls)
+	}
+	l := ls[3]
+	if l.Kind != agentlog.KindAction || l.Action != otlp.ActionOther || l.Agent != "agent-a" || l.Task != "ticket-9" || l.Tool != "" || l.Outcome != "success" ||
+		string(l.Attributes) != `{"service.name":"support-agent","span.kind":"unspecified","span.name":"GET /health","span_id":"0402030405060708","status.code":"unset","trace_id":"4bf92f3577b34da6a3ce929d0e0e4736"}` {
+		t.Fatalf("other span's leaf %+v %s", l, l.Attributes)
+	}
+}
+
 func TestOTLPRefused(t *testing.T) {
-	e := newEnv(t, Config{})
+	for _, other := range []bool{false, true} {
+		t.Run(fmt.Sprintf("record other %v", other), func(t *testing.T) { testOTLPRefused(t, other) })
+	}
+}
+
+func testOTLPRefused(t *testing.T, other bool) {
+	e := newEnv(t, Config{OTLPRecordOther: other})
 	cred := e.openSession(t, e.agent(t, "agent-a"), "agent-a", "t", 0)
 	pb, _ := proto.Marshal(testExport())
 	big := make([]byte, maxOTLPBytes+1)

@@ -45,11 +45,11 @@ type logProc struct {
 	admin *client.Client
 }
 
-func startLog(t *testing.T) *logProc {
+func startLog(t *testing.T, flags ...string) *logProc {
 	t.Helper()
 	data := t.TempDir()
-	p := proctest.Start(t, agentlogBinary(t), "agentlog listening on ", "serve", "--listen", "127.0.0.1:0", "--data", data,
-		"--ntp", "127.0.0.1:1", "--checkpoint-interval", "100ms")
+	p := proctest.Start(t, agentlogBinary(t), "agentlog listening on ", append([]string{"serve", "--listen", "127.0.0.1:0", "--data", data,
+		"--ntp", "127.0.0.1:1", "--checkpoint-interval", "100ms"}, flags...)...)
 	tok, err := os.ReadFile(filepath.Join(data, "admin.token"))
 	if err != nil {
 		t.Fatal(err)

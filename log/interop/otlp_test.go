@@ -3,6 +3,7 @@ package interop
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/url"
 	"strings"
 	"testing"
@@ -20,9 +21,21 @@ import (
 // TestOTLPFromOTelSDK: spans made by the OpenTelemetry Go SDK and sent by
 // its OTLP/HTTP exporter, configured as an agent would be (an endpoint and
 // an Authorization header), become entries of the agent with their trace
-// and span ids, models and token usage.
+// and span ids, models and token usage. The span that is neither GenAI
+// nor MCP is ignored by default, and an entry of action otel.span with
+// --otlp-other-spans record.
 func TestOTLPFromOTelSDK(t *testing.T) {
-	lg := startLog(t)
+	for _, other := range []bool{false, true} {
+		t.Run(fmt.Sprintf("record other %v", other), func(t *testing.T) { testOTLPFromOTelSDK(t, other) })
+	}
+}
+
+func testOTLPFromOTelSDK(t *testing.T, other bool) {
+	var flags []string
+	if other {
+		flags = []string{"--otlp-other-spans", "record"}
+	}
+	lg := startLog(t, flags...)
 	ctx := context.Background()
 	cred := openSession(t, ctx, lg, "otel-agent", "")
 	for _, compress := range []bool{false, true} {
@@ -49,8 +62,10 @@ func TestOTLPFromOTelSDK(t *testing.T) {
 			attribute.String("gen_ai.tool.name", "refund"), attribute.String("gen_ai.tool.call.id", "call_9")))
 		tool.SetStatus(codes.Error, "card declined")
 		tool.End()
-		_, other := tr.Start(actx, "GET /healthz")
-		other.End()
+		_, hs := tr.Start(actx, "GET /healthz", trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(
+			attribute.String("http.request.method", "GET"), attribute.Int("http.response.status_code", 200),
+			attribute.String("url.full", "http://127.0.0.1:9/healthz?token=SECRET")))
+		hs.End()
 		agentSpan.End()
 		if err := tp.Shutdown(ctx); err != nil {
 			t.Fatalf("export (gzip %v): %v", compress, err)
@@ -60,7 +75,7 @@ func TestOTLPFromOTelSDK(t *testing.T) {
 		_, err = lg.admin.QueryAll(ctx, url.Values{"agent": {"otel-agent"}}, 1000, func(m client.QueryMatch) error {
 			var l map[string]any
 			json.Unmarshal(m.Entry, &l)
-			if a, _ := l["action"].(string); strings.HasPrefix(a, "gen_ai.") {
+			if a, _ := l["action"].(string); strings.HasPrefix(a, "gen_ai.") || a == "otel.span" {
 				leaves = append(leaves, l)
 			}
 			return nil
@@ -68,7 +83,14 @@ func TestOTLPFromOTelSDK(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		leaves = leaves[len(leaves)-3:] // this round's: chat, tool, agent (in end order)
+		n := 3 // this round's: chat, tool, agent (in end order)
+		if other {
+			n = 4 // and the HTTP span, before the agent's
+		}
+		if len(leaves) != n*(1+btoi(compress)) {
+			t.Fatalf("%d leaves after round %v, want %d a round: %v", len(leaves), compress, n, leaves)
+		}
+		leaves = leaves[len(leaves)-n:]
 		byAction := map[string]map[string]any{}
 		for _, l := range leaves {
 			byAction[l["action"].(string)] = l
@@ -91,5 +113,26 @@ func TestOTLPFromOTelSDK(t *testing.T) {
 		if aa["gen_ai.agent.name"] != "triage" {
 			t.Fatalf("agent leaf %v", ag)
 		}
+		if other {
+			h := byAction["otel.span"]
+			ha, _ := h["attributes"].(map[string]any)
+			if h == nil || h["agent"] != "otel-agent" || h["outcome"] != "success" || h["tool"] != nil ||
+				ha["span_id"] != hs.SpanContext().SpanID().String() || ha["trace_id"] != sc.TraceID().String() ||
+				ha["parent_span_id"] != agentSpan.SpanContext().SpanID().String() || ha["span.name"] != "GET /healthz" || ha["span.kind"] != "client" ||
+				ha["service.name"] != "support-agent" || ha["otel.scope.name"] != "agent" || ha["status.code"] != "unset" ||
+				ha["http.request.method"] != "GET" || ha["http.response.status_code"] != float64(200) || ha["url.full"] != nil {
+				t.Fatalf("other span's leaf %v", h)
+			}
+			if _, ok := ha["duration_ms"].(float64); !ok {
+				t.Fatalf("other span's leaf has no duration: %v", h)
+			}
+		}
 	}
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

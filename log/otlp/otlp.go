@@ -6,10 +6,13 @@
 // Spans that follow the OpenTelemetry semantic conventions for generative
 // AI (opentelemetry.io/docs/specs/semconv/gen-ai: gen_ai.operation.name of
 // execute_tool, invoke_agent, create_agent, chat, ...) or for MCP
-// (mcp.method.name) become records; other spans are ignored, and counted.
-// docs/otlp.md gives the field mapping. Only a fixed list of attributes is
-// kept (models, token usage, tool and call ids, ...), never message
-// contents.
+// (mcp.method.name) become records. Other spans are ignored, and counted,
+// unless [Options.RecordOther] is set: then they become records of action
+// "otel.span". docs/otlp.md gives the field mapping. Only a fixed list of
+// attributes is kept (models, token usage, tool and call ids, ...; for
+// other spans, the HTTP, database, RPC and messaging attributes that say
+// what was called), never message contents, queries or URLs' query
+// strings.
 package otlp
 
 import (
@@ -136,7 +139,7 @@ func list(o map[string]any, keys ...string) []map[string]any {
 type Result struct {
 	Spans    int // in the request
 	Rejected int // malformed, or too large for a leaf
-	Ignored  int // neither GenAI nor MCP spans
+	Ignored  int // neither GenAI nor MCP spans, without Options.RecordOther
 	// Reason describes the first rejection.
 	Reason string
 }
@@ -176,9 +179,37 @@ var keptAttrs = []string{
 	"server.address", "server.port", "network.transport",
 }
 
-// Map turns the GenAI and MCP spans of req into records. A rejected span
-// is left out and counted; the others are unaffected.
-func Map(req *coltracepb.ExportTraceServiceRequest) ([]alog.Record, Result) {
+// ActionOther is the action of the record of a span that is neither GenAI
+// nor MCP (Options.RecordOther).
+const ActionOther = "otel.span"
+
+// otherAttrs are the span attributes copied into the record of a span that
+// is neither GenAI nor MCP: what was called and how it ended, by the
+// OpenTelemetry HTTP, database, RPC and messaging conventions. Left out on
+// purpose: url.full and url.query (which may carry credentials),
+// db.query.text and db.statement (queries with their values), message
+// bodies, headers, and every attribute not named here.
+var otherAttrs = []string{
+	"http.request.method", "http.response.status_code", "http.route",
+	"url.scheme", "url.path", "server.address", "server.port",
+	"network.protocol.name", "network.transport", "peer.service",
+	"db.system.name", "db.system", "db.namespace", "db.operation.name", "db.collection.name",
+	"rpc.system", "rpc.service", "rpc.method", "rpc.grpc.status_code", "rpc.response.status_code",
+	"messaging.system", "messaging.operation.name", "messaging.destination.name",
+	"error.type",
+}
+
+// Options are what Map does with spans beyond the GenAI and MCP ones.
+type Options struct {
+	// RecordOther: spans that are neither GenAI nor MCP become records of
+	// action ActionOther (with otherAttrs) instead of being ignored.
+	RecordOther bool
+}
+
+// Map turns the GenAI and MCP spans of req into records, and, with
+// o.RecordOther, the others too. A rejected span is left out and counted;
+// the others are unaffected.
+func Map(req *coltracepb.ExportTraceServiceRequest, o Options) ([]alog.Record, Result) {
 	var recs []alog.Record
 	var res Result
 	for _, rs := range req.GetResourceSpans() {
@@ -191,7 +222,7 @@ func Map(req *coltracepb.ExportTraceServiceRequest) ([]alog.Record, Result) {
 		for _, ss := range rs.GetScopeSpans() {
 			for _, sp := range ss.GetSpans() {
 				res.Spans++
-				rec, ok, err := mapSpan(sp, service, ss.GetScope().GetName())
+				rec, ok, err := mapSpan(sp, service, ss.GetScope().GetName(), o)
 				switch {
 				case err != nil:
 					res.Rejected++
@@ -210,15 +241,16 @@ func Map(req *coltracepb.ExportTraceServiceRequest) ([]alog.Record, Result) {
 }
 
 // mapSpan maps one span; ok is false for a span that is neither GenAI nor
-// MCP.
-func mapSpan(sp *tracepb.Span, service, scope string) (alog.Record, bool, error) {
+// MCP, unless o.RecordOther.
+func mapSpan(sp *tracepb.Span, service, scope string, o Options) (alog.Record, bool, error) {
 	attrs := map[string]*commonpb.AnyValue{}
 	for _, kv := range sp.GetAttributes() {
 		attrs[kv.GetKey()] = kv.GetValue()
 	}
 	op := attrs["gen_ai.operation.name"].GetStringValue()
 	method := attrs["mcp.method.name"].GetStringValue()
-	if !genAIOps[op] && method == "" {
+	other := !genAIOps[op] && method == ""
+	if other && !o.RecordOther {
 		return alog.Record{}, false, nil
 	}
 	if len(sp.GetTraceId()) != 16 || isZero(sp.GetTraceId()) || len(sp.GetSpanId()) != 8 || isZero(sp.GetSpanId()) {
@@ -245,7 +277,11 @@ func mapSpan(sp *tracepb.Span, service, scope string) (alog.Record, bool, error)
 			a["duration_ms"] = float64((e-s)/1000) / 1000
 		}
 	}
-	for _, k := range keptAttrs {
+	kept := keptAttrs
+	if other {
+		kept = otherAttrs
+	}
+	for _, k := range kept {
 		if v, ok := attrs[k]; ok {
 			if x, ok := value(v); ok {
 				a[k] = x
@@ -253,11 +289,22 @@ func mapSpan(sp *tracepb.Span, service, scope string) (alog.Record, bool, error)
 		}
 	}
 	rec := alog.Record{Tool: attrs["gen_ai.tool.name"].GetStringValue(), Outcome: "success"}
-	if method != "" {
+	switch {
+	case other:
+		rec.Tool, rec.Action = "", ActionOther
+	case method != "":
 		rec.Action = "mcp." + method
 		rec.Resource = attrs["mcp.resource.uri"].GetStringValue()
-	} else {
+	default:
 		rec.Action = "gen_ai." + op
+	}
+	switch sp.GetStatus().GetCode() {
+	case tracepb.Status_STATUS_CODE_OK:
+		a["status.code"] = "ok"
+	case tracepb.Status_STATUS_CODE_ERROR:
+		a["status.code"] = "error"
+	default:
+		a["status.code"] = "unset"
 	}
 	if sp.GetStatus().GetCode() == tracepb.Status_STATUS_CODE_ERROR {
 		rec.Outcome = "error"

@@ -2,12 +2,15 @@ package otlp
 
 import (
 	"encoding/json"
+	"reflect"
+	"strings"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
 
 	coltracepb "go.opentelemetry.io/proto/slim/otlp/collector/trace/v1"
 	commonpb "go.opentelemetry.io/proto/slim/otlp/common/v1"
+	resourcepb "go.opentelemetry.io/proto/slim/otlp/resource/v1"
 	tracepb "go.opentelemetry.io/proto/slim/otlp/trace/v1"
 
 	alog "github.com/agentlog/agentlog/log"
@@ -29,7 +32,7 @@ func TestMap(t *testing.T) {
 		span(kv("gen_ai.operation.name", "execute_tool"), kv("gen_ai.tool.name", "bad\ttool")), // a control character: rejected
 		span(kv("http.route", "/x")), // ignored
 	}}}}}}
-	recs, res := Map(req)
+	recs, res := Map(req, Options{})
 	if res.Spans != 5 || res.Rejected != 1 || res.Ignored != 1 || len(recs) != 3 || res.Message() == "" {
 		t.Fatalf("result %+v, %d records", res, len(recs))
 	}
@@ -37,8 +40,70 @@ func TestMap(t *testing.T) {
 		t.Fatalf("records %+v", recs)
 	}
 	var a map[string]any
-	if err := json.Unmarshal(recs[0].Attributes, &a); err != nil || a["trace_id"] != "30313233343536373839616263646566" || a["gen_ai.agent.name"] != "triage" || a["span.kind"] != "unspecified" {
+	if err := json.Unmarshal(recs[0].Attributes, &a); err != nil || a["trace_id"] != "30313233343536373839616263646566" || a["gen_ai.agent.name"] != "triage" ||
+		a["span.kind"] != "unspecified" || a["status.code"] != "unset" {
 		t.Fatalf("attributes %s", recs[0].Attributes)
+	}
+}
+
+func intKV(k string, v int64) *commonpb.KeyValue {
+	return &commonpb.KeyValue{Key: k, Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_IntValue{IntValue: v}}}
+}
+
+// TestMapOther: with RecordOther, a span that is neither GenAI nor MCP is
+// a record of action otel.span holding its ids, name, kind, service,
+// status, duration and only the listed attributes; GenAI spans are mapped
+// as without it, and a recorded span with bad ids is rejected.
+func TestMapOther(t *testing.T) {
+	db := span(kv("db.system.name", "postgresql"), kv("db.operation.name", "SELECT"), kv("db.collection.name", "customers"),
+		kv("db.query.text", "SELECT * FROM customers WHERE ssn='123'"), kv("gen_ai.tool.name", "not-a-tool"))
+	db.Kind, db.Name = tracepb.Span_SPAN_KIND_CLIENT, "SELECT customers"
+	db.StartTimeUnixNano, db.EndTimeUnixNano = 1_700_000_000_000_000_000, 1_700_000_000_012_500_000
+	db.Status = &tracepb.Status{Code: tracepb.Status_STATUS_CODE_ERROR, Message: "deadlock"}
+	httpSpan := span(kv("http.request.method", "GET"), intKV("http.response.status_code", 200), kv("url.path", "/v1/customers/42"),
+		kv("url.full", "https://crm.example/v1/customers/42?api_key=SECRET"), kv("url.query", "api_key=SECRET"), kv("server.address", "crm.example"),
+		&commonpb.KeyValue{Key: "http.request.header.authorization", Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_ArrayValue{ArrayValue: &commonpb.ArrayValue{Values: []*commonpb.AnyValue{{Value: &commonpb.AnyValue_StringValue{StringValue: "Bearer SECRET"}}}}}}})
+	httpSpan.SpanId, httpSpan.ParentSpanId, httpSpan.Status = []byte("76543210"), []byte("01234567"), &tracepb.Status{Code: tracepb.Status_STATUS_CODE_OK}
+	badIDs := span(kv("http.route", "/x"))
+	badIDs.SpanId = make([]byte, 8)
+	req := &coltracepb.ExportTraceServiceRequest{ResourceSpans: []*tracepb.ResourceSpans{{
+		Resource: &resourcepb.Resource{Attributes: []*commonpb.KeyValue{kv("service.name", "billing-agent")}},
+		ScopeSpans: []*tracepb.ScopeSpans{{Scope: &commonpb.InstrumentationScope{Name: "otelsql"},
+			Spans: []*tracepb.Span{db, httpSpan, badIDs, span(kv("gen_ai.operation.name", "chat"), kv("gen_ai.request.model", "m"))}}}}}}
+
+	recs, res := Map(req, Options{RecordOther: true})
+	if res.Spans != 4 || res.Rejected != 1 || res.Ignored != 0 || len(recs) != 3 || res.Message() == "" {
+		t.Fatalf("result %+v, %d records", res, len(recs))
+	}
+	if recs[0].Action != ActionOther || recs[0].Tool != "" || recs[0].Resource != "" || recs[0].Outcome != "error" ||
+		recs[1].Action != ActionOther || recs[1].Outcome != "success" || recs[2].Action != "gen_ai.chat" {
+		t.Fatalf("records %+v", recs)
+	}
+	var a0, a1 map[string]any
+	if err := json.Unmarshal(recs[0].Attributes, &a0); err != nil {
+		t.Fatal(err)
+	}
+	want0 := map[string]any{"trace_id": "30313233343536373839616263646566", "span_id": "3031323334353637", "span.name": "SELECT customers",
+		"span.kind": "client", "service.name": "billing-agent", "otel.scope.name": "otelsql", "start_time": "2023-11-14T22:13:20Z",
+		"duration_ms": 12.5, "status.code": "error", "status.message": "deadlock",
+		"db.system.name": "postgresql", "db.operation.name": "SELECT", "db.collection.name": "customers"}
+	if !reflect.DeepEqual(a0, want0) {
+		t.Fatalf("database span attributes\n%v\nwant\n%v", a0, want0)
+	}
+	if err := json.Unmarshal(recs[1].Attributes, &a1); err != nil {
+		t.Fatal(err)
+	}
+	if a1["parent_span_id"] != "3031323334353637" || a1["span_id"] != "3736353433323130" || a1["status.code"] != "ok" ||
+		a1["http.request.method"] != "GET" || a1["http.response.status_code"] != float64(200) || a1["url.path"] != "/v1/customers/42" ||
+		a1["server.address"] != "crm.example" || len(a1) != 12 || strings.Contains(string(recs[1].Attributes), "SECRET") {
+		t.Fatalf("HTTP span attributes %s", recs[1].Attributes)
+	}
+
+	// Without RecordOther the same request records only the GenAI span
+	// (the span with bad ids is ignored before its ids are looked at).
+	recs, res = Map(req, Options{})
+	if res.Spans != 4 || res.Rejected != 0 || res.Ignored != 3 || len(recs) != 1 || recs[0].Action != "gen_ai.chat" {
+		t.Fatalf("without RecordOther: result %+v, records %+v", res, recs)
 	}
 }
 
@@ -48,9 +113,10 @@ func FuzzDecodeMap(f *testing.F) {
 	pb, _ := proto.Marshal(&coltracepb.ExportTraceServiceRequest{ResourceSpans: []*tracepb.ResourceSpans{{ScopeSpans: []*tracepb.ScopeSpans{{Spans: []*tracepb.Span{
 		span(kv("gen_ai.operation.name", "chat"), kv("gen_ai.request.model", "m")),
 	}}}}}})
-	f.Add(pb, false)
-	f.Add([]byte(`{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"4bf92f3577b34da6a3ce929d0e0e4736","spanId":"0102030405060708","attributes":[{"key":"mcp.method.name","value":{"stringValue":"tools/call"}}]}]}]}]}`), true)
-	f.Fuzz(func(t *testing.T, b []byte, isJSON bool) {
+	f.Add(pb, false, false)
+	f.Add([]byte(`{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"4bf92f3577b34da6a3ce929d0e0e4736","spanId":"0102030405060708","attributes":[{"key":"mcp.method.name","value":{"stringValue":"tools/call"}}]}]}]}]}`), true, false)
+	f.Add([]byte(`{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"4bf92f3577b34da6a3ce929d0e0e4736","spanId":"0102030405060708","name":"GET","status":{"code":2,"message":"x"},"attributes":[{"key":"http.request.method","value":{"stringValue":"GET"}},{"key":"url.path","value":{"stringValue":"/a\u0000b"}}]}]}]}]}`), true, true)
+	f.Fuzz(func(t *testing.T, b []byte, isJSON bool, other bool) {
 		enc := Protobuf
 		if isJSON {
 			enc = JSON
@@ -59,9 +125,9 @@ func FuzzDecodeMap(f *testing.F) {
 		if err != nil {
 			return
 		}
-		recs, res := Map(req)
-		if res.Rejected+res.Ignored+len(recs) != res.Spans {
-			t.Fatalf("result %+v does not account for %d records", res, len(recs))
+		recs, res := Map(req, Options{RecordOther: other})
+		if res.Rejected+res.Ignored+len(recs) != res.Spans || other && res.Ignored != 0 {
+			t.Fatalf("result %+v does not account for %d records (RecordOther %v)", res, len(recs), other)
 		}
 		for _, r := range recs {
 			body, _ := json.Marshal(map[string]any{"entries": []any{r}})
