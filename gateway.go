@@ -85,3 +85,28 @@ func (c *GatewayConfig) Check() error {
 func printable(s string, max int) bool {
 	return len(s) <= max && utf8.ValidString(s) && !strings.ContainsFunc(s, func(r rune) bool { return !unicode.IsPrint(r) })
 }
+
+// RecordedGateway is one gateway's last recorded configuration: the
+// newest gateway.configured entry of a gateway token (Principal) and
+// listen address, as GET /v1/gateways answers it.
+type RecordedGateway struct {
+	// Principal is the id of the operator token (role gateway) that
+	// recorded it.
+	Principal string `json:"principal"`
+	// Index and Time are the entry's.
+	Index uint64 `json:"index"`
+	Time  string `json:"time"` // RFC 3339
+	GatewayConfig
+	// FailOpen names its fail_open routes ([] for none).
+	FailOpen []string `json:"fail_open"`
+	// Recorded counts the gateway.configured entries of this principal
+	// and listen address (one per start of the gateway).
+	Recorded int `json:"recorded"`
+}
+
+// Gateways is the answer of GET /v1/gateways: each gateway's last
+// recorded configuration, by principal and then listen address.
+type Gateways struct {
+	TreeSize uint64            `json:"tree_size"` // the entries read: [0, TreeSize)
+	Gateways []RecordedGateway `json:"gateways"`
+}

@@ -187,3 +187,11 @@ func (c *Client) RecordGatewayConfig(ctx context.Context, cfg agentlog.GatewayCo
 	var a Appended
 	return a, c.call(ctx, http.MethodPost, "/v1/gateway/config", cfg, &a)
 }
+
+// Gateways reads each recording gateway's last recorded configuration
+// (GET /v1/gateways, an auditor or admin token), derived from the log's
+// gateway.configured entries.
+func (c *Client) Gateways(ctx context.Context) (*agentlog.Gateways, error) {
+	var g agentlog.Gateways
+	return &g, c.call(ctx, http.MethodGet, "/v1/gateways", nil, &g)
+}

@@ -237,6 +237,7 @@ func New(cfg Config) *Server {
 	if cfg.Identity != nil {
 		s.handle(r, "controls", "/v1/controls", http.MethodGet, s.getControls)
 		s.handle(r, "gateway.config", "/v1/gateway/config", http.MethodPost, s.postGatewayConfig)
+		s.handle(r, "gateways", "/v1/gateways", http.MethodGet, s.getGateways)
 	}
 	r.Handle("/metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{})).Methods(http.MethodGet)
 	s.router = r

@@ -131,6 +131,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 		}},
 		{"change scope", "PUT", []string{RoleAdmin}, fixed("/v1/agents/agent-b/scope", `{"actions":["db.*"]}`)},
 		{"record gateway config", "POST", []string{RoleGateway}, fixed("/v1/gateway/config", `{"listen":"127.0.0.1:8091","routes":[{"name":"tools","upstream":"http://127.0.0.1:9000","record":"after","scope":"record","fail_open":true}]}`)},
+		{"recorded gateways", "GET", []string{RoleAuditor, RoleAdmin}, fixed("/v1/gateways", "")},
 		{"show session", "GET", []string{RoleAgent}, fixed("/v1/sessions/current", "")},
 		{"close session", "DELETE", []string{RoleAgent}, fixed("/v1/sessions/current", "")},
 		{"list sessions", "GET", []string{RoleAdmin, RoleAuditor}, fixed("/v1/sessions?agent=agent-a", "")},
