@@ -32,9 +32,12 @@ type File struct {
 	// (default 4096).
 	MaxConcurrent int `json:"max_concurrent,omitempty"`
 	// MaxInflight caps the append requests in flight per session
-	// credential (default 4); while they are, further entries queue and
+	// credential (default 16); while they are, further entries queue and
 	// share the next request.
 	MaxInflight int `json:"max_appends_in_flight,omitempty"`
+	// MaxAppends caps the append requests in flight to the log, of all
+	// sessions together (default 256, at least max_appends_in_flight).
+	MaxAppends int `json:"max_log_appends,omitempty"`
 }
 
 // RouteFile configures one route.
@@ -106,6 +109,7 @@ type Config struct {
 	MaxBatch      int
 	MaxConcurrent int
 	MaxInflight   int
+	MaxAppends    int
 	// MetricsElsewhere: /metrics is served on another address
 	// (--metrics-listen), not among the routes.
 	MetricsElsewhere bool
@@ -171,7 +175,7 @@ func (f *File) Check(logURL string) (*Config, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("--log %q: want the log's http(s) URL", logURL)
 	}
-	c := &Config{Log: strings.TrimRight(logURL, "/"), MaxBatch: f.MaxBatch, MaxConcurrent: f.MaxConcurrent, MaxInflight: f.MaxInflight}
+	c := &Config{Log: strings.TrimRight(logURL, "/"), MaxBatch: f.MaxBatch, MaxConcurrent: f.MaxConcurrent, MaxInflight: f.MaxInflight, MaxAppends: f.MaxAppends}
 	if c.SessionCache, err = duration("session_cache", f.SessionCache, 2*time.Second, time.Minute); err != nil {
 		return nil, err
 	}
@@ -192,9 +196,15 @@ func (f *File) Check(logURL string) (*Config, error) {
 	}
 	switch {
 	case c.MaxInflight == 0:
-		c.MaxInflight = 4
+		c.MaxInflight = 16
 	case c.MaxInflight < 1 || c.MaxInflight > 256:
 		return nil, fmt.Errorf("max_appends_in_flight %d: want 1 to 256", c.MaxInflight)
+	}
+	switch {
+	case c.MaxAppends == 0:
+		c.MaxAppends = max(256, c.MaxInflight)
+	case c.MaxAppends < c.MaxInflight || c.MaxAppends > 4096:
+		return nil, fmt.Errorf("max_log_appends %d: want max_appends_in_flight (%d) to 4096", c.MaxAppends, c.MaxInflight)
 	}
 	if len(f.Routes) == 0 {
 		return nil, fmt.Errorf("no routes: give --route NAME=URL (mcp+URL for an MCP server) or routes in the configuration file")

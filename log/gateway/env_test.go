@@ -36,6 +36,10 @@ type testLog struct {
 	// with the number of entries of each before it is served.
 	appends atomic.Int64
 	hold    atomic.Pointer[func(entries int)]
+	// checks counts GET /v1/sessions/current requests; while holdCheck
+	// is set, they wait for it to be closed.
+	checks    atomic.Int64
+	holdCheck atomic.Pointer[chan struct{}]
 }
 
 func newTestLog(t *testing.T) *testLog {
@@ -61,6 +65,12 @@ func newTestLog(t *testing.T) *testLog {
 				json.Unmarshal(b, &req)
 				r.Body = io.NopCloser(bytes.NewReader(b))
 				(*h)(len(req.Entries))
+			}
+		}
+		if r.Method == http.MethodGet && r.URL.Path == "/v1/sessions/current" {
+			tl.checks.Add(1)
+			if c := tl.holdCheck.Load(); c != nil {
+				<-*c
 			}
 		}
 		srv.ServeHTTP(w, r)

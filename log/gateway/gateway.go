@@ -113,7 +113,7 @@ func New(cfg *Config, o Options) *Gateway {
 	}
 	if o.LogClient == nil {
 		t := http.DefaultTransport.(*http.Transport).Clone()
-		t.MaxIdleConnsPerHost = 256
+		t.MaxIdleConnsPerHost = cfg.MaxAppends // one connection for each append in flight
 		o.LogClient = &http.Client{Transport: t, Timeout: cfg.LogTimeout}
 	}
 	if o.Registry == nil {
@@ -129,8 +129,8 @@ func New(cfg *Config, o Options) *Gateway {
 		cfg:    cfg,
 		log:    o.Logger,
 		now:    o.Now,
-		rec:    newRecorder(cfg.Log, o.LogClient, cfg.LogTimeout, cfg.MaxBatch, cfg.MaxInflight, m),
-		sess:   &sessions{log: cfg.Log, hc: o.LogClient, ttl: cfg.SessionCache, now: o.Now, byID: map[[32]byte]*session{}, m: m},
+		rec:    newRecorder(cfg.Log, o.LogClient, cfg.LogTimeout, cfg.MaxBatch, cfg.MaxInflight, cfg.MaxAppends, m),
+		sess:   &sessions{log: cfg.Log, hc: o.LogClient, ttl: cfg.SessionCache, timeout: cfg.LogTimeout, now: o.Now, byID: map[[32]byte]*session{}, m: m},
 		m:      m,
 		reg:    o.Registry,
 		routes: map[string]*route{},

@@ -28,10 +28,13 @@ type Receipt struct {
 }
 
 // recorder appends entries to the log with the session credential of the
-// call they record. Entries of concurrent calls under one credential share
-// append requests (group commit): up to maxInflight requests per
-// credential are in flight at once, and while they are, the next calls'
-// entries queue and all of them go in the next request.
+// call they record. A call's entry is sent at once when fewer than
+// maxInflight requests of its credential, and fewer than cap(slots)
+// requests in all, are in flight: it waits for no batch window and for no
+// other append, and the log's own group commit shares one commit among the
+// requests it holds. Beyond those limits the next calls' entries queue,
+// and all of them go in the credential's next request (group commit
+// across calls), so a saturated log gets fewer, larger appends.
 type recorder struct {
 	log         string
 	hc          *http.Client
@@ -39,6 +42,9 @@ type recorder struct {
 	maxBatch    int
 	maxInflight int
 	m           *metrics
+	// slots holds a token for each append request in flight, of every
+	// credential (MaxAppends).
+	slots chan struct{}
 
 	mu     sync.Mutex
 	queues map[string]*queue // by credential
@@ -56,8 +62,9 @@ type pendingEntry struct {
 	err  error
 }
 
-func newRecorder(log string, hc *http.Client, timeout time.Duration, maxBatch, maxInflight int, m *metrics) *recorder {
-	return &recorder{log: log, hc: hc, timeout: timeout, maxBatch: maxBatch, maxInflight: maxInflight, m: m, queues: map[string]*queue{}}
+func newRecorder(log string, hc *http.Client, timeout time.Duration, maxBatch, maxInflight, maxAppends int, m *metrics) *recorder {
+	return &recorder{log: log, hc: hc, timeout: timeout, maxBatch: maxBatch, maxInflight: maxInflight, m: m,
+		slots: make(chan struct{}, max(maxAppends, maxInflight, 1)), queues: map[string]*queue{}}
 }
 
 // append makes rec durable in the log under cred and returns its receipt.
@@ -89,10 +96,13 @@ func (r *recorder) append(ctx context.Context, cred string, rec []byte) (Receipt
 }
 
 // flush sends the queue's entries, a batch at a time, until it is empty;
-// the last flush to stop retires the queue.
+// the last flush to stop retires the queue. It takes its batch only once
+// it holds one of the slots, so entries queued while every slot is taken
+// go out together.
 func (r *recorder) flush(cred string, q *queue) {
 	c, _ := client.New(r.log, client.WithToken(cred), client.WithHTTPClient(r.hc))
 	for {
+		r.slots <- struct{}{}
 		r.mu.Lock()
 		n := min(len(q.pending), r.maxBatch)
 		if n == 0 {
@@ -100,6 +110,7 @@ func (r *recorder) flush(cred string, q *queue) {
 				delete(r.queues, cred)
 			}
 			r.mu.Unlock()
+			<-r.slots
 			return
 		}
 		batch := q.pending[:n:n]
@@ -123,6 +134,7 @@ func (r *recorder) flush(cred string, q *queue) {
 		t0 := time.Now()
 		res, err := c.AppendRaw(ctx, body)
 		cancel()
+		<-r.slots
 		r.m.appends.Observe(time.Since(t0).Seconds())
 		r.m.batch.Observe(float64(len(batch)))
 		if err == nil && len(res) != len(batch) {

@@ -29,18 +29,32 @@ type session struct {
 
 // sessions authenticates session credentials against the log and keeps
 // each answer for a short while (SessionCache), so that a busy agent costs
-// the log one check per interval, not one per call. Credentials are held
-// only as SHA-256 hashes. Refusals are not kept: the log records each
-// refused attempt (rate-limited) as a denied entry.
+// the log one check per interval, not one per call. A confirmation is
+// renewed in the background once it is half that old, so a busy agent's
+// calls do not wait for the check; calls that find none valid share one
+// check of their credential. Credentials are held only as SHA-256 hashes.
+// Refusals are not kept: the log records each refused attempt
+// (rate-limited) as a denied entry.
 type sessions struct {
 	log string
 	hc  *http.Client
 	ttl time.Duration
-	now func() time.Time
-	m   *metrics
+	// timeout bounds one check (the log timeout).
+	timeout time.Duration
+	now     func() time.Time
+	m       *metrics
 
-	mu   sync.Mutex
-	byID map[[32]byte]*session
+	mu     sync.Mutex
+	byID   map[[32]byte]*session
+	checks map[[32]byte]*check // in progress
+}
+
+// check is one question to the log about a credential, which concurrent
+// calls share.
+type check struct {
+	done chan struct{}
+	se   *session
+	err  error
 }
 
 // maxSessions bounds the cache; beyond it, expired entries are swept and
@@ -68,10 +82,57 @@ func (s *sessions) authenticate(ctx context.Context, cred string) (*session, err
 	now := s.now()
 	s.mu.Lock()
 	se := s.byID[k]
-	s.mu.Unlock()
 	if se != nil && now.Sub(se.checked) < s.ttl && now.Before(se.expires) {
+		if now.Sub(se.checked) >= s.ttl/2 && s.checks[k] == nil {
+			s.startLocked(k, cred, se) // renewed before it lapses
+		}
+		s.mu.Unlock()
 		return se, nil
 	}
+	c := s.checks[k]
+	if c == nil {
+		c = s.startLocked(k, cred, se)
+	}
+	s.mu.Unlock()
+	select {
+	case <-c.done:
+		return c.se, c.err
+	case <-ctx.Done():
+		if se != nil && now.Before(se.expires) {
+			return se, fmt.Errorf("%w: %w", errLogDown, ctx.Err())
+		}
+		return nil, fmt.Errorf("%w: %w", errLogDown, ctx.Err())
+	}
+}
+
+// startLocked starts a check of cred (key k; prev is what the cache holds
+// for it, if anything), with s.mu held. It runs detached from the calls
+// waiting for it, bounded by the log timeout.
+func (s *sessions) startLocked(k [32]byte, cred string, prev *session) *check {
+	if s.checks == nil {
+		s.checks = map[[32]byte]*check{}
+	}
+	c := &check{done: make(chan struct{})}
+	s.checks[k] = c
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
+		c.se, c.err = s.ask(ctx, k, cred, prev)
+		cancel()
+		s.mu.Lock()
+		delete(s.checks, k)
+		s.mu.Unlock()
+		close(c.done)
+	}()
+	return c
+}
+
+// ask asks the log about cred and caches a confirmation. An error wraps
+// errRefused when the log refused the credential (the cache then forgets
+// it) and errLogDown when it could not be asked; with errLogDown, prev is
+// also returned if it has not expired.
+func (s *sessions) ask(ctx context.Context, k [32]byte, cred string, prev *session) (*session, error) {
+	se := prev
+	now := s.now()
 	c, _ := client.New(s.log, client.WithToken(cred), client.WithHTTPClient(s.hc))
 	cs, err := c.CurrentSession(ctx)
 	if err != nil {
