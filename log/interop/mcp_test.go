@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -317,6 +318,24 @@ func TestMCPThroughGateway(t *testing.T) {
 			leaf = lg.verifyReceipt(t, receiptOf(t, res))
 			if a, _ := leaf["attributes"].(map[string]any); leaf["outcome"] != "success" || a["gateway.scope"] != "outside" {
 				t.Fatalf("leaf %v", leaf)
+			}
+			// and the log's scope rule raises an alert naming its entry.
+			rc, _ := gateway.ParseReceipt(receiptOf(t, res))
+			deadline := time.Now().Add(30 * time.Second)
+			for alerted := false; !alerted; {
+				if _, err := lg.admin.QueryAll(ctx, url.Values{"action": {"alert.scope"}}, 0, func(m client.QueryMatch) error {
+					var al struct{ Attributes struct{ Entry *uint64 } }
+					if json.Unmarshal(m.Entry, &al) == nil && al.Attributes.Entry != nil && *al.Attributes.Entry == rc.Index {
+						alerted = true
+					}
+					return nil
+				}); err != nil {
+					t.Fatal(err)
+				}
+				if !alerted && time.Now().After(deadline) {
+					t.Fatalf("no scope alert names entry %d, the out-of-scope call recorded with scope=record", rc.Index)
+				}
+				time.Sleep(20 * time.Millisecond) // polling another process
 			}
 			// tools/list is recorded too (no tool: it is not a tool call).
 			if _, err := cs2.ListTools(ctx, nil); err != nil {
