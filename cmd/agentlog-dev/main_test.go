@@ -45,7 +45,7 @@ func TestHelp(t *testing.T) {
 	}
 	var stderr bytes.Buffer
 	if code := run([]string{"bench", "append"}, &bytes.Buffer{}, &stderr); code != 2 || !strings.Contains(stderr.String(), "--token-file is required") ||
-		!strings.Contains(stderr.String(), `Run "agentlog-dev help bench" for its flags.`) {
+		!strings.Contains(stderr.String(), `Run "agentlog-dev help bench append" for its flags.`) {
 		t.Errorf("agentlog-dev bench append without a token file: exit %d, %q", code, stderr.String())
 	}
 	var v bytes.Buffer

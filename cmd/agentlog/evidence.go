@@ -33,8 +33,7 @@ func runEvidence(args []string, stdout, stderr io.Writer) error {
 func runEvidenceExport(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("evidence export", stderr)
 	server := fs.String("server", "http://127.0.0.1:8080", "log server URL")
-	token := fs.String("token", "", "auditor or admin token")
-	tokenFile := fs.String("token-file", "", "file holding the auditor or admin token (mode 0600)")
+	tf := addTokenFlags(fs, "auditor or admin")
 	out := fs.String("out", "", "directory to write the evidence to (must not exist or be empty)")
 	logKey := fs.String("log-key", "", "the log's verifier key file (log.pub): check the checkpoint and bundle the key")
 	timeKey := fs.String("time-key", "", "the log's timestamp key file (time.pub); default: time.pub next to --log-key, if present")
@@ -48,7 +47,7 @@ func runEvidenceExport(args []string, stdout, stderr io.Writer) error {
 	if *out == "" {
 		return cmdline.Usagef("--out is required")
 	}
-	tok, err := cmdline.Credential(*token, *tokenFile, "token", "token-file", "--token or --token-file (an auditor or admin token) is required")
+	tok, err := tf.read()
 	if err != nil {
 		return err
 	}

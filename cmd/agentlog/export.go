@@ -40,8 +40,7 @@ const exportPage = 1000
 func runExportOCSF(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("export ocsf", stderr)
 	server := fs.String("server", "http://127.0.0.1:8080", "log server URL")
-	token := fs.String("token", "", "auditor or admin token (prefer --token-file: arguments are visible to other users)")
-	tokenFile := fs.String("token-file", "", "file holding an auditor or admin token")
+	tf := addTokenFlags(fs, "auditor or admin")
 	qf := addQueryFlags(fs)
 	limit := fs.Int("limit", 0, "stop after this many events (0: all)")
 	logKey := fs.String("log-key", "", "the log's verifier key file (log.pub): check every page's checkpoint and each entry's inclusion proof before writing its event")
@@ -51,7 +50,7 @@ func runExportOCSF(args []string, stdout, stderr io.Writer) error {
 	if err := cmdline.ParseFlags(fs, args); err != nil {
 		return err
 	}
-	tok, err := cmdline.Credential(*token, *tokenFile, "token", "token-file", "--token-file (an auditor or admin token) is required")
+	tok, err := tf.read()
 	if err != nil {
 		return err
 	}

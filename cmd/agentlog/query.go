@@ -62,8 +62,7 @@ func (q *queryFlags) params() url.Values {
 func runQuery(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("query", stderr)
 	server := fs.String("server", "http://127.0.0.1:8080", "log server URL")
-	token := fs.String("token", "", "auditor or admin token (prefer --token-file: arguments are visible to other users)")
-	tokenFile := fs.String("token-file", "", "file holding an auditor or admin token")
+	tf := addTokenFlags(fs, "auditor or admin")
 	qf := addQueryFlags(fs)
 	limit := fs.Int("limit", 0, "stop after this many matches (0: all)")
 	asJSON := fs.Bool("json", false, "print NDJSON (one match a line, then the summary) instead of a table")
@@ -73,7 +72,7 @@ func runQuery(args []string, stdout, stderr io.Writer) error {
 	if err := cmdline.ParseFlags(fs, args); err != nil {
 		return err
 	}
-	tok, err := cmdline.Credential(*token, *tokenFile, "token", "token-file", "a credential is required: --token-file FILE or --token T")
+	tok, err := tf.read()
 	if err != nil {
 		return err
 	}

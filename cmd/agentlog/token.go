@@ -72,6 +72,27 @@ func (o *operatorFlags) connect(fs *flag.FlagSet, args []string, required ...str
 	return o.client()
 }
 
+// tokenFlags are --token and --token-file of the auditor verbs that take
+// the token itself too (query, evidence export, export ocsf); operator
+// verbs take a file only (operatorFlags).
+type tokenFlags struct {
+	token, file *string
+	who         string
+}
+
+func addTokenFlags(fs *flag.FlagSet, who string) *tokenFlags {
+	return &tokenFlags{
+		token: fs.String("token", "", who+" token (prefer --token-file: arguments are visible to other users)"),
+		file:  fs.String("token-file", "", "file holding the "+who+" token (mode 0600)"),
+		who:   who,
+	}
+}
+
+// read returns the token given, or read from its file (cmdline.Credential).
+func (f *tokenFlags) read() (string, error) {
+	return cmdline.Credential(*f.token, *f.file, "token", "token-file", "--token-file FILE (or --token T) is required: the file holding the "+f.who+" token")
+}
+
 func runToken(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		return command.SubverbError("token", args)

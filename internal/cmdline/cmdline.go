@@ -113,10 +113,16 @@ func (c *Command) Run(args []string, stdout, stderr io.Writer) int {
 		c.GroupHelp(stdout, args[0])
 		return 0
 	}
+	// name is what errors are prefixed with and the help they point to:
+	// the verb, or a group's verb and sub-verb ("agent register").
+	name := args[0]
 	var err error
-	if subs, isGroup := c.Groups[args[0]]; isGroup && !slices.Contains(subs, args[1]) {
+	if subs, isGroup := c.Groups[args[0]]; !isGroup {
+		err = v(args[1:], stdout, stderr)
+	} else if !slices.Contains(subs, args[1]) {
 		err = c.SubverbError(args[0], args[1:])
 	} else {
+		name += " " + args[1]
 		err = v(args[1:], stdout, stderr)
 	}
 	switch {
@@ -127,10 +133,10 @@ func (c *Command) Run(args []string, stdout, stderr io.Writer) int {
 	default:
 		var ue UsageError
 		if errors.As(err, &ue) {
-			fmt.Fprintf(stderr, "%s %s: %s\nRun \"%s help %s\" for its flags.\n", c.Name, args[0], err, c.Name, args[0])
+			fmt.Fprintf(stderr, "%s %s: %s\nRun \"%s help %s\" for its flags.\n", c.Name, name, err, c.Name, name)
 			return 2
 		}
-		fmt.Fprintf(stderr, "%s %s: %s\n", c.Name, args[0], err)
+		fmt.Fprintf(stderr, "%s %s: %s\n", c.Name, name, err)
 		if c.Hint != nil {
 			if hint := c.Hint(err); hint != "" {
 				fmt.Fprintf(stderr, "hint: %s\n", hint)

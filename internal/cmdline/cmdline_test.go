@@ -80,6 +80,7 @@ func TestRun(t *testing.T) {
 		{[]string{"key", "-h"}, 0, "  tool key make --out F\n      make a key\n", ""},
 		{[]string{"help", "key"}, 0, "Run \"tool help key SUBVERB\"", ""},
 		{[]string{"help", "key", "make"}, 0, "tool key make: make a key", ""},
+		{[]string{"key", "make", "--nope"}, 2, "", "tool key make: flag provided but not defined: -nope\nRun \"tool help key make\" for its flags.\n"},
 		{[]string{"key", "mint"}, 2, "", "tool key: unknown key verb \"mint\": want make or drop\nRun \"tool help key\" for its flags.\n"},
 		{[]string{"help", "key", "mint"}, 2, "", "tool help: unknown key verb \"mint\": want make or drop\n"},
 		{[]string{"help", "nope"}, 2, "", "tool help: unknown verb \"nope\"; \"tool help\" lists them\n"},
