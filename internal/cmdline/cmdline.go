@@ -11,8 +11,10 @@
 //   - a [UsageError] ([Usagef]) is a command-line mistake: Run prints it
 //     with a pointer to the verb's help and exits 2;
 //   - [Command.NewFlags] makes a verb's FlagSet, which reports errors
-//     instead of exiting and prints the verb's help (internal/cmdhelp's
-//     layout) on -h; [ParseFlags] parses it and refuses stray arguments;
+//     instead of exiting and prints the verb's help on -h (summary, usage,
+//     every flag with double dashes, type and default, example);
+//     [ParseFlags] parses it and refuses stray arguments; [Version] is
+//     "--version", the module version and commit of the build;
 //   - the readers of secrets given on the command line: [ReadSecret],
 //     [Credential], [SecretOut] and [LoadOrCreateToken], all with
 //     internal/secretfile's rule (mode 0600, refused when others can read);
@@ -35,7 +37,6 @@ import (
 	"strings"
 
 	"github.com/agentlog/agentlog/internal/atomicfile"
-	"github.com/agentlog/agentlog/internal/cmdhelp"
 	"github.com/agentlog/agentlog/internal/secretfile"
 )
 
@@ -89,7 +90,7 @@ func (c *Command) Run(args []string, stdout, stderr io.Writer) int {
 		c.Overview(stdout)
 		return 0
 	case args[0] == "--version" || args[0] == "-version" || args[0] == "version":
-		fmt.Fprintln(stdout, cmdhelp.Version(c.Name))
+		fmt.Fprintln(stdout, Version(c.Name))
 		return 0
 	}
 	if args[0] == "help" {
@@ -265,11 +266,12 @@ func (c *Command) NewFlags(name string, stderr io.Writer) *flag.FlagSet {
 // dashes and its default, an example.
 func (c *Command) FlagUsage(w io.Writer, name string, fs *flag.FlagSet) {
 	h := c.Helps[name]
-	v := cmdhelp.Verb{Summary: h.Summary, Usage: c.Name + " " + h.Usage, Example: h.Example}
 	if h.Summary == "" {
-		v = cmdhelp.Verb{}
+		h = Help{}
+	} else {
+		h.Usage = c.Name + " " + h.Usage
 	}
-	cmdhelp.Print(w, c.Name+" "+name, v, fs)
+	printHelp(w, c.Name+" "+name, h, fs)
 }
 
 // IsHelpArg reports whether s asks for help.

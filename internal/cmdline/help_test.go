@@ -1,4 +1,4 @@
-package cmdhelp
+package cmdline
 
 import (
 	"bytes"
@@ -15,7 +15,7 @@ func TestPrint(t *testing.T) {
 	fs.Duration("timeout", 30*time.Second, "give up after this long")
 	fs.Bool("json", false, "print NDJSON")
 	var b bytes.Buffer
-	Print(&b, "agentlog query", Verb{Summary: "find entries", Usage: "agentlog query [flags]", Example: "agentlog query --json"}, fs)
+	printHelp(&b, "agentlog query", Help{Summary: "find entries", Usage: "agentlog query [flags]", Example: "agentlog query --json"}, fs)
 	want := `agentlog query: find entries
 
 Usage:
@@ -33,18 +33,18 @@ Example:
   agentlog query --json
 `
 	if b.String() != want {
-		t.Errorf("Print:\n%s\nwant:\n%s", b.String(), want)
+		t.Errorf("printHelp:\n%s\nwant:\n%s", b.String(), want)
 	}
 }
 
 func TestVersionOf(t *testing.T) {
 	bi := &debug.BuildInfo{GoVersion: "go1.26.0", Main: debug.Module{Path: "github.com/agentlog/agentlog", Version: "v1.2.3"},
 		Settings: []debug.BuildSetting{{Key: "vcs.revision", Value: "3d590bea61ea"}, {Key: "vcs.time", Value: "2026-12-01T21:40:58Z"}, {Key: "vcs.modified", Value: "true"}}}
-	if got, want := VersionOf("agentlog", bi), "agentlog v1.2.3 commit 3d590bea61ea (modified) of 2026-12-01T21:40:58Z, go1.26.0"; got != want {
-		t.Errorf("VersionOf = %q, want %q", got, want)
+	if got, want := versionOf("agentlog", bi), "agentlog v1.2.3 commit 3d590bea61ea (modified) of 2026-12-01T21:40:58Z, go1.26.0"; got != want {
+		t.Errorf("versionOf = %q, want %q", got, want)
 	}
 	bi.Settings, bi.Main.Version = nil, ""
-	if got := VersionOf("agentlog", bi); !strings.Contains(got, "(devel)") || !strings.Contains(got, "no commit recorded") {
-		t.Errorf("VersionOf without VCS information = %q", got)
+	if got := versionOf("agentlog", bi); !strings.Contains(got, "(devel)") || !strings.Contains(got, "no commit recorded") {
+		t.Errorf("versionOf without VCS information = %q", got)
 	}
 }

@@ -1,8 +1,9 @@
-// Package cmdhelp prints the help of the repository's commands the same
-// way: a verb's one-line description, its usage, every flag with double
-// dashes, its type and its default, and an example; and the version of a
-// build, from the module version and commit the Go toolchain recorded.
-package cmdhelp
+package cmdline
+
+// The help of a verb, printed the same way by every command: its one-line
+// description, its usage, every flag with double dashes, its type and its
+// default, and an example; and the version of a build, from the module
+// version and commit the Go toolchain recorded.
 
 import (
 	"flag"
@@ -12,16 +13,10 @@ import (
 	"strings"
 )
 
-// Verb is what a verb's help says besides its flags.
-type Verb struct {
-	Summary string // one line
-	Usage   string // the command line after the command's name; more lines for alternatives
-	Example string // commands a user can copy
-}
-
-// Print writes the help of the verb named name (as "agentlog token
-// create") with the flags of fs. A zero Verb prints the flags alone.
-func Print(w io.Writer, name string, v Verb, fs *flag.FlagSet) {
+// printHelp writes the help of the verb named name (as "agentlog token
+// create") with the flags of fs; v.Usage is the whole command line. A zero
+// Help prints the flags alone.
+func printHelp(w io.Writer, name string, v Help, fs *flag.FlagSet) {
 	if v.Summary != "" {
 		fmt.Fprintf(w, "%s: %s\n\nUsage:\n  %s\n", name, v.Summary, v.Usage)
 	} else {
@@ -57,11 +52,11 @@ func Version(name string) string {
 	if !ok {
 		return name + " (no build information)"
 	}
-	return VersionOf(name, bi)
+	return versionOf(name, bi)
 }
 
-// VersionOf is Version for the given build information.
-func VersionOf(name string, bi *debug.BuildInfo) string {
+// versionOf is Version for the given build information.
+func versionOf(name string, bi *debug.BuildInfo) string {
 	v := bi.Main.Version
 	if v == "" {
 		v = "(devel)"
