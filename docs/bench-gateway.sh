@@ -32,5 +32,12 @@ for mode in after before; do
   echo "== gateway record=$mode, $rate calls/s each way, $dur (gateway, log, upstream and load on one machine)"
   "$work/agentlog-dev" bench gateway --gateway http://127.0.0.1:18134/bench --upstream-listen 127.0.0.1:19100 \
     --session-token-file "$work/session" --rate "$rate" --duration "$dur"
+  # Where the added time goes, from the gateway's own metrics: the log's
+  # append round trip (the wait for a durable commit) against the whole.
+  curl -sf http://127.0.0.1:18134/metrics | awk '
+    /^agentlog_gateway_log_append_seconds_sum/ {as=$2} /^agentlog_gateway_log_append_seconds_count/ {ac=$2}
+    /^agentlog_gateway_log_append_entries_sum/ {es=$2}
+    /^agentlog_gateway_added_seconds_sum/ {gs+=$2} /^agentlog_gateway_added_seconds_count/ {gc+=$2}
+    END { if (ac > 0 && gc > 0) printf "gateway metrics: %d appends to the log, %.1f entries each, round trip mean %.2f ms; added time per call mean %.2f ms (warm-up included)\n", ac, es/ac, 1000*as/ac, 1000*gs/gc }'
   kill $gw; wait $gw 2>/dev/null || true
 done
