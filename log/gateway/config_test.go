@@ -29,6 +29,9 @@ func TestLoadErrors(t *testing.T) {
 		{"flag conflict", `{"routes": {"a": {"upstream": "http://h"}}}`, "a=http://other", "configuration file gives"},
 		{"bad flag", `{}`, "nourl", "want NAME=URL"},
 		{"bad duration", `{"routes": {"a": {"upstream": "http://h"}}, "session_cache": "forever"}`, "", "session_cache"},
+		{"appends in flight", `{"routes": {"a": {"upstream": "http://h"}}, "max_appends_in_flight": 257}`, "", "max_appends_in_flight 257"},
+		{"log appends below one session's", `{"routes": {"a": {"upstream": "http://h"}}, "max_appends_in_flight": 32, "max_log_appends": 16}`, "", "max_log_appends 16: want max_appends_in_flight (32)"},
+		{"log appends", `{"routes": {"a": {"upstream": "http://h"}}, "max_log_appends": 5000}`, "", "max_log_appends 5000"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			p := filepath.Join(dir, "c.json")
