@@ -266,7 +266,7 @@ func (s *Server) handle(r *mux.Router, name, path, method string, h handlerFunc)
 	wrapped := http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		start := time.Now()
 		sw := httpstatus.New(w)
-		var bodyLimit int64 // identity and change bodies: taken from the budget
+		var bodyLimit int64 // identity, change and gateway bodies: taken from the budget
 		switch {
 		case name == "append", name == "otlp": // capped by their handlers
 		case strings.HasPrefix(name, "identity."):
@@ -277,6 +277,7 @@ func (s *Server) handle(r *mux.Router, name, path, method string, h handlerFunc)
 			bodyLimit = maxChangeBodyBytes
 		case name == "gateway.config":
 			req.Body = http.MaxBytesReader(sw, req.Body, maxGatewayBodyBytes)
+			bodyLimit = maxGatewayBodyBytes
 		default:
 			req.Body = http.MaxBytesReader(sw, req.Body, maxBodyBytes)
 		}

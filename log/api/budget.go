@@ -146,16 +146,17 @@ func (rd *reader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// identityBudget is the budget's account for the bodies of identity and
-// change requests (sessions, registrations, tokens, changes): they share
-// the server's budget with appends and together take at most an agent's
-// share, so a flood of them (session requests need no credential) cannot
-// take the memory appends need. It is no valid agent id.
+// identityBudget is the budget's account for the bodies of identity,
+// change and gateway requests (sessions, registrations, tokens, changes,
+// a gateway's configuration): they share the server's budget with appends
+// and together take at most an agent's share, so a flood of them (session
+// requests need no credential) cannot take the memory appends need. It is
+// no valid agent id.
 const identityBudget = "\x00identity"
 
-// takeBody reserves the budget for the body of an identity or change
-// request, capped at limit: its declared length, or as it is read when
-// the length is not declared. It returns nil and no error for a request
+// takeBody reserves the budget for the body of an identity, change or
+// gateway request, capped at limit: its declared length, or as it is read
+// when the length is not declared. It returns nil and no error for a request
 // without a body; past the budget, the body is read through (into no
 // buffer) and the error is errOverBudget (503).
 func (b *budget) takeBody(r *http.Request, limit int64) (*reservation, error) {

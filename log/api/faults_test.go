@@ -462,3 +462,81 @@ func TestIdentityBodyBudget(t *testing.T) {
 	waitUsed(0)
 	e.openSession(t, key, "agent-a", "t2", 0)
 }
+
+// TestGatewayBodyBudget: a gateway's configuration body (POST
+// /v1/gateway/config, up to 256 KiB) is taken from the byte budget's
+// identity share like identity and change bodies: beyond the share a
+// configuration gets 503 with Retry-After and writes nothing, appends keep
+// their own shares, and the bytes come back when the requests end.
+func TestGatewayBodyBudget(t *testing.T) {
+	e := newEnv(t, Config{})
+	e.srv.budget.mu.Lock()
+	e.srv.budget.identityMax = 2 * maxGatewayBodyBytes
+	e.srv.budget.mu.Unlock()
+	code, _, b := do(t, "POST", e.hs.URL+"/v1/tokens", adminTok, `{"name":"gw","role":"gateway"}`)
+	if code != 200 {
+		t.Fatalf("create token: %d %s", code, b)
+	}
+	var tc struct{ Token string }
+	json.Unmarshal(b, &tc)
+	key := e.agent(t, "agent-a")
+	sess := e.openSession(t, key, "agent-a", "t", 0)
+	host := strings.TrimPrefix(e.hs.URL, "http://")
+	used := func() int64 {
+		e.srv.budget.mu.Lock()
+		defer e.srv.budget.mu.Unlock()
+		return e.srv.budget.byAgent[identityBudget]
+	}
+	waitUsed := func(n int64) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for used() != n {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d bytes of gateway bodies in flight, want %d", used(), n)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	// One configuration declaring the largest body and one chunked, each
+	// sending one byte and holding on.
+	var held []net.Conn
+	defer func() {
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	for i := range 2 {
+		c, err := net.Dial("tcp", host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+		if i == 0 {
+			fmt.Fprintf(c, "POST /v1/gateway/config HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n{", host, tc.Token, maxGatewayBodyBytes)
+		} else {
+			fmt.Fprintf(c, "POST /v1/gateway/config HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n1\r\n{\r\n", host, tc.Token)
+		}
+		waitUsed(int64(i+1) * maxGatewayBodyBytes)
+	}
+	config := `{"listen":"127.0.0.1:1","routes":[{"name":"tools","upstream":"http://127.0.0.1:9000","record":"after","scope":"record"}]}`
+	before := e.l.Size()
+	resp, body := rawRequest(t, e.hs.URL, fmt.Sprintf("POST /v1/gateway/config HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: %d", host, tc.Token, len(config)), config, true)
+	wantJSONError(t, "gateway configuration beyond the identity share", resp, body, 503)
+	if resp.Header.Get("Retry-After") == "" {
+		t.Fatal("503 beyond the budget without Retry-After")
+	}
+	if code, _, b := do(t, "POST", e.hs.URL+"/v1/entries", sess, `{"entries":[{"action":"a"}]}`); code != 200 {
+		t.Fatalf("append while gateway bodies take the identity share: %d %s", code, b)
+	}
+	if e.l.Size() != before+1 {
+		t.Fatalf("%d entries written, want the append's one", e.l.Size()-before)
+	}
+	for _, c := range held {
+		c.Close()
+	}
+	held = nil
+	waitUsed(0)
+	if code, _, b := do(t, "POST", e.hs.URL+"/v1/gateway/config", tc.Token, config); code != 200 {
+		t.Fatalf("gateway configuration once the bodies are gone: %d %s", code, b)
+	}
+}
