@@ -34,7 +34,8 @@ interop:
 # connection floods, huge headers, departing clients and concurrent large
 # appends.
 faults:
-	$(GO) test -race -count=1 -timeout 20m -run 'Fault|Commit|DiskFull|DiskNeed|ClientBody|RequestChecks|AppendBudget|IdentityBody|Numbers|TimesAndTTLs|Denied|Undo' ./cmd/agentlog ./log ./log/api ./internal/listener ./tree
+	$(GO) test -race -count=1 -timeout 20m -run 'Fault|Commit|DiskFull|DiskNeed|ClientBody|RequestChecks|AppendBudget|IdentityBody|GatewayBody|Numbers|TimesAndTTLs|Denied|Undo' ./cmd/agentlog ./log ./log/api ./internal/listener ./tree
+	$(GO) test -race -count=1 -timeout 10m ./internal/fusefault
 
 # A 30-minute soak under mixed load with memory and descriptors sampled and
 # asserted flat; not part of make test (SOAK=10m for a shorter one).
