@@ -6,7 +6,9 @@
 #   revision (built in a temporary worktree), to state changes as ratios.
 # Needs Go; uses wrk for a second HTTP load generator if it is installed.
 # The single-entry HTTP comparison with Tessera's HTTP server (issue 11:
-# ratio >= 2.0 and p99 < 25 ms) runs first and ends with a summary line;
+# ratio >= 2.0 and p99 < 25 ms) runs first and ends with a summary line,
+# beside the same load generator against a server that does nothing
+# (agentlog-dev bench null: the most any server gets on this machine);
 # on an idle 2-core machine the whole script takes about 3 to 4 minutes
 # (N=1000000 N_ROUNDS=2 for the longer library runs of earlier reports).
 set -euo pipefail
@@ -18,10 +20,11 @@ start_time=$(date +%s)
 work=$(mktemp -d)
 server=
 peerpid=
+nullpid=
 # Stop the server and wait for it before deleting its data directory: a
 # server whose directory vanishes while it shuts down cannot flush and
 # never exits.
-trap '[ -n "$peerpid" ] && kill "$peerpid" 2>/dev/null; [ -n "$server" ] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null; rm -rf "$work"' EXIT
+trap '[ -n "$nullpid" ] && kill "$nullpid" 2>/dev/null; [ -n "$peerpid" ] && kill "$peerpid" 2>/dev/null; [ -n "$server" ] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null; rm -rf "$work"' EXIT
 
 echo "== machine"
 uname -srm; nproc; grep -m1 'model name' /proc/cpuinfo || true; go version
@@ -63,6 +66,13 @@ if [ -x "$httppeer/run.sh" ]; then
   peerpid=
   kill "$server" 2>/dev/null; wait "$server" 2>/dev/null || true
   server=
+  echo "== the same load generator against a server that does nothing (agentlog-dev bench null: reads the body, answers 1)"
+  "$work/agentlog-dev" bench null --listen 127.0.0.1:18201 >"$work/null.out" 2>&1 &
+  nullpid=$!
+  for _ in $(seq 100); do grep -q serving "$work/null.out" 2>/dev/null && break; sleep 0.1; done
+  measured "null" "$nullpid" "$work/agentlog-dev" bench peer --url http://127.0.0.1:18201/add --concurrency 256 --size 512 --duration 10s
+  kill "$nullpid" 2>/dev/null; wait "$nullpid" 2>/dev/null || true
+  nullpid=
   echo "-- summary (issue 11 target: ratio >= 2.00 and our p99 < 25ms, same run)"
   field() { sed -n "s/.*$1=\\([0-9.]*\\).*/\\1/p" "$2" | head -n 1; }
   for round in 1 2; do
@@ -78,6 +88,10 @@ if [ -x "$httppeer/run.sh" ]; then
         if (n > 0) printf "  %s: server CPU %.1f us/request, load generator %.1f us/request: %d cores answer at most %.0f req/s at that cost\n", name, s * 1e6 / n, c * 1e6 / n, cores, cores * n / (s + c) }'
     done
   done
+  f="$work/null.txt"
+  best=$(for round in 1 2; do field requests_per_s "$work/peer-$round.txt"; done | sort -n | tail -n 1)
+  awk -v r="$(field requests_per_s "$f")" -v n="$(field requests "$f")" -v s="$(field server_cpu_s "$f")" -v c="$(field client_cpu_s "$f")" -v best="$best" 'BEGIN {
+    if (n > 0) printf "do-nothing server: %s req/s (server CPU %.1f us/request, load generator %.1f us/request); 2.0x Tessera'"'"'s best round is %.0f req/s, %s it\n", r, s * 1e6 / n, c * 1e6 / n, 2 * best, (2 * best > r ? "above" : "below") }'
 fi
 
 go test -c -o "$work/log.test" ./log

@@ -9,13 +9,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"os"
+	"os/signal"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/agentlog/agentlog/client"
@@ -31,6 +35,8 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 		return runBenchPeer(args[1:], stdout, stderr)
 	case len(args) > 0 && args[0] == "gateway":
 		return runBenchGateway(args[1:], stdout, stderr)
+	case len(args) > 0 && args[0] == "null":
+		return runBenchNull(args[1:], stdout, stderr)
 	}
 	return command.SubverbError("bench", args)
 }
@@ -108,6 +114,57 @@ func runBenchPeer(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "  failures=%d\n", failures.Load())
 	if f := failures.Load(); f > 0 {
 		return fmt.Errorf("%d requests failed; first: %v", f, firstErr.Load())
+	}
+	return nil
+}
+
+// nullMaxBody caps the body bench null reads.
+const nullMaxBody = 1 << 20
+
+// runBenchNull serves POST /add like a peer's single-entry append, but
+// does nothing with the entry: it reads the body (at most nullMaxBody) and
+// answers "1". "bench peer" against it, in the same run as against
+// agentlog and Tessera, gives the single-entry comparison's ceiling: the
+// requests per second the load generator gets on this machine from a Go
+// HTTP server that costs nothing beyond net/http itself. It serves until
+// SIGINT or SIGTERM.
+func runBenchNull(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("bench null", stderr)
+	listen := fs.String("listen", "127.0.0.1:18201", "address to serve POST /add on")
+	if err := cmdline.ParseFlags(fs, args); err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", *listen, err)
+	}
+	srv := &http.Server{
+		ReadHeaderTimeout: 10 * time.Second,
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method != http.MethodPost || r.URL.Path != "/add" {
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(http.StatusNotFound)
+				io.WriteString(w, `{"error":"bench null serves POST /add only"}`+"\n")
+				return
+			}
+			if _, err := io.Copy(io.Discard, http.MaxBytesReader(w, r.Body, nullMaxBody)); err != nil {
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(http.StatusRequestEntityTooLarge)
+				fmt.Fprintf(w, `{"error":"the body is over %d bytes"}`+"\n", nullMaxBody)
+				return
+			}
+			io.WriteString(w, "1\n")
+		}),
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	go func() {
+		<-ctx.Done()
+		srv.Close()
+	}()
+	fmt.Fprintf(stdout, "agentlog-dev bench null serving http://%s/add\n", ln.Addr())
+	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serving: %w", err)
 	}
 	return nil
 }

@@ -7,6 +7,7 @@
 //	agentlog-dev bench append   load a server with appends: throughput, latency, time to provable (bench.go)
 //	agentlog-dev bench peer     the same clients against a peer's single-entry HTTP append (Tessera's POST /add) (bench.go)
 //	agentlog-dev bench gateway  the latency the gateway adds to a call, against the direct call in the same run (bench_gateway.go)
+//	agentlog-dev bench null     serve a single-entry HTTP append that does nothing, to show what the load generator and the machine allow any server (bench.go)
 //
 // One command rather than two (a synth and a bench binary): the tools
 // serve the same readers (whoever measures agentlog), share their
@@ -31,7 +32,7 @@ var command = &cmdline.Command{
 	Name:  "agentlog-dev",
 	Title: "agentlog-dev: agentlog's development tools: a synthetic log and load generators.",
 	Groups: map[string][]string{
-		"bench": {"append", "peer", "gateway"},
+		"bench": {"append", "peer", "gateway", "null"},
 	},
 	Order: []string{"synth", "bench"},
 	Helps: map[string]cmdline.Help{
@@ -49,6 +50,11 @@ var command = &cmdline.Command{
 			Summary: "load a peer's single-entry HTTP append (Tessera's POST /add) with the same clients, for a side-by-side figure",
 			Usage:   "bench peer [--url URL] [--concurrency N] [--size BYTES] [--duration D]",
 			Example: "agentlog-dev bench peer --url http://127.0.0.1:18200/add --concurrency 256 --duration 10s",
+		},
+		"bench null": {
+			Summary: "serve a single-entry HTTP append (POST /add) that reads the body and answers 1, doing nothing else, until stopped: driven by bench peer, the most requests per second the load generator gets from any server on this machine",
+			Usage:   "bench null [--listen ADDR]",
+			Example: "agentlog-dev bench null --listen 127.0.0.1:18201",
 		},
 		"bench gateway": {
 			Summary: "measure the latency the gateway adds to a call, against the direct call in the same run",
