@@ -91,7 +91,7 @@ if [ -x "$httppeer/run.sh" ]; then
   f="$work/null.txt"
   best=$(for round in 1 2; do field requests_per_s "$work/peer-$round.txt"; done | sort -n | tail -n 1)
   awk -v r="$(field requests_per_s "$f")" -v n="$(field requests "$f")" -v s="$(field server_cpu_s "$f")" -v c="$(field client_cpu_s "$f")" -v best="$best" 'BEGIN {
-    if (n > 0) printf "do-nothing server: %s req/s (server CPU %.1f us/request, load generator %.1f us/request); 2.0x Tessera'"'"'s best round is %.0f req/s, %s it\n", r, s * 1e6 / n, c * 1e6 / n, 2 * best, (2 * best > r ? "above" : "below") }'
+    if (n > 0) printf "do-nothing server: %s req/s (server CPU %.1f us/request, load generator %.1f us/request); 2.0x Tessera'"'"'s best round, %.0f req/s, is %s what it answered\n", r, s * 1e6 / n, c * 1e6 / n, 2 * best, (2 * best > r ? "more than" : "less than") }'
 fi
 
 go test -c -o "$work/log.test" ./log
