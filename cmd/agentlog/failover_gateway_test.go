@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -19,12 +21,15 @@ import (
 // standby answers GET /v1/gateways as the active does while it follows,
 // and, after the active is killed with SIGKILL and it takes over, still
 // does; the gateway started again against the new active with another
-// configuration is recorded after the old one, which it counts.
+// configuration is recorded after the old one, which it counts. The
+// active runs with --otlp-other-spans record and the standby without: the
+// new active records its own setting, since it differs from the last one
+// in the log (the old active's), though this node never recorded one.
 func TestFailoverKeepsGatewayConfig(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test builds and runs the binary")
 	}
-	fp := startFailoverPair(t, "failover-gateway.example", false)
+	fp := startFailoverPairWith(t, "failover-gateway.example", false, []string{"--otlp-other-spans", "record"})
 	ctx := context.Background()
 	adminTok, _ := os.ReadFile(filepath.Join(fp.dataA, "admin.token"))
 	admin, sAdmin := mustClient(t, fp.a.url, string(adminTok)), mustClient(t, fp.s.url, string(adminTok))
@@ -89,6 +94,29 @@ func TestFailoverKeepsGatewayConfig(t *testing.T) {
 	}
 	if got, err := sAdmin.Entry(ctx, w.Index); err != nil || string(got) != string(leaf) {
 		t.Fatalf("entry %d on the new active: %s %v, want %s", w.Index, got, err, leaf)
+	}
+
+	otlpSettings := func() []string {
+		var out []string
+		if _, err := sAdmin.QueryAll(ctx, url.Values{"action": {"otlp.configured"}}, 0, func(m client.QueryMatch) error {
+			var l struct {
+				Attributes struct {
+					OtherSpans string `json:"other_spans"`
+				}
+			}
+			if err := json.Unmarshal(m.Entry, &l); err != nil {
+				return err
+			}
+			out = append(out, l.Attributes.OtherSpans)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	waitFor(t, "the new active to record its OTLP setting", func() bool { return len(otlpSettings()) == 2 })
+	if got := otlpSettings(); !reflect.DeepEqual(got, []string{"record", "ignore"}) {
+		t.Fatalf("OTLP settings recorded: %v, want the old active's record, then the new active's ignore", got)
 	}
 
 	// The gateway, started again on the same address against the new

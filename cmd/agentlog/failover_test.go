@@ -212,6 +212,13 @@ type failoverPair struct {
 
 func startFailoverPair(t *testing.T, name string, witnessed bool, extra ...string) *failoverPair {
 	t.Helper()
+	return startFailoverPairWith(t, name, witnessed, nil, extra...)
+}
+
+// startFailoverPairWith is startFailoverPair with flags given to the
+// active alone (after the common ones).
+func startFailoverPairWith(t *testing.T, name string, witnessed bool, activeOnly []string, extra ...string) *failoverPair {
+	t.Helper()
 	fp := &failoverPair{bin: agentlogBinary(t), e: newReplicationEnv(t), dataA: t.TempDir(), dataS: t.TempDir()}
 	origin := name + "/" + servicetest.RandomName(t)
 	fp.common = []string{"--ntp", fp.e.ntp, "--checkpoint-interval", "200ms", "--origin", origin,
@@ -239,7 +246,7 @@ func startFailoverPair(t *testing.T, name string, witnessed bool, extra ...strin
 		}
 		fp.common = append(fp.common, "--witness-policy", file)
 	}
-	fp.a = startServer(t, fp.bin, append([]string{"--data", fp.dataA}, fp.common...)...)
+	fp.a = startServer(t, fp.bin, append(append([]string{"--data", fp.dataA}, fp.common...), activeOnly...)...)
 	waitFor(t, "the clock to sync", func() bool { return clockSynced(fp.a.url) })
 	for _, f := range []string{checkpoint.LogKeyFile, "log.pub", checkpoint.TimeKeyFile, "time.pub", "admin.token"} {
 		b, err := os.ReadFile(filepath.Join(fp.dataA, f))

@@ -36,6 +36,7 @@ import (
 	"github.com/agentlog/agentlog/log/console"
 	"github.com/agentlog/agentlog/log/identity"
 	"github.com/agentlog/agentlog/log/mirror"
+	"github.com/agentlog/agentlog/log/otlp"
 	"github.com/agentlog/agentlog/log/sink"
 	"github.com/agentlog/agentlog/witness"
 	"github.com/agentlog/agentlog/witness/policy"
@@ -207,6 +208,13 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		changed, err := change.RecordSettings(ctx, l, *allowSelf)
 		if changed {
 			logger.Info("change-management settings recorded in the log", "allow_self_approval", *allowSelf)
+		}
+		if err != nil {
+			return err
+		}
+		changed, err = otlp.RecordConfig(ctx, l, otlp.Options{RecordOther: *otlpOther == "record"})
+		if changed {
+			logger.Info("OTLP setting recorded in the log", "other_spans", *otlpOther)
 		}
 		return err
 	}

@@ -17,6 +17,7 @@ package otlp
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -33,6 +34,7 @@ import (
 
 	"github.com/agentlog/agentlog"
 	alog "github.com/agentlog/agentlog/log"
+	"github.com/agentlog/agentlog/log/query"
 )
 
 // ErrInvalid is wrapped by every decoding error: the request is bad and
@@ -392,4 +394,65 @@ func value(v *commonpb.AnyValue) (any, bool) {
 		return out, out != nil
 	}
 	return nil, false
+}
+
+// ConfigAction is the action of the system entry that records what OTLP
+// ingest does with other spans (RecordConfig).
+const ConfigAction = "otlp.configured"
+
+// Principal is who the OTLP setting is recorded by.
+var Principal = alog.Principal{ID: "agentlog", Role: "system"}
+
+// configRecord is the attributes of a ConfigAction entry.
+type configRecord struct {
+	OtherSpans string `json:"other_spans"` // "ignore" or "record"
+}
+
+func (o Options) record() configRecord {
+	if o.RecordOther {
+		return configRecord{OtherSpans: "record"}
+	}
+	return configRecord{OtherSpans: "ignore"}
+}
+
+// RecordConfig records in the log (kind system, action ConfigAction,
+// attributes {"other_spans": "ignore"|"record"}) what ingest does with
+// spans that are neither GenAI nor MCP, when o differs from the last
+// setting recorded, or, if none was, from the default (ignore): an auditor
+// then knows from the log itself whether such spans were left out. The
+// last setting is read from the log's entries (the query index), not from
+// anything a node keeps beside them, so a standby that takes over compares
+// with what the old active recorded. It reports whether it appended.
+func RecordConfig(ctx context.Context, l *alog.Log, o Options) (bool, error) {
+	last := Options{}.record()
+	f := &query.Filter{Matches: []query.Match{{Field: "kind", Value: alog.KindSystem}, {Field: "action", Value: ConfigAction}}}
+	if _, err := l.Search(ctx, f, 0, l.Size(), 0, func(i uint64, leaf []byte) error {
+		lf, err := agentlog.ParseLeaf(leaf)
+		if err != nil {
+			return fmt.Errorf("entry %d: %w", i, err)
+		}
+		if lf.Principal != Principal.ID {
+			return nil
+		}
+		var c configRecord
+		if err := json.Unmarshal(lf.Attributes, &c); err != nil {
+			return fmt.Errorf("entry %d: %w", i, err)
+		}
+		last = c
+		return nil
+	}); err != nil {
+		return false, fmt.Errorf("reading the recorded OTLP setting: %w", err)
+	}
+	rec := o.record()
+	if rec == last {
+		return false, nil
+	}
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return false, err
+	}
+	if _, err := l.Append(ctx, Principal, alog.KindSystem, []alog.Record{{Action: ConfigAction, Attributes: b}}); err != nil {
+		return false, fmt.Errorf("recording the OTLP setting: %w", err)
+	}
+	return true, nil
 }

@@ -1,6 +1,7 @@
 package otlp
 
 import (
+	"context"
 	"encoding/json"
 	"reflect"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	resourcepb "go.opentelemetry.io/proto/slim/otlp/resource/v1"
 	tracepb "go.opentelemetry.io/proto/slim/otlp/trace/v1"
 
+	"github.com/agentlog/agentlog"
 	alog "github.com/agentlog/agentlog/log"
 )
 
@@ -136,4 +138,46 @@ func FuzzDecodeMap(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestRecordConfig: the setting is recorded when it differs from the last
+// one in the log (the default, ignore, when there is none), and read back
+// from the log's entries, as a node that did not write them would.
+func TestRecordConfig(t *testing.T) {
+	dir := t.TempDir()
+	l, err := alog.Open(alog.Config{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for i, c := range []struct {
+		other, want bool
+	}{{false, false}, {true, true}, {true, false}, {false, true}, {false, false}} {
+		got, err := RecordConfig(ctx, l, Options{RecordOther: c.other})
+		if err != nil || got != c.want {
+			t.Fatalf("step %d (record other %v): appended %v, %v; want %v", i, c.other, got, err, c.want)
+		}
+	}
+	if n := l.Size(); n != 2 {
+		t.Fatalf("%d entries, want 2", n)
+	}
+	for i, want := range []string{`{"other_spans":"record"}`, `{"other_spans":"ignore"}`} {
+		b, _ := l.Entry(uint64(i))
+		lf, err := agentlog.ParseLeaf(b)
+		if err != nil || lf.Kind != alog.KindSystem || lf.Action != ConfigAction || lf.Principal != "agentlog" || string(lf.Attributes) != want {
+			t.Fatalf("entry %d: %s %v", i, b, err)
+		}
+	}
+	// Reopened: the last setting comes from the entries.
+	l.Close()
+	if l, err = alog.Open(alog.Config{Dir: dir}); err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if got, err := RecordConfig(ctx, l, Options{}); err != nil || got {
+		t.Fatalf("after reopening, the recorded setting again: %v %v", got, err)
+	}
+	if got, err := RecordConfig(ctx, l, Options{RecordOther: true}); err != nil || !got {
+		t.Fatalf("after reopening, a change: %v %v", got, err)
+	}
 }
