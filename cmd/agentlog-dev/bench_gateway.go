@@ -63,6 +63,7 @@ func runBenchGateway(args []string, stdout, stderr io.Writer) error {
 
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 4096
+	tr.MaxIdleConns = 0 // no cap in all (the default 100 would reconnect most of the two paths' callers after each burst)
 	hc := &http.Client{Transport: tr, Timeout: 30 * time.Second}
 	one := func(url string, auth bool) error {
 		req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(`{"q":"lookup"}`))

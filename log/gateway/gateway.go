@@ -113,7 +113,10 @@ func New(cfg *Config, o Options) *Gateway {
 	}
 	if o.LogClient == nil {
 		t := http.DefaultTransport.(*http.Transport).Clone()
-		t.MaxIdleConnsPerHost = cfg.MaxAppends // one connection for each append in flight
+		// One connection for each append in flight, kept between calls:
+		// the default transport's cap of 100 idle connections in all
+		// would close the rest after each burst.
+		t.MaxIdleConnsPerHost, t.MaxIdleConns = cfg.MaxAppends, cfg.MaxAppends
 		o.LogClient = &http.Client{Transport: t, Timeout: cfg.LogTimeout}
 	}
 	if o.Registry == nil {
@@ -122,7 +125,9 @@ func New(cfg *Config, o Options) *Gateway {
 	m := newMetrics(o.Registry)
 	if o.Transport == nil {
 		t := http.DefaultTransport.(*http.Transport).Clone()
-		t.MaxIdleConnsPerHost = 1024
+		// Keep up to 1024 idle connections to each upstream, and as many
+		// in all as calls may be in flight (not the default 100 in all).
+		t.MaxIdleConnsPerHost, t.MaxIdleConns = 1024, max(1024, cfg.MaxConcurrent)
 		o.Transport = t
 	}
 	g := &Gateway{

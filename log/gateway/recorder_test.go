@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -219,5 +221,70 @@ func TestSessionChecks(t *testing.T) {
 	if code, _, err := get(gw.URL+"/tools/e", cred); err != nil || code != 401 || cached != 0 || tl.checks.Load() != 4 || up.calls.Load() != upCalls {
 		t.Fatalf("a call after the renewal found the session closed: %d %v (%d cached, %d checks, upstream called %d times more), want 401 from a check, upstream not called",
 			code, err, cached, tl.checks.Load(), up.calls.Load()-upCalls)
+	}
+}
+
+// TestUpstreamConnectionsKept: the connections of a burst of concurrent
+// calls to an upstream are kept for the next burst (http.Transport's
+// default keeps 100 idle connections in all and would reconnect the rest).
+func TestUpstreamConnectionsKept(t *testing.T) {
+	tl := newTestLog(t)
+	cred := tl.session(t, "bot-1", "", "t")
+	const n = 150
+	var inside atomic.Int64
+	var release atomic.Pointer[chan struct{}]
+	var conns atomic.Int64
+	up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		inside.Add(1)
+		<-*release.Load()
+		io.WriteString(w, "ok")
+	}))
+	up.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	up.Start()
+	t.Cleanup(up.Close)
+	cfg, err := Load(tl.url, "", []string{"tools=" + up.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw := newServer(t, New(cfg, Options{}))
+	agent := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: n}}
+	for round := range 3 {
+		ch := make(chan struct{})
+		release.Store(&ch)
+		inside.Store(0)
+		var wg sync.WaitGroup
+		errs := make(chan error, n)
+		for i := range n {
+			wg.Go(func() {
+				req, _ := http.NewRequest("GET", fmt.Sprintf("%s/tools/r%d/c%d", gw.URL, round, i), nil)
+				req.Header.Set("Authorization", "Bearer "+cred)
+				resp, err := agent.Do(req)
+				if err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != 200 {
+						err = fmt.Errorf("status %d", resp.StatusCode)
+					}
+				}
+				errs <- err
+			})
+		}
+		// Every call holds its own connection to the upstream at once.
+		waitUntil(t, func() bool { return inside.Load() == n })
+		close(ch)
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		if c := conns.Load(); c != n {
+			t.Fatalf("after burst %d of %d concurrent calls the upstream has accepted %d connections, want %d", round+1, n, c, n)
+		}
 	}
 }
