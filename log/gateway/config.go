@@ -32,7 +32,7 @@ type File struct {
 	// (default 4096).
 	MaxConcurrent int `json:"max_concurrent,omitempty"`
 	// MaxInflight caps the append requests in flight per session
-	// credential (default 16); while they are, further entries queue and
+	// credential (default 4); while they are, further entries queue and
 	// share the next request.
 	MaxInflight int `json:"max_appends_in_flight,omitempty"`
 	// MaxAppends caps the append requests in flight to the log, of all
@@ -196,7 +196,7 @@ func (f *File) Check(logURL string) (*Config, error) {
 	}
 	switch {
 	case c.MaxInflight == 0:
-		c.MaxInflight = 16
+		c.MaxInflight = 4
 	case c.MaxInflight < 1 || c.MaxInflight > 256:
 		return nil, fmt.Errorf("max_appends_in_flight %d: want 1 to 256", c.MaxInflight)
 	}
