@@ -21,8 +21,15 @@ import (
 //	no-space             fail before writing (ENOSPC)
 //	slow-sync DURATION   wait DURATION, then commit
 //
-// so a test can change the fault while the server runs.
+// so a test can change the fault while the server runs. With
+// AGENTLOG_FAULTINJECT_SMALL_TABLES=1, the database has small memtables
+// and tables (256 KiB and 64 KiB), so that it flushes and compacts within
+// seconds of load (the FUSE fault cases, internal/fusefault).
 func init() {
+	if os.Getenv("AGENTLOG_FAULTINJECT_SMALL_TABLES") == "1" {
+		smallTables = true
+		fmt.Fprintln(os.Stderr, "agentlog: small database tables for fault injection (build tag faultinject)")
+	}
 	file := os.Getenv("AGENTLOG_FAULTINJECT")
 	if file == "" {
 		return

@@ -165,11 +165,12 @@ func Open(cfg Config) (*Log, error) {
 	// commit as done; its logger counts them so the sequencer can refuse
 	// such a commit (commitTxn).
 	vlogSyncErrors := new(atomic.Uint64)
+	bg := new(backgroundErrors) // its flushes' and compactions' errors, for /healthz
 	opts := badger.DefaultOptions(cfg.Dir).
 		WithSyncWrites(!cfg.BulkLoad).
 		WithDetectConflicts(false).
 		WithNumVersionsToKeep(1).
-		WithLogger(badgerLogger{cfg.Logger, vlogSyncErrors}).
+		WithLogger(badgerLogger{cfg.Logger, vlogSyncErrors, bg}).
 		WithMetricsEnabled(false).
 		WithCompression(options.None).
 		WithValueThreshold(valueThreshold)
@@ -183,6 +184,9 @@ func Open(cfg Config) (*Log, error) {
 		// Small files and memtables, so tests see flushes, compactions
 		// and several value log files.
 		opts = opts.WithValueLogFileSize(cfg.valueLogFileSize).WithMemTableSize(256 << 10).WithBaseTableSize(64 << 10).WithNumLevelZeroTables(1).WithNumLevelZeroTablesStall(2)
+	}
+	if smallTables { // the fault suite's binary (faultinject.go)
+		opts = opts.WithMemTableSize(256 << 10).WithBaseTableSize(64 << 10).WithNumLevelZeroTables(1).WithNumLevelZeroTablesStall(2)
 	}
 	db, err := badger.Open(opts)
 	if err != nil {
@@ -207,6 +211,7 @@ func Open(cfg Config) (*Log, error) {
 	seq, err := newSequencer(db, t, cfg.Clock, m, disk, cfg)
 	if seq != nil {
 		seq.vlogSyncErrors = vlogSyncErrors
+		seq.storage.bg = bg
 	}
 	if err != nil {
 		db.Close()
@@ -457,19 +462,29 @@ type badgerLogger struct {
 	// (value.go, valueLog.write) and goes on to report the commit as
 	// done, so the log is how the failure can be seen.
 	vlogSyncErrors *atomic.Uint64
+	// bg records the errors of Badger's background writes (memtable
+	// flushes, compactions), which it retries by itself.
+	bg *backgroundErrors
 }
 
 func (b badgerLogger) Errorf(f string, a ...any) {
 	if strings.HasPrefix(f, badgerValueLogSyncError) && b.vlogSyncErrors != nil {
 		b.vlogSyncErrors.Add(1)
 	}
-	b.l.Error("badger: " + fmt.Sprintf(f, a...))
+	msg := fmt.Sprintf(f, a...)
+	b.bg.note(msg)
+	b.l.Error("badger: " + msg)
 }
 
 // badgerValueLogSyncError starts the message Badger logs when it cannot
 // fsync its value log.
 const badgerValueLogSyncError = "Error while curlf sync"
 
-func (b badgerLogger) Warningf(f string, a ...any) { b.l.Warn("badger: " + fmt.Sprintf(f, a...)) }
-func (b badgerLogger) Infof(string, ...any)        {}
-func (b badgerLogger) Debugf(string, ...any)       {}
+func (b badgerLogger) Warningf(f string, a ...any) {
+	msg := fmt.Sprintf(f, a...)
+	b.bg.note(msg)
+	b.l.Warn("badger: " + msg)
+}
+
+func (b badgerLogger) Infof(string, ...any)  {}
+func (b badgerLogger) Debugf(string, ...any) {}

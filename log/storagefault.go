@@ -3,6 +3,7 @@ package log
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -36,6 +37,11 @@ const undoRetry = 500 * time.Millisecond
 // (faultinject.go), for the fault suite.
 var storageFault func(commit func() error) error
 
+// smallTables, if set, gives the database small memtables and tables, so
+// that the fault suite sees flushes and compactions within seconds. Only
+// binaries built with the faultinject tag set it (faultinject.go).
+var smallTables bool
+
 // StorageStatus is what the log knows of its storage's health.
 type StorageStatus struct {
 	// Failing is set from a failed commit until a write succeeds.
@@ -48,6 +54,57 @@ type StorageStatus struct {
 	// last commit, for slowFor after it ended).
 	CommitSeconds float64 `json:"commit_seconds"`
 	Slow          bool    `json:"slow"`
+	// BackgroundError is the last error Badger reported in its own
+	// writes (a memtable flush, a compaction) if that was less than
+	// backgroundFor ago, and BackgroundErrorAt when; BackgroundErrors
+	// counts them since the start. Badger retries those writes by
+	// itself; while a flush fails, commits wait once its memtables are
+	// full.
+	BackgroundError   string     `json:"background_error,omitempty"`
+	BackgroundErrorAt *time.Time `json:"background_error_at,omitempty"`
+	BackgroundErrors  uint64     `json:"background_errors"`
+}
+
+// backgroundFor is how long after Badger last reported an error in its
+// background writes the storage is called degraded: it retries a failed
+// flush every second and a compaction at its next run, so an error is
+// reported again while the fault lasts.
+const backgroundFor = 10 * time.Second
+
+// backgroundErrors records the errors Badger reports (only in its log)
+// from its background writes.
+type backgroundErrors struct {
+	mu    sync.Mutex
+	last  string
+	at    time.Time
+	count uint64
+}
+
+// badgerBackgroundErrors start (or are) the messages Badger v4 logs when
+// a memtable flush or a compaction fails (db.go, levels.go);
+// TestBadgerBackgroundMessages pins them.
+var badgerBackgroundErrors = []string{
+	"error flushing memtable to disk",
+	"LOG Compact FAILED",
+	"While running doCompact",
+	"While compacting level 0",
+	"While running compact def",
+}
+
+// note records msg if it is one of Badger's background write errors.
+func (b *backgroundErrors) note(msg string) {
+	if b == nil {
+		return
+	}
+	for _, p := range badgerBackgroundErrors {
+		if strings.Contains(msg, p) {
+			b.mu.Lock()
+			b.last, b.at = msg, time.Now().UTC()
+			b.count++
+			b.mu.Unlock()
+			return
+		}
+	}
 }
 
 // storageState is the sequencer's record of its commits, read by Status.
@@ -55,6 +112,8 @@ type storageState struct {
 	started atomic.Int64 // UnixNano of the running commit's start, 0 if none
 	last    atomic.Int64 // duration of the last commit, in ns
 	ended   atomic.Int64 // UnixNano of the last commit's end
+
+	bg *backgroundErrors // set by Open
 
 	mu       sync.Mutex
 	failing  bool
@@ -95,6 +154,15 @@ func (st *storageState) status() StorageStatus {
 		}
 	}
 	s.CommitSeconds = d.Seconds()
+	if st.bg != nil {
+		st.bg.mu.Lock()
+		s.BackgroundErrors = st.bg.count
+		if st.bg.count > 0 && time.Since(st.bg.at) < backgroundFor {
+			at := st.bg.at
+			s.BackgroundError, s.BackgroundErrorAt = st.bg.last, &at
+		}
+		st.bg.mu.Unlock()
+	}
 	return s
 }
 
