@@ -648,6 +648,12 @@ func (s *Server) health() Health {
 		}
 		h.Problems = append(h.Problems, fmt.Sprintf("storage is slow: a commit (write and fsync) took %.1f s; appends wait for it", h.Storage.CommitSeconds))
 	}
+	if h.Storage.BackgroundError != "" {
+		if h.Status == "ok" {
+			h.Status = "degraded"
+		}
+		h.Problems = append(h.Problems, fmt.Sprintf("the database's background writes are failing (last at %s: %s): it retries by itself; while a memtable flush fails, appends wait once its memtables are full; acknowledged entries are safe in its write-ahead log", h.Storage.BackgroundErrorAt.Format(time.RFC3339), h.Storage.BackgroundError))
+	}
 	if s.cfg.Clock != nil {
 		st := s.cfg.Clock.Status()
 		h.Clock = &st
@@ -668,9 +674,17 @@ func (s *Server) health() Health {
 		// nothing: after an idle spell it is old by design, and the first
 		// append only waits for the next tick.)
 		stale := ls.Checked.IsZero() || time.Since(ls.Checked) > s.cfg.StaleAfter
-		if ls.Refusing || (h.TreeSize > ls.Size && stale) {
+		switch {
+		case ls.Refusing || (h.TreeSize > ls.Size && stale):
 			h.Status = "failing"
 			h.Problems = append(h.Problems, "checkpoints are not being signed")
+		case ls.LastError != "":
+			// Say so at once (a checkpoint file that cannot be written),
+			// not only once the checkpoint is stale.
+			if h.Status == "ok" {
+				h.Status = "degraded"
+			}
+			h.Problems = append(h.Problems, fmt.Sprintf("the last checkpoint signing failed (%s): it is retried every interval, and /checkpoint serves the previous checkpoint", ls.LastError))
 		}
 	}
 	if s.cfg.Witnesses != nil {
