@@ -32,9 +32,12 @@ interop:
 # fills, as root), storage errors and slow syncs (injected into a binary
 # built with the faultinject tag), lying NTP, misbehaving witnesses,
 # connection floods, huge headers, departing clients and concurrent large
-# appends.
+# appends; and, below the database's commits, the data directory on a FUSE
+# file system that fails flushes and checkpoint writes and cuts the power
+# (internal/fusefault: root and /dev/fuse, mounted without fusermount, so
+# nothing to install; skipped elsewhere unless AGENTLOG_REQUIRE_SERVICES=1).
 faults:
-	$(GO) test -race -count=1 -timeout 20m -run 'Fault|Commit|DiskFull|DiskNeed|ClientBody|RequestChecks|AppendBudget|IdentityBody|GatewayBody|Numbers|TimesAndTTLs|Denied|Undo' ./cmd/agentlog ./log ./log/api ./internal/listener ./tree
+	$(GO) test -race -count=1 -timeout 20m -run 'Fault|Commit|DiskFull|DiskNeed|ClientBody|RequestChecks|AppendBudget|IdentityBody|GatewayBody|Numbers|TimesAndTTLs|Denied|Undo|BadgerBackground|BadgerCompaction' ./cmd/agentlog ./log ./log/api ./internal/listener ./tree
 	$(GO) test -race -count=1 -timeout 10m ./internal/fusefault
 
 # A 30-minute soak under mixed load with memory and descriptors sampled and

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 
@@ -32,15 +33,28 @@ type injected struct {
 	srv       *serverProc
 	admin     string
 	sess      string
+	mu        sync.Mutex        // guards acked and next (appends from a load goroutine)
 	acked     map[uint64][]byte // index -> leaf hash, of every acknowledged entry
 	next      uint64            // the index the next acknowledged entry must get
+}
+
+// ackedSize is the index the next acknowledged entry must get.
+func (in *injected) ackedSize() uint64 {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.next
 }
 
 func startInjected(t *testing.T) *injected {
 	if testing.Short() {
 		t.Skip("fault-injection tests build and run the binary")
 	}
-	in := &injected{t: t, data: t.TempDir(), ctl: filepath.Join(t.TempDir(), "fault"), ntp: ntptest.Start(t, 0).Addr(), acked: map[uint64][]byte{}}
+	return startInjectedAt(t, t.TempDir())
+}
+
+// startInjectedAt is startInjected with the data directory data.
+func startInjectedAt(t *testing.T, data string) *injected {
+	in := &injected{t: t, data: data, ctl: filepath.Join(t.TempDir(), "fault"), ntp: ntptest.Start(t, 0).Addr(), acked: map[uint64][]byte{}}
 	t.Setenv("AGENTLOG_FAULTINJECT", in.ctl)
 	in.start()
 	tok, err := os.ReadFile(filepath.Join(in.data, "admin.token"))
@@ -72,6 +86,17 @@ func (in *injected) fault(f string) {
 // recorded as acknowledged, and must continue the index sequence.
 func (in *injected) post(n int, action string) (int, http.Header, []byte) {
 	in.t.Helper()
+	code, hdr, body, err := in.tryPost(n, action)
+	if err != nil {
+		in.t.Fatalf("append: %v (the server died?)\n%s", err, in.srv.stderr)
+	}
+	return code, hdr, body
+}
+
+// tryPost is post, returning the error of a request that got no answer
+// (not acknowledged) instead of failing the test.
+func (in *injected) tryPost(n int, action string) (int, http.Header, []byte, error) {
+	in.t.Helper()
 	var b strings.Builder
 	b.WriteString(`{"entries":[`)
 	for i := range n {
@@ -86,10 +111,13 @@ func (in *injected) post(n int, action string) (int, http.Header, []byte) {
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		in.t.Fatalf("append: %v (the server died?)\n%s", err, in.srv.stderr)
+		return 0, nil, nil, err
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, nil, nil, err
+	}
 	if resp.StatusCode == 200 {
 		var ar struct {
 			Entries []struct {
@@ -100,6 +128,8 @@ func (in *injected) post(n int, action string) (int, http.Header, []byte) {
 		if err := json.Unmarshal(body, &ar); err != nil || len(ar.Entries) != n {
 			in.t.Fatalf("append answer %s", body)
 		}
+		in.mu.Lock()
+		defer in.mu.Unlock()
 		for j, e := range ar.Entries {
 			if e.Index != in.next+uint64(j) {
 				in.t.Fatalf("acknowledged entry %d got index %d, want %d", j, e.Index, in.next+uint64(j))
@@ -108,7 +138,7 @@ func (in *injected) post(n int, action string) (int, http.Header, []byte) {
 		}
 		in.next += uint64(n)
 	}
-	return resp.StatusCode, resp.Header, body
+	return resp.StatusCode, resp.Header, body, nil
 }
 
 // checkAcked reads back every acknowledged entry and its leaf hash, and
@@ -117,6 +147,8 @@ func (in *injected) checkAcked() {
 	in.t.Helper()
 	c := mustClient(in.t, in.srv.url, in.admin)
 	ctx := context.Background()
+	in.mu.Lock()
+	defer in.mu.Unlock()
 	for i, h := range in.acked {
 		leaf, err := c.Entry(ctx, i)
 		if err != nil || !bytes.Equal(client.LeafHash(leaf), h) {

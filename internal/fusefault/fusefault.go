@@ -10,9 +10,10 @@
 //     fsync made durable: each file comes back with the content of its
 //     last fsync, and the names created, renamed or removed come back as
 //     they were at the last fsync of anything (as a journaling file
-//     system commits its metadata: ext4, xfs). With Tear, a random part
-//     of the unsynced writes of each file survives too, in the order they
-//     were made, the last one cut at an arbitrary byte: a torn record.
+//     system commits its metadata: ext4, xfs). With tear, a random part
+//     of the unsynced writes of each file survives too (at least a byte
+//     of them, and at least a byte is lost), in the order they were made,
+//     the last one cut at an arbitrary byte: a torn record.
 //
 // The kernel sends what a program writes through a shared memory map
 // (Badger's memtables, value log and tables) to the file system when the
@@ -83,6 +84,13 @@ type Rule struct {
 	// After is how many matching operations run normally before the
 	// rule applies.
 	After int
+	// Every, if above 1, applies the rule to one matching operation in
+	// Every (the first, then every Every-th), letting the others run.
+	Every int
+	// Chance, if above 0, applies the rule to each matching operation
+	// with this probability (a flaky disk): over many operations, each
+	// of a program's writers meets the fault.
+	Chance float64
 
 	seen, hit int
 }
@@ -123,6 +131,21 @@ type FS struct {
 	live    map[string]uint64     // relative path -> inode (0: a directory)
 	durable map[string]uint64
 	nsDirty bool
+	torn    Torn // of the last Reboot
+}
+
+// Torn is what the last Reboot's tear did: how many files had unsynced
+// writes, and how many of their bytes it kept and dropped.
+type Torn struct {
+	Files      int
+	Kept, Lost int64
+}
+
+// LastTorn returns what the last Reboot's tear did.
+func (f *FS) LastTorn() Torn {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.torn
 }
 
 // mountGen is the power state of one mount: a node of an earlier mount
@@ -362,7 +385,7 @@ func (f *FS) check(g *mountGen, op Op, rel string) syscall.Errno {
 			continue
 		}
 		r.seen++
-		if r.seen <= r.After || r.Times > 0 && r.hit >= r.Times {
+		if r.seen <= r.After || r.Times > 0 && r.hit >= r.Times || r.Every > 1 && (r.seen-r.After-1)%r.Every != 0 || r.Chance > 0 && rand.Float64() >= r.Chance {
 			continue
 		}
 		r.hit++
@@ -452,6 +475,7 @@ func (f *FS) restore(tear bool, rnd *rand.Rand) error {
 		data []byte
 	}
 	survive := map[uint64][]piece{}
+	f.torn = Torn{}
 	if tear {
 		for ino, st := range f.files {
 			var total int64
@@ -461,7 +485,15 @@ func (f *FS) restore(tear bool, rnd *rand.Rand) error {
 			if total == 0 {
 				continue
 			}
-			keep := rnd.Int64N(total + 1)
+			// Torn: at least one byte of the unsynced writes survives and
+			// at least one is lost, when there are two.
+			keep := total
+			if total > 1 {
+				keep = 1 + rnd.Int64N(total-1)
+			}
+			f.torn.Files++
+			f.torn.Kept += keep
+			f.torn.Lost += total - keep
 			src, err := os.Open(st.backing)
 			if err != nil {
 				continue // removed since: its writes went with it

@@ -281,7 +281,7 @@ func TestBadger(t *testing.T) {
 	f := start(t)
 	dir := filepath.Join(f.Dir, "db")
 	acked := -1
-	for round := range 4 {
+	for round := range 3 {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestBadgerChild$", "-test.v=false")
 		cmd.Env = append(os.Environ(), "FUSEFAULT_BADGER_DIR="+dir, fmt.Sprintf("FUSEFAULT_BADGER_CHECK=%d", acked+1))
 		out, err := cmd.StdoutPipe()
