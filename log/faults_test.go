@@ -396,3 +396,50 @@ func TestBadgerCompactionDropsBuildErrors(t *testing.T) {
 		t.Fatal("Badger's subcompact no longer drops a table build's error: check whether a compaction that cannot write a table still loses its keys (docs/operations.md, Storage errors)")
 	}
 }
+
+// TestScrubFindsLostEntries: after an episode of errors in Badger's
+// background writes, the log reads every entry back (scrubLoop), and
+// reports the entries it cannot read, as a compaction that dropped a
+// table leaves them (TestBadgerCompactionDropsBuildErrors; here the
+// fragment of one batch is deleted behind the log's back).
+func TestScrubFindsLostEntries(t *testing.T) {
+	l := openTest(t, t.TempDir(), nil)
+	defer l.Close()
+	ctx := context.Background()
+	var lost []Appended
+	for i := range 4 {
+		res, err := l.Append(ctx, admin, KindAction, recs(3, "a"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 2 {
+			lost = res
+		}
+	}
+	st := &l.seq.storage
+	scrub := func() *scrubResult {
+		st.scrubMu.Lock()
+		defer st.scrubMu.Unlock()
+		return st.scrub
+	}
+	if err := l.db.Update(func(txn *badger.Txn) error {
+		return txn.Delete(bundleKey(lost[0].Index, lost[len(lost)-1].Index))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	badgerLogger{slog.New(slog.DiscardHandler), nil, st.bg}.Warningf("[Compactor: 0] LOG Compact FAILED with error: %v", "EIO")
+	st.bg.mu.Lock()
+	st.bg.at = st.bg.at.Add(-backgroundFor) // the episode is over
+	st.bg.mu.Unlock()
+	deadline := time.Now().Add(20 * time.Second)
+	for scrub() == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("no scrub after the background error")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	s := l.Storage()
+	if s.Unreadable != 3 || s.FirstUnreadable == nil || *s.FirstUnreadable != lost[0].Index || s.ScrubbedAt == nil {
+		t.Fatalf("scrub: %+v, want the 3 entries from %d unreadable", s, lost[0].Index)
+	}
+}

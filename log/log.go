@@ -120,6 +120,8 @@ type Log struct {
 	stopGC   chan struct{} // stops the GC and disk loops
 	gcDone   chan struct{}
 	diskDone chan struct{}
+	// scrubDone: the scrub loop (storagefault.go) ended.
+	scrubDone chan struct{}
 
 	closeOnce sync.Once
 	closeErr  error
@@ -217,9 +219,10 @@ func Open(cfg Config) (*Log, error) {
 		db.Close()
 		return nil, err
 	}
-	l := &Log{noIndex: cfg.noIndex, db: db, tree: t, seq: seq, m: m, log: cfg.Logger, disk: disk, stopGC: make(chan struct{}), gcDone: make(chan struct{}), diskDone: make(chan struct{})}
+	l := &Log{noIndex: cfg.noIndex, db: db, tree: t, seq: seq, m: m, log: cfg.Logger, disk: disk, stopGC: make(chan struct{}), gcDone: make(chan struct{}), diskDone: make(chan struct{}), scrubDone: make(chan struct{})}
 	go l.gcLoop(cfg.GCInterval)
 	go func() { defer close(l.diskDone); disk.run(time.Second, l.stopGC) }()
+	go func() { defer close(l.scrubDone); l.scrubLoop(time.Second, l.stopGC) }()
 	return l, nil
 }
 
@@ -446,6 +449,7 @@ func (l *Log) Close() error {
 		close(l.stopGC)
 		<-l.gcDone
 		<-l.diskDone
+		<-l.scrubDone
 		if err := l.db.Close(); err != nil {
 			l.closeErr = fmt.Errorf("closing the database: %w", err)
 		}

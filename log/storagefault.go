@@ -63,6 +63,13 @@ type StorageStatus struct {
 	BackgroundError   string     `json:"background_error,omitempty"`
 	BackgroundErrorAt *time.Time `json:"background_error_at,omitempty"`
 	BackgroundErrors  uint64     `json:"background_errors"`
+	// After an episode of background errors the log reads every entry
+	// once (scrubLoop): ScrubbedAt is when the last such read ended,
+	// Unreadable how many entries it could not read, the first at
+	// FirstUnreadable. An unreadable entry is data the database lost.
+	ScrubbedAt      *time.Time `json:"scrubbed_at,omitempty"`
+	Unreadable      uint64     `json:"unreadable_entries,omitempty"`
+	FirstUnreadable *uint64    `json:"first_unreadable,omitempty"`
 }
 
 // backgroundFor is how long after Badger last reported an error in its
@@ -115,6 +122,9 @@ type storageState struct {
 
 	bg *backgroundErrors // set by Open
 
+	scrubMu sync.Mutex
+	scrub   *scrubResult // the last scrub's, nil before one
+
 	mu       sync.Mutex
 	failing  bool
 	since    time.Time
@@ -154,6 +164,16 @@ func (st *storageState) status() StorageStatus {
 		}
 	}
 	s.CommitSeconds = d.Seconds()
+	st.scrubMu.Lock()
+	if r := st.scrub; r != nil {
+		at := r.at
+		s.ScrubbedAt, s.Unreadable = &at, r.unreadable
+		if r.unreadable > 0 {
+			first := r.first
+			s.FirstUnreadable = &first
+		}
+	}
+	st.scrubMu.Unlock()
 	if st.bg != nil {
 		st.bg.mu.Lock()
 		s.BackgroundErrors = st.bg.count
@@ -305,3 +325,81 @@ func (s *sequencer) runUndo() error {
 
 // Storage returns the health of the log's storage.
 func (l *Log) Storage() StorageStatus { return l.seq.storage.status() }
+
+// scrubResult is what a scrub found.
+type scrubResult struct {
+	at         time.Time
+	unreadable uint64
+	first      uint64
+}
+
+// scrubLoop reads every entry once after each episode of errors in
+// Badger's background writes (none for backgroundFor after the last): a
+// compaction that fails to write one of its tables drops that table's
+// keys and reports nothing (Badger v4.9.6,
+// TestBadgerCompactionDropsBuildErrors), so reading the entries back is
+// how such a loss is seen. It checks every tick whether one is due.
+func (l *Log) scrubLoop(tick time.Duration, stop <-chan struct{}) {
+	bg := l.seq.storage.bg
+	if bg == nil {
+		return
+	}
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	var scrubbed uint64 // the error count the last scrub followed
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		bg.mu.Lock()
+		count, at := bg.count, bg.at
+		bg.mu.Unlock()
+		if count == scrubbed || time.Since(at) < backgroundFor {
+			continue
+		}
+		scrubbed = count
+		r := l.scrubEntries(stop)
+		if r == nil {
+			return
+		}
+		l.seq.storage.scrubMu.Lock()
+		l.seq.storage.scrub = r
+		l.seq.storage.scrubMu.Unlock()
+		if r.unreadable > 0 {
+			l.log.Error("entries cannot be read after the database's background writes failed: the database lost data", "unreadable", r.unreadable, "first", r.first)
+		} else {
+			l.log.Info("every entry read back after the database's background write errors")
+		}
+	}
+}
+
+// scrubEntries reads the entries [0, size) in bundles, and one by one
+// where a bundle cannot be read; it returns nil if stop closed.
+func (l *Log) scrubEntries(stop <-chan struct{}) *scrubResult {
+	r := &scrubResult{}
+	size := l.Size()
+	const step = 4096
+	for start := uint64(0); start < size; start += step {
+		select {
+		case <-stop:
+			return nil
+		default:
+		}
+		n := min(step, size-start)
+		if _, err := l.Entries(start, n); err == nil {
+			continue
+		}
+		for i := start; i < start+n; i++ {
+			if _, err := l.Entries(i, 1); err != nil {
+				if r.unreadable == 0 {
+					r.first = i
+				}
+				r.unreadable++
+			}
+		}
+	}
+	r.at = time.Now().UTC()
+	return r
+}

@@ -648,6 +648,10 @@ func (s *Server) health() Health {
 		}
 		h.Problems = append(h.Problems, fmt.Sprintf("storage is slow: a commit (write and fsync) took %.1f s; appends wait for it", h.Storage.CommitSeconds))
 	}
+	if h.Storage.Unreadable > 0 {
+		h.Status = "failing"
+		h.Problems = append(h.Problems, fmt.Sprintf("%d entries cannot be read (the first at index %d) after the database's background writes failed: the database lost data; rebuild this node from the mirror or a backup (docs/operations.md, Storage errors)", h.Storage.Unreadable, *h.Storage.FirstUnreadable))
+	}
 	if h.Storage.BackgroundError != "" {
 		if h.Status == "ok" {
 			h.Status = "degraded"
