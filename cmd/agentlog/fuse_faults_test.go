@@ -126,8 +126,8 @@ func idle(t *testing.T, f *fusefault.FS) {
 //
 // The fault starts while the database is idle: a compaction that fails
 // to write a table loses that table's keys (Badger v4.9.6 drops the
-// error, TestBadgerCompactionDropsBuildErrors), which this test does not
-// exercise.
+// error, TestBadgerCompactionDropsBuildErrors), which
+// TestFaultFUSECompaction covers.
 func TestFaultFUSEFlush(t *testing.T) {
 	f, in := onFUSE(t)
 	in.fillTables(3)
