@@ -182,6 +182,7 @@ func TestFaultFUSECompaction(t *testing.T) {
 	stop := make(chan struct{})
 	codes := in.load(50, stop)
 	waitFor(t, "table fsyncs to fail", func() bool { return f.Hits(fusefault.Fsync, "*.sst") >= 40 })
+	failed := f.Hits(fusefault.Fsync, "*.sst")
 	f.Clear()
 	close(stop)
 	if c := <-codes; c[200] == 0 || len(c) != 1 {
@@ -204,7 +205,7 @@ func TestFaultFUSECompaction(t *testing.T) {
 		}
 	}
 	in.mu.Unlock()
-	t.Logf("%d table fsyncs failed; %d acknowledged entries unreadable, %v reported", f.Hits(fusefault.Fsync, "*.sst"), lost, reported)
+	t.Logf("%d table fsyncs failed; %d of %d acknowledged entries unreadable, %v reported", failed, lost, len(in.acked), reported)
 	if float64(lost) > reported {
 		t.Fatalf("%d acknowledged entries cannot be read, the log reports %v", lost, reported)
 	}
