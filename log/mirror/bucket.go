@@ -63,7 +63,8 @@ type BucketConfig struct {
 // A Bucket is an S3 bucket, under a key prefix, holding a log in the
 // c2sp.org/tlog-tiles layout: "checkpoint", "tile/<L>/<N>[.p/<W>]" and
 // "tile/entries/<N>[.p/<W>]". Every object it writes carries Object Lock
-// retention, except the s3 lock backend's "lock" object.
+// retention, except the s3 lock backend's "lock" object and the sinks' positions
+// ("sink-position/<name>"), which move.
 type Bucket struct {
 	c      *s3.Client
 	name   string
@@ -152,6 +153,7 @@ const (
 	tileObject       putKind = iota // immutable, locked
 	checkpointObject                // short cache, locked
 	lockObject                      // no cache, not locked (rewritten every lease renewal)
+	positionObject                  // no cache, not locked (a sink's position, which moves)
 )
 
 // put writes data at p. ifMatch "" and ifNoneMatch false make an
@@ -171,11 +173,11 @@ func (b *Bucket) put(ctx context.Context, p string, data []byte, kind putKind, i
 	case checkpointObject:
 		in.ContentType = aws.String("text/plain; charset=utf-8")
 		in.CacheControl = aws.String("no-cache")
-	case lockObject:
+	case lockObject, positionObject:
 		in.ContentType = aws.String("application/json")
 		in.CacheControl = aws.String("no-store")
 	}
-	if kind != lockObject {
+	if kind != lockObject && kind != positionObject {
 		in.ObjectLockMode = b.mode
 		in.ObjectLockRetainUntilDate = aws.Time(b.now().Add(b.retain).UTC())
 	}

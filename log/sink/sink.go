@@ -16,6 +16,13 @@
 // sink holds in memory is one batch (BatchEvents events, at most
 // [BatchBytes]); the backlog of a sink that is down is the log itself.
 //
+// With a mirror bucket (package mirror) the sinks of the active log
+// deliver only entries the bucket holds ([Options.Limit]) and publish each
+// sink's position there ([Options.Publish]) after storing it locally; a
+// standby that takes over resumes each sink from the published position
+// ([Options.Resume]), so a failover re-delivers at most what the sinks
+// delivered in the last [Options.PublishEvery] and skips nothing.
+//
 // The configuration in force is recorded in the log (kind "system",
 // action "sinks.configured") whenever it changes, without secrets.
 package sink
@@ -73,6 +80,23 @@ type Options struct {
 	// RetryBase is the first retry delay (default 1s), doubling up to
 	// RetryMax (default a minute).
 	RetryBase, RetryMax time.Duration
+	// Limit, if set, bounds delivery: only entries below Limit() (and the
+	// log's size) are delivered. With a mirror it is the mirrored size, so
+	// nothing is delivered that a new active after a failover lacks.
+	Limit func() uint64
+	// Publish, if set, is called with a sink's position (the next index to
+	// deliver) at most every PublishEvery (default 1s) while it moves, and
+	// once more when Run ends, always after the position is stored in the
+	// log's database. A failure is logged and reported in Status, and the
+	// position is published again at the next tick.
+	Publish      func(ctx context.Context, sink string, next uint64) error
+	PublishEvery time.Duration
+	// Resume, if set, returns the position to resume a sink from (a
+	// standby taking over: the old active's published one); found false
+	// means none, and the sink starts as without Resume (its stored
+	// position, else per From). A found position replaces the stored one;
+	// beyond the log's size it is lowered to the size. An error stops New.
+	Resume func(ctx context.Context, sink string) (next uint64, found bool, err error)
 	// Stdout is where a stdout sink writes (default os.Stdout).
 	Stdout     io.Writer
 	Logger     *slog.Logger
@@ -97,6 +121,9 @@ type runner struct {
 	failures  int
 	lastErr   string
 	lastOK    time.Time
+	pubErr    string // the last Publish error, "" once one succeeds
+	published uint64 // the position last published (valid with pubOK)
+	pubOK     bool
 }
 
 // Status is one sink's delivery state, for /healthz.
@@ -110,6 +137,10 @@ type Status struct {
 	LastError     string    `json:"last_error,omitempty"`
 	LastDelivered time.Time `json:"last_delivered,omitzero"`
 	MaxLag        uint64    `json:"max_lag_entries"`
+	// Published is the position last published to the mirror bucket, and
+	// PublishError why the last attempt failed (Options.Publish).
+	Published    *uint64 `json:"published_next_index,omitempty"`
+	PublishError string  `json:"publish_error,omitempty"`
 }
 
 // Problems lists what is wrong with the sinks, for /healthz.
@@ -121,6 +152,9 @@ func Problems(st []Status) []string {
 		}
 		if s.Lag > s.MaxLag {
 			out = append(out, fmt.Sprintf("sink %s is %d entries behind the log", s.Name, s.Lag))
+		}
+		if s.PublishError != "" {
+			out = append(out, fmt.Sprintf("sink %s cannot publish its position to the mirror bucket (a takeover would re-deliver from the last one published): %s", s.Name, s.PublishError))
 		}
 	}
 	return out
@@ -141,6 +175,9 @@ func New(o Options) (*Set, error) {
 	}
 	if o.RetryMax <= 0 {
 		o.RetryMax = time.Minute
+	}
+	if o.PublishEvery <= 0 {
+		o.PublishEvery = time.Second
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -194,8 +231,25 @@ func (set *Set) open(s Sink) (destination, error) {
 }
 
 // position reads a sink's stored position, or stores its start (per
-// From) when it has none.
+// From) when it has none; with Resume, the resumed position wins.
 func (set *Set) position(s Sink) (uint64, error) {
+	if set.o.Resume != nil {
+		next, found, err := set.o.Resume(context.Background(), s.Name)
+		if err != nil {
+			return 0, err
+		}
+		if found {
+			if size := set.o.Log.Size(); next > size {
+				set.o.Logger.Warn("sink: the published position is beyond this log's size; resuming at the size", "sink", s.Name, "published", next, "size", size)
+				next = size
+			}
+			if err := set.o.Log.SetPosition(posKey(s.Name), next); err != nil {
+				return 0, err
+			}
+			set.o.Logger.Info("sink: resuming from the position the old active published", "sink", s.Name, "next_index", next)
+			return next, nil
+		}
+	}
 	var init uint64
 	if s.From == "now" {
 		init = set.o.Log.Size()
@@ -221,6 +275,11 @@ func (set *Set) Status() []Status {
 		}
 		r.mu.Lock()
 		st.Failures, st.LastError, st.LastDelivered = r.failures, r.lastErr, r.lastOK
+		if r.pubOK {
+			p := r.published
+			st.Published = &p
+		}
+		st.PublishError = r.pubErr
 		r.mu.Unlock()
 		out = append(out, st)
 	}
@@ -233,8 +292,65 @@ func (set *Set) Run(ctx context.Context) {
 	for _, r := range set.sinks {
 		wg.Go(func() { set.run(ctx, r) })
 	}
+	if set.o.Publish != nil {
+		wg.Go(func() { set.publishLoop(ctx) })
+	}
 	wg.Wait()
 	set.Close()
+}
+
+// publishLoop publishes the positions that moved every PublishEvery, and
+// once more when ctx ends (after the sinks stopped moving them, within
+// 5 s), so a planned switchover re-delivers nothing.
+func (set *Set) publishLoop(ctx context.Context) {
+	t := time.NewTicker(set.o.PublishEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			set.publish(fctx)
+			cancel()
+			return
+		case <-t.C:
+			set.publish(ctx)
+		}
+	}
+}
+
+// publish publishes every sink's position that differs from the last one
+// published. next is read after the position was stored locally (run
+// stores, then sets next).
+func (set *Set) publish(ctx context.Context) {
+	for _, r := range set.sinks {
+		next := r.next.Load()
+		r.mu.Lock()
+		same := r.pubOK && r.published == next
+		r.mu.Unlock()
+		if same {
+			continue
+		}
+		err := set.o.Publish(ctx, r.s.Name, next)
+		r.mu.Lock()
+		if err != nil {
+			if r.pubErr == "" {
+				set.o.Logger.Warn("sink: publishing its position to the bucket failed; retrying", "sink", r.s.Name, "next_index", next, "err", err)
+			}
+			r.pubErr = err.Error()
+		} else {
+			r.published, r.pubOK, r.pubErr = next, true, ""
+		}
+		r.mu.Unlock()
+	}
+}
+
+// limit is the end of what may be delivered now.
+func (set *Set) limit() uint64 {
+	size := set.o.Log.Size()
+	if set.o.Limit != nil {
+		size = min(size, set.o.Limit())
+	}
+	return size
 }
 
 // Close closes the destinations (Run does when it returns).
@@ -260,7 +376,7 @@ func (set *Set) run(ctx context.Context, r *runner) {
 		}
 	}
 	for ctx.Err() == nil {
-		size := set.o.Log.Size()
+		size := set.limit()
 		if pos >= size {
 			if !wait(set.o.Poll) {
 				return
