@@ -219,6 +219,13 @@ func startFailoverPair(t *testing.T, name string, witnessed bool, extra ...strin
 // active alone (after the common ones).
 func startFailoverPairWith(t *testing.T, name string, witnessed bool, activeOnly []string, extra ...string) *failoverPair {
 	t.Helper()
+	return startFailoverPairSides(t, name, witnessed, activeOnly, nil, extra...)
+}
+
+// startFailoverPairSides is startFailoverPairWith with flags given to the
+// standby alone too.
+func startFailoverPairSides(t *testing.T, name string, witnessed bool, activeOnly, standbyOnly []string, extra ...string) *failoverPair {
+	t.Helper()
 	fp := &failoverPair{bin: agentlogBinary(t), e: newReplicationEnv(t), dataA: t.TempDir(), dataS: t.TempDir()}
 	origin := name + "/" + servicetest.RandomName(t)
 	fp.common = []string{"--ntp", fp.e.ntp, "--checkpoint-interval", "200ms", "--origin", origin,
@@ -257,7 +264,7 @@ func startFailoverPairWith(t *testing.T, name string, witnessed bool, activeOnly
 			t.Fatal(err)
 		}
 	}
-	fp.s = startServer(t, fp.bin, append([]string{"--data", fp.dataS, "--standby"}, fp.common...)...)
+	fp.s = startServer(t, fp.bin, append(append([]string{"--data", fp.dataS, "--standby"}, fp.common...), standbyOnly...)...)
 	return fp
 }
 

@@ -82,6 +82,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	approvalMaxAge := fs.Duration("approval-max-age", api.DefaultApprovalMaxAge, "review period of agent approvals: GET /v1/controls flags an active agent approved longer ago")
 	allowSelf := fs.Bool("allow-self-approval", false, "let a change's proposer approve it (breaks the two-person rule of CC8.1; recorded in the log)")
 	sinksFile := fs.String("sinks", "", "deliver every entry as an OCSF event to the sinks of this JSON file (files, stdout, syslog, Splunk HEC, webhooks: docs/siem.md); checked at start, recorded in the log when it changes")
+	sinkPublish := fs.Duration("sink-position-interval", time.Second, "with --mirror and --sinks, how often the active log publishes each sink's delivered position to the bucket, from which a standby that takes over resumes it (docs/siem.md)")
 	witnessLag := fs.Duration("witness-lag-tolerance", witness.DefaultLagTolerance, "with --witness-policy, how long the newest checkpoint may lack its quorum before /healthz and the witness_quorum_lost alert count the witnesses as lagging")
 	otlpOther := fs.String("otlp-other-spans", "ignore", "what OTLP trace ingest does with spans that are neither GenAI nor MCP: ignore (count them in the answer) or record (entries of action otel.span: docs/otlp.md)")
 	unwitnessed := fs.String("unwitnessed", unwitnessedHold, "with --witness-policy, what /checkpoint serves while the newest checkpoint lacks its quorum: hold (the last cosigned one) or publish (the log-signed one)")
@@ -100,8 +101,8 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	if *interval <= 0 || *refresh <= 0 || *ntpInterval <= 0 {
 		return cmdline.Usagef("--checkpoint-interval, --checkpoint-refresh and --ntp-interval must be positive")
 	}
-	if *witnessLag <= 0 || *approvalMaxAge <= 0 {
-		return cmdline.Usagef("--witness-lag-tolerance and --approval-max-age must be positive")
+	if *witnessLag <= 0 || *approvalMaxAge <= 0 || *sinkPublish <= 0 {
+		return cmdline.Usagef("--witness-lag-tolerance, --approval-max-age and --sink-position-interval must be positive")
 	}
 	if *policyFile != "" && *healthAfter <= *witnessLag {
 		// Right after a start the witness client counts a dead witness as
@@ -342,22 +343,49 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 			},
 		})
 	}
+	// newSinks opens the sinks of --sinks. With a mirror they deliver
+	// only entries in the bucket, publish their positions there, and
+	// resume from the higher of the published and the stored position, so
+	// a node that becomes the active one continues each sink where the
+	// last holder of the lock had delivered.
+	newSinks := func() (*sink.Set, error) {
+		o := sink.Options{Log: l, Config: *scfg, Origin: keys.Origin, Version: buildVersion(), Stdout: stdout, Logger: logger, Registerer: reg}
+		if m != nil {
+			o.Limit = m.Mirrored
+			o.Publish = m.SaveSinkPosition
+			o.PublishEvery = *sinkPublish
+			o.Resume = func(ctx context.Context, name string) (uint64, bool, error) {
+				p, found, err := m.LoadSinkPosition(ctx, name)
+				return p.Next, found, err
+			}
+		}
+		return sink.New(o)
+	}
 	var sinks *sink.Set
+	// sinkSets receives the sinks to run (nil: none) once this node is the
+	// active one; a standby's only when it takes over.
+	sinkSets := make(chan *sink.Set, 1)
 	if scfg != nil && rf.standby {
-		logger.Warn("sinks do not run on a standby, nor after it takes over")
+		logger.Info("sinks start when this standby takes over, each from the position the active published to the bucket")
 	}
 	if scfg != nil && !rf.standby {
-		sinks, err = sink.New(sink.Options{Log: l, Config: *scfg, Origin: keys.Origin, Version: buildVersion(), Stdout: stdout, Logger: logger, Registerer: reg})
-		if err != nil {
+		if sinks, err = newSinks(); err != nil {
 			return err
 		}
+	}
+	if !rf.standby {
+		sinkSets <- sinks
 	}
 	// recordSinks records the sinks configuration if it differs from the
 	// last one recorded.
 	recordSinks := func() error {
 		changed, err := sink.RecordConfig(context.Background(), l, scfg)
 		if err == nil && changed {
-			logger.Info("sinks configuration recorded in the log", "sinks", len(sinks.Status()))
+			n := 0
+			if scfg != nil {
+				n = len(scfg.Sinks)
+			}
+			logger.Info("sinks configuration recorded in the log", "sinks", n)
 		}
 		return err
 	}
@@ -484,6 +512,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 				}
 				return changes.RecordMissing(ctx)
 			}, rules, logger)
+			go func() { sinkSets <- takeOverSinks(bg, scfg != nil, newSinks, recordSinks, srv, logger) }()
 		}
 		// The gate only once the signing loop runs: the server's own
 		// start-up entries (the alerting configuration) are not held.
@@ -536,8 +565,12 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	sinksDone := make(chan struct{})
 	go func() {
 		defer close(sinksDone)
-		if sinks != nil {
-			sinks.Run(bg)
+		select {
+		case set := <-sinkSets:
+			if set != nil {
+				set.Run(bg)
+			}
+		case <-bg.Done():
 		}
 	}()
 
@@ -580,6 +613,38 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	}
 	logger.Info("stopped", "tree_size", l.Size())
 	return nil
+}
+
+// takeOverSinks starts, on a standby that took over, the sinks of
+// --sinks (if any: on records the configuration only), each resuming from
+// the position the old active published to the bucket (newSinks), and
+// records the configuration if it differs from the log's last. Opening
+// them is retried every 5 s until it succeeds (a bucket that cannot be
+// read, a destination that cannot be opened, a position object with bad
+// contents: each failure is logged) or ctx ends (nil).
+func takeOverSinks(ctx context.Context, on bool, newSinks func() (*sink.Set, error), record func() error, srv *api.Server, logger *slog.Logger) *sink.Set {
+	if err := record(); err != nil {
+		logger.Error("recording the sinks configuration after the takeover", "err", err)
+	}
+	if !on {
+		return nil
+	}
+	for {
+		set, err := newSinks()
+		if err == nil {
+			srv.SetSinks(set)
+			logger.Info("sinks started after the takeover", "sinks", len(set.Status()))
+			return set
+		}
+		logger.Error("starting the sinks after the takeover; retrying in 5s", "err", err)
+		t := time.NewTimer(5 * time.Second)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+	}
 }
 
 // existingOrigin returns the origin of the keys already in dir, or the

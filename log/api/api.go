@@ -146,6 +146,7 @@ type Server struct {
 	log           *slog.Logger
 	latest        atomic.Pointer[checkpoint.Signed]
 	rules         atomic.Pointer[anomaly.Watcher] // SetAnomaly's, else cfg.Anomaly
+	sinks         atomic.Pointer[sink.Set]        // SetSinks', else cfg.Sinks
 	budget        *budget
 	reqDur        *prometheus.HistogramVec
 }
@@ -153,6 +154,17 @@ type Server struct {
 // SetAnomaly reports w in /healthz from now on, for rules started after
 // the server (a standby's, once it takes over).
 func (s *Server) SetAnomaly(w *anomaly.Watcher) { s.rules.Store(w) }
+
+// SetSinks reports set in /healthz from now on, for sinks started after
+// the server (a standby's, once it takes over).
+func (s *Server) SetSinks(set *sink.Set) { s.sinks.Store(set) }
+
+func (s *Server) sinkSet() *sink.Set {
+	if set := s.sinks.Load(); set != nil {
+		return set
+	}
+	return s.cfg.Sinks
+}
 
 func (s *Server) anomaly() *anomaly.Watcher {
 	if w := s.rules.Load(); w != nil {
@@ -735,8 +747,8 @@ func (s *Server) health() Health {
 			h.Problems = append(h.Problems, p...)
 		}
 	}
-	if s.cfg.Sinks != nil {
-		h.Sinks = s.cfg.Sinks.Status()
+	if set := s.sinkSet(); set != nil {
+		h.Sinks = set.Status()
 		if p := sink.Problems(h.Sinks); len(p) > 0 {
 			if h.Status == "ok" {
 				h.Status = "degraded"

@@ -16,8 +16,9 @@ import (
 // TestLimitPublishResume: a sink delivers nothing at or beyond Limit;
 // Publish gets positions that only move forward, each already stored
 // locally, the last one once Run ends; a failing Publish shows in Status
-// and Problems; Resume's position replaces the stored one (lowered to the
-// log's size), and a sink Resume knows nothing of starts per From.
+// and Problems; a sink starts at the higher of Resume's position and the
+// stored one (lowered to the log's size), and a sink Resume knows nothing
+// of starts per From.
 func TestLimitPublishResume(t *testing.T) {
 	dir := t.TempDir()
 	l := openLog(t, filepath.Join(dir, "db"))
@@ -84,9 +85,10 @@ func TestLimitPublishResume(t *testing.T) {
 	src := ocsf.Source{Origin: origin}
 	equalLines(t, lines(t, path), want(t, l, src, 0, l.Size()))
 
-	// A takeover: sink a resumes at 90 (replacing its stored 100), b at
-	// the log's size (the published 10^6 is beyond it), and c, unknown
-	// to Resume, from its From ("now").
+	// A takeover: sink a keeps its stored 100 (higher than the published
+	// 90), d resumes at the published 105, b at the log's size (the
+	// published 10^6 is beyond it), and c, unknown to Resume, from its
+	// From ("now").
 	appendActions(t, l, 10, 0)
 	size := l.Size()
 	resume := func(_ context.Context, name string) (uint64, bool, error) {
@@ -95,6 +97,8 @@ func TestLimitPublishResume(t *testing.T) {
 			return 90, true, nil
 		case "b":
 			return 1_000_000, true, nil
+		case "d":
+			return 105, true, nil
 		}
 		return 0, false, nil
 	}
@@ -102,6 +106,7 @@ func TestLimitPublishResume(t *testing.T) {
 		{Name: "a", Type: sink.TypeFile, Path: filepath.Join(dir, "a2.jsonl")},
 		{Name: "b", Type: sink.TypeFile, Path: filepath.Join(dir, "b.jsonl")},
 		{Name: "c", Type: sink.TypeFile, Path: filepath.Join(dir, "c.jsonl"), From: "now"},
+		{Name: "d", Type: sink.TypeFile, Path: filepath.Join(dir, "d.jsonl")},
 	}}
 	set, err := sink.New(sink.Options{Log: l, Origin: origin, Config: cfg2, Resume: resume})
 	if err != nil {
@@ -109,11 +114,11 @@ func TestLimitPublishResume(t *testing.T) {
 	}
 	st := set.Status()
 	set.Close()
-	if st[0].Next != 90 || st[1].Next != size || st[2].Next != size {
-		t.Errorf("resumed at %d, %d, %d; want 90, %d, %d", st[0].Next, st[1].Next, st[2].Next, size, size)
+	if st[0].Next != 100 || st[1].Next != size || st[2].Next != size || st[3].Next != 105 {
+		t.Errorf("resumed at %d, %d, %d, %d; want 100, %d, %d, 105", st[0].Next, st[1].Next, st[2].Next, st[3].Next, size, size)
 	}
-	if p, err := l.Position([]byte("s/pos/a"), 0); err != nil || p != 90 {
-		t.Errorf("stored position of a %d, %v; want 90", p, err)
+	if p, err := l.Position([]byte("s/pos/d"), 0); err != nil || p != 105 {
+		t.Errorf("stored position of d %d, %v; want 105", p, err)
 	}
 	// A Resume error stops New with it.
 	_, err = sink.New(sink.Options{Log: l, Origin: origin, Config: cfg2, Resume: func(context.Context, string) (uint64, bool, error) {

@@ -91,11 +91,12 @@ type Options struct {
 	// position is published again at the next tick.
 	Publish      func(ctx context.Context, sink string, next uint64) error
 	PublishEvery time.Duration
-	// Resume, if set, returns the position to resume a sink from (a
-	// standby taking over: the old active's published one); found false
-	// means none, and the sink starts as without Resume (its stored
-	// position, else per From). A found position replaces the stored one;
-	// beyond the log's size it is lowered to the size. An error stops New.
+	// Resume, if set, returns the position published for a sink (by the
+	// node that last held the log's lock); found false means none, and the
+	// sink starts as without Resume (its stored position, else per From).
+	// A sink starts at the higher of the published and the stored
+	// position (every entry below either was delivered), lowered to the
+	// log's size. An error stops New.
 	Resume func(ctx context.Context, sink string) (next uint64, found bool, err error)
 	// Stdout is where a stdout sink writes (default os.Stdout).
 	Stdout     io.Writer
@@ -243,10 +244,17 @@ func (set *Set) position(s Sink) (uint64, error) {
 				set.o.Logger.Warn("sink: the published position is beyond this log's size; resuming at the size", "sink", s.Name, "published", next, "size", size)
 				next = size
 			}
+			stored, err := set.o.Log.Position(posKey(s.Name), next)
+			if err != nil {
+				return 0, err
+			}
+			if stored >= next {
+				return stored, nil
+			}
 			if err := set.o.Log.SetPosition(posKey(s.Name), next); err != nil {
 				return 0, err
 			}
-			set.o.Logger.Info("sink: resuming from the position the old active published", "sink", s.Name, "next_index", next)
+			set.o.Logger.Info("sink: resuming from the position published to the bucket", "sink", s.Name, "next_index", next, "stored_here", stored)
 			return next, nil
 		}
 	}
