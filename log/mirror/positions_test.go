@@ -2,6 +2,8 @@ package mirror_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"strings"
 	"testing"
 	"time"
@@ -16,7 +18,7 @@ import (
 func TestParseSinkPosition(t *testing.T) {
 	good := `{"sink":"siem","next_index":1234,"holder":"node-a","written":"2026-12-02T04:00:00Z"}`
 	p, err := mirror.ParseSinkPosition([]byte(good), "siem")
-	if err != nil || p.Next != 1234 || p.Holder != "node-a" || p.Sink != "siem" || !p.Written.Equal(time.Date(2026, 12, 2, 4, 0, 0, 0, time.UTC)) {
+	if err != nil || p.Next != 1234 || p.Holder != "node-a" || p.Name != "siem" || !p.Written.Equal(time.Date(2026, 12, 2, 4, 0, 0, 0, time.UTC)) {
 		t.Fatalf("ParseSinkPosition(good) = %+v, %v", p, err)
 	}
 	for name, bad := range map[string]string{
@@ -34,6 +36,10 @@ func TestParseSinkPosition(t *testing.T) {
 		"huge index":     strings.Replace(good, `1234`, `18446744073709551616`, 1),
 		"unknown field":  strings.Replace(good, `}`, `,"extra":1}`, 1),
 		"trailing":       good + `{}`,
+		"null index":     strings.Replace(good, `1234`, `null`, 1),
+		"null time":      strings.Replace(good, `"2026-12-02T04:00:00Z"`, `null`, 1),
+		"duplicate key":  strings.Replace(good, `"holder":"node-a"`, `"holder":"node-a","holder":"node-b","next_index":1`, 1),
+		"webhook object": `{"webhook_sha256":"siem","next_index":1,"holder":"node-a","written":"2026-12-02T04:00:00Z"}`,
 		"too large":      strings.Replace(good, `"node-a"`, `"`+strings.Repeat("a", 1100)+`"`, 1),
 	} {
 		if _, err := mirror.ParseSinkPosition([]byte(bad), "siem"); err == nil {
@@ -42,25 +48,44 @@ func TestParseSinkPosition(t *testing.T) {
 	}
 }
 
-// FuzzParseSinkPosition: whatever the bytes, the parser returns an error
-// or a position naming the sink asked for, which marshals back to an
-// object it accepts with the same contents.
+// TestParseWebhookPosition: an alert webhook's object names the SHA-256
+// of its URL, never the URL (which may carry a secret).
+func TestParseWebhookPosition(t *testing.T) {
+	url := "https://hooks.example/alerts?token=secret"
+	sum := sha256.Sum256([]byte(url))
+	good := `{"webhook_sha256":"` + hex.EncodeToString(sum[:]) + `","next_index":77,"holder":"node-a","written":"2026-12-02T04:00:00Z"}`
+	if p, err := mirror.ParseWebhookPosition([]byte(good), url); err != nil || p.Next != 77 {
+		t.Fatalf("ParseWebhookPosition(good) = %+v, %v", p, err)
+	}
+	for name, bad := range map[string]string{
+		"other url":   strings.Replace(good, hex.EncodeToString(sum[:4]), "00000000", 1),
+		"sink object": `{"sink":"` + hex.EncodeToString(sum[:]) + `","next_index":1,"holder":"node-a","written":"2026-12-02T04:00:00Z"}`,
+		"the url":     strings.Replace(good, hex.EncodeToString(sum[:]), url, 1),
+	} {
+		if _, err := mirror.ParseWebhookPosition([]byte(bad), url); err == nil {
+			t.Errorf("%s: %q accepted", name, bad)
+		}
+	}
+}
+
+// FuzzParseSinkPosition: whatever the bytes, the parsers return an error
+// or a position naming the sink asked for, with a holder.
 func FuzzParseSinkPosition(f *testing.F) {
 	f.Add([]byte(`{"sink":"siem","next_index":1234,"holder":"node-a","written":"2026-12-02T04:00:00Z"}`))
 	f.Add([]byte(`{"sink":"siem","next_index":0,"holder":"x","written":"2026-12-02T04:00:00.123456789+01:00"}`))
 	f.Add([]byte(`{}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		p, err := mirror.ParseSinkPosition(data, "siem")
-		if err != nil {
-			return
+		if p, err := mirror.ParseSinkPosition(data, "siem"); err == nil && (p.Name != "siem" || p.Holder == "") {
+			t.Fatalf("accepted %q as %+v", data, p)
 		}
-		if p.Sink != "siem" || p.Holder == "" {
+		if p, err := mirror.ParseWebhookPosition(data, "https://h.example/"); err == nil && p.Holder == "" {
 			t.Fatalf("accepted %q as %+v", data, p)
 		}
 	})
 }
 
-// TestSinkPositions publishes and reads positions on the test store: a
+// TestSinkPositions publishes and reads positions (of sinks and of an
+// alert webhook) on the test store: a
 // missing object is reported as none, the last write wins, every version
 // is written without retention (the objects move), a name that is not a
 // sink name is refused before any request, bad contents are an error, and
@@ -92,6 +117,16 @@ func TestSinkPositions(t *testing.T) {
 	p, found, err := standby.LoadSinkPosition(ctx, "siem")
 	if err != nil || !found || p.Next != 4096 || p.Holder != "active" || time.Since(p.Written) > time.Minute {
 		t.Fatalf("LoadSinkPosition = %+v, %v, %v", p, found, err)
+	}
+	hookURL := "https://hooks.example/a?token=secret"
+	if err := m.SaveWebhookPosition(ctx, hookURL, 41); err != nil {
+		t.Fatal(err)
+	}
+	if p, found, err := standby.LoadWebhookPosition(ctx, hookURL); err != nil || !found || p.Next != 41 {
+		t.Fatalf("LoadWebhookPosition = %+v, %v, %v", p, found, err)
+	}
+	if _, found, err := standby.LoadWebhookPosition(ctx, hookURL+"x"); err != nil || found {
+		t.Fatalf("another URL's position: found %v, %v", found, err)
 	}
 	key := testPrefix + "sink-position/siem"
 	vs, err := e.client.ListObjectVersions(ctx, &s3.ListObjectVersionsInput{Bucket: aws.String(e.bucket), Prefix: aws.String(key)})
