@@ -3,16 +3,19 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	neturl "net/url"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -20,6 +23,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"github.com/agentlog/agentlog"
+	"github.com/agentlog/agentlog/client"
 	"github.com/agentlog/agentlog/log/mirror"
 )
 
@@ -34,7 +39,10 @@ import (
 // the new active's first event is the entry of the last position the old
 // active published, so the duplicates are exactly the events the old
 // active delivered after it (counted and logged); the two files, one
-// after the other, hold the same.
+// after the other, hold the same. An alert webhook (the same URL on both
+// nodes) refuses every alert while the old active lives: the scope alerts
+// the old active raised and never delivered are delivered by the new
+// active, in order.
 func TestFailoverSinks(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test builds and runs the binary")
@@ -45,8 +53,24 @@ func TestFailoverSinks(t *testing.T) {
 	}
 	var mu sync.Mutex
 	var got []batch
+	var oldAlive atomic.Bool
+	oldAlive.Store(true)
+	var alertsGot []uint64
 	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, err := io.ReadAll(r.Body)
+		if r.URL.Path == "/alerts" {
+			var a struct {
+				Index uint64 `json:"index"`
+			}
+			if oldAlive.Load() || err != nil || json.Unmarshal(body, &a) != nil {
+				http.Error(w, "down", http.StatusServiceUnavailable)
+				return
+			}
+			mu.Lock()
+			alertsGot = append(alertsGot, a.Index)
+			mu.Unlock()
+			return
+		}
 		n, _ := strconv.Atoi(r.Header.Get("X-Agentlog-Count"))
 		lines := bytes.Split(bytes.TrimSuffix(body, []byte("\n")), []byte("\n"))
 		if err != nil || len(lines) != n {
@@ -71,11 +95,49 @@ func TestFailoverSinks(t *testing.T) {
 		}
 		return p
 	}
+	rules := filepath.Join(dirA, "anomaly.json")
+	if err := os.WriteFile(rules, []byte(`{"rules": {"scope": true}, "webhooks": [{"url": "`+recv.URL+`/alerts"}]}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	fp := startFailoverPairSides(t, "failover-sinks.example", false,
-		[]string{"--sinks", config(dirA, "a")}, []string{"--sinks", config(dirS, "s")})
+		[]string{"--sinks", config(dirA, "a")}, []string{"--sinks", config(dirS, "s")}, "--anomaly-config", rules)
 	origin := fp.common[slices.Index(fp.common, "--origin")+1]
 	tok, _ := os.ReadFile(filepath.Join(fp.dataA, "admin.token"))
 	sess := provisionSession(t, fp.a.url, string(tok), "sink-writer", "failover-sinks")
+
+	// A scoped agent acts out of scope three times: three scope alerts,
+	// which the webhook refuses while the old active lives.
+	ctx := context.Background()
+	admin := mustClient(t, fp.a.url, string(tok))
+	key, _ := agentlog.GenerateAgentKey("rogue")
+	if _, err := admin.RegisterAgent(ctx, client.AgentRegistration{ID: "rogue", Owner: "e2e", PublicKey: key.Public().(ed25519.PublicKey), Scope: json.RawMessage(`{"actions":["db.*"]}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.ApproveAgent(ctx, "rogue"); err != nil {
+		t.Fatal(err)
+	}
+	rogue, err := client.NewAgent(fp.a.url, client.AgentConfig{ID: "rogue", Key: key, Task: "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rogue.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if _, err := rogue.Append(ctx, client.Record{Action: "payment.refund", Resource: fmt.Sprint("orders/", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	scopeAlerts := func(url string) []uint64 {
+		var out []uint64
+		mustClient(t, url, string(tok)).QueryAll(ctx, neturl.Values{"action": {"alert.scope"}}, 0, func(m client.QueryMatch) error {
+			out = append(out, m.Index)
+			return nil
+		})
+		return out
+	}
+	waitFor(t, "the old active's scope alerts on the standby", func() bool { return len(scopeAlerts(fp.s.url)) == 3 })
+	oldAlerts := scopeAlerts(fp.s.url)
 
 	stop := crashLoad(t, fp.a.url, sess)
 	waitFor(t, "the active's sinks to deliver under load", func() bool {
@@ -101,6 +163,7 @@ func TestFailoverSinks(t *testing.T) {
 	}
 	fp.a.Cmd.Process.Signal(syscall.SIGKILL)
 	<-fp.a.done
+	oldAlive.Store(false)
 	stop()
 	mu.Lock()
 	for _, b := range got {
@@ -140,6 +203,11 @@ func TestFailoverSinks(t *testing.T) {
 	})
 	stop()
 	waitFor(t, "the new active's sinks to catch up", func() bool { return sinksCaughtUp(fp.s.url) })
+	waitFor(t, "the old active's undelivered alerts from the new active", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(alertsGot) >= len(oldAlerts)
+	})
 	fp.s.Cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-fp.s.done:
@@ -149,6 +217,10 @@ func TestFailoverSinks(t *testing.T) {
 
 	mu.Lock()
 	defer mu.Unlock()
+	if !slices.Equal(alertsGot[:len(oldAlerts)], oldAlerts) {
+		t.Errorf("the alert webhook got %v, want first the old active's %v", alertsGot, oldAlerts)
+	}
+	t.Logf("alert webhook: the old active's %d undelivered alerts %v delivered by the new active", len(oldAlerts), oldAlerts)
 	var stream [][]byte
 	var oldTail int // events the old active delivered at or after its last published position
 	firstNew := -1

@@ -82,7 +82,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	approvalMaxAge := fs.Duration("approval-max-age", api.DefaultApprovalMaxAge, "review period of agent approvals: GET /v1/controls flags an active agent approved longer ago")
 	allowSelf := fs.Bool("allow-self-approval", false, "let a change's proposer approve it (breaks the two-person rule of CC8.1; recorded in the log)")
 	sinksFile := fs.String("sinks", "", "deliver every entry as an OCSF event to the sinks of this JSON file (files, stdout, syslog, Splunk HEC, webhooks: docs/siem.md); checked at start, recorded in the log when it changes")
-	sinkPublish := fs.Duration("sink-position-interval", time.Second, "with --mirror and --sinks, how often the active log publishes each sink's delivered position to the bucket, from which a standby that takes over resumes it (docs/siem.md)")
+	sinkPublish := fs.Duration("sink-position-interval", time.Second, "with --mirror, how often the active log publishes the delivered position of each sink and alert webhook to the bucket, from which a standby that takes over resumes it (docs/siem.md)")
 	witnessLag := fs.Duration("witness-lag-tolerance", witness.DefaultLagTolerance, "with --witness-policy, how long the newest checkpoint may lack its quorum before /healthz and the witness_quorum_lost alert count the witnesses as lagging")
 	otlpOther := fs.String("otlp-other-spans", "ignore", "what OTLP trace ingest does with spans that are neither GenAI nor MCP: ignore (count them in the answer) or record (entries of action otel.span: docs/otlp.md)")
 	unwitnessed := fs.String("unwitnessed", unwitnessedHold, "with --witness-policy, what /checkpoint serves while the newest checkpoint lacks its quorum: hold (the last cosigned one) or publish (the log-signed one)")
@@ -332,7 +332,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		if !*anomalyOn {
 			return nil, nil
 		}
-		return anomaly.New(anomaly.Options{
+		o := anomaly.Options{
 			Log: l, Config: acfg, Logger: logger, Registerer: reg,
 			Scope: func(agent string) (identity.Scope, bool) {
 				a, err := ids.Agent(agent)
@@ -341,7 +341,34 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 				}
 				return a.Scope, true
 			},
-		})
+		}
+		if m != nil {
+			// Alert webhooks continue across a takeover like the sinks.
+			o.Limit = m.Mirrored
+			o.PublishHook = m.SaveWebhookPosition
+			o.PublishEvery = *sinkPublish
+			o.ResumeHook = func(ctx context.Context, url string) (uint64, bool, error) {
+				// Three tries: the rules must not stay off for a
+				// webhook's position (then it starts with the alerts
+				// raised from now on, as without a published one).
+				for try := 1; ; try++ {
+					p, found, err := m.LoadWebhookPosition(ctx, url)
+					if err == nil {
+						return p.Next, found, nil
+					}
+					if try == 3 {
+						logger.Error("reading the alert webhook's published position; it starts with the alerts raised from now on", "url", url, "err", err)
+						return 0, false, nil
+					}
+					select {
+					case <-ctx.Done():
+						return 0, false, ctx.Err()
+					case <-time.After(time.Second):
+					}
+				}
+			}
+		}
+		return anomaly.New(o)
 	}
 	// newSinks opens the sinks of --sinks. With a mirror they deliver
 	// only entries in the bucket, publish their positions there, and

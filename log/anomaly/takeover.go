@@ -57,8 +57,10 @@ const WarmUp = time.Hour
 //   - the last recorded alerting configuration, so RecordConfig records
 //     the new node's only if it differs.
 //
-// Webhooks start with the alerts raised after the takeover; those the old
-// active had not yet delivered are not sent again.
+// Webhooks start at the positions the old active published
+// (Options.ResumeHook, with a mirror): the alerts it had not delivered are
+// delivered by the new node; without a published position, a webhook
+// starts with the alerts raised after the takeover.
 func PrepareTakeover(ctx context.Context, l *alog.Log) error {
 	size := l.Size()
 	lagFloor := size - min(size, LagLimit)

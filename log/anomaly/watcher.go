@@ -43,6 +43,23 @@ type Options struct {
 	// 200ms); webhooks retry from 1s, doubling up to a minute.
 	Poll       time.Duration
 	HTTPClient *http.Client
+	// PublishHook, if set, is called with a webhook's position (the next
+	// log index alerts are delivered from) at most every PublishEvery
+	// (default 1s) while it moves, and once more when Run ends, always
+	// after the position is stored in the log's database; a failure is
+	// logged and reported in Status, and retried at the next tick. With a
+	// mirror it publishes to the bucket, for a standby taking over.
+	PublishHook  func(ctx context.Context, url string, next uint64) error
+	PublishEvery time.Duration
+	// ResumeHook, if set, returns the position published for a webhook
+	// (by the node that last held the log's lock; found false: none). A
+	// webhook starts at the higher of it and its stored position, at most
+	// the log's size; with neither, at the log's size. An error stops New.
+	ResumeHook func(ctx context.Context, url string) (next uint64, found bool, err error)
+	// Limit, if set, bounds what webhooks get: alerts below Limit() (with
+	// a mirror, the mirrored size, so no webhook gets an alert a new
+	// active after a failover lacks).
+	Limit      func() uint64
 	retryBase  time.Duration // first webhook retry delay (tests shorten it)
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
@@ -78,6 +95,7 @@ type Watcher struct {
 	examined atomic.Uint64
 	smu      sync.Mutex
 	hookSt   []WebhookStatus
+	hookPos  []atomic.Uint64 // each webhook's position as last stored
 }
 
 // Status is what /healthz reports of the rules.
@@ -93,6 +111,10 @@ type WebhookStatus struct {
 	Next      uint64 `json:"next_index"` // deliveries are done below it
 	Failures  int    `json:"consecutive_failures"`
 	LastError string `json:"last_error,omitempty"`
+	// Published is the position last published (Options.PublishHook),
+	// PublishError why the last attempt failed.
+	Published    *uint64 `json:"published_next_index,omitempty"`
+	PublishError string  `json:"publish_error,omitempty"`
 }
 
 // LagLimit is how far behind the log the rules may be before /healthz
@@ -127,6 +149,9 @@ func (st Status) Problems() []string {
 	for _, h := range st.Webhooks {
 		if h.Failures >= FailingAfter {
 			out = append(out, fmt.Sprintf("webhook %s failed %d times in a row: %s", h.URL, h.Failures, h.LastError))
+		}
+		if h.PublishError != "" {
+			out = append(out, fmt.Sprintf("webhook %s: cannot publish its position to the mirror bucket (a takeover would deliver again from the last one published): %s", h.URL, h.PublishError))
 		}
 	}
 	return out
@@ -188,6 +213,9 @@ func New(o Options) (*Watcher, error) {
 	if o.retryBase <= 0 {
 		o.retryBase = time.Second
 	}
+	if o.PublishEvery <= 0 {
+		o.PublishEvery = time.Second
+	}
 	if o.HTTPClient == nil {
 		o.HTTPClient = &http.Client{Timeout: 10 * time.Second}
 	}
@@ -246,7 +274,7 @@ func New(o Options) (*Watcher, error) {
 			return nil, fmt.Errorf("reading the anomaly rules' position: %w", err)
 		}
 		for i := range w.hooks {
-			if w.hooks[i].pos, err = w.position(hookKey(w.hooks[i].url)); err != nil {
+			if w.hooks[i].pos, err = w.hookPosition(w.hooks[i].url); err != nil {
 				return nil, fmt.Errorf("reading the position of webhook %s: %w", w.hooks[i].url, err)
 			}
 		}
@@ -255,8 +283,10 @@ func New(o Options) (*Watcher, error) {
 			return nil, fmt.Errorf("reading the rules' state after a takeover: %w", err)
 		}
 	}
-	for _, h := range w.hooks {
+	w.hookPos = make([]atomic.Uint64, len(w.hooks))
+	for i, h := range w.hooks {
 		w.hookSt = append(w.hookSt, WebhookStatus{URL: h.url, Next: h.pos})
+		w.hookPos[i].Store(h.pos)
 	}
 	w.m = metrics{
 		alerts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "agentlog_alerts_total", Help: "Alerts recorded in the log, by rule."}, []string{"rule"}),
@@ -284,6 +314,9 @@ func (w *Watcher) Run(ctx context.Context) {
 	for i, h := range w.hooks {
 		wg.Add(1)
 		go func() { defer wg.Done(); w.deliver(ctx, i, h) }()
+	}
+	if w.o.PublishHook != nil && len(w.hooks) > 0 {
+		wg.Go(func() { w.publishLoop(ctx) })
 	}
 	next := w.next
 	t := time.NewTicker(w.o.Poll)
@@ -322,6 +355,86 @@ func (w *Watcher) position(key []byte) (uint64, error) {
 
 func (w *Watcher) setPosition(key []byte, pos uint64) error {
 	return w.o.Log.SetPosition(key, pos)
+}
+
+// limit is the end of what webhooks may be sent now.
+func (w *Watcher) limit() uint64 {
+	size := w.o.Log.Size()
+	if w.o.Limit != nil {
+		size = min(size, w.o.Limit())
+	}
+	return size
+}
+
+// hookPosition is a webhook's position: with ResumeHook, the higher of
+// the published and the stored one (every alert below either was
+// delivered), at most the log's size, stored; else as position.
+func (w *Watcher) hookPosition(url string) (uint64, error) {
+	key := hookKey(url)
+	if w.o.ResumeHook == nil {
+		return w.position(key)
+	}
+	next, found, err := w.o.ResumeHook(context.Background(), url)
+	if err != nil {
+		return 0, err
+	}
+	if !found {
+		return w.position(key)
+	}
+	if size := w.o.Log.Size(); next > size {
+		w.o.Logger.Warn("webhook: the published position is beyond this log's size; resuming at the size", "url", url, "published", next, "size", size)
+		next = size
+	}
+	stored, err := w.o.Log.Position(key, next)
+	if err != nil || stored >= next {
+		return stored, err
+	}
+	if err := w.o.Log.SetPosition(key, next); err != nil {
+		return 0, err
+	}
+	w.o.Logger.Info("webhook: resuming from the position published to the bucket", "url", url, "next_index", next, "stored_here", stored)
+	return next, nil
+}
+
+// publishLoop publishes the webhooks' positions that moved every
+// PublishEvery, and once more when ctx ends (within 5 s).
+func (w *Watcher) publishLoop(ctx context.Context) {
+	t := time.NewTicker(w.o.PublishEvery)
+	defer t.Stop()
+	published := make([]*uint64, len(w.hooks))
+	publish := func(ctx context.Context) {
+		for i, h := range w.hooks {
+			next := w.hookPos[i].Load()
+			if published[i] != nil && *published[i] == next {
+				continue
+			}
+			err := w.o.PublishHook(ctx, h.url, next)
+			w.smu.Lock()
+			st := &w.hookSt[i]
+			if err != nil {
+				if st.PublishError == "" {
+					w.o.Logger.Warn("webhook: publishing its position to the bucket failed; retrying", "url", h.url, "next_index", next, "err", err)
+				}
+				st.PublishError = err.Error()
+			} else {
+				published[i] = &next
+				p := next
+				st.Published, st.PublishError = &p, ""
+			}
+			w.smu.Unlock()
+		}
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			publish(fctx)
+			cancel()
+			return
+		case <-t.C:
+			publish(ctx)
+		}
+	}
 }
 
 // alert is one alert before it is recorded.

@@ -49,7 +49,7 @@ func (w *Watcher) deliver(ctx context.Context, n int, h hook) {
 			body  []byte
 		}
 		var batch []pending
-		st, err := w.o.Log.Search(ctx, alerts, pos, w.o.Log.Size(), 64, func(i uint64, leaf []byte) error {
+		st, err := w.o.Log.Search(ctx, alerts, pos, w.limit(), 64, func(i uint64, leaf []byte) error {
 			body := fmt.Appendf(nil, `{"index":%d,"entry":%s}`, i, leaf)
 			batch = append(batch, pending{i, body})
 			return nil
@@ -85,6 +85,8 @@ func (w *Watcher) deliver(ctx context.Context, n int, h hook) {
 			pos = p.index + 1
 			if err := w.setPosition(key, pos); err != nil {
 				w.o.Logger.Error("webhook: storing its position", "url", h.url, "err", err)
+			} else {
+				w.hookPos[n].Store(pos)
 			}
 		}
 		if err == nil && len(batch) == 0 && st.Next > pos {
@@ -92,6 +94,8 @@ func (w *Watcher) deliver(ctx context.Context, n int, h hook) {
 			pos = st.Next
 			if err := w.setPosition(key, pos); err != nil {
 				w.o.Logger.Error("webhook: storing its position", "url", h.url, "err", err)
+			} else {
+				w.hookPos[n].Store(pos)
 			}
 		}
 		if len(batch) == 64 {
