@@ -344,7 +344,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		}
 		if m != nil {
 			// Alert webhooks continue across a takeover like the sinks.
-			o.Limit = m.Mirrored
+			o.Limit = mirroredWhileHeld(m)
 			o.PublishHook = m.SaveWebhookPosition
 			o.PublishEvery = *sinkPublish
 			o.ResumeHook = func(ctx context.Context, url string) (uint64, bool, error) {
@@ -378,7 +378,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	newSinks := func() (*sink.Set, error) {
 		o := sink.Options{Log: l, Config: *scfg, Origin: keys.Origin, Version: buildVersion(), Stdout: stdout, Logger: logger, Registerer: reg}
 		if m != nil {
-			o.Limit = m.Mirrored
+			o.Limit = mirroredWhileHeld(m)
 			o.Publish = m.SaveSinkPosition
 			o.PublishEvery = *sinkPublish
 			o.Resume = func(ctx context.Context, name string) (uint64, bool, error) {
@@ -640,6 +640,20 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	}
 	logger.Info("stopped", "tree_size", l.Size())
 	return nil
+}
+
+// mirroredWhileHeld is what the sinks and alert webhooks of an active
+// with a mirror may deliver: the entries in the bucket, and none while
+// this node's lease is not certainly valid (a node cut off from the lock
+// or superseded delivers nothing new, so it does not interleave with the
+// node taking over beyond the batch in flight).
+func mirroredWhileHeld(m *mirror.Mirror) func() uint64 {
+	return func() uint64 {
+		if !m.LeaseHeld() {
+			return 0
+		}
+		return m.Mirrored()
+	}
 }
 
 // takeOverSinks starts, on a standby that took over, the sinks of

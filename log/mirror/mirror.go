@@ -404,6 +404,20 @@ func (m *Mirror) leaseValid(ctx context.Context) error {
 	return nil
 }
 
+// LeaseHeld reports whether this node holds the log's lock with a lease
+// that is certainly valid (renewed less than five sixths of the lease
+// time ago, as leaseValid, but without renewing) and is not superseded:
+// what the sinks check before each batch, so that a node cut off from the
+// lock stops delivering before a standby can take over.
+func (m *Mirror) LeaseHeld() bool {
+	if m.Superseded() != nil {
+		return false
+	}
+	m.lmu.Lock()
+	defer m.lmu.Unlock()
+	return m.holding && time.Since(m.leaseAt) <= m.cfg.LeaseTime*5/6
+}
+
 // Commit makes c the bucket's checkpoint: it uploads the tiles and bundles
 // c covers that the bucket lacks, swaps c into the lock, then writes it as
 // "checkpoint". It is the checkpoint loop's Commit hook: an error leaves

@@ -413,6 +413,12 @@ func TestSupersededStopsSigning(t *testing.T) {
 			if st := ma.Status(); st.Superseded == "" || st.MirroredSize != 300 || st.LagEntries != 8 {
 				t.Fatalf("a's mirror status %+v", st)
 			}
+			if ma.LeaseHeld() {
+				t.Fatal("a superseded node reports its lease held (its sinks would deliver)")
+			}
+			if err := ma.SaveSinkPosition(context.Background(), "siem", 1); err == nil {
+				t.Fatal("a superseded node published a sink position")
+			}
 			// The bucket and the lock hold b's checkpoint, consistent with
 			// everything published before.
 			checkStaticLog(t, e, cb)

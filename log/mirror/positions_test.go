@@ -89,7 +89,8 @@ func FuzzParseSinkPosition(f *testing.F) {
 // missing object is reported as none, the last write wins, every version
 // is written without retention (the objects move), a name that is not a
 // sink name is refused before any request, bad contents are an error, and
-// a node that does not hold the lock publishes nothing.
+// a node that does not hold the lock publishes nothing (nor reports the
+// lease held).
 func TestSinkPositions(t *testing.T) {
 	t.Parallel()
 	e := newS3(t)
@@ -105,6 +106,9 @@ func TestSinkPositions(t *testing.T) {
 	}
 	m := newMirror(t, n, b, lock, "active", nil)
 	run(t, m)
+	if !m.LeaseHeld() || standby.LeaseHeld() {
+		t.Fatalf("LeaseHeld: active %v, standby %v", m.LeaseHeld(), standby.LeaseHeld())
+	}
 	ctx := context.Background()
 	if _, found, err := m.LoadSinkPosition(ctx, "siem"); err != nil || found {
 		t.Fatalf("before any write: found %v, %v", found, err)
