@@ -117,25 +117,21 @@ func (f *FS) forget(rel string) {
 }
 
 func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
-	rel := n.child(name)
-	if errno := n.fs.check(n.gen, Unlink, rel); errno != 0 {
-		return errno
-	}
-	if errno := n.LoopbackNode.Unlink(ctx, name); errno != 0 {
-		return errno
-	}
-	n.fs.mu.Lock()
-	n.fs.forget(rel)
-	n.fs.mu.Unlock()
-	return 0
+	return n.remove(ctx, name, n.LoopbackNode.Unlink)
 }
 
 func (n *node) Rmdir(ctx context.Context, name string) syscall.Errno {
+	return n.remove(ctx, name, n.LoopbackNode.Rmdir)
+}
+
+// remove is Unlink and Rmdir: the Unlink rules decide, then the loopback
+// removes the name, and what was under it is forgotten.
+func (n *node) remove(ctx context.Context, name string, rm func(context.Context, string) syscall.Errno) syscall.Errno {
 	rel := n.child(name)
 	if errno := n.fs.check(n.gen, Unlink, rel); errno != 0 {
 		return errno
 	}
-	if errno := n.LoopbackNode.Rmdir(ctx, name); errno != 0 {
+	if errno := rm(ctx, name); errno != 0 {
 		return errno
 	}
 	n.fs.mu.Lock()

@@ -304,12 +304,7 @@ func TestAppendBudget(t *testing.T) {
 	// hold starts an append declaring 16 MiB and sends none of it: its
 	// reservation lasts until the connection closes.
 	hold := func(sess string) net.Conn {
-		c, err := net.Dial("tcp", host)
-		if err != nil {
-			t.Fatal(err)
-		}
-		fmt.Fprintf(c, "POST /v1/entries HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nContent-Length: %d\r\n\r\n{", host, sess, 16<<20)
-		return c
+		return holdRequest(t, host, fmt.Sprintf("POST /v1/entries HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nContent-Length: %d\r\n\r\n{", host, sess, 16<<20))
 	}
 	waitUsed := func(n int64) {
 		t.Helper()
@@ -409,21 +404,7 @@ func TestIdentityBodyBudget(t *testing.T) {
 	key := e.agent(t, "agent-a")
 	sess := e.openSession(t, key, "agent-a", "t", 0)
 	host := strings.TrimPrefix(e.hs.URL, "http://")
-	used := func() int64 {
-		e.srv.budget.mu.Lock()
-		defer e.srv.budget.mu.Unlock()
-		return e.srv.budget.byAgent[identityBudget]
-	}
-	waitUsed := func(n int64) {
-		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for used() != n {
-			if time.Now().After(deadline) {
-				t.Fatalf("%d bytes of identity bodies in flight, want %d", used(), n)
-			}
-			time.Sleep(time.Millisecond)
-		}
-	}
+	waitUsed := func(n int64) { t.Helper(); waitIdentityBytes(t, e, n) }
 	// Three session requests declaring the largest body, and one chunked,
 	// each sending one byte and holding on.
 	var held []net.Conn
@@ -433,15 +414,10 @@ func TestIdentityBodyBudget(t *testing.T) {
 		}
 	}()
 	for i := range 4 {
-		c, err := net.Dial("tcp", host)
-		if err != nil {
-			t.Fatal(err)
-		}
-		held = append(held, c)
 		if i < 3 {
-			fmt.Fprintf(c, "POST /v1/sessions HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n{", host, maxIdentityBodyBytes)
+			held = append(held, holdRequest(t, host, fmt.Sprintf("POST /v1/sessions HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n{", host, maxIdentityBodyBytes)))
 		} else {
-			fmt.Fprintf(c, "POST /v1/sessions HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n1\r\n{\r\n", host)
+			held = append(held, holdRequest(t, host, fmt.Sprintf("POST /v1/sessions HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n1\r\n{\r\n", host)))
 		}
 		waitUsed(int64(i+1) * maxIdentityBodyBytes)
 	}
@@ -482,21 +458,7 @@ func TestGatewayBodyBudget(t *testing.T) {
 	key := e.agent(t, "agent-a")
 	sess := e.openSession(t, key, "agent-a", "t", 0)
 	host := strings.TrimPrefix(e.hs.URL, "http://")
-	used := func() int64 {
-		e.srv.budget.mu.Lock()
-		defer e.srv.budget.mu.Unlock()
-		return e.srv.budget.byAgent[identityBudget]
-	}
-	waitUsed := func(n int64) {
-		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for used() != n {
-			if time.Now().After(deadline) {
-				t.Fatalf("%d bytes of gateway bodies in flight, want %d", used(), n)
-			}
-			time.Sleep(time.Millisecond)
-		}
-	}
+	waitUsed := func(n int64) { t.Helper(); waitIdentityBytes(t, e, n) }
 	// One configuration declaring the largest body and one chunked, each
 	// sending one byte and holding on.
 	var held []net.Conn
@@ -505,19 +467,10 @@ func TestGatewayBodyBudget(t *testing.T) {
 			c.Close()
 		}
 	}()
-	for i := range 2 {
-		c, err := net.Dial("tcp", host)
-		if err != nil {
-			t.Fatal(err)
-		}
-		held = append(held, c)
-		if i == 0 {
-			fmt.Fprintf(c, "POST /v1/gateway/config HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n{", host, tc.Token, maxGatewayBodyBytes)
-		} else {
-			fmt.Fprintf(c, "POST /v1/gateway/config HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n1\r\n{\r\n", host, tc.Token)
-		}
-		waitUsed(int64(i+1) * maxGatewayBodyBytes)
-	}
+	held = append(held, holdRequest(t, host, fmt.Sprintf("POST /v1/gateway/config HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n{", host, tc.Token, maxGatewayBodyBytes)))
+	waitUsed(maxGatewayBodyBytes)
+	held = append(held, holdRequest(t, host, fmt.Sprintf("POST /v1/gateway/config HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n1\r\n{\r\n", host, tc.Token)))
+	waitUsed(2 * maxGatewayBodyBytes)
 	config := `{"listen":"127.0.0.1:1","routes":[{"name":"tools","upstream":"http://127.0.0.1:9000","record":"after","scope":"record"}]}`
 	before := e.l.Size()
 	resp, body := rawRequest(t, e.hs.URL, fmt.Sprintf("POST /v1/gateway/config HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: %d", host, tc.Token, len(config)), config, true)
@@ -538,5 +491,39 @@ func TestGatewayBodyBudget(t *testing.T) {
 	waitUsed(0)
 	if code, _, b := do(t, "POST", e.hs.URL+"/v1/gateway/config", tc.Token, config); code != 200 {
 		t.Fatalf("gateway configuration once the bodies are gone: %d %s", code, b)
+	}
+}
+
+// holdRequest opens a connection to host and sends head (a request's
+// head and the start of its body), leaving the rest unsent: the server
+// holds the body's reservation until the connection closes.
+func holdRequest(t *testing.T, host, head string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.WriteString(c, head); err != nil {
+		c.Close()
+		t.Fatal(err)
+	}
+	return c
+}
+
+// waitIdentityBytes waits until the byte budget's identity share (identity,
+// change and gateway bodies) holds exactly n bytes.
+func waitIdentityBytes(t *testing.T, e *env, n int64) {
+	t.Helper()
+	used := func() int64 {
+		e.srv.budget.mu.Lock()
+		defer e.srv.budget.mu.Unlock()
+		return e.srv.budget.byAgent[identityBudget]
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for used() != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d bytes of identity-share bodies in flight, want %d", used(), n)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
