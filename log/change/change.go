@@ -662,27 +662,5 @@ var SystemPrincipal = alog.Principal{ID: "agentlog", Role: "system"}
 // never allowed it.
 func RecordSettings(ctx context.Context, l *alog.Log, allowSelfApproval bool) (bool, error) {
 	b, _ := json.Marshal(map[string]bool{"allow_self_approval": allowSelfApproval})
-	last := []byte(`{"allow_self_approval":false}`)
-	err := l.DB().View(func(txn *badger.Txn) error {
-		item, err := txn.Get(settingsKey)
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		last, err = item.ValueCopy(nil)
-		return err
-	})
-	if err != nil {
-		return false, fmt.Errorf("reading the recorded change settings: %w", err)
-	}
-	if bytes.Equal(last, b) {
-		return false, nil
-	}
-	extra := func([]alog.Appended) ([]byte, []byte, time.Duration) { return settingsKey, b, 0 }
-	if _, err := l.AppendWith(ctx, SystemPrincipal, alog.KindSystem, []alog.Record{{Action: "changes.configured", Attributes: b}}, extra); err != nil {
-		return false, fmt.Errorf("recording the change settings: %w", err)
-	}
-	return true, nil
+	return l.RecordSetting(ctx, SystemPrincipal, settingsKey, "changes.configured", b, []byte(`{"allow_self_approval":false}`))
 }
