@@ -42,7 +42,7 @@ type testLog struct {
 	holdCheck atomic.Pointer[chan struct{}]
 }
 
-func newTestLog(t *testing.T) *testLog {
+func newTestLog(t testing.TB) *testLog {
 	t.Helper()
 	l, err := alog.Open(alog.Config{Dir: t.TempDir()})
 	if err != nil {
@@ -82,7 +82,7 @@ func newTestLog(t *testing.T) *testLog {
 
 // session registers and approves agent id with scope (JSON, "" for none)
 // and opens a session for task; it returns the session credential.
-func (tl *testLog) session(t *testing.T, id, scope, task string) string {
+func (tl *testLog) session(t testing.TB, id, scope, task string) string {
 	t.Helper()
 	ctx := context.Background()
 	adm, _ := client.New(tl.url, client.WithToken(adminTok))
@@ -167,7 +167,7 @@ type upstream struct {
 	auth  []string // Authorization headers received
 }
 
-func newUpstream(t *testing.T, h http.HandlerFunc) *upstream {
+func newUpstream(t testing.TB, h http.HandlerFunc) *upstream {
 	u := &upstream{}
 	u.hs = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u.calls.Add(1)
@@ -189,7 +189,7 @@ func (u *upstream) sawAuth() []string {
 // newGateway starts a gateway with the configuration file text cfg (in
 // which UPSTREAM is replaced by up's URL and TOKENFILE by a 0600 file
 // holding "upstream-secret").
-func newGateway(t *testing.T, tl *testLog, cfg string, ups map[string]*upstream) *httptest.Server {
+func newGateway(t testing.TB, tl *testLog, cfg string, ups map[string]*upstream) *httptest.Server {
 	t.Helper()
 	dir := t.TempDir()
 	tf := filepath.Join(dir, "upstream.token")
