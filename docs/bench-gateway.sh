@@ -4,11 +4,14 @@
 # both directly and through a gateway route to it (record=after, then
 # record=before), the two interleaved in one run. Prints the figures for
 # docs/benchmarks.md.
-#   docs/bench-gateway.sh        RATE=2000 DURATION=20s by default
+#   docs/bench-gateway.sh        RATE=2000 DURATION=20s by default; DIRECT_RATE
+# samples the direct baseline at a lower rate (default: RATE), so that it
+# adds less load of its own
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rate=${RATE:-2000}
 dur=${DURATION:-20s}
+drate=${DIRECT_RATE:-$rate}
 work=$(mktemp -d)
 pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done; rm -rf "$work"' EXIT
@@ -29,9 +32,9 @@ for mode in after before; do
   gw=$!
   pids+=($gw)
   for _ in $(seq 100); do curl -sf http://127.0.0.1:18134/healthz >/dev/null 2>&1 && break; sleep 0.1; done
-  echo "== gateway record=$mode, $rate calls/s each way, $dur (gateway, log, upstream and load on one machine)"
+  echo "== gateway record=$mode, $rate calls/s through the gateway, $drate/s direct, $dur (gateway, log, upstream and load on one machine)"
   "$work/agentlog-dev" bench gateway --gateway http://127.0.0.1:18134/bench --upstream-listen 127.0.0.1:19100 \
-    --session-token-file "$work/session" --rate "$rate" --duration "$dur"
+    --session-token-file "$work/session" --rate "$rate" --direct-rate "$drate" --duration "$dur"
   # Where the added time goes, from the gateway's own metrics: the log's
   # append round trip (the wait for a durable commit) against the whole.
   curl -sf http://127.0.0.1:18134/metrics | awk '

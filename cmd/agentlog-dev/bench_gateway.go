@@ -19,13 +19,15 @@ import (
 // small upstream itself and calls it at --rate, open loop, both directly
 // and through the gateway (a route to that upstream), at the same time so
 // they share the machine's conditions; latency counts from each call's
-// scheduled time.
+// scheduled time. --direct-rate samples the direct path at a lower rate,
+// so that the baseline adds less load of its own to the run.
 func runBenchGateway(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("bench gateway", stderr)
 	gw := fs.String("gateway", "http://127.0.0.1:8090/bench", "the gateway route's URL, whose upstream is --upstream-listen")
 	listen := fs.String("upstream-listen", "127.0.0.1:9100", "where the bench serves the upstream tool")
 	credFile := fs.String("session-token-file", "", "file holding the agent's session credential")
-	rate := fs.Int("rate", 2000, "calls per second through the gateway (and as many direct)")
+	rate := fs.Int("rate", 2000, "calls per second through the gateway (and as many direct, unless --direct-rate)")
+	directRate := fs.Int("direct-rate", 0, "direct calls per second, the baseline interleaved with the gateway's (default: --rate); a lower rate measures the same conditions while adding less load")
 	dur := fs.Duration("duration", 20*time.Second, "how long to measure, after --warmup")
 	warmup := fs.Duration("warmup", 3*time.Second, "calls made first and not counted")
 	size := fs.Int("size", 256, "bytes of each answer")
@@ -41,6 +43,12 @@ func runBenchGateway(args []string, stdout, stderr io.Writer) error {
 	}
 	if *rate < 1 || *rate > 100000 {
 		return cmdline.Usagef("--rate %d: want 1 to 100000", *rate)
+	}
+	if *directRate == 0 {
+		*directRate = *rate
+	}
+	if *directRate < 1 || *directRate > 100000 {
+		return cmdline.Usagef("--direct-rate %d: want 1 to 100000", *directRate)
 	}
 	cred, err := cmdline.ReadSecret(*credFile)
 	if err != nil {
@@ -94,15 +102,15 @@ func runBenchGateway(args []string, stdout, stderr io.Writer) error {
 	var late [2]atomic.Int64 // measured calls started over 1 ms after their time
 	var firstErr atomic.Value
 	var wg sync.WaitGroup
-	interval := time.Second / time.Duration(*rate)
 	start := time.Now().Add(100 * time.Millisecond)
 	measureFrom := start.Add(*warmup)
 	end := measureFrom.Add(*dur)
-	n := int(end.Sub(start) / interval)
 	// Each path has its own pool of workers taking the calls' scheduled
 	// times in order: a call made late because every worker was busy counts
 	// its lateness (open loop), and connections stay bounded.
 	for k, url := range [2]string{direct, via} {
+		interval := time.Second / time.Duration([2]int{*directRate, *rate}[k])
+		n := int(end.Sub(start) / interval)
 		sched := make(chan time.Time, 1024)
 		go func() {
 			for i := range n {
@@ -140,7 +148,11 @@ func runBenchGateway(args []string, stdout, stderr io.Writer) error {
 	for k := range lat {
 		slices.Sort(lat[k])
 	}
-	fmt.Fprintf(stdout, "rate %d/s each way for %s (open loop, latency from the scheduled send)\n", *rate, *dur)
+	if *directRate == *rate {
+		fmt.Fprintf(stdout, "rate %d/s each way for %s (open loop, latency from the scheduled send)\n", *rate, *dur)
+	} else {
+		fmt.Fprintf(stdout, "rate %d/s through the gateway, %d/s direct, for %s (open loop, latency from the scheduled send)\n", *rate, *directRate, *dur)
+	}
 	fmt.Fprintf(stdout, "%-8s %8s %10s %10s %10s %10s %10s\n", "", "calls", "p50", "p90", "p99", "p99.9", "max")
 	for k, name := range []string{"direct", "gateway"} {
 		d := lat[k]

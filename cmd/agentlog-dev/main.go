@@ -58,7 +58,7 @@ var command = &cmdline.Command{
 		},
 		"bench gateway": {
 			Summary: "measure the latency the gateway adds to a call, against the direct call in the same run",
-			Usage:   "bench gateway --gateway URL --upstream-listen ADDR --session-token-file F [--rate N] [--workers N] [--duration D]",
+			Usage:   "bench gateway --gateway URL --upstream-listen ADDR --session-token-file F [--rate N] [--direct-rate N] [--workers N] [--duration D]",
 			Example: "agentlog-dev bench gateway --gateway http://127.0.0.1:8091/bench --upstream-listen 127.0.0.1:9100 --session-token-file bench.session --rate 2000",
 		},
 	},
