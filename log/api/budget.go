@@ -131,12 +131,17 @@ type reader struct {
 }
 
 func (rd *reader) Read(p []byte) (int, error) {
+	step := rd.step
+	if step == 0 {
+		step = growStep
+	}
+	// At most a step at a time: a caller's buffer (io.ReadAll's doubles)
+	// may be far larger than what is left to read.
+	if int64(len(p)) > step {
+		p = p[:step]
+	}
 	if rd.read+int64(len(p)) > rd.res.n {
 		need := rd.read + int64(len(p)) - rd.res.n
-		step := rd.step
-		if step == 0 {
-			step = growStep
-		}
 		if err := rd.res.grow(max(need, step)); err != nil {
 			return 0, err
 		}

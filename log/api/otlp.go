@@ -44,7 +44,16 @@ func (s *Server) postOTLPTraces(w http.ResponseWriter, r *http.Request) error {
 	if mt != otlp.Protobuf && mt != otlp.JSON {
 		return fmt.Errorf("%w: Content-Type must be %s or %s, not %q", errMediaType, otlp.Protobuf, otlp.JSON, r.Header.Get("Content-Type"))
 	}
-	var body io.Reader = http.MaxBytesReader(w, r.Body, maxOTLPBytes)
+	// The export's bytes as decompressed are the agent's append bytes in
+	// flight: taken from the byte budget as they are read, so a few small
+	// gzip bodies cannot each make the server hold 16 MiB beyond it.
+	resv, err := s.budget.take(p.Agent, 0)
+	if err != nil {
+		return err
+	}
+	defer resv.release()
+	sent := http.MaxBytesReader(w, r.Body, maxOTLPBytes)
+	var body io.Reader = sent
 	switch enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding"))); enc {
 	case "", "identity":
 	case "gzip":
@@ -56,10 +65,15 @@ func (s *Server) postOTLPTraces(w http.ResponseWriter, r *http.Request) error {
 	default:
 		return fmt.Errorf("%w: Content-Encoding %q: send gzip or none", errMediaType, enc)
 	}
-	b, err := io.ReadAll(io.LimitReader(body, maxOTLPDecompressed+1))
+	b, err := io.ReadAll(io.LimitReader(&reader{r: body, res: resv}, maxOTLPDecompressed+1))
 	var mbe *http.MaxBytesError
 	switch {
 	case errors.As(err, &mbe):
+		return err
+	case errors.Is(err, errOverBudget):
+		// Read the rest through (into no buffer), so the client sees the
+		// 503 rather than a reset connection.
+		io.Copy(io.Discard, sent)
 		return err
 	case err != nil:
 		return fmt.Errorf("%w: reading the body: %s", errBadRequest, err)

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	coltracepb "go.opentelemetry.io/proto/slim/otlp/collector/trace/v1"
 	commonpb "go.opentelemetry.io/proto/slim/otlp/common/v1"
@@ -212,4 +213,65 @@ func testOTLPRefused(t *testing.T, other bool) {
 			}
 		})
 	}
+}
+
+// TestOTLPBudget: an OTLP export's bytes, as decompressed, are taken from
+// the append byte budget of the server and of the agent as they are read:
+// a gzip body of a few KiB that inflates beyond what is left gets 503 with
+// Retry-After and writes nothing, and the bytes come back when it ends.
+func TestOTLPBudget(t *testing.T) {
+	e := newEnv(t, Config{InflightBytes: 24 << 20, InflightBytesPerAgent: 16 << 20})
+	a := e.openSession(t, e.agent(t, "agent-a"), "agent-a", "t", 0)
+	b := e.openSession(t, e.agent(t, "agent-b"), "agent-b", "t", 0)
+	host := strings.TrimPrefix(e.hs.URL, "http://")
+	// An ignored span carrying 12 MiB: sent as about 12 KiB of gzip.
+	big := testExport()
+	spans := big.ResourceSpans[0].ScopeSpans[0].Spans
+	spans[3].Attributes = []*commonpb.KeyValue{strAttr("padding", strings.Repeat("x", 12<<20))}
+	bigPB, _ := proto.Marshal(big)
+	bomb := gz(bigPB)
+	small, _ := proto.Marshal(testExport())
+	waitUsed := func(n int64) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			e.srv.budget.mu.Lock()
+			used := e.srv.budget.used
+			e.srv.budget.mu.Unlock()
+			if used == n {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d bytes in flight, want %d", used, n)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	// Agent b holds an append declaring 16 MiB: 8 MiB of the server's
+	// budget are left.
+	held := holdRequest(t, host, fmt.Sprintf("POST /v1/entries HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nContent-Length: %d\r\n\r\n{", host, b, 16<<20))
+	defer held.Close()
+	waitUsed(16 << 20)
+	before := e.l.Size()
+	code, h, body := postOTLP(t, e.hs.URL, a, otlp.Protobuf, "gzip", bomb)
+	if code != 503 || h.Get("Retry-After") == "" || !bytes.Contains(body, []byte(`"error"`)) {
+		t.Fatalf("a %d-byte gzip export inflating to %d bytes beyond the budget: %d %s", len(bomb), len(bigPB), code, body)
+	}
+	if e.l.Size() != before {
+		t.Fatalf("the refused export wrote %d entries", e.l.Size()-before)
+	}
+	// Agent b's own export: its share is taken.
+	if code, _, body := postOTLP(t, e.hs.URL, b, otlp.Protobuf, "", small); code != 503 {
+		t.Fatalf("an export of an agent whose share is taken: %d %s", code, body)
+	}
+	// A small export of agent a fits beside the held append.
+	if code, _, body := postOTLP(t, e.hs.URL, a, otlp.Protobuf, "", small); code != 200 {
+		t.Fatalf("a small export within the budget: %d %s", code, body)
+	}
+	held.Close()
+	waitUsed(0)
+	if code, _, body := postOTLP(t, e.hs.URL, a, otlp.Protobuf, "gzip", bomb); code != 200 {
+		t.Fatalf("the large export once the budget is free: %d %s", code, body)
+	}
+	waitUsed(0)
 }
