@@ -13,6 +13,7 @@ import (
 
 	"github.com/agentlog/agentlog/checkpoint/clock"
 	"github.com/agentlog/agentlog/internal/httpstatus"
+	"github.com/agentlog/agentlog/internal/listener"
 	"github.com/agentlog/agentlog/witness/policy"
 	"github.com/gorilla/mux"
 	"github.com/prometheus/client_golang/prometheus"
@@ -92,7 +93,18 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.Serve
 func (s *Server) route(name, method, path string, h http.HandlerFunc) {
 	s.mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
 		sw := httpstatus.New(w)
-		h(sw, r)
+		overflow := listener.Overflow(r.Context())
+		if overflow {
+			// A reserve connection (beyond the server's cap) is for
+			// health checks: free it once answered.
+			sw.Header().Set("Connection", "close")
+		}
+		if overflow && name != "healthz" {
+			sw.Header().Set("Retry-After", "1")
+			http.Error(sw, "too many connections are open; retry later", http.StatusServiceUnavailable)
+		} else {
+			h(sw, r)
+		}
 		s.reqs.WithLabelValues(name, strconv.Itoa(sw.Code)).Inc()
 	}).Methods(method)
 }

@@ -26,6 +26,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -42,6 +43,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/agentlog/agentlog/checkpoint/clock"
+	"github.com/agentlog/agentlog/internal/listener"
 	"github.com/agentlog/agentlog/internal/tlsfile"
 	"github.com/agentlog/agentlog/witness"
 )
@@ -84,6 +86,7 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	tlsCert := fs.String("tls-cert", "", "serve HTTPS with this PEM certificate chain (with --tls-key; re-read when it changes)")
 	tlsKey := fs.String("tls-key", "", "PEM private key of --tls-cert (mode 0600)")
+	maxConns := fs.Int("max-connections", 1024, fmt.Sprintf("most HTTP connections served at once; %d more are kept for /healthz and /metrics, and beyond those connections are closed on accept", listener.DefaultReserve))
 	if err := cmdline.ParseFlags(fs, args); err != nil {
 		return err
 	}
@@ -105,8 +108,8 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	if len(logs) == 0 {
 		return cmdline.Usagef("at least one --log VKEY (or a --log-list file) is needed")
 	}
-	if *rate <= 0 || *burst < 1 || *ntpInterval <= 0 {
-		return cmdline.Usagef("--rate, --burst and --ntp-interval must be positive")
+	if *rate <= 0 || *burst < 1 || *ntpInterval <= 0 || *maxConns < 1 {
+		return cmdline.Usagef("--rate, --burst, --ntp-interval and --max-connections must be positive")
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	// A bad TLS file stops the witness before it creates its key.
@@ -165,7 +168,11 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	cancel()
 	go clk.Run(ctx)
 
-	ln, scheme, err := tlsfile.Listen(*listen, tlsPair)
+	// A flood of connections runs into --max-connections, not the
+	// process's file descriptors, which the state files need.
+	ln, scheme, err := tlsfile.ListenWrapped(*listen, tlsPair, func(ln net.Listener) net.Listener {
+		return listener.Wrap(ln, listener.Config{Max: *maxConns, Reserve: listener.DefaultReserve, Registerer: reg})
+	})
 	if err != nil {
 		return err
 	}
@@ -177,6 +184,7 @@ func serve(args []string, stdout, stderr io.Writer) error {
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		ConnContext:       listener.ConnContext,
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- hs.Serve(ln) }()

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/agentlog/agentlog/checkpoint"
 	"github.com/agentlog/agentlog/checkpoint/ntptest"
+	"github.com/agentlog/agentlog/internal/proctest"
 )
 
 // The fault-injection suite: each test runs the real binary and states
@@ -39,21 +39,6 @@ func startFaultServer(t *testing.T, args ...string) (*serverProc, string) {
 	data := t.TempDir()
 	srv := startServer(t, agentlogBinary(t), append([]string{"--data", data, "--ntp", ntp.Addr(), "--checkpoint-interval", "100ms", "--anomaly=false"}, args...)...)
 	return srv, data
-}
-
-// rawGet sends one request on c and reads its answer.
-func rawGet(c net.Conn, path, extra string) (*http.Response, []byte, error) {
-	c.SetDeadline(time.Now().Add(20 * time.Second))
-	if _, err := fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: x\r\n%s\r\n", path, extra); err != nil {
-		return nil, nil, err
-	}
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return resp, b, err
 }
 
 // TestFaultConnectionFlood: with --max-connections taken by idle clients,
@@ -80,15 +65,15 @@ func TestFaultConnectionFlood(t *testing.T) {
 	}
 	// Each held connection is proved accepted by one answered request.
 	for i := range maxConns {
-		if resp, _, err := rawGet(dial(), "/checkpoint", ""); err != nil || resp.StatusCode >= 500 && resp.StatusCode != 503 {
+		if resp, _, err := proctest.RawGet(dial(), "/checkpoint", ""); err != nil || resp.StatusCode >= 500 && resp.StatusCode != 503 {
 			t.Fatalf("connection %d within the cap: %v", i, err)
 		}
 	}
-	resp, b, err := rawGet(dial(), "/healthz", "")
+	resp, b, err := proctest.RawGet(dial(), "/healthz", "")
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("/healthz with the cap taken: %v %v %s", resp, err, b)
 	}
-	resp, b, err = rawGet(dial(), "/v1/entries/0", "")
+	resp, b, err = proctest.RawGet(dial(), "/v1/entries/0", "")
 	var e struct{ Error string }
 	if err != nil || resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" || json.Unmarshal(b, &e) != nil || e.Error == "" {
 		t.Fatalf("other route with the cap taken: %v %v %s, want a JSON 503", resp, err, b)
@@ -113,7 +98,7 @@ func TestFaultConnectionFlood(t *testing.T) {
 			return false
 		}
 		defer c.Close()
-		resp, _, err := rawGet(c, "/v1/proof/consistency?old=0&size=0", "")
+		resp, _, err := proctest.RawGet(c, "/v1/proof/consistency?old=0&size=0", "")
 		return err == nil && resp.StatusCode == 200
 	})
 }
@@ -127,7 +112,7 @@ func TestFaultHugeHeaders(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	resp, b, err := rawGet(c, "/healthz", "X-Junk: "+strings.Repeat("j", 64<<10)+"\r\n")
+	resp, b, err := proctest.RawGet(c, "/healthz", "X-Junk: "+strings.Repeat("j", 64<<10)+"\r\n")
 	var e struct{ Error string }
 	if err != nil || resp.StatusCode != 431 || resp.Header.Get("Content-Type") != "application/json" || json.Unmarshal(b, &e) != nil || e.Error == "" {
 		t.Fatalf("huge headers: %v %v %q, want a JSON 431", resp, err, b)

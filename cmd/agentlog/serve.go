@@ -46,7 +46,7 @@ const defaultOrigin = "agentlog.local/log"
 
 // connReserve is how many connections beyond --max-connections are
 // accepted for health checks and metrics only.
-const connReserve = 32
+const connReserve = listener.DefaultReserve
 
 func runServe(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("serve", stderr)

@@ -23,6 +23,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
+// DefaultReserve is the servers' Config.Reserve: connections beyond their
+// --max-connections accepted for /healthz and /metrics only.
+const DefaultReserve = 32
+
 // Config configures a Listener.
 type Config struct {
 	// Max is how many connections are served normally at once (>= 1).

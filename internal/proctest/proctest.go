@@ -8,6 +8,9 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -158,4 +161,21 @@ func Run(t testing.TB, bin string, args ...string) (stdout, stderr string, code 
 	}
 	t.Fatal(err)
 	return "", "", -1
+}
+
+// RawGet sends one GET of path on c (extra: more header lines, each ending
+// in CRLF) and reads its answer, leaving c open: a connection held by a
+// test, as a flood's clients hold theirs.
+func RawGet(c net.Conn, path, extra string) (*http.Response, []byte, error) {
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	if _, err := fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: x\r\n%s\r\n", path, extra); err != nil {
+		return nil, nil, err
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp, b, err
 }
