@@ -18,7 +18,9 @@
 //
 // Durability contract: [Log.Append] returns only once its entries, their
 // index keys, the tiles that cover them and the tree state are committed
-// and fsynced in one transaction.
+// and fsynced in one transaction. An append whose commit has not started
+// within Config.CommitWait, or whose context ends before, fails with
+// nothing of it written ([ErrStalled], or the context's error).
 package log
 
 import (
@@ -59,6 +61,12 @@ type Config struct {
 	// MaxPending caps the entries waiting for the sequencer; beyond it
 	// appends fail with ErrPushback (default 262144).
 	MaxPending int
+	// CommitWait is how long an append may wait in the queue for its
+	// commit to start (default DefaultCommitWait, at most MaxCommitWait).
+	// Beyond it the storage is stalled: the append is withdrawn, nothing
+	// of it is written, and it fails with ErrStalled. An append whose
+	// commit has started waits for that commit's outcome.
+	CommitWait time.Duration
 	// Logger receives Badger's warnings and the log's own messages.
 	Logger *slog.Logger
 	// Registerer receives the log's Prometheus metrics (may be nil).
@@ -147,6 +155,12 @@ func Open(cfg Config) (*Log, error) {
 	}
 	if cfg.MaxPending < MaxEntriesPerRequest {
 		cfg.MaxPending = MaxEntriesPerRequest
+	}
+	switch {
+	case cfg.CommitWait == 0:
+		cfg.CommitWait = DefaultCommitWait
+	case cfg.CommitWait < 0 || cfg.CommitWait > MaxCommitWait:
+		return nil, fmt.Errorf("log: the commit-wait budget %s is not between 0 and %s", cfg.CommitWait, MaxCommitWait)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -273,7 +287,11 @@ func (l *Log) collectGarbage() (int, error) {
 // Append validates nothing further: recs must come from ParseAppendRequest
 // (or be otherwise validated). It encodes the leaves, queues them and waits
 // until they are durable. All records of one call are sequenced together,
-// consecutively, or none is.
+// consecutively, or none is. If their commit has not started within
+// Config.CommitWait, or ctx ends first, they are withdrawn and Append fails
+// with ErrStalled (or ctx's error): nothing of them is written. If ctx ends
+// after their commit started, Append returns ctx's error and they may
+// still be committed.
 func (l *Log) Append(ctx context.Context, p Principal, kind string, recs []Record) ([]Appended, error) {
 	return l.AppendWith(ctx, p, kind, recs, nil)
 }

@@ -10,6 +10,7 @@ type metrics struct {
 	queueDepth    prometheus.Gauge
 	treeSize      prometheus.Gauge
 	pushbacks     prometheus.Counter
+	withdrawn     *prometheus.CounterVec
 	commitErrors  prometheus.Counter
 }
 
@@ -42,13 +43,21 @@ func newMetrics(r prometheus.Registerer) *metrics {
 			Name: "agentlog_append_pushback_total",
 			Help: "Append requests refused because the queue was full.",
 		}),
+		withdrawn: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "agentlog_append_withdrawn_total",
+			Help: "Appends withdrawn from the queue before their commit started, with nothing written: reason budget (they waited longer than --commit-wait: the storage is stalled, answered 503) or client_gone (the request ended first).",
+		}, []string{"reason"}),
 		commitErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "agentlog_commit_errors_total",
 			Help: "Batches that failed to commit.",
 		}),
 	}
+	// Both series exist from the start, so a rate() over them is defined
+	// before the first withdrawal.
+	m.withdrawn.WithLabelValues(withdrawnBudget)
+	m.withdrawn.WithLabelValues(withdrawnClientGone)
 	if r != nil {
-		r.MustRegister(m.appendSeconds, m.commitSeconds, m.batchSize, m.queueDepth, m.treeSize, m.pushbacks, m.commitErrors)
+		r.MustRegister(m.appendSeconds, m.commitSeconds, m.batchSize, m.queueDepth, m.treeSize, m.pushbacks, m.withdrawn, m.commitErrors)
 	}
 	return m
 }

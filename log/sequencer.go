@@ -21,6 +21,28 @@ var ErrPushback = errors.New("append queue is full, retry later")
 // ErrClosed is returned for appends after Close has begun.
 var ErrClosed = errors.New("log is shutting down")
 
+// ErrStalled is wrapped by the error of an append that was still queued,
+// its commit not yet started, when its commit-wait budget
+// (Config.CommitWait) ran out: the storage is stalled (a commit that does
+// not return, as when the database cannot flush its memtables or an fsync
+// hangs). The append was withdrawn from the queue and nothing of it was
+// written, so it is safe to retry. The HTTP layer answers 503 with
+// Retry-After.
+var ErrStalled = errors.New("storage is stalled")
+
+// ErrWithdrawn is wrapped by the error of an append withdrawn from the
+// queue before its commit started, because its commit-wait budget ran out
+// (with ErrStalled) or its context ended (with the context's error):
+// nothing of it was written, and it never will be.
+var ErrWithdrawn = errors.New("the append was withdrawn before its commit started: nothing of it was written")
+
+// DefaultCommitWait is the default of Config.CommitWait, and MaxCommitWait
+// the longest it may be.
+const (
+	DefaultCommitWait = 10 * time.Second
+	MaxCommitWait     = 10 * time.Minute
+)
+
 // Appended describes one durably sequenced entry.
 type Appended struct {
 	Index    uint64
@@ -29,7 +51,17 @@ type Appended struct {
 }
 
 // pending is one append request waiting for the sequencer.
+//
+// Its state decides, by compare-and-swap, who owns it once queued: the
+// sequencer, which takes it into a batch (pendingQueued to pendingTaken)
+// and answers it through done, or its waiter, which withdraws it
+// (pendingQueued to pendingWithdrawn) when its budget or its context ends
+// and answers its caller itself. Exactly one of them wins, so an append
+// is either committed and answered with its result, or withdrawn with
+// nothing of it written: never both, never neither. The sequencer reads
+// no other field of a pending before it has taken it.
 type pending struct {
+	state atomic.Uint32
 	tails []leafTail
 	terms [][]byte // index terms of each leaf (appendTerms)
 	extra Extra    // may be nil
@@ -40,6 +72,42 @@ type pending struct {
 	done     chan struct{}
 	res      []Appended
 	err      error
+}
+
+// The states of a pending.
+const (
+	pendingQueued uint32 = iota
+	pendingTaken
+	pendingWithdrawn
+)
+
+// Why a waiter withdrew its append (the label of
+// agentlog_append_withdrawn_total).
+const (
+	withdrawnBudget     = "budget"
+	withdrawnClientGone = "client_gone"
+)
+
+// take claims p for the sequencer; false means its waiter withdrew it and
+// it must be skipped.
+func take(p *pending) bool {
+	return p.state.CompareAndSwap(pendingQueued, pendingTaken)
+}
+
+// withdraw claims p for its waiter, before the sequencer has taken it:
+// p will never be written. It leaves the queue's accounting and frees
+// what p holds (the sequencer drops p itself unread when it reaches it).
+// False means the sequencer has taken p, which will be answered through
+// done.
+func (s *sequencer) withdraw(p *pending, n int, reason string) bool {
+	if !p.state.CompareAndSwap(pendingQueued, pendingWithdrawn) {
+		return false
+	}
+	p.tails, p.terms, p.extra, p.imported = nil, nil, nil, nil
+	s.queued.Add(-int64(n))
+	s.m.queueDepth.Set(float64(s.queued.Load()))
+	s.m.withdrawn.WithLabelValues(reason).Inc()
+	return true
 }
 
 // sequencer assigns indexes and times to queued leaves, and commits each
@@ -65,6 +133,7 @@ type sequencer struct {
 	maxBatch   int // entries per batch
 	maxBytes   int // leaf bytes per batch
 	maxPending int64
+	commitWait time.Duration // how long an append may wait to be taken into a batch
 
 	mu      sync.Mutex // guards closed, fenced and sends on queue
 	closed  bool
@@ -88,6 +157,7 @@ func newSequencer(db *badger.DB, t *tree.Tree, clock func() time.Time, m *metric
 		maxBatch:   cfg.MaxBatch,
 		maxBytes:   cfg.MaxBatchBytes,
 		maxPending: int64(cfg.MaxPending),
+		commitWait: cfg.CommitWait,
 		queue:      make(chan *pending, cfg.MaxPending),
 		stopped:    make(chan struct{}),
 		postings:   newBatchPostings(),
@@ -112,8 +182,12 @@ func newSequencer(db *badger.DB, t *tree.Tree, clock func() time.Time, m *metric
 	return s, nil
 }
 
-// add queues tails and waits until they are durable or ctx ends. If ctx ends
-// first the entries may still be committed; the caller just stops waiting.
+// add queues tails and waits until they are durable. An append the
+// sequencer has not yet taken into a batch when its commit-wait budget
+// runs out, or when ctx ends, is withdrawn: it fails with ErrStalled (or
+// ctx's error) and nothing of it is ever written. Once taken, it waits
+// for its commit's outcome whatever the budget; if ctx ends then, the
+// caller stops waiting and the entries may still be committed.
 func (s *sequencer) add(ctx context.Context, tails []leafTail, terms [][]byte, extra Extra) ([]Appended, error) {
 	p := &pending{tails: tails, terms: terms, extra: extra, done: make(chan struct{})}
 	s.mu.Lock()
@@ -142,6 +216,23 @@ func (s *sequencer) add(ctx context.Context, tails []leafTail, terms [][]byte, e
 	}
 	s.mu.Unlock()
 	s.m.queueDepth.Set(float64(s.queued.Load()))
+	budget := time.NewTimer(s.commitWait)
+	defer budget.Stop()
+	select {
+	case <-p.done:
+		return p.res, p.err
+	case <-budget.C:
+		if s.withdraw(p, len(tails), withdrawnBudget) {
+			return nil, fmt.Errorf("%w: the append waited %s in the queue and its commit did not start (the commit before it has not returned): %w", ErrStalled, s.commitWait, ErrWithdrawn)
+		}
+	case <-ctx.Done():
+		if s.withdraw(p, len(tails), withdrawnClientGone) {
+			return nil, fmt.Errorf("%w: %w", ErrWithdrawn, ctx.Err())
+		}
+		return nil, fmt.Errorf("waiting for the append to be committed: %w", ctx.Err())
+	}
+	// The budget ran out after the sequencer took the append into a
+	// batch: its outcome is that commit's.
 	select {
 	case <-p.done:
 		return p.res, p.err
@@ -151,7 +242,12 @@ func (s *sequencer) add(ctx context.Context, tails []leafTail, terms [][]byte, e
 }
 
 // addImport queues leaves to store verbatim at index at and waits until
-// they are durable.
+// they are durable. An import has no commit-wait budget: its caller (a
+// standby's follower, package mirror) is one loop with no client to
+// answer, it has at most one import queued, and it would only queue the
+// same leaves again. It is withdrawn, though, if ctx ends before the
+// sequencer takes it, so that a follower that stopped leaves nothing
+// behind it.
 func (s *sequencer) addImport(ctx context.Context, at uint64, leaves [][]byte) error {
 	p := &pending{imported: leaves, at: at, done: make(chan struct{})}
 	s.mu.Lock()
@@ -172,6 +268,9 @@ func (s *sequencer) addImport(ctx context.Context, at uint64, leaves [][]byte) e
 	case <-p.done:
 		return p.err
 	case <-ctx.Done():
+		if s.withdraw(p, len(leaves), withdrawnClientGone) {
+			return fmt.Errorf("%w: %w", ErrWithdrawn, ctx.Err())
+		}
 		return fmt.Errorf("waiting for the import to be committed: %w", ctx.Err())
 	}
 }
@@ -189,8 +288,10 @@ func (s *sequencer) fence(err error) {
 		s.fenced = err
 	}
 	// The queue is FIFO: once this empty marker is answered, everything
-	// queued before it has been committed. A blocking send is safe under
-	// mu: the sequencer goroutine never takes it.
+	// queued before it has been committed (or withdrawn). A blocking send
+	// is safe under mu: the sequencer goroutine never takes it. The marker
+	// is never withdrawn and has no budget: a fence must not return while
+	// an append queued before it may still be committed.
 	p := &pending{done: make(chan struct{})}
 	s.queue <- p
 	s.mu.Unlock()
@@ -224,6 +325,9 @@ func (s *sequencer) run() {
 		if !ok {
 			return
 		}
+		if !take(p) {
+			continue // withdrawn by its waiter
+		}
 		if p.imported != nil {
 			s.commitImport(p)
 			continue
@@ -238,6 +342,9 @@ func (s *sequencer) run() {
 			case q, ok := <-s.queue:
 				if !ok {
 					break fill
+				}
+				if !take(q) {
+					continue // withdrawn by its waiter
 				}
 				if q.imported != nil {
 					imp = q
