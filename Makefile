@@ -37,7 +37,7 @@ interop:
 # (internal/fusefault: root and /dev/fuse, mounted without fusermount, so
 # nothing to install; skipped elsewhere unless AGENTLOG_REQUIRE_SERVICES=1).
 faults:
-	$(GO) test -race -count=1 -timeout 20m -run 'Fault|Commit|DiskFull|DiskNeed|ClientBody|RequestChecks|AppendBudget|IdentityBody|GatewayBody|Numbers|TimesAndTTLs|Denied|Undo|BadgerBackground|BadgerCompaction' ./cmd/agentlog ./log ./log/api ./internal/listener ./tree
+	$(GO) test -race -count=1 -timeout 20m -run 'Fault|Commit|DiskFull|DiskNeed|ClientBody|RequestChecks|AppendBudget|IdentityBody|GatewayBody|Numbers|TimesAndTTLs|Denied|Undo|BadgerBackground|BadgerCompaction|Withdraw|Stalled' ./cmd/agentlog ./log ./log/api ./internal/listener ./tree
 	$(GO) test -race -count=1 -timeout 10m ./internal/fusefault
 
 # A 30-minute soak under mixed load with memory and descriptors sampled and

@@ -20,6 +20,9 @@ import (
 //	write-error          fail before writing (EIO)
 //	no-space             fail before writing (ENOSPC)
 //	slow-sync DURATION   wait DURATION, then commit
+//	hold                 wait until the file says something else, then
+//	                     act on that (a commit that does not return: a
+//	                     stalled disk)
 //
 // so a test can change the fault while the server runs. With
 // AGENTLOG_FAULTINJECT_SMALL_TABLES=1, the database has small memtables
@@ -36,12 +39,19 @@ func init() {
 	}
 	fmt.Fprintf(os.Stderr, "agentlog: storage fault injection is on (build tag faultinject), controlled by %s\n", file)
 	storageFault = func(commit func() error) error {
-		b, err := os.ReadFile(file)
-		if err != nil {
-			return commit()
+		var line, verb, arg string
+		for {
+			b, err := os.ReadFile(file)
+			if err != nil {
+				return commit()
+			}
+			line, _, _ = strings.Cut(string(b), "\n")
+			verb, arg, _ = strings.Cut(strings.TrimSpace(line), " ")
+			if verb != "hold" {
+				break
+			}
+			time.Sleep(10 * time.Millisecond) // the injected stall: look again
 		}
-		line, _, _ := strings.Cut(string(b), "\n")
-		verb, arg, _ := strings.Cut(strings.TrimSpace(line), " ")
 		switch verb {
 		case "fsync-error":
 			if err := commit(); err != nil {

@@ -228,6 +228,7 @@ func Open(cfg Config) (*Log, error) {
 	if seq != nil {
 		seq.vlogSyncErrors = vlogSyncErrors
 		seq.storage.bg = bg
+		seq.storage.commitWait = cfg.CommitWait
 	}
 	if err != nil {
 		db.Close()

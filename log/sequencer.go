@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -107,6 +108,9 @@ func (s *sequencer) withdraw(p *pending, n int, reason string) bool {
 	s.queued.Add(-int64(n))
 	s.m.queueDepth.Set(float64(s.queued.Load()))
 	s.m.withdrawn.WithLabelValues(reason).Inc()
+	if reason == withdrawnBudget {
+		s.storage.stalled(s.log, s.commitWait)
+	}
 	return true
 }
 
@@ -118,6 +122,7 @@ type sequencer struct {
 	tree  *tree.Tree
 	clock func() time.Time
 	m     *metrics
+	log   *slog.Logger
 	disk  *diskGuard
 	// failCommit, if set, is called with the transaction's commit in its
 	// place (tests inject storage errors with it: export_test.go).
@@ -153,6 +158,7 @@ func newSequencer(db *badger.DB, t *tree.Tree, clock func() time.Time, m *metric
 		tree:       t,
 		clock:      clock,
 		m:          m,
+		log:        cfg.Logger,
 		disk:       disk,
 		maxBatch:   cfg.MaxBatch,
 		maxBytes:   cfg.MaxBatchBytes,

@@ -3,6 +3,7 @@ package log
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -54,6 +55,13 @@ type StorageStatus struct {
 	// last commit, for slowFor after it ended).
 	CommitSeconds float64 `json:"commit_seconds"`
 	Slow          bool    `json:"slow"`
+	// CommitWaitSeconds is the commit-wait budget (Config.CommitWait):
+	// an append whose commit has not started within it is withdrawn and
+	// refused (ErrStalled). StalledAppends counts those since the start,
+	// the last at LastStalledAt.
+	CommitWaitSeconds float64    `json:"commit_wait_seconds"`
+	StalledAppends    uint64     `json:"stalled_appends"`
+	LastStalledAt     *time.Time `json:"last_stalled_at,omitempty"`
 	// BackgroundError is the last error Badger reported in its own
 	// writes (a memtable flush, a compaction) if that was less than
 	// backgroundFor ago, and BackgroundErrorAt when; BackgroundErrors
@@ -122,6 +130,12 @@ type storageState struct {
 
 	bg *backgroundErrors // set by Open
 
+	commitWait     time.Duration // set by Open
+	stalledCount   atomic.Uint64 // appends withdrawn for the budget
+	stalledAt      atomic.Int64  // UnixNano of the last
+	stalledLogged  atomic.Int64  // UnixNano of the last log line about them
+	stalledSkipped atomic.Uint64 // withdrawn since that line
+
 	scrubMu sync.Mutex
 	scrub   *scrubResult // the last scrub's, nil before one
 
@@ -130,6 +144,34 @@ type storageState struct {
 	since    time.Time
 	lastErr  string
 	failures uint64
+}
+
+// stallLogEvery is how often at most the log says that appends are
+// withdrawn because the storage is stalled: during a stall every append
+// is, and one line each would flood the log.
+const stallLogEvery = 10 * time.Second
+
+// stalled records an append withdrawn because its commit did not start
+// within the budget, and logs it at most every stallLogEvery.
+func (st *storageState) stalled(l *slog.Logger, budget time.Duration) {
+	st.stalledCount.Add(1)
+	now := time.Now()
+	st.stalledAt.Store(now.UnixNano())
+	n := st.stalledSkipped.Add(1)
+	last := st.stalledLogged.Load()
+	if now.Sub(time.Unix(0, last)) < stallLogEvery || !st.stalledLogged.CompareAndSwap(last, now.UnixNano()) {
+		return
+	}
+	st.stalledSkipped.Add(-n)
+	l.Warn("storage is stalled: appends whose commit did not start within the commit-wait budget are refused (503), with nothing written", "withdrawn", n, "budget", budget, "commit_seconds", st.running().Seconds())
+}
+
+// running returns how long the running commit has waited, 0 if none.
+func (st *storageState) running() time.Duration {
+	if t := st.started.Load(); t != 0 {
+		return time.Since(time.Unix(0, t))
+	}
+	return 0
 }
 
 func (st *storageState) failed(err error) {
@@ -164,6 +206,12 @@ func (st *storageState) status() StorageStatus {
 		}
 	}
 	s.CommitSeconds = d.Seconds()
+	s.CommitWaitSeconds = st.commitWait.Seconds()
+	s.StalledAppends = st.stalledCount.Load()
+	if t := st.stalledAt.Load(); t != 0 {
+		at := time.Unix(0, t).UTC()
+		s.LastStalledAt = &at
+	}
 	st.scrubMu.Lock()
 	if r := st.scrub; r != nil {
 		at := r.at

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -21,7 +22,7 @@ import (
 // onFUSE runs the fault suite's binary (small database tables, so that
 // it flushes and compacts within seconds) with its data directory on the
 // FUSE fault layer (internal/fusefault).
-func onFUSE(t *testing.T) (*fusefault.FS, *injected) {
+func onFUSE(t *testing.T, flags ...string) (*fusefault.FS, *injected) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("fault-injection tests build and run the binary")
@@ -31,7 +32,7 @@ func onFUSE(t *testing.T) (*fusefault.FS, *injected) {
 		t.Fatal(err)
 	}
 	t.Setenv("AGENTLOG_FAULTINJECT_SMALL_TABLES", "1")
-	in := startInjectedAt(t, filepath.Join(f.Dir, "data"))
+	in := startInjectedAt(t, filepath.Join(f.Dir, "data"), flags...)
 	t.Cleanup(func() { in.srv.kill() })
 	return f, in
 }
@@ -115,21 +116,26 @@ func idle(t *testing.T, f *fusefault.FS) {
 // TestFaultFUSEFlush: the database cannot write its tables (every fsync
 // of an .sst file, which reaches the file system as the msync of a
 // memory-mapped table, fails with EIO), so it cannot flush its memtables,
-// under load. What must hold: the server keeps running (no SIGBUS, no
-// exit); Badger's error is logged (ERROR "badger: error flushing memtable
-// to disk ... retrying"), and /healthz is degraded and says that the
-// background writes fail, with the error (appends wait once the memtables
-// are full, and /healthz then also says the storage is slow); no append
-// is answered with anything but 200; once the fault clears the database
-// flushes by itself, the waiting appends are acknowledged and /healthz is
-// ok again; after kill -9 every acknowledged entry is there.
+// under load, with --commit-wait 2s. What must hold: the server keeps
+// running (no SIGBUS, no exit); Badger's error is logged (ERROR "badger:
+// error flushing memtable to disk ... retrying"), and /healthz is degraded
+// and says that the background writes fail, with the error; once the
+// memtables are full the commit under way waits (/healthz then also says
+// the storage is slow), its append waits with it, and new appends are
+// refused with 503, Retry-After and a JSON error saying the storage is
+// stalled, while the stall lasts, instead of waiting for it; the loading
+// client, whose append was in the waiting commit, gets only 200s; once
+// the fault clears the database flushes by itself, the waiting append is
+// acknowledged, appends succeed and /healthz is ok again; nothing of the
+// refused appends is in the log, and after kill -9 every acknowledged
+// entry is there.
 //
 // The fault starts while the database is idle: a compaction that fails
 // to write a table loses that table's keys (Badger v4.9.6 drops the
 // error, TestBadgerCompactionDropsBuildErrors), which
 // TestFaultFUSECompaction covers.
 func TestFaultFUSEFlush(t *testing.T) {
-	f, in := onFUSE(t)
+	f, in := onFUSE(t, "--commit-wait", "2s")
 	in.fillTables(3)
 	idle(t, f)
 	f.Inject(fusefault.Rule{Op: fusefault.Fsync, Path: "*.sst", Err: syscall.EIO})
@@ -142,10 +148,22 @@ func TestFaultFUSEFlush(t *testing.T) {
 		h, err := healthz(in.srv.url)
 		return err == nil && h["status"] == "degraded" && storageOf(h)["background_error"] != nil && strings.Contains(fmt.Sprint(h["problems"]), "background writes are failing")
 	})
-	waitFor(t, "appends to wait for the flush", func() bool {
+	waitFor(t, "a commit to wait for the flush", func() bool {
 		h, err := healthz(in.srv.url)
 		return err == nil && storageOf(h)["slow"] == true
 	})
+	for range 2 {
+		start := time.Now()
+		code, hdr, b := in.postStalled(1, "fault.refused", "")
+		var e struct{ Error string }
+		if code != 503 || hdr.Get("Retry-After") == "" || json.Unmarshal(b, &e) != nil || !strings.Contains(e.Error, "storage is stalled") {
+			t.Fatalf("append while the flush fails: %d (Retry-After %q) %s, want 503 saying the storage is stalled", code, hdr.Get("Retry-After"), b)
+		}
+		t.Logf("append refused after %.1f s", time.Since(start).Seconds())
+	}
+	if h, err := healthz(in.srv.url); err != nil || storageOf(h)["slow"] != true || storageOf(h)["stalled_appends"] != float64(2) {
+		t.Fatalf("/healthz after the refusals: the stall should last: %v %v", h, err)
+	}
 	f.Clear()
 	waitFor(t, "/healthz to be ok once the fault cleared", func() bool {
 		h, err := healthz(in.srv.url)
@@ -154,7 +172,7 @@ func TestFaultFUSEFlush(t *testing.T) {
 	close(stop)
 	c := <-codes
 	if c[200] == 0 || len(c) != 1 {
-		t.Fatalf("appends during the fault: %v, want only 200s", c)
+		t.Fatalf("the loading client's appends during the fault: %v, want only 200s", c)
 	}
 	if code, _, b := in.post(5, "fault.kept"); code != 200 {
 		t.Fatalf("append after the fault: %d %s", code, b)

@@ -48,6 +48,11 @@ const defaultOrigin = "agentlog.local/log"
 // accepted for health checks and metrics only.
 const connReserve = listener.DefaultReserve
 
+// minCommitWait is the shortest --commit-wait: below it a busy but healthy
+// disk (a commit of a large batch, a slow fsync now and then) would have
+// appends refused.
+const minCommitWait = 100 * time.Millisecond
+
 func runServe(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("serve", stderr)
 	data := fs.String("data", "agentlog-data", "data directory (keys, tokens, database)")
@@ -62,6 +67,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	maxBatch := fs.Int("max-batch", 8192, "most entries committed in one batch")
 	tileCache := fs.Int("tile-cache", 16384, "full hash tiles kept in memory for proofs and tiles (16 KiB each, so at most 256 MiB by default)")
 	maxPending := fs.Int("max-pending", 1<<18, "most entries waiting to be committed before appends get 503")
+	commitWait := fs.Duration("commit-wait", alog.DefaultCommitWait, fmt.Sprintf("longest an append waits in the queue for its commit to start (%s to %s); beyond it the storage is stalled and the append gets 503 with Retry-After and nothing of it written", minCommitWait, alog.MaxCommitWait))
 	maxConns := fs.Int("max-connections", 4096, fmt.Sprintf("most HTTP connections served at once; %d more are kept for /healthz and /metrics, and beyond those connections are closed on accept", connReserve))
 	appendBudget := fs.Int("append-budget-mib", api.DefaultInflightBytes>>20, "MiB of append request bodies in flight (being read, decoded or committed) beyond which appends get 503 with Retry-After")
 	agentBudget := fs.Int("append-budget-agent-mib", api.DefaultInflightBytesPerAgent>>20, "the same for each agent's appends (all its sessions together); at least 16")
@@ -116,6 +122,9 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	if *vlogSize < 1 || *vlogSize > 2047 || *diskReserve < 1 {
 		return cmdline.Usagef("--value-log-file-mib must be 1 to 2047 and --disk-reserve-mib at least 1")
+	}
+	if *commitWait < minCommitWait || *commitWait > alog.MaxCommitWait {
+		return cmdline.Usagef("--commit-wait %s: want %s to %s", *commitWait, minCommitWait, alog.MaxCommitWait)
 	}
 	if *appendBudget < 0 || *agentBudget < 0 || *memoryLimit < 0 {
 		return cmdline.Usagef("--append-budget-mib, --append-budget-agent-mib and --memory-limit-mib must not be negative")
@@ -177,6 +186,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		Clock:      clk.Now,
 		MaxBatch:   *maxBatch,
 		MaxPending: *maxPending,
+		CommitWait: *commitWait,
 		TileCache:  *tileCache,
 
 		DiskReserve:      int64(*diskReserve) << 20,

@@ -36,6 +36,7 @@ type injected struct {
 	mu        sync.Mutex        // guards acked and next (appends from a load goroutine)
 	acked     map[uint64][]byte // index -> leaf hash, of every acknowledged entry
 	next      uint64            // the index the next acknowledged entry must get
+	flags     []string          // more serve flags
 }
 
 // ackedSize is the index the next acknowledged entry must get.
@@ -52,9 +53,10 @@ func startInjected(t *testing.T) *injected {
 	return startInjectedAt(t, t.TempDir())
 }
 
-// startInjectedAt is startInjected with the data directory data.
-func startInjectedAt(t *testing.T, data string) *injected {
-	in := &injected{t: t, data: data, ctl: filepath.Join(t.TempDir(), "fault"), ntp: ntptest.Start(t, 0).Addr(), acked: map[uint64][]byte{}}
+// startInjectedAt is startInjected with the data directory data, and
+// flags added to serve's.
+func startInjectedAt(t *testing.T, data string, flags ...string) *injected {
+	in := &injected{t: t, data: data, ctl: filepath.Join(t.TempDir(), "fault"), ntp: ntptest.Start(t, 0).Addr(), acked: map[uint64][]byte{}, flags: flags}
 	t.Setenv("AGENTLOG_FAULTINJECT", in.ctl)
 	in.start()
 	tok, err := os.ReadFile(filepath.Join(in.data, "admin.token"))
@@ -69,7 +71,7 @@ func startInjectedAt(t *testing.T, data string) *injected {
 }
 
 func (in *injected) start() {
-	in.srv = startServer(in.t, faultBuild.Get(in.t, "agentlog", "."), "--data", in.data, "--ntp", in.ntp, "--checkpoint-interval", "100ms", "--anomaly=false")
+	in.srv = startServer(in.t, faultBuild.Get(in.t, "agentlog", "."), append([]string{"--data", in.data, "--ntp", in.ntp, "--checkpoint-interval", "100ms", "--anomaly=false"}, in.flags...)...)
 	if !strings.Contains(in.srv.stderr.String(), "storage fault injection is on") {
 		in.t.Fatalf("the faultinject binary does not say fault injection is on:\n%s", in.srv.stderr)
 	}
@@ -97,6 +99,13 @@ func (in *injected) post(n int, action string) (int, http.Header, []byte) {
 // (not acknowledged) instead of failing the test.
 func (in *injected) tryPost(n int, action string) (int, http.Header, []byte, error) {
 	in.t.Helper()
+	return in.tryPostKey(context.Background(), n, action, "")
+}
+
+// tryPostKey is tryPost with ctx and, unless key is empty, an
+// Idempotency-Key.
+func (in *injected) tryPostKey(ctx context.Context, n int, action, key string) (int, http.Header, []byte, error) {
+	in.t.Helper()
 	var b strings.Builder
 	b.WriteString(`{"entries":[`)
 	for i := range n {
@@ -106,9 +115,12 @@ func (in *injected) tryPost(n int, action string) (int, http.Header, []byte, err
 		fmt.Fprintf(&b, `{"action":%q,"resource":"r/%d"}`, action, i)
 	}
 	b.WriteString(`]}`)
-	req, _ := http.NewRequest("POST", in.srv.url+"/v1/entries", strings.NewReader(b.String()))
+	req, _ := http.NewRequestWithContext(ctx, "POST", in.srv.url+"/v1/entries", strings.NewReader(b.String()))
 	req.Header.Set("Authorization", "Bearer "+in.sess)
 	req.Header.Set("Content-Type", "application/json")
+	if key != "" {
+		req.Header.Set("Idempotency-Key", key)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return 0, nil, nil, err
@@ -155,14 +167,8 @@ func (in *injected) checkAcked() {
 			in.t.Fatalf("acknowledged entry %d: %s %v (leaf hash differs: %v)", i, leaf, err, err == nil)
 		}
 	}
-	resp, err := http.DefaultClient.Do(in.authGet("/v1/query?action=fault.refused"))
-	if err != nil {
-		in.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var q struct{ Matches []json.RawMessage }
-	if err := json.NewDecoder(resp.Body).Decode(&q); err != nil || resp.StatusCode != 200 || len(q.Matches) != 0 {
-		in.t.Fatalf("query for refused appends: %d, %d matches, %v", resp.StatusCode, len(q.Matches), err)
+	if n := in.queryCount("fault.refused"); n != 0 {
+		in.t.Fatalf("the query finds %d entries of refused appends", n)
 	}
 }
 

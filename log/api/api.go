@@ -322,6 +322,12 @@ func (s *Server) handle(r *mux.Router, name, path, method string, h handlerFunc)
 	return wrapped
 }
 
+// stalledRetryAfter is the Retry-After of a 503 for an append withdrawn
+// because the storage is stalled: a stall lasts seconds at least (a flush
+// Badger retries every second, a hung fsync), and clients retrying at
+// once would only queue behind it again.
+const stalledRetryAfter = "5"
+
 // writeError is the one place where errors become HTTP statuses.
 func writeError(l *slog.Logger, w http.ResponseWriter, err error) {
 	var mbe *http.MaxBytesError
@@ -358,6 +364,11 @@ func writeError(l *slog.Logger, w http.ResponseWriter, err error) {
 		l.Warn("storage failure", "err", err)
 		w.Header().Set("Retry-After", "1")
 		writeJSONError(w, http.StatusServiceUnavailable, "the database failed to write; nothing of this request was acknowledged, retry")
+	case errors.Is(err, alog.ErrStalled):
+		// The append was withdrawn from the queue before its commit
+		// started: a retry cannot duplicate it.
+		w.Header().Set("Retry-After", stalledRetryAfter)
+		writeJSONError(w, http.StatusServiceUnavailable, "storage is stalled: the append waited longer than the commit-wait budget for its commit to start and was NOT written; retry later")
 	case errors.Is(err, alog.ErrPushback):
 		w.Header().Set("Retry-After", "1")
 		writeJSONError(w, http.StatusServiceUnavailable, err.Error())
@@ -658,7 +669,7 @@ func (s *Server) health() Health {
 		if h.Status == "ok" {
 			h.Status = "degraded"
 		}
-		h.Problems = append(h.Problems, fmt.Sprintf("storage is slow: a commit (write and fsync) took %.1f s; appends wait for it", h.Storage.CommitSeconds))
+		h.Problems = append(h.Problems, fmt.Sprintf("storage is slow: a commit (write and fsync) took %.1f s; appends wait for it, and those whose commit has not started within the commit-wait budget (%g s) are refused (503) with nothing written", h.Storage.CommitSeconds, h.Storage.CommitWaitSeconds))
 	}
 	if h.Storage.Unreadable > 0 {
 		h.Status = "failing"
