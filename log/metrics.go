@@ -45,7 +45,7 @@ func newMetrics(r prometheus.Registerer) *metrics {
 		}),
 		withdrawn: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "agentlog_append_withdrawn_total",
-			Help: "Appends withdrawn from the queue before their commit started, with nothing written: reason budget (they waited longer than --commit-wait: the storage is stalled, answered 503) or client_gone (the request ended first).",
+			Help: "Appends withdrawn from the queue before their commit started, with nothing written: reason budget (they waited longer than --commit-wait: the storage is stalled, answered 503) or client_gone (the caller stopped waiting first: a client that disconnected, or the log's own writer of denied attempts after 5 s).",
 		}, []string{"reason"}),
 		commitErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "agentlog_commit_errors_total",
