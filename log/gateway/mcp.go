@@ -218,6 +218,13 @@ type mcpCall struct {
 }
 
 func (g *Gateway) serveMCPPost(w http.ResponseWriter, r *http.Request, rt *route) {
+	// The credential first, as for HTTP routes: a client without one
+	// must not make the gateway read and hold a body of up to
+	// max_request_bytes (its refusal names no request ids).
+	se, cred, unrec, ok := g.admit(w, r, rt, mcpFailAuto(nil, false))
+	if !ok {
+		return
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, rt.maxRequest))
 	if err != nil {
 		var mbe *http.MaxBytesError
@@ -231,10 +238,6 @@ func (g *Gateway) serveMCPPost(w http.ResponseWriter, r *http.Request, rt *route
 	msgs, batch, err := parseMessages(body)
 	if err != nil {
 		mcpFail(nil, batch, codeParse, nil)(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	se, cred, unrec, ok := g.admit(w, r, rt, mcpFailAuto(msgs, batch))
-	if !ok {
 		return
 	}
 	start := g.now()

@@ -1,12 +1,16 @@
 package gateway
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 )
 
 // rpcUpstream answers JSON-RPC requests: each request's result echoes its
@@ -266,4 +270,37 @@ func FuzzReadEvents(f *testing.F) {
 			e.bytes()
 		}
 	})
+}
+
+// TestMCPAuthenticatesBeforeBody: an MCP POST without a valid credential
+// is refused before its body is read, so clients without one cannot make
+// the gateway read and hold bodies of up to max_request_bytes (60 such
+// requests of 16 MiB took it to 1.6 GB): here a body declared at 16 MiB,
+// of which one byte is sent, is answered 401 at once.
+func TestMCPAuthenticatesBeforeBody(t *testing.T) {
+	tl := newTestLog(t)
+	up := rpcUpstream(t, false)
+	gw := newGateway(t, tl, `{"routes": {"crm": {"upstream": "mcp+{u}"}}}`, map[string]*upstream{"u": up})
+	for _, auth := range []string{"", "Authorization: Bearer agentlog-session-v1.0123456789abcdef." + strings.Repeat("A", 43) + "\r\n"} {
+		before := tl.l.Size()
+		c, err := net.Dial("tcp", strings.TrimPrefix(gw.URL, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		fmt.Fprintf(c, "POST /crm HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n%sContent-Length: %d\r\n\r\n[", auth, 16<<20)
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("%q: no answer before the body: %v", auth, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		var e struct{ Error struct{ Code int } }
+		if resp.StatusCode != 401 || json.Unmarshal(b, &e) != nil || e.Error.Code != CodeUnauthorized {
+			t.Fatalf("%q: %d %s, want 401 with a JSON-RPC error", auth, resp.StatusCode, b)
+		}
+		if up.calls.Load() != 0 || tl.l.Size() != before {
+			t.Fatalf("%q: upstream called %d times, %d entries written", auth, up.calls.Load(), tl.l.Size()-before)
+		}
+	}
 }
