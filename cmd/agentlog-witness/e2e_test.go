@@ -1,11 +1,9 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -210,69 +208,10 @@ func TestWitnessConnectionFlood(t *testing.T) {
 	lg := witnesstest.NewLog(t, "flood.example/log")
 	w := startWitness(t, witnessBinary(t), "--data", t.TempDir(), "--name", "flood.example/witness", "--log", lg.VKey,
 		"--ntp", ntptest.Start(t, 0).Addr(), "--max-connections", fmt.Sprint(maxConns))
-	addr := strings.TrimPrefix(w.url, "http://")
-	var held []net.Conn
-	defer func() {
-		for _, c := range held {
-			c.Close()
-		}
-	}()
-	dial := func() net.Conn {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		held = append(held, c)
-		return c
-	}
-	// Each held connection is proved accepted by one answered request.
-	for i := range maxConns {
-		if resp, _, err := proctest.RawGet(dial(), "/healthz", ""); err != nil || resp.StatusCode != 200 {
-			t.Fatalf("connection %d within the cap: %v %v", i, resp, err)
-		}
-	}
-	if resp, b, err := proctest.RawGet(dial(), "/healthz", ""); err != nil || resp.StatusCode != 200 {
-		t.Fatalf("/healthz with the cap taken: %v %v %s", resp, err, b)
-	}
-	c := dial()
-	body := witnesstest.Body(0, nil, lg.Checkpoint())
-	c.SetDeadline(time.Now().Add(20 * time.Second))
-	fmt.Fprintf(c, "POST /add-checkpoint HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-	if err != nil || resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" {
-		t.Fatalf("add-checkpoint with the cap taken: %v %v, want 503 with Retry-After", resp, err)
-	}
-	// Fill the reserve (the two above were closed by the witness).
-	for range listener.DefaultReserve {
-		dial()
-	}
-	c = dial()
-	c.SetDeadline(time.Now().Add(20 * time.Second))
-	fmt.Fprintf(c, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-	if n, err := c.Read(make([]byte, 1)); n != 0 || err == nil {
-		t.Fatalf("beyond the reserve: read %d bytes, %v; want the connection closed", n, err)
-	}
-	for _, c := range held {
-		c.Close()
-	}
-	held = nil
+	proctest.CheckConnectionCap(t, strings.TrimPrefix(w.url, "http://"), maxConns, listener.DefaultReserve,
+		"/healthz", "/"+policy.OriginHash(lg.Origin)+"/checkpoint", false)
 	lg.Grow(3, "a")
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		// Until the witness has seen the held connections close, a new
-		// one may still be beyond the reserve and closed on accept.
-		resp, err := http.Post(w.url+"/add-checkpoint", "text/plain", bytes.NewReader(witnesstest.Body(0, nil, lg.Checkpoint())))
-		if err == nil {
-			out, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				break
-			}
-			err = fmt.Errorf("%d %s", resp.StatusCode, out)
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("add-checkpoint once the connections went: %v", err)
-		}
-		time.Sleep(10 * time.Millisecond)
+	if code, out := post(t, w.url, witnesstest.Body(0, nil, lg.Checkpoint())); code != 200 {
+		t.Fatalf("add-checkpoint once the connections went: %d %s", code, out)
 	}
 }

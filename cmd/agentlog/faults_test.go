@@ -48,59 +48,18 @@ func startFaultServer(t *testing.T, args ...string) (*serverProc, string) {
 func TestFaultConnectionFlood(t *testing.T) {
 	const maxConns = 40
 	srv, _ := startFaultServer(t, "--max-connections", fmt.Sprint(maxConns))
-	addr := strings.TrimPrefix(srv.url, "http://")
-	var held []net.Conn
-	defer func() {
-		for _, c := range held {
-			c.Close()
-		}
-	}()
-	dial := func() net.Conn {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		held = append(held, c)
-		return c
-	}
-	// Each held connection is proved accepted by one answered request.
-	for i := range maxConns {
-		if resp, _, err := proctest.RawGet(dial(), "/checkpoint", ""); err != nil || resp.StatusCode >= 500 && resp.StatusCode != 503 {
-			t.Fatalf("connection %d within the cap: %v", i, err)
-		}
-	}
-	resp, b, err := proctest.RawGet(dial(), "/healthz", "")
-	if err != nil || resp.StatusCode != 200 {
-		t.Fatalf("/healthz with the cap taken: %v %v %s", resp, err, b)
-	}
-	resp, b, err = proctest.RawGet(dial(), "/v1/entries/0", "")
-	var e struct{ Error string }
-	if err != nil || resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" || json.Unmarshal(b, &e) != nil || e.Error == "" {
-		t.Fatalf("other route with the cap taken: %v %v %s, want a JSON 503", resp, err, b)
-	}
-	// Fill the reserve (the two above were closed by the server).
-	for range connReserve {
-		dial()
-	}
-	c := dial()
-	c.SetDeadline(time.Now().Add(20 * time.Second))
-	fmt.Fprintf(c, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-	if n, err := c.Read(make([]byte, 1)); n != 0 || err == nil {
-		t.Fatalf("beyond the reserve: read %d bytes, %v; want the connection closed", n, err)
-	}
-	for _, c := range held {
-		c.Close()
-	}
-	held = nil
-	waitFor(t, "connections to be served again", func() bool {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			return false
-		}
-		defer c.Close()
-		resp, _, err := proctest.RawGet(c, "/v1/proof/consistency?old=0&size=0", "")
-		return err == nil && resp.StatusCode == 200
-	})
+	proctest.CheckConnectionCap(t, strings.TrimPrefix(srv.url, "http://"), maxConns, connReserve, "/healthz", "/v1/proof/consistency?old=0&size=0", true)
+}
+
+// TestFaultGatewayConnectionFlood: the gateway's --max-connections, as the
+// log's (20,000 idle connections took every file descriptor it needs for
+// the upstreams and the log): /healthz on the reserve, a call there 503.
+func TestFaultGatewayConnectionFlood(t *testing.T) {
+	const maxConns = 20
+	srv, _ := startFaultServer(t)
+	gw := proctest.Start(t, agentlogBinary(t), "agentlog gateway listening on ", "gateway", "--log", srv.url, "--listen", "127.0.0.1:0",
+		"--route", "tools=http://127.0.0.1:1", "--max-connections", fmt.Sprint(maxConns))
+	proctest.CheckConnectionCap(t, strings.TrimPrefix(gw.URL, "http://"), maxConns, connReserve, "/healthz", "/tools/x", true)
 }
 
 // TestFaultHugeHeaders: headers over the limit get a JSON 431 (Go's server

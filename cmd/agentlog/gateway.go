@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/agentlog/agentlog/internal/cmdline"
+	"github.com/agentlog/agentlog/internal/listener"
 	"github.com/agentlog/agentlog/log/gateway"
 )
 
@@ -30,11 +31,15 @@ func runGateway(args []string, stdout, stderr io.Writer) error {
 	tokenFile := fs.String("token-file", "", "operator token of role gateway (agentlog token create --role gateway): the configuration is recorded in the log at start; required when a route is fail_open")
 	metricsAddr := fs.String("metrics-listen", "", "serve GET /metrics on this address instead of on --listen")
 	debugAddr := fs.String("debug-listen", "", "if set, serve Go's pprof profiles on this (loopback) address")
+	maxConns := fs.Int("max-connections", 4096, fmt.Sprintf("most HTTP connections served at once; %d more are kept for /healthz and /metrics, and beyond those connections are closed on accept", connReserve))
 	if err := cmdline.ParseFlags(fs, args); err != nil {
 		return err
 	}
 	if *logURL == "" {
 		return cmdline.Usagef("--log URL is required")
+	}
+	if *maxConns < 1 {
+		return cmdline.Usagef("--max-connections must be positive")
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
@@ -60,6 +65,10 @@ func runGateway(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", *listen, err)
 	}
+	// A flood of connections runs into --max-connections, not the
+	// process's file descriptors, which calls need for the upstreams and
+	// the log.
+	ln = listener.Wrap(ln, listener.Config{Max: *maxConns, Reserve: connReserve})
 	if *metricsAddr != "" {
 		mln, err := net.Listen("tcp", *metricsAddr)
 		if err != nil {
@@ -78,6 +87,7 @@ func runGateway(args []string, stdout, stderr io.Writer) error {
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		ConnContext:       listener.ConnContext,
 	}
 	if *debugAddr != "" {
 		go serveDebug(*debugAddr, logger)

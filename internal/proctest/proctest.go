@@ -6,6 +6,7 @@ package proctest
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -178,4 +179,74 @@ func RawGet(c net.Conn, path, extra string) (*http.Response, []byte, error) {
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	return resp, b, err
+}
+
+// CheckConnectionCap checks a server's connection cap (internal/listener)
+// from outside: with max connections held by idle clients, each proved
+// accepted by one answered request, a GET of health still answers 200 on
+// a reserve connection and a GET of other gets 503 with Retry-After there
+// (a JSON {"error"} if jsonErrors); with the reserve held too, the next
+// connection is closed on accept; and once they all close, other is served
+// again (any status but 503).
+func CheckConnectionCap(t testing.TB, addr string, max, reserve int, health, other string, jsonErrors bool) {
+	t.Helper()
+	var held []net.Conn
+	defer func() {
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	dial := func() net.Conn {
+		t.Helper()
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+		return c
+	}
+	for i := range max {
+		if _, _, err := RawGet(dial(), health, ""); err != nil {
+			t.Fatalf("connection %d within the cap: %v", i, err)
+		}
+	}
+	if resp, b, err := RawGet(dial(), health, ""); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("%s with the cap taken: %v %v %s", health, resp, err, b)
+	}
+	resp, b, err := RawGet(dial(), other, "")
+	var e struct{ Error string }
+	if err != nil || resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" || jsonErrors && (json.Unmarshal(b, &e) != nil || e.Error == "") {
+		t.Fatalf("%s with the cap taken: %v %v %s, want 503 with Retry-After", other, resp, err, b)
+	}
+	// Fill the reserve (the server closed the two above once answered).
+	for range reserve {
+		dial()
+	}
+	c := dial()
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", health)
+	if n, err := c.Read(make([]byte, 1)); n != 0 || err == nil {
+		t.Fatalf("beyond the reserve: read %d bytes, %v; want the connection closed", n, err)
+	}
+	for _, c := range held {
+		c.Close()
+	}
+	held = nil
+	// Until the server has seen them close, a new connection may still be
+	// beyond the cap.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			resp, _, err := RawGet(c, other, "")
+			c.Close()
+			if err == nil && resp.StatusCode != 503 {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not served again once the connections closed", other)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

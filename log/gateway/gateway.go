@@ -44,6 +44,7 @@ import (
 	"github.com/agentlog/agentlog"
 	"github.com/agentlog/agentlog/client"
 	"github.com/agentlog/agentlog/internal/httpstatus"
+	"github.com/agentlog/agentlog/internal/listener"
 )
 
 // Headers of the gateway's answers.
@@ -182,6 +183,16 @@ func (g *Gateway) Metrics() http.Handler {
 
 // ServeHTTP implements http.Handler.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if listener.Overflow(r.Context()) {
+		// A reserve connection, beyond the listener's cap: health checks
+		// and metrics only, and freed once answered.
+		w.Header().Set("Connection", "close")
+		if r.URL.Path != "/healthz" && r.URL.Path != "/metrics" {
+			w.Header().Set("Retry-After", "1")
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "too many connections are open; retry later"})
+			return
+		}
+	}
 	if r.URL.Path == "/healthz" && r.Method == http.MethodGet {
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "routes": len(g.routes)})
 		return
