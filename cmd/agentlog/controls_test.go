@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,6 +20,7 @@ import (
 	"github.com/agentlog/agentlog/client"
 	"github.com/agentlog/agentlog/internal/cmdline"
 	"github.com/agentlog/agentlog/witness"
+	"golang.org/x/mod/sumdb/note"
 )
 
 // TestControlsAndHealthAlertsE2E runs the real binary with a real witness
@@ -275,6 +277,57 @@ func TestServeRefusesShortHealthAfter(t *testing.T) {
 		}
 		if _, err := os.Stat(data); !os.IsNotExist(err) {
 			t.Fatalf("serve %v left %s behind", args, data)
+		}
+	}
+}
+
+// TestServeRefusesBadInputFirst: a bad --witness-policy (unreadable,
+// malformed, or listing logs on a first start, which creates a key it
+// cannot list), a bad --listen address and out-of-range numbers stop serve
+// with an error before it creates anything (it created the data directory
+// and the log's keys before reading the policy, and took a negative
+// --session-ttl or a --max-batch of 0 for their defaults).
+func TestServeRefusesBadInputFirst(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, text string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	bad := write("bad-policy", "garbage\n")
+	_, vkey, err := note.GenerateKey(rand.Reader, "example.com/log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := write("other-policy", "log "+vkey+"\nquorum none\n")
+	data := filepath.Join(dir, "data")
+	for _, c := range []struct {
+		args  []string
+		usage bool
+		want  string
+	}{
+		{[]string{"--witness-policy", bad}, false, "unknown keyword"},
+		{[]string{"--witness-policy", filepath.Join(dir, "missing")}, false, "no such file"},
+		{[]string{"--witness-policy", other}, false, "first start"},
+		{[]string{"--listen", "127.0.0.1:99999"}, true, "--listen"},
+		{[]string{"--session-ttl", "-1s"}, true, "--session-ttl"},
+		{[]string{"--session-max-ttl", "0s"}, true, "--session-max-ttl"},
+		{[]string{"--session-ttl", "13h"}, true, "--session-max-ttl (12h0m0s)"},
+		{[]string{"--max-batch", "0"}, true, "--max-batch"},
+		{[]string{"--max-pending", "-1"}, true, "--max-pending"},
+		{[]string{"--tile-cache", "-1"}, true, "--tile-cache"},
+		{[]string{"--shutdown-timeout", "0s"}, true, "--shutdown-timeout"},
+		{[]string{"--health-alert-after", "-1m"}, true, "--health-alert-after"},
+	} {
+		err := runServe(append([]string{"--data", data, "--listen", "127.0.0.1:0"}, c.args...), io.Discard, io.Discard)
+		var ue cmdline.UsageError
+		if err == nil || c.usage != errors.As(err, &ue) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("serve %v: %v, want an error with %q (a usage error: %v)", c.args, err, c.want, c.usage)
+		}
+		if _, err := os.Stat(data); !os.IsNotExist(err) {
+			t.Fatalf("serve %v left %s behind", c.args, data)
 		}
 	}
 }

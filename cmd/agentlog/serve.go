@@ -116,6 +116,18 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		// would end its episode and raise it again.
 		return cmdline.Usagef("--health-alert-after (%s) must be longer than --witness-lag-tolerance (%s)", *healthAfter, *witnessLag)
 	}
+	if *sessionTTL <= 0 || *sessionMaxTTL <= 0 || *shutdownTimeout <= 0 || *healthAfter <= 0 {
+		return cmdline.Usagef("--session-ttl, --session-max-ttl, --shutdown-timeout and --health-alert-after must be positive")
+	}
+	if *sessionTTL > *sessionMaxTTL {
+		return cmdline.Usagef("--session-ttl (%s) must not be longer than --session-max-ttl (%s)", *sessionTTL, *sessionMaxTTL)
+	}
+	if *maxBatch < 1 || *maxPending < 1 || *tileCache < 0 {
+		return cmdline.Usagef("--max-batch and --max-pending must be positive and --tile-cache not negative")
+	}
+	if _, err := net.ResolveTCPAddr("tcp", *listen); err != nil {
+		return cmdline.Usagef("--listen %q: %v", *listen, err)
+	}
 	if *otlpOther != "ignore" && *otlpOther != "record" {
 		return cmdline.Usagef("--otlp-other-spans %q: want ignore or record", *otlpOther)
 	}
@@ -147,6 +159,11 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		return cmdline.Usagef("--anomaly-config needs --anomaly")
 	case *anomalyConfig != "":
 		if acfg, err = anomaly.ReadConfigFile(*anomalyConfig); err != nil {
+			return err
+		}
+	}
+	if *policyFile != "" {
+		if err := checkPolicyFile(*policyFile, *data); err != nil {
 			return err
 		}
 	}

@@ -1,9 +1,12 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -93,18 +96,51 @@ func verifyPolicy(path, logVKey string, raw []byte) (string, error) {
 }
 
 // readPolicy is the one reader of policy files (c2sp.org/tlog-policy) for
-// every verb: it parses the file and applies policy.RequireLog for the log
-// whose verifier key is logVKey ("" when the verb was given none).
+// every verb: it parses the file (parsePolicyFile) and applies
+// policy.RequireLog for the log whose verifier key is logVKey ("" when the
+// verb was given none).
 func readPolicy(path, logVKey string) (*policy.Policy, error) {
+	p, err := parsePolicyFile(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.RequireLog(logVKey); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return p, nil
+}
+
+// checkPolicyFile checks serve's --witness-policy before anything is
+// written to the data directory: that it parses, and that it can list the
+// log of dir (its key, or none for a first start, which creates a key no
+// policy can name yet).
+func checkPolicyFile(path, dir string) error {
+	pub, err := os.ReadFile(filepath.Join(dir, checkpoint.LogPubFile))
+	if err == nil {
+		_, err = readPolicy(path, string(pub))
+		return err
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("reading the log key: %w", err)
+	}
+	p, err := parsePolicyFile(path)
+	if err != nil {
+		return err
+	}
+	if len(p.Logs) > 0 {
+		return fmt.Errorf("%s lists logs, but this first start creates a new log key, which it cannot list: start without --witness-policy, then add the key in %s to the policy", path, filepath.Join(dir, checkpoint.LogPubFile))
+	}
+	return nil
+}
+
+// parsePolicyFile reads and parses a c2sp.org/tlog-policy file.
+func parsePolicyFile(path string) (*policy.Policy, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("reading the policy: %w", err)
 	}
 	p, err := policy.Parse(b)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	if err := p.RequireLog(logVKey); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return p, nil
