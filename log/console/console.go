@@ -22,8 +22,10 @@ package console
 
 import (
 	"embed"
+	"fmt"
 	"io/fs"
 	"net/http"
+	"path"
 	"strings"
 )
 
@@ -78,9 +80,43 @@ func Handler(next http.Handler) http.Handler {
 			serveReport(next, w, r)
 			return
 		}
+		// A directory other than the console's own is no page: the file
+		// server would list it.
+		name := strings.TrimPrefix(path.Clean(r.URL.Path), strings.TrimSuffix(Prefix, "/"))
+		if st, err := fs.Stat(Assets(), strings.TrimPrefix(name, "/")); err == nil && st.IsDir() && name != "" && name != "/" {
+			writeError(w, http.StatusNotFound, "Not Found: "+r.URL.Path)
+			return
+		}
 		// The files change with the binary; revalidate on every load so
 		// an upgraded server never runs with an old module.
 		h.Set("Cache-Control", "no-cache")
-		files.ServeHTTP(w, r)
+		files.ServeHTTP(&errorWriter{ResponseWriter: w, path: r.URL.Path}, r)
 	})
+}
+
+// errorWriter turns the file server's error answers (404, 416 for a range
+// beyond the file, ...), plain text, into the JSON {"error": ...} every
+// other answer of the server uses.
+type errorWriter struct {
+	http.ResponseWriter
+	path   string
+	failed bool
+}
+
+func (w *errorWriter) WriteHeader(code int) {
+	if code < 400 {
+		w.ResponseWriter.WriteHeader(code)
+		return
+	}
+	w.failed = true
+	w.Header().Del("Content-Length")
+	w.Header().Set("Cache-Control", "no-store")
+	writeError(w.ResponseWriter, code, fmt.Sprintf("%s: %s", http.StatusText(code), w.path))
+}
+
+func (w *errorWriter) Write(p []byte) (int, error) {
+	if w.failed {
+		return len(p), nil // the file server's text, replaced
+	}
+	return w.ResponseWriter.Write(p)
 }
