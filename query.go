@@ -1,6 +1,10 @@
 package agentlog
 
-import "encoding/json"
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
 
 // QueryFields are the leaf fields GET /v1/query matches, in the order of
 // the query API's parameters. A value matches exactly, or as a prefix
@@ -42,4 +46,16 @@ type QuerySummary struct {
 // QuerySummaryLine is the form of the summary line.
 type QuerySummaryLine struct {
 	Summary QuerySummary `json:"summary"`
+}
+
+// LoadZone is time.LoadLocation for the IANA time zone names a client
+// gives (a query's tz, an agent scope's, a report's), refusing "Local":
+// the host's zone is no name, and whatever depended on it (the hours of an
+// alert rule, a query's window, a report an auditor recomputes offline)
+// would differ from one host to another.
+func LoadZone(name string) (*time.Location, error) {
+	if name == "Local" {
+		return nil, fmt.Errorf("%q is the host's time zone, not an IANA time zone name", name)
+	}
+	return time.LoadLocation(name)
 }

@@ -247,3 +247,16 @@ func TestAppendResponseJSON(t *testing.T) {
 		}
 	}
 }
+
+func TestLoadZone(t *testing.T) {
+	for _, name := range []string{"UTC", "Europe/Paris", "America/New_York"} {
+		if _, err := LoadZone(name); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	for _, name := range []string{"Local", "../../etc/passwd", "/etc/localtime", "Nowhere/Land"} {
+		if _, err := LoadZone(name); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}

@@ -138,7 +138,7 @@ func (l *leaf) by() string {
 // Compute builds the report. It fails if an entry is not a leaf or the
 // entries are not the consecutive indexes [Start, End).
 func Compute(in Input) (*Report, error) {
-	loc, err := time.LoadLocation(in.Zone)
+	loc, err := agentlog.LoadZone(in.Zone)
 	if err != nil {
 		return nil, fmt.Errorf("report zone %q: %w", in.Zone, err)
 	}

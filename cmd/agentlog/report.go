@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/agentlog/agentlog"
 	"github.com/agentlog/agentlog/client"
 	"github.com/agentlog/agentlog/client/evidence"
 	"github.com/agentlog/agentlog/client/report"
@@ -55,7 +56,7 @@ func runReport(args []string, stdout, stderr io.Writer) error {
 	if !from.Before(to) {
 		return cmdline.Usagef("--from must be before --to")
 	}
-	if _, err := time.LoadLocation(*zone); err != nil {
+	if _, err := agentlog.LoadZone(*zone); err != nil {
 		return cmdline.Usagef("--tz %q: %v", *zone, err)
 	}
 	browser := ""

@@ -3,6 +3,8 @@ package api
 import (
 	"bufio"
 	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"net/url"
@@ -205,4 +207,27 @@ func FuzzDecodeCursor(f *testing.F) {
 			t.Fatalf("round trip of %d/%d failed", size, next)
 		}
 	})
+}
+
+// TestHostZoneRefused: "Local", the host's time zone, is no IANA name: a
+// query window, an agent's declared hours or a report in it would depend
+// on the host (a standby, an auditor recomputing offline). A query or a
+// registration naming it gets 400 and writes nothing.
+func TestHostZoneRefused(t *testing.T) {
+	e := newEnv(t, Config{})
+	before := e.l.Size()
+	if code, _, b := do(t, "GET", e.hs.URL+"/v1/query?outside_hours=09:00-17:00&tz=Local", adminTok, ""); code != 400 {
+		t.Errorf("query with tz=Local: %d %s", code, b)
+	}
+	pub, _, _ := ed25519.GenerateKey(rand.Reader)
+	body, _ := json.Marshal(map[string]any{"id": "bot-local", "public_key": []byte(pub), "scope": map[string]any{"hours": "09:00-17:00", "tz": "Local"}})
+	if code, _, b := do(t, "POST", e.hs.URL+"/v1/agents", adminTok, string(body)); code != 400 {
+		t.Errorf("registration with scope tz Local: %d %s", code, b)
+	}
+	if e.l.Size() != before {
+		t.Errorf("%d entries written", e.l.Size()-before)
+	}
+	if code, _, b := do(t, "GET", e.hs.URL+"/v1/query?outside_hours=09:00-17:00&tz=Europe/Paris&limit=1", adminTok, ""); code != 200 {
+		t.Errorf("query with an IANA zone: %d %s", code, b)
+	}
 }

@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/agentlog/agentlog"
 	"github.com/agentlog/agentlog/client"
 	"github.com/agentlog/agentlog/client/evidence"
 	"github.com/agentlog/agentlog/client/report"
@@ -62,7 +63,7 @@ func serveReport(next http.Handler, w http.ResponseWriter, r *http.Request) {
 	if zone == "" {
 		zone = "UTC"
 	}
-	_, err3 := time.LoadLocation(zone)
+	_, err3 := agentlog.LoadZone(zone)
 	switch {
 	case err1 != nil || err2 != nil:
 		writeError(w, http.StatusBadRequest, "from and to (RFC 3339) bound the period")

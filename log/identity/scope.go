@@ -8,6 +8,8 @@ import (
 	"time"
 
 	jsonv2 "github.com/go-json-experiment/json"
+
+	"github.com/agentlog/agentlog"
 )
 
 // Scope is what an agent declares it will do when it is registered. The
@@ -124,7 +126,7 @@ func (sc Scope) Validate() error {
 		if err := validText("scope tz", sc.TZ, 64, true); err != nil {
 			return err
 		}
-		if _, err := time.LoadLocation(sc.TZ); err != nil {
+		if _, err := agentlog.LoadZone(sc.TZ); err != nil {
 			return fmt.Errorf("%w: scope tz %q is not a known time zone", ErrInvalid, sc.TZ)
 		}
 	}
@@ -165,7 +167,7 @@ type CompiledScope struct {
 func (sc Scope) Compile() *CompiledScope {
 	c := &CompiledScope{Scope: sc, loc: time.UTC}
 	if sc.TZ != "" {
-		if l, err := time.LoadLocation(sc.TZ); err == nil {
+		if l, err := agentlog.LoadZone(sc.TZ); err == nil {
 			c.loc = l
 		}
 	}

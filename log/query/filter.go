@@ -185,7 +185,7 @@ func ParseHours(window, zone, weekdays string) (*Hours, error) {
 	if strings.ContainsAny(zone, "\\") || strings.Contains(zone, "..") || strings.HasPrefix(zone, "/") {
 		return nil, fmt.Errorf("%w: \"tz\" %q is not an IANA time zone name", ErrInvalid, zone)
 	}
-	if h.Loc, err = time.LoadLocation(zone); err != nil {
+	if h.Loc, err = agentlog.LoadZone(zone); err != nil {
 		return nil, fmt.Errorf("%w: \"tz\" %q is not a known IANA time zone", ErrInvalid, zone)
 	}
 	if weekdays == "" {
