@@ -25,6 +25,11 @@ type File struct {
 	SessionCache string `json:"session_cache,omitempty"`
 	// LogTimeout bounds one append to the log (default "5s").
 	LogTimeout string `json:"log_timeout,omitempty"`
+	// BodyTimeout bounds how long a call's request body may take to
+	// arrive (default "60s", at most "10m"); a slower one gets 408. The
+	// gateway has no read timeout otherwise: an event stream's answer may
+	// last.
+	BodyTimeout string `json:"body_timeout,omitempty"`
 	// MaxBatch caps the entries of one append the gateway sends (default
 	// 1000).
 	MaxBatch int `json:"max_batch,omitempty"`
@@ -106,6 +111,7 @@ type Config struct {
 	Routes        []*Route
 	SessionCache  time.Duration
 	LogTimeout    time.Duration
+	BodyTimeout   time.Duration
 	MaxBatch      int
 	MaxConcurrent int
 	MaxInflight   int
@@ -180,6 +186,9 @@ func (f *File) Check(logURL string) (*Config, error) {
 		return nil, err
 	}
 	if c.LogTimeout, err = duration("log_timeout", f.LogTimeout, 5*time.Second, 5*time.Minute); err != nil {
+		return nil, err
+	}
+	if c.BodyTimeout, err = duration("body_timeout", f.BodyTimeout, 60*time.Second, 10*time.Minute); err != nil {
 		return nil, err
 	}
 	switch {

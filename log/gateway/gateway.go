@@ -29,6 +29,7 @@ import (
 	"hash"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -419,20 +420,40 @@ func (g *Gateway) recordFailed(w http.ResponseWriter, c *call, err error, fail f
 	return false
 }
 
+// readBody reads a call's request body, at most limit bytes, within the
+// configured body_timeout. On failure it returns the status (413, 408 or
+// 400) and the message of the answer.
+func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, int, string) {
+	// A read deadline for the body only: the server has no read timeout,
+	// since the answer (an event stream) may outlast any.
+	rc := http.NewResponseController(w)
+	rc.SetReadDeadline(time.Now().Add(g.cfg.BodyTimeout))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	rc.SetReadDeadline(time.Time{})
+	var mbe *http.MaxBytesError
+	var ne net.Error
+	switch {
+	case err == nil:
+		return body, 0, ""
+	case errors.As(err, &mbe):
+		return nil, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", mbe.Limit)
+	case errors.As(err, &ne) && ne.Timeout():
+		w.Header().Set("Connection", "close")
+		return nil, http.StatusRequestTimeout, fmt.Sprintf("the request body did not arrive within %s (body_timeout)", g.cfg.BodyTimeout)
+	default:
+		return nil, http.StatusBadRequest, "reading the request body: " + err.Error()
+	}
+}
+
 func (g *Gateway) serveHTTP(w http.ResponseWriter, r *http.Request, rt *route, rest string) {
 	se, cred, unrec, ok := g.admit(w, r, rt, httpFail)
 	if !ok {
 		return
 	}
 	start := g.now()
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, rt.maxRequest))
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			httpFail(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", mbe.Limit))
-		} else {
-			httpFail(w, http.StatusBadRequest, "reading the request body: "+err.Error())
-		}
+	body, status, msg := g.readBody(w, r, rt.maxRequest)
+	if status != 0 {
+		httpFail(w, status, msg)
 		return
 	}
 	r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))

@@ -2,11 +2,15 @@ package gateway
 
 import (
 	"bufio"
+	"encoding/json"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	alog "github.com/agentlog/agentlog/log"
 )
@@ -253,5 +257,40 @@ func TestGroupCommit(t *testing.T) {
 	}
 	if got := tl.appends.Load(); got > 2 {
 		t.Fatalf("%d appends for %d concurrent calls, want at most 2", got, n)
+	}
+}
+
+// TestBodyTimeout: a call whose request body does not arrive within
+// body_timeout gets 408 (a JSON-RPC error on an MCP route), is not
+// forwarded and writes nothing; without it an agent's slow bodies held
+// their goroutines and call slots for as long as it liked.
+func TestBodyTimeout(t *testing.T) {
+	tl := newTestLog(t)
+	cred := tl.session(t, "bot-1", "", "t")
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
+	gw := newGateway(t, tl, `{"body_timeout": "200ms", "routes": {"tools": {"upstream": "{u}"}, "crm": {"upstream": "mcp+{u}"}}}`, map[string]*upstream{"u": up})
+	for _, path := range []string{"/tools/x", "/crm"} {
+		before := tl.l.Size()
+		c, err := net.Dial("tcp", strings.TrimPrefix(gw.URL, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{", path, cred)
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("%s: no answer to a stalled body: %v", path, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 408 || !json.Valid(b) || !strings.Contains(string(b), "body_timeout") {
+			t.Fatalf("%s: %d %s, want 408 with a JSON error", path, resp.StatusCode, b)
+		}
+		if up.calls.Load() != 0 || tl.l.Size() != before {
+			t.Fatalf("%s: upstream called %d times, %d entries written", path, up.calls.Load(), tl.l.Size()-before)
+		}
+	}
+	if _, err := (&File{BodyTimeout: "11m", Routes: map[string]RouteFile{"a": {Upstream: "http://h"}}}).Check("http://log"); err == nil {
+		t.Error("body_timeout 11m accepted")
 	}
 }

@@ -225,14 +225,13 @@ func (g *Gateway) serveMCPPost(w http.ResponseWriter, r *http.Request, rt *route
 	if !ok {
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, rt.maxRequest))
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			mcpFail(nil, false, codeInvalid, nil)(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", mbe.Limit))
-		} else {
-			mcpFail(nil, false, codeParse, nil)(w, http.StatusBadRequest, "reading the request body: "+err.Error())
+	body, failed, msg := g.readBody(w, r, rt.maxRequest)
+	if failed != 0 {
+		code := codeInvalid
+		if failed == http.StatusBadRequest {
+			code = codeParse
 		}
+		mcpFail(nil, false, code, nil)(w, failed, msg)
 		return
 	}
 	msgs, batch, err := parseMessages(body)
