@@ -67,7 +67,8 @@ type StorageStatus struct {
 	// backgroundFor ago, and BackgroundErrorAt when; BackgroundErrors
 	// counts them since the start. Badger retries those writes by
 	// itself; while a flush fails, commits wait once its memtables are
-	// full.
+	// full (and the appends behind them fail with ErrStalled after
+	// Config.CommitWait).
 	BackgroundError   string     `json:"background_error,omitempty"`
 	BackgroundErrorAt *time.Time `json:"background_error_at,omitempty"`
 	BackgroundErrors  uint64     `json:"background_errors"`

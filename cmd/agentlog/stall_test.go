@@ -20,10 +20,10 @@ import (
 // usage error naming them, before anything is created.
 func TestServeRefusesBadCommitWait(t *testing.T) {
 	data := filepath.Join(t.TempDir(), "data")
-	for _, v := range []string{"0s", "-1s", "99ms", "11m"} {
+	for _, v := range []string{"0s", "-1s", "999ms", "11m"} {
 		err := runServe([]string{"--data", data, "--commit-wait", v}, io.Discard, io.Discard)
 		var ue cmdline.UsageError
-		if !errors.As(err, &ue) || !strings.Contains(err.Error(), "--commit-wait") || !strings.Contains(err.Error(), "100ms to 10m0s") {
+		if !errors.As(err, &ue) || !strings.Contains(err.Error(), "--commit-wait") || !strings.Contains(err.Error(), "1s to 10m0s") {
 			t.Errorf("serve --commit-wait %s: %v, want a usage error with the bounds", v, err)
 		}
 		if _, err := os.Stat(data); !os.IsNotExist(err) {

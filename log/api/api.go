@@ -679,7 +679,7 @@ func (s *Server) health() Health {
 		if h.Status == "ok" {
 			h.Status = "degraded"
 		}
-		h.Problems = append(h.Problems, fmt.Sprintf("the database's background writes are failing (last at %s: %s): it retries by itself; while a memtable flush fails, appends wait once its memtables are full; acknowledged entries are safe in its write-ahead log", h.Storage.BackgroundErrorAt.Format(time.RFC3339), h.Storage.BackgroundError))
+		h.Problems = append(h.Problems, fmt.Sprintf("the database's background writes are failing (last at %s: %s): it retries by itself; while a memtable flush fails, the commit under way waits once its memtables are full, and appends behind it are refused (503) after the commit-wait budget; acknowledged entries are safe in its write-ahead log", h.Storage.BackgroundErrorAt.Format(time.RFC3339), h.Storage.BackgroundError))
 	}
 	if s.cfg.Clock != nil {
 		st := s.cfg.Clock.Status()
