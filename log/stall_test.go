@@ -266,14 +266,7 @@ func TestCanceledAppendWithdrawn(t *testing.T) {
 		gone <- appendResult{res, err}
 	}()
 	// Cancel once it is queued behind the held batch (1 entry).
-	queued := make(chan struct{})
-	go func() {
-		for l.QueueDepth() != 3 {
-			time.Sleep(time.Millisecond)
-		}
-		close(queued)
-	}()
-	within(t, queued, "queued append")
+	waitQueue(t, l, 3)
 	cancel()
 	r := within(t, gone, "answer to the canceled append")
 	if !errors.Is(r.err, ErrWithdrawn) || !errors.Is(r.err, context.Canceled) || errors.Is(r.err, ErrStalled) {
@@ -442,4 +435,86 @@ func TestWithdrawRace(t *testing.T) {
 		t.Fatalf("the tree has %d entries, the callers account for %d", len(all), 2*landed)
 	}
 	t.Logf("%d appends: %d acknowledged, %d withdrawn, %d ended after their commit started", len(outcomes), acked, withdrawn, unknown)
+}
+
+// waitQueue waits until the log's queue holds n entries.
+func waitQueue(t *testing.T, l *Log, n int64) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		for l.QueueDepth() != n {
+			time.Sleep(time.Millisecond)
+		}
+		close(done)
+	}()
+	within(t, done, fmt.Sprintf("queue of %d entries", n))
+}
+
+// TestImportStalled: a standby's imports have no commit-wait budget. An
+// import queued behind a commit that does not return is still waiting
+// when an append queued after it has been refused with ErrStalled, and is
+// committed once the commit returns; an import whose context ends while
+// it is queued is withdrawn and never stored, and the same leaves import
+// afterwards; the standby's tree then equals its source's.
+func TestImportStalled(t *testing.T) {
+	ctx := context.Background()
+	src := openTest(t, t.TempDir(), nil)
+	defer src.Close()
+	for _, n := range []int{3, 2, 2} {
+		if _, err := src.Append(ctx, admin, KindAction, recs(n, "read")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	leaves, err := src.Entries(0, src.Size())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst, err := Open(Config{Dir: t.TempDir(), CommitWait: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dst.Close()
+	hold := holdNextCommit(dst)
+	first := make(chan error, 1)
+	go func() { first <- dst.Import(ctx, 0, leaves[:3]) }()
+	within(t, hold.entered, "held commit")
+	second := make(chan error, 1)
+	go func() { second <- dst.Import(ctx, 3, leaves[3:5]) }()
+	waitQueue(t, dst, 5)
+	if _, err := dst.Append(ctx, admin, KindAction, recs(1, "late")); !errors.Is(err, ErrStalled) {
+		t.Fatalf("append behind the held commit: %v, want ErrStalled", err)
+	}
+	select {
+	case err := <-second:
+		t.Fatalf("the import queued before the refused append was answered while the commit was held: %v", err)
+	default:
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	third := make(chan error, 1)
+	go func() { third <- dst.Import(cctx, 5, leaves[5:7]) }()
+	waitQueue(t, dst, 7)
+	cancel()
+	if err := within(t, third, "answer to the canceled import"); !errors.Is(err, ErrWithdrawn) || !errors.Is(err, context.Canceled) {
+		t.Fatalf("canceled queued import: %v, want ErrWithdrawn", err)
+	}
+	close(hold.release)
+	if err := within(t, first, "answer to the held import"); err != nil {
+		t.Fatal(err)
+	}
+	if err := within(t, second, "answer to the waiting import"); err != nil {
+		t.Fatalf("the import that waited out the budget: %v", err)
+	}
+	dst.SetCommitHook(nil)
+	if dst.Size() != 5 {
+		t.Fatalf("size %d after the stall, want 5 (the withdrawn import not stored)", dst.Size())
+	}
+	if err := dst.Import(ctx, 5, leaves[5:7]); err != nil {
+		t.Fatalf("importing the withdrawn leaves again: %v", err)
+	}
+	if !bytes.Equal(src.Tree().Root(), dst.Tree().Root()) || dst.Size() != src.Size() {
+		t.Fatal("the standby's tree differs from its source's")
+	}
+	if err := dst.CheckIndex(ctx); err != nil {
+		t.Fatalf("the standby's indexes: %v", err)
+	}
 }
