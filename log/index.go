@@ -3,6 +3,7 @@ package log
 import (
 	"encoding/binary"
 	"fmt"
+	"math"
 	"time"
 	"unsafe"
 
@@ -142,12 +143,20 @@ func timeKey(t time.Time, i uint64) []byte {
 	return k
 }
 
+// lastIndexTime is the latest time a time index key holds: the keys are
+// Unix nanoseconds, an int64, which ends in 2262.
+var lastIndexTime = time.Unix(0, math.MaxInt64)
+
 // IndexAt returns the first index whose entry time is at or after t, or
 // size if there is none, reading only the time index. size bounds the
-// answer to a consistent snapshot.
+// answer to a consistent snapshot. t may be any time: one before 1970
+// gives 0, one after 2262 size.
 func (l *Log) IndexAt(t time.Time, size uint64) (uint64, error) {
-	if t.UnixNano() <= 0 {
+	switch {
+	case !t.After(time.Unix(0, 0)):
 		return 0, nil
+	case t.After(lastIndexTime):
+		return size, nil
 	}
 	var out uint64
 	err := l.db.View(func(txn *badger.Txn) error {
@@ -164,8 +173,12 @@ func (l *Log) IndexAt(t time.Time, size uint64) (uint64, error) {
 
 // indexAt is IndexAt with an iterator over the time index.
 func indexAt(it *badger.Iterator, t time.Time, size uint64) uint64 {
-	if t.UnixNano() <= 0 {
+	// Compared as times: UnixNano wraps around beyond 1678 to 2262.
+	switch {
+	case !t.After(time.Unix(0, 0)):
 		return 0
+	case t.After(lastIndexTime):
+		return size
 	}
 	seek := make([]byte, 10)
 	copy(seek, "m/")

@@ -171,7 +171,12 @@ func TestIndexAt(t *testing.T) {
 	for i, leaf := range all {
 		times[i], _ = leafTime(leaf)
 	}
-	for _, probe := range []time.Time{times[0].Add(-time.Hour), times[0], times[5].Add(time.Nanosecond), times[len(times)/2], times[len(times)-1], times[len(times)-1].Add(time.Second)} {
+	// Times a client may give beyond what Unix nanoseconds hold (before
+	// 1678, after 2262) too: they wrapped around, and a query to 9999
+	// matched nothing.
+	far := []time.Time{time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(1000, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(1677, 9, 21, 0, 12, 43, 0, time.UTC),
+		time.Unix(0, 0), time.Date(2262, 4, 12, 0, 0, 0, 0, time.UTC), time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC)}
+	for _, probe := range append([]time.Time{times[0].Add(-time.Hour), times[0], times[5].Add(time.Nanosecond), times[len(times)/2], times[len(times)-1], times[len(times)-1].Add(time.Second)}, far...) {
 		got, err := l.IndexAt(probe, size)
 		if err != nil {
 			t.Fatal(err)
