@@ -445,7 +445,23 @@ func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request, limit int64) 
 	}
 }
 
+// dotSegment reports whether the path p, decoded, has a "." or ".."
+// segment: an upstream that resolves them would serve a path outside the
+// route's, while the entry, and the scope check, name the path as sent.
+func dotSegment(p string) bool {
+	for seg := range strings.SplitSeq(p, "/") {
+		if seg == "." || seg == ".." {
+			return true
+		}
+	}
+	return false
+}
+
 func (g *Gateway) serveHTTP(w http.ResponseWriter, r *http.Request, rt *route, rest string) {
+	if dotSegment(rest) {
+		httpFail(w, http.StatusBadRequest, fmt.Sprintf("the path %q has a \".\" or \"..\" segment, which the upstream could resolve outside the route; send the path it names", r.URL.Path))
+		return
+	}
 	se, cred, unrec, ok := g.admit(w, r, rt, httpFail)
 	if !ok {
 		return

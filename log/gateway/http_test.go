@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -292,5 +293,41 @@ func TestBodyTimeout(t *testing.T) {
 	}
 	if _, err := (&File{BodyTimeout: "11m", Routes: map[string]RouteFile{"a": {Upstream: "http://h"}}}).Check("http://log"); err == nil {
 		t.Error("body_timeout 11m accepted")
+	}
+}
+
+// TestHTTPDotSegments: a path with a "." or ".." segment (as sent, or
+// percent-encoded, or with encoded slashes) is refused with 400 before
+// anything is forwarded or written: an upstream that resolves them served
+// a path outside the route (and outside the agent's scope) while the entry
+// named the resource of the path as sent.
+func TestHTTPDotSegments(t *testing.T) {
+	tl := newTestLog(t)
+	cred := tl.session(t, "bot-1", `{"resources":["invoices/*"]}`, "t")
+	var got atomic.Value
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) { got.Store(r.URL.Path); io.WriteString(w, "ok") })
+	gw := newGateway(t, tl, `{"routes": {"billing": {"upstream": "{u}", "scope": "enforce",
+		"resources": [{"path": "/invoices/{id}/lines/{rest...}", "resource": "invoices/{id}"}]}}}`, map[string]*upstream{"u": up})
+	host := strings.TrimPrefix(gw.URL, "http://")
+	for _, p := range []string{"/billing/invoices/7/lines/../../../admin", "/billing/invoices/7/lines/%2e%2e/%2E%2E/%2e%2e/admin",
+		"/billing/invoices/7/lines/..%2f..%2f..%2fadmin", "/billing/./invoices/7", "/billing/.."} {
+		before := tl.l.Size()
+		c, err := net.Dial("tcp", host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nConnection: close\r\n\r\n", p, cred)
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		c.Close()
+		if resp.StatusCode != 400 || !json.Valid(b) || up.calls.Load() != 0 || tl.l.Size() != before {
+			t.Fatalf("%s: %d %s (upstream got %v, %d entries), want 400 with nothing forwarded or written", p, resp.StatusCode, b, got.Load(), tl.l.Size()-before)
+		}
+	}
+	if resp := do(t, "GET", gw.URL+"/billing/invoices/7/lines/3", cred, ""); resp.StatusCode != 200 || up.calls.Load() != 1 {
+		t.Fatalf("a plain path: %d", resp.StatusCode)
 	}
 }
