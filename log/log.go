@@ -290,9 +290,11 @@ func (l *Log) collectGarbage() (int, error) {
 // until they are durable. All records of one call are sequenced together,
 // consecutively, or none is. If their commit has not started within
 // Config.CommitWait, or ctx ends first, they are withdrawn and Append fails
-// with ErrStalled (or ctx's error): nothing of them is written. If ctx ends
-// after their commit started, Append returns ctx's error and they may
-// still be committed.
+// with ErrStalled (or ctx's error): nothing of them is written. Once their
+// commit has started, Append returns its outcome, however long it takes
+// and whatever ctx does: an error from the sequencing means nothing was
+// acknowledged. (An AckGate's wait, after the commit, still ends with
+// ctx.)
 func (l *Log) Append(ctx context.Context, p Principal, kind string, recs []Record) ([]Appended, error) {
 	return l.AppendWith(ctx, p, kind, recs, nil)
 }

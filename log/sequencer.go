@@ -192,8 +192,11 @@ func newSequencer(db *badger.DB, t *tree.Tree, clock func() time.Time, m *metric
 // sequencer has not yet taken into a batch when its commit-wait budget
 // runs out, or when ctx ends, is withdrawn: it fails with ErrStalled (or
 // ctx's error) and nothing of it is ever written. Once taken, it waits
-// for its commit's outcome whatever the budget; if ctx ends then, the
-// caller stops waiting and the entries may still be committed.
+// for its commit's outcome whatever the budget and ctx do, so that an
+// error always means that nothing was acknowledged, and a success is
+// never lost: a caller recording the outcome (package identity's
+// idempotency results) never records an append as failed that its commit
+// then writes. The wait is bounded by the one commit under way.
 func (s *sequencer) add(ctx context.Context, tails []leafTail, terms [][]byte, extra Extra) ([]Appended, error) {
 	p := &pending{tails: tails, terms: terms, extra: extra, done: make(chan struct{})}
 	s.mu.Lock()
@@ -235,16 +238,11 @@ func (s *sequencer) add(ctx context.Context, tails []leafTail, terms [][]byte, e
 		if s.withdraw(p, len(tails), withdrawnClientGone) {
 			return nil, fmt.Errorf("%w: %w", ErrWithdrawn, ctx.Err())
 		}
-		return nil, fmt.Errorf("waiting for the append to be committed: %w", ctx.Err())
 	}
-	// The budget ran out after the sequencer took the append into a
-	// batch: its outcome is that commit's.
-	select {
-	case <-p.done:
-		return p.res, p.err
-	case <-ctx.Done():
-		return nil, fmt.Errorf("waiting for the append to be committed: %w", ctx.Err())
-	}
+	// The budget ran out, or ctx ended, after the sequencer took the
+	// append into a batch: its outcome is that commit's.
+	<-p.done
+	return p.res, p.err
 }
 
 // addImport queues leaves to store verbatim at index at and waits until
@@ -253,7 +251,7 @@ func (s *sequencer) add(ctx context.Context, tails []leafTail, terms [][]byte, e
 // answer, it has at most one import queued, and it would only queue the
 // same leaves again. It is withdrawn, though, if ctx ends before the
 // sequencer takes it, so that a follower that stopped leaves nothing
-// behind it.
+// behind it; once taken, it waits for its commit's outcome, as appends do.
 func (s *sequencer) addImport(ctx context.Context, at uint64, leaves [][]byte) error {
 	p := &pending{imported: leaves, at: at, done: make(chan struct{})}
 	s.mu.Lock()
@@ -277,7 +275,8 @@ func (s *sequencer) addImport(ctx context.Context, at uint64, leaves [][]byte) e
 		if s.withdraw(p, len(leaves), withdrawnClientGone) {
 			return fmt.Errorf("%w: %w", ErrWithdrawn, ctx.Err())
 		}
-		return fmt.Errorf("waiting for the import to be committed: %w", ctx.Err())
+		<-p.done
+		return p.err
 	}
 }
 
