@@ -7,6 +7,7 @@ import (
 	"mime"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 
 	"github.com/agentlog/agentlog/internal/listener"
@@ -22,8 +23,10 @@ var (
 )
 
 // checkRequest refuses what no route accepts, before any handler runs: more
-// than one Authorization header (which one would count is ambiguous, and
-// proxies disagree), and a JSON route's body sent as another media type
+// than one Authorization or Content-Type header, or a query parameter given
+// twice (which one would count is ambiguous, and proxies disagree: a
+// query's from=A&from=B was answered for A as complete), a query string
+// that does not parse, and a JSON route's body sent as another media type
 // (a browser's cross-origin form post is text/plain or a form encoding).
 func (s *Server) checkRequest(r *http.Request, route string) error {
 	if listener.Overflow(r.Context()) && route != "healthz" {
@@ -31,6 +34,20 @@ func (s *Server) checkRequest(r *http.Request, route string) error {
 	}
 	if len(r.Header.Values("Authorization")) > 1 {
 		return fmt.Errorf("%w: more than one Authorization header", errBadRequest)
+	}
+	if len(r.Header.Values("Content-Type")) > 1 {
+		return fmt.Errorf("%w: more than one Content-Type header", errBadRequest)
+	}
+	if r.URL.RawQuery != "" {
+		q, err := url.ParseQuery(r.URL.RawQuery)
+		if err != nil {
+			return fmt.Errorf("%w: the query string does not parse: %v", errBadRequest, err)
+		}
+		for k, v := range q {
+			if len(v) > 1 {
+				return fmt.Errorf("%w: query parameter %q given %d times", errBadRequest, k, len(v))
+			}
+		}
 	}
 	if r.Method != http.MethodPost && r.Method != http.MethodPut {
 		return nil

@@ -85,8 +85,10 @@ func TestClientBodyFaults(t *testing.T) {
 	}
 }
 
-// TestRequestChecks: two Authorization headers, a JSON route sent another
-// media type, all refused before the handler runs; nothing written.
+// TestRequestChecks: two Authorization or Content-Type headers, a query
+// parameter given twice or a query string that does not parse, a JSON route
+// sent another media type, all refused before the handler runs; nothing
+// written.
 func TestRequestChecks(t *testing.T) {
 	e := newEnv(t, Config{})
 	key := e.agent(t, "bot")
@@ -105,6 +107,14 @@ func TestRequestChecks(t *testing.T) {
 		{"token as text", "POST /v1/tokens HTTP/1.1\r\nContent-Type: text/plain\r\nAuthorization: Bearer " + adminTok, `{"name":"n","role":"auditor"}`, 415},
 		{"agent as multipart", "POST /v1/agents HTTP/1.1\r\nContent-Type: multipart/form-data; boundary=x\r\nAuthorization: Bearer " + adminTok, `{}`, 415},
 		{"scope as text", "PUT /v1/agents/bot/scope HTTP/1.1\r\nContent-Type: text/plain\r\nAuthorization: Bearer " + adminTok, `{}`, 415},
+		// Which of two the server counts is ambiguous: a query's
+		// from=A&from=B was answered for A as complete.
+		{"two content types", "POST /v1/tokens HTTP/1.1\r\nContent-Type: application/json\r\nContent-Type: text/plain\r\nAuthorization: Bearer " + adminTok, `{"name":"n2","role":"auditor"}`, 400},
+		{"query from twice", "GET /v1/query?from=2026-01-01T00:00:00Z&from=2027-01-01T00:00:00Z HTTP/1.1\r\nAuthorization: Bearer " + auditorTok, "", 400},
+		{"limit twice", "GET /v1/query?limit=1&limit=5 HTTP/1.1\r\nAuthorization: Bearer " + auditorTok, "", 400},
+		{"proof index twice", "GET /v1/proof/inclusion?index=0&index=1&size=2 HTTP/1.1", "", 400},
+		{"controls window twice", "GET /v1/controls?window=1h&window=2h HTTP/1.1\r\nAuthorization: Bearer " + auditorTok, "", 400},
+		{"query string that does not parse", "GET /v1/query?limit=%zz HTTP/1.1\r\nAuthorization: Bearer " + auditorTok, "", 400},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			head := tc.head + "\r\nHost: " + host + fmt.Sprintf("\r\nContent-Length: %d", len(tc.body))
