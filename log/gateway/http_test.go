@@ -48,8 +48,19 @@ func TestHTTPRecordAfter(t *testing.T) {
 	}
 	a := attrs(t, l)
 	if a["request.sha256"] != sha256Hex([]byte(`{"note":"hi"}`)) || a["response.sha256"] != sha256Hex(body) ||
-		a["http.response.status_code"] != float64(200) || a["gateway.route"] != "crm" || a["gateway.record"] != "after" {
+		a["http.response.status_code"] != float64(200) || a["gateway.route"] != "crm" || a["gateway.record"] != "after" ||
+		a["url.query.sha256"] != sha256Hex([]byte("x=1")) {
 		t.Fatalf("attributes %v", a)
+	}
+	// Calls that differ only in their query string are told apart (the
+	// entries were the same); without one there is no digest.
+	for q, want := range map[string]any{"?x=2": sha256Hex([]byte("x=2")), "": nil} {
+		resp := do(t, "POST", gw.URL+"/crm/customers/42/notes"+q, cred, `{"note":"hi"}`)
+		resp.Body.Close()
+		_, l := tl.checkReceipt(t, resp.Header.Get(ReceiptHeader))
+		if got := attrs(t, l)["url.query.sha256"]; got != want {
+			t.Fatalf("query %q: url.query.sha256 %v, want %v", q, got, want)
+		}
 	}
 }
 
