@@ -355,8 +355,10 @@ func writeError(l *slog.Logger, w http.ResponseWriter, err error) {
 	case errors.Is(err, identity.ErrExists), errors.Is(err, identity.ErrConflict):
 		writeJSONError(w, http.StatusConflict, err.Error())
 	case errors.Is(err, alog.ErrDiskFull):
+		// Not err's text: the data directory and its free space are the
+		// operator's (/healthz says how much is needed).
 		w.Header().Set("Retry-After", "10")
-		writeJSONError(w, http.StatusInsufficientStorage, err.Error())
+		writeJSONError(w, http.StatusInsufficientStorage, alog.ErrDiskFull.Error()+"; nothing of this request was written, retry later")
 	case errors.Is(err, alog.ErrStorage) && errors.Is(err, syscall.ENOSPC):
 		w.Header().Set("Retry-After", "10")
 		writeJSONError(w, http.StatusInsufficientStorage, "the database could not write: no space left on the device; nothing of this request was acknowledged")

@@ -17,6 +17,8 @@ import (
 
 	"github.com/agentlog/agentlog"
 	"github.com/agentlog/agentlog/client"
+	alog "github.com/agentlog/agentlog/log"
+	"github.com/agentlog/agentlog/log/identity"
 )
 
 // rawRequest sends head (the request line and headers, without the blank
@@ -535,5 +537,32 @@ func waitIdentityBytes(t *testing.T, e *env, n int64) {
 			t.Fatalf("%d bytes of identity-share bodies in flight, want %d", used(), n)
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestDiskFullAnswer: the 507 of a full disk tells the client what it
+// needs (nothing written, retry later) and not the server's data
+// directory or its free space, which are the operator's (/healthz, the
+// log).
+func TestDiskFullAnswer(t *testing.T) {
+	dir := t.TempDir()
+	l, err := alog.Open(alog.Config{Dir: dir, DiskReserve: 1 << 60})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	ids, err := identity.Open(l.DB(), l, identity.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids.AddStatic(adminTok, alog.Principal{ID: "admin", Role: RoleAdmin})
+	hs := httptest.NewServer(New(Config{Log: l, Identity: ids}))
+	defer hs.Close()
+	code, h, b := do(t, "POST", hs.URL+"/v1/tokens", adminTok, `{"name":"n","role":"auditor"}`)
+	if code != 507 || h.Get("Retry-After") == "" || !strings.Contains(string(b), `"error"`) {
+		t.Fatalf("token on a full disk: %d %s", code, b)
+	}
+	if strings.Contains(string(b), dir) || strings.Contains(string(b), "MiB") {
+		t.Fatalf("the 507 names the server's directory or its free space: %s", b)
 	}
 }
