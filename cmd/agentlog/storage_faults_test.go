@@ -72,9 +72,11 @@ func startInjectedAt(t *testing.T, data string, flags ...string) *injected {
 
 func (in *injected) start() {
 	in.srv = startServer(in.t, faultBuild.Get(in.t, "agentlog", "."), append([]string{"--data", in.data, "--ntp", in.ntp, "--checkpoint-interval", "100ms", "--anomaly=false"}, in.flags...)...)
-	if !strings.Contains(in.srv.stderr.String(), "storage fault injection is on") {
-		in.t.Fatalf("the faultinject binary does not say fault injection is on:\n%s", in.srv.stderr)
-	}
+	// The line is written to stderr before the ready line to stdout, but
+	// the two pipes are copied by separate goroutines: wait for it.
+	waitFor(in.t, "the faultinject binary to say fault injection is on", func() bool {
+		return strings.Contains(in.srv.stderr.String(), "storage fault injection is on")
+	})
 }
 
 // fault sets the injected fault ("" for none).
