@@ -30,7 +30,7 @@ func runGateway(args []string, stdout, stderr io.Writer) error {
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	tokenFile := fs.String("token-file", "", "operator token of role gateway (agentlog token create --role gateway): the configuration is recorded in the log at start; required when a route is fail_open")
 	metricsAddr := fs.String("metrics-listen", "", "serve GET /metrics on this address instead of on --listen")
-	debugAddr := fs.String("debug-listen", "", "if set, serve Go's pprof profiles on this (loopback) address")
+	debugAddr := fs.String("debug-listen", "", "if set, serve Go's pprof profiles on this loopback address")
 	maxConns := fs.Int("max-connections", 4096, fmt.Sprintf("most HTTP connections served at once; %d more are kept for /healthz and /metrics, and beyond those connections are closed on accept", connReserve))
 	if err := cmdline.ParseFlags(fs, args); err != nil {
 		return err
@@ -40,6 +40,9 @@ func runGateway(args []string, stdout, stderr io.Writer) error {
 	}
 	if *maxConns < 1 {
 		return cmdline.Usagef("--max-connections must be positive")
+	}
+	if err := checkDebugListen(*debugAddr); err != nil {
+		return err
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {

@@ -73,3 +73,21 @@ func TestPackageDocListsVerbs(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestDebugListenLoopbackOnly: serve's and the gateway's --debug-listen
+// take loopback addresses only (the profiles need no credential, and a CPU
+// profile or trace holds the CPU as long as asked); 0.0.0.0 was served.
+func TestDebugListenLoopbackOnly(t *testing.T) {
+	for _, addr := range []string{"0.0.0.0:0", ":6060", "192.0.2.1:6060"} {
+		var stdout, stderr bytes.Buffer
+		code := run([]string{"gateway", "--log", "http://127.0.0.1:2", "--listen", "127.0.0.1:0", "--route", "a=http://127.0.0.1:1", "--debug-listen", addr}, &stdout, &stderr)
+		if code != 2 || !strings.Contains(stderr.String(), "loopback") {
+			t.Errorf("gateway --debug-listen %s: exit %d, stderr %q; want a usage error", addr, code, stderr.String())
+		}
+	}
+	for _, addr := range []string{"127.0.0.1:0", "[::1]:0", "localhost:0"} {
+		if err := checkDebugListen(addr); err != nil {
+			t.Errorf("%s: %v", addr, err)
+		}
+	}
+}

@@ -79,7 +79,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	sessionMaxTTL := fs.Duration("session-max-ttl", 12*time.Hour, "longest session lifetime an agent may ask for")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	shutdownTimeout := fs.Duration("shutdown-timeout", 2*time.Minute, "exit with an error if shutting down takes longer (acknowledged entries are already durable)")
-	debugAddr := fs.String("debug-listen", "", "if set, serve Go's pprof profiles on this (loopback) address")
+	debugAddr := fs.String("debug-listen", "", "if set, serve Go's pprof profiles on this loopback address")
 	anomalyOn := fs.Bool("anomaly", true, "run the anomaly rules (alerts are recorded in the log as kind \"alert\")")
 	anomalyConfig := fs.String("anomaly-config", "", "anomaly rules and webhooks, JSON (docs/anomaly.md); default: the scope, hours and rate rules")
 	tlsCert := fs.String("tls-cert", "", "serve HTTPS with this PEM certificate chain (with --tls-key; re-read when it changes)")
@@ -128,6 +128,9 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	}
 	if _, err := net.ResolveTCPAddr("tcp", *listen); err != nil {
 		return cmdline.Usagef("--listen %q: %v", *listen, err)
+	}
+	if err := checkDebugListen(*debugAddr); err != nil {
+		return err
 	}
 	if *otlpOther != "ignore" && *otlpOther != "record" {
 		return cmdline.Usagef("--otlp-other-spans %q: want ignore or record", *otlpOther)
@@ -757,6 +760,20 @@ func healthWatcher(l *alog.Log, clk *clock.Clock, loop *signer.Loop, wc *witness
 
 // serveDebug serves Go's pprof profiles on addr (--debug-listen) until the
 // process exits. Mutex and block profiles are sampled while it runs.
+// checkDebugListen refuses a --debug-listen address that is not loopback:
+// the profiles need no credential, and a CPU profile or an execution trace
+// holds the process's CPU for as long as the caller asks.
+func checkDebugListen(addr string) error {
+	if addr == "" {
+		return nil
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if ip := net.ParseIP(host); err != nil || host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return cmdline.Usagef("--debug-listen %q: Go's profiles need no credential, so they are served on a loopback address only (127.0.0.1:6060; reach it through SSH)", addr)
+	}
+	return nil
+}
+
 func serveDebug(addr string, logger *slog.Logger) {
 	runtime.SetMutexProfileFraction(100)
 	runtime.SetBlockProfileRate(100_000) // one blocking event per 100 µs blocked
