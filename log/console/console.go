@@ -81,9 +81,15 @@ func Handler(next http.Handler) http.Handler {
 			return
 		}
 		// A directory other than the console's own is no page: the file
-		// server would list it.
+		// server would list it. A name no file can have (invalid UTF-8)
+		// is none either: the file server answered it 500.
 		name := strings.TrimPrefix(path.Clean(r.URL.Path), strings.TrimSuffix(Prefix, "/"))
-		if st, err := fs.Stat(Assets(), strings.TrimPrefix(name, "/")); err == nil && st.IsDir() && name != "" && name != "/" {
+		rel := strings.TrimPrefix(name, "/")
+		if rel != "" && !fs.ValidPath(rel) {
+			writeError(w, http.StatusNotFound, "Not Found: "+strings.ToValidUTF8(r.URL.Path, "\uFFFD"))
+			return
+		}
+		if st, err := fs.Stat(Assets(), rel); err == nil && st.IsDir() && rel != "" {
 			writeError(w, http.StatusNotFound, "Not Found: "+r.URL.Path)
 			return
 		}

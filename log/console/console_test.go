@@ -13,7 +13,8 @@ import (
 
 // TestConsoleErrors: what the console's file server cannot serve gets the
 // JSON {"error": ...} of every other answer, not its plain text, and no
-// directory is listed (sdk/ was).
+// directory is listed (sdk/ was), and a name no file can have (invalid
+// UTF-8) is a 404, not the file server's 500.
 func TestConsoleErrors(t *testing.T) {
 	hs := httptest.NewServer(console.Handler(http.NotFoundHandler()))
 	defer hs.Close()
@@ -40,6 +41,8 @@ func TestConsoleErrors(t *testing.T) {
 		{"/console/sdk/", nil, 404},
 		{"/console/sdk", nil, 404},
 		{"/console/app.js", []string{"Range", "bytes=99999999-"}, 416},
+		{"/console/%ff", nil, 404},
+		{"/console/%ff/app.js", nil, 404},
 	} {
 		resp, b := get(c.path, c.hdr...)
 		var e struct{ Error string }
