@@ -72,6 +72,8 @@ func TestClientBodyFaults(t *testing.T) {
 		{"append slow", "/v1/entries", sess, `{"entries":[`, false, 408},
 		{"session slow", "/v1/sessions", "", `{"agent":`, false, 408},
 		{"token truncated", "/v1/tokens", adminTok, `{"name":`, true, 400},
+		{"otlp truncated", "/v1/otlp/v1/traces", sess, `{"resourceSpans":[`, true, 400},
+		{"otlp slow", "/v1/otlp/v1/traces", sess, `{"resourceSpans":[`, false, 408},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			head := fmt.Sprintf("POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: 1000", tc.path, host)

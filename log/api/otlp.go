@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"mime"
+	"net"
 	"net/http"
 	"strings"
 
@@ -67,9 +68,12 @@ func (s *Server) postOTLPTraces(w http.ResponseWriter, r *http.Request) error {
 	}
 	b, err := io.ReadAll(io.LimitReader(&reader{r: body, res: resv}, maxOTLPDecompressed+1))
 	var mbe *http.MaxBytesError
+	var ne net.Error
 	switch {
 	case errors.As(err, &mbe):
 		return err
+	case errors.As(err, &ne) && ne.Timeout():
+		return fmt.Errorf("%w (after %d bytes)", errBodyTimeout, len(b))
 	case errors.Is(err, errOverBudget):
 		// Read the rest through (into no buffer), so the client sees the
 		// 503 rather than a reset connection.
