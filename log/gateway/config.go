@@ -36,6 +36,11 @@ type File struct {
 	// MaxConcurrent caps the calls in flight; more are refused with 503
 	// (default 4096).
 	MaxConcurrent int `json:"max_concurrent,omitempty"`
+	// MaxConcurrentAgent caps the calls in flight of one agent (all its
+	// sessions together), so that one agent, with long event streams or
+	// a slow upstream, cannot take every call slot; more are refused
+	// with 503 (default a quarter of max_concurrent).
+	MaxConcurrentAgent int `json:"max_concurrent_per_agent,omitempty"`
 	// MaxInflight caps the append requests in flight per session
 	// credential (default 4); while they are, further entries queue and
 	// share the next request.
@@ -114,8 +119,10 @@ type Config struct {
 	BodyTimeout   time.Duration
 	MaxBatch      int
 	MaxConcurrent int
-	MaxInflight   int
-	MaxAppends    int
+	// MaxConcurrentAgent caps one agent's calls in flight.
+	MaxConcurrentAgent int
+	MaxInflight        int
+	MaxAppends         int
 	// MetricsElsewhere: /metrics is served on another address
 	// (--metrics-listen), not among the routes.
 	MetricsElsewhere bool
@@ -202,6 +209,12 @@ func (f *File) Check(logURL string) (*Config, error) {
 		c.MaxConcurrent = 4096
 	case c.MaxConcurrent < 1 || c.MaxConcurrent > 1<<20:
 		return nil, fmt.Errorf("max_concurrent %d: want 1 to 1048576", c.MaxConcurrent)
+	}
+	switch c.MaxConcurrentAgent = f.MaxConcurrentAgent; {
+	case c.MaxConcurrentAgent == 0:
+		c.MaxConcurrentAgent = max(1, c.MaxConcurrent/4)
+	case c.MaxConcurrentAgent < 1 || c.MaxConcurrentAgent > c.MaxConcurrent:
+		return nil, fmt.Errorf("max_concurrent_per_agent %d: want 1 to max_concurrent (%d)", c.MaxConcurrentAgent, c.MaxConcurrent)
 	}
 	switch {
 	case c.MaxInflight == 0:

@@ -94,6 +94,10 @@ type Gateway struct {
 	sess   *sessions
 	routes map[string]*route
 	slots  chan struct{}
+	// agentMu guards byAgent: the calls in flight of each agent past
+	// admit (at most cfg.MaxConcurrentAgent).
+	agentMu sync.Mutex
+	byAgent map[string]int
 	// upstream calls MCP upstreams (never following redirects).
 	upstream *http.Client
 	m        *metrics
@@ -133,15 +137,16 @@ func New(cfg *Config, o Options) *Gateway {
 		o.Transport = t
 	}
 	g := &Gateway{
-		cfg:    cfg,
-		log:    o.Logger,
-		now:    o.Now,
-		rec:    newRecorder(cfg.Log, o.LogClient, cfg.LogTimeout, cfg.MaxBatch, cfg.MaxInflight, cfg.MaxAppends, m),
-		sess:   &sessions{log: cfg.Log, hc: o.LogClient, ttl: cfg.SessionCache, timeout: cfg.LogTimeout, now: o.Now, byID: map[[32]byte]*session{}, m: m},
-		m:      m,
-		reg:    o.Registry,
-		routes: map[string]*route{},
-		slots:  make(chan struct{}, cfg.MaxConcurrent),
+		cfg:     cfg,
+		log:     o.Logger,
+		now:     o.Now,
+		rec:     newRecorder(cfg.Log, o.LogClient, cfg.LogTimeout, cfg.MaxBatch, cfg.MaxInflight, cfg.MaxAppends, m),
+		sess:    &sessions{log: cfg.Log, hc: o.LogClient, ttl: cfg.SessionCache, timeout: cfg.LogTimeout, now: o.Now, byID: map[[32]byte]*session{}, m: m},
+		m:       m,
+		reg:     o.Registry,
+		routes:  map[string]*route{},
+		slots:   make(chan struct{}, cfg.MaxConcurrent),
+		byAgent: map[string]int{},
 		upstream: &http.Client{Transport: o.Transport, CheckRedirect: func(*http.Request, []*http.Request) error {
 			return http.ErrUseLastResponse
 		}},
@@ -213,6 +218,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	st := &stats{}
 	g.m.inflight.Inc()
 	defer func() {
+		if st.agent != "" {
+			g.releaseAgent(st.agent)
+		}
 		g.m.inflight.Dec()
 		g.m.calls.WithLabelValues(rt.Name, st.result(sw, sw.Code)).Inc()
 		if st.outcome != "" {
@@ -357,18 +365,45 @@ func (g *Gateway) admit(w http.ResponseWriter, r *http.Request, rt *route, fail 
 	se, err := g.sess.authenticate(r.Context(), cred)
 	switch {
 	case err == nil:
-		return se, cred, "", true
+		return se, cred, "", g.takeAgent(w, r, se.agent, fail)
 	case errors.Is(err, errRefused):
 		w.Header().Set("WWW-Authenticate", `Bearer realm="agentlog"`)
 		fail(w, http.StatusUnauthorized, err.Error())
 	case se != nil && rt.FailOpen:
 		g.log.Warn("fail_open: the log cannot be asked about a session; the call goes through unrecorded", "route", rt.Name, "agent", se.agent, "err", err)
-		return se, cred, err.Error(), true
+		return se, cred, err.Error(), g.takeAgent(w, r, se.agent, fail)
 	default:
 		g.log.Warn("failing closed: the log cannot be asked about a session", "route", rt.Name, "err", err)
 		fail(w, http.StatusBadGateway, "agentlog: the log cannot be reached to check the session credential; the call was not forwarded (fail closed)")
 	}
 	return nil, "", "", false
+}
+
+// takeAgent counts an admitted call against its agent's share of the call
+// slots (max_concurrent_per_agent), released when ServeHTTP ends, or
+// answers it 503.
+func (g *Gateway) takeAgent(w http.ResponseWriter, r *http.Request, agent string, fail failFunc) bool {
+	g.agentMu.Lock()
+	n := g.byAgent[agent]
+	if n < g.cfg.MaxConcurrentAgent {
+		g.byAgent[agent] = n + 1
+	}
+	g.agentMu.Unlock()
+	if n >= g.cfg.MaxConcurrentAgent {
+		w.Header().Set("Retry-After", "1")
+		fail(w, http.StatusServiceUnavailable, fmt.Sprintf("agent %s has %d calls in flight, at most %d (max_concurrent_per_agent); retry later", agent, n, g.cfg.MaxConcurrentAgent))
+		return false
+	}
+	statsOf(r.Context()).agent = agent
+	return true
+}
+
+func (g *Gateway) releaseAgent(agent string) {
+	g.agentMu.Lock()
+	defer g.agentMu.Unlock()
+	if g.byAgent[agent]--; g.byAgent[agent] <= 0 {
+		delete(g.byAgent, agent)
+	}
 }
 
 // failFunc answers a refused call: JSON {"error"} for HTTP routes, a

@@ -342,3 +342,61 @@ func TestHTTPDotSegments(t *testing.T) {
 		t.Fatalf("a plain path: %d", resp.StatusCode)
 	}
 }
+
+// TestAgentCallShare: one agent's calls in flight are capped at
+// max_concurrent_per_agent, so an agent holding slow calls (or event
+// streams) cannot take every call slot: its next call gets 503 with
+// Retry-After and writes nothing, another agent's goes through, and the
+// slots come back when the calls end.
+func TestAgentCallShare(t *testing.T) {
+	tl := newTestLog(t)
+	a := tl.session(t, "bot-1", "", "t")
+	b := tl.session(t, "bot-2", "", "t")
+	release := make(chan struct{})
+	var held atomic.Int64
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/slow") {
+			held.Add(1)
+			<-release
+		}
+		io.WriteString(w, "ok")
+	})
+	gw := newGateway(t, tl, `{"max_concurrent": 8, "max_concurrent_per_agent": 2, "routes": {"tools": {"upstream": "{u}"}}}`, map[string]*upstream{"u": up})
+	done := make(chan int, 2)
+	for range 2 {
+		go func() {
+			resp := do(t, "GET", gw.URL+"/tools/slow", a, "")
+			resp.Body.Close()
+			done <- resp.StatusCode
+		}()
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for held.Load() != 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d slow calls reached the upstream, want 2", held.Load())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	before := tl.l.Size()
+	resp := do(t, "GET", gw.URL+"/tools/x", a, "")
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" || !json.Valid(body) || tl.l.Size() != before {
+		t.Fatalf("a third call of the agent: %d %s (%d entries), want 503 with Retry-After and nothing written", resp.StatusCode, body, tl.l.Size()-before)
+	}
+	if resp := do(t, "GET", gw.URL+"/tools/x", b, ""); resp.StatusCode != 200 {
+		t.Fatalf("another agent's call: %d", resp.StatusCode)
+	}
+	close(release)
+	for range 2 {
+		if code := <-done; code != 200 {
+			t.Fatalf("a held call: %d", code)
+		}
+	}
+	if resp := do(t, "GET", gw.URL+"/tools/x", a, ""); resp.StatusCode != 200 {
+		t.Fatalf("the agent's call once its calls ended: %d", resp.StatusCode)
+	}
+	if _, err := (&File{MaxConcurrent: 4, MaxConcurrentAgent: 5, Routes: map[string]RouteFile{"a": {Upstream: "http://h"}}}).Check("http://log"); err == nil {
+		t.Error("max_concurrent_per_agent above max_concurrent accepted")
+	}
+}

@@ -87,6 +87,7 @@ func newMetrics(r prometheus.Registerer) *metrics {
 type stats struct {
 	outcome  string        // the outcome recorded; "" if none was
 	upstream time.Duration // time waiting for the upstream
+	agent    string        // the agent whose call slot the request holds (takeAgent)
 }
 
 type statsKey struct{}
