@@ -62,6 +62,8 @@ type StorageStatus struct {
 	CommitWaitSeconds float64    `json:"commit_wait_seconds"`
 	StalledAppends    uint64     `json:"stalled_appends"`
 	LastStalledAt     *time.Time `json:"last_stalled_at,omitempty"`
+	// Stalled is set for slowFor after an append was refused so.
+	Stalled bool `json:"stalled"`
 	// BackgroundError is the last error Badger reported in its own
 	// writes (a memtable flush, a compaction) if that was less than
 	// backgroundFor ago, and BackgroundErrorAt when; BackgroundErrors
@@ -212,6 +214,7 @@ func (st *storageState) status() StorageStatus {
 	if t := st.stalledAt.Load(); t != 0 {
 		at := time.Unix(0, t).UTC()
 		s.LastStalledAt = &at
+		s.Stalled = time.Since(at) < slowFor
 	}
 	st.scrubMu.Lock()
 	if r := st.scrub; r != nil {

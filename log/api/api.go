@@ -672,6 +672,13 @@ func (s *Server) health() Health {
 			h.Status = "degraded"
 		}
 		h.Problems = append(h.Problems, fmt.Sprintf("storage is slow: a commit (write and fsync) took %.1f s; appends wait for it, and those whose commit has not started within the commit-wait budget (%g s) are refused (503) with nothing written", h.Storage.CommitSeconds, h.Storage.CommitWaitSeconds))
+	case h.Storage.Stalled:
+		// No commit was slow, yet appends waited out the budget: the
+		// queue holds more than a commit can take at once.
+		if h.Status == "ok" {
+			h.Status = "degraded"
+		}
+		h.Problems = append(h.Problems, fmt.Sprintf("appends were refused (503) in the last 30 s with nothing written: their commit did not start within the commit-wait budget (%g s), with no commit slow; the log commits slower than appends arrive (%d entries queued)", h.Storage.CommitWaitSeconds, h.QueueDepth))
 	}
 	if h.Storage.Unreadable > 0 {
 		h.Status = "failing"

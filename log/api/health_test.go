@@ -2,7 +2,9 @@ package api
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -67,5 +69,40 @@ func TestHealthAfterIdleness(t *testing.T) {
 	}
 	if h := strict.health(); h.Status == "failing" {
 		t.Errorf("after signing the grown tree /healthz is failing: %+v", h)
+	}
+}
+
+// TestHealthStalledAppends: appends refused for the commit-wait budget
+// make /healthz degraded and say so even when no commit was slow (a
+// budget shorter than the log's commits: the log commits slower than
+// appends arrive).
+func TestHealthStalledAppends(t *testing.T) {
+	l, err := alog.Open(alog.Config{Dir: t.TempDir(), CommitWait: time.Nanosecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	srv := New(Config{Log: l, Registry: prometheus.NewRegistry()})
+	if h := srv.health(); h.Status != "ok" || h.Storage.Stalled {
+		t.Fatalf("/healthz before any append: %+v", h)
+	}
+	p := alog.Principal{ID: "admin", Role: RoleAdmin}
+	stalled := false
+	for i := 0; i < 1000 && !stalled; i++ {
+		_, err := l.Append(context.Background(), p, alog.KindAction, []alog.Record{{Action: "db.query"}})
+		switch {
+		case errors.Is(err, alog.ErrStalled):
+			stalled = true
+		case err != nil:
+			t.Fatal(err)
+		}
+	}
+	if !stalled {
+		t.Fatal("no append of 1000 was refused with a budget of 1 ns")
+	}
+	h := srv.health()
+	if h.Status != "degraded" || !h.Storage.Stalled || h.Storage.Slow || h.Storage.StalledAppends == 0 ||
+		len(h.Problems) != 1 || !strings.Contains(h.Problems[0], "appends were refused (503) in the last 30 s with nothing written") {
+		t.Fatalf("/healthz after a refused append: %+v", h)
 	}
 }
