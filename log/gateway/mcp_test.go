@@ -304,3 +304,33 @@ func TestMCPAuthenticatesBeforeBody(t *testing.T) {
 		}
 	}
 }
+
+// TestMCPBatchCap: a batch of more than MaxBatchMessages messages is
+// refused whole with 400 (-32600), before anything is forwarded or
+// written: each request of a batch is a call with its entries, so one 15 MB
+// batch of 200,000 calls took the gateway to 690 MB and wrote 400,000
+// entries.
+func TestMCPBatchCap(t *testing.T) {
+	tl := newTestLog(t)
+	cred := tl.session(t, "bot-1", "", "t")
+	up := rpcUpstream(t, false)
+	gw := newGateway(t, tl, `{"routes": {"crm": {"upstream": "mcp+{u}", "record": "before"}}}`, map[string]*upstream{"u": up})
+	var b strings.Builder
+	b.WriteString("[")
+	for i := range MaxBatchMessages + 1 {
+		if i > 0 {
+			b.WriteString(",")
+		}
+		fmt.Fprintf(&b, `{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"lookup"}}`, i)
+	}
+	b.WriteString("]")
+	before := tl.l.Size()
+	resp, body := mcpPost(t, gw.URL+"/crm", cred, b.String())
+	var errs []struct{ Error struct{ Code int } }
+	if json.Unmarshal(body, &errs); resp.StatusCode != 400 || len(errs) != 1 || errs[0].Error.Code != codeInvalid {
+		t.Fatalf("a batch of %d: %d %.200s, want 400 with -32600", MaxBatchMessages+1, resp.StatusCode, body)
+	}
+	if up.calls.Load() != 0 || tl.l.Size() != before {
+		t.Fatalf("upstream called %d times, %d entries written", up.calls.Load(), tl.l.Size()-before)
+	}
+}
