@@ -240,11 +240,14 @@ func quarantine(data string, l *alog.Log, from, to uint64) (string, error) {
 
 // watchLag records an alert in the log (kind alert, action mirror.lagging)
 // when the oldest entry not yet in the bucket gets older than limit, and
-// one (mirror.caught_up) when the mirror catches up again.
+// one (mirror.caught_up) when the mirror catches up again. An alert whose
+// append fails (the storage failing or stalled) is tried again at the next
+// tick, until one is recorded or the state it reports has passed.
 func watchLag(ctx context.Context, m *mirror.Mirror, l *alog.Log, limit time.Duration, logger *slog.Logger) {
 	t := time.NewTicker(min(limit/4, 5*time.Second))
 	defer t.Stop()
-	lagging := false
+	recorded := false // whether the log's last mirror alert says lagging
+	said := ""        // the alert last announced in the process log
 	for {
 		select {
 		case <-ctx.Done():
@@ -257,20 +260,30 @@ func watchLag(ctx context.Context, m *mirror.Mirror, l *alog.Log, limit time.Dur
 		st := m.Status()
 		action := ""
 		switch over := st.LagSeconds > limit.Seconds(); {
-		case over && !lagging:
-			action, lagging = "mirror.lagging", true
-			logger.Error("the mirror is lagging", "lag_seconds", st.LagSeconds, "lag_entries", st.LagEntries, "last_error", st.LastError)
-		case !over && lagging && st.LagEntries == 0:
-			action, lagging = "mirror.caught_up", false
-			logger.Info("the mirror caught up")
+		case over && !recorded:
+			action = "mirror.lagging"
+		case !over && recorded && st.LagEntries == 0:
+			action = "mirror.caught_up"
 		}
 		if action == "" {
+			said = ""
 			continue
+		}
+		if action != said {
+			said = action
+			if action == "mirror.lagging" {
+				logger.Error("the mirror is lagging", "lag_seconds", st.LagSeconds, "lag_entries", st.LagEntries, "last_error", st.LastError)
+			} else {
+				logger.Info("the mirror caught up")
+			}
 		}
 		attrs, _ := json.Marshal(map[string]any{"lag_seconds": st.LagSeconds, "lag_entries": st.LagEntries, "bucket": st.Bucket, "last_error": st.LastError})
 		if _, err := l.Append(ctx, anomaly.Principal, alog.KindAlert, []alog.Record{{Action: action, Resource: st.Bucket, Attributes: attrs}}); err != nil {
-			logger.Warn("recording the mirror alert", "err", err)
+			logger.Warn("recording the mirror alert; trying again", "alert", action, "err", err)
+			continue
 		}
+		recorded = action == "mirror.lagging"
+		said = ""
 	}
 }
 
