@@ -41,6 +41,12 @@ type File struct {
 	// a slow upstream, cannot take every call slot; more are refused
 	// with 503 (default a quarter of max_concurrent).
 	MaxConcurrentAgent int `json:"max_concurrent_per_agent,omitempty"`
+	// MaxBodyBytes caps the bytes of request bodies the gateway holds at
+	// once (each call's body is held until it ends: it is forwarded from
+	// memory), taken by declared length, or as a body of undeclared
+	// length is read; beyond it a call gets 503
+	// (default 256 MiB, at least the largest max_request_bytes).
+	MaxBodyBytes int64 `json:"max_body_bytes_in_flight,omitempty"`
 	// MaxInflight caps the append requests in flight per session
 	// credential (default 4); while they are, further entries queue and
 	// share the next request.
@@ -121,8 +127,10 @@ type Config struct {
 	MaxConcurrent int
 	// MaxConcurrentAgent caps one agent's calls in flight.
 	MaxConcurrentAgent int
-	MaxInflight        int
-	MaxAppends         int
+	// MaxBodyBytes caps the request body bytes held at once.
+	MaxBodyBytes int64
+	MaxInflight  int
+	MaxAppends   int
 	// MetricsElsewhere: /metrics is served on another address
 	// (--metrics-listen), not among the routes.
 	MetricsElsewhere bool
@@ -242,6 +250,16 @@ func (f *File) Check(logURL string) (*Config, error) {
 			return nil, fmt.Errorf("route %q: %w", n, err)
 		}
 		c.Routes = append(c.Routes, r)
+	}
+	largest := int64(0)
+	for _, r := range c.Routes {
+		largest = max(largest, r.maxRequest)
+	}
+	switch c.MaxBodyBytes = f.MaxBodyBytes; {
+	case c.MaxBodyBytes == 0:
+		c.MaxBodyBytes = max(256<<20, largest)
+	case c.MaxBodyBytes < largest:
+		return nil, fmt.Errorf("max_body_bytes_in_flight %d: want at least the largest max_request_bytes (%d)", c.MaxBodyBytes, largest)
 	}
 	return c, nil
 }

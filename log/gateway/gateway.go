@@ -98,6 +98,7 @@ type Gateway struct {
 	// admit (at most cfg.MaxConcurrentAgent).
 	agentMu sync.Mutex
 	byAgent map[string]int
+	bodies  int64 // request body bytes held (at most cfg.MaxBodyBytes), under agentMu
 	// upstream calls MCP upstreams (never following redirects).
 	upstream *http.Client
 	m        *metrics
@@ -218,8 +219,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	st := &stats{}
 	g.m.inflight.Inc()
 	defer func() {
-		if st.agent != "" {
-			g.releaseAgent(st.agent)
+		if st.agent != "" || st.bodyBytes > 0 {
+			g.release(st)
 		}
 		g.m.inflight.Dec()
 		g.m.calls.WithLabelValues(rt.Name, st.result(sw, sw.Code)).Inc()
@@ -398,11 +399,50 @@ func (g *Gateway) takeAgent(w http.ResponseWriter, r *http.Request, agent string
 	return true
 }
 
-func (g *Gateway) releaseAgent(agent string) {
+// takeBytes takes n bytes of max_body_bytes_in_flight for the request of
+// st, or reports that they are not free.
+func (g *Gateway) takeBytes(st *stats, n int64) bool {
 	g.agentMu.Lock()
 	defer g.agentMu.Unlock()
-	if g.byAgent[agent]--; g.byAgent[agent] <= 0 {
-		delete(g.byAgent, agent)
+	if g.bodies+n > g.cfg.MaxBodyBytes {
+		return false
+	}
+	g.bodies += n
+	st.bodyBytes += n
+	return true
+}
+
+// errBodyBudget: a body of undeclared length outgrew what is free of
+// max_body_bytes_in_flight.
+var errBodyBudget = errors.New("request bodies over max_body_bytes_in_flight")
+
+// budgetReader takes the bytes of a body of undeclared length from
+// max_body_bytes_in_flight as they are read.
+type budgetReader struct {
+	r  io.Reader
+	g  *Gateway
+	st *stats
+}
+
+func (b *budgetReader) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if n > 0 && !b.g.takeBytes(b.st, int64(n)) {
+		return 0, errBodyBudget
+	}
+	return n, err
+}
+
+// release gives back what a request held: its agent's call slot and its
+// body's bytes.
+func (g *Gateway) release(st *stats) {
+	g.agentMu.Lock()
+	defer g.agentMu.Unlock()
+	g.bodies -= st.bodyBytes
+	if st.agent == "" {
+		return
+	}
+	if g.byAgent[st.agent]--; g.byAgent[st.agent] <= 0 {
+		delete(g.byAgent, st.agent)
 	}
 }
 
@@ -459,17 +499,35 @@ func (g *Gateway) recordFailed(w http.ResponseWriter, c *call, err error, fail f
 // configured body_timeout. On failure it returns the status (413, 408 or
 // 400) and the message of the answer.
 func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, int, string) {
+	// The body is held until the call ends (it is forwarded from
+	// memory): its bytes are taken from max_body_bytes_in_flight, by its
+	// declared length before it is read, or as it is read.
+	st := statsOf(r.Context())
+	overBudget := func() ([]byte, int, string) {
+		w.Header().Set("Retry-After", "1")
+		return nil, http.StatusServiceUnavailable, fmt.Sprintf("the gateway holds the most request body bytes it may (max_body_bytes_in_flight, %d); retry later", g.cfg.MaxBodyBytes)
+	}
+	var src io.Reader = http.MaxBytesReader(w, r.Body, limit)
+	if r.ContentLength >= 0 {
+		if !g.takeBytes(st, min(r.ContentLength, limit)) {
+			return overBudget()
+		}
+	} else {
+		src = &budgetReader{r: src, g: g, st: st}
+	}
 	// A read deadline for the body only: the server has no read timeout,
 	// since the answer (an event stream) may outlast any.
 	rc := http.NewResponseController(w)
 	rc.SetReadDeadline(time.Now().Add(g.cfg.BodyTimeout))
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	body, err := io.ReadAll(src)
 	rc.SetReadDeadline(time.Time{})
 	var mbe *http.MaxBytesError
 	var ne net.Error
 	switch {
 	case err == nil:
 		return body, 0, ""
+	case errors.Is(err, errBodyBudget):
+		return overBudget()
 	case errors.As(err, &mbe):
 		return nil, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", mbe.Limit)
 	case errors.As(err, &ne) && ne.Timeout():

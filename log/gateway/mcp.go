@@ -239,9 +239,12 @@ func (g *Gateway) serveMCPPost(w http.ResponseWriter, r *http.Request, rt *route
 	}
 	body, failed, msg := g.readBody(w, r, rt.maxRequest)
 	if failed != 0 {
-		code := codeInvalid
-		if failed == http.StatusBadRequest {
+		code := codeFor(failed) // 413: invalid; 503: not recorded
+		switch failed {
+		case http.StatusBadRequest:
 			code = codeParse
+		case http.StatusRequestTimeout:
+			code = codeInvalid
 		}
 		mcpFail(nil, false, code, nil)(w, failed, msg)
 		return

@@ -85,9 +85,10 @@ func newMetrics(r prometheus.Registerer) *metrics {
 // stats is what one request tells the metrics; ServeHTTP observes it once
 // the request is answered.
 type stats struct {
-	outcome  string        // the outcome recorded; "" if none was
-	upstream time.Duration // time waiting for the upstream
-	agent    string        // the agent whose call slot the request holds (takeAgent)
+	outcome   string        // the outcome recorded; "" if none was
+	upstream  time.Duration // time waiting for the upstream
+	agent     string        // the agent whose call slot the request holds (takeAgent)
+	bodyBytes int64         // bytes of max_body_bytes_in_flight it holds (readBody)
 }
 
 type statsKey struct{}
