@@ -320,22 +320,7 @@ func TestAppendBudget(t *testing.T) {
 	hold := func(sess string) net.Conn {
 		return holdRequest(t, host, fmt.Sprintf("POST /v1/entries HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nContent-Length: %d\r\n\r\n{", host, sess, 16<<20))
 	}
-	waitUsed := func(n int64) {
-		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			e.srv.budget.mu.Lock()
-			used := e.srv.budget.used
-			e.srv.budget.mu.Unlock()
-			if used == n {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%d bytes in flight, want %d", used, n)
-			}
-			time.Sleep(time.Millisecond)
-		}
-	}
+	waitUsed := func(n int64) { t.Helper(); waitBudgetUsed(t, e, n) }
 	small := `{"entries":[{"action":"a"}]}`
 	before := e.l.Size()
 	ca := hold(a)
@@ -522,6 +507,24 @@ func holdRequest(t *testing.T, host, head string) net.Conn {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// waitBudgetUsed waits until the byte budget holds exactly n bytes in all.
+func waitBudgetUsed(t *testing.T, e *env, n int64) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		e.srv.budget.mu.Lock()
+		used := e.srv.budget.used
+		e.srv.budget.mu.Unlock()
+		if used == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d bytes in flight, want %d", used, n)
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // waitIdentityBytes waits until the byte budget's identity share (identity,

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 
 	coltracepb "go.opentelemetry.io/proto/slim/otlp/collector/trace/v1"
 	commonpb "go.opentelemetry.io/proto/slim/otlp/common/v1"
@@ -231,22 +230,7 @@ func TestOTLPBudget(t *testing.T) {
 	bigPB, _ := proto.Marshal(big)
 	bomb := gz(bigPB)
 	small, _ := proto.Marshal(testExport())
-	waitUsed := func(n int64) {
-		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			e.srv.budget.mu.Lock()
-			used := e.srv.budget.used
-			e.srv.budget.mu.Unlock()
-			if used == n {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%d bytes in flight, want %d", used, n)
-			}
-			time.Sleep(time.Millisecond)
-		}
-	}
+	waitUsed := func(n int64) { t.Helper(); waitBudgetUsed(t, e, n) }
 	// Agent b holds an append declaring 16 MiB: 8 MiB of the server's
 	// budget are left.
 	held := holdRequest(t, host, fmt.Sprintf("POST /v1/entries HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nContent-Length: %d\r\n\r\n{", host, b, 16<<20))
