@@ -49,6 +49,8 @@ func TestFaultConnectionFlood(t *testing.T) {
 	const maxConns = 40
 	srv, _ := startFaultServer(t, "--max-connections", fmt.Sprint(maxConns))
 	proctest.CheckConnectionCap(t, strings.TrimPrefix(srv.url, "http://"), maxConns, connReserve, "/healthz", "/v1/proof/consistency?old=0&size=0", true)
+	// The console too: its report takes minutes.
+	proctest.CheckConnectionCap(t, strings.TrimPrefix(srv.url, "http://"), maxConns, connReserve, "/healthz", "/console/report", true)
 }
 
 // TestFaultGatewayConnectionFlood: the gateway's --max-connections, as the

@@ -27,6 +27,8 @@ import (
 	"net/http"
 	"path"
 	"strings"
+
+	"github.com/agentlog/agentlog/internal/listener"
 )
 
 //go:embed assets
@@ -61,6 +63,13 @@ func Handler(next http.Handler) http.Handler {
 			return
 		case !strings.HasPrefix(r.URL.Path, Prefix):
 			next.ServeHTTP(w, r)
+			return
+		case listener.Overflow(r.Context()):
+			// A reserve connection (beyond --max-connections) is for
+			// health checks: no page, and no report, made for minutes.
+			w.Header().Set("Connection", "close")
+			w.Header().Set("Retry-After", "1")
+			writeError(w, http.StatusServiceUnavailable, "too many connections are open; retry later")
 			return
 		case r.Method != http.MethodGet && r.Method != http.MethodHead:
 			w.Header().Set("Allow", "GET, HEAD")
