@@ -27,9 +27,6 @@ const (
 // It refuses a key file that others may read, and a public file without its
 // key (a new key would silently change the witness's identity).
 func LoadOrCreateKey(dir, name string, now func() time.Time) (s *checkpoint.TimeSigner, created bool, err error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, false, fmt.Errorf("creating %s: %w", dir, err)
-	}
 	keyPath, pubPath := filepath.Join(dir, KeyFile), filepath.Join(dir, PubFile)
 	b, err := os.ReadFile(keyPath)
 	switch {
@@ -43,6 +40,10 @@ func LoadOrCreateKey(dir, name string, now func() time.Time) (s *checkpoint.Time
 		skey, vkey, err := checkpoint.GenerateTimeKey(nil, name)
 		if err != nil {
 			return nil, false, err
+		}
+		// The directory only now: a bad name leaves nothing behind.
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, false, fmt.Errorf("creating %s: %w", dir, err)
 		}
 		if err := atomicfile.Write(keyPath, []byte(skey+"\n"), 0o600); err != nil {
 			return nil, false, err

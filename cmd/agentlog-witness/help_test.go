@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -67,5 +69,28 @@ func TestCommand(t *testing.T) {
 	if code := run([]string{"serve", "--rate", "0", "--log", "x"}, &bytes.Buffer{}, &stderr); code != 2 ||
 		!strings.Contains(stderr.String(), `Run "agentlog-witness help serve" for its flags.`) {
 		t.Errorf("agentlog-witness serve --rate 0: exit %d, %q", code, stderr.String())
+	}
+}
+
+// TestServeRefusesBadInputFirst: a bad --name or --listen stops a first
+// start with nothing created (the data directory, and with a bad --listen
+// the key, were left behind).
+func TestServeRefusesBadInputFirst(t *testing.T) {
+	const vkey = "agentlog.local/log+00de662b+AdYQTJEpT21yFkqhXQQR98h9uFoLNe3Zva/iAAAscfUg"
+	for _, args := range [][]string{
+		{"--name", "bad name"},
+		{"--name", "a+b"},
+		{"--name", ""},
+		{"--name", "w.example/w1", "--listen", "127.0.0.1:99999"},
+	} {
+		data := filepath.Join(t.TempDir(), "data")
+		var stderr bytes.Buffer
+		code := run(append([]string{"serve", "--data", data, "--log", vkey, "--ntp", "127.0.0.1:1"}, args...), &bytes.Buffer{}, &stderr)
+		if code == 0 || stderr.Len() == 0 {
+			t.Errorf("serve %v: exit %d, %q; want an error", args, code, stderr.String())
+		}
+		if _, err := os.Stat(data); !os.IsNotExist(err) {
+			t.Errorf("serve %v left %s behind", args, data)
+		}
 	}
 }

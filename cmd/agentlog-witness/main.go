@@ -111,6 +111,9 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	if *rate <= 0 || *burst < 1 || *ntpInterval <= 0 || *maxConns < 1 {
 		return cmdline.Usagef("--rate, --burst, --ntp-interval and --max-connections must be positive")
 	}
+	if _, err := net.ResolveTCPAddr("tcp", *listen); err != nil {
+		return cmdline.Usagef("--listen %q: %v", *listen, err)
+	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	// A bad TLS file stops the witness before it creates its key.
 	tlsPair, err := tlsfile.LoadIfSet(*tlsCert, *tlsKey, logger)
