@@ -152,6 +152,10 @@ func keyHash(name string, alg byte, pub []byte) uint32 {
 
 // validKeyName reports whether name is a valid signed-note key name:
 // non-empty, valid UTF-8, without Unicode spaces or '+'.
+// ValidKeyName reports whether name can name a signed-note key (a log's
+// origin, a witness's name): non-empty UTF-8 without spaces or '+'.
+func ValidKeyName(name string) bool { return validKeyName(name) }
+
 func validKeyName(name string) bool {
 	return name != "" && utf8.ValidString(name) &&
 		strings.IndexFunc(name, unicode.IsSpace) < 0 && !strings.Contains(name, "+")

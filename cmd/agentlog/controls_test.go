@@ -320,6 +320,7 @@ func TestServeRefusesBadInputFirst(t *testing.T) {
 		{[]string{"--tile-cache", "-1"}, true, "--tile-cache"},
 		{[]string{"--shutdown-timeout", "0s"}, true, "--shutdown-timeout"},
 		{[]string{"--health-alert-after", "-1m"}, true, "--health-alert-after"},
+		{[]string{"--origin", "bad origin"}, true, "--origin"},
 		{[]string{"--debug-listen", "0.0.0.0:0"}, true, "loopback"},
 		{[]string{"--debug-listen", "192.0.2.1:6060"}, true, "loopback"},
 	} {

@@ -166,6 +166,9 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
+	if *origin != "" && !checkpoint.ValidKeyName(*origin) {
+		return cmdline.Usagef("--origin %q cannot name a key: it must be non-empty UTF-8 without spaces or '+'", *origin)
+	}
 	if *policyFile != "" {
 		if err := checkPolicyFile(*policyFile, *data); err != nil {
 			return err
