@@ -322,12 +322,9 @@ func (l *Log) AppendWith(ctx context.Context, p Principal, kind string, recs []R
 		}
 	}
 	res, err := l.seq.add(ctx, tails, terms, extra)
-	if err == nil && len(res) > 0 {
-		if g := l.ackGate.Load(); g != nil {
-			last := res[len(res)-1].Index
-			if err := (*g)(ctx, last+1); err != nil {
-				return nil, fmt.Errorf("entries %d to %d are committed locally but not acknowledged: %w", res[0].Index, last, err)
-			}
+	if err == nil {
+		if err := l.Acknowledge(ctx, res); err != nil {
+			return nil, err
 		}
 	}
 	if err == nil {
@@ -349,6 +346,41 @@ func (l *Log) Import(ctx context.Context, at uint64, leaves [][]byte) error {
 	}
 	return l.seq.addImport(ctx, at, leaves)
 }
+
+// ErrNotAcknowledged is matched by the error of an append whose entries
+// were committed here but not acknowledged, because its AckGate failed
+// (package mirror's replicated durability: the bucket was not reached in
+// time, or the node was superseded). The entries are in this log; a retry
+// with the same idempotency key answers with them once they are
+// acknowledged, and a retry without one appends them again.
+var ErrNotAcknowledged = errors.New("committed locally but not acknowledged")
+
+// NotAcknowledgedError is the error of such an append, with its
+// committed entries.
+type NotAcknowledgedError struct {
+	Entries []Appended
+	Err     error // the gate's
+}
+
+func (e *NotAcknowledgedError) Error() string {
+	return fmt.Sprintf("entries %d to %d are committed locally but not acknowledged: %v", e.Entries[0].Index, e.Entries[len(e.Entries)-1].Index, e.Err)
+}
+
+// Acknowledge waits for the AckGate, if one is set, to cover res: entries
+// committed earlier, answered again (an idempotent retry). It fails as an
+// append whose gate failed does.
+func (l *Log) Acknowledge(ctx context.Context, res []Appended) error {
+	g := l.ackGate.Load()
+	if g == nil || len(res) == 0 {
+		return nil
+	}
+	if err := (*g)(ctx, res[len(res)-1].Index+1); err != nil {
+		return &NotAcknowledgedError{Entries: res, Err: err}
+	}
+	return nil
+}
+
+func (e *NotAcknowledgedError) Unwrap() []error { return []error{ErrNotAcknowledged, e.Err} }
 
 // An AckGate holds back the answer to an append until the tree size covers
 // its entries somewhere beyond the local disk (package mirror's replicated

@@ -52,7 +52,13 @@ type replicationFlags struct {
 	lease      time.Duration
 	lagAlert   time.Duration
 	node       string
+	// replicatedWait bounds an append's wait for the bucket after its
+	// local commit (--durability replicated).
+	replicatedWait time.Duration
 }
+
+// errReplicatedWait is why an append's wait for the bucket ended.
+var errReplicatedWait = errors.New("the entries did not reach the mirror bucket within --replicated-wait")
 
 func (f *replicationFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.mirror, "mirror", "", "replicate tiles, entry bundles and checkpoints to s3://BUCKET[/PREFIX] (a bucket with Object Lock; endpoint, region and credentials from the AWS environment)")
@@ -62,6 +68,7 @@ func (f *replicationFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.durability, "durability", "local", "when an append is acknowledged: local (fsynced here) or replicated (in the mirror bucket under a published checkpoint)")
 	fs.BoolVar(&f.standby, "standby", false, "follow the mirror bucket, serve reads, and take over when the active log's lease lapses")
 	fs.DurationVar(&f.lease, "lease", mirror.DefaultLeaseTime, "how long the active log's lease lasts without renewal; a standby takes over after it lapses")
+	fs.DurationVar(&f.replicatedWait, "replicated-wait", 30*time.Second, "with --durability replicated, longest an append waits for the bucket after its local commit (1s to 10m); beyond it the append gets 503 saying its entries are committed here but not acknowledged")
 	fs.DurationVar(&f.lagAlert, "mirror-lag-alert", time.Minute, "record an alert in the log when the oldest entry not yet in the bucket is older than this")
 	fs.StringVar(&f.node, "node", "", "this node's name in the lock (default: the host name and a random suffix kept in DATA/node-id)")
 }
@@ -91,6 +98,9 @@ func (f *replicationFlags) check() error {
 	}
 	if f.lease < 500*time.Millisecond {
 		return cmdline.Usagef("--lease %v: at least 500ms", f.lease)
+	}
+	if f.replicatedWait < time.Second || f.replicatedWait > 10*time.Minute {
+		return cmdline.Usagef("--replicated-wait %v: want 1s to 10m0s", f.replicatedWait)
 	}
 	if f.lagAlert <= 0 {
 		return cmdline.Usagef("--mirror-lag-alert must be positive")

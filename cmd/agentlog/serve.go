@@ -578,7 +578,15 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		// The gate only once the signing loop runs: the server's own
 		// start-up entries (the alerting configuration) are not held.
 		if rf.durability == "replicated" {
-			l.SetAckGate(m.WaitMirrored)
+			l.SetAckGate(func(ctx context.Context, size uint64) error {
+				ctx, cancel := context.WithTimeoutCause(ctx, rf.replicatedWait, errReplicatedWait)
+				defer cancel()
+				err := m.WaitMirrored(ctx, size)
+				if err != nil && context.Cause(ctx) == errReplicatedWait {
+					return fmt.Errorf("%w (%s)", errReplicatedWait, rf.replicatedWait)
+				}
+				return err
+			})
 		}
 		active.Store(true)
 		if m != nil {

@@ -371,6 +371,11 @@ func writeError(l *slog.Logger, w http.ResponseWriter, err error) {
 		// started: a retry cannot duplicate it.
 		w.Header().Set("Retry-After", stalledRetryAfter)
 		writeJSONError(w, http.StatusServiceUnavailable, "storage is stalled: the append waited longer than the commit-wait budget for its commit to start and was NOT written; retry later")
+	case errors.Is(err, alog.ErrNotAcknowledged) && !errors.Is(err, context.Canceled):
+		// Written here, not (yet) where the durability setting asks:
+		// say so, so that a retry is made with the same key.
+		w.Header().Set("Retry-After", "5")
+		writeJSONError(w, http.StatusServiceUnavailable, err.Error()+"; they were NOT acknowledged: retry with the same Idempotency-Key to get their receipts once they are (a retry without one appends them again)")
 	case errors.Is(err, alog.ErrPushback):
 		w.Header().Set("Retry-After", "1")
 		writeJSONError(w, http.StatusServiceUnavailable, err.Error())

@@ -177,6 +177,9 @@ type Session struct {
 // it records (the extra key).
 type Appender interface {
 	AppendWith(ctx context.Context, p alog.Principal, kind string, recs []alog.Record, extra alog.Extra) ([]alog.Appended, error)
+	// Acknowledge waits until entries committed earlier are acknowledged
+	// (log.Log.Acknowledge): an idempotent retry answers with them.
+	Acknowledge(ctx context.Context, res []alog.Appended) error
 }
 
 // Config configures a Store. Zero values take the defaults.
@@ -999,11 +1002,18 @@ func (s *Store) AppendIdempotent(ctx context.Context, p alog.Principal, key stri
 					return []byte("i/k/" + k), b, max(exp.Sub(s.cfg.Now()), time.Minute)
 				})
 			}
+			var na *alog.NotAcknowledgedError
 			s.mu.Lock()
-			if err != nil {
+			switch {
+			case errors.As(err, &na):
+				// Committed (with the key's result) but not acknowledged:
+				// the key keeps its entries, and a retry waits for them to
+				// be acknowledged instead of appending them again.
+				e.Result = na.Entries
+			case err != nil:
 				e.failed = true
 				delete(s.idem, k)
-			} else {
+			default:
 				e.Result = res
 			}
 			close(e.done)
@@ -1020,6 +1030,12 @@ func (s *Store) AppendIdempotent(ctx context.Context, p alog.Principal, key stri
 			return nil, ctx.Err()
 		}
 		if !e.failed {
+			// The first attempt's entries, answered once acknowledged
+			// (with replicated durability: in the bucket), as they were
+			// not when a gate failed or the server restarted.
+			if err := s.log.Acknowledge(ctx, e.Result); err != nil {
+				return nil, err
+			}
 			return e.Result, nil
 		}
 		// The first attempt failed: try again.
