@@ -139,6 +139,11 @@ type sequencer struct {
 	maxBytes   int // leaf bytes per batch
 	maxPending int64
 	commitWait time.Duration // how long an append may wait to be taken into a batch
+	// budgetTick is closed and replaced every budgetTickOf(commitWait)
+	// (tickBudgets): waiting appends look at their budget then, so that
+	// no append needs a timer of its own (a timer per append cost the
+	// library path 5% to 8% of its throughput).
+	budgetTick atomic.Pointer[chan struct{}]
 
 	mu      sync.Mutex // guards closed, fenced and sends on queue
 	closed  bool
@@ -184,8 +189,34 @@ func newSequencer(db *badger.DB, t *tree.Tree, clock func() time.Time, m *metric
 			return nil, fmt.Errorf("reading the last entry (index %d): %w", n-1, err)
 		}
 	}
+	tick := make(chan struct{})
+	s.budgetTick.Store(&tick)
 	go s.run()
+	go s.tickBudgets()
 	return s, nil
+}
+
+// budgetTickOf is how often waiting appends look at their commit-wait
+// budget: a tenth of it, from 1 ms to 1 s, so an append is withdrawn at
+// most about 10% past its budget.
+func budgetTickOf(budget time.Duration) time.Duration {
+	return min(max(budget/10, time.Millisecond), time.Second)
+}
+
+// tickBudgets wakes the waiting appends every budgetTickOf(commitWait)
+// until the sequencer stops.
+func (s *sequencer) tickBudgets() {
+	t := time.NewTicker(budgetTickOf(s.commitWait))
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			next := make(chan struct{})
+			close(*s.budgetTick.Swap(&next))
+		case <-s.stopped:
+			return
+		}
+	}
 }
 
 // add queues tails and waits until they are durable. An append the
@@ -225,18 +256,25 @@ func (s *sequencer) add(ctx context.Context, tails []leafTail, terms [][]byte, e
 	}
 	s.mu.Unlock()
 	s.m.queueDepth.Set(float64(s.queued.Load()))
-	budget := time.NewTimer(s.commitWait)
-	defer budget.Stop()
-	select {
-	case <-p.done:
-		return p.res, p.err
-	case <-budget.C:
-		if s.withdraw(p, len(tails), withdrawnBudget) {
-			return nil, fmt.Errorf("%w: the append waited %s in the queue and its commit did not start (the commit before it has not returned): %w", ErrStalled, s.commitWait, ErrWithdrawn)
-		}
-	case <-ctx.Done():
-		if s.withdraw(p, len(tails), withdrawnClientGone) {
-			return nil, fmt.Errorf("%w: %w", ErrWithdrawn, ctx.Err())
+	queuedAt := time.Now()
+wait:
+	for {
+		select {
+		case <-p.done:
+			return p.res, p.err
+		case <-*s.budgetTick.Load():
+			if time.Since(queuedAt) < s.commitWait {
+				continue
+			}
+			if s.withdraw(p, len(tails), withdrawnBudget) {
+				return nil, fmt.Errorf("%w: the append waited %s in the queue and its commit did not start (the commit before it has not returned): %w", ErrStalled, s.commitWait, ErrWithdrawn)
+			}
+			break wait
+		case <-ctx.Done():
+			if s.withdraw(p, len(tails), withdrawnClientGone) {
+				return nil, fmt.Errorf("%w: %w", ErrWithdrawn, ctx.Err())
+			}
+			break wait
 		}
 	}
 	// The budget ran out, or ctx ended, after the sequencer took the
