@@ -41,11 +41,14 @@ type File struct {
 	// a slow upstream, cannot take every call slot; more are refused
 	// with 503 (default a quarter of max_concurrent).
 	MaxConcurrentAgent int `json:"max_concurrent_per_agent,omitempty"`
-	// MaxBodyBytes caps the bytes of request bodies the gateway holds at
-	// once (each call's body is held until it ends: it is forwarded from
-	// memory), taken by declared length, or as a body of undeclared
-	// length is read; beyond it a call gets 503
-	// (default 256 MiB, at least the largest max_request_bytes).
+	// MaxBodyBytes caps the bytes of request bodies and held answers the
+	// gateway holds at once (each call's body is held until it ends: it
+	// is forwarded from memory; record=after holds answers up to
+	// max_buffer_bytes, MCP answers always), taken by declared length, or
+	// as a body of undeclared length is read; beyond it a call gets 503,
+	// an HTTP answer is streamed instead of held, and an MCP answer fails
+	// as an upstream error (default 256 MiB, at least the largest
+	// max_request_bytes).
 	MaxBodyBytes int64 `json:"max_body_bytes_in_flight,omitempty"`
 	// MaxInflight caps the append requests in flight per session
 	// credential (default 4); while they are, further entries queue and

@@ -412,9 +412,9 @@ func (g *Gateway) takeBytes(st *stats, n int64) bool {
 	return true
 }
 
-// errBodyBudget: a body of undeclared length outgrew what is free of
+// errBodyBudget: a request body or a held answer outgrew what is free of
 // max_body_bytes_in_flight.
-var errBodyBudget = errors.New("request bodies over max_body_bytes_in_flight")
+var errBodyBudget = errors.New("the bodies held are over max_body_bytes_in_flight")
 
 // budgetReader takes the bytes of a body of undeclared length from
 // max_body_bytes_in_flight as they are read.
@@ -427,10 +427,30 @@ type budgetReader struct {
 func (b *budgetReader) Read(p []byte) (int, error) {
 	n, err := b.r.Read(p)
 	if n > 0 && !b.g.takeBytes(b.st, int64(n)) {
-		return 0, errBodyBudget
+		// The n bytes are returned, not counted: a held answer that
+		// outgrows the budget is streamed on from them.
+		return n, errBodyBudget
 	}
 	return n, err
 }
+
+// holdAnswer returns a reader of an upstream's answer to hold in memory
+// (record=after, MCP): its bytes are taken from max_body_bytes_in_flight,
+// by its declared length up to limit before it is read, or as it is read.
+// It reads errBodyBudget once the budget has no room for what comes.
+func (g *Gateway) holdAnswer(st *stats, resp *http.Response, limit int64) io.Reader {
+	if resp.ContentLength >= 0 {
+		if g.takeBytes(st, min(resp.ContentLength, limit)) {
+			return resp.Body
+		}
+		return errReader{errBodyBudget}
+	}
+	return &budgetReader{r: resp.Body, g: g, st: st}
+}
+
+type errReader struct{ err error }
+
+func (e errReader) Read([]byte) (int, error) { return 0, e.err }
 
 // release gives back what a request held: its agent's call slot and its
 // body's bytes.
@@ -732,11 +752,13 @@ func (g *Gateway) modifyResponse(resp *http.Response) error {
 		a[k] = v
 	}
 	if !isEventStream(resp.Header) && resp.ContentLength <= c.rt.maxBuffer {
-		buf, err := io.ReadAll(io.LimitReader(resp.Body, c.rt.maxBuffer+1))
-		if err != nil {
+		buf, err := io.ReadAll(io.LimitReader(g.holdAnswer(c.st, resp, c.rt.maxBuffer+1), c.rt.maxBuffer+1))
+		overBudget := errors.Is(err, errBodyBudget)
+		if err != nil && !overBudget {
 			return &upstreamError{fmt.Errorf("reading the upstream's answer: %w", err)}
 		}
-		if int64(len(buf)) <= c.rt.maxBuffer {
+		// An answer the budget cannot hold is streamed as a longer one is.
+		if int64(len(buf)) <= c.rt.maxBuffer && !overBudget {
 			a["response.sha256"] = sha256Hex(buf)
 			resp.Body.Close()
 			resp.Body = io.NopCloser(bytes.NewReader(buf))

@@ -340,12 +340,18 @@ func (g *Gateway) serveMCPPost(w http.ResponseWriter, r *http.Request, rt *route
 			writeUpstream(w, hdr, status, b, "")
 			return
 		}
+		// The answer is held whole (its results carry the receipts): its
+		// bytes come from max_body_bytes_in_flight, and one the budget
+		// cannot hold fails as an upstream error, recorded.
+		held := g.holdAnswer(statsOf(r.Context()), resp, rt.maxBuffer+1)
 		switch {
 		case isEventStream(resp.Header):
-			events, answers, upErr = readEvents(resp.Body, rt.maxBuffer, byID)
+			events, answers, upErr = readEvents(held, rt.maxBuffer, byID)
 		case strings.HasPrefix(strings.ToLower(resp.Header.Get("Content-Type")), "application/json"):
-			b, rerr := io.ReadAll(io.LimitReader(resp.Body, rt.maxBuffer+1))
+			b, rerr := io.ReadAll(io.LimitReader(held, rt.maxBuffer+1))
 			switch {
+			case errors.Is(rerr, errBodyBudget):
+				upErr = fmt.Errorf("the gateway holds the most bytes it may (max_body_bytes_in_flight, %d) and cannot hold the upstream's answer", g.cfg.MaxBodyBytes)
 			case rerr != nil:
 				upErr = rerr
 			case int64(len(b)) > rt.maxBuffer:
