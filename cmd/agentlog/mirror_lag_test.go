@@ -9,6 +9,24 @@ import (
 	"github.com/agentlog/agentlog/internal/servicetest"
 )
 
+// startMirroredBehindProxy starts the faultinject binary mirroring to a
+// fresh bucket through a fault proxy (the returned one), with the
+// postgres lock (so the lease does not go through the proxy), an origin
+// of its own under prefix, and flags.
+func startMirroredBehindProxy(t *testing.T, prefix string, flags ...string) (*injected, *faultproxy.Proxy) {
+	t.Helper()
+	e := newReplicationEnv(t)
+	proxy, err := faultproxy.New(os.Getenv("AWS_ENDPOINT_URL"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(proxy.Close)
+	t.Setenv("AWS_ENDPOINT_URL", proxy.URL)
+	in := startInjectedAt(t, t.TempDir(), append([]string{"--mirror", "s3://" + e.bucket + "/log", "--mirror-retention", "2d", "--mirror-lock", "governance",
+		"--lock", pgLockFlag(t), "--origin", prefix + "/" + servicetest.RandomName(t)}, flags...)...)
+	return in, proxy
+}
+
 // TestMirrorLagAlert: with the bucket unreachable the log records a
 // mirror.lagging alert once the oldest unmirrored entry is older than
 // --mirror-lag-alert, and mirror.caught_up once the bucket has everything
@@ -19,15 +37,7 @@ func TestMirrorLagAlert(t *testing.T) {
 	if testing.Short() {
 		t.Skip("fault-injection tests build and run the binary")
 	}
-	e := newReplicationEnv(t)
-	proxy, err := faultproxy.New(os.Getenv("AWS_ENDPOINT_URL"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(proxy.Close)
-	t.Setenv("AWS_ENDPOINT_URL", proxy.URL)
-	in := startInjectedAt(t, t.TempDir(), "--mirror", "s3://"+e.bucket+"/log", "--mirror-retention", "2d", "--mirror-lock", "governance",
-		"--lock", pgLockFlag(t), "--mirror-lag-alert", "1s", "--origin", "lag.example/"+servicetest.RandomName(t))
+	in, proxy := startMirroredBehindProxy(t, "lag.example", "--mirror-lag-alert", "1s")
 	lag := func() float64 {
 		h, err := healthz(in.srv.url)
 		if err != nil {

@@ -1,13 +1,11 @@
 package main
 
 import (
-	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/agentlog/agentlog/internal/faultproxy"
-	"github.com/agentlog/agentlog/internal/servicetest"
 )
 
 // TestReplicatedWait: with --durability replicated and the bucket
@@ -21,15 +19,7 @@ func TestReplicatedWait(t *testing.T) {
 	if testing.Short() {
 		t.Skip("fault-injection tests build and run the binary")
 	}
-	e := newReplicationEnv(t)
-	proxy, err := faultproxy.New(os.Getenv("AWS_ENDPOINT_URL"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(proxy.Close)
-	t.Setenv("AWS_ENDPOINT_URL", proxy.URL)
-	in := startInjectedAt(t, t.TempDir(), "--mirror", "s3://"+e.bucket+"/log", "--mirror-retention", "2d", "--mirror-lock", "governance",
-		"--lock", pgLockFlag(t), "--durability", "replicated", "--replicated-wait", "1s", "--origin", "wait.example/"+servicetest.RandomName(t))
+	in, proxy := startMirroredBehindProxy(t, "wait.example", "--durability", "replicated", "--replicated-wait", "1s")
 	if code, _, b := in.post(1, "before"); code != 200 {
 		t.Fatalf("append with the bucket up: %d %s", code, b)
 	}
