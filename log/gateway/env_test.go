@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -16,6 +17,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/agentlog/agentlog"
 	"github.com/agentlog/agentlog/client"
@@ -211,6 +213,19 @@ func newGateway(t testing.TB, tl *testLog, cfg string, ups map[string]*upstream)
 	hs := httptest.NewServer(New(c, Options{}))
 	t.Cleanup(hs.Close)
 	return hs
+}
+
+// dialRaw opens a connection to hs for a hand-written request, with a
+// 10 s deadline; it is closed when the test ends.
+func dialRaw(t testing.TB, hs *httptest.Server) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", strings.TrimPrefix(hs.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	return c
 }
 
 func do(t *testing.T, method, url, cred, body string) *http.Response {

@@ -283,12 +283,7 @@ func TestBodyTimeout(t *testing.T) {
 	gw := newGateway(t, tl, `{"body_timeout": "200ms", "routes": {"tools": {"upstream": "{u}"}, "crm": {"upstream": "mcp+{u}"}}}`, map[string]*upstream{"u": up})
 	for _, path := range []string{"/tools/x", "/crm"} {
 		before := tl.l.Size()
-		c, err := net.Dial("tcp", strings.TrimPrefix(gw.URL, "http://"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(10 * time.Second))
+		c := dialRaw(t, gw)
 		fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{", path, cred)
 		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 		if err != nil {

@@ -6,11 +6,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 )
 
 // rpcUpstream answers JSON-RPC requests: each request's result echoes its
@@ -283,12 +281,7 @@ func TestMCPAuthenticatesBeforeBody(t *testing.T) {
 	gw := newGateway(t, tl, `{"routes": {"crm": {"upstream": "mcp+{u}"}}}`, map[string]*upstream{"u": up})
 	for _, auth := range []string{"", "Authorization: Bearer agentlog-session-v1.0123456789abcdef." + strings.Repeat("A", 43) + "\r\n"} {
 		before := tl.l.Size()
-		c, err := net.Dial("tcp", strings.TrimPrefix(gw.URL, "http://"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(10 * time.Second))
+		c := dialRaw(t, gw)
 		fmt.Fprintf(c, "POST /crm HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n%sContent-Length: %d\r\n\r\n[", auth, 16<<20)
 		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 		if err != nil {
