@@ -129,10 +129,13 @@ func runQuery(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	sum, err = c.QueryAll(ctx, p, *limit, row)
-	tw.Flush()
 	if err != nil {
+		if n > 0 {
+			tw.Flush() // the rows before the error; a refused query prints no header
+		}
 		return err
 	}
+	tw.Flush()
 	if *follow {
 		fmt.Fprintf(stdout, "%d matches up to index %d; following (Ctrl-C stops)\n", n, sum.End)
 		return followQuery(ctx, c, p, sum.End, *interval, func(m client.QueryMatch) error {

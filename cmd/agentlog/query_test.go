@@ -77,8 +77,8 @@ func TestQueryCLI(t *testing.T) {
 		t.Fatalf("query without a credential exited %d, want 2", code)
 	}
 	cred := provisionSession(t, srv.url, string(adminTok), "bot-c", "probe")
-	if _, errs, code := cli(t, bin, "query", s, "--token", cred); code != 1 || !strings.Contains(errs, "403") {
-		t.Fatalf("query with an agent session: exit %d %s", code, errs)
+	if out, errs, code := cli(t, bin, "query", s, "--token", cred); code != 1 || !strings.Contains(errs, "403") || out != "" {
+		t.Fatalf("query with an agent session: exit %d, stdout %q, %s; want 1, nothing on stdout (not even the table's header)", code, out, errs)
 	}
 	if _, errs, code := cli(t, bin, "query", s, "--token-file", adminFile, "--outside-hours", "nine-to-five"); code != 1 || !strings.Contains(errs, "400") {
 		t.Fatalf("query with a bad window: exit %d %s", code, errs)
