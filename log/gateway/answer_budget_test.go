@@ -3,8 +3,12 @@ package gateway
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -86,5 +90,54 @@ func TestAnswerBudget(t *testing.T) {
 	}
 	if l := tl.leaf(t, before); l.Outcome != OutcomeUpstreamError || l.Tool != "lookup" {
 		t.Fatalf("the MCP call's entry: %+v, want outcome upstream_error", l)
+	}
+}
+
+// TestAgentBodyShare: one agent's calls hold at most
+// max_body_bytes_per_agent of the body budget, so an agent holding its
+// share gets 503 while another agent's calls go through, and the share
+// comes back when its calls end.
+func TestAgentBodyShare(t *testing.T) {
+	tl := newTestLog(t)
+	credA := tl.session(t, "bot-a", "", "t")
+	credB := tl.session(t, "bot-b", "", "t")
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) { io.Copy(io.Discard, r.Body); io.WriteString(w, "ok") })
+	cfgPath := filepath.Join(t.TempDir(), "gw.json")
+	if err := os.WriteFile(cfgPath, []byte(`{"max_body_bytes_in_flight": 4096, "max_body_bytes_per_agent": 2048, "routes": {"tools": {"upstream": "`+up.hs.URL+`", "max_request_bytes": 1024}}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(tl.url, cfgPath, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := New(c, Options{})
+	gw := newServer(t, g)
+	agentBytes := func(agent string) int64 { g.agentMu.Lock(); defer g.agentMu.Unlock(); return g.agentBodies[agent] }
+	// Agent A holds its share: two calls whose 1 KiB bodies never finish.
+	var held []net.Conn
+	for range 2 {
+		c := dialRaw(t, gw)
+		held = append(held, c)
+		fmt.Fprintf(c, "POST /tools/x HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Length: 1024\r\n\r\n{", credA)
+	}
+	call := func(cred string) (int, string) {
+		resp := do(t, "POST", gw.URL+"/tools/x", cred, strings.Repeat("x", 1000))
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode, string(b)
+	}
+	waitUntil(t, func() bool { return agentBytes("bot-a") == 2048 })
+	if code, b := call(credA); code != 503 || !strings.Contains(b, "max_body_bytes_per_agent") {
+		t.Fatalf("agent A beyond its share: %d %s, want 503 naming max_body_bytes_per_agent", code, b)
+	}
+	if code, b := call(credB); code != 200 {
+		t.Fatalf("agent B while A holds its share: %d %s, want 200", code, b)
+	}
+	for _, c := range held {
+		c.Close()
+	}
+	waitUntil(t, func() bool { return agentBytes("bot-a") == 0 })
+	if code, b := call(credA); code != 200 {
+		t.Fatalf("agent A with its share back: %d %s, want 200", code, b)
 	}
 }

@@ -50,6 +50,11 @@ type File struct {
 	// as an upstream error (default 256 MiB, at least the largest
 	// max_request_bytes).
 	MaxBodyBytes int64 `json:"max_body_bytes_in_flight,omitempty"`
+	// MaxBodyBytesAgent caps the bytes of max_body_bytes_in_flight that
+	// one agent's calls hold, so that one agent cannot take it all
+	// (default a quarter of it, and at least the largest
+	// max_request_bytes).
+	MaxBodyBytesAgent int64 `json:"max_body_bytes_per_agent,omitempty"`
 	// MaxInflight caps the append requests in flight per session
 	// credential (default 4); while they are, further entries queue and
 	// share the next request.
@@ -130,10 +135,11 @@ type Config struct {
 	MaxConcurrent int
 	// MaxConcurrentAgent caps one agent's calls in flight.
 	MaxConcurrentAgent int
-	// MaxBodyBytes caps the request body bytes held at once.
-	MaxBodyBytes int64
-	MaxInflight  int
-	MaxAppends   int
+	// MaxBodyBytes caps the request body and held answer bytes held at
+	// once, MaxBodyBytesAgent those of one agent's calls.
+	MaxBodyBytes, MaxBodyBytesAgent int64
+	MaxInflight                     int
+	MaxAppends                      int
 	// MetricsElsewhere: /metrics is served on another address
 	// (--metrics-listen), not among the routes.
 	MetricsElsewhere bool
@@ -263,6 +269,12 @@ func (f *File) Check(logURL string) (*Config, error) {
 		c.MaxBodyBytes = max(256<<20, largest)
 	case c.MaxBodyBytes < largest:
 		return nil, fmt.Errorf("max_body_bytes_in_flight %d: want at least the largest max_request_bytes (%d)", c.MaxBodyBytes, largest)
+	}
+	switch c.MaxBodyBytesAgent = f.MaxBodyBytesAgent; {
+	case c.MaxBodyBytesAgent == 0:
+		c.MaxBodyBytesAgent = max(c.MaxBodyBytes/4, largest)
+	case c.MaxBodyBytesAgent < largest || c.MaxBodyBytesAgent > c.MaxBodyBytes:
+		return nil, fmt.Errorf("max_body_bytes_per_agent %d: want the largest max_request_bytes (%d) to max_body_bytes_in_flight (%d)", c.MaxBodyBytesAgent, largest, c.MaxBodyBytes)
 	}
 	return c, nil
 }

@@ -30,6 +30,8 @@ func TestLoadErrors(t *testing.T) {
 		{"bad flag", `{}`, "nourl", "want NAME=URL"},
 		{"bad duration", `{"routes": {"a": {"upstream": "http://h"}}, "session_cache": "forever"}`, "", "session_cache"},
 		{"appends in flight", `{"routes": {"a": {"upstream": "http://h"}}, "max_appends_in_flight": 257}`, "", "max_appends_in_flight 257"},
+		{"agent's body share above the whole", `{"routes": {"a": {"upstream": "http://h", "max_request_bytes": 1024}}, "max_body_bytes_in_flight": 4096, "max_body_bytes_per_agent": 8192}`, "", "max_body_bytes_per_agent 8192: want the largest max_request_bytes (1024) to max_body_bytes_in_flight (4096)"},
+		{"agent's body share below a request", `{"routes": {"a": {"upstream": "http://h", "max_request_bytes": 1024}}, "max_body_bytes_per_agent": 512}`, "", "max_body_bytes_per_agent 512"},
 		{"log appends below one session's", `{"routes": {"a": {"upstream": "http://h"}}, "max_appends_in_flight": 32, "max_log_appends": 16}`, "", "max_log_appends 16: want max_appends_in_flight (32)"},
 		{"log appends", `{"routes": {"a": {"upstream": "http://h"}}, "max_log_appends": 5000}`, "", "max_log_appends 5000"},
 	} {

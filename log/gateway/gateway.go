@@ -99,6 +99,9 @@ type Gateway struct {
 	agentMu sync.Mutex
 	byAgent map[string]int
 	bodies  int64 // request body bytes held (at most cfg.MaxBodyBytes), under agentMu
+	// agentBodies: the bytes of bodies each agent's calls hold (at most
+	// cfg.MaxBodyBytesAgent), under agentMu.
+	agentBodies map[string]int64
 	// upstream calls MCP upstreams (never following redirects).
 	upstream *http.Client
 	m        *metrics
@@ -138,16 +141,17 @@ func New(cfg *Config, o Options) *Gateway {
 		o.Transport = t
 	}
 	g := &Gateway{
-		cfg:     cfg,
-		log:     o.Logger,
-		now:     o.Now,
-		rec:     newRecorder(cfg.Log, o.LogClient, cfg.LogTimeout, cfg.MaxBatch, cfg.MaxInflight, cfg.MaxAppends, m),
-		sess:    &sessions{log: cfg.Log, hc: o.LogClient, ttl: cfg.SessionCache, timeout: cfg.LogTimeout, now: o.Now, byID: map[[32]byte]*session{}, m: m},
-		m:       m,
-		reg:     o.Registry,
-		routes:  map[string]*route{},
-		slots:   make(chan struct{}, cfg.MaxConcurrent),
-		byAgent: map[string]int{},
+		cfg:         cfg,
+		log:         o.Logger,
+		now:         o.Now,
+		rec:         newRecorder(cfg.Log, o.LogClient, cfg.LogTimeout, cfg.MaxBatch, cfg.MaxInflight, cfg.MaxAppends, m),
+		sess:        &sessions{log: cfg.Log, hc: o.LogClient, ttl: cfg.SessionCache, timeout: cfg.LogTimeout, now: o.Now, byID: map[[32]byte]*session{}, m: m},
+		m:           m,
+		reg:         o.Registry,
+		routes:      map[string]*route{},
+		slots:       make(chan struct{}, cfg.MaxConcurrent),
+		byAgent:     map[string]int{},
+		agentBodies: map[string]int64{},
 		upstream: &http.Client{Transport: o.Transport, CheckRedirect: func(*http.Request, []*http.Request) error {
 			return http.ErrUseLastResponse
 		}},
@@ -404,10 +408,13 @@ func (g *Gateway) takeAgent(w http.ResponseWriter, r *http.Request, agent string
 func (g *Gateway) takeBytes(st *stats, n int64) bool {
 	g.agentMu.Lock()
 	defer g.agentMu.Unlock()
-	if g.bodies+n > g.cfg.MaxBodyBytes {
+	if g.bodies+n > g.cfg.MaxBodyBytes || (st.agent != "" && g.agentBodies[st.agent]+n > g.cfg.MaxBodyBytesAgent) {
 		return false
 	}
 	g.bodies += n
+	if st.agent != "" {
+		g.agentBodies[st.agent] += n
+	}
 	st.bodyBytes += n
 	return true
 }
@@ -460,6 +467,9 @@ func (g *Gateway) release(st *stats) {
 	g.bodies -= st.bodyBytes
 	if st.agent == "" {
 		return
+	}
+	if g.agentBodies[st.agent] -= st.bodyBytes; g.agentBodies[st.agent] <= 0 {
+		delete(g.agentBodies, st.agent)
 	}
 	if g.byAgent[st.agent]--; g.byAgent[st.agent] <= 0 {
 		delete(g.byAgent, st.agent)
@@ -525,7 +535,7 @@ func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request, limit int64) 
 	st := statsOf(r.Context())
 	overBudget := func() ([]byte, int, string) {
 		w.Header().Set("Retry-After", "1")
-		return nil, http.StatusServiceUnavailable, fmt.Sprintf("the gateway holds the most request body bytes it may (max_body_bytes_in_flight, %d); retry later", g.cfg.MaxBodyBytes)
+		return nil, http.StatusServiceUnavailable, fmt.Sprintf("the gateway holds the most body bytes it may, in all (max_body_bytes_in_flight, %d) or for one agent (max_body_bytes_per_agent, %d); retry later", g.cfg.MaxBodyBytes, g.cfg.MaxBodyBytesAgent)
 	}
 	var src io.Reader = http.MaxBytesReader(w, r.Body, limit)
 	if r.ContentLength >= 0 {

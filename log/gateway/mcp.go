@@ -351,7 +351,7 @@ func (g *Gateway) serveMCPPost(w http.ResponseWriter, r *http.Request, rt *route
 			b, rerr := io.ReadAll(io.LimitReader(held, rt.maxBuffer+1))
 			switch {
 			case errors.Is(rerr, errBodyBudget):
-				upErr = fmt.Errorf("the gateway holds the most bytes it may (max_body_bytes_in_flight, %d) and cannot hold the upstream's answer", g.cfg.MaxBodyBytes)
+				upErr = fmt.Errorf("the gateway holds the most bytes it may, in all (max_body_bytes_in_flight, %d) or for one agent (max_body_bytes_per_agent, %d), and cannot hold the upstream's answer", g.cfg.MaxBodyBytes, g.cfg.MaxBodyBytesAgent)
 			case rerr != nil:
 				upErr = rerr
 			case int64(len(b)) > rt.maxBuffer:
