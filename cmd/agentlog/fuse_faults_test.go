@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -246,6 +249,9 @@ type checkpoints struct {
 	mu   sync.Mutex
 	last *checkpoint.Signed
 	n    int
+	// unchecked were served, but the server went away before their
+	// consistency proof: each is checked against the next one served.
+	unchecked []*checkpoint.Signed
 }
 
 func newCheckpoints(in *injected) *checkpoints {
@@ -265,8 +271,9 @@ func newCheckpoints(in *injected) *checkpoints {
 	return &checkpoints{in: in, v: v}
 }
 
-// fetch gets the served checkpoint and checks it against the last one;
-// it returns nil and the error if the server did not answer.
+// fetch gets the served checkpoint and checks it against the last one
+// (and any served before whose proof the server did not answer); it
+// returns nil and the error if the server did not answer.
 func (c *checkpoints) fetch() (*checkpoint.Signed, error) {
 	cl, err := client.New(c.in.srv.url)
 	if err != nil {
@@ -285,12 +292,24 @@ func (c *checkpoints) fetch() (*checkpoint.Signed, error) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	earlier := slices.Clone(c.unchecked)
 	if c.last != nil {
-		if err := cl.VerifyConsistency(ctx, c.last, cp); err != nil && ctx.Err() == nil {
-			c.in.t.Errorf("served checkpoint of size %d is not consistent with the one of size %d served before: %v", cp.Size, c.last.Size, err)
+		earlier = append(earlier, c.last)
+	}
+	for _, e := range earlier {
+		if err := cl.VerifyConsistency(ctx, e, cp); err != nil && ctx.Err() == nil {
+			var ue *url.Error
+			if errors.As(err, &ue) {
+				// The server went away (a power cut) between serving the
+				// checkpoint and its proof: check it at the next one.
+				c.unchecked = append(c.unchecked, cp)
+				return nil, err
+			}
+			c.in.t.Errorf("served checkpoint of size %d is not consistent with the one of size %d served before: %v", cp.Size, e.Size, err)
 			return nil, err
 		}
 	}
+	c.unchecked = nil // each is consistent with cp, which every later one is checked against
 	if c.last == nil || cp.Size >= c.last.Size {
 		c.last = cp
 	}
