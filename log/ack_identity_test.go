@@ -7,7 +7,6 @@ import (
 	"testing"
 
 	alog "github.com/agentlog/agentlog/log"
-	"github.com/agentlog/agentlog/log/identity"
 )
 
 // TestIdempotentRetryWaitsForAck: an idempotent append whose AckGate
@@ -18,10 +17,7 @@ import (
 // after a restart, which finds the result in the database.
 func TestIdempotentRetryWaitsForAck(t *testing.T) {
 	dir := t.TempDir()
-	l, err := alog.Open(alog.Config{Dir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
+	l, ids := openWithIdentity(t, alog.Config{Dir: dir})
 	var open atomic.Bool // the gate passes
 	errGate := errors.New("the bucket is unreachable")
 	gate := func(context.Context, uint64) error {
@@ -31,10 +27,6 @@ func TestIdempotentRetryWaitsForAck(t *testing.T) {
 		return errGate
 	}
 	l.SetAckGate(gate)
-	ids, err := identity.Open(l.DB(), l, identity.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	p := alog.Principal{ID: "bot-1", Role: "agent", Agent: "bot-1", Session: "0123456789abcdef"}
 	recs := []alog.Record{{Action: "gated"}}
 	body := []byte(`{"entries":[{"action":"gated"}]}`)
@@ -49,19 +41,12 @@ func TestIdempotentRetryWaitsForAck(t *testing.T) {
 	if l.Size() != 1 {
 		t.Fatalf("the log holds %d entries after two attempts, want 1", l.Size())
 	}
+	ids.Close()
 	l.Close()
 
 	// After a restart the key's result comes from the database.
-	l, err = alog.Open(alog.Config{Dir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
+	l, ids = openWithIdentity(t, alog.Config{Dir: dir})
 	l.SetAckGate(gate)
-	ids, err = identity.Open(l.DB(), l, identity.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	if _, err := ids.AppendIdempotent(ctx, p, "key-1", body, alog.KindAction, recs); !errors.Is(err, alog.ErrNotAcknowledged) {
 		t.Fatalf("retry after a restart with the gate shut: %v, want ErrNotAcknowledged", err)
 	}

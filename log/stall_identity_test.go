@@ -10,6 +10,23 @@ import (
 	"github.com/agentlog/agentlog/log/identity"
 )
 
+// openWithIdentity opens a log with cfg and an identity store on it, both
+// closed when the test ends.
+func openWithIdentity(t *testing.T, cfg alog.Config) (*alog.Log, *identity.Store) {
+	t.Helper()
+	l, err := alog.Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	ids, err := identity.Open(l.DB(), l, identity.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ids.Close() })
+	return l, ids
+}
+
 // TestIdempotentRetryDuringStall: an idempotent append whose client gives
 // up while its commit is held, and a retry with the same key sent before
 // the commit returns, are one append: both are answered with the entries
@@ -18,16 +35,7 @@ import (
 // package identity would have freed the key, and the retry would have
 // written the entries a second time.)
 func TestIdempotentRetryDuringStall(t *testing.T) {
-	l, err := alog.Open(alog.Config{Dir: t.TempDir(), CommitWait: time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	ids, err := identity.Open(l.DB(), l, identity.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ids.Close()
+	l, ids := openWithIdentity(t, alog.Config{Dir: t.TempDir(), CommitWait: time.Minute})
 	entered, release := make(chan struct{}), make(chan struct{})
 	var once sync.Once
 	l.SetCommitHook(func(commit func() error) error {

@@ -44,6 +44,16 @@ func onFUSE(t *testing.T, flags ...string) (*fusefault.FS, *injected) {
 // closed, and returns the statuses it got (each append a 200, recorded as
 // acknowledged, or another status, which is checked by the caller).
 func (in *injected) load(n int, stop <-chan struct{}) <-chan map[int]int {
+	return in.loadWith(n, stop, false)
+}
+
+// loadUntilCut is load for a server that dies under it: an append that
+// got no answer is not acknowledged (status 0).
+func (in *injected) loadUntilCut(n int, stop <-chan struct{}) <-chan map[int]int {
+	return in.loadWith(n, stop, true)
+}
+
+func (in *injected) loadWith(n int, stop <-chan struct{}, mayDie bool) <-chan map[int]int {
 	done := make(chan map[int]int, 1)
 	go func() {
 		codes := map[int]int{}
@@ -54,25 +64,10 @@ func (in *injected) load(n int, stop <-chan struct{}) <-chan map[int]int {
 				return
 			default:
 			}
-			code, _, _ := in.post(n, "fault.kept")
-			codes[code]++
-		}
-	}()
-	return done
-}
-
-// loadUntilCut is load for a server that dies under it: an append that
-// got no answer is not acknowledged (status 0).
-func (in *injected) loadUntilCut(n int, stop <-chan struct{}) <-chan map[int]int {
-	done := make(chan map[int]int, 1)
-	go func() {
-		codes := map[int]int{}
-		defer func() { done <- codes }()
-		for {
-			select {
-			case <-stop:
-				return
-			default:
+			if !mayDie {
+				code, _, _ := in.post(n, "fault.kept")
+				codes[code]++
+				continue
 			}
 			code, _, _, err := in.tryPost(n, "fault.kept")
 			if err != nil {

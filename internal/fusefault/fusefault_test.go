@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -277,22 +278,31 @@ func TestBadgerChild(t *testing.T) {
 // on the layer with SyncWrites, through flushes and compactions, and
 // every key it committed survives power cuts that kill it mid-write, with
 // torn tails, round after round.
+// startBadgerChild runs TestBadgerChild on the database in dir, checking
+// keys below check first; it returns the child, its stdout (a line per
+// acknowledged key, "checked" once the check passed) and its stderr.
+func startBadgerChild(t *testing.T, dir string, check int) (*exec.Cmd, io.Reader, *bytes.Buffer) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestBadgerChild$", "-test.v=false")
+	cmd.Env = append(os.Environ(), "FUSEFAULT_BADGER_DIR="+dir, fmt.Sprintf("FUSEFAULT_BADGER_CHECK=%d", check))
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr := &bytes.Buffer{}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd, out, stderr
+}
+
 func TestBadger(t *testing.T) {
 	f := start(t)
 	dir := filepath.Join(f.Dir, "db")
 	acked := -1
 	for round := range 3 {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestBadgerChild$", "-test.v=false")
-		cmd.Env = append(os.Environ(), "FUSEFAULT_BADGER_DIR="+dir, fmt.Sprintf("FUSEFAULT_BADGER_CHECK=%d", acked+1))
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
+		cmd, out, stderr := startBadgerChild(t, dir, acked+1)
 		rnd := rand.New(rand.NewPCG(uint64(round), 11))
 		until := acked + 1500 + rnd.IntN(1500)
 		checked := false
@@ -327,17 +337,7 @@ func TestBadger(t *testing.T) {
 			}
 		}
 	}
-	cmd := exec.Command(os.Args[0], "-test.run=^TestBadgerChild$", "-test.v=false")
-	cmd.Env = append(os.Environ(), "FUSEFAULT_BADGER_DIR="+dir, fmt.Sprintf("FUSEFAULT_BADGER_CHECK=%d", acked+1))
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd, out, stderr := startBadgerChild(t, dir, acked+1)
 	line, _ := bufio.NewReader(out).ReadString('\n')
 	cmd.Process.Kill()
 	cmd.Wait()
