@@ -318,6 +318,8 @@ func TestServeRefusesBadInputFirst(t *testing.T) {
 		{[]string{"--max-batch", "0"}, true, "--max-batch"},
 		{[]string{"--max-pending", "-1"}, true, "--max-pending"},
 		{[]string{"--tile-cache", "-1"}, true, "--tile-cache"},
+		{[]string{"--mirror", "s3://bucket/log", "--replicated-wait", "0s"}, true, "--replicated-wait 0s: want 1s to 10m0s"},
+		{[]string{"--mirror", "s3://bucket/log", "--replicated-wait", "11m"}, true, "--replicated-wait"},
 		{[]string{"--shutdown-timeout", "0s"}, true, "--shutdown-timeout"},
 		{[]string{"--health-alert-after", "-1m"}, true, "--health-alert-after"},
 		{[]string{"--origin", "bad origin"}, true, "--origin"},
