@@ -1,8 +1,10 @@
 package gateway
 
 import (
+	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -111,6 +113,43 @@ func FuzzParseReceipt(f *testing.F) {
 		}
 		if back, err := ParseReceipt(rc.String()); err != nil || back.Index != rc.Index || string(back.LeafHash) != string(rc.LeafHash) {
 			t.Fatalf("%q does not round-trip: %v", s, err)
+		}
+	})
+}
+
+func FuzzParseReceipts(f *testing.F) {
+	h := strings.Repeat("A", 43) + "="
+	f.Add("12 " + h + ", 13 " + h)
+	f.Add("1 " + h + ",")
+	f.Add(",")
+	f.Fuzz(func(t *testing.T, s string) {
+		rs, err := ParseReceipts(s)
+		if err != nil {
+			return
+		}
+		if len(rs) == 0 {
+			t.Fatalf("%q: no receipts and no error", s)
+		}
+		var strs []string
+		for _, rc := range rs {
+			strs = append(strs, rc.String())
+		}
+		hdr := http.Header{}
+		setReceipts(hdr, ReceiptHeader, strs)
+		if hdr.Get(ReceiptHeader) == "" {
+			if n, _ := strconv.Atoi(hdr.Get(ReceiptsInBodyHeader)); n != len(rs) {
+				t.Fatalf("%d receipts: neither a field nor a count", len(rs))
+			}
+			return
+		}
+		back, err := ParseReceipts(hdr.Get(ReceiptHeader))
+		if err != nil || len(back) != len(rs) {
+			t.Fatalf("%q does not round-trip: %v", s, err)
+		}
+		for i := range rs {
+			if back[i].Index != rs[i].Index || string(back[i].LeafHash) != string(rs[i].LeafHash) {
+				t.Fatalf("%q: receipt %d does not round-trip", s, i)
+			}
 		}
 	})
 }

@@ -51,7 +51,9 @@ import (
 // Headers of the gateway's answers.
 const (
 	// ReceiptHeader carries "<index> <base64 leaf hash>" of the call's
-	// entry (with record=before, the entry written before forwarding).
+	// entry (with record=before, the entry written before forwarding). An
+	// MCP batch's receipts are one field line, a comma-separated list in
+	// request order (ParseReceipts), while it fits MaxReceiptField.
 	ReceiptHeader = "Agentlog-Receipt"
 	// OutcomeReceiptHeader carries, with record=before, the receipt of the
 	// second entry (the outcome); on a streamed answer it is a trailer.
@@ -59,7 +61,17 @@ const (
 	// UnrecordedHeader is set, on a fail_open route, on an answer whose
 	// call could not be recorded; it says why.
 	UnrecordedHeader = "Agentlog-Unrecorded"
+	// ReceiptsInBodyHeader replaces the receipt fields of an MCP batch
+	// whose receipts do not fit MaxReceiptField: it gives their number,
+	// and each answer carries its own in _meta or error.data.
+	ReceiptsInBodyHeader = "Agentlog-Receipts-In-Body"
 )
+
+// MaxReceiptField is the most bytes a receipt field of one answer holds:
+// about 150 receipts. HTTP clients cap an answer's header (Node.js at
+// 16 KiB in all, Python's h11 likewise, Python's http.client at 100
+// lines), so a batch of many calls must not put a line per call there.
+const MaxReceiptField = 8 << 10
 
 // Outcomes the gateway records.
 const (
@@ -106,6 +118,8 @@ type Gateway struct {
 	upstream *http.Client
 	m        *metrics
 	reg      *prometheus.Registry
+	// upstreamWarn rate-limits the log lines of upstreams' failures.
+	upstreamWarn warnLimiter
 }
 
 type route struct {
@@ -325,6 +339,36 @@ func clean(s string, max int) string {
 
 func (rc Receipt) String() string {
 	return strconv.FormatUint(rc.Index, 10) + " " + base64.StdEncoding.EncodeToString(rc.LeafHash)
+}
+
+// ParseReceipts parses a receipt field: one receipt, or an MCP batch's
+// comma-separated list of them (field lines joined with commas read the
+// same, as RFC 9110 section 5.3 allows).
+func ParseReceipts(field string) ([]Receipt, error) {
+	var out []Receipt
+	for _, s := range strings.Split(field, ",") {
+		rc, err := ParseReceipt(s)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, rc)
+	}
+	return out, nil
+}
+
+// setReceipts sets field name of h to the receipts rs, one line, in
+// order; a list longer than MaxReceiptField is left out and
+// ReceiptsInBodyHeader says how many receipts the answers carry instead.
+func setReceipts(h http.Header, name string, rs []string) {
+	if len(rs) == 0 {
+		return
+	}
+	v := strings.Join(rs, ", ")
+	if len(v) > MaxReceiptField {
+		h.Set(ReceiptsInBodyHeader, strconv.Itoa(len(rs)))
+		return
+	}
+	h.Set(name, v)
 }
 
 // ParseReceipt parses a receipt as the gateway writes it: "<index>
@@ -702,7 +746,7 @@ func unescapePath(p string) (string, error) { return url.PathUnescape(p) }
 // passed (record=before).
 func (g *Gateway) modifyResponse(resp *http.Response) error {
 	c := callOf(resp.Request.Context())
-	for _, h := range []string{ReceiptHeader, OutcomeReceiptHeader, UnrecordedHeader} {
+	for _, h := range []string{ReceiptHeader, OutcomeReceiptHeader, UnrecordedHeader, ReceiptsInBodyHeader} {
 		resp.Header.Del(h) // only the gateway says these
 	}
 	if c.passthrough {
@@ -837,7 +881,7 @@ func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 		if c.unrec != "" {
 			w.Header().Set(UnrecordedHeader, clean(c.unrec, 512))
 		}
-		httpFail(w, http.StatusBadGateway, "upstream: "+err.Error())
+		httpFail(w, http.StatusBadGateway, g.upstreamFailed(c.rt, err))
 		return
 	}
 	c.upstreamDone()
@@ -862,7 +906,7 @@ func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 		w.Header().Set(ReceiptHeader, rc.String())
 		c.st.outcome = OutcomeUpstreamError
 	}
-	httpFail(w, http.StatusBadGateway, "upstream: "+err.Error())
+	httpFail(w, http.StatusBadGateway, g.upstreamFailed(c.rt, err))
 }
 
 // tailReader hashes a streamed answer as it passes and calls end once:

@@ -2,11 +2,16 @@ package gateway
 
 import (
 	"bufio"
+	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -218,13 +223,72 @@ func TestHTTPUpstreamDown(t *testing.T) {
 	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {})
 	gw := newGateway(t, tl, `{"routes": {"tools": {"upstream": "{tools}"}}}`, map[string]*upstream{"tools": up})
 	up.hs.Close()
+	addr := strings.TrimPrefix(up.hs.URL, "http://")
 	resp := do(t, "GET", gw.URL+"/tools/a", cred, "")
+	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	if resp.StatusCode != 502 {
 		t.Fatalf("status %d", resp.StatusCode)
 	}
-	if _, l := tl.checkReceipt(t, resp.Header.Get(ReceiptHeader)); l.Outcome != OutcomeUpstreamError {
+	// The agent is told what failed, not where the upstream is; the
+	// entry keeps the whole error for the auditor.
+	if !strings.Contains(string(b), "upstream: the upstream refused the connection") || strings.Contains(string(b), addr) || strings.Contains(string(b), "127.0.0.1") {
+		t.Fatalf("answer %s (the upstream is at %s)", b, addr)
+	}
+	_, l := tl.checkReceipt(t, resp.Header.Get(ReceiptHeader))
+	if et, _ := attrs(t, l)["error.type"].(string); l.Outcome != OutcomeUpstreamError || !strings.Contains(et, addr) {
 		t.Fatalf("entry %+v", l)
+	}
+	// The same on an MCP route.
+	gw = newGateway(t, tl, `{"routes": {"crm": {"upstream": "mcp+{tools}"}}}`, map[string]*upstream{"tools": up})
+	resp, b = mcpPost(t, gw.URL+"/crm", cred, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"lookup"}}`)
+	var e struct {
+		Error struct {
+			Code    int
+			Message string
+		}
+	}
+	if json.Unmarshal(b, &e); resp.StatusCode != 502 || e.Error.Code != CodeUpstream || e.Error.Message != "upstream: the upstream refused the connection" {
+		t.Fatalf("MCP: %d %s", resp.StatusCode, b)
+	}
+	if _, l := tl.checkReceipt(t, resp.Header.Get(ReceiptHeader)); l.Outcome != OutcomeUpstreamError || !strings.Contains(attrs(t, l)["error.type"].(string), addr) {
+		t.Fatalf("MCP entry %+v", l)
+	}
+}
+
+func TestUpstreamReason(t *testing.T) {
+	_, err := net.Dial("tcp", "127.0.0.1:1")
+	if got := upstreamReason(&url.Error{Op: "Post", URL: "http://127.0.0.1:1/mcp", Err: err}); got != "the upstream refused the connection" {
+		t.Errorf("refused: %q", got)
+	}
+	if got := upstreamReason(fmt.Errorf("reading the answer: %w", io.ErrUnexpectedEOF)); got != "the upstream closed the connection" {
+		t.Errorf("EOF: %q", got)
+	}
+	if got := upstreamReason(&net.DNSError{Err: "no such host", Name: "tools.internal", IsNotFound: true}); got != "the upstream's host name does not resolve" || strings.Contains(got, "tools.internal") {
+		t.Errorf("DNS: %q", got)
+	}
+	if got := upstreamReason(context.DeadlineExceeded); got != "the upstream did not answer in time" {
+		t.Errorf("timeout: %q", got)
+	}
+	// The gateway's own findings are told as they are.
+	own := errors.New("the upstream's answer is larger than 10 bytes")
+	if got := upstreamReason(own); got != own.Error() {
+		t.Errorf("own: %q", got)
+	}
+}
+
+func TestUpstreamWarnLimited(t *testing.T) {
+	var buf bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&buf, nil))
+	var wl warnLimiter
+	t0 := time.Unix(1e9, 0)
+	for i := range 5 {
+		wl.warn(log, t0.Add(time.Duration(i)*time.Second), "an upstream failed")
+	}
+	wl.warn(log, t0.Add(upstreamWarnEvery), "an upstream failed")
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 2 || !strings.Contains(lines[0], "unlogged_since_last=0") || !strings.Contains(lines[1], "unlogged_since_last=4") {
+		t.Fatalf("log:\n%s", buf.String())
 	}
 }
 

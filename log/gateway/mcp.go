@@ -288,8 +288,14 @@ func (g *Gateway) serveMCPPost(w http.ResponseWriter, r *http.Request, rt *route
 			return mc.rec.withOutcome(OutcomeDenied, map[string]any{"gateway.refused": "outside the agent's declared scope"}).encode(), true
 		}, func(mc *mcpCall, rc Receipt) { // called one at a time
 			receipts[idKey(mc.m.id)] = rc.String()
-			w.Header().Add(ReceiptHeader, rc.String())
 		})
+		var inOrder []string
+		for _, mc := range calls {
+			if rc, ok := receipts[idKey(mc.m.id)]; ok {
+				inOrder = append(inOrder, rc)
+			}
+		}
+		setReceipts(w.Header(), ReceiptHeader, inOrder)
 		if len(receipts) > 0 {
 			statsOf(r.Context()).outcome = OutcomeDenied
 		}
@@ -408,24 +414,27 @@ func (g *Gateway) serveMCPPost(w http.ResponseWriter, r *http.Request, rt *route
 		}
 	}
 	receipts := map[string]string{}
+	var firsts, finals []string
 	for _, mc := range calls {
 		first := mc.final
 		if mc.first != nil {
 			first = mc.first
 			if mc.final != nil {
-				w.Header().Add(OutcomeReceiptHeader, mc.final.String())
+				finals = append(finals, mc.final.String())
 			}
 		}
 		if first != nil {
-			w.Header().Add(ReceiptHeader, first.String())
+			firsts = append(firsts, first.String())
 			receipts[idKey(mc.m.id)] = first.String()
 		}
 	}
+	setReceipts(w.Header(), ReceiptHeader, firsts)
+	setReceipts(w.Header(), OutcomeReceiptHeader, finals)
 	if upErr != nil && len(answers) == 0 {
 		if unrec != "" {
 			w.Header().Set(UnrecordedHeader, clean(unrec, 512))
 		}
-		mcpFail(msgs, batch, CodeUpstream, receipts)(w, http.StatusBadGateway, "upstream: "+upErr.Error())
+		mcpFail(msgs, batch, CodeUpstream, receipts)(w, http.StatusBadGateway, g.upstreamFailed(rt, upErr))
 		return
 	}
 	meta := func(a *message) []byte {
@@ -478,7 +487,8 @@ func (m *message) outcome(a map[string]any) string {
 }
 
 // withReceipt returns the answer raw with the call's receipts in its
-// result's _meta.
+// result's _meta, or for an error in its error's data (when that is an
+// object or absent).
 func withReceipt(raw []byte, mc *mcpCall) []byte {
 	first := mc.final
 	if mc.first != nil {
@@ -491,13 +501,18 @@ func withReceipt(raw []byte, mc *mcpCall) []byte {
 	if json.Unmarshal(raw, &msg) != nil {
 		return raw
 	}
-	var result map[string]json.RawMessage
-	if json.Unmarshal(msg["result"], &result) != nil || result == nil {
+	// The receipts go in result._meta, or in error.data.
+	outer, inner := "result", "_meta"
+	if _, ok := msg["result"]; !ok {
+		outer, inner = "error", "data"
+	}
+	var obj map[string]json.RawMessage
+	if json.Unmarshal(msg[outer], &obj) != nil || obj == nil {
 		return raw
 	}
 	var meta map[string]json.RawMessage
-	if m, ok := result["_meta"]; ok && json.Unmarshal(m, &meta) != nil {
-		return raw
+	if m, ok := obj[inner]; ok && json.Unmarshal(m, &meta) != nil {
+		return raw // not an object: left as the upstream wrote it
 	}
 	if meta == nil {
 		meta = map[string]json.RawMessage{}
@@ -506,8 +521,8 @@ func withReceipt(raw []byte, mc *mcpCall) []byte {
 	if mc.first != nil && mc.final != nil {
 		meta[MetaOutcomeReceipt] = jsonMarshal(mc.final.String())
 	}
-	result["_meta"] = jsonMarshal(meta)
-	msg["result"] = jsonMarshal(result)
+	obj[inner] = jsonMarshal(meta)
+	msg[outer] = jsonMarshal(obj)
 	return jsonMarshal(msg)
 }
 
@@ -631,7 +646,7 @@ func scalar(v json.RawMessage) (string, bool) {
 // hopHeaders are not forwarded (RFC 9110 section 7.6.1), nor are the
 // gateway's own.
 var hopHeaders = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",
-	"Te", "Trailer", "Transfer-Encoding", "Upgrade", "Content-Length", "Host", ReceiptHeader, OutcomeReceiptHeader, UnrecordedHeader}
+	"Te", "Trailer", "Transfer-Encoding", "Upgrade", "Content-Length", "Host", ReceiptHeader, OutcomeReceiptHeader, UnrecordedHeader, ReceiptsInBodyHeader}
 
 func copyHeaders(dst, src http.Header) {
 	for k, vv := range src {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -130,10 +131,16 @@ func TestMCPBatch(t *testing.T) {
 					t.Fatalf("answers %s", b)
 				}
 				want := map[string]string{"1": "success", "b": "error", "3": "tool_error"}
+				// One field line, the receipts in request order.
 				hdr := resp.Header.Values(ReceiptHeader)
-				if len(hdr) != 3 {
-					t.Fatalf("receipt headers %q", hdr)
+				if len(hdr) != 1 {
+					t.Fatalf("receipt field lines %q, want one", hdr)
 				}
+				inHeader, err := ParseReceipts(hdr[0])
+				if err != nil || len(inHeader) != 3 {
+					t.Fatalf("receipt field %q: %v", hdr[0], err)
+				}
+				order := map[string]int{"1": 0, "b": 1, "3": 2}
 				perEntry := 1
 				if mode == "before" {
 					perEntry = 2
@@ -143,16 +150,21 @@ func TestMCPBatch(t *testing.T) {
 				}
 				for _, a := range as {
 					id := strings.Trim(string(jsonMarshal(a["id"])), `"`)
+					var meta map[string]any
 					if id == "b" {
-						if a["error"] == nil {
+						e, _ := a["error"].(map[string]any)
+						if e == nil || e["code"] != float64(-32602) {
 							t.Fatalf("answer %v lost its error", a)
 						}
-						continue
+						meta, _ = e["data"].(map[string]any) // an error's receipts are in its data
+					} else {
+						meta = a["result"].(map[string]any)["_meta"].(map[string]any)
 					}
-					res := a["result"].(map[string]any)
-					meta := res["_meta"].(map[string]any)
 					if id == "1" && meta["x"] != float64(1) {
 						t.Fatalf("the upstream's _meta was lost: %v", meta)
+					}
+					if rc, _ := meta[MetaReceipt].(string); rc != inHeader[order[id]].String() {
+						t.Fatalf("call %s: receipt %q in the answer, %q in the header", id, rc, inHeader[order[id]])
 					}
 					_, l := tl.checkReceipt(t, meta[MetaReceipt].(string))
 					if mode == "before" {
@@ -191,7 +203,8 @@ func TestMCPNotificationsAndErrors(t *testing.T) {
 	// recorded and the upstream never called.
 	calls := up.calls.Load()
 	resp, b := mcpPost(t, gw.URL+"/crm", cred, `[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"lookup"}},
-		{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"drop_table"}}]`)
+		{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"drop_table"}},
+		{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"drop_all"}}]`)
 	var errs []struct {
 		ID    int
 		Error struct {
@@ -199,11 +212,17 @@ func TestMCPNotificationsAndErrors(t *testing.T) {
 			Data map[string]string
 		}
 	}
-	if err := json.Unmarshal(b, &errs); err != nil || resp.StatusCode != 403 || len(errs) != 2 || errs[1].Error.Code != CodeRefused || up.calls.Load() != calls {
+	if err := json.Unmarshal(b, &errs); err != nil || resp.StatusCode != 403 || len(errs) != 3 || errs[1].Error.Code != CodeRefused || up.calls.Load() != calls {
 		t.Fatalf("refused batch: %d %s", resp.StatusCode, b)
 	}
-	if _, l := tl.checkReceipt(t, errs[1].Error.Data[MetaReceipt]); l.Outcome != OutcomeDenied || l.Tool != "drop_table" {
-		t.Fatalf("refusal entry %+v", l)
+	for i, tool := range map[int]string{1: "drop_table", 2: "drop_all"} {
+		if _, l := tl.checkReceipt(t, errs[i].Error.Data[MetaReceipt]); l.Outcome != OutcomeDenied || l.Tool != tool {
+			t.Fatalf("refusal entry %+v", l)
+		}
+	}
+	// The refusals' receipts, in request order, in one field.
+	if got, want := resp.Header.Values(ReceiptHeader), errs[1].Error.Data[MetaReceipt]+", "+errs[2].Error.Data[MetaReceipt]; len(got) != 1 || got[0] != want {
+		t.Fatalf("receipt field %q, want %q", got, want)
 	}
 	// Bad bodies and credentials get JSON-RPC errors.
 	for _, c := range []struct {
@@ -303,6 +322,82 @@ func TestMCPAuthenticatesBeforeBody(t *testing.T) {
 // written: each request of a batch is a call with its entries, so one 15 MB
 // batch of 200,000 calls took the gateway to 690 MB and wrote 400,000
 // entries.
+// TestMCPBatchReceiptField: a batch's receipts never make a field longer
+// than MaxReceiptField (HTTP clients refuse big headers); beyond it they
+// are only in the answers, and the answer says so.
+func TestMCPBatchReceiptField(t *testing.T) {
+	tl := newTestLog(t)
+	cred := tl.session(t, "bot-1", "", "t")
+	up := rpcUpstream(t, false)
+	gw := newGateway(t, tl, `{"routes": {"crm": {"upstream": "mcp+{u}", "record": "before"}}}`, map[string]*upstream{"u": up})
+	for _, n := range []int{100, 400} {
+		var b strings.Builder
+		b.WriteString("[")
+		for i := range n {
+			if i > 0 {
+				b.WriteString(",")
+			}
+			name := "lookup"
+			if i%2 == 1 {
+				name = "fail"
+			}
+			fmt.Fprintf(&b, `{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":%q}}`, i, name)
+		}
+		b.WriteString("]")
+		resp, body := mcpPost(t, gw.URL+"/crm", cred, b.String())
+		if resp.StatusCode != 200 {
+			t.Fatalf("a batch of %d: %d %.200s", n, resp.StatusCode, body)
+		}
+		size := 0
+		for k, vs := range resp.Header {
+			for _, v := range vs {
+				size += len(k) + len(v) + 4
+			}
+		}
+		if size > 2*MaxReceiptField+1024 {
+			t.Fatalf("a batch of %d: %d bytes of header", n, size)
+		}
+		var inHeader, outcomes []Receipt
+		if n == 100 {
+			var err error
+			if inHeader, err = ParseReceipts(resp.Header.Get(ReceiptHeader)); err != nil || len(inHeader) != n {
+				t.Fatalf("a batch of %d: receipt field: %d receipts, %v", n, len(inHeader), err)
+			}
+			if outcomes, err = ParseReceipts(resp.Header.Get(OutcomeReceiptHeader)); err != nil || len(outcomes) != n {
+				t.Fatalf("a batch of %d: outcome receipt field: %d receipts, %v", n, len(outcomes), err)
+			}
+		} else if resp.Header.Get(ReceiptHeader) != "" || resp.Header.Get(OutcomeReceiptHeader) != "" || resp.Header.Get(ReceiptsInBodyHeader) != strconv.Itoa(n) {
+			t.Fatalf("a batch of %d: %s %q, %s %q", n, ReceiptHeader, resp.Header.Get(ReceiptHeader), ReceiptsInBodyHeader, resp.Header.Get(ReceiptsInBodyHeader))
+		}
+		var as []map[string]json.RawMessage
+		if err := json.Unmarshal(body, &as); err != nil || len(as) != n {
+			t.Fatalf("a batch of %d: %d answers: %v", n, len(as), err)
+		}
+		for _, a := range as {
+			var id int
+			json.Unmarshal(a["id"], &id)
+			var in struct {
+				Meta map[string]string `json:"_meta"`
+				Data map[string]string `json:"data"`
+			}
+			if id%2 == 1 {
+				json.Unmarshal(a["error"], &in)
+				in.Meta = in.Data
+			} else {
+				json.Unmarshal(a["result"], &in)
+			}
+			rc, oc := in.Meta[MetaReceipt], in.Meta[MetaOutcomeReceipt]
+			if n == 100 && (rc != inHeader[id].String() || oc != outcomes[id].String()) {
+				t.Fatalf("call %d: receipts %q, %q in the answer, %q, %q in the header", id, rc, oc, inHeader[id], outcomes[id])
+			}
+			tl.checkReceipt(t, rc)
+			if _, l := tl.checkReceipt(t, oc); (id%2 == 1) != (l.Outcome == OutcomeError) {
+				t.Fatalf("call %d: outcome %q", id, l.Outcome)
+			}
+		}
+	}
+}
+
 func TestMCPBatchCap(t *testing.T) {
 	tl := newTestLog(t)
 	cred := tl.session(t, "bot-1", "", "t")
