@@ -486,3 +486,20 @@ func TestTokenIDInLeaves(t *testing.T) {
 		t.Fatalf("log:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+// TestScopeLocalZoneIsUTC: a scope recorded naming "Local" (accepted
+// before such scopes were refused) is checked in UTC, whatever the host's
+// zone, so that every node and every replay finds the same.
+func TestScopeLocalZoneIsUTC(t *testing.T) {
+	if err := (Scope{Hours: "09:00-17:00", TZ: "Local"}).Validate(); err == nil {
+		t.Fatal("a new scope naming Local was accepted")
+	}
+	old := time.Local
+	t.Cleanup(func() { time.Local = old })
+	time.Local = time.FixedZone("host", 10*3600) // 08:30 UTC is 18:30 here
+	c := Scope{Hours: "09:00-17:00", TZ: "Local"}.Compile()
+	at := time.Date(2026, 12, 2, 8, 30, 0, 0, time.UTC)
+	if c.AllowsTime(at) || !c.AllowsTime(at.Add(time.Hour)) {
+		t.Fatalf("08:30 UTC allowed %v, 09:30 UTC allowed %v: want the window in UTC", c.AllowsTime(at), c.AllowsTime(at.Add(time.Hour)))
+	}
+}
