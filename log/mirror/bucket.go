@@ -6,9 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -29,7 +32,13 @@ var ErrPrecondition = errors.New("precondition failed")
 const maxObject = 256*(2+65535) + 1
 
 // ParseURL splits s3://BUCKET[/PREFIX] into the bucket and the key prefix
-// (empty, or ending in "/").
+// (empty, or ending in "/"). The bucket name must follow S3's naming
+// rules (3 to 63 lowercase letters, digits, dots and hyphens, starting
+// and ending with a letter or digit, no "..", not an IPv4 address), and
+// the prefix's segments must be printable UTF-8 and not "." or ".." (an
+// S3-compatible server on a file system maps keys to paths), so that a
+// mistyped URL is refused with a sentence at start, not by the server at
+// the first write.
 func ParseURL(u string) (bucket, prefix string, err error) {
 	rest, ok := strings.CutPrefix(u, "s3://")
 	if !ok {
@@ -39,11 +48,50 @@ func ParseURL(u string) (bucket, prefix string, err error) {
 	if bucket == "" {
 		return "", "", fmt.Errorf("mirror URL %q: no bucket name", u)
 	}
+	if err := checkBucketName(bucket); err != nil {
+		return "", "", fmt.Errorf("mirror URL %q: %w", u, err)
+	}
 	prefix = strings.Trim(prefix, "/")
 	if prefix != "" {
+		for _, seg := range strings.Split(prefix, "/") {
+			switch {
+			case seg == "":
+				return "", "", fmt.Errorf("mirror URL %q: the prefix has an empty segment (\"//\")", u)
+			case seg == "." || seg == "..":
+				return "", "", fmt.Errorf("mirror URL %q: the prefix has a %q segment", u, seg)
+			case !utf8.ValidString(seg) || strings.ContainsFunc(seg, func(r rune) bool { return !unicode.IsPrint(r) }):
+				return "", "", fmt.Errorf("mirror URL %q: the prefix has a character that is not printable UTF-8", u)
+			}
+		}
+		if len(prefix) > 512 {
+			return "", "", fmt.Errorf("mirror URL %q: the prefix is longer than 512 bytes", u)
+		}
 		prefix += "/"
 	}
 	return bucket, prefix, nil
+}
+
+// checkBucketName checks S3's rules for a general-purpose bucket's name.
+func checkBucketName(b string) error {
+	if len(b) < 3 || len(b) > 63 {
+		return fmt.Errorf("bucket name %q: want 3 to 63 characters", b)
+	}
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '.' || c == '-') {
+			return fmt.Errorf("bucket name %q: only lowercase letters, digits, dots and hyphens", b)
+		}
+	}
+	if alnum := func(c byte) bool { return c != '.' && c != '-' }; !alnum(b[0]) || !alnum(b[len(b)-1]) {
+		return fmt.Errorf("bucket name %q: must start and end with a letter or digit", b)
+	}
+	if strings.Contains(b, "..") {
+		return fmt.Errorf("bucket name %q: two dots in a row", b)
+	}
+	if ip := net.ParseIP(b); ip != nil {
+		return fmt.Errorf("bucket name %q: an IP address is not a bucket name", b)
+	}
+	return nil
 }
 
 // BucketConfig configures [OpenBucket].
