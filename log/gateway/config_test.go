@@ -153,3 +153,37 @@ func FuzzParseReceipts(f *testing.F) {
 		}
 	})
 }
+
+// FuzzLoad: the configuration file's parser and checks never panic, and
+// what they accept is a usable configuration.
+func FuzzLoad(f *testing.F) {
+	f.Add([]byte(`{"routes": {"crm": {"upstream": "mcp+http://127.0.0.1:9001/mcp", "record": "before", "scope": "enforce", "resources": [{"path": "/customers/{id}", "resource": "customers/{id}"}]}}}`), "tools=http://127.0.0.1:9000")
+	f.Add([]byte(`{"session_cache": "1s", "max_batch": 10, "routes": {"a": {"upstream": "http://h", "fail_open": true, "record_args": ["x"]}}}`), "")
+	f.Add([]byte(`{"routes": {}}`), "a=")
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, b []byte, route string) {
+		p := filepath.Join(dir, "gateway.json")
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		var flags []string
+		if route != "" {
+			flags = []string{route}
+		}
+		c, err := Load("http://127.0.0.1:1", p, flags)
+		if err != nil {
+			if err.Error() == "" {
+				t.Fatal("an error without a sentence")
+			}
+			return
+		}
+		if len(c.Routes) == 0 {
+			t.Fatalf("%s: accepted with no routes", b)
+		}
+		for _, r := range c.Routes {
+			if r.Name == "" || r.Upstream == nil || (r.Upstream.Scheme != "http" && r.Upstream.Scheme != "https") || r.Upstream.Host == "" {
+				t.Fatalf("%s: route %+v accepted", b, r)
+			}
+		}
+	})
+}
