@@ -22,13 +22,17 @@ func transportError(err error) bool {
 	var oe *net.OpError
 	var de *net.DNSError
 	var errno syscall.Errno
+	return errors.As(err, &ue) || errors.As(err, &oe) || errors.As(err, &de) || errors.As(err, &errno) ||
+		tlsError(err) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF)
+}
+
+// tlsError reports whether err is a failed TLS handshake or certificate.
+func tlsError(err error) bool {
 	var ce *tls.CertificateVerificationError
 	var he tls.RecordHeaderError
 	var ae x509.UnknownAuthorityError
 	var hn x509.HostnameError
-	return errors.As(err, &ue) || errors.As(err, &oe) || errors.As(err, &de) || errors.As(err, &errno) ||
-		errors.As(err, &ce) || errors.As(err, &he) || errors.As(err, &ae) || errors.As(err, &hn) ||
-		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF)
+	return errors.As(err, &ce) || errors.As(err, &he) || errors.As(err, &ae) || errors.As(err, &hn)
 }
 
 // upstreamReason is what the agent is told of its upstream's failure.
@@ -41,10 +45,6 @@ func upstreamReason(err error) string {
 	}
 	var de *net.DNSError
 	var ne net.Error
-	var ce *tls.CertificateVerificationError
-	var he tls.RecordHeaderError
-	var ae x509.UnknownAuthorityError
-	var hn x509.HostnameError
 	switch {
 	case errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()):
 		return "the upstream did not answer in time"
@@ -52,7 +52,7 @@ func upstreamReason(err error) string {
 		return "the upstream refused the connection"
 	case errors.As(err, &de):
 		return "the upstream's host name does not resolve"
-	case errors.As(err, &ce) || errors.As(err, &he) || errors.As(err, &ae) || errors.As(err, &hn):
+	case tlsError(err):
 		return "the TLS handshake with the upstream failed"
 	case errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
 		return "the upstream closed the connection"
