@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -266,6 +268,9 @@ func TestUpstreamReason(t *testing.T) {
 	}
 	if got := upstreamReason(&net.DNSError{Err: "no such host", Name: "tools.internal", IsNotFound: true}); got != "the upstream's host name does not resolve" || strings.Contains(got, "tools.internal") {
 		t.Errorf("DNS: %q", got)
+	}
+	if got := upstreamReason(&url.Error{Op: "Get", URL: "https://tools.internal/", Err: &tls.CertificateVerificationError{Err: x509.UnknownAuthorityError{}}}); got != "the TLS handshake with the upstream failed" {
+		t.Errorf("TLS: %q", got)
 	}
 	if got := upstreamReason(context.DeadlineExceeded); got != "the upstream did not answer in time" {
 		t.Errorf("timeout: %q", got)
