@@ -83,5 +83,20 @@ ocsf-schema:
 	$(GO) run ./internal/ocsfgen -git $(OCSF) -out log/ocsf/testdata/schema
 	git diff --exit-code -- log/ocsf/testdata/schema
 
+# Regenerates the console's screenshots in docs/console (docs/console.md):
+# TestViews in headless Chromium over a week of demo data.
+screenshots:
+	$(GO) test -count=1 ./log/console/ -run '^TestViews$$' -screenshots ../../docs/console
+
+# Runs every fuzz target for FUZZTIME each (make test runs only their seed
+# corpora); a failing input is written under the package's testdata/fuzz.
+FUZZTIME ?= 10s
+fuzz:
+	@for pkg in $$(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname | sort -u); do \
+		for f in $$(grep -h '^func Fuzz' $$pkg/*_test.go | sed 's/^func \(Fuzz[A-Za-z0-9_]*\).*/\1/'); do \
+			echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+		done; \
+	done
+
 clean:
 	rm -rf bin

@@ -291,7 +291,14 @@ func FuzzMatchLeaf(f *testing.F) {
 		}
 		leaf := appendLeaf(nil, time.Unix(1e9, 0), tail)
 		for _, field := range []string{"action", "resource", "tool", "agent", "kind"} {
-			flt := &query.Filter{Matches: []query.Match{{Field: field, Value: want, Prefix: prefix}}}
+			v := want
+			if prefix {
+				v += "*"
+			}
+			flt, err := query.Parse(url.Values{field: {v}})
+			if err != nil {
+				continue // refused at the API (not UTF-8, a '*' inside, empty)
+			}
 			a, err1 := LeafMatches(flt, leaf)
 			b, err2 := matchLeaf(flt, leaf)
 			if err1 != nil || err2 != nil || a != b {

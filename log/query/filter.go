@@ -19,6 +19,7 @@ import (
 	"strings"
 	"time"
 	_ "time/tzdata" // zones must resolve on machines without a zoneinfo database
+	"unicode/utf8"
 
 	"github.com/agentlog/agentlog"
 )
@@ -112,6 +113,11 @@ func Parse(q url.Values) (*Filter, error) {
 			return nil, fmt.Errorf("%w: %q given %d times", ErrInvalid, field, len(vs))
 		}
 		v := vs[0]
+		if !utf8.ValidString(v) {
+			// Leaves are valid UTF-8; a byte that is part of a character
+			// matches nothing in the index and something when decoded.
+			return nil, fmt.Errorf("%w: %q is not valid UTF-8", ErrInvalid, field)
+		}
 		m := Match{Field: field, Value: v}
 		if strings.HasSuffix(v, "*") {
 			m.Prefix, m.Value = true, strings.TrimSuffix(v, "*")

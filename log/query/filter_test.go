@@ -152,7 +152,7 @@ func TestParse(t *testing.T) {
 		"agent=a&agent=b", "resource=a*b", "agent=", "from=yesterday", "from=2026-02-01T00:00:00Z&to=2026-01-01T00:00:00Z",
 		"outside_hours=9-17", "outside_hours=09:00-09:00", "outside_hours=25:00-26:00", "outside_hours=09:00-17:00&tz=Mars/Olympus",
 		"outside_hours=09:00-17:00&tz=../../etc/passwd", "outside_hours=09:00-17:00&weekdays=funday", "tz=UTC", "weekdays=mon",
-		"outside_hours=+9:00-17:00",
+		"outside_hours=+9:00-17:00", "action=%E2*", "agent=%FF",
 	} {
 		q, _ := url.ParseQuery(bad)
 		if _, err := Parse(q); !errors.Is(err, ErrInvalid) {
