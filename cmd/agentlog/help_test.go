@@ -2,10 +2,13 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/agentlog/agentlog/log/anomaly"
 )
 
 // TestHelp checks that every verb explains itself: "agentlog help VERB"
@@ -88,6 +91,35 @@ func TestDebugListenLoopbackOnly(t *testing.T) {
 	for _, addr := range []string{"127.0.0.1:0", "[::1]:0", "localhost:0"} {
 		if err := checkDebugListen(addr); err != nil {
 			t.Errorf("%s: %v", addr, err)
+		}
+	}
+}
+
+// TestServeHelpNamesDefaultRules: --anomaly-config's help names every
+// rule the server runs without a file (it named three of the six).
+func TestServeHelpNamesDefaultRules(t *testing.T) {
+	var out bytes.Buffer
+	run([]string{"help", "serve"}, &out, &out)
+	var help string
+	for _, line := range strings.SplitAfter(out.String(), "\n") {
+		if strings.Contains(line, "anomaly rules and webhooks, JSON") {
+			help = line
+		}
+	}
+	if help == "" {
+		t.Fatalf("no --anomaly-config help in:\n%s", out.String())
+	}
+	b, err := json.Marshal(anomaly.DefaultConfig().Rules)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rules map[string]any
+	if err := json.Unmarshal(b, &rules); err != nil {
+		t.Fatal(err)
+	}
+	for name, v := range rules {
+		if v != false && v != nil && !strings.Contains(help, name) {
+			t.Errorf("the rule %s runs by default and --anomaly-config's help does not name it: %s", name, help)
 		}
 	}
 }
