@@ -123,3 +123,36 @@ func TestServeHelpNamesDefaultRules(t *testing.T) {
 		}
 	}
 }
+
+// TestChangeFlagsTheyUse: change verbs refuse flags they would ignore.
+// propose and list took --id ("the change id") and dropped it, so
+// "change list --id X" listed every change; digest, which runs offline,
+// took --server and the token flags.
+func TestChangeFlagsTheyUse(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "c.json")
+	if err := os.WriteFile(cfg, []byte(`{"model":{"name":"m"}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tok := filepath.Join(dir, "auditor.token")
+	if err := os.WriteFile(tok, []byte("agentlog-token-v1.0123456789abcdef.secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// With a token and a server that refuses connections, a flag taken
+	// and ignored ends in a connection error (exit 1), not a usage error.
+	srv := []string{"--token-file", tok, "--server", "http://127.0.0.1:1", "--timeout", "2s"}
+	for _, args := range [][]string{
+		append([]string{"change", "list", "--id", "ch-1"}, srv...),
+		append([]string{"change", "propose", "--id", "ch-1", "--agent", "a", "--config", cfg, "--description", "d", "--testing", "t", "--rollback", "r"}, srv...),
+		{"change", "digest", "--config", cfg, "--server", "http://127.0.0.1:1"},
+	} {
+		var out bytes.Buffer
+		if code := run(args, &out, &out); code != 2 {
+			t.Errorf("agentlog %v: exit %d, want 2 (a usage error): %s", args, code, out.String())
+		}
+	}
+	var out bytes.Buffer
+	if code := run([]string{"change", "digest", "--config", cfg}, &out, &out); code != 0 || !strings.HasPrefix(out.String(), "sha256:") {
+		t.Errorf("change digest: exit %d, %q", code, out.String())
+	}
+}
