@@ -124,10 +124,11 @@ func TestServeHelpNamesDefaultRules(t *testing.T) {
 	}
 }
 
-// TestChangeFlagsTheyUse: change verbs refuse flags they would ignore.
+// TestChangeFlagsTheyUse: verbs refuse flags they would ignore. change
 // propose and list took --id ("the change id") and dropped it, so
-// "change list --id X" listed every change; digest, which runs offline,
-// took --server and the token flags.
+// "change list --id X" listed every change; change digest, which runs
+// offline, took --server and the token flags; agent list took --id,
+// session list --id and session end --agent.
 func TestChangeFlagsTheyUse(t *testing.T) {
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "c.json")
@@ -145,6 +146,9 @@ func TestChangeFlagsTheyUse(t *testing.T) {
 		append([]string{"change", "list", "--id", "ch-1"}, srv...),
 		append([]string{"change", "propose", "--id", "ch-1", "--agent", "a", "--config", cfg, "--description", "d", "--testing", "t", "--rollback", "r"}, srv...),
 		{"change", "digest", "--config", cfg, "--server", "http://127.0.0.1:1"},
+		append([]string{"agent", "list", "--id", "bot-1"}, srv...),
+		append([]string{"session", "list", "--id", "0123456789abcdef"}, srv...),
+		append([]string{"session", "end", "--agent", "bot-1", "--id", "0123456789abcdef"}, srv...),
 	} {
 		var out bytes.Buffer
 		if code := run(args, &out, &out); code != 2 {
