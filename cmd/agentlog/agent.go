@@ -28,7 +28,10 @@ func runAgent(args []string, stdout, stderr io.Writer) error {
 		who = "admin"
 	}
 	o := addOperatorFlags(fs, who)
-	id := fs.String("id", "", "agent id: 1 to 64 letters, digits, '.', '_' or '-'")
+	id := new(string) // list lists every agent: it takes no --id (it ignored one)
+	if verb != "list" {
+		id = fs.String("id", "", "agent id: 1 to 64 letters, digits, '.', '_' or '-'")
+	}
 	switch verb {
 	case "register":
 		owner := fs.String("owner", "", "who is accountable for the agent (default: the operator running this)")

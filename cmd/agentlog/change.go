@@ -38,8 +38,17 @@ func runChange(args []string, stdout, stderr io.Writer) error {
 	if who == "" {
 		who = "admin, approver or auditor"
 	}
-	o := addOperatorFlags(fs, who)
-	id := fs.String("id", "", "the change id (from change propose or change list)")
+	// digest runs offline: it takes no server or token flags. Only the
+	// verbs about one change take --id (propose and list ignored it).
+	var o *operatorFlags
+	if verb != "digest" {
+		o = addOperatorFlags(fs, who)
+	}
+	var id *string
+	switch verb {
+	case "approve", "reject", "show", "attest":
+		id = fs.String("id", "", "the change id (from change propose or change list)")
+	}
 	switch verb {
 	case "digest":
 		cfgFile := fs.String("config", "", "the configuration file, JSON (docs/changes.md; required)")

@@ -2,10 +2,13 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/agentlog/agentlog/log/anomaly"
 )
 
 // TestHelp checks that every verb explains itself: "agentlog help VERB"
@@ -89,5 +92,71 @@ func TestDebugListenLoopbackOnly(t *testing.T) {
 		if err := checkDebugListen(addr); err != nil {
 			t.Errorf("%s: %v", addr, err)
 		}
+	}
+}
+
+// TestServeHelpNamesDefaultRules: --anomaly-config's help names every
+// rule the server runs without a file (it named three of the six).
+func TestServeHelpNamesDefaultRules(t *testing.T) {
+	var out bytes.Buffer
+	run([]string{"help", "serve"}, &out, &out)
+	var help string
+	for _, line := range strings.SplitAfter(out.String(), "\n") {
+		if strings.Contains(line, "anomaly rules and webhooks, JSON") {
+			help = line
+		}
+	}
+	if help == "" {
+		t.Fatalf("no --anomaly-config help in:\n%s", out.String())
+	}
+	b, err := json.Marshal(anomaly.DefaultConfig().Rules)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rules map[string]any
+	if err := json.Unmarshal(b, &rules); err != nil {
+		t.Fatal(err)
+	}
+	for name, v := range rules {
+		if v != false && v != nil && !strings.Contains(help, name) {
+			t.Errorf("the rule %s runs by default and --anomaly-config's help does not name it: %s", name, help)
+		}
+	}
+}
+
+// TestChangeFlagsTheyUse: verbs refuse flags they would ignore. change
+// propose and list took --id ("the change id") and dropped it, so
+// "change list --id X" listed every change; change digest, which runs
+// offline, took --server and the token flags; agent list took --id,
+// session list --id and session end --agent.
+func TestChangeFlagsTheyUse(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "c.json")
+	if err := os.WriteFile(cfg, []byte(`{"model":{"name":"m"}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tok := filepath.Join(dir, "auditor.token")
+	if err := os.WriteFile(tok, []byte("agentlog-token-v1.0123456789abcdef.secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// With a token and a server that refuses connections, a flag taken
+	// and ignored ends in a connection error (exit 1), not a usage error.
+	srv := []string{"--token-file", tok, "--server", "http://127.0.0.1:1", "--timeout", "2s"}
+	for _, args := range [][]string{
+		append([]string{"change", "list", "--id", "ch-1"}, srv...),
+		append([]string{"change", "propose", "--id", "ch-1", "--agent", "a", "--config", cfg, "--description", "d", "--testing", "t", "--rollback", "r"}, srv...),
+		{"change", "digest", "--config", cfg, "--server", "http://127.0.0.1:1"},
+		append([]string{"agent", "list", "--id", "bot-1"}, srv...),
+		append([]string{"session", "list", "--id", "0123456789abcdef"}, srv...),
+		append([]string{"session", "end", "--agent", "bot-1", "--id", "0123456789abcdef"}, srv...),
+	} {
+		var out bytes.Buffer
+		if code := run(args, &out, &out); code != 2 {
+			t.Errorf("agentlog %v: exit %d, want 2 (a usage error): %s", args, code, out.String())
+		}
+	}
+	var out bytes.Buffer
+	if code := run([]string{"change", "digest", "--config", cfg}, &out, &out); code != 0 || !strings.HasPrefix(out.String(), "sha256:") {
+		t.Errorf("change digest: exit %d, %q", code, out.String())
 	}
 }

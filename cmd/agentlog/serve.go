@@ -81,7 +81,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	shutdownTimeout := fs.Duration("shutdown-timeout", 2*time.Minute, "exit with an error if shutting down takes longer (acknowledged entries are already durable)")
 	debugAddr := fs.String("debug-listen", "", "if set, serve Go's pprof profiles on this loopback address")
 	anomalyOn := fs.Bool("anomaly", true, "run the anomaly rules (alerts are recorded in the log as kind \"alert\")")
-	anomalyConfig := fs.String("anomaly-config", "", "anomaly rules and webhooks, JSON (docs/anomaly.md); default: the scope, hours and rate rules")
+	anomalyConfig := fs.String("anomaly-config", "", "anomaly rules and webhooks, JSON (docs/anomaly.md); default: the scope, hours, rate, config, sequence_gap and denied_burst rules")
 	tlsCert := fs.String("tls-cert", "", "serve HTTPS with this PEM certificate chain (with --tls-key; re-read when it changes)")
 	tlsKey := fs.String("tls-key", "", "PEM private key of --tls-cert (mode 0600)")
 	policyFile := fs.String("witness-policy", "", "c2sp.org/tlog-policy file: push each checkpoint to its witnesses and serve it with their cosignatures once the quorum is met")

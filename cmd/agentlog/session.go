@@ -109,8 +109,13 @@ func runSession(args []string, stdout, stderr io.Writer) error {
 		o := &operatorFlags{server: server, timeout: timeout}
 		o.tokenFile = fs.String("admin-token-file", "", "admin (or, for list, auditor) token file")
 		fs.StringVar(o.tokenFile, "token-file", "", "same as --admin-token-file")
-		agent := fs.String("agent", "", "list only this agent's sessions")
-		id := fs.String("id", "", "the session to end (from session list)")
+		// Each takes only its own flag: list ignored --id and end --agent.
+		agent, id := new(string), new(string)
+		if args[0] == "list" {
+			agent = fs.String("agent", "", "list only this agent's sessions")
+		} else {
+			id = fs.String("id", "", "the session to end (from session list)")
+		}
 		c, ctx, cancel, err := o.connect(fs, args[1:])
 		if err != nil {
 			return err

@@ -699,7 +699,9 @@ func (s *Server) health() Health {
 		st := s.cfg.Clock.Status()
 		h.Clock = &st
 		if st.Degraded || !st.Synced {
-			h.Status = "degraded"
+			if h.Status == "ok" {
+				h.Status = "degraded"
+			}
 			h.Problems = append(h.Problems, "clock is not synchronized with NTP")
 		}
 	}

@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"errors"
+	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/agentlog/agentlog/checkpoint"
+	"github.com/agentlog/agentlog/checkpoint/clock"
 	"github.com/agentlog/agentlog/checkpoint/signer"
 	alog "github.com/agentlog/agentlog/log"
 )
@@ -88,7 +90,9 @@ func TestHealthStalledAppends(t *testing.T) {
 	}
 	p := alog.Principal{ID: "admin", Role: RoleAdmin}
 	stalled := false
-	for i := 0; i < 1000 && !stalled; i++ {
+	// Withdrawals are found on a shared tick (1 ms here), so a commit
+	// quicker than that may be withdrawn from none: try for a while.
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline) && !stalled; {
 		_, err := l.Append(context.Background(), p, alog.KindAction, []alog.Record{{Action: "db.query"}})
 		switch {
 		case errors.Is(err, alog.ErrStalled):
@@ -98,11 +102,46 @@ func TestHealthStalledAppends(t *testing.T) {
 		}
 	}
 	if !stalled {
-		t.Fatal("no append of 1000 was refused with a budget of 1 ns")
+		t.Fatal("no append in 10 s was refused with a budget of 1 ns")
 	}
 	h := srv.health()
 	if h.Status != "degraded" || !h.Storage.Stalled || h.Storage.Slow || h.Storage.StalledAppends == 0 ||
 		len(h.Problems) != 1 || !strings.Contains(h.Problems[0], "appends were refused (503) in the last 30 s with nothing written") {
 		t.Fatalf("/healthz after a refused append: %+v", h)
+	}
+}
+
+// TestHealthFailingWithoutNTP: a failing condition (here a full disk)
+// stays failing, answered 503, when the clock is also unsynchronized. The
+// clock's check set the status to degraded whatever it was, so a log
+// without NTP (an air-gapped one) reported a full disk as degraded with
+// 200.
+func TestHealthFailingWithoutNTP(t *testing.T) {
+	l, err := alog.Open(alog.Config{Dir: t.TempDir(), DiskReserve: 1 << 60})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	if _, err := l.Append(context.Background(), alog.Principal{ID: "admin", Role: RoleAdmin}, alog.KindAction, []alog.Record{{Action: "db.query"}}); !errors.Is(err, alog.ErrDiskFull) {
+		t.Fatalf("append on a full disk: %v, want ErrDiskFull", err)
+	}
+	srv := New(Config{Log: l, Clock: clock.New(clock.Config{}), Registry: prometheus.NewRegistry()})
+	h := srv.health()
+	if h.Status != "failing" || !h.Disk.Full {
+		t.Fatalf("a full disk with an unsynchronized clock: %q, want failing: %+v", h.Status, h)
+	}
+	found := false
+	for _, p := range h.Problems {
+		found = found || p == "clock is not synchronized with NTP"
+	}
+	if !found {
+		t.Errorf("the clock's problem is not listed: %q", h.Problems)
+	}
+	rec := httptest.NewRecorder()
+	if err := srv.getHealth(rec, httptest.NewRequest("GET", "/healthz", nil)); err != nil {
+		t.Fatal(err)
+	}
+	if rec.Code != 503 {
+		t.Errorf("/healthz answered %d, want 503", rec.Code)
 	}
 }
