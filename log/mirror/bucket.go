@@ -32,10 +32,8 @@ var ErrPrecondition = errors.New("precondition failed")
 const maxObject = 256*(2+65535) + 1
 
 // ParseURL splits s3://BUCKET[/PREFIX] into the bucket and the key prefix
-// (empty, or ending in "/"). The bucket name must follow S3's naming
-// rules (3 to 63 lowercase letters, digits, dots and hyphens, starting
-// and ending with a letter or digit, no "..", not an IPv4 address), and
-// the prefix's segments must be printable UTF-8 and not "." or ".." (an
+// (empty, or ending in "/"). The bucket name must be one S3 can hold
+// (checkBucketName), and the prefix's segments must be printable UTF-8 and not "." or ".." (an
 // S3-compatible server on a file system maps keys to paths), so that a
 // mistyped URL is refused with a sentence at start, not by the server at
 // the first write.
@@ -71,24 +69,21 @@ func ParseURL(u string) (bucket, prefix string, err error) {
 	return bucket, prefix, nil
 }
 
-// checkBucketName checks S3's rules for a general-purpose bucket's name.
+// checkBucketName refuses what no S3 bucket can be named. It allows the
+// legacy names us-east-1 accepted before 2018 (capitals, underscores, up
+// to 255 characters), so that an existing bucket still opens; S3 itself
+// refuses a new bucket outside today's rules when it is created.
 func checkBucketName(b string) error {
-	if len(b) < 3 || len(b) > 63 {
-		return fmt.Errorf("bucket name %q: want 3 to 63 characters", b)
+	if len(b) < 3 || len(b) > 255 {
+		return fmt.Errorf("bucket name %q: want 3 to 255 characters", b)
 	}
 	for i := 0; i < len(b); i++ {
 		c := b[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '.' || c == '-') {
-			return fmt.Errorf("bucket name %q: only lowercase letters, digits, dots and hyphens", b)
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == '_') {
+			return fmt.Errorf("bucket name %q: only letters, digits, dots, hyphens and underscores", b)
 		}
 	}
-	if alnum := func(c byte) bool { return c != '.' && c != '-' }; !alnum(b[0]) || !alnum(b[len(b)-1]) {
-		return fmt.Errorf("bucket name %q: must start and end with a letter or digit", b)
-	}
-	if strings.Contains(b, "..") {
-		return fmt.Errorf("bucket name %q: two dots in a row", b)
-	}
-	if ip := net.ParseIP(b); ip != nil {
+	if net.ParseIP(b) != nil {
 		return fmt.Errorf("bucket name %q: an IP address is not a bucket name", b)
 	}
 	return nil

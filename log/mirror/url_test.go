@@ -13,6 +13,7 @@ func TestParseURL(t *testing.T) {
 		{"s3://audit-logs/", "audit-logs", ""},
 		{"s3://audit.logs-2/prod/eu/", "audit.logs-2", "prod/eu/"},
 		{"s3://abc/log", "abc", "log/"},
+		{"s3://Legacy_Bucket/log", "Legacy_Bucket", "log/"}, // us-east-1 before 2018
 	} {
 		b, p, err := mirror.ParseURL(c.url)
 		if err != nil || b != c.bucket || p != c.prefix {
@@ -20,22 +21,19 @@ func TestParseURL(t *testing.T) {
 		}
 	}
 	for url, want := range map[string]string{
-		"https://audit-logs":              "want s3://",
-		"s3:///log":                       "no bucket name",
-		"s3://ab":                         "3 to 63",
-		"s3://" + strings.Repeat("a", 64): "3 to 63",
-		"s3://Audit-Logs":                 "lowercase",
-		"s3://audit logs":                 "lowercase",
-		"s3://audit_logs":                 "lowercase",
-		"s3://-audit":                     "start and end",
-		"s3://audit.":                     "start and end",
-		"s3://audit..logs":                "two dots",
-		"s3://192.168.1.10":               "IP address",
-		"s3://audit-logs/a//b":            "empty segment",
-		"s3://audit-logs/a/../b":          `".." segment`,
-		"s3://audit-logs/./b":             `"." segment`,
-		"s3://audit-logs/a\nb":            "printable",
-		"s3://audit-logs/a\xffb":          "printable",
+		"https://audit-logs":                          "want s3://",
+		"s3:///log":                                   "no bucket name",
+		"s3://ab":                                     "3 to 255",
+		"s3://" + strings.Repeat("a", 256):            "3 to 255",
+		"s3://audit logs":                             "only letters",
+		"s3://audit?logs":                             "only letters",
+		"s3://audit%2flogs":                           "only letters",
+		"s3://192.168.1.10":                           "IP address",
+		"s3://audit-logs/a//b":                        "empty segment",
+		"s3://audit-logs/a/../b":                      `".." segment`,
+		"s3://audit-logs/./b":                         `"." segment`,
+		"s3://audit-logs/a\nb":                        "printable",
+		"s3://audit-logs/a\xffb":                      "printable",
 		"s3://audit-logs/" + strings.Repeat("a", 513): "512 bytes",
 	} {
 		if _, _, err := mirror.ParseURL(url); err == nil || !strings.Contains(err.Error(), want) {
